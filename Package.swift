@@ -1,0 +1,72 @@
+// swift-tools-version: 6.1
+import PackageDescription
+
+let strict: [SwiftSetting] = [
+    .swiftLanguageMode(.v6),
+    .enableUpcomingFeature("ExistentialAny"),
+]
+
+let package = Package(
+    name: "Kith",
+    platforms: [.macOS(.v14)],
+    products: [
+        .executable(name: "kith", targets: ["kith"]),
+        .executable(name: "kithd", targets: ["kithd"]),
+        .library(name: "KithCrypto", targets: ["KithCrypto"]),
+        .library(name: "KithCRDT", targets: ["KithCRDT"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.2"),
+        .package(url: "https://github.com/apple/swift-log.git", from: "1.16.2"),
+        .package(url: "https://github.com/x-sheep/swift-property-based.git", from: "2.0.1"),
+    ],
+    targets: [
+        // libsodium, the only cryptography implementation Kith uses.
+        .systemLibrary(
+            name: "CSodium",
+            pkgConfig: "libsodium",
+            providers: [.apt(["libsodium-dev"])]
+        ),
+        // Safe Swift types over libsodium: keys, AEAD, hashes, sealed boxes, certificates, key rings.
+        .target(name: "KithCrypto", dependencies: ["CSodium"], swiftSettings: strict),
+        // The contact map as a pure, deterministic, convergent set of signed changes. No I/O.
+        .target(name: "KithCRDT", dependencies: ["KithCrypto"], swiftSettings: strict),
+        // Durable, encrypted-at-rest storage of a replica (SQLite). Filled by the store issue.
+        .target(name: "KithStore", dependencies: ["KithCRDT", "KithCrypto"], swiftSettings: strict),
+        // Peer-to-peer transport and sync sessions. Filled by the sync issue.
+        .target(name: "KithSync", dependencies: ["KithCRDT", "KithCrypto"], swiftSettings: strict),
+        // A member's node on disk: data directory, key ring and identity files, shared by kith and kithd.
+        .target(name: "KithNode", dependencies: ["KithCrypto", "KithStore"], swiftSettings: strict),
+        .executableTarget(
+            name: "kith",
+            dependencies: [
+                "KithNode", "KithCrypto",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ],
+            swiftSettings: strict
+        ),
+        .executableTarget(
+            name: "kithd",
+            dependencies: [
+                "KithNode", "KithCrypto",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: strict
+        ),
+        .testTarget(name: "KithCryptoTests", dependencies: ["KithCrypto"], swiftSettings: strict),
+        .testTarget(
+            name: "KithCRDTTests",
+            dependencies: [
+                "KithCRDT", "KithCrypto",
+                .product(name: "PropertyBased", package: "swift-property-based"),
+            ],
+            swiftSettings: strict
+        ),
+        .testTarget(
+            name: "KithNodeTests",
+            dependencies: ["KithNode", "KithCrypto", "kith", "kithd"],
+            swiftSettings: strict
+        ),
+    ]
+)

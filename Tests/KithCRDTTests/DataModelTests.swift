@@ -1,0 +1,6 @@
+import KithCRDT
+import Testing
+
+@Test func dataModelVersionIsOne() {
+    #expect(DataModel.version == 1)
+}
