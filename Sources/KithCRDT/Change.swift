@@ -1,0 +1,273 @@
+import KithCrypto
+
+/// The operations of one change about one contact.
+public struct ContactEdit: Sendable, Hashable {
+    public var contact: ContactID
+    public var ops: [Operation]
+
+    public init(contact: ContactID, ops: [Operation]) {
+        self.contact = contact
+        self.ops = ops
+    }
+}
+
+/// A signed batch of operations from one device in one scope: the unit of replication.
+///
+/// The signature covers the header, which commits to every block through a digest of the
+/// blocks' hashes. A block can therefore be replaced by its hash ("erased") on every replica —
+/// a contact asked to be forgotten — while the signature and hash chain still verify.
+/// The signed header is kept verbatim, never re-serialized. See `Protocol/data-model.md`.
+public struct Change: Sendable, Hashable {
+    public static let format: UInt8 = 1
+    public static let maxEncodedLength = 32 << 20
+    public static let maxBlocks = 1 << 20
+    public static let maxBlockLength = 1 << 20
+    public static let maxOpsPerBlock = 4_096
+    static let signatureDomain = Array("kith/change/v1\0".utf8)
+    static let bodyDomain = Array("kith/body/v1".utf8)
+
+    public let scope: ScopeID
+    public let author: DeviceKey
+    public let seq: UInt64
+    public let previous: ChangeID
+    public let timestamp: HybridTimestamp
+    public let blockCount: Int
+    public let bodyDigest: [UInt8]
+    public let signature: [UInt8]
+    /// BLAKE2b-256 of the signed header.
+    public let id: ChangeID
+    /// The complete encoding: signed header ‖ signature ‖ blocks.
+    public let encoded: [UInt8]
+    let headerLength: Int
+    /// Where each block's bytes are in `encoded`, or nil when the block is erased.
+    let blockRanges: [Range<Int>?]
+    /// For erased blocks, where their 32-byte hash is in `encoded`.
+    let erasedHashRanges: [Range<Int>?]
+
+    public static func == (a: Change, b: Change) -> Bool { a.encoded == b.encoded }
+    public func hash(into h: inout Hasher) { h.combine(id) }
+
+    /// The header bytes the signature covers (verbatim).
+    public var signedHeader: ArraySlice<UInt8> { encoded[0..<headerLength] }
+
+    /// True when at least one block has been erased.
+    public var hasErasedBlocks: Bool { blockRanges.contains(where: { $0 == nil }) }
+
+    /// The contact each present block is about (nil for erased blocks).
+    public var blockContacts: [ContactID?] {
+        blockRanges.map { r in r.map { try! ContactID(bytes: encoded[$0.lowerBound..<($0.lowerBound + 16)]) } }
+    }
+
+    // MARK: Building
+
+    /// Builds and signs a change. Refuses (before signing anything) edits that a replica would
+    /// refuse: no edits, an empty edit, a `forget` that is not alone in its edit, a value that
+    /// breaks its field's grammar, a seq outside 1...2^32-1.
+    public static func make(
+        scope: ScopeID, signer: Ed25519.PrivateKey, seq: UInt64, previous: ChangeID,
+        timestamp: HybridTimestamp, edits: [ContactEdit]
+    ) throws(ChangeRejection) -> Change {
+        let change = try build(scope: scope, signer: signer, seq: seq, previous: previous, timestamp: timestamp, edits: edits)
+        _ = try change.decodeEdits() // field grammar, limits
+        return change
+    }
+
+    /// Builds and signs without checking field grammar: only tests use it, to forge changes a
+    /// replica must refuse.
+    static func build(
+        scope: ScopeID, signer: Ed25519.PrivateKey, seq: UInt64, previous: ChangeID,
+        timestamp: HybridTimestamp, edits: [ContactEdit]
+    ) throws(ChangeRejection) -> Change {
+        guard seq >= 1, seq <= UInt64(UInt32.max) else { throw ChangeRejection(.malformed, "seq \(seq) is outside 1...2^32-1") }
+        guard !edits.isEmpty, edits.allSatisfy({ !$0.ops.isEmpty }) else {
+            throw ChangeRejection(.malformed, "a change needs at least one edit and every edit at least one op")
+        }
+        let author = signer.publicKey
+        var blockBytes: [[UInt8]] = []
+        blockBytes.reserveCapacity(edits.count)
+        for e in edits {
+            guard !e.ops.contains(.forget) || e.ops.count == 1 else {
+                throw ChangeRejection(.malformed, "forget must be the only op of its edit (contact \(e.contact))")
+            }
+            var w = ByteWriter(capacity: 16 + e.ops.count * 16)
+            w.raw(e.contact.bytes)
+            for op in e.ops { op.encode(into: &w, author: author) }
+            blockBytes.append(w.bytes)
+        }
+        let digest = bodyDigest(blockHashes: blockBytes.map { BLAKE2b.hash($0) })
+        var h = ByteWriter(capacity: 160)
+        h.u8(format)
+        h.u8(UInt8(scope.bytes.count))
+        h.raw(scope.bytes)
+        h.raw(author.bytes)
+        h.uvarint(seq)
+        h.raw(previous.bytes)
+        h.u64(timestamp.rawValue)
+        h.uvarint(edits.count)
+        h.raw(digest)
+        let header = h.bytes
+        let sig = signer.signature(for: signatureDomain + header)
+        var all = header + sig
+        all.reserveCapacity(all.count + blockBytes.reduce(0) { $0 + $1.count + 3 })
+        var w = ByteWriter()
+        for b in blockBytes {
+            w.uvarint(UInt64(b.count) << 1)
+            w.raw(b)
+        }
+        all += w.bytes
+        return try Change(decoding: all)
+    }
+
+    static func bodyDigest(blockHashes: [[UInt8]]) -> [UInt8] {
+        let hasher = BLAKE2b.Hasher(outputLength: 32)
+        hasher.update(bodyDomain)
+        for h in blockHashes { hasher.update(h) }
+        return hasher.finalize()
+    }
+
+    // MARK: Decoding
+
+    /// Parses the framing of a change. Does not verify the signature or the digest
+    /// (`verify()`), nor decode the operations (the replica does, before applying anything).
+    public init(decoding bytes: [UInt8]) throws(ChangeRejection) {
+        guard bytes.count <= Self.maxEncodedLength else {
+            throw ChangeRejection(.malformed, "change is \(bytes.count) bytes, more than \(Self.maxEncodedLength)")
+        }
+        var r = ByteReader(bytes)
+        do {
+            let format = try r.u8()
+            guard format == Self.format else {
+                throw ChangeRejection(.unsupportedVersion, "change format \(format) is not supported (this build reads \(Self.format))")
+            }
+            let scopeLength = Int(try r.u8())
+            scope = try ScopeID(bytes: try r.raw(scopeLength))
+            author = try DeviceKey(bytes: try r.raw(32))
+            seq = try r.uvarint()
+            guard seq >= 1, seq <= UInt64(UInt32.max) else { throw DecodeError("seq \(seq) is outside 1...2^32-1") }
+            previous = try ChangeID(bytes: try r.raw(32))
+            if seq == 1 && previous != .zero { throw DecodeError("the first change of a device must have an all-zero previous id") }
+            timestamp = HybridTimestamp(rawValue: try r.u64())
+            blockCount = try r.count(max: Self.maxBlocks, "block count")
+            guard blockCount >= 1 else { throw DecodeError("a change has at least one block") }
+            bodyDigest = Array(try r.raw(32))
+            headerLength = r.offset
+            signature = Array(try r.raw(64))
+            var ranges: [Range<Int>?] = []
+            var hashes: [Range<Int>?] = []
+            ranges.reserveCapacity(blockCount)
+            hashes.reserveCapacity(blockCount)
+            for i in 0..<blockCount {
+                let tag = try r.uvarint()
+                if tag == 1 {
+                    let start = r.offset
+                    try r.skip(32)
+                    ranges.append(nil)
+                    hashes.append(start..<(start + 32))
+                } else if tag & 1 == 0 {
+                    let length = Int(tag >> 1)
+                    guard length >= 17, length <= Self.maxBlockLength else {
+                        throw DecodeError("block \(i) is \(length) bytes; a block is a 16-byte contact id and at least one op, at most \(Self.maxBlockLength) bytes")
+                    }
+                    let start = r.offset
+                    try r.skip(length)
+                    ranges.append(start..<(start + length))
+                    hashes.append(nil)
+                } else {
+                    throw DecodeError("block \(i) has unknown tag \(tag)")
+                }
+            }
+            guard r.isAtEnd else { throw DecodeError("\(r.remaining) trailing bytes after the last block") }
+            blockRanges = ranges
+            erasedHashRanges = hashes
+        } catch let e as DecodeError {
+            throw ChangeRejection(.malformed, "malformed change: \(e.reason)")
+        } catch let e as ChangeRejection {
+            throw e
+        } catch {
+            throw ChangeRejection(.malformed, "malformed change: \(error)")
+        }
+        encoded = bytes
+        id = ChangeID(unchecked: BLAKE2b.hash(bytes[0..<headerLength]))
+    }
+
+    // MARK: Verification
+
+    /// The 32-byte hash of each block (computed for present blocks, stored for erased ones).
+    public func blockHashes() -> [[UInt8]] {
+        (0..<blockCount).map { i in
+            if let r = blockRanges[i] { return BLAKE2b.hash(encoded[r]) }
+            return Array(encoded[erasedHashRanges[i]!])
+        }
+    }
+
+    /// Checks that the blocks match the signed digest and the author's signature is valid.
+    public func verify() throws(ChangeRejection) {
+        guard Self.bodyDigest(blockHashes: blockHashes()) == bodyDigest else {
+            throw ChangeRejection(.tampered, "change \(id) (device \(author), seq \(seq)): blocks do not match the signed digest")
+        }
+        try verifySignature()
+    }
+
+    /// Checks only the signature over the header.
+    public func verifySignature() throws(ChangeRejection) {
+        guard author.isValidSignature(signature, for: Self.signatureDomain + Array(signedHeader)) else {
+            throw ChangeRejection(.badSignature, "change \(id) (device \(author), seq \(seq)): signature does not verify")
+        }
+    }
+
+    /// Decodes the ops of present block `i`.
+    func decodeBlock(_ i: Int) throws(ChangeRejection) -> ContactEdit? {
+        guard let range = blockRanges[i] else { return nil }
+        do throws(DecodeError) {
+            let contact = try ContactID(bytes: encoded[range.lowerBound..<(range.lowerBound + 16)])
+            var r = ByteReader(encoded, from: range.lowerBound + 16, to: range.upperBound)
+            var ops: [Operation] = []
+            while !r.isAtEnd {
+                guard ops.count < Self.maxOpsPerBlock else { throw DecodeError("more than \(Self.maxOpsPerBlock) ops") }
+                ops.append(try Operation.decode(&r, author: author))
+            }
+            if ops.contains(.forget) && ops.count != 1 { throw DecodeError("forget must be the only op of its block") }
+            return ContactEdit(contact: contact, ops: ops)
+        } catch {
+            throw ChangeRejection(.malformed, "change \(id) (device \(author), seq \(seq)), block \(i): \(error.reason)")
+        }
+    }
+
+    /// Decodes every present block (erased ones are skipped).
+    public func decodeEdits() throws(ChangeRejection) -> [(block: Int, edit: ContactEdit)] {
+        var out: [(Int, ContactEdit)] = []
+        out.reserveCapacity(blockCount)
+        for i in 0..<blockCount {
+            if let e = try decodeBlock(i) { out.append((i, e)) }
+        }
+        return out
+    }
+
+    // MARK: Erasure
+
+    /// A copy with every block about a contact in `forgotten` replaced by its hash, except the
+    /// blocks holding the `forget` ops themselves. Signature and id are unchanged.
+    public func erasing(_ forgotten: Set<ContactID>) -> Change {
+        var w = ByteWriter(capacity: encoded.count)
+        w.raw(encoded[0..<(headerLength + 64)])
+        var changed = false
+        for i in 0..<blockCount {
+            if let r = blockRanges[i] {
+                let contact = try! ContactID(bytes: encoded[r.lowerBound..<(r.lowerBound + 16)])
+                let isForgetBlock = r.count == 17 && encoded[r.lowerBound + 16] == Operation.forgetOpcode
+                if forgotten.contains(contact) && !isForgetBlock {
+                    w.uvarint(1)
+                    w.raw(BLAKE2b.hash(encoded[r]))
+                    changed = true
+                } else {
+                    w.uvarint(UInt64(r.count) << 1)
+                    w.raw(encoded[r])
+                }
+            } else {
+                w.uvarint(1)
+                w.raw(encoded[erasedHashRanges[i]!])
+            }
+        }
+        return changed ? try! Change(decoding: w.bytes) : self
+    }
+}

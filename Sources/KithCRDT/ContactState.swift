@@ -1,0 +1,145 @@
+import KithCrypto
+
+/// Where an operation sits in the total order: the change's hybrid timestamp, its author (an
+/// index into the replica's device table; ties compare the keys), seq, block and op position.
+struct Stamp: Hashable, Sendable {
+    var hlc: UInt64
+    var device: UInt32
+    var seq: UInt32
+    var block: UInt32
+    var op: UInt32
+
+    /// The identity of the op, without its timestamp (what removes refer to).
+    var key: OpKey { OpKey(device: device, seq: seq, block: block, op: op) }
+}
+
+/// An op's identity inside one replica (device interned).
+struct OpKey: Hashable, Sendable {
+    var device: UInt32
+    var seq: UInt32
+    var block: UInt32
+    var op: UInt32
+}
+
+/// The replica's interned device keys, and the total order of stamps that needs them.
+struct DeviceTable: Sendable {
+    private(set) var keys: [DeviceKey] = []
+    private var index: [DeviceKey: UInt32] = [:]
+
+    func lookup(_ key: DeviceKey) -> UInt32? { index[key] }
+
+    mutating func intern(_ key: DeviceKey) -> UInt32 {
+        if let i = index[key] { return i }
+        let i = UInt32(keys.count)
+        keys.append(key)
+        index[key] = i
+        return i
+    }
+
+    subscript(_ i: UInt32) -> DeviceKey { keys[Int(i)] }
+
+    /// The total order of operations: (hlc, device key, seq, block, op).
+    @inline(__always)
+    func less(_ a: Stamp, _ b: Stamp) -> Bool {
+        if a.hlc != b.hlc { return a.hlc < b.hlc }
+        if a.device != b.device { return keys[Int(a.device)] < keys[Int(b.device)] }
+        if a.seq != b.seq { return a.seq < b.seq }
+        if a.block != b.block { return a.block < b.block }
+        return a.op < b.op
+    }
+}
+
+/// The materialized state of one contact: every field's winning write, the live and removed
+/// set members, the conversation log and the delete marker. Updated by `apply`, in any order.
+struct ContactState: Sendable {
+    struct FieldSlot: Sendable {
+        var field: Field
+        var value: String
+        var stamp: Stamp
+    }
+
+    struct Member: Sendable {
+        var kind: SetKind
+        var key: String
+        var payload: String
+        var stamp: Stamp
+    }
+
+    struct LogEntry: Sendable {
+        var entry: ConversationEntry
+        var stamp: Stamp
+    }
+
+    var fields: [FieldSlot] = []
+    var members: [Member] = []
+    /// Adds (of this contact) that a remove observed — kept so a remove that arrives before
+    /// its add still wins over it.
+    var removed: Set<OpKey> = []
+    var log: [LogEntry] = []
+    var deletedAt: Stamp?
+    var touchedAt: Stamp?
+
+    func isVisible(_ devices: DeviceTable) -> Bool {
+        guard let d = deletedAt else { return true }
+        guard let t = touchedAt else { return false }
+        return devices.less(d, t)
+    }
+
+    mutating func apply(_ op: Operation, at stamp: Stamp, devices: DeviceTable) {
+        switch op {
+        case let .setField(field, value):
+            touch(stamp, devices)
+            if let i = fields.firstIndex(where: { $0.field == field }) {
+                if devices.less(fields[i].stamp, stamp) {
+                    fields[i].value = value
+                    fields[i].stamp = stamp
+                }
+            } else {
+                fields.append(FieldSlot(field: field, value: value, stamp: stamp))
+            }
+        case let .add(kind, key, payload):
+            touch(stamp, devices)
+            guard !removed.contains(stamp.key) else { return }
+            members.append(Member(kind: kind, key: Self.keyText(kind, key), payload: Self.payloadText(kind, payload), stamp: stamp))
+        case let .remove(kind, key, observed):
+            touch(stamp, devices)
+            let keyText = Self.keyText(kind, key)
+            var targets = Set<OpKey>()
+            for ref in observed {
+                // The replica interns every referenced device before applying a change.
+                let d = devices.lookup(ref.device)!
+                targets.insert(OpKey(device: d, seq: UInt32(ref.seq), block: ref.block, op: ref.op))
+            }
+            removed.formUnion(targets)
+            members.removeAll { $0.kind == kind && $0.key == keyText && targets.contains($0.stamp.key) }
+        case let .logConversation(entry):
+            touch(stamp, devices)
+            log.append(LogEntry(entry: entry, stamp: stamp))
+        case .delete:
+            if deletedAt == nil || devices.less(deletedAt!, stamp) { deletedAt = stamp }
+        case .forget:
+            break // handled by the replica
+        }
+    }
+
+    @inline(__always)
+    private mutating func touch(_ stamp: Stamp, _ devices: DeviceTable) {
+        if touchedAt == nil || devices.less(touchedAt!, stamp) { touchedAt = stamp }
+    }
+
+    /// Set keys are kept as text: UTF-8 for phones, emails and tags; base64url for member keys
+    /// and contact ids.
+    static func keyText(_ kind: SetKind, _ key: ArraySlice<UInt8>) -> String {
+        switch kind {
+        case .phones, .emails, .tags: String(decoding: key, as: UTF8.self)
+        case .knows, .links: Base64URL.encode(key)
+        }
+    }
+
+    static func payloadText(_ kind: SetKind, _ payload: ArraySlice<UInt8>) -> String {
+        switch kind {
+        case .phones, .emails, .tags, .links: String(decoding: payload, as: UTF8.self)
+        case .knows: String(payload.first ?? 0)
+        }
+    }
+}

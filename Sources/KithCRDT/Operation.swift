@@ -1,0 +1,343 @@
+import KithCrypto
+
+/// Single-valued contact fields: last-writer-wins registers. Values are UTF-8 text; the empty
+/// string clears a field. Typed fields have a grammar checked on decode (see data-model.md).
+public enum Field: UInt8, CaseIterable, Sendable, Comparable, CustomStringConvertible {
+    case givenName = 1
+    case familyName = 2
+    case displayName = 3
+    case address = 4
+    case city = 5
+    case postalCode = 6
+    case notes = 7
+    /// How the owner knows them: family, friend, neighbour, coworker, congregation, other.
+    case relationship = 8
+    /// "1"..."5", or empty for unknown.
+    case support = 9
+    case voterFileID = 10
+    /// The contact's own consent: `<level>;<yyyy-mm-dd>;<method>`.
+    case consent = 11
+
+    public static func < (a: Field, b: Field) -> Bool { a.rawValue < b.rawValue }
+
+    public var name: String {
+        switch self {
+        case .givenName: "given_name"
+        case .familyName: "family_name"
+        case .displayName: "display_name"
+        case .address: "address"
+        case .city: "city"
+        case .postalCode: "postal_code"
+        case .notes: "notes"
+        case .relationship: "relationship"
+        case .support: "support"
+        case .voterFileID: "voter_file_id"
+        case .consent: "consent"
+        }
+    }
+
+    public var description: String { name }
+
+    public init?(name: String) {
+        guard let f = Field.allCases.first(where: { $0.name == name }) else { return nil }
+        self = f
+    }
+
+    /// The largest value, in UTF-8 bytes.
+    public var maxLength: Int { self == .notes ? 65_536 : 1_024 }
+
+    public static let relationships: Set<String> = ["family", "friend", "neighbour", "coworker", "congregation", "other"]
+
+    /// Checks a value against the field's grammar. Empty always passes (it clears the field).
+    public func validate(_ value: String) throws(DecodeError) {
+        if value.isEmpty { return }
+        guard value.utf8.count <= maxLength else { throw DecodeError("\(name) is \(value.utf8.count) bytes, more than \(maxLength)") }
+        switch self {
+        case .relationship:
+            guard Field.relationships.contains(value) else { throw DecodeError("relationship '\(value)' is not one of \(Field.relationships.sorted().joined(separator: ", "))") }
+        case .support:
+            guard ["1", "2", "3", "4", "5"].contains(value) else { throw DecodeError("support '\(value)' is not 1...5 or empty") }
+        case .consent:
+            _ = try ContactConsent(encoded: value)
+        default:
+            break
+        }
+    }
+}
+
+/// The contact's own consent, recorded by the member who asked them.
+public struct ContactConsent: Hashable, Sendable {
+    public enum Level: String, CaseIterable, Sendable, Comparable {
+        /// No consent recorded.
+        case none
+        /// May be contacted by the chapter.
+        case contact
+        /// May be shared with the organization.
+        case share
+        public static func < (a: Level, b: Level) -> Bool {
+            Level.allCases.firstIndex(of: a)! < Level.allCases.firstIndex(of: b)!
+        }
+    }
+
+    public var level: Level
+    /// yyyy-mm-dd
+    public var date: String
+    /// How it was given (free text: "verbal, at the door", "signed form", …).
+    public var method: String
+
+    public init(level: Level, date: String, method: String) {
+        self.level = level
+        self.date = date
+        self.method = method
+    }
+
+    public var encoded: String { "\(level.rawValue);\(date);\(method)" }
+
+    public init(encoded s: String) throws(DecodeError) {
+        let parts = s.split(separator: ";", maxSplits: 2, omittingEmptySubsequences: false)
+        guard parts.count == 3, let level = Level(rawValue: String(parts[0])) else {
+            throw DecodeError("consent '\(s)' is not <none|contact|share>;<yyyy-mm-dd>;<method>")
+        }
+        guard ContactConsent.isDate(parts[1]) else { throw DecodeError("consent date '\(parts[1])' is not yyyy-mm-dd") }
+        self.init(level: level, date: String(parts[1]), method: String(parts[2]))
+    }
+
+    static func isDate(_ s: Substring) -> Bool {
+        let u = Array(s.utf8)
+        guard u.count == 10, u[4] == 45, u[7] == 45 else { return false }
+        for i in [0, 1, 2, 3, 5, 6, 8, 9] where !(48...57).contains(u[i]) { return false }
+        let month = Int(u[5] - 48) * 10 + Int(u[6] - 48), day = Int(u[8] - 48) * 10 + Int(u[9] - 48)
+        return (1...12).contains(month) && (1...31).contains(day)
+    }
+}
+
+/// Multi-valued parts of a contact: add-wins observed-remove maps from key to payload.
+public enum SetKind: UInt8, CaseIterable, Sendable, CustomStringConvertible {
+    /// key: normalized phone (E.164 where possible); payload: the raw input when it differs.
+    case phones = 1
+    /// key: normalized email; payload: the raw input when it differs.
+    case emails = 2
+    /// key: the tag; payload: empty.
+    case tags = 3
+    /// key: a member's Ed25519 key (32 bytes); payload: strength, one byte 1...5.
+    case knows = 4
+    /// key: the other contact's id (16 bytes); payload: empty. "Same person" links.
+    case links = 5
+
+    public var description: String {
+        switch self {
+        case .phones: "phones"
+        case .emails: "emails"
+        case .tags: "tags"
+        case .knows: "knows"
+        case .links: "links"
+        }
+    }
+
+    func validate(key: ArraySlice<UInt8>, payload: ArraySlice<UInt8>) throws(DecodeError) {
+        switch self {
+        case .phones, .emails, .tags:
+            guard !key.isEmpty, key.count <= 320 else { throw DecodeError("\(self) key must be 1...320 bytes, got \(key.count)") }
+            guard payload.count <= 1_024 else { throw DecodeError("\(self) payload is \(payload.count) bytes, more than 1024") }
+            _ = try ByteReader.utf8(key)
+            _ = try ByteReader.utf8(payload)
+            if self == .tags, !payload.isEmpty { throw DecodeError("a tag has no payload") }
+        case .knows:
+            guard key.count == 32 else { throw DecodeError("a knows key is a 32-byte member key, got \(key.count)") }
+            guard payload.count == 1, (1...5).contains(payload.first!) else { throw DecodeError("knows strength must be one byte 1...5") }
+        case .links:
+            guard key.count == 16 else { throw DecodeError("a link key is a 16-byte contact id, got \(key.count)") }
+            guard payload.isEmpty else { throw DecodeError("a link has no payload") }
+        }
+    }
+}
+
+/// How a conversation happened.
+public enum Channel: UInt8, CaseIterable, Sendable, CustomStringConvertible {
+    case door = 1, phone = 2, text = 3, inPerson = 4, other = 5
+
+    public var description: String {
+        switch self {
+        case .door: "door"
+        case .phone: "phone"
+        case .text: "text"
+        case .inPerson: "in-person"
+        case .other: "other"
+        }
+    }
+
+    public init?(name: String) {
+        guard let c = Channel.allCases.first(where: { $0.description == name }) else { return nil }
+        self = c
+    }
+}
+
+/// One entry of a contact's conversation log (grow-only).
+public struct ConversationEntry: Hashable, Sendable {
+    /// Days since 1970-01-01 (UTC).
+    public var day: UInt32
+    public var channel: Channel
+    public var outcome: String
+    public var note: String
+
+    public init(day: UInt32, channel: Channel, outcome: String, note: String) {
+        self.day = day
+        self.channel = channel
+        self.outcome = outcome
+        self.note = note
+    }
+}
+
+/// A reference to one operation: the change (author device, seq) and the op's position in it.
+public struct OpRef: Hashable, Sendable {
+    public var device: DeviceKey
+    public var seq: UInt64
+    public var block: UInt32
+    public var op: UInt32
+
+    public init(device: DeviceKey, seq: UInt64, block: UInt32, op: UInt32) {
+        self.device = device
+        self.seq = seq
+        self.block = block
+        self.op = op
+    }
+}
+
+/// One operation on one contact. Operations travel in blocks (all ops of a change about one
+/// contact), blocks in changes.
+public enum Operation: Hashable, Sendable {
+    /// Set (or, with "", clear) a last-writer-wins field.
+    case setField(Field, String)
+    /// Add `key` (with `payload`) to an add-wins set.
+    case add(SetKind, key: ArraySlice<UInt8>, payload: ArraySlice<UInt8>)
+    /// Remove the adds of `key` that the author had observed.
+    case remove(SetKind, key: ArraySlice<UInt8>, observed: [OpRef])
+    /// Append to the conversation log.
+    case logConversation(ConversationEntry)
+    /// Tombstone the contact (see data-model.md for concurrent edits).
+    case delete
+    /// Erase every payload about the contact on every replica, for good.
+    case forget
+
+    /// Opcode bytes (data-model.md §Operations).
+    static let setFieldBase: UInt8 = 0x10
+    static let addBase: UInt8 = 0x20
+    static let removeBase: UInt8 = 0x30
+    static let logOpcode: UInt8 = 0x40
+    static let deleteOpcode: UInt8 = 0x50
+    static let forgetOpcode: UInt8 = 0x51
+    static let maxObserved = 4_096
+
+    func encode(into w: inout ByteWriter, author: DeviceKey) {
+        switch self {
+        case let .setField(f, v):
+            w.u8(Self.setFieldBase | f.rawValue)
+            w.text(v)
+        case let .add(s, key, payload):
+            w.u8(Self.addBase | s.rawValue)
+            w.lengthPrefixed(key)
+            w.lengthPrefixed(payload)
+        case let .remove(s, key, observed):
+            w.u8(Self.removeBase | s.rawValue)
+            w.lengthPrefixed(key)
+            w.uvarint(observed.count)
+            for r in observed {
+                if r.device == author {
+                    w.u8(0)
+                } else {
+                    w.u8(1)
+                    w.raw(r.device.bytes)
+                }
+                w.uvarint(r.seq)
+                w.uvarint(UInt64(r.block))
+                w.uvarint(UInt64(r.op))
+            }
+        case let .logConversation(e):
+            w.u8(Self.logOpcode)
+            w.uvarint(UInt64(e.day))
+            w.u8(e.channel.rawValue)
+            w.text(e.outcome)
+            w.text(e.note)
+        case .delete:
+            w.u8(Self.deleteOpcode)
+        case .forget:
+            w.u8(Self.forgetOpcode)
+        }
+    }
+
+    static func decode(_ r: inout ByteReader, author: DeviceKey) throws(DecodeError) -> Operation {
+        let code = try r.u8()
+        switch code {
+        case 0x11...0x1B:
+            let f = Field(rawValue: code & 0x0f)!
+            let v = try r.text(max: f.maxLength)
+            try f.validate(v)
+            return .setField(f, v)
+        case 0x21...0x25:
+            let s = SetKind(rawValue: code & 0x0f)!
+            let key = try r.lengthPrefixed(max: 1_024)
+            let payload = try r.lengthPrefixed(max: 1_024)
+            try s.validate(key: key, payload: payload)
+            return .add(s, key: key, payload: payload)
+        case 0x31...0x35:
+            let s = SetKind(rawValue: code & 0x0f)!
+            let key = try r.lengthPrefixed(max: 1_024)
+            try s.validate(key: key, payload: s == .knows ? [1] : [])
+            let n = try r.count(max: maxObserved, "observed op count")
+            var refs: [OpRef] = []
+            refs.reserveCapacity(n)
+            for _ in 0..<n {
+                let flag = try r.u8()
+                let device: DeviceKey
+                switch flag {
+                case 0: device = author
+                case 1:
+                    do { device = try DeviceKey(bytes: try r.raw(32)) } catch { throw DecodeError("bad device key in op reference") }
+                default: throw DecodeError("op reference device flag \(flag) is not 0 or 1")
+                }
+                let seq = try r.uvarint()
+                guard seq >= 1, seq <= UInt64(UInt32.max) else { throw DecodeError("op reference seq \(seq) is outside 1...2^32-1") }
+                let block = try r.count(max: Int(UInt32.max), "op reference block")
+                let op = try r.count(max: Int(UInt32.max), "op reference op")
+                refs.append(OpRef(device: device, seq: seq, block: UInt32(block), op: UInt32(op)))
+            }
+            return .remove(s, key: key, observed: refs)
+        case logOpcode:
+            let day = try r.count(max: Int(UInt32.max), "conversation day")
+            let ch = try r.u8()
+            guard let channel = Channel(rawValue: ch) else { throw DecodeError("unknown conversation channel \(ch)") }
+            let outcome = try r.text(max: 1_024)
+            let note = try r.text(max: 65_536)
+            return .logConversation(ConversationEntry(day: UInt32(day), channel: channel, outcome: outcome, note: note))
+        case deleteOpcode:
+            return .delete
+        case forgetOpcode:
+            return .forget
+        default:
+            throw DecodeError("unknown opcode 0x\(String(code, radix: 16))")
+        }
+    }
+}
+
+extension Operation {
+    /// Convenience constructors with arrays and strings.
+    public static func add(_ s: SetKind, _ key: String, payload: String = "") -> Operation {
+        .add(s, key: ArraySlice(key.utf8), payload: ArraySlice(payload.utf8))
+    }
+
+    public static func remove(_ s: SetKind, _ key: String, observed: [OpRef]) -> Operation {
+        .remove(s, key: ArraySlice(key.utf8), observed: observed)
+    }
+
+    public static func knows(member: Ed25519.PublicKey, strength: UInt8) -> Operation {
+        .add(.knows, key: ArraySlice(member.bytes), payload: [strength])
+    }
+
+    public static func link(to other: ContactID) -> Operation {
+        .add(.links, key: ArraySlice(other.bytes), payload: [])
+    }
+
+    public static func unlink(from other: ContactID, observed: [OpRef]) -> Operation {
+        .remove(.links, key: ArraySlice(other.bytes), observed: observed)
+    }
+}

@@ -1,0 +1,360 @@
+import KithCrypto
+
+/// How strict a replica is when it receives changes.
+public struct ReplicaConfiguration: Sendable {
+    /// A change stamped more than this far ahead of the receiver's wall clock is refused
+    /// (it may be offered again later). Default: one hour.
+    public var maxFutureSkewMilliseconds: UInt64 = 3_600_000
+    /// Verify the digest and signature of every change. Only a store re-reading changes it
+    /// verified before it wrote them may turn this off.
+    public var verifySignatures = true
+
+    public init(maxFutureSkewMilliseconds: UInt64 = 3_600_000, verifySignatures: Bool = true) {
+        self.maxFutureSkewMilliseconds = maxFutureSkewMilliseconds
+        self.verifySignatures = verifySignatures
+    }
+}
+
+/// What happened to a received change.
+public enum ReceiveOutcome: Equatable, Sendable {
+    /// Validated and applied (with any buffered successors it unblocked).
+    case applied
+    /// Already held: nothing changed.
+    case duplicate
+    /// Valid so far, but an earlier change of its device is missing; held until it arrives.
+    case pending
+}
+
+/// Proof that a device signed two different changes with the same sequence number.
+public struct Equivocation: Sendable, Hashable {
+    public let device: DeviceKey
+    public let seq: UInt64
+    public let kept: Change
+    public let refused: Change
+}
+
+/// A replica of one scope: the set of changes it holds and the contact map they imply.
+///
+/// The map is a pure function of the set of valid changes: any order of arrival, any
+/// duplication gives the same state. `receive` validates a whole change before applying any
+/// of it; a refused change leaves the replica untouched.
+public struct Replica: Sendable {
+    public let scope: ScopeID
+    public var configuration: ReplicaConfiguration
+
+    struct Chain: Sendable {
+        var changes: [Change] = []
+        var lastTimestamp = HybridTimestamp.zero
+        var pending: [UInt64: Change] = [:]
+    }
+
+    var devices = DeviceTable()
+    var chains: [Chain] = []
+    var contactIndex: [ContactID: Int] = [:]
+    var contactIDs: [ContactID] = []
+    var records: [ContactState] = []
+    public private(set) var forgotten: Set<ContactID> = []
+    public private(set) var equivocations: [Equivocation] = []
+    /// Buffered changes refused when their turn came (their predecessor did not match).
+    public private(set) var droppedPending: [ChangeRejection] = []
+    /// The largest timestamp of any applied change: authors observe it before writing.
+    public private(set) var maxTimestamp = HybridTimestamp.zero
+    public private(set) var changeCount = 0
+    public private(set) var opCount = 0
+
+    public init(scope: ScopeID, configuration: ReplicaConfiguration = .init()) {
+        self.scope = scope
+        self.configuration = configuration
+    }
+
+    // MARK: Receiving
+
+    /// Decodes and receives an encoded change.
+    @discardableResult
+    public mutating func receive(encoded: [UInt8], nowMilliseconds: UInt64) throws(ChangeRejection) -> ReceiveOutcome {
+        try receive(Change(decoding: encoded), nowMilliseconds: nowMilliseconds)
+    }
+
+    /// Validates `change` and applies it, or buffers it until its predecessor arrives.
+    @discardableResult
+    public mutating func receive(_ change: Change, nowMilliseconds: UInt64) throws(ChangeRejection) -> ReceiveOutcome {
+        guard change.scope == scope else {
+            throw ChangeRejection(.wrongScope, "change \(change.id) is for scope \(change.scope), this replica holds \(scope)")
+        }
+        if change.timestamp.milliseconds > nowMilliseconds &+ configuration.maxFutureSkewMilliseconds {
+            throw ChangeRejection(.fromTheFuture, "change \(change.id) (device \(change.author), seq \(change.seq)) is stamped \(change.timestamp.milliseconds - nowMilliseconds) ms in the future; the limit is \(configuration.maxFutureSkewMilliseconds) ms")
+        }
+        if let d = devices.lookup(change.author) {
+            let chain = chains[Int(d)]
+            if change.seq <= UInt64(chain.changes.count) {
+                let held = chain.changes[Int(change.seq) - 1]
+                if held.id == change.id { return .duplicate }
+                try recordEquivocation(held: held, incoming: change)
+            }
+            if let held = chain.pending[change.seq] {
+                if held.id == change.id { return .duplicate }
+                try recordEquivocation(held: held, incoming: change)
+            }
+        }
+        if configuration.verifySignatures { try change.verify() }
+        let edits = try change.decodeEdits()
+
+        let d = devices.intern(change.author)
+        if Int(d) == chains.count { chains.append(Chain()) }
+        let expected = UInt64(chains[Int(d)].changes.count) + 1
+        if change.seq > expected {
+            chains[Int(d)].pending[change.seq] = change
+            return .pending
+        }
+        try checkChain(change, device: d)
+        integrate(change, device: d, edits: edits)
+        drainPending(device: d)
+        return .applied
+    }
+
+    private mutating func recordEquivocation(held: Change, incoming: Change) throws(ChangeRejection) {
+        // Only a validly signed conflicting change is evidence; anything else is just garbage.
+        if configuration.verifySignatures { try incoming.verify() }
+        let e = Equivocation(device: incoming.author, seq: incoming.seq, kept: held, refused: incoming)
+        if !equivocations.contains(e) { equivocations.append(e) }
+        throw ChangeRejection(.equivocation, "device \(incoming.author) signed two different changes with seq \(incoming.seq) (\(held.id) and \(incoming.id)); the first is kept and the evidence recorded")
+    }
+
+    private func checkChain(_ change: Change, device d: UInt32) throws(ChangeRejection) {
+        let chain = chains[Int(d)]
+        let prev = chain.changes.last?.id ?? .zero
+        guard change.previous == prev else {
+            throw ChangeRejection(.brokenChain, "change \(change.id) (device \(change.author), seq \(change.seq)) names previous \(change.previous), but that device's change \(change.seq - 1) is \(prev)")
+        }
+        if !chain.changes.isEmpty, change.timestamp <= chain.lastTimestamp {
+            throw ChangeRejection(.clockRegression, "change \(change.id) (device \(change.author), seq \(change.seq)) is stamped \(change.timestamp), not after its predecessor's \(chain.lastTimestamp)")
+        }
+    }
+
+    private mutating func drainPending(device d: UInt32) {
+        while true {
+            let next = UInt64(chains[Int(d)].changes.count) + 1
+            guard let change = chains[Int(d)].pending.removeValue(forKey: next) else { return }
+            do {
+                try checkChain(change, device: d)
+                let edits = try change.decodeEdits()
+                integrate(change, device: d, edits: edits)
+            } catch {
+                droppedPending.append(error)
+                // Later buffered changes of this device cannot chain either: drop them too.
+                chains[Int(d)].pending.removeAll()
+                return
+            }
+        }
+    }
+
+    private mutating func integrate(_ incoming: Change, device d: UInt32, edits: [(block: Int, edit: ContactEdit)]) {
+        var change = incoming
+        var newlyForgotten = Set<ContactID>()
+        for (_, e) in edits where e.ops.first == .forget && !forgotten.contains(e.contact) {
+            newlyForgotten.insert(e.contact)
+        }
+        if !newlyForgotten.isEmpty { forget(newlyForgotten) }
+        if !forgotten.isEmpty, edits.contains(where: { forgotten.contains($0.edit.contact) && $0.edit.ops.first != .forget }) {
+            change = change.erasing(forgotten)
+        }
+        let seq = UInt32(change.seq)
+        let hlc = change.timestamp.rawValue
+        for (block, edit) in edits where !forgotten.contains(edit.contact) {
+            for op in edit.ops {
+                if case let .remove(_, _, observed) = op {
+                    for ref in observed { _ = devices.intern(ref.device) }
+                    while chains.count < devices.keys.count { chains.append(Chain()) }
+                }
+            }
+            let idx: Int
+            if let i = contactIndex[edit.contact] {
+                idx = i
+            } else {
+                idx = records.count
+                contactIndex[edit.contact] = idx
+                contactIDs.append(edit.contact)
+                records.append(ContactState())
+            }
+            var opIndex: UInt32 = 0
+            for op in edit.ops {
+                records[idx].apply(op, at: Stamp(hlc: hlc, device: d, seq: seq, block: UInt32(block), op: opIndex), devices: devices)
+                opIndex += 1
+            }
+            opCount += edit.ops.count
+        }
+        chains[Int(d)].changes.append(change)
+        chains[Int(d)].lastTimestamp = change.timestamp
+        if change.timestamp > maxTimestamp { maxTimestamp = change.timestamp }
+        changeCount += 1
+    }
+
+    /// Drops the contacts' state and erases their blocks from every held change.
+    private mutating func forget(_ ids: Set<ContactID>) {
+        forgotten.formUnion(ids)
+        for id in ids {
+            guard let idx = contactIndex.removeValue(forKey: id) else { continue }
+            // Swap-remove keeps the arrays dense.
+            let last = records.count - 1
+            if idx != last {
+                records.swapAt(idx, last)
+                contactIDs.swapAt(idx, last)
+                contactIndex[contactIDs[idx]] = idx
+            }
+            records.removeLast()
+            contactIDs.removeLast()
+        }
+        for c in chains.indices {
+            for i in chains[c].changes.indices {
+                let ch = chains[c].changes[i]
+                if ch.blockContacts.contains(where: { $0.map(ids.contains) ?? false }) {
+                    chains[c].changes[i] = ch.erasing(forgotten)
+                }
+            }
+            for (seq, ch) in chains[c].pending where ch.blockContacts.contains(where: { $0.map(ids.contains) ?? false }) {
+                chains[c].pending[seq] = ch.erasing(forgotten)
+            }
+        }
+    }
+
+    // MARK: Reading
+
+    /// Number of known (non-forgotten) contacts, including deleted ones.
+    public var knownContactCount: Int { records.count }
+
+    /// The contact as the member sees it, or nil if unknown, forgotten or deleted.
+    public func contact(_ id: ContactID) -> ContactView? {
+        guard let i = contactIndex[id], records[i].isVisible(devices) else { return nil }
+        return view(i)
+    }
+
+    /// True when the contact has a delete marker newer than every other op on it.
+    public func isDeleted(_ id: ContactID) -> Bool {
+        guard let i = contactIndex[id] else { return false }
+        return !records[i].isVisible(devices)
+    }
+
+    /// Every visible contact, ordered by id.
+    public func contacts() -> [ContactView] {
+        contactIndex.keys.sorted().compactMap { contact($0) }
+    }
+
+    /// Ids of every visible contact (unordered; cheap).
+    public var visibleContactIDs: [ContactID] {
+        contactIDs.indices.filter { records[$0].isVisible(devices) }.map { contactIDs[$0] }
+    }
+
+    func view(_ i: Int) -> ContactView {
+        view(of: records[i], id: contactIDs[i])
+    }
+
+    func view(of r: ContactState, id: ContactID) -> ContactView {
+        var v = ContactView(id: id)
+        for f in r.fields where !f.value.isEmpty { v.fields[f.field] = f.value }
+        var best: [SetKind: [String: ContactState.Member]] = [:]
+        for m in r.members {
+            if let cur = best[m.kind]?[m.key], !devices.less(cur.stamp, m.stamp) { continue }
+            best[m.kind, default: [:]][m.key] = m
+        }
+        for (kind, byKey) in best {
+            v.sets[kind] = byKey.values.sorted { $0.key < $1.key }.map { SetValue(key: $0.key, payload: $0.payload) }
+        }
+        v.log = r.log.sorted { a, b in
+            a.entry.day != b.entry.day ? a.entry.day < b.entry.day : devices.less(a.stamp, b.stamp)
+        }.map(\.entry)
+        return v
+    }
+
+    /// The ops that added `key` to `kind` on `contact` and are still live: what a remove must
+    /// name to remove it (observed-remove).
+    public func liveAdds(of key: String, in kind: SetKind, contact: ContactID) -> [OpRef] {
+        guard let i = contactIndex[contact] else { return [] }
+        return records[i].members.filter { $0.kind == kind && $0.key == key }.map {
+            OpRef(device: devices[$0.stamp.device], seq: UInt64($0.stamp.seq), block: $0.stamp.block, op: $0.stamp.op)
+        }
+    }
+
+    // MARK: Changes, heads and version vectors
+
+    /// Per device: the highest contiguous seq held.
+    public func versionVector() -> VersionVector {
+        var v = VersionVector()
+        for (i, c) in chains.enumerated() where !c.changes.isEmpty {
+            v[devices[UInt32(i)]] = UInt64(c.changes.count)
+        }
+        return v
+    }
+
+    /// The changes `other` lacks, per device in seq order.
+    public func changes(missingFrom other: VersionVector) -> [Change] {
+        var out: [Change] = []
+        for (i, c) in chains.enumerated() {
+            let have = Int(other[devices[UInt32(i)]])
+            if c.changes.count > have { out += c.changes[have...] }
+        }
+        return out
+    }
+
+    /// Every applied change, in canonical order (timestamp, author key, seq).
+    public func allChanges() -> [Change] {
+        chains.flatMap(\.changes).sorted { a, b in
+            if a.timestamp != b.timestamp { return a.timestamp < b.timestamp }
+            if a.author != b.author { return a.author < b.author }
+            return a.seq < b.seq
+        }
+    }
+
+    /// The latest change of `device`, if any.
+    public func head(of device: DeviceKey) -> Change? {
+        guard let d = devices.lookup(device) else { return nil }
+        return chains[Int(d)].changes.last
+    }
+
+    /// Changes held back waiting for a predecessor.
+    public var pendingCount: Int { chains.reduce(0) { $0 + $1.pending.count } }
+
+    /// Total encoded bytes of the applied changes (after erasures).
+    public var encodedSize: Int { chains.reduce(0) { $0 + $1.changes.reduce(0) { $0 + $1.encoded.count } } }
+}
+
+/// Device → highest contiguous seq held, for one scope.
+public struct VersionVector: Equatable, Sendable {
+    public private(set) var entries: [DeviceKey: UInt64] = [:]
+
+    public init() {}
+
+    public subscript(_ device: DeviceKey) -> UInt64 {
+        get { entries[device] ?? 0 }
+        set { entries[device] = newValue == 0 ? nil : newValue }
+    }
+}
+
+/// One member of a contact's set as the member sees it.
+public struct SetValue: Hashable, Sendable {
+    public var key: String
+    public var payload: String
+
+    public init(key: String, payload: String) {
+        self.key = key
+        self.payload = payload
+    }
+}
+
+/// A contact as the member sees it: what a UI or the CLI shows.
+public struct ContactView: Hashable, Sendable {
+    public let id: ContactID
+    /// Non-empty fields only.
+    public var fields: [Field: String] = [:]
+    /// Live members of each set, ordered by key.
+    public var sets: [SetKind: [SetValue]] = [:]
+    /// The conversation log by day, then op order.
+    public var log: [ConversationEntry] = []
+
+    public init(id: ContactID) { self.id = id }
+
+    public subscript(_ f: Field) -> String? { fields[f] }
+    public func values(_ kind: SetKind) -> [SetValue] { sets[kind] ?? [] }
+    public var phones: [String] { values(.phones).map(\.key) }
+    public var emails: [String] { values(.emails).map(\.key) }
+    public var tags: [String] { values(.tags).map(\.key) }
+}

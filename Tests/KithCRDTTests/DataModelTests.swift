@@ -1,6 +1,0 @@
-import KithCRDT
-import Testing
-
-@Test func dataModelVersionIsOne() {
-    #expect(DataModel.version == 1)
-}
