@@ -12,6 +12,7 @@ let package = Package(
     products: [
         .executable(name: "kith", targets: ["kith"]),
         .executable(name: "kithd", targets: ["kithd"]),
+        .executable(name: "kith-bench", targets: ["kith-bench"]),
         .library(name: "KithCrypto", targets: ["KithCrypto"]),
         .library(name: "KithCRDT", targets: ["KithCRDT"]),
     ],
@@ -35,6 +36,8 @@ let package = Package(
         .target(name: "KithStore", dependencies: ["KithCRDT", "KithCrypto"], swiftSettings: strict),
         // Peer-to-peer transport and sync sessions. Filled by the sync issue.
         .target(name: "KithSync", dependencies: ["KithCRDT", "KithCrypto"], swiftSettings: strict),
+        // Seeded synthetic contacts shared by benchmarks, the demo and tests.
+        .target(name: "KithSampleData", dependencies: ["KithCRDT"], swiftSettings: strict),
         // A member's node on disk: data directory, key ring and identity files, shared by kith and kithd.
         .target(name: "KithNode", dependencies: ["KithCrypto", "KithStore"], swiftSettings: strict),
         .executableTarget(
@@ -52,6 +55,15 @@ let package = Package(
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ],
+            swiftSettings: strict
+        ),
+        .executableTarget(
+            name: "kith-bench",
+            dependencies: [
+                "KithCRDT", "KithCrypto", "KithSampleData",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ],
+            path: "Benchmarks/kith-bench",
             swiftSettings: strict
         ),
         .testTarget(name: "KithCryptoTests", dependencies: ["KithCrypto"], swiftSettings: strict),
