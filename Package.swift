@@ -20,6 +20,7 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.2"),
         .package(url: "https://github.com/apple/swift-log.git", from: "1.16.2"),
         .package(url: "https://github.com/x-sheep/swift-property-based.git", from: "2.0.1"),
+        .package(url: "https://github.com/yaslab/CSV.swift.git", from: "2.5.2"),
     ],
     targets: [
         // libsodium, the only cryptography implementation Kith uses.
@@ -32,10 +33,18 @@ let package = Package(
         .target(name: "KithCrypto", dependencies: ["CSodium"], swiftSettings: strict),
         // The contact map as a pure, deterministic, convergent set of signed changes. No I/O.
         .target(name: "KithCRDT", dependencies: ["KithCrypto"], swiftSettings: strict),
-        // Durable, encrypted-at-rest storage of a replica (SQLite). Filled by the store issue.
-        .target(name: "KithStore", dependencies: ["KithCRDT", "KithCrypto"], swiftSettings: strict),
+        // Durable, encrypted-at-rest storage of a replica (SQLite WAL, sealed rows, in-memory index).
+        // SQLite, the embedded store's engine (system library).
+        .systemLibrary(name: "CSQLite", pkgConfig: "sqlite3", providers: [.apt(["libsqlite3-dev"])]),
+        .target(name: "KithStore", dependencies: ["KithCRDT", "KithCrypto", "CSQLite"], swiftSettings: strict),
         // Peer-to-peer transport and sync sessions. Filled by the sync issue.
         .target(name: "KithSync", dependencies: ["KithCRDT", "KithCrypto"], swiftSettings: strict),
+        // vCard and CSV import/export: text ↔ contacts, no I/O.
+        .target(
+            name: "KithInterchange",
+            dependencies: ["KithCRDT", "KithCrypto", .product(name: "CSV", package: "CSV.swift")],
+            swiftSettings: strict
+        ),
         // Seeded synthetic contacts shared by benchmarks, the demo and tests.
         .target(name: "KithSampleData", dependencies: ["KithCRDT"], swiftSettings: strict),
         // A member's node on disk: data directory, key ring and identity files, shared by kith and kithd.
@@ -43,7 +52,7 @@ let package = Package(
         .executableTarget(
             name: "kith",
             dependencies: [
-                "KithNode", "KithCrypto",
+                "KithNode", "KithCrypto", "KithCRDT", "KithStore", "KithInterchange",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             swiftSettings: strict

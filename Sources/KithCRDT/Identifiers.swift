@@ -69,6 +69,12 @@ public struct ScopeID: Hashable, Sendable, CustomStringConvertible {
         try! self.init(bytes: Array(name.utf8.prefix(Self.maxLength)))
     }
 
+    /// A member's private scope (their devices only): `0x01 ‖ BLAKE2b-256("kith/scope/private" ‖ member key)[0..<16]`.
+    public static func privateScope(of member: Ed25519.PublicKey) -> ScopeID {
+        let h = BLAKE2b.hash(Array("kith/scope/private".utf8) + member.bytes)
+        return try! ScopeID(bytes: [0x01] + h.prefix(16))
+    }
+
     public var description: String {
         if let s = String(validating: bytes, as: UTF8.self), s.allSatisfy({ $0.isASCII && !$0.isWhitespace }) { return s }
         return Base64URL.encode(bytes)

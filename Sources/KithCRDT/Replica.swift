@@ -60,6 +60,9 @@ public struct Replica: Sendable {
     /// The largest timestamp of any applied change: authors observe it before writing.
     public private(set) var maxTimestamp = HybridTimestamp.zero
     public private(set) var changeCount = 0
+    /// Held changes whose bytes changed because a forget erased blocks in them, since the last
+    /// `takeRewrittenChanges()`: a store must overwrite its copies.
+    var rewritten: [Change] = []
     public private(set) var opCount = 0
 
     public init(scope: ScopeID, configuration: ReplicaConfiguration = .init()) {
@@ -208,13 +211,21 @@ public struct Replica: Sendable {
             for i in chains[c].changes.indices {
                 let ch = chains[c].changes[i]
                 if ch.blockContacts.contains(where: { $0.map(ids.contains) ?? false }) {
-                    chains[c].changes[i] = ch.erasing(forgotten)
+                    let erased = ch.erasing(forgotten)
+                    chains[c].changes[i] = erased
+                    rewritten.append(erased)
                 }
             }
             for (seq, ch) in chains[c].pending where ch.blockContacts.contains(where: { $0.map(ids.contains) ?? false }) {
                 chains[c].pending[seq] = ch.erasing(forgotten)
             }
         }
+    }
+
+    /// The changes rewritten by forgets since the last call (see `rewritten`).
+    public mutating func takeRewrittenChanges() -> [Change] {
+        defer { rewritten = [] }
+        return rewritten
     }
 
     // MARK: Reading
@@ -302,6 +313,13 @@ public struct Replica: Sendable {
             if a.author != b.author { return a.author < b.author }
             return a.seq < b.seq
         }
+    }
+
+    /// The change of `device` with `seq`, as held (possibly with erased blocks).
+    public func change(device: DeviceKey, seq: UInt64) -> Change? {
+        guard let d = devices.lookup(device), seq >= 1 else { return nil }
+        let chain = chains[Int(d)].changes
+        return seq <= UInt64(chain.count) ? chain[Int(seq) - 1] : nil
     }
 
     /// The latest change of `device`, if any.

@@ -1,7 +1,9 @@
 import ArgumentParser
 import Foundation
 import KithCrypto
+import KithCRDT
 import KithNode
+import KithStore
 
 @main
 struct Kith: ParsableCommand {
@@ -16,13 +18,19 @@ struct Kith: ParsableCommand {
               kith init                          create your identity in the default data directory
               kith init --passphrase-file pw.txt protect your keys with a passphrase
               kith whoami                        print your member and device keys
-              kith --data-dir /tmp/k whoami --json
+              kith contact add --given Ada --family Lovelace --phone "+44 20 7946 0000" --tag volunteer
+              kith contact search lovelace       by name prefix, phone (any format), email or #tag
+              kith import contacts.vcf           vCard 4.0/3.0 or CSV, bad records reported
+              kith export --format csv -o out.csv
+
+            Exit codes: 0 success, 1 failure (one line on stderr), 2 an import skipped some records.
 
             The data directory is --data-dir, else $KITH_DATA_DIR, else $XDG_DATA_HOME/kith, \
             else ~/.local/share/kith.
             """,
         version: KithVersion.describe(tool: "kith"),
-        subcommands: [Init.self, WhoAmI.self]
+        subcommands: [Init.self, WhoAmI.self, ContactCommand.self, TagCommand.self, NoteCommand.self, LogConversation.self,
+                      LinkCommand.self, UnlinkCommand.self, ImportCommand.self, ExportCommand.self]
     )
 }
 
@@ -33,24 +41,33 @@ struct DataDirOption: ParsableArguments {
     var directory: DataDirectory { DataDirectory(path: dataDir ?? DataDirectory.defaultPath()) }
 }
 
-/// Turns a library error into a one-line message on stderr and a non-zero exit.
+/// Turns a library error into a one-line message on stderr ("kith: …") and exit status 1.
 func failing<T>(_ body: () throws -> T) throws -> T {
     do {
         return try body()
+    } catch let e as ExitCode {
+        throw e
+    } catch let e as CLIFailure {
+        fail(e.message)
     } catch let e as NodeError {
-        throw CLIFailure(message: e.detail)
+        fail(e.detail)
     } catch let e as CryptoError {
-        throw CLIFailure(message: e.detail)
+        fail(e.detail)
+    } catch let e as StoreError {
+        fail(e.detail)
+    } catch let e as ChangeRejection {
+        fail(e.detail)
     }
+}
+
+func fail(_ message: String) -> Never {
+    FileHandle.standardError.write(Data("kith: \(message)\n".utf8))
+    Kith.exit(withError: ExitCode.failure)
 }
 
 struct CLIFailure: Error, CustomStringConvertible {
     let message: String
     var description: String { message }
-}
-
-extension CLIFailure: LocalizedError {
-    var errorDescription: String? { message }
 }
 
 struct Init: ParsableCommand {

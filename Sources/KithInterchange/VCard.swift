@@ -1,0 +1,396 @@
+import KithCRDT
+
+/// vCard reading (RFC 6350 version 4.0, and 3.0 / 2.1 as phones and address books still write
+/// them: folded lines, quoted-printable, CHARSET, bare TYPE params) and writing (4.0).
+public enum VCard {
+    // MARK: Reading
+
+    struct ContentLine {
+        var line: Int
+        var group: String?
+        var name: String
+        var params: [(name: String, values: [String])]
+        var rawValue: [UInt8]
+
+        func param(_ n: String) -> [String] {
+            params.filter { $0.name == n }.flatMap(\.values)
+        }
+
+        var types: [String] { param("TYPE").map { $0.uppercased() } }
+    }
+
+    /// Parses every card in `data`. Bad cards are reported with their number and first line;
+    /// the rest are returned.
+    public static func parse(_ data: [UInt8]) -> ImportBatch {
+        var batch = ImportBatch()
+        var bytes = data[...]
+        if bytes.starts(with: [0xEF, 0xBB, 0xBF]) { bytes = bytes.dropFirst(3) }
+        let logical = logicalLines(bytes)
+
+        var current: ImportedContact?
+        var currentBroken: String?
+        var cardNumber = 0
+        var cardLine = 0
+        for (lineNo, raw) in logical {
+            if raw.allSatisfy({ $0 == 0x20 || $0 == 0x09 }) { continue }
+            guard let cl = parseContentLine(raw, line: lineNo) else {
+                if current != nil {
+                    currentBroken = currentBroken ?? "line \(lineNo) is not a vCard property (no ':')"
+                } else {
+                    batch.issues.append(ImportIssue(origin: "line \(lineNo)", reason: "text outside a card"))
+                }
+                continue
+            }
+            let value = String(decoding: cl.rawValue, as: UTF8.self)
+            if cl.name == "BEGIN", value.uppercased() == "VCARD" {
+                if let c = current {
+                    batch.issues.append(ImportIssue(origin: c.origin, reason: "no END:VCARD before the next BEGIN:VCARD"))
+                }
+                cardNumber += 1
+                cardLine = lineNo
+                current = ImportedContact(origin: "card \(cardNumber) (line \(cardLine))")
+                currentBroken = nil
+                continue
+            }
+            guard var c = current else {
+                batch.issues.append(ImportIssue(origin: "line \(lineNo)", reason: "\(cl.name) outside a card"))
+                continue
+            }
+            if cl.name == "END", value.uppercased() == "VCARD" {
+                if let broken = currentBroken {
+                    batch.issues.append(ImportIssue(origin: c.origin, reason: broken))
+                } else if c.fields[.givenName] == nil, c.fields[.familyName] == nil, c.fields[.displayName] == nil, c.phones.isEmpty, c.emails.isEmpty {
+                    batch.issues.append(ImportIssue(origin: c.origin, reason: "has no name (FN or N), phone or email"))
+                } else {
+                    // FN that is just "given family" is derived, not a display name of its own.
+                    let composed = [c.fields[.givenName], c.fields[.familyName]].compactMap { $0 }.joined(separator: " ")
+                    if c.fields[.displayName] == composed { c.fields[.displayName] = nil }
+                    batch.contacts.append(c)
+                }
+                current = nil
+                continue
+            }
+            do {
+                try apply(cl, to: &c)
+            } catch {
+                currentBroken = currentBroken ?? "line \(lineNo): \(error.reason)"
+            }
+            current = c
+        }
+        if let c = current {
+            batch.issues.append(ImportIssue(origin: c.origin, reason: "file ends before END:VCARD"))
+        }
+        return batch
+    }
+
+    /// Splits into physical lines (LF or CRLF), unfolds continuation lines (leading space or
+    /// tab) and quoted-printable soft breaks. Returns (first physical line number, bytes).
+    static func logicalLines(_ bytes: ArraySlice<UInt8>) -> [(Int, [UInt8])] {
+        var out: [(Int, [UInt8])] = []
+        var lineNo = 0
+        var start = bytes.startIndex
+        var physical: [(Int, ArraySlice<UInt8>)] = []
+        physical.reserveCapacity(bytes.count / 24)
+        var i = bytes.startIndex
+        while i < bytes.endIndex {
+            if bytes[i] == 0x0A {
+                var end = i
+                if end > start, bytes[end - 1] == 0x0D { end -= 1 }
+                lineNo += 1
+                physical.append((lineNo, bytes[start..<end]))
+                start = i + 1
+            }
+            i += 1
+        }
+        if start < bytes.endIndex {
+            var end = bytes.endIndex
+            if bytes[end - 1] == 0x0D { end -= 1 }
+            physical.append((lineNo + 1, bytes[start..<end]))
+        }
+        var k = 0
+        while k < physical.count {
+            let (n, first) = physical[k]
+            var line = Array(first)
+            k += 1
+            while true {
+                if k < physical.count, let f = physical[k].1.first, f == 0x20 || f == 0x09 {
+                    line += physical[k].1.dropFirst()
+                    k += 1
+                } else if k < physical.count, line.last == 0x3D /* = */, isQuotedPrintable(line) {
+                    line.removeLast()
+                    line += physical[k].1
+                    k += 1
+                } else {
+                    break
+                }
+            }
+            out.append((n, line))
+        }
+        return out
+    }
+
+    static func isQuotedPrintable(_ line: [UInt8]) -> Bool {
+        guard let colon = line.firstIndex(of: 0x3A) else { return false }
+        let head = String(decoding: line[..<colon], as: UTF8.self).uppercased()
+        return head.contains("QUOTED-PRINTABLE")
+    }
+
+    static func parseContentLine(_ line: [UInt8], line lineNo: Int) -> ContentLine? {
+        var inQuotes = false
+        var colon: Int?
+        for (i, b) in line.enumerated() {
+            if b == 0x22 { inQuotes.toggle() }
+            if b == 0x3A, !inQuotes { colon = i; break }
+        }
+        guard let colon else { return nil }
+        let head = String(decoding: line[..<colon], as: UTF8.self)
+        var parts = splitUnquoted(head, on: ";")
+        guard !parts.isEmpty else { return nil }
+        var name = parts.removeFirst().uppercased()
+        var group: String?
+        if let dot = name.firstIndex(of: ".") {
+            group = String(name[..<dot])
+            name = String(name[name.index(after: dot)...])
+        }
+        guard !name.isEmpty else { return nil }
+        var params: [(String, [String])] = []
+        for p in parts where !p.isEmpty {
+            if let eq = p.firstIndex(of: "=") {
+                let key = p[..<eq].uppercased()
+                let values = splitUnquoted(String(p[p.index(after: eq)...]), on: ",").map { v in
+                    v.hasPrefix("\"") && v.hasSuffix("\"") && v.count >= 2 ? String(v.dropFirst().dropLast()) : v
+                }
+                params.append((key, values))
+            } else {
+                // vCard 2.1 shorthand: ";HOME;CELL" or ";QUOTED-PRINTABLE".
+                let v = p.uppercased()
+                if v == "QUOTED-PRINTABLE" || v == "BASE64" || v == "8BIT" { params.append(("ENCODING", [v])) } else { params.append(("TYPE", [v])) }
+            }
+        }
+        return ContentLine(line: lineNo, group: group, name: name, params: params, rawValue: Array(line[(colon + 1)...]))
+    }
+
+    static func splitUnquoted(_ s: String, on sep: Character) -> [String] {
+        var out: [String] = []
+        var cur = ""
+        var q = false
+        for ch in s {
+            if ch == "\"" { q.toggle() }
+            if ch == sep, !q {
+                out.append(cur)
+                cur = ""
+            } else {
+                cur.append(ch)
+            }
+        }
+        out.append(cur)
+        return out
+    }
+
+    /// The property's value as text: quoted-printable and charset decoded, not yet unescaped.
+    static func text(_ cl: ContentLine) throws(ImportIssue) -> String {
+        var bytes = cl.rawValue
+        let encoding = cl.param("ENCODING").first?.uppercased()
+        if encoding == "QUOTED-PRINTABLE" {
+            guard let d = decodeQuotedPrintable(bytes) else { throw ImportIssue(origin: "", reason: "\(cl.name) has invalid quoted-printable") }
+            bytes = d
+        } else if encoding == "B" || encoding == "BASE64" {
+            return ""
+        }
+        let charset = cl.param("CHARSET").first?.uppercased() ?? "UTF-8"
+        if charset == "ISO-8859-1" || charset == "LATIN1" || charset == "WINDOWS-1252" {
+            return String(String.UnicodeScalarView(bytes.map { Unicode.Scalar($0) }))
+        }
+        guard let s = String(validating: bytes, as: UTF8.self) else {
+            throw ImportIssue(origin: "", reason: "\(cl.name) is not valid UTF-8")
+        }
+        return s
+    }
+
+    static func decodeQuotedPrintable(_ b: [UInt8]) -> [UInt8]? {
+        var out: [UInt8] = []
+        out.reserveCapacity(b.count)
+        var i = 0
+        func hex(_ c: UInt8) -> UInt8? {
+            switch c {
+            case 48...57: c - 48
+            case 65...70: c - 55
+            case 97...102: c - 87
+            default: nil
+            }
+        }
+        while i < b.count {
+            if b[i] == 0x3D {
+                if i == b.count - 1 { break } // trailing soft line break
+                guard i + 2 < b.count, let h = hex(b[i + 1]), let l = hex(b[i + 2]) else { return nil }
+                out.append(h << 4 | l)
+                i += 3
+            } else {
+                out.append(b[i])
+                i += 1
+            }
+        }
+        return out
+    }
+
+    /// Splits on unescaped `sep` and unescapes each part (`\n`, `\,`, `\;`, `\\`).
+    static func components(_ s: String, _ sep: Character) -> [String] {
+        var out: [String] = []
+        var cur = ""
+        var escaped = false
+        for ch in s {
+            if escaped {
+                switch ch {
+                case "n", "N": cur.append("\n")
+                default: cur.append(ch)
+                }
+                escaped = false
+            } else if ch == "\\" {
+                escaped = true
+            } else if ch == sep {
+                out.append(cur)
+                cur = ""
+            } else {
+                cur.append(ch)
+            }
+        }
+        if escaped { cur.append("\\") }
+        out.append(cur)
+        return out
+    }
+
+    static func unescape(_ s: String) -> String {
+        guard s.contains("\\") else { return s }
+        return components(s, "\u{0}").joined()
+    }
+
+    static func trimmed(_ s: String) -> String {
+        String(s.drop(while: { $0.isWhitespace }).reversed().drop(while: { $0.isWhitespace }).reversed())
+    }
+
+    static func apply(_ cl: ContentLine, to c: inout ImportedContact) throws(ImportIssue) {
+        switch cl.name {
+        case "VERSION", "PRODID", "REV", "KIND", "PHOTO", "LOGO", "SOUND", "KEY":
+            return
+        case "UID":
+            c.uid = trimmed(unescape(try text(cl)))
+        case "FN":
+            let v = trimmed(unescape(try text(cl)))
+            if !v.isEmpty { c.fields[.displayName] = v }
+        case "N":
+            let parts = components(try text(cl), ";").map(trimmed)
+            if let f = parts.first, !f.isEmpty { c.fields[.familyName] = f }
+            if parts.count > 1, !parts[1].isEmpty { c.fields[.givenName] = parts[1] }
+        case "TEL":
+            var v = trimmed(unescape(try text(cl)))
+            if v.lowercased().hasPrefix("tel:") { v = String(v.dropFirst(4)) }
+            if !v.isEmpty { c.phones.append((v, cl.param("X-RAW").first)) }
+        case "EMAIL":
+            let v = trimmed(unescape(try text(cl)))
+            if !v.isEmpty { c.emails.append((v, cl.param("X-RAW").first)) }
+        case "ADR":
+            guard c.fields[.address] == nil else { return } // first address wins
+            let p = components(try text(cl), ";").map(trimmed)
+            func at(_ i: Int) -> String { i < p.count ? p[i] : "" }
+            let street = [at(0), at(1), at(2)].filter { !$0.isEmpty }.joined(separator: ", ")
+            if !street.isEmpty { c.fields[.address] = street }
+            if !at(3).isEmpty { c.fields[.city] = at(3) }
+            if !at(5).isEmpty { c.fields[.postalCode] = at(5) }
+        case "NOTE":
+            let v = unescape(try text(cl))
+            if !v.isEmpty { c.fields[.notes] = c.fields[.notes].map { $0 + "\n" + v } ?? v }
+        case "CATEGORIES":
+            for t in components(try text(cl), ",") where !trimmed(t).isEmpty { c.tags.append(trimmed(t)) }
+        case "X-KITH-SUPPORT": c.fields[.support] = trimmed(unescape(try text(cl)))
+        case "X-KITH-RELATIONSHIP": c.fields[.relationship] = trimmed(unescape(try text(cl)))
+        case "X-KITH-CONSENT": c.fields[.consent] = unescape(try text(cl))
+        case "X-KITH-VOTER-ID": c.fields[.voterFileID] = trimmed(unescape(try text(cl)))
+        case "X-KITH-CONVERSATION":
+            let p = components(try text(cl), ";")
+            guard p.count == 4, let day = Day.parse(p[0]), let ch = Channel(name: p[1]) else {
+                throw ImportIssue(origin: "", reason: "X-KITH-CONVERSATION must be yyyy-mm-dd;channel;outcome;note")
+            }
+            c.log.append(ConversationEntry(day: day, channel: ch, outcome: p[2], note: p[3]))
+        default:
+            return // ORG, TITLE, BDAY, URL, X-… we do not model are skipped
+        }
+    }
+
+    // MARK: Writing
+
+    /// vCard 4.0 for the contacts, CRLF line endings, lines folded at 75 octets.
+    public static func write(_ contacts: [ContactView]) -> String {
+        var out = ""
+        out.reserveCapacity(contacts.count * 300)
+        for c in contacts {
+            out += "BEGIN:VCARD\r\nVERSION:4.0\r\n"
+            line(&out, "UID:\(c.id)")
+            let given = c[.givenName] ?? "", family = c[.familyName] ?? ""
+            let fn = c[.displayName] ?? [given, family].filter { !$0.isEmpty }.joined(separator: " ")
+            line(&out, "FN:" + escape(fn))
+            if !given.isEmpty || !family.isEmpty { line(&out, "N:\(escape(family));\(escape(given));;;") }
+            for p in c.values(.phones) {
+                line(&out, "TEL" + (p.payload.isEmpty ? "" : ";X-RAW=\(paramValue(p.payload))") + ":" + escape(p.key))
+            }
+            for e in c.values(.emails) {
+                line(&out, "EMAIL" + (e.payload.isEmpty ? "" : ";X-RAW=\(paramValue(e.payload))") + ":" + escape(e.key))
+            }
+            let addr = c[.address] ?? "", city = c[.city] ?? "", pc = c[.postalCode] ?? ""
+            if !addr.isEmpty || !city.isEmpty || !pc.isEmpty { line(&out, "ADR:;;\(escape(addr));\(escape(city));;\(escape(pc));") }
+            if !c.tags.isEmpty { line(&out, "CATEGORIES:" + c.tags.map(escape).joined(separator: ",")) }
+            if let n = c[.notes] { line(&out, "NOTE:" + escape(n)) }
+            if let v = c[.support] { line(&out, "X-KITH-SUPPORT:" + escape(v)) }
+            if let v = c[.relationship] { line(&out, "X-KITH-RELATIONSHIP:" + escape(v)) }
+            if let v = c[.consent] { line(&out, "X-KITH-CONSENT:" + escape(v)) }
+            if let v = c[.voterFileID] { line(&out, "X-KITH-VOTER-ID:" + escape(v)) }
+            for e in c.log {
+                line(&out, "X-KITH-CONVERSATION:\(Day.format(e.day));\(e.channel);\(escape(e.outcome));\(escape(e.note))")
+            }
+            out += "END:VCARD\r\n"
+        }
+        return out
+    }
+
+    static func escape(_ s: String) -> String {
+        var o = ""
+        o.reserveCapacity(s.utf8.count)
+        for ch in s {
+            switch ch {
+            case "\\": o += "\\\\"
+            case ",": o += "\\,"
+            case ";": o += "\\;"
+            case "\n": o += "\\n"
+            case "\r\n": o += "\\n"
+            case "\r": break
+            default: o.append(ch)
+            }
+        }
+        return o
+    }
+
+    /// A parameter value, quoted when it holds `:`, `;` or `,` (RFC 6350 §3.3; DQUOTE dropped).
+    static func paramValue(_ s: String) -> String {
+        let clean = s.filter { $0 != "\"" && $0 != "\n" && $0 != "\r" }
+        return clean.contains(where: { $0 == ":" || $0 == ";" || $0 == "," }) ? "\"\(clean)\"" : clean
+    }
+
+    /// Appends one content line, folded so no physical line exceeds 75 octets, never splitting
+    /// a UTF-8 sequence.
+    static func line(_ out: inout String, _ content: String) {
+        let utf8 = Array(content.utf8)
+        if utf8.count <= 75 {
+            out += content + "\r\n"
+            return
+        }
+        var start = 0
+        var limit = 75
+        while start < utf8.count {
+            var end = min(start + limit, utf8.count)
+            while end < utf8.count, end > start, utf8[end] & 0xC0 == 0x80 { end -= 1 }
+            if start > 0 { out += " " }
+            out += String(decoding: utf8[start..<end], as: UTF8.self) + "\r\n"
+            start = end
+            limit = 74
+        }
+    }
+}

@@ -1,0 +1,23 @@
+import KithCRDT
+
+/// What the `kith` CLI needs from a node: read the contact map, write edits durably. Today the
+/// only implementation is `ContactStore` (the CLI opens the store itself, under its lock). When
+/// a daemon holds the store, the CLI talks to it through the control socket instead, with a
+/// second implementation of this protocol (the sync issue); commands do not change.
+public protocol ContactBackend: AnyObject {
+    /// The current replica of the member's private scope (a value: a snapshot).
+    var replica: Replica { get }
+    /// Authors one change per batch and returns once all are durable.
+    @discardableResult
+    func commit(batches: [[ContactEdit]]) throws(StoreError) -> [Change]
+    /// Contacts matching a search query (see `ContactIndex.search`).
+    func search(_ query: String) -> Set<ContactID>
+    /// A full id or a unique prefix (≥ 4 characters) → id.
+    func resolve(_ reference: String) throws(StoreError) -> ContactID
+}
+
+extension ContactStore: ContactBackend {
+    public func search(_ query: String) -> Set<ContactID> {
+        searchIndex.search(query)
+    }
+}

@@ -1,0 +1,271 @@
+import KithCRDT
+import KithCrypto
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// A member's durable, encrypted replica on disk: SQLite (WAL) holding every change of the
+/// member's private scope, each sealed with XChaCha20-Poly1305 under the device's storage key.
+///
+/// Nothing personal is stored in the clear: rows hold the scope id, the author device key, the
+/// seq, the change id and the sealed change. The contact map and the search index are rebuilt in
+/// memory when the store opens (see SECURITY.md). A write returns only after SQLite has committed
+/// it durably (`synchronous=FULL`), so anything acknowledged survives `kill -9` and power loss.
+///
+/// Not Sendable: one owner (the CLI process, or the daemon's store actor) uses it at a time; the
+/// `StoreLock` keeps other processes out.
+public final class ContactStore {
+    public static let schemaVersion: Int64 = 1
+    static let sealDomain = Array("kith/store/change/v1".utf8)
+
+    public let path: String
+    public private(set) var replica: Replica
+    public private(set) var author: ChangeAuthor
+    private let db: SQLiteDatabase
+    private let lock: StoreLock
+    private let storageKey: SymmetricKey
+    private let clock: @Sendable () -> UInt64
+    private var poisoned: String?
+    private var insert: SQLiteStatement
+    private var update: SQLiteStatement
+    private var index: ContactIndex?
+
+    /// Milliseconds since the Unix epoch from the system clock.
+    public static let systemClock: @Sendable () -> UInt64 = {
+        var ts = timespec()
+        clock_gettime(CLOCK_REALTIME, &ts)
+        return UInt64(ts.tv_sec) * 1000 + UInt64(ts.tv_nsec) / 1_000_000
+    }
+
+    /// Opens (creating if needed) the store in `directory` for the device whose keys are given.
+    /// Fails with `.locked` when another process has it open, `.corrupt` when any record does
+    /// not authenticate, `.tooNew` for a newer schema.
+    public init(directory: String, scope: ScopeID, deviceKey: Ed25519.PrivateKey, storageKey: SymmetricKey,
+                clock: @escaping @Sendable () -> UInt64 = ContactStore.systemClock) throws(StoreError) {
+        path = directory + "/store.sqlite"
+        lock = try StoreLock(path: directory + "/store.lock")
+        self.storageKey = storageKey
+        self.clock = clock
+        do {
+            db = try SQLiteDatabase(path: path)
+            _ = chmod(path, 0o600)
+            try db.execute("PRAGMA journal_mode=WAL")
+            try db.execute("PRAGMA synchronous=FULL")
+            try db.execute("PRAGMA secure_delete=ON")
+            try db.execute("PRAGMA temp_store=MEMORY")
+            try db.execute("PRAGMA journal_size_limit=8388608")
+            try Self.migrate(db)
+            insert = try db.prepare("INSERT OR IGNORE INTO changes(scope, device, seq, change_id, sealed) VALUES (?, ?, ?, ?, ?)")
+            update = try db.prepare("UPDATE changes SET sealed = ? WHERE scope = ? AND device = ? AND seq = ?")
+        } catch {
+            throw StoreError.from(error, "opening the store \(path)")
+        }
+        for suffix in ["-wal", "-shm"] { _ = chmod(path + suffix, 0o600) }
+        replica = Replica(scope: scope)
+        author = ChangeAuthor(signer: deviceKey)
+        try load()
+        author.resume(from: replica)
+    }
+
+    // MARK: Schema
+
+    static func migrate(_ db: SQLiteDatabase) throws(SQLiteError) {
+        let version = try db.scalarInt("PRAGMA user_version")
+        if version > schemaVersion {
+            throw SQLiteError(code: -1, message: "schema version \(version) is newer than this build's \(schemaVersion); upgrade Kith", context: "migrating")
+        }
+        if version < 1 {
+            try db.execute("""
+                BEGIN IMMEDIATE;
+                CREATE TABLE IF NOT EXISTS changes (
+                    scope     BLOB NOT NULL,
+                    device    BLOB NOT NULL,
+                    seq       INTEGER NOT NULL,
+                    change_id BLOB NOT NULL,
+                    sealed    BLOB NOT NULL,
+                    PRIMARY KEY (scope, device, seq)
+                ) WITHOUT ROWID;
+                CREATE TABLE IF NOT EXISTS evidence (
+                    device    BLOB NOT NULL,
+                    seq       INTEGER NOT NULL,
+                    sealed    BLOB NOT NULL,
+                    PRIMARY KEY (device, seq, sealed)
+                ) WITHOUT ROWID;
+                PRAGMA user_version = 1;
+                COMMIT;
+                """)
+        }
+    }
+
+    // MARK: Sealing
+
+    private func associatedData(scope: ScopeID, device: DeviceKey, seq: UInt64) -> [UInt8] {
+        var ad = Self.sealDomain
+        ad.append(UInt8(scope.bytes.count))
+        ad += scope.bytes
+        ad += device.bytes
+        ad.appendBigEndian(seq)
+        return ad
+    }
+
+    private func seal(_ c: Change) -> [UInt8] {
+        XChaCha20Poly1305.seal(c.encoded, key: storageKey, associatedData: associatedData(scope: c.scope, device: c.author, seq: c.seq))
+    }
+
+    // MARK: Loading
+
+    private func load() throws(StoreError) {
+        let started = replica.configuration
+        replica.configuration = ReplicaConfiguration(maxFutureSkewMilliseconds: .max / 2, verifySignatures: false)
+        defer { replica.configuration = started }
+        do {
+            let s = try db.prepare("SELECT device, seq, sealed FROM changes WHERE scope = ? ORDER BY device, seq")
+            s.bind(1, replica.scope.bytes)
+            while try s.step() {
+                let deviceBytes = s.blob(0), seq = UInt64(s.int(1)), sealed = s.blob(2)
+                let record = "change seq \(seq) of device \(Base64URL.encode(deviceBytes))"
+                guard let device = try? DeviceKey(bytes: deviceBytes) else {
+                    throw StoreError(.corrupt, "store record \(record) has a malformed device key")
+                }
+                let plain: [UInt8]
+                do {
+                    plain = try XChaCha20Poly1305.open(sealed, key: storageKey, associatedData: associatedData(scope: replica.scope, device: device, seq: seq))
+                } catch {
+                    throw StoreError(.corrupt, "store record \(record) failed authentication: the database was modified or damaged (\(path))")
+                }
+                do {
+                    let change = try Change(decoding: plain)
+                    guard change.author == device, change.seq == seq else {
+                        throw StoreError(.corrupt, "store record \(record) holds a different change")
+                    }
+                    try replica.receive(change, nowMilliseconds: clock())
+                } catch let e as StoreError {
+                    throw e
+                } catch {
+                    throw StoreError(.corrupt, "store record \(record) does not apply: \(error)")
+                }
+            }
+        } catch let e as SQLiteError {
+            throw StoreError.from(e, "reading \(path)")
+        } catch let e as StoreError {
+            throw e
+        } catch {
+            throw StoreError(.io, "reading \(path): \(error)")
+        }
+        _ = replica.takeRewrittenChanges()
+    }
+
+    // MARK: Writing
+
+    private func checkUsable() throws(StoreError) {
+        if let poisoned { throw StoreError(.poisoned, "an earlier write failed (\(poisoned)); reopen the store") }
+    }
+
+    /// Authors one change from `edits`, applies it and writes it durably. Returns when committed.
+    @discardableResult
+    public func commit(_ edits: [ContactEdit]) throws(StoreError) -> Change {
+        try commit(batches: [edits]).first!
+    }
+
+    /// Authors one change per batch and writes them all in one durable transaction.
+    @discardableResult
+    public func commit(batches: [[ContactEdit]]) throws(StoreError) -> [Change] {
+        try checkUsable()
+        var made: [Change] = []
+        for edits in batches where !edits.isEmpty {
+            do {
+                made.append(try author.commit(edits, to: &replica, wallMilliseconds: clock()))
+            } catch {
+                if made.isEmpty { throw StoreError(.rejected, "refused: \(error.detail)") }
+                poisoned = error.detail
+                throw StoreError(.rejected, "refused: \(error.detail)")
+            }
+        }
+        try persist(made)
+        return made
+    }
+
+    /// Receives changes from a peer (or another device) and writes the applied ones durably.
+    /// Each change's outcome, or the reason it was refused, is returned in order.
+    public func receive(_ changes: [Change]) throws(StoreError) -> [Result<ReceiveOutcome, ChangeRejection>] {
+        try checkUsable()
+        var results: [Result<ReceiveOutcome, ChangeRejection>] = []
+        var toWrite: [Change] = []
+        let before = replica.versionVector()
+        for c in changes {
+            do {
+                results.append(.success(try replica.receive(c, nowMilliseconds: clock())))
+            } catch {
+                results.append(.failure(error))
+            }
+        }
+        // Everything that became contiguous (including buffered changes now applied).
+        toWrite = replica.changes(missingFrom: before)
+        try persist(toWrite)
+        return results
+    }
+
+    private func persist(_ changes: [Change]) throws(StoreError) {
+        let rewrites = replica.takeRewrittenChanges()
+        guard !changes.isEmpty || !rewrites.isEmpty else { return }
+        do {
+            try db.transaction {
+                for c in changes {
+                    let held = replica.change(device: c.author, seq: c.seq) ?? c
+                    insert.bind(1, held.scope.bytes)
+                    insert.bind(2, held.author.bytes)
+                    insert.bind(3, Int64(held.seq))
+                    insert.bind(4, held.id.bytes)
+                    insert.bind(5, seal(held))
+                    try insert.run()
+                }
+                for c in rewrites {
+                    update.bind(1, seal(c))
+                    update.bind(2, c.scope.bytes)
+                    update.bind(3, c.author.bytes)
+                    update.bind(4, Int64(c.seq))
+                    try update.run()
+                }
+            }
+            if !rewrites.isEmpty {
+                // Push the erased versions out of the WAL into the zeroing main file now.
+                try? db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            }
+        } catch {
+            poisoned = "\(error)"
+            if let e = error as? SQLiteError { throw StoreError.from(e, "writing \(path)") }
+            throw StoreError(.io, "writing \(path): \(error)")
+        }
+        index = nil // rebuilt on the next search
+    }
+
+    // MARK: Reading
+
+    /// The search index, built on first use.
+    public var searchIndex: ContactIndex {
+        if let index { return index }
+        let built = ContactIndex(replica: replica)
+        index = built
+        return built
+    }
+
+    /// Resolves a contact reference: a full id or a unique prefix of at least 4 characters.
+    public func resolve(_ reference: String) throws(StoreError) -> ContactID {
+        if let id = ContactID(text: reference), replica.contact(id) != nil { return id }
+        guard reference.count >= 4 else { throw StoreError(.notFound, "no contact '\(reference)' (give the id or at least 4 characters of it)") }
+        let matches = replica.visibleContactIDs.filter { $0.description.hasPrefix(reference) }
+        if matches.count == 1 { return matches[0] }
+        if matches.isEmpty { throw StoreError(.notFound, "no contact with id '\(reference)'") }
+        throw StoreError(.ambiguous, "'\(reference)' matches \(matches.count) contacts; give more characters")
+    }
+
+    /// Bytes of the database and its WAL on disk.
+    public var sizeOnDisk: Int {
+        var total = 0
+        for suffix in ["", "-wal"] {
+            var st = stat()
+            if stat(path + suffix, &st) == 0 { total += Int(st.st_size) }
+        }
+        return total
+    }
+}
