@@ -84,6 +84,12 @@ let package = Package(
             ],
             swiftSettings: strict
         ),
+        .testTarget(name: "KithInterchangeTests", dependencies: ["KithInterchange", "KithCRDT"], swiftSettings: strict),
+        .testTarget(
+            name: "KithStoreTests",
+            dependencies: ["KithStore", "KithCRDT", "KithCrypto", "KithSampleData", "KithInterchange"],
+            swiftSettings: strict
+        ),
         .testTarget(
             name: "KithNodeTests",
             dependencies: ["KithNode", "KithCrypto", "kith", "kithd"],

@@ -297,7 +297,7 @@ public enum VCard {
             if !at(3).isEmpty { c.fields[.city] = at(3) }
             if !at(5).isEmpty { c.fields[.postalCode] = at(5) }
         case "NOTE":
-            let v = unescape(try text(cl))
+            let v = unescape(try text(cl)).replacingOccurrences("\r\n", "\n")
             if !v.isEmpty { c.fields[.notes] = c.fields[.notes].map { $0 + "\n" + v } ?? v }
         case "CATEGORIES":
             for t in components(try text(cl), ",") where !trimmed(t).isEmpty { c.tags.append(trimmed(t)) }
@@ -392,5 +392,19 @@ public enum VCard {
             start = end
             limit = 74
         }
+    }
+}
+
+extension String {
+    func replacingOccurrences(_ a: String, _ b: String) -> String {
+        guard contains(a) else { return self }
+        var out = ""
+        var rest = Substring(self)
+        while let r = rest.range(of: a) {
+            out += rest[..<r.lowerBound]
+            out += b
+            rest = rest[r.upperBound...]
+        }
+        return out + rest
     }
 }

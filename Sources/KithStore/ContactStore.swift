@@ -21,7 +21,7 @@ public final class ContactStore {
     public let path: String
     public private(set) var replica: Replica
     public private(set) var author: ChangeAuthor
-    private let db: SQLiteDatabase
+    let db: SQLiteDatabase
     private let lock: StoreLock
     private let storageKey: SymmetricKey
     private let clock: @Sendable () -> UInt64
