@@ -92,7 +92,7 @@ let package = Package(
         ),
         .testTarget(
             name: "KithNodeTests",
-            dependencies: ["KithNode", "KithCrypto", "kith", "kithd"],
+            dependencies: ["KithNode", "KithCrypto", "KithCRDT", "KithStore", "KithInterchange", "KithSampleData", "kith", "kithd"],
             swiftSettings: strict
         ),
     ]
