@@ -69,7 +69,7 @@ let package = Package(
         .executableTarget(
             name: "kith-bench",
             dependencies: [
-                "KithCRDT", "KithCrypto", "KithSampleData",
+                "KithCRDT", "KithCrypto", "KithSampleData", "KithStore", "KithInterchange",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             path: "Benchmarks/kith-bench",

@@ -276,6 +276,20 @@ public struct Replica: Sendable {
         return v
     }
 
+    /// Calls `body` with the text a search index needs from every visible contact — each
+    /// non-empty name field and each live phone, email and tag key — without building views.
+    public func forEachSearchTerm(_ body: (ContactID, _ field: Field?, _ set: SetKind?, _ text: String) -> Void) {
+        for (i, r) in records.enumerated() where r.isVisible(devices) {
+            let id = contactIDs[i]
+            for f in r.fields where !f.value.isEmpty && (f.field == .givenName || f.field == .familyName || f.field == .displayName) {
+                body(id, f.field, nil, f.value)
+            }
+            for m in r.members where m.kind == .phones || m.kind == .emails || m.kind == .tags {
+                body(id, nil, m.kind, m.key)
+            }
+        }
+    }
+
     /// The ops that added `key` to `kind` on `contact` and are still live: what a remove must
     /// name to remove it (observed-remove).
     public func liveAdds(of key: String, in kind: SetKind, contact: ContactID) -> [OpRef] {

@@ -1,23 +1,39 @@
-import Foundation
+import CSodium
 
-/// Unpadded base64url (RFC 4648 §5), the text form of every Kith public key and id.
+/// Unpadded base64url (RFC 4648 §5), the text form of every Kith public key and id, through
+/// libsodium's constant-time codec (`sodium_bin2base64` / `sodium_base642bin`).
 public enum Base64URL {
     public static func encode(_ bytes: some Collection<UInt8>) -> String {
-        Data(bytes).base64EncodedString()
-            .replacingOccurrences(of: "+", with: "-")
-            .replacingOccurrences(of: "/", with: "_")
-            .replacingOccurrences(of: "=", with: "")
+        Sodium.ensureInitialized()
+        let input = Array(bytes)
+        let variant = sodium_base64_VARIANT_URLSAFE_NO_PADDING
+        let size = sodium_base64_encoded_len(input.count, variant)
+        var out = [CChar](repeating: 0, count: size)
+        input.withUnsafeBufferPointer { inBuf in
+            _ = sodium_bin2base64(&out, size, inBuf.baseAddress, input.count, variant)
+        }
+        return String(decoding: out.prefix(size - 1).map { UInt8(bitPattern: $0) }, as: UTF8.self)
     }
 
     /// Decodes unpadded (or padded) base64url; nil when the text is not base64url.
     public static func decode(_ text: String) -> [UInt8]? {
-        guard text.allSatisfy({ $0.isASCII && ($0.isLetter || $0.isNumber || $0 == "-" || $0 == "_" || $0 == "=") }) else { return nil }
-        var s = text.replacingOccurrences(of: "-", with: "+").replacingOccurrences(of: "_", with: "/")
-        s = s.replacingOccurrences(of: "=", with: "")
-        if s.count % 4 == 1 { return nil }
-        while s.count % 4 != 0 { s += "=" }
-        guard let d = Data(base64Encoded: s) else { return nil }
-        return [UInt8](d)
+        Sodium.ensureInitialized()
+        var t = Array(text.utf8)
+        while t.last == 0x3D { t.removeLast() } // accept padding
+        if t.count % 4 == 1 { return nil }
+        var out = [UInt8](repeating: 0, count: t.count * 3 / 4 + 1)
+        var outLen = 0
+        var end: UnsafePointer<CChar>?
+        let rc = t.withUnsafeBufferPointer { inBuf in
+            inBuf.withMemoryRebound(to: CChar.self) { chars in
+                sodium_base642bin(&out, out.count, chars.baseAddress, t.count, nil, &outLen, &end, sodium_base64_VARIANT_URLSAFE_NO_PADDING)
+            }
+        }
+        guard rc == 0 else { return nil }
+        if let end, t.withUnsafeBufferPointer({ end != UnsafeRawPointer($0.baseAddress! + $0.count).assumingMemoryBound(to: CChar.self) }), !t.isEmpty {
+            return nil // trailing characters that are not base64url
+        }
+        return Array(out.prefix(outLen))
     }
 }
 

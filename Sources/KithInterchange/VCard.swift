@@ -10,7 +10,7 @@ public enum VCard {
         var group: String?
         var name: String
         var params: [(name: String, values: [String])]
-        var rawValue: [UInt8]
+        var rawValue: ArraySlice<UInt8>
 
         func param(_ n: String) -> [String] {
             params.filter { $0.name == n }.flatMap(\.values)
@@ -41,8 +41,7 @@ public enum VCard {
                 }
                 continue
             }
-            let value = String(decoding: cl.rawValue, as: UTF8.self)
-            if cl.name == "BEGIN", value.uppercased() == "VCARD" {
+            if cl.name == "BEGIN", Self.isVCARD(cl.rawValue) {
                 if let c = current {
                     batch.issues.append(ImportIssue(origin: c.origin, reason: "no END:VCARD before the next BEGIN:VCARD"))
                 }
@@ -56,7 +55,7 @@ public enum VCard {
                 batch.issues.append(ImportIssue(origin: "line \(lineNo)", reason: "\(cl.name) outside a card"))
                 continue
             }
-            if cl.name == "END", value.uppercased() == "VCARD" {
+            if cl.name == "END", Self.isVCARD(cl.rawValue) {
                 if let broken = currentBroken {
                     batch.issues.append(ImportIssue(origin: c.origin, reason: broken))
                 } else if c.fields[.givenName] == nil, c.fields[.familyName] == nil, c.fields[.displayName] == nil, c.phones.isEmpty, c.emails.isEmpty {
@@ -83,10 +82,15 @@ public enum VCard {
         return batch
     }
 
+    static func isVCARD(_ v: ArraySlice<UInt8>) -> Bool {
+        v.count == 5 && v.elementsEqual("VCARD".utf8, by: { a, b in a & 0xDF == b })
+    }
+
     /// Splits into physical lines (LF or CRLF), unfolds continuation lines (leading space or
-    /// tab) and quoted-printable soft breaks. Returns (first physical line number, bytes).
-    static func logicalLines(_ bytes: ArraySlice<UInt8>) -> [(Int, [UInt8])] {
-        var out: [(Int, [UInt8])] = []
+    /// tab) and quoted-printable soft breaks. Returns (first physical line number, bytes); an
+    /// unfolded line is a slice of the input, a folded one a slice of a new buffer.
+    static func logicalLines(_ bytes: ArraySlice<UInt8>) -> [(Int, ArraySlice<UInt8>)] {
+        var out: [(Int, ArraySlice<UInt8>)] = []
         var lineNo = 0
         var start = bytes.startIndex
         var physical: [(Int, ArraySlice<UInt8>)] = []
@@ -107,11 +111,17 @@ public enum VCard {
             if bytes[end - 1] == 0x0D { end -= 1 }
             physical.append((lineNo + 1, bytes[start..<end]))
         }
+        out.reserveCapacity(physical.count)
         var k = 0
         while k < physical.count {
             let (n, first) = physical[k]
-            var line = Array(first)
             k += 1
+            let continues = k < physical.count && (physical[k].1.first == 0x20 || physical[k].1.first == 0x09)
+            if !continues && (first.last != 0x3D || !isQuotedPrintable(first)) {
+                out.append((n, first))
+                continue
+            }
+            var line = Array(first)
             while true {
                 if k < physical.count, let f = physical[k].1.first, f == 0x20 || f == 0x09 {
                     line += physical[k].1.dropFirst()
@@ -124,50 +134,59 @@ public enum VCard {
                     break
                 }
             }
-            out.append((n, line))
+            out.append((n, line[...]))
         }
         return out
     }
 
-    static func isQuotedPrintable(_ line: [UInt8]) -> Bool {
+    static func isQuotedPrintable(_ line: some Collection<UInt8>) -> Bool {
         guard let colon = line.firstIndex(of: 0x3A) else { return false }
         let head = String(decoding: line[..<colon], as: UTF8.self).uppercased()
         return head.contains("QUOTED-PRINTABLE")
     }
 
-    static func parseContentLine(_ line: [UInt8], line lineNo: Int) -> ContentLine? {
+    static func parseContentLine(_ line: ArraySlice<UInt8>, line lineNo: Int) -> ContentLine? {
         var inQuotes = false
         var colon: Int?
-        for (i, b) in line.enumerated() {
+        var firstSemicolon: Int?
+        var i = line.startIndex
+        while i < line.endIndex {
+            let b = line[i]
             if b == 0x22 { inQuotes.toggle() }
-            if b == 0x3A, !inQuotes { colon = i; break }
+            if !inQuotes {
+                if b == 0x3A { colon = i; break }
+                if b == 0x3B, firstSemicolon == nil { firstSemicolon = i }
+            }
+            i += 1
         }
         guard let colon else { return nil }
-        let head = String(decoding: line[..<colon], as: UTF8.self)
-        var parts = splitUnquoted(head, on: ";")
-        guard !parts.isEmpty else { return nil }
-        var name = parts.removeFirst().uppercased()
+        let nameEnd = firstSemicolon ?? colon
+        var nameBytes = line[line.startIndex..<nameEnd]
         var group: String?
-        if let dot = name.firstIndex(of: ".") {
-            group = String(name[..<dot])
-            name = String(name[name.index(after: dot)...])
+        if let dot = nameBytes.firstIndex(of: 0x2E) {
+            group = String(decoding: nameBytes[..<dot], as: UTF8.self)
+            nameBytes = nameBytes[(dot + 1)...]
         }
-        guard !name.isEmpty else { return nil }
+        guard !nameBytes.isEmpty else { return nil }
+        let name = String(decoding: nameBytes.map { (97...122).contains($0) ? $0 - 32 : $0 }, as: UTF8.self)
         var params: [(String, [String])] = []
-        for p in parts where !p.isEmpty {
-            if let eq = p.firstIndex(of: "=") {
-                let key = p[..<eq].uppercased()
-                let values = splitUnquoted(String(p[p.index(after: eq)...]), on: ",").map { v in
-                    v.hasPrefix("\"") && v.hasSuffix("\"") && v.count >= 2 ? String(v.dropFirst().dropLast()) : v
+        if let semi = firstSemicolon {
+            let head = String(decoding: line[(semi + 1)..<colon], as: UTF8.self)
+            for p in splitUnquoted(head, on: ";") where !p.isEmpty {
+                if let eq = p.firstIndex(of: "=") {
+                    let key = p[..<eq].uppercased()
+                    let values = splitUnquoted(String(p[p.index(after: eq)...]), on: ",").map { v in
+                        v.hasPrefix("\"") && v.hasSuffix("\"") && v.count >= 2 ? String(v.dropFirst().dropLast()) : v
+                    }
+                    params.append((key, values))
+                } else {
+                    // vCard 2.1 shorthand: ";HOME;CELL" or ";QUOTED-PRINTABLE".
+                    let v = p.uppercased()
+                    if v == "QUOTED-PRINTABLE" || v == "BASE64" || v == "8BIT" { params.append(("ENCODING", [v])) } else { params.append(("TYPE", [v])) }
                 }
-                params.append((key, values))
-            } else {
-                // vCard 2.1 shorthand: ";HOME;CELL" or ";QUOTED-PRINTABLE".
-                let v = p.uppercased()
-                if v == "QUOTED-PRINTABLE" || v == "BASE64" || v == "8BIT" { params.append(("ENCODING", [v])) } else { params.append(("TYPE", [v])) }
             }
         }
-        return ContentLine(line: lineNo, group: group, name: name, params: params, rawValue: Array(line[(colon + 1)...]))
+        return ContentLine(line: lineNo, group: group, name: name, params: params, rawValue: line[(colon + 1)...])
     }
 
     static func splitUnquoted(_ s: String, on sep: Character) -> [String] {
@@ -189,7 +208,13 @@ public enum VCard {
 
     /// The property's value as text: quoted-printable and charset decoded, not yet unescaped.
     static func text(_ cl: ContentLine) throws(ImportIssue) -> String {
-        var bytes = cl.rawValue
+        if cl.params.isEmpty {
+            guard let s = String(validating: cl.rawValue, as: UTF8.self) else {
+                throw ImportIssue(origin: "", reason: "\(cl.name) is not valid UTF-8")
+            }
+            return s
+        }
+        var bytes = Array(cl.rawValue)
         let encoding = cl.param("ENCODING").first?.uppercased()
         if encoding == "QUOTED-PRINTABLE" {
             guard let d = decodeQuotedPrintable(bytes) else { throw ImportIssue(origin: "", reason: "\(cl.name) has invalid quoted-printable") }
@@ -260,12 +285,13 @@ public enum VCard {
     }
 
     static func unescape(_ s: String) -> String {
-        guard s.contains("\\") else { return s }
+        guard s.utf8.contains(0x5C) else { return s }
         return components(s, "\u{0}").joined()
     }
 
     static func trimmed(_ s: String) -> String {
-        String(s.drop(while: { $0.isWhitespace }).reversed().drop(while: { $0.isWhitespace }).reversed())
+        guard let f = s.first, let l = s.last, f.isWhitespace || l.isWhitespace else { return s }
+        return String(s.drop(while: { $0.isWhitespace }).reversed().drop(while: { $0.isWhitespace }).reversed())
     }
 
     static func apply(_ cl: ContentLine, to c: inout ImportedContact) throws(ImportIssue) {

@@ -4,58 +4,99 @@ import KithCRDT
 /// An in-memory search index over the visible contacts, rebuilt from the replica when the store
 /// opens (nothing of it is written to disk). Pure: no I/O.
 ///
-/// Terms: name words (case- and accent-folded) for prefix search; phone digits reversed for
-/// "ends with" search in any format; emails for prefix search; tags exact (folded).
+/// Terms (bytes, sorted): name words (case- and accent-folded) for prefix search; phone digits
+/// reversed for "ends with" search in any format; emails for prefix search; tags exact (folded).
 public struct ContactIndex: Sendable {
-    struct Entry: Sendable {
-        var term: String
-        var id: ContactID
-    }
-
-    private var entries: [Entry] = []
+    private var terms: [[UInt8]] = []
+    private var ids: [ContactID] = []
 
     public init(replica: Replica) {
-        var e: [Entry] = []
-        e.reserveCapacity(replica.knownContactCount * 8)
-        for c in replica.contacts() {
-            for f in [Field.givenName, .familyName, .displayName] {
-                guard let v = c[f] else { continue }
-                for w in Self.words(v) { e.append(Entry(term: "n:" + w, id: c.id)) }
+        var pairs: [([UInt8], ContactID)] = []
+        pairs.reserveCapacity(replica.knownContactCount * 8)
+        replica.forEachSearchTerm { id, field, set, text in
+            if field != nil {
+                for w in Self.words(text) { pairs.append((Self.tagged(0x6E, w), id)) } // n
+            } else if set == .phones {
+                let digits = Self.digits(text)
+                if !digits.isEmpty { pairs.append((Self.tagged(0x70, digits.reversed()), id)) } // p
+            } else if set == .emails {
+                pairs.append((Self.tagged(0x65, Array(text.lowercased().utf8)), id)) // e
+            } else if set == .tags {
+                pairs.append((Self.tagged(0x74, Self.fold(text)), id)) // t
             }
-            for p in c.values(.phones) {
-                let digits = Self.digits(p.key)
-                if !digits.isEmpty { e.append(Entry(term: "p:" + String(digits.reversed()), id: c.id)) }
-            }
-            for m in c.values(.emails) { e.append(Entry(term: "e:" + m.key.lowercased(), id: c.id)) }
-            for t in c.values(.tags) { e.append(Entry(term: "t:" + Self.fold(t.key), id: c.id)) }
         }
-        e.sort { $0.term < $1.term }
-        entries = e
+        pairs.sort { $0.0.lexicographicallyPrecedes($1.0) }
+        terms = pairs.map(\.0)
+        ids = pairs.map(\.1)
     }
 
-    public var termCount: Int { entries.count }
+    public var termCount: Int { terms.count }
 
-    static func fold(_ s: String) -> String {
-        s.folding(options: [.caseInsensitive, .diacriticInsensitive, .widthInsensitive], locale: nil)
+    static func tagged(_ tag: UInt8, _ bytes: some Collection<UInt8>) -> [UInt8] {
+        var out: [UInt8] = [tag, 0x3A]
+        out.append(contentsOf: bytes)
+        return out
     }
 
-    static func words(_ s: String) -> [String] {
-        fold(s).split(whereSeparator: { !$0.isLetter && !$0.isNumber }).map(String.init)
+    /// Base letters of U+00C0…U+024F (Latin-1 Supplement, Latin Extended-A and -B), from their
+    /// canonical decompositions; 0 where there is none (generated, see data in the git history).
+    static let latinFold: [UInt8] = [97, 97, 97, 97, 97, 97, 97, 99, 101, 101, 101, 101, 105, 105, 105, 105, 100, 110, 111, 111, 111, 111, 111, 0, 111, 117, 117, 117, 117, 121, 116, 115, 97, 97, 97, 97, 97, 97, 97, 99, 101, 101, 101, 101, 105, 105, 105, 105, 100, 110, 111, 111, 111, 111, 111, 0, 111, 117, 117, 117, 117, 121, 116, 121, 97, 97, 97, 97, 97, 97, 99, 99, 99, 99, 99, 99, 99, 99, 100, 100, 100, 100, 101, 101, 101, 101, 101, 101, 101, 101, 101, 101, 103, 103, 103, 103, 103, 103, 103, 103, 104, 104, 104, 104, 105, 105, 105, 105, 105, 105, 105, 105, 105, 105, 0, 0, 106, 106, 107, 107, 107, 108, 108, 108, 108, 108, 108, 108, 108, 108, 108, 110, 110, 110, 110, 110, 110, 0, 110, 110, 111, 111, 111, 111, 111, 111, 111, 111, 114, 114, 114, 114, 114, 114, 115, 115, 115, 115, 115, 115, 115, 115, 116, 116, 116, 116, 116, 116, 117, 117, 117, 117, 117, 117, 117, 117, 117, 117, 117, 117, 119, 119, 121, 121, 121, 122, 122, 122, 122, 122, 122, 115, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 111, 111, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 117, 117, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 97, 97, 105, 105, 111, 111, 117, 117, 117, 117, 117, 117, 117, 117, 117, 117, 0, 97, 97, 97, 97, 0, 0, 0, 0, 103, 103, 107, 107, 111, 111, 111, 111, 0, 0, 106, 0, 0, 0, 103, 103, 0, 0, 110, 110, 97, 97, 0, 0, 0, 0, 97, 97, 97, 97, 101, 101, 101, 101, 105, 105, 105, 105, 111, 111, 111, 111, 114, 114, 114, 114, 117, 117, 117, 117, 115, 115, 116, 116, 0, 0, 104, 104, 0, 0, 0, 0, 0, 0, 97, 97, 101, 101, 111, 111, 111, 111, 111, 111, 111, 111, 121, 121, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]
+
+    /// Lowercased with Latin accents removed (é→e, ß→s, ł→l); other scripts lowercased only.
+    /// Pure Swift: no locale, identical on every platform.
+    static func fold(_ s: String) -> [UInt8] {
+        var out: [UInt8] = []
+        out.reserveCapacity(s.utf8.count)
+        for u in s.unicodeScalars { foldScalar(u, into: &out) }
+        return out
     }
 
-    static func digits(_ s: String) -> String { String(s.filter(\.isASCIIDigit)) }
+    @inline(__always)
+    static func foldScalar(_ u: Unicode.Scalar, into out: inout [UInt8]) {
+        let v = u.value
+        if v < 0x80 {
+            let b = UInt8(v)
+            out.append((65...90).contains(b) ? b + 32 : b)
+        } else if v >= 0xC0, v < 0x250, latinFold[Int(v - 0xC0)] != 0 {
+            out.append(latinFold[Int(v - 0xC0)])
+        } else {
+            out.append(contentsOf: u.properties.lowercaseMapping.utf8)
+        }
+    }
+
+    /// Folded words: runs of letters and digits.
+    static func words(_ s: String) -> [[UInt8]] {
+        var out: [[UInt8]] = []
+        var cur: [UInt8] = []
+        for u in s.unicodeScalars {
+            let v = u.value
+            let isWordChar = v < 0x80
+                ? (v >= 0x30 && v <= 0x39) || (v >= 0x41 && v <= 0x5A) || (v >= 0x61 && v <= 0x7A)
+                : (u.properties.isAlphabetic || u.properties.numericType != nil)
+            if isWordChar {
+                foldScalar(u, into: &cur)
+            } else if !cur.isEmpty {
+                out.append(cur)
+                cur = []
+            }
+        }
+        if !cur.isEmpty { out.append(cur) }
+        return out
+    }
+
+    static func digits(_ s: String) -> [UInt8] { s.utf8.filter { (48...57).contains($0) } }
 
     /// Ids whose term starts with `prefix` (or equals it, when `exact`).
-    private func matching(prefix: String, exact: Bool = false) -> Set<ContactID> {
-        var lo = 0, hi = entries.count
+    private func matching(_ prefix: [UInt8], exact: Bool = false) -> Set<ContactID> {
+        var lo = 0, hi = terms.count
         while lo < hi {
             let mid = (lo + hi) / 2
-            if entries[mid].term < prefix { lo = mid + 1 } else { hi = mid }
+            if terms[mid].lexicographicallyPrecedes(prefix) { lo = mid + 1 } else { hi = mid }
         }
         var out = Set<ContactID>()
         var i = lo
-        while i < entries.count, entries[i].term.hasPrefix(prefix) {
-            if !exact || entries[i].term == prefix { out.insert(entries[i].id) }
+        while i < terms.count, terms[i].starts(with: prefix) {
+            if !exact || terms[i].count == prefix.count { out.insert(ids[i]) }
             i += 1
         }
         return out
@@ -71,21 +112,16 @@ public struct ContactIndex: Sendable {
         guard !q.isEmpty else { return [] }
         if q.hasPrefix("#") || q.lowercased().hasPrefix("tag:") {
             let tag = q.hasPrefix("#") ? String(q.dropFirst()) : String(q.dropFirst(4))
-            return matching(prefix: "t:" + Self.fold(tag), exact: true)
+            return matching(Self.tagged(0x74, Self.fold(tag)), exact: true)
         }
-        if q.contains("@") { return matching(prefix: "e:" + q.lowercased()) }
-        let phoneChars = q.filter { $0.isASCIIDigit || "+()-. ".contains($0) }
+        if q.contains("@") { return matching(Self.tagged(0x65, Array(q.lowercased().utf8))) }
         let digits = Self.digits(q)
-        if phoneChars.count == q.count, digits.count >= 3 {
-            return matching(prefix: "p:" + String(digits.reversed()))
+        if q.allSatisfy({ $0.isASCII && ($0.isNumber || "+()-. ".contains($0)) }), digits.count >= 3 {
+            return matching(Self.tagged(0x70, digits.reversed()))
         }
         let words = Self.words(q)
-        guard var result = words.first.map({ matching(prefix: "n:" + $0) }) else { return [] }
-        for w in words.dropFirst() { result.formIntersection(matching(prefix: "n:" + w)) }
+        guard var result = words.first.map({ matching(Self.tagged(0x6E, $0)) }) else { return [] }
+        for w in words.dropFirst() { result.formIntersection(matching(Self.tagged(0x6E, w))) }
         return result
     }
-}
-
-extension Character {
-    var isASCIIDigit: Bool { isASCII && isNumber }
 }
