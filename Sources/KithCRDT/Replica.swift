@@ -342,6 +342,11 @@ public struct Replica: Sendable {
         return chains[Int(d)].changes.last
     }
 
+    /// The changes buffered until their predecessors arrive (not yet applied).
+    public func pendingChanges() -> [Change] {
+        chains.flatMap { $0.pending.values }
+    }
+
     /// Changes held back waiting for a predecessor.
     public var pendingCount: Int { chains.reduce(0) { $0 + $1.pending.count } }
 
