@@ -6,6 +6,17 @@ import KithInterchange
 import KithSampleData
 import KithStore
 
+/// Writes N synthetic contacts as vCard to standard output (for the demo and manual tests).
+struct SampleCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "sample", abstract: "Print N seeded synthetic contacts as a vCard file.")
+    @Option(help: "Number of contacts.") var contacts = 200
+    @Option(help: "Seed.") var seed: UInt64 = 42
+
+    func run() throws {
+        FileHandle.standardOutput.write(Data(SyntheticContacts(seed: seed).vCard(count: contacts).utf8))
+    }
+}
+
 struct StoreBench: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "store",
@@ -22,16 +33,7 @@ struct StoreBench: ParsableCommand {
         defer { try? FileManager.default.removeItem(atPath: dir) }
         note("writing a vCard file of \(contacts) synthetic contacts…")
         let gen = SyntheticContacts(seed: seed)
-        var vcf = ""
-        for i in 0..<contacts {
-            let c = gen.contact(i)
-            vcf += "BEGIN:VCARD\r\nVERSION:4.0\r\nUID:\(c.id)\r\nN:\(c.familyName);\(c.givenName);;;\r\nFN:\(c.givenName) \(c.familyName)\r\n"
-            vcf += "TEL:\(c.phoneRaw)\r\nEMAIL:\(c.email)\r\nADR:;;\(c.address);\(c.city);;\(c.postalCode);\r\nCATEGORIES:\(c.tags.joined(separator: ","))\r\n"
-            if !c.notes.isEmpty { vcf += "NOTE:\(c.notes)\r\n" }
-            vcf += "X-KITH-RELATIONSHIP:\(c.relationship)\r\n"
-            if !c.support.isEmpty { vcf += "X-KITH-SUPPORT:\(c.support)\r\n" }
-            vcf += "END:VCARD\r\n"
-        }
+        var vcf = gen.vCard(count: contacts)
         let file = dir + "/contacts.vcf"
         try vcf.write(toFile: file, atomically: true, encoding: .utf8)
         let fileBytes = vcf.utf8.count
@@ -78,12 +80,14 @@ struct StoreBench: ParsableCommand {
         let tOpen = seconds()
         let hits = store.search("lovelace")
         let startupSeconds = seconds() - t1
-        let t2 = seconds()
+        let queryMix = ["ada", "867", "gotv", "#volunteer", "zoë müller", "ada.lovelace1@example.org", "(212) 555", "Okafor"]
         var queries = 0
-        for q in ["ada", "867", "gotv", "#volunteer", "zoë müller", "ada.lovelace1@example.org", "(212) 555", "Okafor"] {
-            queries += store.search(q).count
-        }
-        let warmSearchMs = (seconds() - t2) * 1000 / 8
+        let t3 = seconds()
+        for q in queryMix { queries += store.search(q).count } // builds the phone, email and tag indexes
+        let firstOfEachKindMs = (seconds() - t3) * 1000
+        let t2 = seconds()
+        for q in queryMix { queries += store.search(q).count }
+        let warmSearchMs = (seconds() - t2) * 1000 / Double(queryMix.count)
 
         let result: [String: Any] = [
             "benchmark": "store-import-startup",
@@ -100,12 +104,13 @@ struct StoreBench: ParsableCommand {
             "openSeconds": tOpen - t1,
             "firstQueryHits": hits.count,
             "warmSearchMillisecondsMean": warmSearchMs,
+            "indexOtherKindsMilliseconds": firstOfEachKindMs,
             "skipped": batch.issues.count,
         ]
         emit(result)
         note(String(format: "import: %.2f s = %.0f contacts/s (parse %.2f s); store %.1f MB = %.0f B/contact; peak RSS %.0f MB",
                     importSeconds, Double(contacts) / importSeconds, tParsed - t0, Double(size) / 1e6, Double(size) / Double(contacts), Double(peakImport) / 1e6))
-        note(String(format: "start-up to first query: %.3f s (open %.3f s); warm search %.2f ms", startupSeconds, tOpen - t1, warmSearchMs))
+        note(String(format: "start-up to first query: %.3f s (open %.3f s); first phone/email/tag queries %.0f ms; warm search %.2f ms", startupSeconds, tOpen - t1, firstOfEachKindMs, warmSearchMs))
         _ = queries
     }
 }

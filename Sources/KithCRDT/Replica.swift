@@ -91,11 +91,11 @@ public struct Replica: Sendable {
             let chain = chains[Int(d)]
             if change.seq <= UInt64(chain.changes.count) {
                 let held = chain.changes[Int(change.seq) - 1]
-                if held.id == change.id { return .duplicate }
+                if held.id == change.id { return try restoreErasedBlocks(held: held, incoming: change, device: d, pending: false) }
                 try recordEquivocation(held: held, incoming: change)
             }
             if let held = chain.pending[change.seq] {
-                if held.id == change.id { return .duplicate }
+                if held.id == change.id { return try restoreErasedBlocks(held: held, incoming: change, device: d, pending: true) }
                 try recordEquivocation(held: held, incoming: change)
             }
         }
@@ -112,6 +112,33 @@ public struct Replica: Sendable {
         try checkChain(change, device: d)
         integrate(change, device: d, edits: edits)
         drainPending(device: d)
+        return .applied
+    }
+
+    /// The same change may arrive in two variants: with a block erased (by a replica that has
+    /// applied a forget this one has not seen yet) and with it present. Present wins unless the
+    /// block's contact is forgotten here, so the outcome does not depend on which variant came
+    /// first, and a relay that erases blocks on its own cannot censor them.
+    private mutating func restoreErasedBlocks(held: Change, incoming: Change, device d: UInt32, pending: Bool) throws(ChangeRejection) -> ReceiveOutcome {
+        guard held.hasErasedBlocks, held.encoded != incoming.encoded else { return .duplicate }
+        let heldContacts = held.blockContacts, incomingContacts = incoming.blockContacts
+        let restorable = (0..<held.blockCount).filter { i in
+            heldContacts[i] == nil && incomingContacts[i].map { !forgotten.contains($0) } == true
+        }
+        guard !restorable.isEmpty else { return .duplicate }
+        if configuration.verifySignatures { try incoming.verify() }
+        let restored = incoming.erasing(forgotten)
+        if pending {
+            chains[Int(d)].pending[incoming.seq] = restored
+            return .duplicate
+        }
+        var edits: [(block: Int, edit: ContactEdit)] = []
+        for i in restorable {
+            if let e = try restored.decodeBlock(i) { edits.append((i, e)) }
+        }
+        chains[Int(d)].changes[Int(incoming.seq) - 1] = restored
+        rewritten.append(restored)
+        apply(edits, of: restored, device: d)
         return .applied
     }
 
@@ -161,6 +188,15 @@ public struct Replica: Sendable {
         if !forgotten.isEmpty, edits.contains(where: { forgotten.contains($0.edit.contact) && $0.edit.ops.first != .forget }) {
             change = change.erasing(forgotten)
         }
+        apply(edits, of: change, device: d)
+        chains[Int(d)].changes.append(change)
+        chains[Int(d)].lastTimestamp = change.timestamp
+        if change.timestamp > maxTimestamp { maxTimestamp = change.timestamp }
+        changeCount += 1
+    }
+
+    /// Applies the ops of `edits` (blocks of `change`), skipping forgotten contacts.
+    private mutating func apply(_ edits: [(block: Int, edit: ContactEdit)], of change: Change, device d: UInt32) {
         let seq = UInt32(change.seq)
         let hlc = change.timestamp.rawValue
         for (block, edit) in edits where !forgotten.contains(edit.contact) {
@@ -186,10 +222,6 @@ public struct Replica: Sendable {
             }
             opCount += edit.ops.count
         }
-        chains[Int(d)].changes.append(change)
-        chains[Int(d)].lastTimestamp = change.timestamp
-        if change.timestamp > maxTimestamp { maxTimestamp = change.timestamp }
-        changeCount += 1
     }
 
     /// Drops the contacts' state and erases their blocks from every held change.

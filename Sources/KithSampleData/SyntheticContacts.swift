@@ -65,7 +65,7 @@ public struct SyntheticContacts: Sendable {
         let id = ContactID(high: rng.next(), low: rng.next())
         let g = Self.given[Int(rng.next() % UInt64(Self.given.count))]
         let f = Self.family[Int(rng.next() % UInt64(Self.family.count))]
-        let national = 200_000_000 + rng.next() % 799_999_999
+        let national = 2_000_000_000 + rng.next() % 7_999_999_999
         let phone = "+1\(national)"
         let s = String(national)
         let raw: String
@@ -102,6 +102,25 @@ public struct SyntheticContacts: Sendable {
     }
 
     public func contacts(_ count: Int) -> [Contact] { (0..<count).map(contact) }
+
+    /// Contacts `0..<count` as a vCard 4.0 file, UIDs being their Kith ids (so importing it
+    /// twice updates rather than duplicates).
+    public func vCard(count: Int) -> String {
+        var out = ""
+        out.reserveCapacity(count * 280)
+        for i in 0..<count {
+            let c = contact(i)
+            out += "BEGIN:VCARD\r\nVERSION:4.0\r\nUID:\(c.id)\r\nN:\(c.familyName);\(c.givenName);;;\r\nFN:\(c.givenName) \(c.familyName)\r\n"
+            out += "TEL:\(c.phoneRaw)\r\nEMAIL:\(c.email)\r\nADR:;;\(c.address);\(c.city);;\(c.postalCode);\r\n"
+            out += "CATEGORIES:\(c.tags.joined(separator: ","))\r\n"
+            if !c.notes.isEmpty { out += "NOTE:\(c.notes)\r\n" }
+            out += "X-KITH-RELATIONSHIP:\(c.relationship)\r\n"
+            if !c.support.isEmpty { out += "X-KITH-SUPPORT:\(c.support)\r\n" }
+            if !c.consent.isEmpty { out += "X-KITH-CONSENT:\(c.consent)\r\n" }
+            out += "END:VCARD\r\n"
+        }
+        return out
+    }
 
     /// Contacts written as CSV with a header row (RFC 4180 quoting), the size baseline for the
     /// encoded change set. Multi-valued columns join with ";".

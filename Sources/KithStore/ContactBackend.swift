@@ -18,6 +18,6 @@ public protocol ContactBackend: AnyObject {
 
 extension ContactStore: ContactBackend {
     public func search(_ query: String) -> Set<ContactID> {
-        searchIndex.search(query)
+        searchIndex(for: ContactIndex.kind(of: query)).search(query)
     }
 }

@@ -7,21 +7,32 @@ import KithCRDT
 /// Terms (bytes, sorted): name words (case- and accent-folded) for prefix search; phone digits
 /// reversed for "ends with" search in any format; emails for prefix search; tags exact (folded).
 public struct ContactIndex: Sendable {
+    /// The kinds of term; a store builds the index of a kind when a query first needs it.
+    public enum Kind: CaseIterable, Sendable {
+        case name, phone, email, tag
+    }
+
     private var terms: [[UInt8]] = []
     private var ids: [ContactID] = []
+    public let kinds: Set<Kind>
 
-    public init(replica: Replica) {
+    public init(replica: Replica, kinds: Set<Kind> = Set(Kind.allCases)) {
+        self.kinds = kinds
         var pairs: [([UInt8], ContactID)] = []
-        pairs.reserveCapacity(replica.knownContactCount * 8)
+        pairs.reserveCapacity(replica.knownContactCount * 3 * kinds.count)
         replica.forEachSearchTerm { id, field, set, text in
             if field != nil {
+                guard kinds.contains(.name) else { return }
                 for w in Self.words(text) { pairs.append((Self.tagged(0x6E, w), id)) } // n
             } else if set == .phones {
+                guard kinds.contains(.phone) else { return }
                 let digits = Self.digits(text)
                 if !digits.isEmpty { pairs.append((Self.tagged(0x70, digits.reversed()), id)) } // p
             } else if set == .emails {
+                guard kinds.contains(.email) else { return }
                 pairs.append((Self.tagged(0x65, Array(text.lowercased().utf8)), id)) // e
             } else if set == .tags {
+                guard kinds.contains(.tag) else { return }
                 pairs.append((Self.tagged(0x74, Self.fold(text)), id)) // t
             }
         }
@@ -102,6 +113,15 @@ public struct ContactIndex: Sendable {
         return out
     }
 
+    /// Which kind of term `query` searches (see `search`).
+    public static func kind(of query: String) -> Kind {
+        let q = query.trimmingCharacters(in: .whitespacesAndNewlines)
+        if q.hasPrefix("#") || q.lowercased().hasPrefix("tag:") { return .tag }
+        if q.contains("@") { return .email }
+        if q.allSatisfy({ $0.isASCII && ($0.isNumber || "+()-. ".contains($0)) }), digits(q).count >= 3 { return .phone }
+        return .name
+    }
+
     /// Contacts matching `query`:
     /// - `#tag` or `tag:x`: the tag (case- and accent-insensitive);
     /// - anything with `@`: emails starting with it;
@@ -110,14 +130,16 @@ public struct ContactIndex: Sendable {
     public func search(_ query: String) -> Set<ContactID> {
         let q = query.trimmingCharacters(in: .whitespacesAndNewlines)
         guard !q.isEmpty else { return [] }
-        if q.hasPrefix("#") || q.lowercased().hasPrefix("tag:") {
+        switch Self.kind(of: q) {
+        case .tag:
             let tag = q.hasPrefix("#") ? String(q.dropFirst()) : String(q.dropFirst(4))
             return matching(Self.tagged(0x74, Self.fold(tag)), exact: true)
-        }
-        if q.contains("@") { return matching(Self.tagged(0x65, Array(q.lowercased().utf8))) }
-        let digits = Self.digits(q)
-        if q.allSatisfy({ $0.isASCII && ($0.isNumber || "+()-. ".contains($0)) }), digits.count >= 3 {
-            return matching(Self.tagged(0x70, digits.reversed()))
+        case .email:
+            return matching(Self.tagged(0x65, Array(q.lowercased().utf8)))
+        case .phone:
+            return matching(Self.tagged(0x70, Self.digits(q).reversed()))
+        case .name:
+            break
         }
         let words = Self.words(q)
         guard var result = words.first.map({ matching(Self.tagged(0x6E, $0)) }) else { return [] }

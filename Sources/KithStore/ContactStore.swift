@@ -28,7 +28,7 @@ public final class ContactStore {
     private var poisoned: String?
     private var insert: SQLiteStatement
     private var update: SQLiteStatement
-    private var index: ContactIndex?
+    private var indexes: [ContactIndex.Kind: ContactIndex] = [:]
 
     /// Milliseconds since the Unix epoch from the system clock.
     public static let systemClock: @Sendable () -> UInt64 = {
@@ -236,16 +236,17 @@ public final class ContactStore {
             if let e = error as? SQLiteError { throw StoreError.from(e, "writing \(path)") }
             throw StoreError(.io, "writing \(path): \(error)")
         }
-        index = nil // rebuilt on the next search
+        indexes = [:] // rebuilt on the next search
     }
 
     // MARK: Reading
 
-    /// The search index, built on first use.
-    public var searchIndex: ContactIndex {
-        if let index { return index }
-        let built = ContactIndex(replica: replica)
-        index = built
+    /// The search index for one kind of query, built when first needed (a name search does
+    /// not pay for indexing phones).
+    public func searchIndex(for kind: ContactIndex.Kind) -> ContactIndex {
+        if let index = indexes[kind] { return index }
+        let built = ContactIndex(replica: replica, kinds: [kind])
+        indexes[kind] = built
         return built
     }
 

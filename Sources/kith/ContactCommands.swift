@@ -185,7 +185,7 @@ struct ContactCommand: ParsableCommand {
                 """
         )
         @OptionGroup var node: NodeOptions
-        @Argument(parsing: .remaining, help: "The query.") var query: [String]
+        @Argument(help: "The query (several words are ANDed).") var query: [String]
         @Option(help: "At most this many (0 = all).") var limit = 50
 
         func run() throws {

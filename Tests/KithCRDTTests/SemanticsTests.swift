@@ -194,6 +194,43 @@ struct ForgetTests {
     }
 }
 
+@Suite("Erased and present variants of a change")
+struct VariantTests {
+    @Test func presentWinsUnlessForgottenHere() throws {
+        var a = ChangeAuthor(signer: deviceKey(1))
+        var source = Replica(scope: testScope)
+        let c1 = try a.commit(edit(alice, .setField(.givenName, "Ada")) + edit(bob, .setField(.givenName, "Bob")), to: &source, wallMilliseconds: now)
+        let erased = c1.erasing([alice])
+        #expect(erased.hasErasedBlocks && erased.id == c1.id)
+        try erased.verify()
+        // Erased first, then the full variant: alice's block is restored and applied.
+        var r1 = Replica(scope: testScope)
+        #expect(try r1.receive(erased, nowMilliseconds: now) == .applied)
+        #expect(r1.contact(alice) == nil && r1.contact(bob) != nil)
+        #expect(try r1.receive(c1, nowMilliseconds: now) == .applied)
+        #expect(r1.contact(alice)?[.givenName] == "Ada")
+        #expect(try r1.receive(erased, nowMilliseconds: now) == .duplicate)
+        var r2 = Replica(scope: testScope)
+        r2.take([c1, erased])
+        #expect(r1.stateDigest() == r2.stateDigest() && r1.encodedChanges() == r2.encodedChanges())
+        // Where alice is forgotten, the full variant restores nothing.
+        let forget = try a.commit(edit(alice, .forget), to: &source, wallMilliseconds: now + 1)
+        var r3 = Replica(scope: testScope)
+        r3.take([erased, forget])
+        #expect(try r3.receive(c1, nowMilliseconds: now) == .duplicate)
+        #expect(!r3.encodedChanges().containsBytes(Array("Ada".utf8)))
+        // A tampered "full" variant is refused, not restored; one that adds nothing is ignored.
+        var bad = c1.encoded
+        let i = bad.lastIndex(of: UInt8(ascii: "A"))!
+        bad[i] = UInt8(ascii: "E")
+        var r4 = Replica(scope: testScope)
+        r4.take([erased])
+        #expect(throws: ChangeRejection(.tampered, "")) { try r4.receive(try Change(decoding: bad), nowMilliseconds: now) }
+        #expect(r4.contact(alice) == nil)
+        #expect(try r1.receive(try Change(decoding: bad), nowMilliseconds: now) == .duplicate)
+    }
+}
+
 extension Array where Element == UInt8 {
     func containsBytes(_ needle: [UInt8]) -> Bool {
         guard !needle.isEmpty, needle.count <= count else { return false }

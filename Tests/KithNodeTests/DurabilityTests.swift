@@ -9,18 +9,7 @@ import Testing
 /// A vCard file of `count` synthetic contacts whose UIDs are their Kith ids.
 func syntheticVCard(count: Int, seed: UInt64) -> (String, [ContactID]) {
     let gen = SyntheticContacts(seed: seed)
-    var out = ""
-    var ids: [ContactID] = []
-    for i in 0..<count {
-        let c = gen.contact(i)
-        ids.append(c.id)
-        out += "BEGIN:VCARD\r\nVERSION:4.0\r\nUID:\(c.id)\r\nN:\(c.familyName);\(c.givenName);;;\r\nFN:\(c.givenName) \(c.familyName)\r\n"
-        out += "TEL:\(c.phoneRaw)\r\nEMAIL:\(c.email)\r\nADR:;;\(c.address);\(c.city);;\(c.postalCode);\r\n"
-        out += "CATEGORIES:\(c.tags.joined(separator: ","))\r\n"
-        if !c.notes.isEmpty { out += "NOTE:\(c.notes)\r\n" }
-        out += "X-KITH-RELATIONSHIP:\(c.relationship)\r\nEND:VCARD\r\n"
-    }
-    return (out, ids)
+    return (gen.vCard(count: count), (0..<count).map { gen.contact($0).id })
 }
 
 @Suite("Durability: kill -9 during import", .serialized)
