@@ -37,7 +37,7 @@ let package = Package(
         // SQLite, the embedded store's engine (system library).
         .systemLibrary(name: "CSQLite", pkgConfig: "sqlite3", providers: [.apt(["libsqlite3-dev"])]),
         .target(name: "KithStore", dependencies: ["KithCRDT", "KithCrypto", "CSQLite"], swiftSettings: strict),
-        // Peer-to-peer transport and sync sessions. Filled by the sync issue.
+        // Peer-to-peer transport: the Noise XX handshake and transport (sans I/O); sync sessions next.
         .target(name: "KithSync", dependencies: ["KithCRDT", "KithCrypto"], swiftSettings: strict),
         // vCard and CSV import/export: text ↔ contacts, no I/O.
         .target(
@@ -84,6 +84,7 @@ let package = Package(
             ],
             swiftSettings: strict
         ),
+        .testTarget(name: "KithSyncTests", dependencies: ["KithSync", "KithCrypto"], swiftSettings: strict),
         .testTarget(name: "KithInterchangeTests", dependencies: ["KithInterchange", "KithCRDT"], swiftSettings: strict),
         .testTarget(
             name: "KithStoreTests",
