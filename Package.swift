@@ -84,7 +84,7 @@ let package = Package(
             ],
             swiftSettings: strict
         ),
-        .testTarget(name: "KithSyncTests", dependencies: ["KithSync", "KithCrypto"], swiftSettings: strict),
+        .testTarget(name: "KithSyncTests", dependencies: ["KithSync", "KithCrypto", "KithCRDT"], swiftSettings: strict),
         .testTarget(name: "KithInterchangeTests", dependencies: ["KithInterchange", "KithCRDT"], swiftSettings: strict),
         .testTarget(
             name: "KithStoreTests",

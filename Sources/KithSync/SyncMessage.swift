@@ -1,0 +1,88 @@
+import KithCRDT
+import KithCrypto
+
+/// The application messages of a sync session (Protocol/sync.md §4).
+public enum SyncMessage: Equatable, Sendable {
+    /// First message of each side: the protocol version and the scopes it holds.
+    case hello(version: UInt64, scopes: [ScopeID])
+    /// "For this scope, I hold these contiguous seqs": send me what I lack.
+    case vector(scope: ScopeID, VersionVector)
+    /// Changes of one scope, per device in seq order.
+    case changes(scope: ScopeID, [Change])
+    /// Every change the peer lacked at its vector has been sent.
+    case caughtUp(scope: ScopeID)
+    /// A message type this build does not know (ignored, for forward compatibility).
+    case unknown(type: UInt8)
+
+    public static let protocolVersion: UInt64 = 1
+
+    public var encoded: [UInt8] {
+        var w = ByteWriter()
+        switch self {
+        case let .hello(version, scopes):
+            w.u8(0x01)
+            w.uvarint(version)
+            w.uvarint(scopes.count)
+            for s in scopes { w.lengthPrefixed(s.bytes) }
+        case let .vector(scope, vv):
+            w.u8(0x02)
+            w.lengthPrefixed(scope.bytes)
+            let entries = vv.entries.sorted { $0.key < $1.key }
+            w.uvarint(entries.count)
+            for (d, seq) in entries {
+                w.raw(d.bytes)
+                w.uvarint(seq)
+            }
+        case let .changes(scope, changes):
+            w.u8(0x03)
+            w.lengthPrefixed(scope.bytes)
+            w.uvarint(changes.count)
+            for c in changes { w.lengthPrefixed(c.encoded) }
+        case let .caughtUp(scope):
+            w.u8(0x04)
+            w.lengthPrefixed(scope.bytes)
+        case let .unknown(t):
+            w.u8(t)
+        }
+        return w.bytes
+    }
+
+    public init(decoding bytes: [UInt8]) throws(DecodeError) {
+        var r = ByteReader(bytes)
+        let type = try r.u8()
+        func scope() throws(DecodeError) -> ScopeID { try ScopeID(bytes: try r.lengthPrefixed(max: ScopeID.maxLength)) }
+        switch type {
+        case 0x01:
+            let v = try r.uvarint()
+            let n = try r.count(max: 4_096, "scope count")
+            var scopes: [ScopeID] = []
+            for _ in 0..<n { scopes.append(try scope()) }
+            self = .hello(version: v, scopes: scopes)
+        case 0x02:
+            let s = try scope()
+            let n = try r.count(max: 1 << 20, "vector entries")
+            var vv = VersionVector()
+            for _ in 0..<n {
+                let d: DeviceKey
+                do { d = try DeviceKey(bytes: try r.raw(32)) } catch { throw DecodeError("bad device key in vector") }
+                vv[d] = try r.uvarint()
+            }
+            self = .vector(scope: s, vv)
+        case 0x03:
+            let s = try scope()
+            let n = try r.count(max: 1 << 20, "change count")
+            var changes: [Change] = []
+            for _ in 0..<n {
+                let bytes = Array(try r.lengthPrefixed(max: Change.maxEncodedLength))
+                do { changes.append(try Change(decoding: bytes)) } catch { throw DecodeError("bad change: \(error.detail)") }
+            }
+            self = .changes(scope: s, changes)
+        case 0x04:
+            self = .caughtUp(scope: try scope())
+        default:
+            self = .unknown(type: type)
+            return
+        }
+        guard r.isAtEnd else { throw DecodeError("\(r.remaining) trailing bytes in sync message \(type)") }
+    }
+}

@@ -1,0 +1,111 @@
+import KithCRDT
+
+/// One peer connection's sync logic, sans I/O (Protocol/sync.md §5): exchange hellos, then per
+/// shared scope exchange version vectors and send exactly the changes the other lacks, then keep
+/// pushing new changes as they are made. The caller performs the returned actions.
+public struct SyncSession: Sendable {
+    public enum Action: Equatable, Sendable {
+        case send(SyncMessage)
+        /// Changes received for a scope: give them to the replica (which validates them).
+        case deliver(scope: ScopeID, [Change])
+        /// The peer finished sending what we lacked in this scope.
+        case caughtUp(scope: ScopeID)
+        /// End the connection, logging the reason.
+        case close(reason: String)
+    }
+
+    /// Most encoded bytes of changes per `changes` message.
+    public static let batchBytes = 1 << 20
+
+    public let localScopes: Set<ScopeID>
+    public private(set) var sharedScopes: Set<ScopeID> = []
+    public private(set) var helloReceived = false
+    private var peerHolds: [ScopeID: VersionVector] = [:]
+    private var closed = false
+
+    public init(scopes: Set<ScopeID>) { localScopes = scopes }
+
+    /// The first message: our hello.
+    public mutating func start() -> [Action] {
+        [.send(.hello(version: SyncMessage.protocolVersion, scopes: localScopes.sorted { $0.bytes.lexicographicallyPrecedes($1.bytes) }))]
+    }
+
+    private mutating func close(_ reason: String) -> [Action] {
+        closed = true
+        return [.close(reason: reason)]
+    }
+
+    /// Handles one message from the peer. `replica(scope)` gives the current replica of a scope.
+    public mutating func receive(_ message: SyncMessage, replica: (ScopeID) -> Replica?) -> [Action] {
+        guard !closed else { return [] }
+        switch message {
+        case let .hello(version, scopes):
+            guard !helloReceived else { return close("peer sent a second hello") }
+            guard version == SyncMessage.protocolVersion else {
+                return close("version skew: peer speaks sync protocol \(version), this build speaks \(SyncMessage.protocolVersion)")
+            }
+            helloReceived = true
+            sharedScopes = localScopes.intersection(scopes)
+            return sharedScopes.sorted { $0.bytes.lexicographicallyPrecedes($1.bytes) }.compactMap { s in
+                replica(s).map { .send(.vector(scope: s, $0.versionVector())) }
+            }
+        case let .vector(scope, vv):
+            guard helloReceived else { return close("vector before hello") }
+            guard sharedScopes.contains(scope) else { return close("vector for scope \(scope), which was not negotiated") }
+            peerHolds[scope] = vv
+            guard let r = replica(scope) else { return [] }
+            return send(r.changes(missingFrom: vv), scope: scope) + [.send(.caughtUp(scope: scope))]
+        case let .changes(scope, changes):
+            guard helloReceived else { return close("changes before hello") }
+            guard sharedScopes.contains(scope) else { return close("changes for scope \(scope), which was not negotiated") }
+            guard changes.allSatisfy({ $0.scope == scope }) else { return close("a change in a \(scope) batch names another scope") }
+            // The peer holds what it sends: never echo these back.
+            var held = peerHolds[scope] ?? VersionVector()
+            for c in changes where held[c.author] < c.seq { held[c.author] = c.seq }
+            peerHolds[scope] = held
+            return [.deliver(scope: scope, changes)]
+        case let .caughtUp(scope):
+            guard sharedScopes.contains(scope) else { return close("caught-up for scope \(scope), which was not negotiated") }
+            return [.caughtUp(scope: scope)]
+        case .unknown:
+            return [] // forward compatibility: ignore message types we do not know
+        }
+    }
+
+    /// New changes held locally (made here, or received from another peer): push those the peer
+    /// may lack. Before the peer's vector for a scope is known, nothing is pushed (the vector
+    /// exchange will cover it).
+    public mutating func localChanges(_ changes: [Change]) -> [Action] {
+        guard !closed else { return [] }
+        var out: [Action] = []
+        var byScope: [ScopeID: [Change]] = [:]
+        for c in changes where sharedScopes.contains(c.scope) && peerHolds[c.scope] != nil {
+            if peerHolds[c.scope]![c.author] < c.seq { byScope[c.scope, default: []].append(c) }
+        }
+        for (scope, cs) in byScope {
+            out += send(cs.sorted { $0.author != $1.author ? $0.author < $1.author : $0.seq < $1.seq }, scope: scope)
+        }
+        return out
+    }
+
+    private mutating func send(_ changes: [Change], scope: ScopeID) -> [Action] {
+        var out: [Action] = []
+        var batch: [Change] = []
+        var bytes = 0
+        var held = peerHolds[scope] ?? VersionVector()
+        for c in changes {
+            if bytes + c.encoded.count > Self.batchBytes, !batch.isEmpty {
+                out.append(.send(.changes(scope: scope, batch)))
+                batch = []
+                bytes = 0
+            }
+            batch.append(c)
+            bytes += c.encoded.count
+            if held[c.author] < c.seq { held[c.author] = c.seq }
+        }
+        if !batch.isEmpty { out.append(.send(.changes(scope: scope, batch))) }
+        peerHolds[scope] = held
+        return out
+    }
+}
+
