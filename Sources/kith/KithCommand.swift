@@ -15,15 +15,16 @@ struct Kith: ParsableCommand {
             chapter peer to peer. Nothing goes to your organization without your explicit consent.
 
             Examples:
-              kith init                          create your identity in the default data directory
-              kith init --passphrase-file pw.txt protect your keys with a passphrase
-              kith whoami                        print your member and device keys
-              kith contact add --given Ada --family Lovelace --phone "+44 20 7946 0000" --tag volunteer
-              kith contact search lovelace       by name prefix, phone (any format), email or #tag
-              kith import contacts.vcf           vCard 4.0/3.0 or CSV, bad records reported
+              kith init                           create your identity
+              kith init --passphrase-file pw.txt  protect your keys with a passphrase
+              kith whoami                         print your member and device keys
+              kith contact add --given Ada --family Lovelace --tag volunteer
+              kith contact search lovelace        name, phone, email@ or #tag
+              kith import contacts.vcf            vCard or CSV; bad records reported
               kith export --format csv -o out.csv
 
-            Exit codes: 0 success, 1 failure (one line on stderr), 2 an import skipped some records.
+            Exit codes: 0 success, 1 failure (one line on stderr), 2 an import
+            skipped some records.
 
             The data directory is --data-dir, else $KITH_DATA_DIR, else $XDG_DATA_HOME/kith, \
             else ~/.local/share/kith.
