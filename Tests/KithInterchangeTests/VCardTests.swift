@@ -123,3 +123,47 @@ struct CSVTests {
         #expect(replica.contacts()[0][.notes] == "multi\nline \"quoted\"")
     }
 }
+
+@Suite("Hostile input")
+struct HostileInputTests {
+    struct Rng: RandomNumberGenerator {
+        var s: UInt64
+        mutating func next() -> UInt64 {
+            s &+= 0x9E37_79B9_7F4A_7C15
+            var z = s
+            z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+            return z ^ (z >> 27)
+        }
+    }
+
+    /// Random bytes and mutated real files never crash the parsers; whatever they accept still
+    /// passes through `edit` as a typed result or a typed issue.
+    @Test func randomAndMutatedFilesNeverCrash() {
+        var rng = Rng(s: 99)
+        let seedFiles = [Array(VCardTests.sample.utf8), Array("First Name,Email,Tags\nAda,ada@example.org,\"a;b\"\n\"unterminated,x\n".utf8)]
+        var parsed = 0
+        for round in 0..<1_500 {
+            var bytes: [UInt8]
+            if round % 3 == 0 {
+                bytes = (0..<Int.random(in: 0..<400, using: &rng)).map { _ in UInt8.random(in: 0...255, using: &rng) }
+            } else {
+                bytes = seedFiles[round % 2]
+                for _ in 0..<Int.random(in: 1..<12, using: &rng) where !bytes.isEmpty {
+                    let i = Int.random(in: 0..<bytes.count, using: &rng)
+                    switch Int.random(in: 0..<3, using: &rng) {
+                    case 0: bytes[i] = UInt8.random(in: 0...255, using: &rng)
+                    case 1: bytes.remove(at: i)
+                    default: bytes.insert(UInt8.random(in: 0...255, using: &rng), at: i)
+                    }
+                }
+            }
+            for batch in [VCard.parse(bytes), CSVInterchange.parse(bytes)] {
+                for c in batch.contacts {
+                    _ = try? c.edit(defaultCallingCode: "1")
+                    parsed += 1
+                }
+            }
+        }
+        #expect(parsed > 0)
+    }
+}

@@ -158,3 +158,41 @@ struct SyncSessionTests {
         #expect(lp.next() == nil)
     }
 }
+
+@Suite("Sync messages from a hostile peer")
+struct HostileSyncTests {
+    @Test func randomAndMutatedMessagesNeverCrash() throws {
+        var a = ChangeAuthor(signer: Ed25519.PrivateKey())
+        var r = Replica(scope: scope)
+        let c = try a.commit([ContactEdit(contact: ContactID(high: 1, low: 1), ops: [.setField(.city, "Lyon")])], to: &r, wallMilliseconds: now)
+        var vv = VersionVector()
+        vv[a.device] = 1
+        let valid = [SyncMessage.hello(version: 1, scopes: [scope]), .vector(scope: scope, vv), .changes(scope: scope, [c]), .caughtUp(scope: scope)]
+        var state: UInt64 = 7
+        func next() -> UInt64 {
+            state = state &* 6_364_136_223_846_793_005 &+ 1_442_695_040_888_963_407
+            return state >> 11
+        }
+        var decoded = 0
+        for round in 0..<5_000 {
+            var bytes = valid[round % valid.count].encoded
+            for _ in 0..<(1 + Int(next() % 6)) where !bytes.isEmpty {
+                let i = Int(next() % UInt64(bytes.count))
+                if next() % 2 == 0 { bytes[i] = UInt8(truncatingIfNeeded: next()) } else { bytes.removeSubrange(i...) }
+            }
+            var session = SyncSession(scopes: [scope])
+            _ = session.start()
+            _ = session.receive(.hello(version: 1, scopes: [scope]), replica: { _ in r })
+            if let m = try? SyncMessage(decoding: bytes) {
+                decoded += 1
+                for action in session.receive(m, replica: { _ in r }) {
+                    if case let .deliver(_, changes) = action {
+                        var copy = r
+                        for ch in changes { _ = try? copy.receive(ch, nowMilliseconds: now) }
+                    }
+                }
+            }
+        }
+        #expect(decoded > 0)
+    }
+}
