@@ -21,6 +21,7 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-log.git", from: "1.16.2"),
         .package(url: "https://github.com/x-sheep/swift-property-based.git", from: "2.0.1"),
         .package(url: "https://github.com/yaslab/CSV.swift.git", from: "2.5.2"),
+        .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2"),
     ],
     targets: [
         // libsodium, the only cryptography implementation Kith uses.
@@ -39,6 +40,17 @@ let package = Package(
         .target(name: "KithStore", dependencies: ["KithCRDT", "KithCrypto", "CSQLite"], swiftSettings: strict),
         // Peer-to-peer transport: the Noise XX handshake and transport (sans I/O); sync sessions next.
         .target(name: "KithSync", dependencies: ["KithCRDT", "KithCrypto"], swiftSettings: strict),
+        // TCP peers over SwiftNIO, driving the sans-I/O handshake and sync session; owns the store in a daemon.
+        .target(
+            name: "KithNetwork",
+            dependencies: [
+                "KithSync", "KithStore", "KithCRDT", "KithCrypto",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: strict
+        ),
         // vCard and CSV import/export: text ↔ contacts, no I/O.
         .target(
             name: "KithInterchange",
@@ -60,7 +72,7 @@ let package = Package(
         .executableTarget(
             name: "kithd",
             dependencies: [
-                "KithNode", "KithCrypto",
+                "KithNode", "KithCrypto", "KithNetwork", "KithCRDT",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ],

@@ -65,6 +65,28 @@ public enum NodeIdentity {
         return (ring, PublicIdentity(certificate: cert))
     }
 
+    /// Creates a further device of an existing member in `dir`: fresh device keys certified by
+    /// `member`, whose key is not stored there. (Pairing over the network is the chapters
+    /// issue's `kith device add`; this is the local building block.)
+    @discardableResult
+    public static func addDevice(
+        in dir: DataDirectory, member: Ed25519.PrivateKey, passphrase: SecureBytes?,
+        now: UInt64 = UInt64(Date().timeIntervalSince1970), limits: Argon2id.Limits = .moderate
+    ) throws -> (KeyRing, PublicIdentity) {
+        if dir.isInitialized {
+            throw NodeError(.alreadyInitialized, "\(dir.path) already holds a Kith identity; refusing to replace it")
+        }
+        try SecureFiles.preparePrivateDirectory(dir.path)
+        let ring = KeyRing.generate(includingMemberKey: false)
+        let cert = DeviceCertificate.issue(member: member, deviceSigningKey: ring.deviceSigningKey.publicKey,
+                                           deviceAgreementKey: ring.deviceAgreementKey.publicKey, createdAt: now)
+        var encoded = try ring.encoded(passphrase: passphrase, limits: limits)
+        defer { ConstantTime.wipe(&encoded) }
+        try SecureFiles.writeSecret(encoded, to: dir.keyRingPath)
+        try SecureFiles.writeSecret(cert.encoded, to: dir.certificatePath)
+        return (ring, PublicIdentity(certificate: cert))
+    }
+
     /// Reads and verifies the device certificate; needs no passphrase.
     public static func loadPublic(from dir: DataDirectory, now: UInt64 = UInt64(Date().timeIntervalSince1970)) throws -> PublicIdentity {
         try SecureFiles.checkPrivateDirectory(dir.path)

@@ -31,7 +31,7 @@ struct Kith: ParsableCommand {
             """,
         version: KithVersion.describe(tool: "kith"),
         subcommands: [Init.self, WhoAmI.self, ContactCommand.self, TagCommand.self, NoteCommand.self, LogConversation.self,
-                      LinkCommand.self, UnlinkCommand.self, ImportCommand.self, ExportCommand.self]
+                      LinkCommand.self, UnlinkCommand.self, ImportCommand.self, ExportCommand.self, DeviceCommand.self]
     )
 }
 

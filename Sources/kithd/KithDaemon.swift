@@ -1,23 +1,29 @@
 import ArgumentParser
 import Dispatch
 import Foundation
+import KithCRDT
 import KithCrypto
+import KithNetwork
 import KithNode
+import KithStore
 import Logging
 
 @main
-struct KithDaemon: ParsableCommand {
+struct KithDaemon: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "kithd",
-        abstract: "The Kith daemon: holds this device's replica and syncs it with chapter peers.",
+        abstract: "The Kith daemon: holds this device's replica and syncs it with peers.",
         discussion: """
-            kithd opens the node in the data directory, verifies its identity and runs until \
-            SIGTERM or SIGINT, then shuts down gracefully. Peer-to-peer sync, the control socket \
-            and the config file arrive with the sync issue; today kithd checks the node and waits.
+            kithd opens the node in the data directory (taking the store's lock), listens for
+            peers and keeps connections to the static peers given with --peer. Peers
+            authenticate with Noise XX and device certificates; today a node syncs with the
+            other devices of its own member (chapters widen this). SIGTERM or SIGINT shut it
+            down gracefully. The bound port is written to <data-dir>/kithd.port.
 
             Examples:
               kithd --data-dir ~/.local/share/kith
-              kithd --log-level debug
+              kithd --listen 0.0.0.0:7434 --peer homeserver.lan:7434
+              kithd --listen 127.0.0.1:0 --log-level debug
             """,
         version: KithVersion.describe(tool: "kithd")
     )
@@ -31,13 +37,25 @@ struct KithDaemon: ParsableCommand {
     @Option(name: .customLong("passphrase-file"), help: "Passphrase for a protected key ring (first line of the file).")
     var passphraseFile: String?
 
+    @Option(help: "Address to listen on, host:port (port 0 = chosen by the OS).")
+    var listen = "127.0.0.1:7434"
+
+    @Option(name: .customLong("peer"), help: "A static peer to keep connected, host:port (repeatable).")
+    var peers: [String] = []
+
     func validate() throws {
-        guard Logger.Level(rawValue: logLevel) != nil else {
-            throw ValidationError("unknown log level '\(logLevel)'")
-        }
+        guard Logger.Level(rawValue: logLevel) != nil else { throw ValidationError("unknown log level '\(logLevel)'") }
+        guard Self.hostPort(listen) != nil else { throw ValidationError("--listen must be host:port, got '\(listen)'") }
+        for p in peers where Self.hostPort(p) == nil { throw ValidationError("--peer must be host:port, got '\(p)'") }
     }
 
-    func run() throws {
+    static func hostPort(_ s: String) -> (String, Int)? {
+        guard let i = s.lastIndex(of: ":"), let port = Int(s[s.index(after: i)...]), (0...65_535).contains(port) else { return nil }
+        let host = String(s[..<i]).trimmingCharacters(in: CharacterSet(charactersIn: "[]"))
+        return host.isEmpty ? nil : (host, port)
+    }
+
+    func run() async throws {
         let level = Logger.Level(rawValue: logLevel)!
         LoggingSystem.bootstrap { label in
             var h = StreamLogHandler.standardError(label: label)
@@ -46,34 +64,72 @@ struct KithDaemon: ParsableCommand {
         }
         let log = Logger(label: "kithd")
         let dir = DataDirectory(path: dataDir ?? DataDirectory.defaultPath())
-        let identity: PublicIdentity
+        let node: SyncNode
         do {
             let pass = try passphraseFile.map { try NodeIdentity.readPassphrase(file: $0) }
-            identity = try NodeIdentity.unlock(dir, passphrase: pass).1
-        } catch let e as NodeError {
-            log.critical("cannot open node", metadata: ["dataDir": "\(dir.path)", "reason": "\(e.detail)"])
-            throw ExitCode(1)
-        } catch let e as CryptoError {
-            log.critical("cannot open node", metadata: ["dataDir": "\(dir.path)", "reason": "\(e.detail)"])
+            let (ring, identity) = try NodeIdentity.unlock(dir, passphrase: pass)
+            node = try SyncNode(
+                directory: dir.path, scope: ScopeID.privateScope(of: identity.memberKey),
+                deviceKey: ring.deviceSigningKey, storageKey: ring.storageKey,
+                identity: .init(certificate: identity.certificate, agreementKey: ring.deviceAgreementKey), logger: log
+            )
+        } catch {
+            log.critical("cannot open node", metadata: ["dataDir": "\(dir.path)", "reason": "\(Self.describe(error))"])
             throw ExitCode(1)
         }
+        let network = PeerNetwork(node: node, logger: log, now: ContactStore.systemClock)
+        let (host, port) = Self.hostPort(listen)!
+        let bound: Int
+        let serve: @Sendable () async -> Void
+        do {
+            (bound, serve) = try await network.listen(host: host, port: port)
+        } catch {
+            log.critical("cannot listen", metadata: ["address": "\(listen)", "reason": "\(error)"])
+            throw ExitCode(1)
+        }
+        try? "\(bound)\n".write(toFile: dir.path + "/kithd.port", atomically: true, encoding: .utf8)
         log.info("kithd started", metadata: [
-            "version": "\(KithVersion.release)",
-            "dataDir": "\(dir.path)",
-            "member": "\(identity.memberKey)",
-            "device": "\(identity.deviceSigningKey)",
+            "version": "\(KithVersion.release)", "dataDir": "\(dir.path)", "listen": "\(host):\(bound)",
+            "member": "\(node.identity.member)", "device": "\(node.identity.certificate.deviceSigningKey)",
+            "peers": "\(peers.joined(separator: ","))",
         ])
-        let stop = DispatchSemaphore(value: 0)
+        await withTaskGroup(of: Void.self) { group in
+            group.addTask { await serve() }
+            for p in peers {
+                let (h, pt) = Self.hostPort(p)!
+                group.addTask { await network.dial(host: h, port: pt) }
+            }
+            group.addTask { await Self.waitForTerminationSignal() }
+            await group.next()
+            log.info("kithd stopping: signal received, closing peers")
+            // Every acknowledged write is already durable; do not hang on a stuck peer.
+            DispatchQueue.global().asyncAfter(deadline: .now() + 5) { Foundation.exit(0) }
+            group.cancelAll()
+        }
+        try? FileManager.default.removeItem(atPath: dir.path + "/kithd.port")
+        log.info("kithd stopped")
+    }
+
+    static func waitForTerminationSignal() async {
+        let (stream, cont) = AsyncStream<Void>.makeStream()
         var sources: [any DispatchSourceSignal] = []
         for sig in [SIGTERM, SIGINT] {
             signal(sig, SIG_IGN)
             let s = DispatchSource.makeSignalSource(signal: sig, queue: .global())
-            s.setEventHandler { stop.signal() }
+            s.setEventHandler { cont.yield() }
             s.resume()
             sources.append(s)
         }
-        stop.wait()
-        log.info("kithd stopping: signal received, shutting down gracefully")
+        for await _ in stream { break }
         sources.forEach { $0.cancel() }
+    }
+
+    static func describe(_ error: any Error) -> String {
+        switch error {
+        case let e as NodeError: e.detail
+        case let e as CryptoError: e.detail
+        case let e as StoreError: e.detail
+        default: "\(error)"
+        }
     }
 }

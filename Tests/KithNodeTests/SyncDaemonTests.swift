@@ -1,0 +1,145 @@
+import Foundation
+import KithNode
+import Testing
+
+/// A real `kithd` process on 127.0.0.1 with an OS-chosen port; killed when the test ends.
+final class Daemon {
+    let data: String
+    let log: String
+    let process = Process()
+
+    init(data: String, peers: [Int] = [], logName: String) throws {
+        self.data = data
+        self.log = data + "-" + logName + ".log"
+        _ = FileManager.default.createFile(atPath: log, contents: nil)
+        process.executableURL = Binaries.productsDirectory.appendingPathComponent("kithd")
+        process.arguments = ["--data-dir", data, "--listen", "127.0.0.1:0"] + peers.flatMap { ["--peer", "127.0.0.1:\($0)"] }
+        process.standardError = FileHandle(forWritingAtPath: log)
+        process.standardOutput = FileHandle.nullDevice
+        try? FileManager.default.removeItem(atPath: data + "/kithd.port")
+        try process.run()
+    }
+
+    deinit {
+        if process.isRunning { kill(process.processIdentifier, SIGKILL) }
+        process.waitUntilExit()
+    }
+
+    var port: Int {
+        get throws {
+            try waitFor("port file") { (try? String(contentsOfFile: self.data + "/kithd.port", encoding: .utf8)).flatMap { Int($0.trimmingCharacters(in: .whitespacesAndNewlines)) } }
+        }
+    }
+
+    var logText: String { (try? String(contentsOfFile: log, encoding: .utf8)) ?? "" }
+
+    func count(_ needle: String) -> Int { logText.components(separatedBy: needle).count - 1 }
+
+    func stop() {
+        kill(process.processIdentifier, SIGTERM)
+        process.waitUntilExit()
+    }
+
+    func kill9() {
+        kill(process.processIdentifier, SIGKILL)
+        process.waitUntilExit()
+    }
+}
+
+struct Timeout: Error, CustomStringConvertible {
+    let what: String
+    var description: String { "timed out waiting for \(what)" }
+}
+
+/// Polls `check` every 50 ms for up to `seconds`.
+func waitFor<T>(_ what: String, seconds: Double = 20, _ check: () throws -> T?) throws -> T {
+    let deadline = Date().addingTimeInterval(seconds)
+    while Date() < deadline {
+        if let v = try check() { return v }
+        usleep(50_000)
+    }
+    throw Timeout(what: what)
+}
+
+func names(_ data: String) throws -> Set<String> {
+    let r = try Binaries.run("kith", ["contact", "list", "--json", "--data-dir", data])
+    guard r.status == 0 else { throw Timeout(what: "list: \(r.stderr)") }
+    let list = try JSONSerialization.jsonObject(with: Data(r.stdout.utf8)) as! [[String: Any]]
+    return Set(list.compactMap { $0["given_name"] as? String })
+}
+
+@Suite("kithd processes syncing on loopback", .serialized)
+struct SyncDaemonTests {
+    @Test func threeDevicesConvergeThroughARelayAndSurviveKill9() throws {
+        let tmp = try TempDir()
+        let a = tmp.path("a"), b = tmp.path("b"), c = tmp.path("c")
+        #expect(try Binaries.run("kith", ["init", "--data-dir", a]).status == 0)
+        for d in [b, c] { #expect(try Binaries.run("kith", ["device", "add", "--from", a, "--data-dir", d]).status == 0) }
+        for (d, n) in [(a, "Alpha"), (b, "Bravo"), (c, "Charlie")] {
+            #expect(try Binaries.run("kith", ["contact", "add", "--given", n, "--data-dir", d]).status == 0)
+        }
+        // A line: C — B — A. C never talks to A; B relays.
+        var da: Daemon? = try Daemon(data: a, logName: "1")
+        let pa = try da!.port
+        var db: Daemon? = try Daemon(data: b, peers: [pa], logName: "1")
+        let pb = try db!.port
+        var dc: Daemon? = try Daemon(data: c, peers: [pb], logName: "1")
+        _ = try waitFor("c caught up") { dc!.count("caught up with peer") >= 1 ? true : nil }
+        _ = try waitFor("b caught up twice") { db!.count("caught up with peer") >= 2 ? true : nil }
+
+        // Garbage and a stranger on A's port are refused; A keeps serving.
+        try sendRaw(port: pa, bytes: [UInt8](repeating: 0x41, count: 5_000))
+        try sendRaw(port: pa, bytes: [0xff, 0xff] + [UInt8](repeating: 1, count: 100))
+        usleep(300_000)
+        #expect(da!.process.isRunning)
+        usleep(700_000) // let B relay C's contact to A
+        for d in [da, db, dc] { d!.stop() }
+        for d in [a, b, c] { #expect(try names(d) == ["Alpha", "Bravo", "Charlie"], "\(d)") }
+
+        // kill -9 B while it is connected; add a contact on B offline; restart: everything converges.
+        da = try Daemon(data: a, logName: "2")
+        let pa2 = try da!.port
+        db = try Daemon(data: b, peers: [pa2], logName: "2")
+        _ = try waitFor("b reconnects") { db!.count("caught up with peer") >= 1 ? true : nil }
+        db!.kill9()
+        #expect(try Binaries.run("kith", ["contact", "add", "--given", "Delta", "--data-dir", b]).status == 0)
+        db = try Daemon(data: b, peers: [pa2], logName: "3")
+        _ = try waitFor("b caught up after restart") { db!.count("caught up with peer") >= 1 ? true : nil }
+        _ = try waitFor("a caught up again") { da!.count("caught up with peer") >= 2 ? true : nil }
+        usleep(300_000)
+        da!.stop()
+        db!.stop()
+        #expect(try names(a) == ["Alpha", "Bravo", "Charlie", "Delta"])
+        #expect(try names(b) == ["Alpha", "Bravo", "Charlie", "Delta"])
+        #expect(da!.logText.contains("kithd stopped"))
+        dc = nil
+    }
+
+    @Test func anotherMembersDeviceIsRefused() throws {
+        let tmp = try TempDir()
+        let a = tmp.path("a"), x = tmp.path("x")
+        #expect(try Binaries.run("kith", ["init", "--data-dir", a]).status == 0)
+        #expect(try Binaries.run("kith", ["init", "--data-dir", x]).status == 0)
+        #expect(try Binaries.run("kith", ["contact", "add", "--given", "Secret", "--data-dir", a]).status == 0)
+        let da = try Daemon(data: a, logName: "1")
+        let dx = try Daemon(data: x, peers: [try da.port], logName: "1")
+        _ = try waitFor("refusal") { da.logText.contains("is not allowed to sync") ? true : nil }
+        da.stop()
+        dx.stop()
+        #expect(try names(x).isEmpty)
+    }
+}
+
+/// Opens a TCP connection to 127.0.0.1:port, writes `bytes`, closes.
+func sendRaw(port: Int, bytes: [UInt8]) throws {
+    let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+    guard fd >= 0 else { throw Timeout(what: "socket") }
+    defer { close(fd) }
+    var addr = sockaddr_in()
+    addr.sin_family = sa_family_t(AF_INET)
+    addr.sin_port = in_port_t(UInt16(port).bigEndian)
+    addr.sin_addr.s_addr = inet_addr("127.0.0.1")
+    let rc = withUnsafePointer(to: &addr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) } }
+    guard rc == 0 else { throw Timeout(what: "connect") }
+    _ = bytes.withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
+}
