@@ -65,6 +65,7 @@ enum PeerConnection {
                 switch await iterator.next() {
                 case let .bytes(b)?: reader.append(b)
                 case let .push(cs)?: pendingPushes += cs
+                case .antiEntropy?: break // the session starts with a vector exchange anyway
                 case .closed?, nil: throw Closed(reason: "connection closed by peer")
                 }
             }
@@ -126,6 +127,9 @@ enum PeerConnection {
             switch await iterator.next() {
             case let .bytes(b)?: reader.append(b)
             case let .push(cs)?: try await perform(session.localChanges(cs))
+            case .antiEntropy?:
+                let snapshot = await node.replica()
+                try await perform(session.antiEntropy(replica: { $0 == snapshot.scope ? snapshot : nil }))
             case .closed?, nil: throw Closed(reason: "connection closed by peer")
             }
         }

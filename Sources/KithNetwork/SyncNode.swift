@@ -66,6 +66,11 @@ public actor SyncNode {
         for (id, c) in peers where id != peer { c.yield(.push(fresh)) }
     }
 
+    /// Asks every connection to re-exchange version vectors (periodic anti-entropy, `sync now`).
+    public func antiEntropy() {
+        for c in peers.values { c.yield(.antiEntropy) }
+    }
+
     /// Authors a local change and gossips it (used by the control API).
     public func commit(_ edits: [ContactEdit]) throws -> Change {
         let change = try store.commit(edits)
@@ -78,5 +83,6 @@ public actor SyncNode {
 enum ConnectionEvent: Sendable {
     case bytes([UInt8])
     case push([Change])
+    case antiEntropy
     case closed
 }

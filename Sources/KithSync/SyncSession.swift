@@ -72,6 +72,15 @@ public struct SyncSession: Sendable {
         }
     }
 
+    /// Anti-entropy: re-send our vectors so the peer sends anything we missed (a change lost
+    /// in a crash, a push dropped while a replica was busy). Cheap when nothing is missing.
+    public func antiEntropy(replica: (ScopeID) -> Replica?) -> [Action] {
+        guard !closed, helloReceived else { return [] }
+        return sharedScopes.sorted { $0.bytes.lexicographicallyPrecedes($1.bytes) }.compactMap { s in
+            replica(s).map { .send(.vector(scope: s, $0.versionVector())) }
+        }
+    }
+
     /// New changes held locally (made here, or received from another peer): push those the peer
     /// may lack. Before the peer's vector for a scope is known, nothing is pushed (the vector
     /// exchange will cover it).

@@ -43,6 +43,9 @@ struct KithDaemon: AsyncParsableCommand {
     @Option(name: .customLong("peer"), help: "A static peer to keep connected, host:port (repeatable).")
     var peers: [String] = []
 
+    @Option(name: .customLong("anti-entropy-interval"), help: "Seconds between version-vector re-exchanges with every peer (0 = off).")
+    var antiEntropyInterval = 30
+
     func validate() throws {
         guard Logger.Level(rawValue: logLevel) != nil else { throw ValidationError("unknown log level '\(logLevel)'") }
         guard Self.hostPort(listen) != nil else { throw ValidationError("--listen must be host:port, got '\(listen)'") }
@@ -98,6 +101,15 @@ struct KithDaemon: AsyncParsableCommand {
             for p in peers {
                 let (h, pt) = Self.hostPort(p)!
                 group.addTask { await network.dial(host: h, port: pt) }
+            }
+            if antiEntropyInterval > 0 {
+                let interval = UInt64(antiEntropyInterval)
+                group.addTask {
+                    while !Task.isCancelled {
+                        try? await Task.sleep(nanoseconds: interval * 1_000_000_000)
+                        if !Task.isCancelled { await node.antiEntropy() }
+                    }
+                }
             }
             group.addTask { await Self.waitForTerminationSignal() }
             await group.next()

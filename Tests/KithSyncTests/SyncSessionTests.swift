@@ -119,6 +119,22 @@ struct SyncSessionTests {
         #expect(a.wireBytes == quiet.0) // the peer holds all of these: nothing resent
     }
 
+    @Test func antiEntropyRepairsAMissedPush() throws {
+        var (a, b) = try connectedPair(scope: scope)
+        a.perform(a.session.start())
+        b.perform(b.session.start())
+        pump(&a, &b)
+        // A change A made while its push was lost (not sent through the session).
+        _ = try a.author.commit([ContactEdit(contact: ContactID(high: 9, low: 9), ops: [.setField(.city, "Missed")])], to: &a.replica, wallMilliseconds: now + 5)
+        pump(&a, &b)
+        #expect(b.replica.contact(ContactID(high: 9, low: 9)) == nil)
+        let snapshot = b.replica
+        b.perform(b.session.antiEntropy(replica: { _ in snapshot }))
+        pump(&a, &b)
+        #expect(b.replica.contact(ContactID(high: 9, low: 9))?[.city] == "Missed")
+        #expect(a.closedReason == nil && b.closedReason == nil)
+    }
+
     @Test func versionSkewUnknownTypesAndMalformedMessages() throws {
         var s = SyncSession(scopes: [scope])
         #expect(s.receive(.hello(version: 2, scopes: [scope]), replica: { _ in nil }) == [.close(reason: "version skew: peer speaks sync protocol 2, this build speaks 1")])
