@@ -11,6 +11,33 @@ public struct ContactEdit: Sendable, Hashable {
     }
 }
 
+extension ContactEdit {
+    /// The author stand-in used when an edit travels without a change (the local control
+    /// socket): op references are always written with their device key.
+    static let noAuthor = try! DeviceKey(bytes: [UInt8](repeating: 0, count: 32))
+
+    /// The edit as a block (data-model.md §6.1 `block`), for the local control socket.
+    public var encoded: [UInt8] {
+        var w = ByteWriter(capacity: 16 + ops.count * 16)
+        w.raw(contact.bytes)
+        for op in ops { op.encode(into: &w, author: Self.noAuthor) }
+        return w.bytes
+    }
+
+    /// Parses and validates an encoded edit.
+    public init(decoding bytes: [UInt8]) throws(DecodeError) {
+        guard bytes.count >= 17 else { throw DecodeError("an edit is a contact id and at least one op") }
+        contact = try ContactID(bytes: bytes[0..<16])
+        var r = ByteReader(bytes, from: 16)
+        var ops: [Operation] = []
+        while !r.isAtEnd {
+            guard ops.count < Change.maxOpsPerBlock else { throw DecodeError("more than \(Change.maxOpsPerBlock) ops") }
+            ops.append(try Operation.decode(&r, author: Self.noAuthor))
+        }
+        self.ops = ops
+    }
+}
+
 /// A signed batch of operations from one device in one scope: the unit of replication.
 ///
 /// The signature covers the header, which commits to every block through a digest of the

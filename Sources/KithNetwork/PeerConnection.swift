@@ -91,7 +91,7 @@ enum PeerConnection {
         let peerName = "\(label) device \(peer.device)"
         logger.info("peer authenticated", metadata: ["peer": "\(label)", "member": "\(peer.member)", "device": "\(peer.device)"])
 
-        let id = await node.register(eventsIn)
+        let id = await node.register(eventsIn, name: peerName)
         defer { Task { await node.unregister(id) } }
         var session = SyncSession(scopes: await node.scopes)
         var reassembler = Reassembler()

@@ -22,6 +22,7 @@ public actor SyncNode {
     private let store: ContactStore
     private let logger: Logger
     private var peers: [Int: AsyncStream<ConnectionEvent>.Continuation] = [:]
+    private var names: [Int: String] = [:]
     private var nextPeerID = 0
 
     /// Opens the store; throws if it cannot be opened (locked, corrupt…).
@@ -39,13 +40,20 @@ public actor SyncNode {
     /// Until chapters define membership, a node syncs with the devices of its own member.
     public nonisolated func isAllowed(_ member: Ed25519.PublicKey) -> Bool { member == identity.member }
 
-    func register(_ events: AsyncStream<ConnectionEvent>.Continuation) -> Int {
+    func register(_ events: AsyncStream<ConnectionEvent>.Continuation, name: String) -> Int {
         nextPeerID += 1
         peers[nextPeerID] = events
+        names[nextPeerID] = name
         return nextPeerID
     }
 
-    func unregister(_ id: Int) { peers[id] = nil }
+    func unregister(_ id: Int) {
+        peers[id] = nil
+        names[id] = nil
+    }
+
+    /// The connected peers, for `kith status`.
+    public func peerNames() -> [String] { names.values.sorted() }
 
     public var connectedPeers: Int { peers.count }
 
@@ -71,11 +79,11 @@ public actor SyncNode {
         for c in peers.values { c.yield(.antiEntropy) }
     }
 
-    /// Authors a local change and gossips it (used by the control API).
-    public func commit(_ edits: [ContactEdit]) throws -> Change {
-        let change = try store.commit(edits)
-        for c in peers.values { c.yield(.push([change])) }
-        return change
+    /// Authors local changes durably and gossips them (the control API's writes).
+    public func commit(batches: [[ContactEdit]]) throws -> [Change] {
+        let made = try store.commit(batches: batches)
+        for c in peers.values { c.yield(.push(made)) }
+        return made
     }
 }
 

@@ -21,3 +21,15 @@ extension ContactStore: ContactBackend {
         searchIndex(for: ContactIndex.kind(of: query)).search(query)
     }
 }
+
+extension Replica {
+    /// Resolves a contact reference: a full id or a unique prefix of at least 4 characters.
+    public func resolve(_ reference: String) throws(StoreError) -> ContactID {
+        if let id = ContactID(text: reference), contact(id) != nil { return id }
+        guard reference.count >= 4 else { throw StoreError(.notFound, "no contact '\(reference)' (give the id or at least 4 characters of it)") }
+        let matches = visibleContactIDs.filter { $0.description.hasPrefix(reference) }
+        if matches.count == 1 { return matches[0] }
+        if matches.isEmpty { throw StoreError(.notFound, "no contact with id '\(reference)'") }
+        throw StoreError(.ambiguous, "'\(reference)' matches \(matches.count) contacts; give more characters")
+    }
+}

@@ -31,7 +31,7 @@ struct Kith: ParsableCommand {
             """,
         version: KithVersion.describe(tool: "kith"),
         subcommands: [Init.self, WhoAmI.self, ContactCommand.self, TagCommand.self, NoteCommand.self, LogConversation.self,
-                      LinkCommand.self, UnlinkCommand.self, ImportCommand.self, ExportCommand.self, DeviceCommand.self]
+                      LinkCommand.self, UnlinkCommand.self, ImportCommand.self, ExportCommand.self, DeviceCommand.self, StatusCommand.self, SyncCommand.self]
     )
 }
 
@@ -58,6 +58,8 @@ func failing<T>(_ body: () throws -> T) throws -> T {
         fail(e.detail)
     } catch let e as ChangeRejection {
         fail(e.detail)
+    } catch {
+        fail("\(error)")
     }
 }
 

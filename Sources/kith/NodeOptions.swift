@@ -18,6 +18,12 @@ struct NodeOptions: ParsableArguments {
 
     func open() throws -> any ContactBackend {
         try failing {
+            // A running kithd holds the store: go through its control socket.
+            do {
+                if let daemon = try DaemonBackend(directory: data.directory) { return daemon }
+            } catch {
+                throw CLIFailure(message: "kithd is running but its control socket failed: \(error)")
+            }
             let file = passphraseFile ?? ProcessInfo.processInfo.environment["KITH_PASSPHRASE_FILE"]
             let pass = try file.map { try NodeIdentity.readPassphrase(file: $0) }
             return try NodeAccess.openStore(data.directory, passphrase: pass)

@@ -90,6 +90,13 @@ struct KithDaemon: AsyncParsableCommand {
             log.critical("cannot listen", metadata: ["address": "\(listen)", "reason": "\(error)"])
             throw ExitCode(1)
         }
+        let control: @Sendable () async -> Void
+        do {
+            control = try await ControlServer(node: node, logger: log).bind(path: dir.path + "/kithd.sock")
+        } catch {
+            log.critical("cannot open the control socket", metadata: ["path": "\(dir.path)/kithd.sock", "reason": "\(error)"])
+            throw ExitCode(1)
+        }
         try? "\(bound)\n".write(toFile: dir.path + "/kithd.port", atomically: true, encoding: .utf8)
         log.info("kithd started", metadata: [
             "version": "\(KithVersion.release)", "dataDir": "\(dir.path)", "listen": "\(host):\(bound)",
@@ -98,6 +105,7 @@ struct KithDaemon: AsyncParsableCommand {
         ])
         await withTaskGroup(of: Void.self) { group in
             group.addTask { await serve() }
+            group.addTask { await control() }
             for p in peers {
                 let (h, pt) = Self.hostPort(p)!
                 group.addTask { await network.dial(host: h, port: pt) }
@@ -119,6 +127,7 @@ struct KithDaemon: AsyncParsableCommand {
             group.cancelAll()
         }
         try? FileManager.default.removeItem(atPath: dir.path + "/kithd.port")
+        try? FileManager.default.removeItem(atPath: dir.path + "/kithd.sock")
         log.info("kithd stopped")
     }
 

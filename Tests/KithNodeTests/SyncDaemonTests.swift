@@ -92,9 +92,16 @@ struct SyncDaemonTests {
         try sendRaw(port: pa, bytes: [0xff, 0xff] + [UInt8](repeating: 1, count: 100))
         usleep(300_000)
         #expect(da!.process.isRunning)
-        usleep(700_000) // let B relay C's contact to A
+        // While the daemons run, the CLI goes through their control sockets: an edit on C
+        // reaches A through B within moments.
+        _ = try waitFor("A sees all three") { try names(a) == ["Alpha", "Bravo", "Charlie"] ? true : nil }
+        #expect(try Binaries.run("kith", ["contact", "add", "--given", "Echo", "--data-dir", c]).status == 0)
+        _ = try waitFor("Echo relayed to A", seconds: 10) { try names(a).contains("Echo") ? true : nil }
+        let status = try Binaries.run("kith", ["status", "--json", "--data-dir", b])
+        let s = try JSONSerialization.jsonObject(with: Data(status.stdout.utf8)) as! [String: Any]
+        #expect((s["peers"] as? [String])?.count == 2 && s["contacts"] as? Int == 4)
         for d in [da, db, dc] { d!.stop() }
-        for d in [a, b, c] { #expect(try names(d) == ["Alpha", "Bravo", "Charlie"], "\(d)") }
+        for d in [a, b, c] { #expect(try names(d) == ["Alpha", "Bravo", "Charlie", "Echo"], "\(d)") }
 
         // kill -9 B while it is connected; add a contact on B offline; restart: everything converges.
         da = try Daemon(data: a, logName: "2")
@@ -109,8 +116,8 @@ struct SyncDaemonTests {
         usleep(300_000)
         da!.stop()
         db!.stop()
-        #expect(try names(a) == ["Alpha", "Bravo", "Charlie", "Delta"])
-        #expect(try names(b) == ["Alpha", "Bravo", "Charlie", "Delta"])
+        #expect(try names(a) == ["Alpha", "Bravo", "Charlie", "Delta", "Echo"])
+        #expect(try names(b) == ["Alpha", "Bravo", "Charlie", "Delta", "Echo"])
         #expect(da!.logText.contains("kithd stopped"))
         dc = nil
     }

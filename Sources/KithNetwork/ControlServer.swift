@@ -1,0 +1,128 @@
+import Foundation
+import KithCRDT
+import KithCrypto
+import KithStore
+import Logging
+import NIOCore
+import NIOPosix
+
+/// The local control API: a Unix domain socket `<data-dir>/kithd.sock` (mode 0600, inside the
+/// 0700 data directory) that the `kith` CLI uses while kithd holds the store. One JSON request
+/// per line, one JSON response per line; `changes` is followed by `count` binary frames
+/// (`u32 big-endian length ‖ encoded change`). See Protocol/control.md.
+public struct ControlServer: Sendable {
+    public let node: SyncNode
+    public let logger: Logger
+
+    public init(node: SyncNode, logger: Logger) {
+        self.node = node
+        self.logger = logger
+    }
+
+    /// Binds the socket (replacing a stale one) and returns the accept loop.
+    public func bind(path: String) async throws -> @Sendable () async -> Void {
+        try? FileManager.default.removeItem(atPath: path)
+        let old = umask(0o177)
+        defer { umask(old) }
+        let server = try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+            .bind(unixDomainSocketPath: path) { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    try NIOAsyncChannel<ByteBuffer, ByteBuffer>(wrappingChannelSynchronously: channel)
+                }
+            }
+        _ = chmod(path, 0o600)
+        let node = self.node, logger = self.logger
+        return {
+            do {
+                try await server.executeThenClose { inbound in
+                    try await withThrowingDiscardingTaskGroup { group in
+                        for try await client in inbound {
+                            group.addTask { await Self.serve(client, node: node, logger: logger) }
+                        }
+                    }
+                }
+            } catch {
+                if !Task.isCancelled { logger.error("control socket stopped", metadata: ["reason": "\(error)"]) }
+            }
+            try? FileManager.default.removeItem(atPath: path)
+        }
+    }
+
+    static func serve(_ client: NIOAsyncChannel<ByteBuffer, ByteBuffer>, node: SyncNode, logger: Logger) async {
+        do {
+            try await client.executeThenClose { inbound, outbound in
+                var buffer: [UInt8] = []
+                for try await chunk in inbound {
+                    buffer += chunk.readableBytesView
+                    while let nl = buffer.firstIndex(of: 0x0A) {
+                        let line = Array(buffer[..<nl])
+                        buffer.removeFirst(nl + 1)
+                        for reply in await handle(line, node: node) { try await outbound.write(ByteBuffer(bytes: reply)) }
+                    }
+                    if buffer.count > 64 << 20 {
+                        try await outbound.write(ByteBuffer(bytes: jsonLine(["ok": false, "error": "request too large"])))
+                        return
+                    }
+                }
+            }
+        } catch {
+            logger.debug("control client ended", metadata: ["reason": "\(error)"])
+        }
+    }
+
+    static func jsonLine(_ object: [String: Any]) -> [UInt8] {
+        (try? JSONSerialization.data(withJSONObject: object, options: [.sortedKeys])).map { Array($0) + [0x0A] } ?? Array("{\"ok\":false}\n".utf8)
+    }
+
+    static func handle(_ line: [UInt8], node: SyncNode) async -> [[UInt8]] {
+        guard let request = (try? JSONSerialization.jsonObject(with: Data(line))) as? [String: Any], let op = request["op"] as? String else {
+            return [jsonLine(["ok": false, "error": "a request is one JSON object with an \"op\""])]
+        }
+        switch op {
+        case "status":
+            let r = await node.replica()
+            return [jsonLine([
+                "ok": true, "member": node.identity.member.description, "device": node.identity.certificate.deviceSigningKey.description,
+                "peers": await node.peerNames(), "scope": r.scope.description, "contacts": r.visibleContactIDs.count,
+                "changes": r.changeCount, "pending": r.pendingCount,
+            ])]
+        case "changes":
+            let all = await node.replica().allChanges()
+            var out = [jsonLine(["ok": true, "count": all.count])]
+            for c in all {
+                var frame: [UInt8] = []
+                frame.appendBigEndian(UInt32(c.encoded.count))
+                out.append(frame + c.encoded)
+            }
+            return out
+        case "commit":
+            guard let batches = request["batches"] as? [[String]] else {
+                return [jsonLine(["ok": false, "error": "commit needs \"batches\": [[base64url edit, …], …]"])]
+            }
+            var decoded: [[ContactEdit]] = []
+            for b in batches {
+                var edits: [ContactEdit] = []
+                for text in b {
+                    guard let bytes = Base64URL.decode(text), let e = try? ContactEdit(decoding: bytes) else {
+                        return [jsonLine(["ok": false, "error": "an edit does not decode"])]
+                    }
+                    edits.append(e)
+                }
+                decoded.append(edits)
+            }
+            do {
+                let made = try await node.commit(batches: decoded)
+                return [jsonLine(["ok": true, "changes": made.count])]
+            } catch let e as StoreError {
+                return [jsonLine(["ok": false, "error": e.detail])]
+            } catch {
+                return [jsonLine(["ok": false, "error": "\(error)"])]
+            }
+        case "sync-now":
+            await node.antiEntropy()
+            return [jsonLine(["ok": true])]
+        default:
+            return [jsonLine(["ok": false, "error": "unknown op '\(op)'"])]
+        }
+    }
+}
