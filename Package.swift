@@ -81,8 +81,9 @@ let package = Package(
         .executableTarget(
             name: "kith-bench",
             dependencies: [
-                "KithCRDT", "KithCrypto", "KithSampleData", "KithStore", "KithInterchange",
+                "KithCRDT", "KithCrypto", "KithSampleData", "KithStore", "KithInterchange", "KithNetwork", "KithNode",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
             ],
             path: "Benchmarks/kith-bench",
             swiftSettings: strict

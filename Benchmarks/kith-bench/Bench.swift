@@ -5,7 +5,7 @@ import KithCrypto
 import KithSampleData
 
 @main
-struct KithBench: ParsableCommand {
+struct KithBench: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "kith-bench",
         abstract: "Kith benchmarks: JSON results on stdout, a human summary on stderr.",
@@ -13,7 +13,7 @@ struct KithBench: ParsableCommand {
             Run in release mode: swift run -c release kith-bench crdt --contacts 100000
             Every result carries its workload parameters, the git commit and the machine.
             """,
-        subcommands: [CRDTBench.self, StoreBench.self, SampleCommand.self]
+        subcommands: [CRDTBench.self, StoreBench.self, SyncBench.self, SampleCommand.self]
     )
 }
 

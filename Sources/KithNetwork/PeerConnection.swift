@@ -24,12 +24,18 @@ enum PeerConnection {
                 try await withThrowingTaskGroup(of: Void.self) { group in
                     group.addTask {
                         do {
-                            for try await buffer in inbound { eventsIn.yield(.bytes(Array(buffer.readableBytesView))) }
+                            for try await buffer in inbound {
+                                await node.countWire(in: buffer.readableBytes, out: 0)
+                                eventsIn.yield(.bytes(Array(buffer.readableBytesView)))
+                            }
                         } catch {}
                         eventsIn.yield(.closed)
                     }
                     group.addTask {
-                        for await buffer in writes { try await outbound.write(buffer) }
+                        for await buffer in writes {
+                            await node.countWire(in: 0, out: buffer.readableBytes)
+                            try await outbound.write(buffer)
+                        }
                     }
                     defer {
                         writesIn.finish()

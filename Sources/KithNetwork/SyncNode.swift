@@ -52,6 +52,15 @@ public actor SyncNode {
         names[id] = nil
     }
 
+    /// Bytes received from and sent to peers (TCP payload: framing and Noise included).
+    public private(set) var wireBytesIn = 0
+    public private(set) var wireBytesOut = 0
+
+    func countWire(in received: Int, out sent: Int) {
+        wireBytesIn += received
+        wireBytesOut += sent
+    }
+
     /// The connected peers, for `kith status`.
     public func peerNames() -> [String] { names.values.sorted() }
 
