@@ -24,6 +24,14 @@ struct KithDaemon: AsyncParsableCommand {
               kithd --data-dir ~/.local/share/kith
               kithd --listen 0.0.0.0:7434 --peer homeserver.lan:7434
               kithd --listen 127.0.0.1:0 --log-level debug
+              kithd --config /etc/kith/kithd.toml
+
+            Config file (TOML; every key optional, flags win):
+              data_dir = "/var/lib/kith"
+              listen = "0.0.0.0:7434"
+              peers = ["laptop.lan:7434", "10.0.0.5:7434"]
+              anti_entropy_interval = 30   # seconds, 0 = off
+              log_level = "info"
             """,
         version: KithVersion.describe(tool: "kithd")
     )
@@ -31,25 +39,59 @@ struct KithDaemon: AsyncParsableCommand {
     @Option(name: .customLong("data-dir"), help: "The data directory (default: $KITH_DATA_DIR or ~/.local/share/kith).")
     var dataDir: String?
 
-    @Option(name: .customLong("log-level"), help: "trace, debug, info, notice, warning, error or critical.")
-    var logLevel: String = "info"
+    @Option(name: .customLong("config"), help: "Config file (default: <data-dir>/kithd.toml when it exists). Flags override it.")
+    var configFile: String?
+
+    @Option(name: .customLong("log-level"), help: "trace, debug, info, notice, warning, error or critical (default: info).")
+    var logLevelFlag: String?
 
     @Option(name: .customLong("passphrase-file"), help: "Passphrase for a protected key ring (first line of the file).")
     var passphraseFile: String?
 
-    @Option(help: "Address to listen on, host:port (port 0 = chosen by the OS).")
-    var listen = "127.0.0.1:7434"
+    @Option(name: .customLong("listen"), help: "Address to listen on, host:port (port 0 = chosen by the OS; default 127.0.0.1:7434).")
+    var listenFlag: String?
 
     @Option(name: .customLong("peer"), help: "A static peer to keep connected, host:port (repeatable).")
     var peers: [String] = []
 
-    @Option(name: .customLong("anti-entropy-interval"), help: "Seconds between version-vector re-exchanges with every peer (0 = off).")
-    var antiEntropyInterval = 30
+    @Option(name: .customLong("anti-entropy-interval"), help: "Seconds between version-vector re-exchanges with every peer (0 = off; default 30).")
+    var antiEntropyFlag: Int?
 
-    func validate() throws {
-        guard Logger.Level(rawValue: logLevel) != nil else { throw ValidationError("unknown log level '\(logLevel)'") }
-        guard Self.hostPort(listen) != nil else { throw ValidationError("--listen must be host:port, got '\(listen)'") }
-        for p in peers where Self.hostPort(p) == nil { throw ValidationError("--peer must be host:port, got '\(p)'") }
+    /// Flags over the config file over defaults.
+    struct Settings {
+        var dataDir: String
+        var listen: String
+        var peers: [String]
+        var antiEntropyInterval: Int
+        var logLevel: String
+        var warnings: [String] = []
+    }
+
+    func settings() throws -> Settings {
+        let defaultDir = dataDir ?? DataDirectory.defaultPath()
+        var config = DaemonConfig()
+        let path = configFile ?? defaultDir + "/kithd.toml"
+        if configFile != nil || FileManager.default.fileExists(atPath: path) {
+            let text: String
+            do { text = try String(contentsOfFile: path, encoding: .utf8) } catch {
+                throw ValidationError("cannot read config file \(path): \(error.localizedDescription)")
+            }
+            do { config = try DaemonConfig(toml: text) } catch { throw ValidationError("config file \(path), \(error)") }
+        }
+        var s = Settings(
+            dataDir: dataDir ?? config.dataDir ?? defaultDir,
+            listen: listenFlag ?? config.listen ?? "127.0.0.1:7434",
+            peers: peers.isEmpty ? config.peers : peers,
+            antiEntropyInterval: antiEntropyFlag ?? config.antiEntropyInterval ?? 30,
+            logLevel: logLevelFlag ?? config.logLevel ?? "info"
+        )
+        guard Logger.Level(rawValue: s.logLevel) != nil else { throw ValidationError("unknown log level '\(s.logLevel)'") }
+        guard Self.hostPort(s.listen) != nil else { throw ValidationError("listen must be host:port, got '\(s.listen)'") }
+        for p in s.peers where Self.hostPort(p) == nil { throw ValidationError("a peer must be host:port, got '\(p)'") }
+        guard s.antiEntropyInterval >= 0 else { throw ValidationError("anti-entropy interval must be ≥ 0") }
+        if config.lanDiscovery { s.warnings.append("lan_discovery is not implemented yet; ignored") }
+        if !config.relayScopes.isEmpty { s.warnings.append("relay_scopes is not implemented yet; ignored") }
+        return s
     }
 
     static func hostPort(_ s: String) -> (String, Int)? {
@@ -59,14 +101,17 @@ struct KithDaemon: AsyncParsableCommand {
     }
 
     func run() async throws {
-        let level = Logger.Level(rawValue: logLevel)!
+        let settings = try settings()
+        let level = Logger.Level(rawValue: settings.logLevel)!
         LoggingSystem.bootstrap { label in
             var h = StreamLogHandler.standardError(label: label)
             h.logLevel = level
             return h
         }
         let log = Logger(label: "kithd")
-        let dir = DataDirectory(path: dataDir ?? DataDirectory.defaultPath())
+        for w in settings.warnings { log.warning("\(w)") }
+        let listen = settings.listen, peers = settings.peers, antiEntropyInterval = settings.antiEntropyInterval
+        let dir = DataDirectory(path: settings.dataDir)
         let node: SyncNode
         do {
             let pass = try passphraseFile.map { try NodeIdentity.readPassphrase(file: $0) }
