@@ -1,0 +1,126 @@
+import ArgumentParser
+import Foundation
+import KithCRDT
+import KithCrypto
+import KithNetwork
+import KithNode
+import KithSampleData
+import KithStore
+import KithSync
+import Logging
+
+/// Edit propagation across a ring of nodes, and the size of concurrent-edit deltas.
+struct GossipBench: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "gossip",
+        abstract: "Median time for one edit to reach every node of a ring of N nodes on loopback TCP; bytes of 1,000 concurrent edits each way."
+    )
+
+    @Option(help: "Nodes in the ring.") var nodes = 10
+    @Option(help: "Edits to time.") var trials = 20
+    @Option(help: "Concurrent edits on each side for the delta measurement.") var edits = 1_000
+
+    func run() async throws {
+        let root = FileManager.default.temporaryDirectory.appendingPathComponent("kith-gossip-\(UUID().uuidString)").path
+        defer { try? FileManager.default.removeItem(atPath: root) }
+        var logger = Logger(label: "bench")
+        logger.logLevel = .warning
+        let first = DataDirectory(path: root + "/n0")
+        let (ring0, id0) = try NodeIdentity.initialize(in: first, passphrase: nil, limits: .interactive)
+        let scope = ScopeID.privateScope(of: id0.memberKey)
+        var syncNodes: [SyncNode] = []
+        var networks: [PeerNetwork] = []
+        for i in 0..<nodes {
+            let dir = i == 0 ? first : DataDirectory(path: root + "/n\(i)")
+            let (ring, id) = i == 0 ? (ring0, id0) : try NodeIdentity.addDevice(in: dir, member: ring0.memberKey!, passphrase: nil, limits: .interactive)
+            let node = try SyncNode(directory: dir.path, scope: scope, deviceKey: ring.deviceSigningKey, storageKey: ring.storageKey,
+                                    identity: .init(certificate: id.certificate, agreementKey: ring.deviceAgreementKey), logger: logger)
+            syncNodes.append(node)
+            networks.append(PeerNetwork(node: node, logger: logger, now: ContactStore.systemClock))
+        }
+        let result: [String: Any] = try await withThrowingTaskGroup(of: Void.self) { group in
+            var ports: [Int] = []
+            for n in networks {
+                let (port, serve) = try await n.listen(host: "127.0.0.1", port: 0)
+                ports.append(port)
+                group.addTask { await serve() }
+            }
+            for i in 0..<nodes {
+                let next = ports[(i + 1) % nodes]
+                let net = networks[i]
+                group.addTask { await net.dial(host: "127.0.0.1", port: next) }
+            }
+            // Wait for the ring to be connected (each node has two peers).
+            let t0 = seconds()
+            for n in syncNodes { while await n.connectedPeers < 2, seconds() - t0 < 30 { try await Task.sleep(nanoseconds: 5_000_000) } }
+            var latencies: [Double] = []
+            for t in 0..<trials {
+                let origin = syncNodes[t % nodes]
+                let target = await origin.replica().changeCount + 1
+                let start = seconds()
+                _ = try await origin.commit(batches: [[ContactEdit(contact: ContactID(high: 5, low: UInt64(t)), ops: [.setField(.city, "Edit \(t)")])]])
+                for n in syncNodes { while await n.replica().changeCount < target { try await Task.sleep(nanoseconds: 100_000) } }
+                latencies.append((seconds() - start) * 1000)
+            }
+            group.cancelAll()
+            latencies.sort()
+            return [
+                "benchmark": "gossip-ring",
+                "commit": gitCommit(),
+                "machine": machine(),
+                "workload": ["nodes": nodes, "trials": trials, "topology": "ring of static peers, in-process nodes, loopback TCP"],
+                "allNodesReachedMillisecondsMedian": latencies[latencies.count / 2],
+                "allNodesReachedMillisecondsMax": latencies.last!,
+            ]
+        }
+        // Concurrent edits: two replicas that share 1,000 contacts each edit every one of them
+        // while apart, then exchange what the other lacks.
+        let gen = SyntheticContacts(seed: 42)
+        var base = Replica(scope: scope)
+        var author0 = ChangeAuthor(signer: Ed25519.PrivateKey())
+        _ = try author0.commit((0..<edits).map { gen.contact($0).edit }, to: &base, wallMilliseconds: 1_790_000_000_000)
+        func wireBytes(_ changes: [Change]) -> Int {
+            var total = 0
+            var batch: [Change] = [], size = 0
+            func flush() {
+                guard !batch.isEmpty else { return }
+                let m = SyncMessage.changes(scope: scope, batch).encoded
+                total += Fragmenter.fragments(of: m).reduce(0) { $0 + $1.count + Noise.tagLength + 2 }
+                batch = []
+                size = 0
+            }
+            for c in changes {
+                if size + c.encoded.count > SyncSession.batchBytes { flush() }
+                batch.append(c)
+                size += c.encoded.count
+            }
+            flush()
+            return total
+        }
+        var sides: [String: Any] = [:]
+        for (label, perChange) in [("oneChangePerEdit", true), ("editsBatchedInOneChange", false)] {
+            var bytesEachWay: [Int] = []
+            for k in 0..<2 {
+                var r = base
+                var a = ChangeAuthor(signer: Ed25519.PrivateKey())
+                let before = r.versionVector()
+                let editsList = (0..<edits).map { ContactEdit(contact: gen.contact($0).id, ops: [.setField(.city, k == 0 ? "North \($0)" : "South \($0)")]) }
+                if perChange {
+                    for (i, e) in editsList.enumerated() { _ = try a.commit([e], to: &r, wallMilliseconds: 1_790_000_001_000 + UInt64(i)) }
+                } else {
+                    _ = try a.commit(editsList, to: &r, wallMilliseconds: 1_790_000_001_000)
+                }
+                bytesEachWay.append(wireBytes(r.changes(missingFrom: before)))
+            }
+            sides[label] = bytesEachWay
+        }
+        var out = result
+        out["concurrentEdits"] = edits
+        out["deltaWireBytesEachWay"] = sides
+        emit(out)
+        note(String(format: "ring of %d: one edit reaches every node in %.1f ms median (max %.1f)", nodes,
+                    result["allNodesReachedMillisecondsMedian"] as! Double, result["allNodesReachedMillisecondsMax"] as! Double))
+        note("\(edits) concurrent edits, bytes each way: one change per edit \(sides["oneChangePerEdit"]!), batched \(sides["editsBatchedInOneChange"]!)")
+        Foundation.exit(0)
+    }
+}
