@@ -7,6 +7,7 @@ import KithNetwork
 import KithNode
 import KithStore
 import Logging
+import ServiceLifecycle
 
 @main
 struct KithDaemon: AsyncParsableCommand {
@@ -148,46 +149,35 @@ struct KithDaemon: AsyncParsableCommand {
             "member": "\(node.identity.member)", "device": "\(node.identity.certificate.deviceSigningKey)",
             "peers": "\(peers.joined(separator: ","))",
         ])
-        await withTaskGroup(of: Void.self) { group in
-            group.addTask { await serve() }
-            group.addTask { await control() }
-            for p in peers {
-                let (h, pt) = Self.hostPort(p)!
-                group.addTask { await network.dial(host: h, port: pt) }
-            }
-            if antiEntropyInterval > 0 {
-                let interval = UInt64(antiEntropyInterval)
-                group.addTask {
-                    while !Task.isCancelled {
-                        try? await Task.sleep(nanoseconds: interval * 1_000_000_000)
-                        if !Task.isCancelled { await node.antiEntropy() }
-                    }
-                }
-            }
-            group.addTask { await Self.waitForTerminationSignal() }
-            await group.next()
-            log.info("kithd stopping: signal received, closing peers")
-            // Every acknowledged write is already durable; do not hang on a stuck peer.
-            DispatchQueue.global().asyncAfter(deadline: .now() + 5) { Foundation.exit(0) }
-            group.cancelAll()
+        var services: [ServiceGroupConfiguration.ServiceConfiguration] = [
+            .init(service: TaskService(serve), serviceName: "peer-listener"),
+            .init(service: TaskService(control), serviceName: "control-socket"),
+        ]
+        for p in peers {
+            let (h, pt) = Self.hostPort(p)!
+            services.append(.init(service: TaskService { await network.dial(host: h, port: pt) }, serviceName: "peer \(p)"))
         }
+        if antiEntropyInterval > 0 {
+            let interval = UInt64(antiEntropyInterval)
+            services.append(.init(service: TaskService {
+                while !Task.isCancelled {
+                    try? await Task.sleep(nanoseconds: interval * 1_000_000_000)
+                    if !Task.isCancelled { await node.antiEntropy() }
+                }
+            }, serviceName: "anti-entropy"))
+        }
+        // SIGTERM/SIGINT: every service is cancelled; in-flight store writes are transactions that
+        // either committed (and were acknowledged) or roll back.
+        let group = ServiceGroup(configuration: .init(services: services, gracefulShutdownSignals: [.sigterm, .sigint], logger: log))
+        do {
+            try await group.run()
+        } catch {
+            log.error("service group ended with an error", metadata: ["reason": "\(error)"])
+        }
+        log.info("kithd stopping: peers and control socket closed")
         try? FileManager.default.removeItem(atPath: dir.path + "/kithd.port")
         try? FileManager.default.removeItem(atPath: dir.path + "/kithd.sock")
         log.info("kithd stopped")
-    }
-
-    static func waitForTerminationSignal() async {
-        let (stream, cont) = AsyncStream<Void>.makeStream()
-        var sources: [any DispatchSourceSignal] = []
-        for sig in [SIGTERM, SIGINT] {
-            signal(sig, SIG_IGN)
-            let s = DispatchSource.makeSignalSource(signal: sig, queue: .global())
-            s.setEventHandler { cont.yield() }
-            s.resume()
-            sources.append(s)
-        }
-        for await _ in stream { break }
-        sources.forEach { $0.cancel() }
     }
 
     static func describe(_ error: any Error) -> String {
@@ -197,5 +187,17 @@ struct KithDaemon: AsyncParsableCommand {
         case let e as StoreError: e.detail
         default: "\(error)"
         }
+    }
+}
+
+/// A long-running task as a swift-service-lifecycle `Service`: it runs until cancelled, and is
+/// cancelled when the group shuts down gracefully.
+struct TaskService: Service {
+    let body: @Sendable () async -> Void
+
+    init(_ body: @escaping @Sendable () async -> Void) { self.body = body }
+
+    func run() async throws {
+        await cancelWhenGracefulShutdown { await body() }
     }
 }
