@@ -9,6 +9,8 @@ public struct DaemonConfig: Equatable, Sendable {
     public var antiEntropyInterval: Int?
     public var logLevel: String?
     public var lanDiscovery = false
+    public var lanInterface: String?
+    public var lanPort: Int?
     public var relayScopes: [String] = []
 
     public init() {}
@@ -23,7 +25,8 @@ public struct DaemonConfig: Equatable, Sendable {
         case string(String), integer(Int), bool(Bool), array([Value])
     }
 
-    public static let knownKeys: Set<String> = ["data_dir", "listen", "peers", "anti_entropy_interval", "log_level", "lan_discovery", "relay_scopes"]
+    public static let knownKeys: Set<String> = ["data_dir", "listen", "peers", "anti_entropy_interval", "log_level", "lan_discovery",
+                                                "lan_interface", "lan_port", "relay_scopes"]
 
     public init(toml text: String) throws(ParseError) {
         self.init()
@@ -50,6 +53,10 @@ public struct DaemonConfig: Equatable, Sendable {
             case "anti_entropy_interval":
                 guard case let .integer(n) = value, n >= 0 else { throw ParseError(line: line, reason: "anti_entropy_interval must be a non-negative integer (seconds)") }
                 antiEntropyInterval = n
+            case "lan_interface": lanInterface = try string()
+            case "lan_port":
+                guard case let .integer(n) = value, (1...65_535).contains(n) else { throw ParseError(line: line, reason: "lan_port must be 1...65535") }
+                lanPort = n
             case "lan_discovery":
                 guard case let .bool(b) = value else { throw ParseError(line: line, reason: "lan_discovery must be true or false") }
                 lanDiscovery = b

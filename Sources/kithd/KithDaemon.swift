@@ -33,6 +33,9 @@ struct KithDaemon: AsyncParsableCommand {
               peers = ["laptop.lan:7434", "10.0.0.5:7434"]
               anti_entropy_interval = 30   # seconds, 0 = off
               log_level = "info"
+              lan_discovery = false        # announce on the LAN (rotating keyed tag)
+              lan_interface = "0.0.0.0"    # IPv4 address of the interface to use
+              lan_port = 7435              # multicast port (group 239.255.74.1)
             """,
         version: KithVersion.describe(tool: "kithd")
     )
@@ -55,6 +58,9 @@ struct KithDaemon: AsyncParsableCommand {
     @Option(name: .customLong("peer"), help: "A static peer to keep connected, host:port (repeatable).")
     var peers: [String] = []
 
+    @Flag(name: .customLong("lan-discovery"), help: "Announce this node on the LAN and connect to the member's other devices found there (off by default).")
+    var lanDiscoveryFlag = false
+
     @Option(name: .customLong("anti-entropy-interval"), help: "Seconds between version-vector re-exchanges with every peer (0 = off; default 30).")
     var antiEntropyFlag: Int?
 
@@ -65,6 +71,9 @@ struct KithDaemon: AsyncParsableCommand {
         var peers: [String]
         var antiEntropyInterval: Int
         var logLevel: String
+        var lanDiscovery: Bool
+        var lanInterface: String
+        var lanPort: Int
         var warnings: [String] = []
     }
 
@@ -84,13 +93,15 @@ struct KithDaemon: AsyncParsableCommand {
             listen: listenFlag ?? config.listen ?? "127.0.0.1:7434",
             peers: peers.isEmpty ? config.peers : peers,
             antiEntropyInterval: antiEntropyFlag ?? config.antiEntropyInterval ?? 30,
-            logLevel: logLevelFlag ?? config.logLevel ?? "info"
+            logLevel: logLevelFlag ?? config.logLevel ?? "info",
+            lanDiscovery: lanDiscoveryFlag || config.lanDiscovery,
+            lanInterface: config.lanInterface ?? "0.0.0.0",
+            lanPort: config.lanPort ?? LANDiscovery.defaultPort
         )
         guard Logger.Level(rawValue: s.logLevel) != nil else { throw ValidationError("unknown log level '\(s.logLevel)'") }
         guard Self.hostPort(s.listen) != nil else { throw ValidationError("listen must be host:port, got '\(s.listen)'") }
         for p in s.peers where Self.hostPort(p) == nil { throw ValidationError("a peer must be host:port, got '\(p)'") }
         guard s.antiEntropyInterval >= 0 else { throw ValidationError("anti-entropy interval must be ≥ 0") }
-        if config.lanDiscovery { s.warnings.append("lan_discovery is not implemented yet; ignored") }
         if !config.relayScopes.isEmpty { s.warnings.append("relay_scopes is not implemented yet; ignored") }
         return s
     }
@@ -156,6 +167,13 @@ struct KithDaemon: AsyncParsableCommand {
         for p in peers {
             let (h, pt) = Self.hostPort(p)!
             services.append(.init(service: TaskService { await network.dial(host: h, port: pt) }, serviceName: "peer \(p)"))
+        }
+        if settings.lanDiscovery {
+            let discovery = LANDiscovery(network: network, ownPort: bound, multicastPort: settings.lanPort,
+                                         interface: settings.lanInterface, logger: log)
+            // If discovery fails (no multicast here), the node keeps serving its static peers.
+            services.append(.init(service: TaskService { await discovery.run() }, successTerminationBehavior: .ignore,
+                                  failureTerminationBehavior: .ignore, serviceName: "lan-discovery"))
         }
         if antiEntropyInterval > 0 {
             let interval = UInt64(antiEntropyInterval)

@@ -8,12 +8,12 @@ final class Daemon {
     let log: String
     let process = Process()
 
-    init(data: String, peers: [Int] = [], logName: String) throws {
+    init(data: String, peers: [Int] = [], extra: [String] = [], logName: String) throws {
         self.data = data
         self.log = data + "-" + logName + ".log"
         _ = FileManager.default.createFile(atPath: log, contents: nil)
         process.executableURL = Binaries.productsDirectory.appendingPathComponent("kithd")
-        process.arguments = ["--data-dir", data, "--listen", "127.0.0.1:0"] + peers.flatMap { ["--peer", "127.0.0.1:\($0)"] }
+        process.arguments = ["--data-dir", data, "--listen", "127.0.0.1:0"] + peers.flatMap { ["--peer", "127.0.0.1:\($0)"] } + extra
         process.standardError = FileHandle(forWritingAtPath: log)
         process.standardOutput = FileHandle.nullDevice
         try? FileManager.default.removeItem(atPath: data + "/kithd.port")
@@ -120,6 +120,24 @@ struct SyncDaemonTests {
         #expect(try names(b) == ["Alpha", "Bravo", "Charlie", "Delta", "Echo"])
         #expect(da!.logText.contains("kithd stopped"))
         dc = nil
+    }
+
+    @Test func devicesFindEachOtherOnTheLAN() throws {
+        let tmp = try TempDir()
+        let a = tmp.path("a"), b = tmp.path("b")
+        #expect(try Binaries.run("kith", ["init", "--data-dir", a]).status == 0)
+        #expect(try Binaries.run("kith", ["device", "add", "--from", a, "--data-dir", b]).status == 0)
+        #expect(try Binaries.run("kith", ["contact", "add", "--given", "Foxtrot", "--data-dir", a]).status == 0)
+        // A multicast port of our own, so a real kithd on this machine is not involved.
+        let port = 20_000 + Int(getpid() % 20_000)
+        for d in [a, b] {
+            try "lan_discovery = true\nlan_interface = \"127.0.0.1\"\nlan_port = \(port)\n".write(toFile: d + "/kithd.toml", atomically: true, encoding: .utf8)
+        }
+        let da = try Daemon(data: a, logName: "lan"), db = try Daemon(data: b, logName: "lan")
+        _ = try waitFor("found on the LAN", seconds: 30) { db.logText.contains("found a peer on the LAN") || da.logText.contains("found a peer on the LAN") ? true : nil }
+        _ = try waitFor("Foxtrot reaches B", seconds: 20) { try names(b).contains("Foxtrot") ? true : nil }
+        da.stop()
+        db.stop()
     }
 
     @Test func anotherMembersDeviceIsRefused() throws {
