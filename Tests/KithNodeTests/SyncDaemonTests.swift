@@ -122,6 +122,33 @@ struct SyncDaemonTests {
         dc = nil
     }
 
+    @Test func kill9DuringInitialSyncThenConverge() throws {
+        let tmp = try TempDir()
+        let a = tmp.path("a"), b = tmp.path("b")
+        #expect(try Binaries.run("kith", ["init", "--data-dir", a]).status == 0)
+        #expect(try Binaries.run("kith", ["device", "add", "--from", a, "--data-dir", b]).status == 0)
+        let (vcf, _) = syntheticVCard(count: 3_000, seed: 5)
+        try vcf.write(toFile: tmp.path("c.vcf"), atomically: true, encoding: .utf8)
+        #expect(try Binaries.run("kith", ["import", tmp.path("c.vcf"), "--data-dir", a]).status == 0)
+        #expect(try Binaries.run("kith", ["contact", "add", "--given", "Golf", "--data-dir", b]).status == 0) // acknowledged on B
+        let da = try Daemon(data: a, logName: "k")
+        let port = try da.port
+        var db = try Daemon(data: b, peers: [port], logName: "k1")
+        _ = try waitFor("b authenticated", seconds: 20) { db.logText.contains("peer authenticated") ? true : nil }
+        db.kill9() // mid-sync: the 3,000 contacts are still streaming
+        db = try Daemon(data: b, peers: [port], logName: "k2")
+        func contacts(_ d: String) throws -> Int? {
+            let r = try Binaries.run("kith", ["status", "--json", "--data-dir", d])
+            guard r.status == 0, let s = try JSONSerialization.jsonObject(with: Data(r.stdout.utf8)) as? [String: Any] else { return nil }
+            return s["contacts"] as? Int
+        }
+        _ = try waitFor("B holds everything", seconds: 30) { try contacts(b) == 3_001 ? true : nil }
+        _ = try waitFor("A holds Golf", seconds: 30) { try contacts(a) == 3_001 ? true : nil }
+        da.stop()
+        db.stop()
+        #expect(try names(b).contains("Golf"))
+    }
+
     @Test func devicesFindEachOtherOnTheLAN() throws {
         let tmp = try TempDir()
         let a = tmp.path("a"), b = tmp.path("b")
