@@ -56,14 +56,20 @@ public final class DaemonBackend: ContactBackend {
         }
     }
 
-    private func read(count: Int) throws -> [UInt8] {
-        while inbox.count < count {
-            var chunk = [UInt8](repeating: 0, count: 1 << 16)
+    /// Appends whatever the socket has next to `inbox` (blocking), retrying on EINTR.
+    private func fill() throws {
+        var chunk = [UInt8](repeating: 0, count: 1 << 16)
+        while true {
             let n = chunk.withUnsafeMutableBytes { Glibc.read(fd, $0.baseAddress, $0.count) }
             if n < 0, errno == EINTR { continue }
             guard n > 0 else { throw DaemonError(description: "kithd closed the control connection") }
             inbox += chunk[0..<n]
+            return
         }
+    }
+
+    private func read(count: Int) throws -> [UInt8] {
+        while inbox.count < count { try fill() }
         defer { inbox.removeFirst(count) }
         return Array(inbox[0..<count])
     }
@@ -74,11 +80,7 @@ public final class DaemonBackend: ContactBackend {
                 defer { inbox.removeFirst(nl + 1) }
                 return Array(inbox[0..<nl])
             }
-            var chunk = [UInt8](repeating: 0, count: 1 << 16)
-            let n = chunk.withUnsafeMutableBytes { Glibc.read(fd, $0.baseAddress, $0.count) }
-            if n < 0, errno == EINTR { continue }
-            guard n > 0 else { throw DaemonError(description: "kithd closed the control connection") }
-            inbox += chunk[0..<n]
+            try fill()
         }
     }
 
