@@ -35,6 +35,8 @@ let package = Package(
         .target(name: "KithCrypto", dependencies: ["CSodium"], swiftSettings: strict),
         // The contact map as a pure, deterministic, convergent set of signed changes. No I/O.
         .target(name: "KithCRDT", dependencies: ["KithCrypto"], swiftSettings: strict),
+        // Chapters: the signed membership log, its evaluation, epoch keys and invites. No I/O.
+        .target(name: "KithChapter", dependencies: ["KithCRDT", "KithCrypto"], swiftSettings: strict),
         // Durable, encrypted-at-rest storage of a replica (SQLite WAL, sealed rows, in-memory index).
         // SQLite, the embedded store's engine (system library).
         .systemLibrary(name: "CSQLite", pkgConfig: "sqlite3", providers: [.apt(["libsqlite3-dev"])]),
@@ -97,6 +99,11 @@ let package = Package(
                 "KithCRDT", "KithCrypto",
                 .product(name: "PropertyBased", package: "swift-property-based"),
             ],
+            swiftSettings: strict
+        ),
+        .testTarget(
+            name: "KithChapterTests",
+            dependencies: ["KithChapter", "KithCRDT", "KithCrypto", .product(name: "PropertyBased", package: "swift-property-based")],
             swiftSettings: strict
         ),
         .testTarget(name: "KithSyncTests", dependencies: ["KithSync", "KithCrypto", "KithCRDT"], swiftSettings: strict),

@@ -92,18 +92,17 @@ public struct Change: Sendable, Hashable {
     /// breaks its field's grammar, a seq outside 1...2^32-1.
     public static func make(
         scope: ScopeID, signer: Ed25519.PrivateKey, seq: UInt64, previous: ChangeID,
-        timestamp: HybridTimestamp, edits: [ContactEdit]
+        timestamp: HybridTimestamp, edits: [ContactEdit], sealer: BlockSealer? = nil
     ) throws(ChangeRejection) -> Change {
-        let change = try build(scope: scope, signer: signer, seq: seq, previous: previous, timestamp: timestamp, edits: edits)
-        _ = try change.decodeEdits() // field grammar, limits
-        return change
+        try build(scope: scope, signer: signer, seq: seq, previous: previous, timestamp: timestamp, edits: edits,
+                  sealer: sealer, validate: true)
     }
 
     /// Builds and signs without checking field grammar: only tests use it, to forge changes a
     /// replica must refuse.
     static func build(
         scope: ScopeID, signer: Ed25519.PrivateKey, seq: UInt64, previous: ChangeID,
-        timestamp: HybridTimestamp, edits: [ContactEdit]
+        timestamp: HybridTimestamp, edits: [ContactEdit], sealer: BlockSealer? = nil, validate: Bool = false
     ) throws(ChangeRejection) -> Change {
         guard seq >= 1, seq <= UInt64(UInt32.max) else { throw ChangeRejection(.malformed, "seq \(seq) is outside 1...2^32-1") }
         guard !edits.isEmpty, edits.allSatisfy({ !$0.ops.isEmpty }) else {
@@ -119,7 +118,22 @@ public struct Change: Sendable, Hashable {
             var w = ByteWriter(capacity: 16 + e.ops.count * 16)
             w.raw(e.contact.bytes)
             for op in e.ops { op.encode(into: &w, author: author) }
-            blockBytes.append(w.bytes)
+            if validate {
+                // Field grammar and limits, checked on the plaintext before anything is signed.
+                do throws(DecodeError) {
+                    _ = try decodePlainBlock(w.bytes, w.bytes.indices, author: author)
+                } catch {
+                    throw ChangeRejection(.malformed, "contact \(e.contact): \(error.reason)")
+                }
+            }
+            if let sealer {
+                guard !e.ops.contains(.forget) else {
+                    throw ChangeRejection(.malformed, "forget is not used in encrypted scopes: retract the contact with delete")
+                }
+                blockBytes.append(SealedBlock.seal(w.bytes, with: sealer, ad: SealedBlock.associatedData(scope: scope, author: author)))
+            } else {
+                blockBytes.append(w.bytes)
+            }
         }
         let digest = bodyDigest(blockHashes: blockBytes.map { BLAKE2b.hash($0) })
         var h = ByteWriter(capacity: 160)
@@ -242,22 +256,59 @@ public struct Change: Sendable, Hashable {
         }
     }
 
+    /// Parses a plaintext block (`contact id ‖ ops`) found at `range` of `bytes`.
+    static func decodePlainBlock(_ bytes: [UInt8], _ range: Range<Int>, author: DeviceKey) throws(DecodeError) -> ContactEdit {
+        guard range.count >= 17 else { throw DecodeError("a block is a 16-byte contact id and at least one op") }
+        let contact = try ContactID(bytes: bytes[range.lowerBound..<(range.lowerBound + 16)])
+        var r = ByteReader(bytes, from: range.lowerBound + 16, to: range.upperBound)
+        var ops: [Operation] = []
+        while !r.isAtEnd {
+            guard ops.count < Self.maxOpsPerBlock else { throw DecodeError("more than \(Self.maxOpsPerBlock) ops") }
+            ops.append(try Operation.decode(&r, author: author))
+        }
+        if ops.contains(.forget) && ops.count != 1 { throw DecodeError("forget must be the only op of its block") }
+        return ContactEdit(contact: contact, ops: ops)
+    }
+
     /// Decodes the ops of present block `i`.
     func decodeBlock(_ i: Int) throws(ChangeRejection) -> ContactEdit? {
         guard let range = blockRanges[i] else { return nil }
         do throws(DecodeError) {
-            let contact = try ContactID(bytes: encoded[range.lowerBound..<(range.lowerBound + 16)])
-            var r = ByteReader(encoded, from: range.lowerBound + 16, to: range.upperBound)
-            var ops: [Operation] = []
-            while !r.isAtEnd {
-                guard ops.count < Self.maxOpsPerBlock else { throw DecodeError("more than \(Self.maxOpsPerBlock) ops") }
-                ops.append(try Operation.decode(&r, author: author))
-            }
-            if ops.contains(.forget) && ops.count != 1 { throw DecodeError("forget must be the only op of its block") }
-            return ContactEdit(contact: contact, ops: ops)
+            return try Self.decodePlainBlock(encoded, range, author: author)
         } catch {
             throw ChangeRejection(.malformed, "change \(id) (device \(author), seq \(seq)), block \(i): \(error.reason)")
         }
+    }
+
+    /// What opening the sealed blocks of a change of an encrypted scope gave.
+    struct OpenedBlocks {
+        var edits: [(block: Int, edit: ContactEdit)] = []
+        /// Blocks sealed under an epoch key not held yet.
+        var missing: [Int] = []
+        /// Blocks that do not authenticate or do not parse: skipped for good.
+        var unreadable: [String] = []
+    }
+
+    /// Opens and decodes the sealed blocks `which` (default: all) with the epoch keys held.
+    func openBlocks(_ which: [Int]? = nil, keys: [EpochRef: SymmetricKey]) -> OpenedBlocks {
+        var out = OpenedBlocks()
+        let ad = SealedBlock.associatedData(scope: scope, author: author)
+        for i in which ?? Array(0..<blockCount) {
+            guard let range = blockRanges[i] else { continue }
+            switch SealedBlock.open(encoded[range], keys: keys, ad: ad) {
+            case let .plain(p):
+                do throws(DecodeError) {
+                    out.edits.append((i, try Self.decodePlainBlock(p, p.indices, author: author)))
+                } catch {
+                    out.unreadable.append("change \(id) block \(i): \(error.reason)")
+                }
+            case .missingKey:
+                out.missing.append(i)
+            case let .unreadable(reason):
+                out.unreadable.append("change \(id) block \(i): \(reason)")
+            }
+        }
+        return out
     }
 
     /// Decodes every present block (erased ones are skipped).

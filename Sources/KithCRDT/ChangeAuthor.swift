@@ -32,11 +32,12 @@ public struct ChangeAuthor: Sendable {
 
     /// Builds and signs the next change of this device in `scope`.
     /// Nothing changes in the author when the edits are refused.
-    public mutating func makeChange(scope: ScopeID, edits: [ContactEdit], wallMilliseconds: UInt64) throws(ChangeRejection) -> Change {
+    public mutating func makeChange(scope: ScopeID, edits: [ContactEdit], wallMilliseconds: UInt64,
+                                    sealer: BlockSealer? = nil) throws(ChangeRejection) -> Change {
         let head = heads[scope] ?? Head(seq: 0, id: .zero)
         var nextClock = clock
         let ts = nextClock.tick(wallMilliseconds: wallMilliseconds)
-        let change = try Change.make(scope: scope, signer: signer, seq: head.seq + 1, previous: head.id, timestamp: ts, edits: edits)
+        let change = try Change.make(scope: scope, signer: signer, seq: head.seq + 1, previous: head.id, timestamp: ts, edits: edits, sealer: sealer)
         clock = nextClock
         heads[scope] = Head(seq: change.seq, id: change.id)
         return change
@@ -44,10 +45,11 @@ public struct ChangeAuthor: Sendable {
 
     /// Makes a change and applies it to `replica` (which must be for `scope`).
     @discardableResult
-    public mutating func commit(_ edits: [ContactEdit], to replica: inout Replica, wallMilliseconds: UInt64) throws(ChangeRejection) -> Change {
+    public mutating func commit(_ edits: [ContactEdit], to replica: inout Replica, wallMilliseconds: UInt64,
+                                sealer: BlockSealer? = nil) throws(ChangeRejection) -> Change {
         let saved = self
         clock.observe(replica.maxTimestamp)
-        let change = try makeChange(scope: replica.scope, edits: edits, wallMilliseconds: wallMilliseconds)
+        let change = try makeChange(scope: replica.scope, edits: edits, wallMilliseconds: wallMilliseconds, sealer: sealer)
         do {
             try replica.receive(change, nowMilliseconds: wallMilliseconds)
         } catch {

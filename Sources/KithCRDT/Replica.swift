@@ -64,10 +64,63 @@ public struct Replica: Sendable {
     /// `takeRewrittenChanges()`: a store must overwrite its copies.
     var rewritten: [Change] = []
     public private(set) var opCount = 0
+    /// How this replica reads its blocks (plaintext, sealed under chapter epoch keys, or never).
+    public let mode: ScopeMode
+    /// Epoch keys held (encrypted mode).
+    public private(set) var epochKeys: [EpochRef: SymmetricKey] = [:]
+    /// Applied changes with blocks sealed under keys not held yet: device, seq, block indices.
+    var awaiting: [(device: UInt32, seq: UInt64, blocks: [Int])] = []
+    /// Blocks skipped for good because they did not authenticate or parse (encrypted mode);
+    /// the change itself is kept and relayed, like a blind relay would.
+    public private(set) var unreadableBlocks: [String] = []
 
-    public init(scope: ScopeID, configuration: ReplicaConfiguration = .init()) {
+    public init(scope: ScopeID, configuration: ReplicaConfiguration = .init(), mode: ScopeMode = .plain,
+                epochKeys: [EpochRef: SymmetricKey] = [:]) {
         self.scope = scope
         self.configuration = configuration
+        self.mode = mode
+        self.epochKeys = epochKeys
+    }
+
+    /// Blocks waiting for an epoch key.
+    public var awaitingBlockCount: Int { awaiting.reduce(0) { $0 + $1.blocks.count } }
+
+    /// Adds epoch keys (encrypted mode) and applies every block that was waiting for them.
+    public mutating func addEpochKeys(_ keys: [EpochRef: SymmetricKey]) {
+        guard mode == .encrypted else { return }
+        var grew = false
+        for (ref, key) in keys where epochKeys[ref] == nil {
+            epochKeys[ref] = key
+            grew = true
+        }
+        guard grew, !awaiting.isEmpty else { return }
+        let waiting = awaiting
+        awaiting = []
+        for w in waiting {
+            let change = chains[Int(w.device)].changes[Int(w.seq) - 1]
+            let opened = change.openBlocks(w.blocks, keys: epochKeys)
+            noteUnreadable(opened.unreadable)
+            apply(opened.edits, of: change, device: w.device)
+            if !opened.missing.isEmpty { awaiting.append((w.device, w.seq, opened.missing)) }
+        }
+    }
+
+    private mutating func noteUnreadable(_ reasons: [String]) {
+        for r in reasons where unreadableBlocks.count < 1000 { unreadableBlocks.append(r) }
+    }
+
+    /// The edits of a change this replica can read now, and the blocks it cannot read yet.
+    private mutating func contents(of change: Change) throws(ChangeRejection) -> (edits: [(block: Int, edit: ContactEdit)], missing: [Int]) {
+        switch mode {
+        case .plain:
+            return (try change.decodeEdits(), [])
+        case .opaque:
+            return ([], [])
+        case .encrypted:
+            let opened = change.openBlocks(keys: epochKeys)
+            noteUnreadable(opened.unreadable)
+            return (opened.edits, opened.missing)
+        }
     }
 
     // MARK: Receiving
@@ -99,8 +152,11 @@ public struct Replica: Sendable {
                 try recordEquivocation(held: held, incoming: change)
             }
         }
+        if mode != .plain && change.hasErasedBlocks {
+            throw ChangeRejection(.malformed, "change \(change.id) has erased blocks, which encrypted scopes do not use")
+        }
         if configuration.verifySignatures { try change.verify() }
-        let edits = try change.decodeEdits()
+        if mode == .plain { _ = try change.decodeEdits() } // refuse malformed ops before buffering
 
         let d = devices.intern(change.author)
         if Int(d) == chains.count { chains.append(Chain()) }
@@ -110,7 +166,8 @@ public struct Replica: Sendable {
             return .pending
         }
         try checkChain(change, device: d)
-        integrate(change, device: d, edits: edits)
+        let (edits, missing) = try contents(of: change)
+        integrate(change, device: d, edits: edits, missing: missing)
         drainPending(device: d)
         return .applied
     }
@@ -167,8 +224,8 @@ public struct Replica: Sendable {
             guard let change = chains[Int(d)].pending.removeValue(forKey: next) else { return }
             do {
                 try checkChain(change, device: d)
-                let edits = try change.decodeEdits()
-                integrate(change, device: d, edits: edits)
+                let (edits, missing) = try contents(of: change)
+                integrate(change, device: d, edits: edits, missing: missing)
             } catch {
                 droppedPending.append(error)
                 // Later buffered changes of this device cannot chain either: drop them too.
@@ -178,10 +235,12 @@ public struct Replica: Sendable {
         }
     }
 
-    private mutating func integrate(_ incoming: Change, device d: UInt32, edits: [(block: Int, edit: ContactEdit)]) {
+    private mutating func integrate(_ incoming: Change, device d: UInt32, edits: [(block: Int, edit: ContactEdit)], missing: [Int] = []) {
         var change = incoming
         var newlyForgotten = Set<ContactID>()
-        for (_, e) in edits where e.ops.first == .forget && !forgotten.contains(e.contact) {
+        if !missing.isEmpty { awaiting.append((d, change.seq, missing)) }
+        // Erasure works on plaintext blocks only; encrypted scopes retract with delete.
+        for (_, e) in edits where mode == .plain && e.ops.first == .forget && !forgotten.contains(e.contact) {
             newlyForgotten.insert(e.contact)
         }
         if !newlyForgotten.isEmpty { forget(newlyForgotten) }

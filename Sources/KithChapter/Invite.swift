@@ -1,0 +1,136 @@
+import KithCRDT
+import KithCrypto
+
+/// An invitation to a chapter, as pasted into a text message (Protocol/chapters.md §4):
+/// `kith:` followed by base64url of `version(1)=1 ‖ chapter(16) ‖ invite seed(32) ‖
+/// expires u32 seconds ‖ hint (uvarint length ‖ UTF-8 "host:port")`.
+///
+/// The seed is the private half of an Ed25519 key whose public half an admin published in the
+/// chapter's log (an `invite` op, signed by that admin). Whoever holds the string proves it by
+/// signing their join request with that key; an admin's daemon checks the proof against the log.
+public struct ChapterInvite: Sendable, Equatable {
+    public static let prefix = "kith:"
+    static let version: UInt8 = 1
+    static let joinDomain = Array("kith/join/v1\0".utf8)
+
+    public let chapter: ChapterID
+    public let seed: [UInt8]
+    /// Unix seconds.
+    public let expiresAt: UInt64
+    /// Where an admin's daemon listens ("host:port"); may be empty.
+    public let hint: String
+
+    public init(chapter: ChapterID, seed: [UInt8], expiresAt: UInt64, hint: String) {
+        self.chapter = chapter
+        self.seed = seed
+        self.expiresAt = expiresAt
+        self.hint = hint
+    }
+
+    public var key: Ed25519.PrivateKey { try! Ed25519.PrivateKey(seed: seed) }
+
+    public var text: String {
+        var w = ByteWriter(capacity: 96)
+        w.u8(Self.version)
+        w.raw(chapter.bytes)
+        w.raw(seed)
+        var e: [UInt8] = []
+        e.appendBigEndian(UInt32(clamping: expiresAt))
+        w.raw(e)
+        w.text(hint)
+        return Self.prefix + Base64URL.encode(w.bytes)
+    }
+
+    /// Parses an invite string; `now` (seconds) refuses expired invites before any network use.
+    public init(text raw: String, now: UInt64) throws(MembershipError) {
+        let text = raw.trimmingWhitespace
+        guard text.hasPrefix(Self.prefix), let b = Base64URL.decode(String(text.dropFirst(Self.prefix.count))) else {
+            throw MembershipError(.badInvite, "this is not a Kith invite (it should start with \"\(Self.prefix)\" followed by letters, digits, - and _)")
+        }
+        var r = ByteReader(b)
+        do throws(DecodeError) {
+            guard try r.u8() == Self.version else { throw DecodeError("unsupported invite version") }
+            chapter = try ChapterID(bytes: try r.raw(16))
+            seed = Array(try r.raw(32))
+            expiresAt = UInt64(UInt32(bigEndianBytes: try r.raw(4)))
+            hint = try r.text(max: 255)
+            guard r.isAtEnd else { throw DecodeError("trailing bytes") }
+        } catch {
+            throw MembershipError(.badInvite, "the invite is damaged (\(error.reason)); ask for a new one")
+        }
+        guard now < expiresAt else {
+            throw MembershipError(.badInvite, "the invite expired \(Self.ago(now - expiresAt)) ago; ask an admin for a new one")
+        }
+    }
+
+    static func ago(_ seconds: UInt64) -> String {
+        if seconds < 120 { return "\(seconds) seconds" }
+        if seconds < 7200 { return "\(seconds / 60) minutes" }
+        if seconds < 172_800 { return "\(seconds / 3600) hours" }
+        return "\(seconds / 86400) days"
+    }
+
+    /// What the joiner signs with the invite key: bound to the chapter, to this connection's
+    /// Noise handshake hash (so a captured proof cannot be replayed on another connection) and
+    /// to the joiner's device certificate (so it cannot be used to admit someone else).
+    static func joinMessage(chapter: ChapterID, handshakeHash: [UInt8], certificate: DeviceCertificate) -> [UInt8] {
+        joinDomain + chapter.bytes + handshakeHash + certificate.encoded
+    }
+
+    /// The joiner's proof of holding the invite.
+    public func proof(handshakeHash: [UInt8], certificate: DeviceCertificate) -> [UInt8] {
+        key.signature(for: Self.joinMessage(chapter: chapter, handshakeHash: handshakeHash, certificate: certificate))
+    }
+}
+
+extension MembershipLog {
+    /// Opens a new invite (admin only). Returns the invite op and the invite to hand out.
+    public mutating func openInvite(
+        expiresAt: UInt64, uses: Int, hint: String, certificate: DeviceCertificate, device: Ed25519.PrivateKey, now: UInt64
+    ) throws(MembershipError) -> (MembershipOp, ChapterInvite) {
+        guard uses >= 1, uses <= 10_000 else { throw MembershipError(.badInvite, "an invite allows 1 to 10000 uses") }
+        guard expiresAt > now else { throw MembershipError(.badInvite, "an invite must expire in the future") }
+        let seed = SecureRandom.bytes(32)
+        let key = try! Ed25519.PrivateKey(seed: seed)
+        let op = try append(.invite(key: key.publicKey, expiresAt: expiresAt * 1000, uses: uses),
+                            certificate: certificate, device: device, now: now * 1000)
+        return (op, ChapterInvite(chapter: chapter, seed: seed, expiresAt: expiresAt, hint: hint))
+    }
+
+    /// An admin's daemon admits a joiner who proved possession of an open invite: adds the
+    /// member with their device and shares every epoch key this device holds with it.
+    /// Refuses forged proofs, unknown, expired and used-up invites, and existing members.
+    public mutating func admit(
+        joiner: DeviceCertificate, proof: [UInt8], handshakeHash: [UInt8],
+        certificate: DeviceCertificate, device: Ed25519.PrivateKey, agreement: X25519.PrivateKey, nowMilliseconds now: UInt64
+    ) throws(MembershipError) -> [MembershipOp] {
+        do {
+            try joiner.verify(now: now / 1000)
+        } catch {
+            throw MembershipError(.badSignature, "the joiner's device certificate is not valid: \(error)")
+        }
+        guard !state.isMember(joiner.memberKey) else {
+            throw MembershipError(.badInvite, "\(joiner.memberKey) is already a member of this chapter")
+        }
+        let message = ChapterInvite.joinMessage(chapter: chapter, handshakeHash: handshakeHash, certificate: joiner)
+        guard let invite = state.invites.values.sorted(by: { $0.id < $1.id }).first(where: { $0.key.isValidSignature(proof, for: message) }) else {
+            throw MembershipError(.badInvite, "the join proof matches no invite of this chapter (forged, revoked, or for another chapter)")
+        }
+        guard now < invite.expiresAt else { throw MembershipError(.badInvite, "the invite has expired") }
+        guard invite.used < invite.uses else { throw MembershipError(.badInvite, "the invite has already been used") }
+        var trial = self
+        var made = [try trial.append(.addMember(joiner, admin: false, invite: invite.id), certificate: certificate, device: device, now: now)]
+        made += try trial.shareMissingKeys(certificate: certificate, device: device, agreement: agreement, now: now)
+        self = trial
+        return made
+    }
+}
+
+extension String {
+    var trimmingWhitespace: String {
+        var s = Substring(self)
+        while s.first?.isWhitespace == true { s.removeFirst() }
+        while s.last?.isWhitespace == true { s.removeLast() }
+        return String(s)
+    }
+}

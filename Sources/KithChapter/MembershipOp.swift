@@ -1,0 +1,323 @@
+import KithCRDT
+import KithCrypto
+
+/// A chapter's id: the first 16 bytes of the BLAKE2b-256 id of its `create` op, so the id
+/// authenticates the root of the membership log (Protocol/chapters.md §1).
+public struct ChapterID: Hashable, Sendable, Comparable, CustomStringConvertible {
+    public let bytes: [UInt8]
+    public static let length = 16
+    public static let zero = ChapterID(unchecked: [UInt8](repeating: 0, count: 16))
+
+    init(unchecked bytes: [UInt8]) { self.bytes = bytes }
+
+    public init(bytes: some Collection<UInt8>) throws(DecodeError) {
+        guard bytes.count == Self.length else { throw DecodeError("a chapter id is \(Self.length) bytes, got \(bytes.count)") }
+        self.bytes = Array(bytes)
+    }
+
+    /// Parses the base64url text form (22 characters).
+    public init?(text: String) {
+        guard let b = Base64URL.decode(text), let id = try? ChapterID(bytes: b) else { return nil }
+        self = id
+    }
+
+    /// The scope of the chapter's shared contacts: `0x02 ‖ chapter id`.
+    public var contentScope: ScopeID { try! ScopeID(bytes: [0x02] + bytes) }
+
+    /// The chapter a content scope belongs to, if it is one.
+    public init?(contentScope scope: ScopeID) {
+        guard scope.bytes.count == 17, scope.bytes[0] == 0x02 else { return nil }
+        self.bytes = Array(scope.bytes[1...])
+    }
+
+    public static func < (a: ChapterID, b: ChapterID) -> Bool { a.bytes.lexicographicallyPrecedes(b.bytes) }
+    public var description: String { Base64URL.encode(bytes) }
+}
+
+/// A membership op's id: BLAKE2b-256 of its complete encoding (signature included).
+public struct OpID: Hashable, Sendable, Comparable, CustomStringConvertible {
+    public let bytes: [UInt8]
+
+    init(unchecked bytes: [UInt8]) { self.bytes = bytes }
+
+    public init(bytes: some Collection<UInt8>) throws(DecodeError) {
+        guard bytes.count == 32 else { throw DecodeError("an op id is 32 bytes, got \(bytes.count)") }
+        self.bytes = Array(bytes)
+    }
+
+    public static func < (a: OpID, b: OpID) -> Bool { a.bytes.lexicographicallyPrecedes(b.bytes) }
+    public var description: String { Base64URL.encode(bytes) }
+    /// The 16-byte reference an encrypted block uses to name the epoch whose key sealed it.
+    public var epochRef: EpochRef { try! EpochRef(bytes: bytes.prefix(16)) }
+}
+
+/// A chapter epoch key sealed to one device's X25519 key (`crypto_box_seal` of the 32-byte key).
+public struct KeyEnvelope: Hashable, Sendable {
+    /// The device's Ed25519 signing key (its identity in the log).
+    public let device: Ed25519.PublicKey
+    public let sealed: [UInt8]
+    public static let sealedLength = 32 + 48
+
+    public init(device: Ed25519.PublicKey, sealed: [UInt8]) {
+        self.device = device
+        self.sealed = sealed
+    }
+}
+
+/// What a membership op does. Tags are the wire values (Protocol/chapters.md §2).
+public enum MembershipAction: Hashable, Sendable {
+    /// 0x01 — the first op: the author becomes the chapter's first admin.
+    case create(name: String, nonce: [UInt8])
+    /// 0x02 — an admin adds a member with their first device, citing the invite used (if any).
+    case addMember(DeviceCertificate, admin: Bool, invite: OpID?)
+    /// 0x03 — an admin removes a member and all their devices.
+    case removeMember(Ed25519.PublicKey)
+    /// 0x04 — a member (or an admin) lists another device of that member.
+    case addDevice(DeviceCertificate)
+    /// 0x05 — the device's member (from another device) or an admin revokes a device.
+    case revokeDevice(Ed25519.PublicKey)
+    /// 0x06 — an admin promotes or demotes a member.
+    case setAdmin(Ed25519.PublicKey, Bool)
+    /// 0x07 — a member starts a new epoch: a fresh key sealed to current devices, with a
+    /// commitment (keyed BLAKE2b of a fixed string) so every device can tell it got the same key.
+    case epoch(check: [UInt8], envelopes: [KeyEnvelope])
+    /// 0x08 — a member seals an existing epoch's key to devices that lack it.
+    case shareKey(epoch: OpID, envelopes: [KeyEnvelope])
+    /// 0x09 — an admin opens an invite: the invite's Ed25519 public key, expiry (ms), uses.
+    case invite(key: Ed25519.PublicKey, expiresAt: UInt64, uses: Int)
+    /// 0x0A — the author's member leaves the chapter.
+    case leave
+
+    public var tag: UInt8 {
+        switch self {
+        case .create: 0x01
+        case .addMember: 0x02
+        case .removeMember: 0x03
+        case .addDevice: 0x04
+        case .revokeDevice: 0x05
+        case .setAdmin: 0x06
+        case .epoch: 0x07
+        case .shareKey: 0x08
+        case .invite: 0x09
+        case .leave: 0x0A
+        }
+    }
+
+    /// True for ops only an admin may sign.
+    public var needsAdmin: Bool {
+        switch self {
+        case .addMember, .removeMember, .setAdmin, .invite: true
+        default: false
+        }
+    }
+}
+
+/// One signed entry of a chapter's membership log.
+///
+/// `format(1)=1 ‖ chapter(16, zero in create) ‖ parents(uvarint n, n×32 ascending) ‖
+///  timestamp u64 ms ‖ author device certificate(177) ‖ action tag(1) ‖ body ‖ signature(64)`;
+/// the signature is by the certificate's device key over `"kith/membership/v1\0" ‖` every byte
+/// before it.
+public struct MembershipOp: Hashable, Sendable {
+    public static let format: UInt8 = 1
+    public static let maxParents = 64
+    public static let maxEnvelopes = 4_096
+    public static let maxEncodedLength = 1 << 20
+    static let signatureDomain = Array("kith/membership/v1\0".utf8)
+
+    public let chapter: ChapterID
+    public let parents: [OpID]
+    public let timestamp: UInt64
+    public let certificate: DeviceCertificate
+    public let action: MembershipAction
+    public let encoded: [UInt8]
+    public let id: OpID
+
+    public var authorMember: Ed25519.PublicKey { certificate.memberKey }
+    public var authorDevice: Ed25519.PublicKey { certificate.deviceSigningKey }
+
+    public static func == (a: MembershipOp, b: MembershipOp) -> Bool { a.encoded == b.encoded }
+    public func hash(into h: inout Hasher) { h.combine(id) }
+
+    /// Signs a new op. `device` must be the key certified by `certificate`.
+    public static func make(
+        chapter: ChapterID, parents: [OpID], timestamp: UInt64, certificate: DeviceCertificate,
+        device: Ed25519.PrivateKey, action: MembershipAction
+    ) -> MembershipOp {
+        precondition(device.publicKey == certificate.deviceSigningKey, "the signing device must be the certified one")
+        var w = ByteWriter(capacity: 512)
+        w.u8(format)
+        w.raw(chapter.bytes)
+        let sorted = Set(parents).sorted()
+        w.uvarint(sorted.count)
+        for p in sorted { w.raw(p.bytes) }
+        w.u64(timestamp)
+        w.raw(certificate.encoded)
+        w.u8(action.tag)
+        encodeBody(action, into: &w)
+        let sig = device.signature(for: signatureDomain + w.bytes)
+        w.raw(sig)
+        return try! MembershipOp(decoding: w.bytes)
+    }
+
+    private static func encodeBody(_ action: MembershipAction, into w: inout ByteWriter) {
+        switch action {
+        case let .create(name, nonce):
+            w.text(name)
+            w.raw(nonce)
+        case let .addMember(cert, admin, invite):
+            w.raw(cert.encoded)
+            w.u8(admin ? 1 : 0)
+            w.raw(invite?.bytes ?? [UInt8](repeating: 0, count: 32))
+        case let .removeMember(m), let .revokeDevice(m):
+            w.raw(m.bytes)
+        case let .addDevice(cert):
+            w.raw(cert.encoded)
+        case let .setAdmin(m, admin):
+            w.raw(m.bytes)
+            w.u8(admin ? 1 : 0)
+        case let .epoch(check, envelopes):
+            w.raw(check)
+            encode(envelopes, into: &w)
+        case let .shareKey(epoch, envelopes):
+            w.raw(epoch.bytes)
+            encode(envelopes, into: &w)
+        case let .invite(key, expiresAt, uses):
+            w.raw(key.bytes)
+            w.u64(expiresAt)
+            w.uvarint(uses)
+        case .leave:
+            break
+        }
+    }
+
+    private static func encode(_ envelopes: [KeyEnvelope], into w: inout ByteWriter) {
+        w.uvarint(envelopes.count)
+        for e in envelopes {
+            w.raw(e.device.bytes)
+            w.raw(e.sealed)
+        }
+    }
+
+    /// Parses and checks an op: structure, the author's certificate signature and the op
+    /// signature. Whether the author was *allowed* to do it is the log's business.
+    public init(decoding bytes: [UInt8]) throws(MembershipError) {
+        guard bytes.count <= Self.maxEncodedLength else {
+            throw MembershipError(.malformed, "membership op is \(bytes.count) bytes, more than \(Self.maxEncodedLength)")
+        }
+        var r = ByteReader(bytes)
+        do {
+            let format = try r.u8()
+            guard format == Self.format else { throw DecodeError("membership op format \(format) is not supported (this build reads \(Self.format))") }
+            chapter = try ChapterID(bytes: try r.raw(16))
+            let n = try r.count(max: Self.maxParents, "parent count")
+            var parents: [OpID] = []
+            for _ in 0..<n { parents.append(try OpID(bytes: try r.raw(32))) }
+            guard zip(parents, parents.dropFirst()).allSatisfy({ $0 < $1 }) else { throw DecodeError("parents are not in ascending order without repeats") }
+            self.parents = parents
+            timestamp = try r.u64()
+            certificate = try Self.certificate(&r)
+            let tag = try r.u8()
+            action = try Self.decodeBody(tag: tag, &r)
+            let signedLength = r.offset
+            let sig = try r.raw(64)
+            guard r.isAtEnd else { throw DecodeError("\(r.remaining) trailing bytes") }
+            if case .create = action {
+                guard chapter == .zero, parents.isEmpty else { throw DecodeError("a create op has a zero chapter id and no parents") }
+            } else {
+                guard chapter != .zero, !parents.isEmpty else { throw DecodeError("every op but create names its chapter and at least one parent") }
+            }
+            do {
+                try certificate.verify(now: timestamp / 1000)
+            } catch {
+                throw MembershipError(.badSignature, "the author's device certificate is not valid at the op's time: \(error)")
+            }
+            guard certificate.deviceSigningKey.isValidSignature(sig, for: Self.signatureDomain + bytes[0..<signedLength]) else {
+                throw MembershipError(.badSignature, "membership op signature does not verify against its author device \(certificate.deviceSigningKey)")
+            }
+        } catch let e as DecodeError {
+            throw MembershipError(.malformed, "malformed membership op: \(e.reason)")
+        } catch let e as MembershipError {
+            throw e
+        } catch {
+            throw MembershipError(.malformed, "malformed membership op: \(error)")
+        }
+        encoded = bytes
+        id = OpID(unchecked: BLAKE2b.hash(bytes))
+    }
+
+    private static func certificate(_ r: inout ByteReader) throws -> DeviceCertificate {
+        try DeviceCertificate(encoded: Array(try r.raw(DeviceCertificate.encodedLength)))
+    }
+
+    private static func key(_ r: inout ByteReader) throws -> Ed25519.PublicKey {
+        try Ed25519.PublicKey(bytes: try r.raw(32))
+    }
+
+    private static func flag(_ r: inout ByteReader) throws -> Bool {
+        switch try r.u8() {
+        case 0: return false
+        case 1: return true
+        case let v: throw DecodeError("flag byte \(v) is neither 0 nor 1")
+        }
+    }
+
+    private static func envelopes(_ r: inout ByteReader) throws -> [KeyEnvelope] {
+        let n = try r.count(max: maxEnvelopes, "envelope count")
+        var out: [KeyEnvelope] = []
+        for _ in 0..<n {
+            out.append(KeyEnvelope(device: try key(&r), sealed: Array(try r.raw(KeyEnvelope.sealedLength))))
+        }
+        return out
+    }
+
+    private static func decodeBody(tag: UInt8, _ r: inout ByteReader) throws -> MembershipAction {
+        switch tag {
+        case 0x01:
+            let name = try r.text(max: 200)
+            return .create(name: name, nonce: Array(try r.raw(16)))
+        case 0x02:
+            let cert = try certificate(&r)
+            let admin = try flag(&r)
+            let inv = Array(try r.raw(32))
+            return .addMember(cert, admin: admin, invite: inv.allSatisfy { $0 == 0 } ? nil : try OpID(bytes: inv))
+        case 0x03: return .removeMember(try key(&r))
+        case 0x04: return .addDevice(try certificate(&r))
+        case 0x05: return .revokeDevice(try key(&r))
+        case 0x06:
+            let m = try key(&r)
+            return .setAdmin(m, try flag(&r))
+        case 0x07:
+            let check = Array(try r.raw(16))
+            return .epoch(check: check, envelopes: try envelopes(&r))
+        case 0x08:
+            let e = try OpID(bytes: try r.raw(32))
+            return .shareKey(epoch: e, envelopes: try envelopes(&r))
+        case 0x09:
+            let k = try key(&r)
+            let exp = try r.u64()
+            let uses = try r.count(max: 10_000, "invite uses")
+            guard uses >= 1 else { throw DecodeError("an invite allows at least one use") }
+            return .invite(key: k, expiresAt: exp, uses: uses)
+        case 0x0A: return .leave
+        default: throw DecodeError("unknown membership action \(tag)")
+        }
+    }
+}
+
+/// Why a membership op, invite or join was refused.
+public struct MembershipError: Error, Equatable, Sendable, CustomStringConvertible {
+    public enum Kind: String, Sendable {
+        case malformed, badSignature, wrongChapter, tooMany, notAuthorized, badInvite, noKey
+    }
+
+    public let kind: Kind
+    public let detail: String
+
+    public init(_ kind: Kind, _ detail: String) {
+        self.kind = kind
+        self.detail = detail
+    }
+
+    public var description: String { detail }
+}
