@@ -47,7 +47,7 @@ let package = Package(
         .target(
             name: "KithNetwork",
             dependencies: [
-                "KithSync", "KithStore", "KithCRDT", "KithCrypto",
+                "KithSync", "KithStore", "KithCRDT", "KithCrypto", "KithChapter",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
@@ -75,7 +75,8 @@ let package = Package(
         .executableTarget(
             name: "kithd",
             dependencies: [
-                "KithNode", "KithCrypto", "KithNetwork", "KithCRDT",
+                "KithNode", "KithCrypto", "KithNetwork", "KithCRDT", "KithChapter",
+                .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),

@@ -33,8 +33,8 @@ struct GossipBench: AsyncParsableCommand {
         for i in 0..<nodes {
             let dir = i == 0 ? first : DataDirectory(path: root + "/n\(i)")
             let (ring, id) = i == 0 ? (ring0, id0) : try NodeIdentity.addDevice(in: dir, member: ring0.memberKey!, passphrase: nil, limits: .interactive)
-            let node = try SyncNode(directory: dir.path, scope: scope, deviceKey: ring.deviceSigningKey, storageKey: ring.storageKey,
-                                    identity: .init(certificate: id.certificate, agreementKey: ring.deviceAgreementKey), logger: logger)
+            let node = try SyncNode(directory: dir.path, identity: .init(certificate: id.certificate, agreementKey: ring.deviceAgreementKey, deviceKey: ring.deviceSigningKey),
+                                    storageKey: ring.storageKey, logger: logger)
             syncNodes.append(node)
             networks.append(PeerNetwork(node: node, logger: logger, now: ContactStore.systemClock))
         }

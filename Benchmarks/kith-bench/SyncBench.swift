@@ -44,10 +44,10 @@ struct SyncBench: AsyncParsableCommand {
         }
         var logger = Logger(label: "bench")
         logger.logLevel = .warning
-        let nodeA = try SyncNode(directory: dirA.path, scope: scope, deviceKey: ringA.deviceSigningKey, storageKey: ringA.storageKey,
-                                 identity: .init(certificate: idA.certificate, agreementKey: ringA.deviceAgreementKey), logger: logger)
-        let nodeB = try SyncNode(directory: dirB.path, scope: scope, deviceKey: ringB.deviceSigningKey, storageKey: ringB.storageKey,
-                                 identity: .init(certificate: idB.certificate, agreementKey: ringB.deviceAgreementKey), logger: logger)
+        let nodeA = try SyncNode(directory: dirA.path, identity: .init(certificate: idA.certificate, agreementKey: ringA.deviceAgreementKey, deviceKey: ringA.deviceSigningKey),
+                                 storageKey: ringA.storageKey, logger: logger)
+        let nodeB = try SyncNode(directory: dirB.path, identity: .init(certificate: idB.certificate, agreementKey: ringB.deviceAgreementKey, deviceKey: ringB.deviceSigningKey),
+                                 storageKey: ringB.storageKey, logger: logger)
         let netA = PeerNetwork(node: nodeA, logger: logger, now: ContactStore.systemClock)
         let netB = PeerNetwork(node: nodeB, logger: logger, now: ContactStore.systemClock)
         let (portA, serveA) = try await netA.listen(host: "127.0.0.1", port: 0)

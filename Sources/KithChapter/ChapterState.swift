@@ -34,6 +34,9 @@ public struct ChapterState: Sendable, Equatable {
     /// Epochs in the order they were applied; the last is current.
     public internal(set) var epochs: [Epoch] = []
     public internal(set) var invites: [OpID: Invite] = [:]
+    /// Devices revoked (and not re-added): refused at the handshake even though their member
+    /// may still be in the chapter.
+    public internal(set) var revoked: Set<Ed25519.PublicKey> = []
     /// Ops that were evaluated and had no effect, with the reason (for `kith chapter log`).
     public internal(set) var ignored: [OpID: String] = [:]
 
@@ -98,6 +101,7 @@ public struct ChapterState: Sendable, Equatable {
             member.isAdmin = member.isAdmin || admin
             member.devices[cert.deviceSigningKey] = cert
             members[cert.memberKey] = member
+            revoked.remove(cert.deviceSigningKey)
         case let .removeMember(target):
             guard members.removeValue(forKey: target) != nil else { return "\(target) is not a member" }
         case .leave:
@@ -106,10 +110,12 @@ public struct ChapterState: Sendable, Equatable {
             guard cert.memberKey == author || m.isAdmin else { return "a non-admin may only add their own devices" }
             guard members[cert.memberKey] != nil else { return "\(cert.memberKey) is not a member" }
             members[cert.memberKey]!.devices[cert.deviceSigningKey] = cert
+            revoked.remove(cert.deviceSigningKey)
         case let .revokeDevice(device):
             guard let owner = member(ofDevice: device) else { return "\(device) is not a current device" }
             guard owner == author || m.isAdmin else { return "a non-admin may only revoke their own devices" }
             members[owner]!.devices[device] = nil
+            revoked.insert(device)
         case let .setAdmin(target, flag):
             guard members[target] != nil else { return "\(target) is not a member" }
             members[target]!.isAdmin = flag

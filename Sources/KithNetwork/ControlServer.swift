@@ -13,10 +13,16 @@ import NIOPosix
 public struct ControlServer: Sendable {
     public let node: SyncNode
     public let logger: Logger
+    /// Joins chapters (dials the invite's admin daemon); nil in tests that need no network.
+    public let network: PeerNetwork?
+    /// "host:port" put in invites this node opens.
+    public let inviteHint: String
 
-    public init(node: SyncNode, logger: Logger) {
+    public init(node: SyncNode, logger: Logger, network: PeerNetwork? = nil, inviteHint: String = "") {
         self.node = node
         self.logger = logger
+        self.network = network
+        self.inviteHint = inviteHint
     }
 
     /// Binds the socket (replacing a stale one) and returns the accept loop.
@@ -31,13 +37,14 @@ public struct ControlServer: Sendable {
                 }
             }
         _ = chmod(path, 0o600)
-        let node = self.node, logger = self.logger
+        let context = self
+        let logger = self.logger
         return {
             do {
                 try await server.executeThenClose { inbound in
                     try await withThrowingDiscardingTaskGroup { group in
                         for try await client in inbound {
-                            group.addTask { await Self.serve(client, node: node, logger: logger) }
+                            group.addTask { await context.serve(client) }
                         }
                     }
                 }
@@ -48,7 +55,7 @@ public struct ControlServer: Sendable {
         }
     }
 
-    static func serve(_ client: NIOAsyncChannel<ByteBuffer, ByteBuffer>, node: SyncNode, logger: Logger) async {
+    func serve(_ client: NIOAsyncChannel<ByteBuffer, ByteBuffer>) async {
         do {
             try await client.executeThenClose { inbound, outbound in
                 var buffer: [UInt8] = []
@@ -57,10 +64,10 @@ public struct ControlServer: Sendable {
                     while let nl = buffer.firstIndex(of: 0x0A) {
                         let line = Array(buffer[..<nl])
                         buffer.removeFirst(nl + 1)
-                        for reply in await handle(line, node: node) { try await outbound.write(ByteBuffer(bytes: reply)) }
+                        for reply in await handle(line) { try await outbound.write(ByteBuffer(bytes: reply)) }
                     }
                     if buffer.count > 64 << 20 {
-                        try await outbound.write(ByteBuffer(bytes: jsonLine(["ok": false, "error": "request too large"])))
+                        try await outbound.write(ByteBuffer(bytes: Self.jsonLine(["ok": false, "error": "request too large"])))
                         return
                     }
                 }
@@ -74,21 +81,21 @@ public struct ControlServer: Sendable {
         (try? JSONSerialization.data(withJSONObject: object, options: [.sortedKeys])).map { Array($0) + [0x0A] } ?? Array("{\"ok\":false}\n".utf8)
     }
 
-    static func handle(_ line: [UInt8], node: SyncNode) async -> [[UInt8]] {
+    func handle(_ line: [UInt8]) async -> [[UInt8]] {
         guard let request = (try? JSONSerialization.jsonObject(with: Data(line))) as? [String: Any], let op = request["op"] as? String else {
-            return [jsonLine(["ok": false, "error": "a request is one JSON object with an \"op\""])]
+            return [Self.jsonLine(["ok": false, "error": "a request is one JSON object with an \"op\""])]
         }
         switch op {
         case "status":
             let r = await node.replica()
-            return [jsonLine([
+            return [Self.jsonLine([
                 "ok": true, "member": node.identity.member.description, "device": node.identity.certificate.deviceSigningKey.description,
                 "peers": await node.peerNames(), "scope": r.scope.description, "contacts": r.visibleContactIDs.count,
                 "changes": r.changeCount, "pending": r.pendingCount,
             ])]
         case "changes":
             let all = await node.replica().allChanges()
-            var out = [jsonLine(["ok": true, "count": all.count])]
+            var out = [Self.jsonLine(["ok": true, "count": all.count])]
             for c in all {
                 var frame: [UInt8] = []
                 frame.appendBigEndian(UInt32(c.encoded.count))
@@ -97,14 +104,14 @@ public struct ControlServer: Sendable {
             return out
         case "commit":
             guard let batches = request["batches"] as? [[String]] else {
-                return [jsonLine(["ok": false, "error": "commit needs \"batches\": [[base64url edit, …], …]"])]
+                return [Self.jsonLine(["ok": false, "error": "commit needs \"batches\": [[base64url edit, …], …]"])]
             }
             var decoded: [[ContactEdit]] = []
             for b in batches {
                 var edits: [ContactEdit] = []
                 for text in b {
                     guard let bytes = Base64URL.decode(text), let e = try? ContactEdit(decoding: bytes) else {
-                        return [jsonLine(["ok": false, "error": "an edit does not decode"])]
+                        return [Self.jsonLine(["ok": false, "error": "an edit does not decode"])]
                     }
                     edits.append(e)
                 }
@@ -112,17 +119,25 @@ public struct ControlServer: Sendable {
             }
             do {
                 let made = try await node.commit(batches: decoded)
-                return [jsonLine(["ok": true, "changes": made.count])]
+                return [Self.jsonLine(["ok": true, "changes": made.count])]
             } catch let e as StoreError {
-                return [jsonLine(["ok": false, "error": e.detail])]
+                return [Self.jsonLine(["ok": false, "error": e.detail])]
             } catch {
-                return [jsonLine(["ok": false, "error": "\(error)"])]
+                return [Self.jsonLine(["ok": false, "error": "\(error)"])]
             }
         case "sync-now":
             await node.antiEntropy()
-            return [jsonLine(["ok": true])]
+            return [Self.jsonLine(["ok": true])]
+        case _ where op.hasPrefix("chapter-") || op == "share" || op == "unshare":
+            do {
+                return [Self.jsonLine(try await handleChapter(op, request))]
+            } catch let e as ChapterCommandError {
+                return [Self.jsonLine(["ok": false, "error": e.message])]
+            } catch {
+                return [Self.jsonLine(["ok": false, "error": "\(error)"])]
+            }
         default:
-            return [jsonLine(["ok": false, "error": "unknown op '\(op)'"])]
+            return [Self.jsonLine(["ok": false, "error": "unknown op '\(op)'"])]
         }
     }
 }

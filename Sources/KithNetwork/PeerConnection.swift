@@ -1,4 +1,5 @@
 import Foundation
+import KithChapter
 import KithCRDT
 import KithCrypto
 import KithSync
@@ -16,11 +17,19 @@ enum PeerConnection {
     }
 
     static func run(_ channel: NIOAsyncChannel<ByteBuffer, ByteBuffer>, role: NoiseHandshake.Role, node: SyncNode,
-                    label: String, logger: Logger, now: @escaping @Sendable () -> UInt64) async {
+                    label: String, logger: Logger, now: @escaping @Sendable () -> UInt64, purpose: Purpose = .sync) async {
         do {
             try await channel.executeThenClose { inbound, outbound in
                 let (events, eventsIn) = AsyncStream<ConnectionEvent>.makeStream()
                 let (writes, writesIn) = AsyncStream<ByteBuffer>.makeStream()
+                // The writer drains what the loop queued even when the loop ends with an error
+                // (a join refusal, a close reason), for at most 2 seconds.
+                let writer = Task {
+                    for await buffer in writes {
+                        await node.countWire(in: 0, out: buffer.readableBytes)
+                        try await outbound.write(buffer)
+                    }
+                }
                 try await withThrowingTaskGroup(of: Void.self) { group in
                     group.addTask {
                         do {
@@ -31,19 +40,25 @@ enum PeerConnection {
                         } catch {}
                         eventsIn.yield(.closed)
                     }
-                    group.addTask {
-                        for await buffer in writes {
-                            await node.countWire(in: 0, out: buffer.readableBytes)
-                            try await outbound.write(buffer)
-                        }
-                    }
                     defer {
-                        writesIn.finish()
                         eventsIn.finish()
                         group.cancelAll()
                     }
-                    try await process(events: events, eventsIn: eventsIn, send: { writesIn.yield(ByteBuffer(bytes: $0)) },
-                                      role: role, node: node, label: label, logger: logger, now: now)
+                    do {
+                        try await process(events: events, eventsIn: eventsIn, send: { writesIn.yield(ByteBuffer(bytes: $0)) },
+                                          role: role, node: node, label: label, logger: logger, now: now, purpose: purpose)
+                    } catch {
+                        writesIn.finish()
+                        let deadline = Task {
+                            try await Task.sleep(nanoseconds: 2_000_000_000)
+                            writer.cancel()
+                        }
+                        _ = await writer.result
+                        deadline.cancel()
+                        throw error
+                    }
+                    writesIn.finish()
+                    writer.cancel()
                 }
             }
         } catch let e as Closed {
@@ -57,9 +72,15 @@ enum PeerConnection {
         }
     }
 
+    /// What a connection is for: syncing, or presenting an invite to join a chapter.
+    enum Purpose: Sendable {
+        case sync
+        case join(ChapterInvite, reply: @Sendable (Result<[[UInt8]], ChapterCommandError>) -> Void)
+    }
+
     static func process(events: AsyncStream<ConnectionEvent>, eventsIn: AsyncStream<ConnectionEvent>.Continuation,
                         send: @escaping ([UInt8]) -> Void, role: NoiseHandshake.Role, node: SyncNode,
-                        label: String, logger: Logger, now: @escaping @Sendable () -> UInt64) async throws {
+                        label: String, logger: Logger, now: @escaping @Sendable () -> UInt64, purpose: Purpose = .sync) async throws {
         var reader = LengthPrefixedReader()
         var iterator = events.makeAsyncIterator()
         var pendingPushes: [Change] = []
@@ -71,7 +92,8 @@ enum PeerConnection {
                 switch await iterator.next() {
                 case let .bytes(b)?: reader.append(b)
                 case let .push(cs)?: pendingPushes += cs
-                case .antiEntropy?: break // the session starts with a vector exchange anyway
+                case .antiEntropy?, .membership?: break // the session starts with a full exchange anyway
+                case let .close(reason)?: throw Closed(reason: reason)
                 case .closed?, nil: throw Closed(reason: "connection closed by peer")
                 }
             }
@@ -91,28 +113,81 @@ enum PeerConnection {
             send(LengthPrefixedReader.frame(try hs.writeMessage(payload: certificate)))
             peerPayload = try hs.readMessage(try await nextMessage())
         }
+        let handshakeHash = hs.handshakeHash
         guard var transport = hs.transport() else { throw Closed(reason: "handshake did not complete") }
         let peer = try PeerIdentity.authenticate(payload: peerPayload, remoteStatic: transport.remoteStatic, now: now() / 1000,
-                                                 allowed: { node.isAllowed($0) })
+                                                 allowed: { _ in true })
+        var reassembler = Reassembler()
+
+        func sendMessage(_ message: SyncMessage) throws {
+            for fragment in Fragmenter.fragments(of: message.encoded) {
+                send(LengthPrefixedReader.frame(try transport.seal(fragment)))
+            }
+        }
+        func receiveMessage() async throws -> SyncMessage {
+            while true {
+                guard let plain = try reassembler.feedOrThrow(try transport.open(try await nextMessage())) else { continue }
+                do { return try SyncMessage(decoding: plain) } catch { throw Closed(reason: "malformed sync message: \(error)") }
+            }
+        }
+
+        // A joiner presents its proof and takes the log home; nothing else happens on this connection.
+        if case let .join(invite, reply) = purpose {
+            try sendMessage(.join(chapter: invite.chapter.bytes, proof: invite.proof(handshakeHash: handshakeHash, certificate: identity.certificate)))
+            switch try await receiveMessage() {
+            case let .membership(chapter, ops) where chapter == invite.chapter.bytes:
+                reply(.success(ops))
+            case let .joinRefused(reason):
+                reply(.failure(ChapterCommandError("the admin's daemon refused: \(reason)")))
+            default:
+                reply(.failure(ChapterCommandError("the admin's daemon answered with something other than the chapter log")))
+            }
+            throw Closed(reason: "join finished")
+        }
+
+        guard await node.isAllowed(peer) else {
+            // An unknown device may only present a join proof, and only to an admin with an open invite.
+            guard role == .responder, await node.acceptsJoins else {
+                throw PeerIdentity.Refusal(reason: "member \(peer.member) (device \(peer.device)) is not allowed to sync with this node")
+            }
+            logger.info("unknown device connected to join", metadata: ["peer": "\(label)", "member": "\(peer.member)"])
+            let deadline = Task {
+                try await Task.sleep(nanoseconds: 15_000_000_000)
+                eventsIn.yield(.close(reason: "no join request within 15 seconds"))
+            }
+            defer { deadline.cancel() }
+            guard case let .join(chapter, proof) = try await receiveMessage() else {
+                throw PeerIdentity.Refusal(reason: "member \(peer.member) is not allowed to sync, and sent no join request")
+            }
+            do {
+                let ops = try await node.admit(chapter: chapter, proof: proof, handshakeHash: handshakeHash, joiner: peer.certificate)
+                try sendMessage(.membership(chapter: chapter, ops: ops))
+                logger.notice("admitted a new member by invite", metadata: ["member": "\(peer.member)", "device": "\(peer.device)"])
+            } catch let e as ChapterCommandError {
+                try sendMessage(.joinRefused(reason: e.message))
+                throw PeerIdentity.Refusal(reason: "join refused: \(e.message)")
+            }
+            throw Closed(reason: "join handled; the new member reconnects to sync")
+        }
+
         let peerName = "\(label) device \(peer.device)"
         logger.info("peer authenticated", metadata: ["peer": "\(label)", "member": "\(peer.member)", "device": "\(peer.device)"])
-
-        let id = await node.register(eventsIn, name: peerName)
+        let scopes = await node.scopes(for: peer)
+        let id = await node.register(eventsIn, name: peerName, peer: peer, scopes: scopes)
         defer { Task { await node.unregister(id) } }
-        var session = SyncSession(scopes: await node.scopes)
-        var reassembler = Reassembler()
+        var session = SyncSession(scopes: scopes)
 
         func perform(_ actions: [SyncSession.Action]) async throws {
             for action in actions {
                 switch action {
                 case let .send(message):
-                    for fragment in Fragmenter.fragments(of: message.encoded) {
-                        send(LengthPrefixedReader.frame(try transport.seal(fragment)))
-                    }
-                case let .deliver(_, changes):
-                    await node.receive(changes, from: id, peerName: peerName)
+                    try sendMessage(message)
+                case let .deliver(scope, changes):
+                    await node.receive(changes, scope: scope, from: id, peerName: peerName)
                 case let .caughtUp(scope):
                     logger.info("caught up with peer", metadata: ["peer": "\(peerName)", "scope": "\(scope)"])
+                case let .membership(chapter, ops):
+                    await node.receiveMembership(chapter: chapter, ops: ops, from: id)
                 case let .close(reason):
                     throw Closed(reason: reason)
                 }
@@ -120,22 +195,28 @@ enum PeerConnection {
         }
 
         try await perform(session.start())
+        for m in await node.membershipMessages(for: scopes) { try sendMessage(m) }
         if !pendingPushes.isEmpty { try await perform(session.localChanges(pendingPushes)) }
         while true {
             if let m = reader.next() {
                 guard let plain = try reassembler.feedOrThrow(try transport.open(m)) else { continue }
                 let message: SyncMessage
                 do { message = try SyncMessage(decoding: plain) } catch { throw Closed(reason: "malformed sync message: \(error)") }
-                let snapshot = await node.replica()
-                try await perform(session.receive(message, replica: { $0 == snapshot.scope ? snapshot : nil }))
+                let snapshot = await node.replicas(scopes)
+                try await perform(session.receive(message, replica: { snapshot[$0] }))
                 continue
             }
             switch await iterator.next() {
             case let .bytes(b)?: reader.append(b)
             case let .push(cs)?: try await perform(session.localChanges(cs))
+            case let .membership(chapter, ops)?:
+                if let cid = try? ChapterID(bytes: chapter), session.sharedScopes.contains(cid.contentScope) {
+                    try sendMessage(.membership(chapter: chapter, ops: ops))
+                }
             case .antiEntropy?:
-                let snapshot = await node.replica()
-                try await perform(session.antiEntropy(replica: { $0 == snapshot.scope ? snapshot : nil }))
+                let snapshot = await node.replicas(scopes)
+                try await perform(session.antiEntropy(replica: { snapshot[$0] }))
+            case let .close(reason)?: throw Closed(reason: reason)
             case .closed?, nil: throw Closed(reason: "connection closed by peer")
             }
         }

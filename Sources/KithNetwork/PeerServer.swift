@@ -1,4 +1,5 @@
 import Foundation
+import KithChapter
 import KithSync
 import Logging
 import NIOCore
@@ -66,4 +67,62 @@ public struct PeerNetwork: Sendable {
             delay = min(delay * 2, 30)
         }
     }
+
+    /// Dials every address the node asks for at run time (each once), until cancelled.
+    public func dialRequested(except already: Set<String>) async {
+        var seen = already
+        await withDiscardingTaskGroup { group in
+            for await address in node.dialRequests where seen.insert(address).inserted {
+                guard let (host, port) = Self.hostPort(address) else {
+                    logger.warning("ignored an unusable peer address", metadata: ["address": "\(address)"])
+                    continue
+                }
+                group.addTask { await dial(host: host, port: port) }
+            }
+        }
+    }
+
+    static func hostPort(_ s: String) -> (String, Int)? {
+        guard let i = s.lastIndex(of: ":"), let port = Int(s[s.index(after: i)...]), (1...65_535).contains(port) else { return nil }
+        let host = String(s[..<i]).trimmingCharacters(in: CharacterSet(charactersIn: "[]"))
+        return host.isEmpty ? nil : (host, port)
+    }
+
+    /// Joins a chapter with an invite: connects to the invite's hint (an admin's daemon),
+    /// presents the proof, installs the log it returns and starts syncing with that daemon.
+    public func join(_ invite: ChapterInvite) async throws(ChapterCommandError) -> SyncNode.ChapterSummary {
+        guard let (host, port) = Self.hostPort(invite.hint) else {
+            throw ChapterCommandError("the invite names no reachable address ('\(invite.hint)'); ask the admin for an invite made with --hint host:port")
+        }
+        let channel: NIOAsyncChannel<ByteBuffer, ByteBuffer>
+        do {
+            channel = try await ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+                .connectTimeout(.seconds(10))
+                .connect(host: host, port: port) { channel in
+                    channel.eventLoop.makeCompletedFuture {
+                        try NIOAsyncChannel<ByteBuffer, ByteBuffer>(wrappingChannelSynchronously: channel)
+                    }
+                }
+        } catch {
+            throw ChapterCommandError("cannot reach the admin's daemon at \(invite.hint): \(error)")
+        }
+        let box = ResultBox()
+        await PeerConnection.run(channel, role: .initiator, node: node, label: invite.hint, logger: logger, now: now,
+                                 purpose: .join(invite, reply: { box.set($0) }))
+        guard let result = box.get() else {
+            throw ChapterCommandError("the admin's daemon at \(invite.hint) closed the connection without answering (is the invite still open, and is its daemon an admin's?)")
+        }
+        let ops = try result.get()
+        return try await node.installJoined(invite: invite, ops: ops)
+    }
+}
+
+/// Carries the join answer out of the connection's processing loop.
+final class ResultBox: @unchecked Sendable {
+    // @unchecked: every access holds the lock.
+    private let lock = NSLock()
+    private var value: Result<[[UInt8]], ChapterCommandError>?
+
+    func set(_ v: Result<[[UInt8]], ChapterCommandError>) { lock.withLock { value = v } }
+    func get() -> Result<[[UInt8]], ChapterCommandError>? { lock.withLock { value } }
 }

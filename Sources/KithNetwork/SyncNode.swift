@@ -1,56 +1,160 @@
+import Foundation
+import KithChapter
 import KithCRDT
 import KithCrypto
 import KithStore
 import KithSync
 import Logging
 
-/// A node's sync hub: owns the store (the only writer), applies what peers send, and fans new
-/// changes out to every other connected peer. Connections talk to it only through these methods.
+/// A node's sync hub: owns every store of the node (the only writer) — the member's private
+/// scope, each chapter it belongs to, each chapter it relays blind — applies what peers send,
+/// fans new changes and membership ops out to the peers entitled to them, and decides who may
+/// connect. Connections talk to it only through these methods.
 public actor SyncNode {
     public struct Identity: Sendable {
         public let certificate: DeviceCertificate
         public let agreementKey: X25519.PrivateKey
+        public let deviceKey: Ed25519.PrivateKey
         public var member: Ed25519.PublicKey { certificate.memberKey }
+        public var device: Ed25519.PublicKey { certificate.deviceSigningKey }
 
-        public init(certificate: DeviceCertificate, agreementKey: X25519.PrivateKey) {
+        public init(certificate: DeviceCertificate, agreementKey: X25519.PrivateKey, deviceKey: Ed25519.PrivateKey) {
             self.certificate = certificate
             self.agreementKey = agreementKey
+            self.deviceKey = deviceKey
         }
     }
 
-    public nonisolated let identity: Identity
-    private let store: ContactStore
-    private let logger: Logger
-    private var peers: [Int: AsyncStream<ConnectionEvent>.Continuation] = [:]
-    private var names: [Int: String] = [:]
-    private var nextPeerID = 0
+    /// One chapter held by this node: as a member (encrypted store, keys from the log) or as a
+    /// blind relay (opaque store; the log tells who may connect).
+    final class Chapter {
+        let id: ChapterID
+        var log: MembershipLog?
+        let store: ContactStore
+        let relayOnly: Bool
 
-    /// Opens the store; throws if it cannot be opened (locked, corrupt…).
-    public init(directory: String, scope: ScopeID, deviceKey: Ed25519.PrivateKey, storageKey: SymmetricKey,
-                identity: Identity, logger: Logger) throws {
-        self.store = try ContactStore(directory: directory, scope: scope, deviceKey: deviceKey, storageKey: storageKey)
-        self.identity = identity
-        self.logger = logger
+        init(id: ChapterID, log: MembershipLog?, store: ContactStore, relayOnly: Bool) {
+            self.id = id
+            self.log = log
+            self.store = store
+            self.relayOnly = relayOnly
+        }
     }
 
-    public var scopes: Set<ScopeID> { [store.replica.scope] }
+    struct Peer {
+        let events: AsyncStream<ConnectionEvent>.Continuation
+        let name: String
+        let identity: PeerIdentity
+        let scopes: Set<ScopeID>
+    }
 
-    public func replica() -> Replica { store.replica }
+    public nonisolated let identity: Identity
+    let directory: String
+    let storageKey: SymmetricKey
+    let store: ContactStore
+    var chapters: [ChapterID: Chapter] = [:]
+    private let logger: Logger
+    private var peers: [Int: Peer] = [:]
+    private var nextPeerID = 0
+    let clock: @Sendable () -> UInt64
+    /// Addresses ("host:port") the node learned it should keep a connection to (invite hints).
+    public nonisolated let dialRequests: AsyncStream<String>
+    private let dialContinuation: AsyncStream<String>.Continuation
 
-    /// Until chapters define membership, a node syncs with the devices of its own member.
-    public nonisolated func isAllowed(_ member: Ed25519.PublicKey) -> Bool { member == identity.member }
+    /// Opens the private store and every chapter store under `directory`; relays the chapters in
+    /// `relayChapters` blind. Throws if a store cannot be opened (locked, corrupt…).
+    public init(directory: String, identity: Identity, storageKey: SymmetricKey, relayChapters: [ChapterID] = [],
+                logger: Logger, clock: @escaping @Sendable () -> UInt64 = ContactStore.systemClock) throws {
+        self.directory = directory
+        self.identity = identity
+        self.storageKey = storageKey
+        self.logger = logger
+        self.clock = clock
+        (dialRequests, dialContinuation) = AsyncStream<String>.makeStream()
+        store = try ContactStore(directory: directory, scope: ScopeID.privateScope(of: identity.member),
+                                 deviceKey: identity.deviceKey, storageKey: storageKey, clock: clock)
+        let fm = FileManager.default
+        var opened: [ChapterID: Chapter] = [:]
+        for (sub, relay) in [("chapters", false), ("relays", true)] {
+            let base = directory + "/" + sub
+            let names = (try? fm.contentsOfDirectory(atPath: base)) ?? []
+            for name in names.sorted() {
+                guard let id = ChapterID(text: name) else { continue }
+                if relay && opened[id] != nil { continue }
+                opened[id] = try Self.openChapter(id, path: base + "/" + name, relay: relay, identity: identity,
+                                                    storageKey: storageKey, clock: clock)
+            }
+        }
+        for id in relayChapters where opened[id] == nil {
+            let path = directory + "/relays/" + id.description
+            try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
+            opened[id] = try Self.openChapter(id, path: path, relay: true, identity: identity, storageKey: storageKey, clock: clock)
+        }
+        for ch in opened.values { for h in Self.hints(ch) { dialContinuation.yield(h) } }
+        chapters = opened
+    }
 
-    func register(_ events: AsyncStream<ConnectionEvent>.Continuation, name: String) -> Int {
+    static func openChapter(_ id: ChapterID, path: String, relay: Bool, identity: Identity, storageKey: SymmetricKey,
+                            clock: @escaping @Sendable () -> UInt64) throws -> Chapter {
+        let store = try ContactStore(directory: path, scope: id.contentScope, deviceKey: identity.deviceKey, storageKey: storageKey,
+                                     mode: relay ? .opaque : .encrypted, clock: clock)
+        let ops = try store.records(.membershipOp).map(\.bytes)
+        let log = ops.isEmpty ? nil : try MembershipLog(chapter: id, ops: ops)
+        if let log, !relay { store.addEpochKeys(log.keys(device: identity.device, agreement: identity.agreementKey)) }
+        return Chapter(id: id, log: log, store: store, relayOnly: relay)
+    }
+
+    static func hints(_ ch: Chapter) -> [String] {
+        ((try? ch.store.records(.peerHint)) ?? []).map { String(decoding: $0.bytes, as: UTF8.self) }
+    }
+
+    /// Asks the daemon to keep a connection to `address` ("host:port").
+    func requestDial(_ address: String) { dialContinuation.yield(address) }
+
+    // MARK: Who may sync what
+
+    public nonisolated var privateScope: ScopeID { ScopeID.privateScope(of: identity.member) }
+
+    /// The scopes a peer may sync with this node: the private scope with the member's own
+    /// devices; a chapter's scope with the current, unrevoked devices of its members (and with
+    /// this member's own devices, e.g. a home server relaying it).
+    func scopes(for peer: PeerIdentity) -> Set<ScopeID> {
+        var out: Set<ScopeID> = []
+        let own = peer.member == identity.member
+        if own { out.insert(privateScope) }
+        for ch in chapters.values {
+            guard let state = ch.log?.state else {
+                if own { out.insert(ch.id.contentScope) }
+                continue
+            }
+            if own || (state.isMember(peer.member) && !state.revoked.contains(peer.device)) { out.insert(ch.id.contentScope) }
+        }
+        return out
+    }
+
+    /// True when the peer may sync at least one scope.
+    func isAllowed(_ peer: PeerIdentity) -> Bool { !scopes(for: peer).isEmpty }
+
+    /// True when this device is an admin of a chapter with an open invite: an unknown device
+    /// may then complete the handshake to present a join proof (and nothing else).
+    var acceptsJoins: Bool {
+        let nowMs = clock()
+        return chapters.values.contains { ch in
+            guard let s = ch.log?.state, !ch.relayOnly, s.isAdmin(identity.member) else { return false }
+            // Used-up invites count until they expire, so a second use gets a clear refusal.
+            return s.invites.values.contains { $0.expiresAt > nowMs }
+        }
+    }
+
+    // MARK: Peers
+
+    func register(_ events: AsyncStream<ConnectionEvent>.Continuation, name: String, peer: PeerIdentity, scopes: Set<ScopeID>) -> Int {
         nextPeerID += 1
-        peers[nextPeerID] = events
-        names[nextPeerID] = name
+        peers[nextPeerID] = Peer(events: events, name: name, identity: peer, scopes: scopes)
         return nextPeerID
     }
 
-    func unregister(_ id: Int) {
-        peers[id] = nil
-        names[id] = nil
-    }
+    func unregister(_ id: Int) { peers[id] = nil }
 
     /// Bytes received from and sent to peers (TCP payload: framing and Noise included).
     public private(set) var wireBytesIn = 0
@@ -62,15 +166,35 @@ public actor SyncNode {
     }
 
     /// The connected peers, for `kith status`.
-    public func peerNames() -> [String] { names.values.sorted() }
+    public func peerNames() -> [String] { peers.values.map(\.name).sorted() }
 
     public var connectedPeers: Int { peers.count }
 
-    /// Applies a peer's changes durably; pushes what was new to the other peers.
-    func receive(_ changes: [Change], from peer: Int, peerName: String) {
-        let before = store.replica.versionVector()
+    /// Snapshots (values) of the replicas of `scopes`.
+    func replicas(_ scopes: Set<ScopeID>) -> [ScopeID: Replica] {
+        var out: [ScopeID: Replica] = [:]
+        for s in scopes { if let r = replica(for: s) { out[s] = r } }
+        return out
+    }
+
+    public func replica() -> Replica { store.replica }
+
+    public func replica(for scope: ScopeID) -> Replica? {
+        if scope == store.replica.scope { return store.replica }
+        return ChapterID(contentScope: scope).flatMap { chapters[$0]?.store.replica }
+    }
+
+    private func contactStore(for scope: ScopeID) -> ContactStore? {
+        if scope == store.replica.scope { return store }
+        return ChapterID(contentScope: scope).flatMap { chapters[$0]?.store }
+    }
+
+    /// Applies a peer's changes durably; pushes what was new to the other peers of that scope.
+    func receive(_ changes: [Change], scope: ScopeID, from peer: Int, peerName: String) {
+        guard let target = contactStore(for: scope) else { return }
+        let before = target.replica.versionVector()
         do {
-            let results = try store.receive(changes)
+            let results = try target.receive(changes)
             for case let .failure(rejection) in results {
                 logger.warning("refused a change from a peer", metadata: ["peer": "\(peerName)", "reason": "\(rejection.detail)"])
             }
@@ -78,21 +202,91 @@ public actor SyncNode {
             logger.error("could not store changes from a peer", metadata: ["peer": "\(peerName)", "reason": "\(error)"])
             return
         }
-        let fresh = store.replica.changes(missingFrom: before)
+        let fresh = target.replica.changes(missingFrom: before)
         guard !fresh.isEmpty else { return }
-        for (id, c) in peers where id != peer { c.yield(.push(fresh)) }
+        push(fresh, scope: scope, except: peer)
+    }
+
+    func push(_ changes: [Change], scope: ScopeID, except: Int? = nil) {
+        for (id, p) in peers where id != except && p.scopes.contains(scope) { p.events.yield(.push(changes)) }
     }
 
     /// Asks every connection to re-exchange version vectors (periodic anti-entropy, `sync now`).
     public func antiEntropy() {
-        for c in peers.values { c.yield(.antiEntropy) }
+        for p in peers.values { p.events.yield(.antiEntropy) }
     }
 
-    /// Authors local changes durably and gossips them (the control API's writes).
+    /// Authors local changes of the private scope durably and gossips them (the control API's
+    /// writes); shared contacts touched by them are re-projected into their chapters.
     public func commit(batches: [[ContactEdit]]) throws -> [Change] {
         let made = try store.commit(batches: batches)
-        for c in peers.values { c.yield(.push(made)) }
+        push(made, scope: privateScope)
+        let touched = Set(batches.flatMap { $0.map(\.contact) })
+        try refreshShares(touching: touched)
         return made
+    }
+
+    // MARK: Membership
+
+    /// The membership ops to send a peer right after the hello: every chapter it may sync.
+    func membershipMessages(for scopes: Set<ScopeID>) -> [SyncMessage] {
+        chapters.values.sorted { $0.id < $1.id }.compactMap { ch in
+            guard scopes.contains(ch.id.contentScope), let log = ch.log else { return nil }
+            return .membership(chapter: ch.id.bytes, ops: log.allOps.map(\.encoded))
+        }
+    }
+
+    /// Merges membership ops a peer sent. Only a peer entitled to the chapter may send them
+    /// (a relay learns a log from its own member's devices).
+    func receiveMembership(chapter bytes: [UInt8], ops encoded: [[UInt8]], from peer: Int) {
+        guard let id = try? ChapterID(bytes: bytes), let ch = chapters[id], let p = peers[peer],
+              p.scopes.contains(id.contentScope) else {
+            logger.warning("ignored membership ops for a chapter the peer does not share", metadata: ["peer": "\(peers[peer]?.name ?? "?")"])
+            return
+        }
+        var decoded: [MembershipOp] = []
+        for b in encoded {
+            do { decoded.append(try MembershipOp(decoding: b)) } catch {
+                logger.warning("refused a membership op", metadata: ["peer": "\(p.name)", "reason": "\(error.detail)"])
+            }
+        }
+        do {
+            if ch.log == nil {
+                ch.log = try MembershipLog(chapter: id, ops: decoded.map(\.encoded))
+                try logChanged(ch, new: ch.log!.allOps, from: peer)
+            } else {
+                let added = try ch.log!.receive(decoded)
+                if !added.isEmpty { try logChanged(ch, new: added, from: peer) }
+            }
+        } catch {
+            logger.warning("refused membership ops", metadata: ["peer": "\(p.name)", "reason": "\(error)"])
+        }
+    }
+
+    /// After the log grew: persist, refresh keys, share keys with devices that lack them,
+    /// gossip the new ops, and drop connections whose rights changed.
+    func logChanged(_ ch: Chapter, new ops: [MembershipOp], from peer: Int? = nil) throws {
+        try ch.store.putRecords(.membershipOp, ops.map { ($0.id.bytes, $0.encoded) })
+        var gossip = ops
+        if !ch.relayOnly, let log = ch.log, log.state.isMember(identity.member) {
+            let shared = try ch.log!.shareMissingKeys(certificate: identity.certificate, device: identity.deviceKey,
+                                                      agreement: identity.agreementKey, now: clock())
+            if !shared.isEmpty {
+                try ch.store.putRecords(.membershipOp, shared.map { ($0.id.bytes, $0.encoded) })
+                gossip += shared
+            }
+            ch.store.addEpochKeys(ch.log!.keys(device: identity.device, agreement: identity.agreementKey))
+        }
+        let message = gossip.map(\.encoded)
+        for (pid, p) in peers where pid != peer && p.scopes.contains(ch.id.contentScope) {
+            p.events.yield(.membership(chapter: ch.id.bytes, ops: message))
+        }
+        // Rights changed (a removal, a revocation, a new member on an open connection): the
+        // connection closes; allowed peers redial and negotiate the new set of scopes.
+        for (pid, p) in peers where scopes(for: p.identity) != p.scopes {
+            p.events.yield(.close(reason: "membership of chapter \(ch.id) changed"))
+            peers[pid] = nil
+        }
     }
 }
 
@@ -100,6 +294,8 @@ public actor SyncNode {
 enum ConnectionEvent: Sendable {
     case bytes([UInt8])
     case push([Change])
+    case membership(chapter: [UInt8], ops: [[UInt8]])
     case antiEntropy
+    case close(reason: String)
     case closed
 }

@@ -12,6 +12,7 @@ public struct DaemonConfig: Equatable, Sendable {
     public var lanInterface: String?
     public var lanPort: Int?
     public var relayScopes: [String] = []
+    public var advertise: String?
 
     public init() {}
 
@@ -50,6 +51,7 @@ public struct DaemonConfig: Equatable, Sendable {
             case "peers": peers = try strings()
             case "log_level": logLevel = try string()
             case "relay_scopes": relayScopes = try strings()
+            case "advertise": advertise = try string()
             case "anti_entropy_interval":
                 guard case let .integer(n) = value, n >= 0 else { throw ParseError(line: line, reason: "anti_entropy_interval must be a non-negative integer (seconds)") }
                 antiEntropyInterval = n

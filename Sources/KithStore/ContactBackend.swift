@@ -17,6 +17,11 @@ public protocol ContactBackend: AnyObject {
 }
 
 extension ContactStore: ContactBackend {
+    @discardableResult
+    public func commit(batches: [[ContactEdit]]) throws(StoreError) -> [Change] {
+        try commit(batches: batches, sealer: nil)
+    }
+
     public func search(_ query: String) -> Set<ContactID> {
         searchIndex(for: ContactIndex.kind(of: query)).search(query)
     }

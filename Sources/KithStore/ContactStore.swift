@@ -15,7 +15,7 @@ import Glibc
 /// Not Sendable: one owner (the CLI process, or the daemon's store actor) uses it at a time; the
 /// `StoreLock` keeps other processes out.
 public final class ContactStore {
-    public static let schemaVersion: Int64 = 1
+    public static let schemaVersion: Int64 = 2
     static let sealDomain = Array("kith/store/change/v1".utf8)
 
     public let path: String
@@ -41,6 +41,7 @@ public final class ContactStore {
     /// Fails with `.locked` when another process has it open, `.corrupt` when any record does
     /// not authenticate, `.tooNew` for a newer schema.
     public init(directory: String, scope: ScopeID, deviceKey: Ed25519.PrivateKey, storageKey: SymmetricKey,
+                mode: ScopeMode = .plain, epochKeys: [EpochRef: SymmetricKey] = [:],
                 clock: @escaping @Sendable () -> UInt64 = ContactStore.systemClock) throws(StoreError) {
         path = directory + "/store.sqlite"
         lock = try StoreLock(path: directory + "/store.lock")
@@ -61,7 +62,7 @@ public final class ContactStore {
             throw StoreError.from(error, "opening the store \(path)")
         }
         for suffix in ["-wal", "-shm"] { _ = chmod(path + suffix, 0o600) }
-        replica = Replica(scope: scope)
+        replica = Replica(scope: scope, mode: mode, epochKeys: epochKeys)
         author = ChangeAuthor(signer: deviceKey)
         try load()
         author.resume(from: replica)
@@ -95,6 +96,101 @@ public final class ContactStore {
                 COMMIT;
                 """)
         }
+        if version < 2 {
+            // Small sealed records beside the changes: membership ops, shares, peer hints.
+            try db.execute("""
+                BEGIN IMMEDIATE;
+                CREATE TABLE IF NOT EXISTS records (
+                    kind   INTEGER NOT NULL,
+                    id     BLOB NOT NULL,
+                    sealed BLOB NOT NULL,
+                    PRIMARY KEY (kind, id)
+                ) WITHOUT ROWID;
+                PRAGMA user_version = 2;
+                COMMIT;
+                """)
+        }
+    }
+
+    // MARK: Records
+
+    /// Kinds of sealed records kept beside the changes.
+    public enum RecordKind: Int64, Sendable {
+        case membershipOp = 1
+        case share = 2
+        case peerHint = 3
+    }
+
+    private func recordAD(_ kind: RecordKind, _ id: [UInt8]) -> [UInt8] {
+        Array("kith/store/record/v1".utf8) + [UInt8(kind.rawValue)] + id
+    }
+
+    /// Writes (or replaces) records durably, sealed like changes.
+    public func putRecords(_ kind: RecordKind, _ records: [(id: [UInt8], bytes: [UInt8])]) throws(StoreError) {
+        try checkUsable()
+        guard !records.isEmpty else { return }
+        do {
+            let s = try db.prepare("INSERT OR REPLACE INTO records(kind, id, sealed) VALUES (?, ?, ?)")
+            try db.transaction {
+                for r in records {
+                    s.bind(1, kind.rawValue)
+                    s.bind(2, r.id)
+                    s.bind(3, XChaCha20Poly1305.seal(r.bytes, key: storageKey, associatedData: recordAD(kind, r.id)))
+                    try s.run()
+                }
+            }
+        } catch {
+            if let e = error as? SQLiteError { throw StoreError.from(e, "writing \(path)") }
+            throw StoreError(.io, "writing \(path): \(error)")
+        }
+    }
+
+    /// Deletes records by id.
+    public func deleteRecords(_ kind: RecordKind, ids: [[UInt8]]) throws(StoreError) {
+        do {
+            let s = try db.prepare("DELETE FROM records WHERE kind = ? AND id = ?")
+            try db.transaction {
+                for id in ids {
+                    s.bind(1, kind.rawValue)
+                    s.bind(2, id)
+                    try s.run()
+                }
+            }
+        } catch {
+            if let e = error as? SQLiteError { throw StoreError.from(e, "writing \(path)") }
+            throw StoreError(.io, "writing \(path): \(error)")
+        }
+    }
+
+    /// Every record of a kind (id, plaintext), ordered by id. A record that does not
+    /// authenticate is corruption.
+    public func records(_ kind: RecordKind) throws(StoreError) -> [(id: [UInt8], bytes: [UInt8])] {
+        do {
+            let s = try db.prepare("SELECT id, sealed FROM records WHERE kind = ? ORDER BY id")
+            s.bind(1, kind.rawValue)
+            var out: [(id: [UInt8], bytes: [UInt8])] = []
+            while try s.step() {
+                let id = s.blob(0)
+                guard let plain = try? XChaCha20Poly1305.open(s.blob(1), key: storageKey, associatedData: recordAD(kind, id)) else {
+                    throw StoreError(.corrupt, "a \(kind) record in \(path) failed authentication: the database was modified or damaged")
+                }
+                out.append((id, plain))
+            }
+            return out
+        } catch let e as StoreError {
+            throw e
+        } catch let e as SQLiteError {
+            throw StoreError.from(e, "reading \(path)")
+        } catch {
+            throw StoreError(.io, "reading \(path): \(error)")
+        }
+    }
+
+    /// Adds chapter epoch keys (encrypted scopes); blocks waiting for them are applied.
+    public func addEpochKeys(_ keys: [EpochRef: SymmetricKey]) {
+        let before = replica.awaitingBlockCount
+        replica.addEpochKeys(keys)
+        if replica.awaitingBlockCount != before { indexes = [:] }
     }
 
     // MARK: Sealing
@@ -169,12 +265,14 @@ public final class ContactStore {
 
     /// Authors one change per batch and writes them all in one durable transaction.
     @discardableResult
-    public func commit(batches: [[ContactEdit]]) throws(StoreError) -> [Change] {
+    public func commit(batches: [[ContactEdit]], sealer: BlockSealer? = nil) throws(StoreError) -> [Change] {
         try checkUsable()
+        if replica.mode == .encrypted && sealer == nil { throw StoreError(.rejected, "refused: this scope is encrypted and no epoch key was given") }
+        if replica.mode == .opaque { throw StoreError(.rejected, "refused: this node only relays this scope") }
         var made: [Change] = []
         for edits in batches where !edits.isEmpty {
             do {
-                made.append(try author.commit(edits, to: &replica, wallMilliseconds: clock()))
+                made.append(try author.commit(edits, to: &replica, wallMilliseconds: clock(), sealer: sealer))
             } catch {
                 if made.isEmpty { throw StoreError(.rejected, "refused: \(error.detail)") }
                 poisoned = error.detail

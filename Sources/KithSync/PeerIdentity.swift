@@ -13,6 +13,7 @@ public struct PeerIdentity: Sendable, Equatable {
     public struct Refusal: Error, Equatable, CustomStringConvertible, Sendable {
         public let reason: String
         public var description: String { reason }
+        public init(reason: String) { self.reason = reason }
     }
 
     /// Checks the certificate `payload` against the static key `remoteStatic` the handshake

@@ -11,6 +11,12 @@ public enum SyncMessage: Equatable, Sendable {
     case changes(scope: ScopeID, [Change])
     /// Every change the peer lacked at its vector has been sent.
     case caughtUp(scope: ScopeID)
+    /// Membership ops of a chapter (16-byte chapter id), each an encoded signed op.
+    case membership(chapter: [UInt8], ops: [[UInt8]])
+    /// A joiner's proof of holding an invite to the chapter (Protocol/chapters.md §4).
+    case join(chapter: [UInt8], proof: [UInt8])
+    /// The join was refused, with a reason for the joiner.
+    case joinRefused(reason: String)
     /// A message type this build does not know (ignored, for forward compatibility).
     case unknown(type: UInt8)
 
@@ -41,6 +47,18 @@ public enum SyncMessage: Equatable, Sendable {
         case let .caughtUp(scope):
             w.u8(0x04)
             w.lengthPrefixed(scope.bytes)
+        case let .membership(chapter, ops):
+            w.u8(0x05)
+            w.raw(chapter)
+            w.uvarint(ops.count)
+            for op in ops { w.lengthPrefixed(op) }
+        case let .join(chapter, proof):
+            w.u8(0x06)
+            w.raw(chapter)
+            w.raw(proof)
+        case let .joinRefused(reason):
+            w.u8(0x07)
+            w.text(String(reason.prefix(500)))
         case let .unknown(t):
             w.u8(t)
         }
@@ -79,6 +97,16 @@ public enum SyncMessage: Equatable, Sendable {
             self = .changes(scope: s, changes)
         case 0x04:
             self = .caughtUp(scope: try scope())
+        case 0x05:
+            let chapter = Array(try r.raw(16))
+            let n = try r.count(max: 100_000, "op count")
+            var ops: [[UInt8]] = []
+            for _ in 0..<n { ops.append(Array(try r.lengthPrefixed(max: 1 << 20))) }
+            self = .membership(chapter: chapter, ops: ops)
+        case 0x06:
+            self = .join(chapter: Array(try r.raw(16)), proof: Array(try r.raw(64)))
+        case 0x07:
+            self = .joinRefused(reason: try r.text(max: 2_000))
         default:
             self = .unknown(type: type)
             return

@@ -10,6 +10,8 @@ public struct SyncSession: Sendable {
         case deliver(scope: ScopeID, [Change])
         /// The peer finished sending what we lacked in this scope.
         case caughtUp(scope: ScopeID)
+        /// Membership ops of a chapter: give them to the node (which checks the peer may send them).
+        case membership(chapter: [UInt8], ops: [[UInt8]])
         /// End the connection, logging the reason.
         case close(reason: String)
     }
@@ -67,6 +69,11 @@ public struct SyncSession: Sendable {
         case let .caughtUp(scope):
             guard sharedScopes.contains(scope) else { return close("caught-up for scope \(scope), which was not negotiated") }
             return [.caughtUp(scope: scope)]
+        case let .membership(chapter, ops):
+            guard helloReceived else { return close("membership before hello") }
+            return [.membership(chapter: chapter, ops: ops)]
+        case .join, .joinRefused:
+            return close("join messages belong to a join connection, not a sync session")
         case .unknown:
             return [] // forward compatibility: ignore message types we do not know
         }

@@ -1,12 +1,14 @@
 import ArgumentParser
 import Dispatch
 import Foundation
+import KithChapter
 import KithCRDT
 import KithCrypto
 import KithNetwork
 import KithNode
 import KithStore
 import Logging
+import NIOCore
 import ServiceLifecycle
 
 @main
@@ -64,6 +66,9 @@ struct KithDaemon: AsyncParsableCommand {
     @Option(name: .customLong("anti-entropy-interval"), help: "Seconds between version-vector re-exchanges with every peer (0 = off; default 30).")
     var antiEntropyFlag: Int?
 
+    @Option(name: .customLong("advertise"), help: "host:port other members reach this node at, put in invites (default: the listen address, or this machine's first LAN address when listening on all interfaces).")
+    var advertiseFlag: String?
+
     /// Flags over the config file over defaults.
     struct Settings {
         var dataDir: String
@@ -74,6 +79,8 @@ struct KithDaemon: AsyncParsableCommand {
         var lanDiscovery: Bool
         var lanInterface: String
         var lanPort: Int
+        var relayChapters: [ChapterID] = []
+        var advertise: String?
         var warnings: [String] = []
     }
 
@@ -102,8 +109,23 @@ struct KithDaemon: AsyncParsableCommand {
         guard Self.hostPort(s.listen) != nil else { throw ValidationError("listen must be host:port, got '\(s.listen)'") }
         for p in s.peers where Self.hostPort(p) == nil { throw ValidationError("a peer must be host:port, got '\(p)'") }
         guard s.antiEntropyInterval >= 0 else { throw ValidationError("anti-entropy interval must be ≥ 0") }
-        if !config.relayScopes.isEmpty { s.warnings.append("relay_scopes is not implemented yet; ignored") }
+        for r in config.relayScopes {
+            guard let id = ChapterID(text: r) else { throw ValidationError("relay_scopes: '\(r)' is not a chapter id (22 characters, as `kith chapter list` prints)") }
+            s.relayChapters.append(id)
+        }
+        s.advertise = advertiseFlag ?? config.advertise
+        if let a = s.advertise, Self.hostPort(a) == nil { throw ValidationError("advertise must be host:port, got '\(a)'") }
         return s
+    }
+
+    /// The address to put in invites when none is configured.
+    static func defaultAdvertise(host: String, port: Int) -> String {
+        if host != "0.0.0.0" && host != "::" { return host.contains(":") ? "[\(host)]:\(port)" : "\(host):\(port)" }
+        let lan = (try? System.enumerateDevices())?.compactMap { d -> String? in
+            guard case .v4? = d.address, let ip = d.address?.ipAddress, !ip.hasPrefix("127.") else { return nil }
+            return ip
+        }.first
+        return "\(lan ?? "127.0.0.1"):\(port)"
     }
 
     static func hostPort(_ s: String) -> (String, Int)? {
@@ -129,9 +151,9 @@ struct KithDaemon: AsyncParsableCommand {
             let pass = try passphraseFile.map { try NodeIdentity.readPassphrase(file: $0) }
             let (ring, identity) = try NodeIdentity.unlock(dir, passphrase: pass)
             node = try SyncNode(
-                directory: dir.path, scope: ScopeID.privateScope(of: identity.memberKey),
-                deviceKey: ring.deviceSigningKey, storageKey: ring.storageKey,
-                identity: .init(certificate: identity.certificate, agreementKey: ring.deviceAgreementKey), logger: log
+                directory: dir.path,
+                identity: .init(certificate: identity.certificate, agreementKey: ring.deviceAgreementKey, deviceKey: ring.deviceSigningKey),
+                storageKey: ring.storageKey, relayChapters: settings.relayChapters, logger: log
             )
         } catch {
             log.critical("cannot open node", metadata: ["dataDir": "\(dir.path)", "reason": "\(Self.describe(error))"])
@@ -149,7 +171,8 @@ struct KithDaemon: AsyncParsableCommand {
         }
         let control: @Sendable () async -> Void
         do {
-            control = try await ControlServer(node: node, logger: log).bind(path: dir.path + "/kithd.sock")
+            let hint = settings.advertise ?? Self.defaultAdvertise(host: host, port: bound)
+            control = try await ControlServer(node: node, logger: log, network: network, inviteHint: hint).bind(path: dir.path + "/kithd.sock")
         } catch {
             log.critical("cannot open the control socket", metadata: ["path": "\(dir.path)/kithd.sock", "reason": "\(error)"])
             throw ExitCode(1)
@@ -168,6 +191,9 @@ struct KithDaemon: AsyncParsableCommand {
             let (h, pt) = Self.hostPort(p)!
             services.append(.init(service: TaskService { await network.dial(host: h, port: pt) }, serviceName: "peer \(p)"))
         }
+        // Addresses learned at run time (the hint of an invite this node joined by).
+        let staticPeers = Set(peers)
+        services.append(.init(service: TaskService { await network.dialRequested(except: staticPeers) }, serviceName: "chapter-dialer"))
         if settings.lanDiscovery {
             let discovery = LANDiscovery(network: network, ownPort: bound, multicastPort: settings.lanPort,
                                          interface: settings.lanInterface, logger: log)

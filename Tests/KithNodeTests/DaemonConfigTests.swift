@@ -50,10 +50,16 @@ struct DaemonConfigTests {
         let data = tmp.path("node")
         #expect(try Binaries.run("kith", ["init", "--data-dir", data]).status == 0)
         try "listen = \"127.0.0.1:0\"\nlog_level = \"debug\"\nrelay_scopes = [\"x\"]\n".write(toFile: data + "/kithd.toml", atomically: true, encoding: .utf8)
+        let wrongRelay = try Binaries.run("kithd", ["--data-dir", data])
+        #expect(wrongRelay.status != 0 && wrongRelay.stderr.contains("'x' is not a chapter id"), "\(wrongRelay.stderr)")
+        let relayed = "AAECAwQFBgcICQoLDA0ODw"
+        try "listen = \"127.0.0.1:0\"\nlog_level = \"debug\"\nrelay_scopes = [\"\(relayed)\"]\n".write(toFile: data + "/kithd.toml", atomically: true, encoding: .utf8)
         let d = try Daemon(data: data, logName: "cfg")
         _ = try d.port
+        let list = try Binaries.run("kith", ["chapter", "list", "--json", "--data-dir", data]).stdout
         d.stop()
-        #expect(d.logText.contains("relay_scopes is not implemented yet"))
+        #expect(list.contains(relayed) && list.contains("\"relay\""), "\(list)")
+        #expect(d.logText.contains("debug"))
         try "listen = 7\n".write(toFile: data + "/kithd.toml", atomically: true, encoding: .utf8)
         let bad = try Binaries.run("kithd", ["--data-dir", data])
         #expect(bad.status != 0 && bad.stderr.contains("line 1: listen must be a string"))

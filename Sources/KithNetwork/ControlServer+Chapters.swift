@@ -1,0 +1,79 @@
+import Foundation
+import KithChapter
+import KithCRDT
+import KithStore
+
+/// Chapter and sharing requests of the control API (Protocol/control.md §3).
+extension ControlServer {
+    static func object(_ value: some Encodable) -> Any {
+        (try? JSONEncoder().encode(value)).flatMap { try? JSONSerialization.jsonObject(with: $0) } ?? NSNull()
+    }
+
+    func handleChapter(_ op: String, _ request: [String: Any]) async throws -> [String: Any] {
+        let chapter = request["chapter"] as? String
+        switch op {
+        case "chapter-create":
+            guard let name = request["name"] as? String, !name.isEmpty else { throw ChapterCommandError("chapter-create needs a \"name\"") }
+            return ["ok": true, "chapter": Self.object(try await node.createChapter(name: name))]
+        case "chapter-list":
+            return ["ok": true, "chapters": Self.object(await node.chapterList())]
+        case "chapter-members":
+            let (summary, members) = try await node.members(chapter: chapter)
+            return ["ok": true, "chapter": Self.object(summary), "members": Self.object(members)]
+        case "chapter-invite":
+            let expires = (request["expires"] as? Int) ?? 48 * 3600
+            let uses = (request["uses"] as? Int) ?? 1
+            guard expires > 0, expires <= 90 * 86_400 else { throw ChapterCommandError("an invite expires within 1 second to 90 days") }
+            let hint = (request["hint"] as? String).flatMap { $0.isEmpty ? nil : $0 } ?? inviteHint
+            let text = try await node.openInvite(chapter: chapter, expiresIn: UInt64(expires), uses: uses, hint: hint)
+            return ["ok": true, "invite": text, "hint": hint, "expires": expires, "uses": uses]
+        case "chapter-join":
+            guard let text = request["invite"] as? String else { throw ChapterCommandError("chapter-join needs an \"invite\"") }
+            guard let network else { throw ChapterCommandError("this daemon cannot dial out") }
+            let invite: ChapterInvite
+            do { invite = try ChapterInvite(text: text, now: node.clock() / 1000) } catch { throw ChapterCommandError(error.detail) }
+            return ["ok": true, "chapter": Self.object(try await network.join(invite))]
+        case "chapter-remove":
+            guard let member = request["member"] as? String else { throw ChapterCommandError("chapter-remove needs a \"member\"") }
+            return ["ok": true, "removed": try await node.removeMember(chapter: chapter, member: member)]
+        case "chapter-leave":
+            return ["ok": true, "left": try await node.leave(chapter: chapter)]
+        case "chapter-map":
+            let (summary, contacts) = try await node.chapterContacts(chapter: chapter)
+            return ["ok": true, "chapter": Self.object(summary), "contacts": contacts.map(Self.mapEntry)]
+        case "share", "unshare":
+            let ids = try await node.resolveContacts(references: request["contacts"] as? [String] ?? [], tag: request["tag"] as? String)
+            if op == "unshare" { return ["ok": true, "retracted": try await node.unshare(contacts: ids, chapter: chapter)] }
+            let fields = try (request["fields"] as? String).map(ShareableField.parse) ?? ShareableField.defaults
+            return ["ok": true, "shared": try await node.share(contacts: ids, chapter: chapter, fields: fields), "contacts": ids.count,
+                    "fields": fields.map(\.rawValue)]
+        default:
+            throw ChapterCommandError("unknown op '\(op)'")
+        }
+    }
+
+    static func mapEntry(_ v: ContactView) -> [String: Any] {
+        var fields: [String: String] = [:]
+        for (f, value) in v.fields { fields["\(f)"] = value }
+        return [
+            "id": v.id.description, "fields": fields, "phones": v.phones, "emails": v.emails, "tags": v.tags,
+            "knownBy": v.values(.knows).map(\.key),
+        ]
+    }
+}
+
+extension SyncNode {
+    /// Contact references (ids or unique prefixes) and/or every contact with a tag.
+    func resolveContacts(references: [String], tag: String?) throws(ChapterCommandError) -> [ContactID] {
+        var out: [ContactID] = []
+        for r in references {
+            do { out.append(try store.replica.resolve(r)) } catch { throw ChapterCommandError(error.detail) }
+        }
+        if let tag {
+            let folded = tag.lowercased()
+            out += store.replica.contacts().filter { $0.tags.contains { $0.lowercased() == folded } }.map(\.id)
+        }
+        guard !out.isEmpty else { throw ChapterCommandError(tag != nil ? "no contact has the tag '\(tag!)'" : "name at least one contact or --tag") }
+        return Array(Set(out)).sorted()
+    }
+}

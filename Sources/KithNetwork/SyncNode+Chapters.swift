@@ -1,0 +1,337 @@
+import Foundation
+import KithChapter
+import KithCRDT
+import KithCrypto
+import KithStore
+import KithSync
+
+/// A chapter command that cannot be carried out, with a message for the user.
+public struct ChapterCommandError: Error, CustomStringConvertible, Sendable {
+    public let message: String
+    public init(_ message: String) { self.message = message }
+    public var description: String { message }
+}
+
+/// The fields a member can share into a chapter (`kith share --fields`).
+public enum ShareableField: String, CaseIterable, Sendable {
+    case name, phones, emails, tags, support, address, city, postal, notes, relationship, voter, consent
+
+    public static let defaults: [ShareableField] = [.name, .support, .tags]
+
+    var fields: [Field] {
+        switch self {
+        case .name: [.givenName, .familyName, .displayName]
+        case .support: [.support]
+        case .address: [.address]
+        case .city: [.city]
+        case .postal: [.postalCode]
+        case .notes: [.notes]
+        case .relationship: [.relationship]
+        case .voter: [.voterFileID]
+        case .consent: [.consent]
+        case .phones, .emails, .tags: []
+        }
+    }
+
+    var set: SetKind? {
+        switch self {
+        case .phones: .phones
+        case .emails: .emails
+        case .tags: .tags
+        default: nil
+        }
+    }
+
+    /// Parses "name,phones,tags".
+    public static func parse(_ text: String) throws -> [ShareableField] {
+        var out: [ShareableField] = []
+        for part in text.split(separator: ",") {
+            let p = part.trimmingCharacters(in: .whitespaces).lowercased()
+            guard let f = ShareableField(rawValue: p) else {
+                throw ChapterCommandError("unknown field '\(p)'; shareable fields are \(allCases.map(\.rawValue).joined(separator: ", "))")
+            }
+            if !out.contains(f) { out.append(f) }
+        }
+        guard !out.isEmpty else { throw ChapterCommandError("name at least one field to share") }
+        return out
+    }
+}
+
+extension SyncNode {
+    public struct ChapterSummary: Sendable, Codable {
+        public let id: String
+        public let name: String
+        public let role: String
+        public let members: Int
+        public let contacts: Int
+        public let changes: Int
+        public let awaitingKeys: Int
+    }
+
+    public struct MemberInfo: Sendable, Codable {
+        public let member: String
+        public let admin: Bool
+        public let devices: Int
+        public let you: Bool
+    }
+
+    // MARK: Finding chapters
+
+    /// A chapter by id, id prefix (≥ 4 characters) or exact name; nil = the only chapter held.
+    func findChapter(_ reference: String?) throws(ChapterCommandError) -> Chapter {
+        let all = chapters.values.sorted { $0.id < $1.id }
+        guard let reference, !reference.isEmpty else {
+            let own = all.filter { !$0.relayOnly }
+            if own.count == 1 { return own[0] }
+            if own.isEmpty { throw ChapterCommandError("this node is in no chapter yet: `kith chapter create NAME` or `kith chapter join INVITE`") }
+            throw ChapterCommandError("this node is in \(own.count) chapters; name one with --chapter (id or name)")
+        }
+        if let id = ChapterID(text: reference), let ch = chapters[id] { return ch }
+        let byName = all.filter { $0.log?.state.name == reference }
+        if byName.count == 1 { return byName[0] }
+        let byPrefix = reference.count >= 4 ? all.filter { $0.id.description.hasPrefix(reference) } : []
+        if byPrefix.count == 1 { return byPrefix[0] }
+        if byName.count + byPrefix.count > 1 { throw ChapterCommandError("'\(reference)' matches several chapters; give the id") }
+        throw ChapterCommandError("no chapter '\(reference)' on this node (see `kith chapter list`)")
+    }
+
+    func memberChapter(_ reference: String?) throws(ChapterCommandError) -> (Chapter, MembershipLog) {
+        let ch = try findChapter(reference)
+        guard !ch.relayOnly, let log = ch.log else { throw ChapterCommandError("this node only relays chapter \(ch.id)") }
+        guard log.state.isMember(identity.member) else { throw ChapterCommandError("you are no longer a member of \"\(log.state.name)\"") }
+        return (ch, log)
+    }
+
+    private func wrap<T>(_ body: () throws -> T) throws(ChapterCommandError) -> T {
+        do { return try body() } catch let e as ChapterCommandError { throw e } catch let e as MembershipError {
+            throw ChapterCommandError(e.detail)
+        } catch let e as StoreError { throw ChapterCommandError(e.detail) } catch { throw ChapterCommandError("\(error)") }
+    }
+
+    // MARK: Commands
+
+    /// `kith chapter create NAME`.
+    public func createChapter(name: String) throws(ChapterCommandError) -> ChapterSummary {
+        let id = identity
+        let log = try wrap { try MembershipLog.create(name: name, certificate: id.certificate, device: id.deviceKey, now: clock()) }
+        let ch = try install(log, relay: false)
+        try wrap { try logChanged(ch, new: log.allOps) }
+        return summary(ch)
+    }
+
+    private func install(_ log: MembershipLog, relay: Bool) throws(ChapterCommandError) -> Chapter {
+        let path = directory + (relay ? "/relays/" : "/chapters/") + log.chapter.description
+        return try wrap {
+            try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
+            let ch = try Self.openChapter(log.chapter, path: path, relay: relay, identity: identity, storageKey: storageKey, clock: clock)
+            ch.log = log
+            chapters[log.chapter] = ch
+            return ch
+        }
+    }
+
+    public func chapterList() -> [ChapterSummary] {
+        chapters.values.sorted { $0.id < $1.id }.map(summary)
+    }
+
+    func summary(_ ch: Chapter) -> ChapterSummary {
+        let s = ch.log?.state
+        let role = ch.relayOnly ? "relay" : s?.isAdmin(identity.member) == true ? "admin" : s?.isMember(identity.member) == true ? "member" : "removed"
+        let r = ch.store.replica
+        return ChapterSummary(id: ch.id.description, name: s?.name ?? "(log not received yet)", role: role, members: s?.members.count ?? 0,
+                              contacts: r.visibleContactIDs.count, changes: r.changeCount, awaitingKeys: r.awaitingBlockCount)
+    }
+
+    public func members(chapter: String?) throws(ChapterCommandError) -> (ChapterSummary, [MemberInfo]) {
+        let ch = try findChapter(chapter)
+        guard let state = ch.log?.state else { throw ChapterCommandError("the membership log of \(ch.id) has not arrived yet") }
+        let list = state.members.values.sorted { ($0.isAdmin ? 0 : 1, $0.key) < ($1.isAdmin ? 0 : 1, $1.key) }.map {
+            MemberInfo(member: $0.key.description, admin: $0.isAdmin, devices: $0.devices.count, you: $0.key == identity.member)
+        }
+        return (summary(ch), list)
+    }
+
+    /// `kith chapter invite`: an admin opens an invite; the string carries `hint` for the joiner.
+    public func openInvite(chapter: String?, expiresIn seconds: UInt64, uses: Int, hint: String) throws(ChapterCommandError) -> String {
+        let (ch, log) = try memberChapter(chapter)
+        guard log.state.isAdmin(identity.member) else { throw ChapterCommandError("only an admin of \"\(log.state.name)\" can invite; admins: \(log.state.admins.map(\.description).joined(separator: ", "))") }
+        var updated = log
+        let id = identity, now = clock() / 1000
+        let (op, invite) = try wrap { try updated.openInvite(expiresAt: now + seconds, uses: uses, hint: hint, certificate: id.certificate, device: id.deviceKey, now: now) }
+        ch.log = updated
+        try wrap { try logChanged(ch, new: [op]) }
+        return invite.text
+    }
+
+    /// Admits a joiner that completed a handshake with this node and sent a join proof.
+    /// Returns the chapter's whole log for the joiner.
+    func admit(chapter bytes: [UInt8], proof: [UInt8], handshakeHash: [UInt8], joiner: DeviceCertificate) throws(ChapterCommandError) -> [[UInt8]] {
+        guard let cid = try? ChapterID(bytes: bytes), let ch = chapters[cid], !ch.relayOnly, var log = ch.log else {
+            throw ChapterCommandError("this node does not hold that chapter")
+        }
+        guard log.state.isAdmin(identity.member) else { throw ChapterCommandError("this node's member is not an admin of the chapter") }
+        let id = identity, now = clock()
+        let made = try wrap { try log.admit(joiner: joiner, proof: proof, handshakeHash: handshakeHash, certificate: id.certificate,
+                                            device: id.deviceKey, agreement: id.agreementKey, nowMilliseconds: now) }
+        ch.log = log
+        try wrap { try logChanged(ch, new: made) }
+        return log.allOps.map(\.encoded)
+    }
+
+    /// Installs a chapter this device just joined from the log an admin's daemon returned.
+    func installJoined(invite: ChapterInvite, ops: [[UInt8]]) throws(ChapterCommandError) -> ChapterSummary {
+        let log = try wrap { try MembershipLog(chapter: invite.chapter, ops: ops) }
+        guard log.state.isMember(identity.member) else {
+            throw ChapterCommandError("the admin's daemon answered, but its log does not list this device as a member")
+        }
+        if let existing = chapters[invite.chapter], !existing.relayOnly {
+            var merged = existing.log!
+            let added = try wrap { try merged.receive(log.allOps) }
+            existing.log = merged
+            try wrap { try logChanged(existing, new: added) }
+            return summary(existing)
+        }
+        let ch = try install(log, relay: false)
+        try wrap {
+            try logChanged(ch, new: log.allOps)
+            if !invite.hint.isEmpty { try ch.store.putRecords(.peerHint, [(Array(invite.hint.utf8), Array(invite.hint.utf8))]) }
+        }
+        if !invite.hint.isEmpty { requestDial(invite.hint) }
+        return summary(ch)
+    }
+
+    /// `kith chapter remove MEMBER`: removes the member and starts a new epoch at once, so
+    /// nothing written afterwards is readable with the removed member's keys.
+    public func removeMember(chapter: String?, member reference: String) throws(ChapterCommandError) -> String {
+        let (ch, log) = try memberChapter(chapter)
+        let matches = log.state.members.keys.filter { $0.description == reference || (reference.count >= 4 && $0.description.hasPrefix(reference)) }
+        guard matches.count == 1, let target = matches.first else {
+            throw ChapterCommandError(matches.isEmpty ? "no member '\(reference)' in \"\(log.state.name)\" (see `kith chapter members`)" : "'\(reference)' matches several members; give more characters")
+        }
+        guard target != identity.member else { throw ChapterCommandError("to remove yourself, use `kith chapter leave`") }
+        var updated = log
+        let id = identity, now = clock()
+        let made = try wrap {
+            [try updated.append(.removeMember(target), certificate: id.certificate, device: id.deviceKey, now: now),
+             try updated.startEpoch(certificate: id.certificate, device: id.deviceKey, now: now)]
+        }
+        ch.log = updated
+        try wrap { try logChanged(ch, new: made) }
+        return target.description
+    }
+
+    /// `kith chapter leave`.
+    public func leave(chapter: String?) throws(ChapterCommandError) -> String {
+        let (ch, log) = try memberChapter(chapter)
+        let state = log.state
+        if state.admins == [identity.member] && state.members.count > 1 {
+            throw ChapterCommandError("you are the only admin of \"\(state.name)\": promote another member first, or the chapter cannot admit or remove anyone")
+        }
+        var updated = log
+        let id = identity, now = clock()
+        let op = try wrap { try updated.append(.leave, certificate: id.certificate, device: id.deviceKey, now: now) }
+        ch.log = updated
+        try wrap { try logChanged(ch, new: [op]) }
+        return state.name
+    }
+
+    // MARK: Writing to a chapter
+
+    /// Commits edits to a chapter's scope, sealed under the current epoch key (starting a new
+    /// epoch first when the current one was sealed to a device that has since left).
+    func commitToChapter(_ ch: Chapter, _ batches: [[ContactEdit]]) throws(ChapterCommandError) -> [Change] {
+        guard !ch.relayOnly, var log = ch.log, log.state.isMember(identity.member) else {
+            throw ChapterCommandError("you are not a member of chapter \(ch.id)")
+        }
+        let id = identity
+        if log.state.needsNewEpoch {
+            let op = try wrap { try log.startEpoch(certificate: id.certificate, device: id.deviceKey, now: clock()) }
+            ch.log = log
+            try wrap { try logChanged(ch, new: [op]) }
+        }
+        guard let epoch = log.state.currentEpoch, let key = EpochKeys.open(epoch, device: id.device, agreement: id.agreementKey) else {
+            throw ChapterCommandError("this device has not received the chapter's current key yet; it arrives when another member's daemon is reached")
+        }
+        let made = try wrap { try ch.store.commit(batches: batches, sealer: BlockSealer(epoch: epoch.ref, key: key)) }
+        push(made, scope: ch.id.contentScope)
+        return made
+    }
+
+    // MARK: Sharing
+
+    private static func shareRecordID(_ chapter: ChapterID, _ contact: ContactID) -> [UInt8] { chapter.bytes + contact.bytes }
+
+    /// `kith share`: publishes the chosen fields of each contact into the chapter and keeps
+    /// them updated as the owner edits them (until `unshare`).
+    public func share(contacts: [ContactID], chapter: String?, fields: [ShareableField]) throws(ChapterCommandError) -> Int {
+        let (ch, _) = try memberChapter(chapter)
+        let spec = Array(fields.map(\.rawValue).joined(separator: ",").utf8)
+        try wrap { try store.putRecords(.share, contacts.map { (Self.shareRecordID(ch.id, $0), spec) }) }
+        var batch: [ContactEdit] = []
+        for c in contacts { if let e = projection(of: c, into: ch, fields: fields) { batch.append(e) } }
+        if !batch.isEmpty { _ = try commitToChapter(ch, stride(from: 0, to: batch.count, by: 500).map { Array(batch[$0..<min($0 + 500, batch.count)]) }) }
+        return batch.count
+    }
+
+    /// `kith unshare`: stops updates and retracts the contacts from the chapter (a delete that
+    /// every chapter replica applies; what members already saw cannot be recalled).
+    public func unshare(contacts: [ContactID], chapter: String?) throws(ChapterCommandError) -> Int {
+        let (ch, _) = try memberChapter(chapter)
+        try wrap { try store.deleteRecords(.share, ids: contacts.map { Self.shareRecordID(ch.id, $0) }) }
+        let present = contacts.filter { ch.store.replica.contact($0) != nil }
+        if !present.isEmpty { _ = try commitToChapter(ch, [present.map { ContactEdit(contact: $0, ops: [.delete]) }]) }
+        return present.count
+    }
+
+    /// The ops that bring the chapter's copy of `contact` to the owner's current values of the
+    /// shared fields: set what differs, add missing set members, remove members only this
+    /// device added, and say "I know them".
+    func projection(of contact: ContactID, into ch: Chapter, fields: [ShareableField]) -> ContactEdit? {
+        guard let mine = store.replica.contact(contact) else { return nil }
+        let theirs = ch.store.replica.contact(contact) ?? ContactView(id: contact)
+        var ops: [KithCRDT.Operation] = []
+        for f in fields.flatMap(\.fields) where (mine[f] ?? "") != (theirs[f] ?? "") {
+            ops.append(.setField(f, mine[f] ?? ""))
+        }
+        for kind in fields.compactMap(\.set) {
+            let have = Set(theirs.values(kind).map(\.key))
+            let want = mine.values(kind)
+            for v in want where !have.contains(v.key) { ops.append(.add(kind, v.key, payload: v.payload)) }
+            let wanted = Set(want.map(\.key))
+            for key in have.subtracting(wanted) {
+                let adds = ch.store.replica.liveAdds(of: key, in: kind, contact: contact)
+                if !adds.isEmpty, adds.allSatisfy({ $0.device == identity.device }) { ops.append(.remove(kind, key, observed: adds)) }
+            }
+        }
+        if !theirs.values(.knows).contains(where: { $0.key == identity.member.description }) || ch.store.replica.isDeleted(contact) {
+            ops.append(.knows(member: identity.member, strength: 1))
+        }
+        return ops.isEmpty ? nil : ContactEdit(contact: contact, ops: ops)
+    }
+
+    /// Re-projects shared contacts after the owner edited them.
+    func refreshShares(touching contacts: Set<ContactID>) throws {
+        guard !contacts.isEmpty, !chapters.isEmpty else { return }
+        let records = try store.records(.share)
+        var work: [ChapterID: [ContactEdit]] = [:]
+        for r in records where r.id.count == 32 {
+            guard let cid = try? ChapterID(bytes: r.id[0..<16]), let contact = try? ContactID(bytes: r.id[16...]),
+                  contacts.contains(contact), let ch = chapters[cid], ch.log?.state.isMember(identity.member) == true,
+                  let fields = try? ShareableField.parse(String(decoding: r.bytes, as: UTF8.self)) else { continue }
+            if store.replica.contact(contact) == nil {
+                // Deleted or forgotten by the owner: retract it from the chapter too.
+                if ch.store.replica.contact(contact) != nil { work[cid, default: []].append(ContactEdit(contact: contact, ops: [.delete])) }
+                try store.deleteRecords(.share, ids: [r.id])
+            } else if let e = projection(of: contact, into: ch, fields: fields) {
+                work[cid, default: []].append(e)
+            }
+        }
+        for (cid, edits) in work { _ = try commitToChapter(chapters[cid]!, [edits]) }
+    }
+
+    /// The chapter's shared contacts (what `kith chapter map` shows).
+    public func chapterContacts(chapter: String?) throws(ChapterCommandError) -> (ChapterSummary, [ContactView]) {
+        let ch = try findChapter(chapter)
+        return (summary(ch), ch.store.replica.contacts())
+    }
+}

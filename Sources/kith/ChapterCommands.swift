@@ -1,0 +1,210 @@
+import ArgumentParser
+import Foundation
+import KithNode
+
+/// Sends one request to the running kithd (chapters live in the daemon: they are network
+/// features) and returns its answer, or exits with its error.
+func daemonRequest(_ data: DataDirOption, _ request: [String: Any]) throws -> [String: Any] {
+    guard let daemon = try failing({ try DaemonBackend(directory: data.directory) }) else {
+        fail("chapters are kept by the daemon: start it first (kithd --data-dir \(data.directory.path))")
+    }
+    return try failing { try daemon.request(request) }
+}
+
+/// "48h", "90m", "7d", "3600" (seconds) → seconds.
+func parseDuration(_ text: String) throws -> Int {
+    let units: [Character: Int] = ["s": 1, "m": 60, "h": 3600, "d": 86_400]
+    var digits = text, unit = 1
+    if let last = text.last, let u = units[last] {
+        digits = String(text.dropLast())
+        unit = u
+    }
+    guard let n = Int(digits), n > 0 else { throw ValidationError("'\(text)' is not a duration (examples: 30m, 48h, 7d)") }
+    return n * unit
+}
+
+struct ChapterOption: ParsableArguments {
+    @Option(name: .customLong("chapter"), help: "The chapter (id, id prefix or name); optional when the node is in one chapter.")
+    var chapter: String?
+
+    func add(to request: [String: Any]) -> [String: Any] {
+        var r = request
+        if let chapter { r["chapter"] = chapter }
+        return r
+    }
+}
+
+struct ChapterCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "chapter",
+        abstract: "Create, join and manage chapters: the groups whose members share contacts.",
+        subcommands: [Create.self, List.self, Members.self, Invite.self, Join.self, Remove.self, Leave.self, Map.self]
+    )
+
+    static func describe(_ c: [String: Any]) -> String {
+        "\(c["name"] ?? "?")  id \(c["id"] ?? "?")  you: \(c["role"] ?? "?")  members \(c["members"] ?? 0)  shared contacts \(c["contacts"] ?? 0)"
+    }
+
+    struct Create: ParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Create a chapter with you as its first admin.")
+        @OptionGroup var data: DataDirOption
+        @Argument(help: "The chapter's name, e.g. \"Ward 5\".") var name: String
+
+        func run() throws {
+            let r = try daemonRequest(data, ["op": "chapter-create", "name": name])
+            let c = r["chapter"] as? [String: Any] ?? [:]
+            print("created chapter \"\(name)\" (id \(c["id"] ?? "?")); invite members with: kith chapter invite")
+        }
+    }
+
+    struct List: ParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "List the chapters this node is in or relays.")
+        @OptionGroup var data: DataDirOption
+        @Flag(help: "Print JSON.") var json = false
+
+        func run() throws {
+            let list = try daemonRequest(data, ["op": "chapter-list"])["chapters"] as? [[String: Any]] ?? []
+            if json { return printJSON(list) }
+            if list.isEmpty { print("no chapters yet: kith chapter create NAME, or kith chapter join INVITE") }
+            for c in list { print(ChapterCommand.describe(c)) }
+        }
+    }
+
+    struct Members: ParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "List a chapter's members, admins first.")
+        @OptionGroup var data: DataDirOption
+        @OptionGroup var chapter: ChapterOption
+        @Flag(help: "Print JSON.") var json = false
+
+        func run() throws {
+            let r = try daemonRequest(data, chapter.add(to: ["op": "chapter-members"]))
+            let members = r["members"] as? [[String: Any]] ?? []
+            if json { return printJSON(["chapter": r["chapter"] ?? [:], "members": members]) }
+            print(ChapterCommand.describe(r["chapter"] as? [String: Any] ?? [:]))
+            for m in members {
+                let you = m["you"] as? Bool == true ? "  (you)" : ""
+                print("  \(m["admin"] as? Bool == true ? "admin " : "member") \(m["member"] ?? "?")  devices \(m["devices"] ?? 0)\(you)")
+            }
+        }
+    }
+
+    struct Invite: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Print an invite to paste into a message (admins only).",
+            discussion: "The new member runs `kith chapter join <invite>` with their kithd running; this node's daemon checks the invite and adds them."
+        )
+        @OptionGroup var data: DataDirOption
+        @OptionGroup var chapter: ChapterOption
+        @Option(help: "How long the invite stays valid (30m, 48h, 7d).") var expires = "48h"
+        @Option(help: "How many people may join with it.") var uses = 1
+        @Option(help: "host:port the joiner reaches this daemon at (default: kithd's advertised address).") var hint: String?
+
+        func run() throws {
+            var req: [String: Any] = ["op": "chapter-invite", "expires": try parseDuration(expires), "uses": uses]
+            if let hint { req["hint"] = hint }
+            let r = try daemonRequest(data, chapter.add(to: req))
+            print(r["invite"] as? String ?? "")
+            FileHandle.standardError.write(Data("valid for \(expires), \(uses) use\(uses == 1 ? "" : "s"); the joiner's daemon will connect to \(r["hint"] ?? "?")\n".utf8))
+        }
+    }
+
+    struct Join: ParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Join a chapter with an invite an admin gave you.")
+        @OptionGroup var data: DataDirOption
+        @Argument(help: "The invite (starts with kith:).") var invite: String
+
+        func run() throws {
+            let r = try daemonRequest(data, ["op": "chapter-join", "invite": invite])
+            let c = r["chapter"] as? [String: Any] ?? [:]
+            print("joined \"\(c["name"] ?? "?")\" (id \(c["id"] ?? "?"), \(c["members"] ?? 0) members); share contacts with: kith share CONTACT")
+        }
+    }
+
+    struct Remove: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Remove a member (admins only); starts a new chapter key at once.",
+            discussion: "The removed member's devices are refused from then on and cannot read anything written afterwards. What they already saw cannot be recalled."
+        )
+        @OptionGroup var data: DataDirOption
+        @OptionGroup var chapter: ChapterOption
+        @Argument(help: "The member's key, or at least 4 characters of it (see `kith chapter members`).") var member: String
+
+        func run() throws {
+            let r = try daemonRequest(data, chapter.add(to: ["op": "chapter-remove", "member": member]))
+            print("removed \(r["removed"] ?? member); a new chapter key was sealed to the remaining devices")
+        }
+    }
+
+    struct Leave: ParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Leave a chapter.")
+        @OptionGroup var data: DataDirOption
+        @OptionGroup var chapter: ChapterOption
+
+        func run() throws {
+            let r = try daemonRequest(data, chapter.add(to: ["op": "chapter-leave"]))
+            print("left \"\(r["left"] ?? "?")\"")
+        }
+    }
+
+    struct Map: ParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Show the chapter's shared contacts and which members know each.")
+        @OptionGroup var data: DataDirOption
+        @OptionGroup var chapter: ChapterOption
+        @Flag(help: "Print JSON.") var json = false
+
+        func run() throws {
+            let r = try daemonRequest(data, chapter.add(to: ["op": "chapter-map"]))
+            let contacts = r["contacts"] as? [[String: Any]] ?? []
+            if json { return printJSON(["chapter": r["chapter"] ?? [:], "contacts": contacts]) }
+            print(ChapterCommand.describe(r["chapter"] as? [String: Any] ?? [:]))
+            for c in contacts {
+                let f = c["fields"] as? [String: String] ?? [:]
+                let name = f["display_name"] ?? [f["given_name"], f["family_name"]].compactMap { $0 }.joined(separator: " ")
+                let known = (c["knownBy"] as? [String] ?? []).map { String($0.prefix(8)) }
+                print("  \(String((c["id"] as? String ?? "").prefix(8)))  \(name.isEmpty ? "(no name)" : name)  known by \(known.joined(separator: ", "))")
+            }
+        }
+    }
+}
+
+struct ShareCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "share",
+        abstract: "Share contacts with a chapter: the chosen fields only, kept up to date as you edit them.",
+        discussion: "Fields: \(["name", "phones", "emails", "tags", "support", "address", "city", "postal", "notes", "relationship", "voter", "consent"].joined(separator: ", ")). Default: name,support,tags. Other fields never leave your device."
+    )
+    @OptionGroup var data: DataDirOption
+    @Argument(help: "Contact ids or id prefixes.") var contacts: [String] = []
+    @Option(help: "Share every contact with this tag.") var tag: String?
+    @Option(name: .customLong("with"), help: "The chapter (id, prefix or name); optional when you are in one.") var chapter: String?
+    @Option(help: "Comma-separated fields to share.") var fields: String?
+
+    func run() throws {
+        var req: [String: Any] = ["op": "share", "contacts": contacts]
+        if let tag { req["tag"] = tag }
+        if let chapter { req["chapter"] = chapter }
+        if let fields { req["fields"] = fields }
+        let r = try daemonRequest(data, req)
+        print("shared \(r["contacts"] ?? 0) contact(s) (\((r["fields"] as? [String] ?? []).joined(separator: ","))); \(r["shared"] ?? 0) needed an update")
+    }
+}
+
+struct UnshareCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "unshare",
+        abstract: "Stop sharing contacts with a chapter and retract them from every member's copy.",
+        discussion: "Members who already saw the contact could have copied it; unsharing stops updates and removes it from the chapter map."
+    )
+    @OptionGroup var data: DataDirOption
+    @Argument(help: "Contact ids or id prefixes.") var contacts: [String] = []
+    @Option(help: "Unshare every contact with this tag.") var tag: String?
+    @Option(name: .customLong("from"), help: "The chapter (id, prefix or name).") var chapter: String?
+
+    func run() throws {
+        var req: [String: Any] = ["op": "unshare", "contacts": contacts]
+        if let tag { req["tag"] = tag }
+        if let chapter { req["chapter"] = chapter }
+        let r = try daemonRequest(data, req)
+        print("retracted \(r["retracted"] ?? 0) contact(s) from the chapter")
+    }
+}

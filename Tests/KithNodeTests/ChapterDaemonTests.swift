@@ -1,0 +1,107 @@
+import Foundation
+import KithNode
+import Testing
+
+/// Runs `kith` and returns its parsed JSON output (the command must succeed).
+func kithJSON(_ args: [String]) throws -> Any {
+    let r = try Binaries.run("kith", args + ["--json"])
+    guard r.status == 0 else { throw Timeout(what: "kith \(args.joined(separator: " ")): \(r.stderr)") }
+    return try JSONSerialization.jsonObject(with: Data(r.stdout.utf8))
+}
+
+/// Given names in a chapter's map as seen from one member's daemon.
+func chapterNames(_ data: String) throws -> Set<String> {
+    let map = try kithJSON(["chapter", "map", "--data-dir", data]) as! [String: Any]
+    let contacts = map["contacts"] as? [[String: Any]] ?? []
+    return Set(contacts.compactMap { ($0["fields"] as? [String: String])?["given_name"] })
+}
+
+@Suite("Chapters across kithd processes", .serialized)
+struct ChapterDaemonTests {
+    @Test func inviteJoinShareRemoveAndRotate() throws {
+        let tmp = try TempDir()
+        let a = tmp.path("alice"), b = tmp.path("bob"), c = tmp.path("carol"), m = tmp.path("mallory")
+        for d in [a, b, c, m] { #expect(try Binaries.run("kith", ["init", "--data-dir", d]).status == 0) }
+        #expect(try Binaries.run("kith", ["contact", "add", "--given", "Rosa", "--phone", "+1 555 0100", "--notes", "met at the food bank",
+                                          "--tag", "canvass", "--data-dir", a]).status == 0)
+
+        let da = try Daemon(data: a, logName: "1")
+        let pa = try da.port
+        let db = try Daemon(data: b, logName: "1"), dc = try Daemon(data: c, logName: "1")
+        _ = try db.port
+        _ = try dc.port
+
+        // Chapter commands need the daemon; without chapters a stranger is refused at the handshake.
+        #expect(try Binaries.run("kith", ["chapter", "create", "Ward 5", "--data-dir", a]).status == 0)
+        let invite1 = try Binaries.run("kith", ["chapter", "invite", "--data-dir", a])
+        #expect(invite1.status == 0)
+        let inviteB = invite1.stdout.trimmingCharacters(in: .whitespacesAndNewlines)
+        #expect(inviteB.hasPrefix("kith:") && inviteB.count < 120)
+        #expect(invite1.stderr.contains("127.0.0.1:\(pa)"))
+
+        let joinB = try Binaries.run("kith", ["chapter", "join", inviteB, "--data-dir", b])
+        #expect(joinB.status == 0, "\(joinB.stderr)")
+        #expect(joinB.stdout.contains("Ward 5"))
+        // The invite was for one use: Mallory cannot reuse it.
+        let dm = try Daemon(data: m, logName: "1")
+        _ = try dm.port
+        let reuse = try Binaries.run("kith", ["chapter", "join", inviteB, "--data-dir", m])
+        #expect(reuse.status != 0)
+        #expect(reuse.stderr.contains("already been used"), "\(reuse.stderr)")
+        // A forged invite (right chapter and address, made-up secret) is refused too.
+        var forged = Array(Base64URLTest.decode(String(inviteB.dropFirst(5)))!)
+        forged[20] ^= 0xFF
+        let forgedJoin = try Binaries.run("kith", ["chapter", "join", "kith:" + Base64URLTest.encode(forged), "--data-dir", m])
+        #expect(forgedJoin.status != 0 && forgedJoin.stderr.contains("refused"), "\(forgedJoin.stderr)")
+
+        let inviteC = try Binaries.run("kith", ["chapter", "invite", "--expires", "10m", "--data-dir", a]).stdout.trimmingCharacters(in: .whitespacesAndNewlines)
+        let joinC = try Binaries.run("kith", ["chapter", "join", inviteC, "--data-dir", c])
+        #expect(joinC.status == 0, "\(joinC.stderr) \(inviteC) \(da.logText)")
+        let members = try kithJSON(["chapter", "members", "--data-dir", c]) as! [String: Any]
+        #expect((members["members"] as? [[String: Any]])?.count == 3)
+
+        // Alice shares Rosa's name and phones only; the notes never reach the chapter.
+        let share = try Binaries.run("kith", ["share", "--tag", "canvass", "--fields", "name,phones", "--data-dir", a])
+        #expect(share.status == 0, "\(share.stderr)")
+        _ = try waitFor("Bob sees Rosa", seconds: 20) { try chapterNames(b).contains("Rosa") ? true : nil }
+        _ = try waitFor("Carol sees Rosa", seconds: 20) { try chapterNames(c).contains("Rosa") ? true : nil }
+        let mapB = try Binaries.run("kith", ["chapter", "map", "--json", "--data-dir", b]).stdout
+        #expect(mapB.contains("15550100"), "\(mapB)")
+        #expect(!mapB.contains("food bank"))
+        #expect(try names(b).isEmpty, "Bob's private contacts are his own")
+
+        // Alice renames Rosa: the shared projection follows.
+        let rosa = try Binaries.run("kith", ["contact", "search", "Rosa", "--json", "--data-dir", a]).stdout
+        let rosaID = ((try JSONSerialization.jsonObject(with: Data(rosa.utf8)) as! [[String: Any]]).first!["id"] as! String)
+        #expect(try Binaries.run("kith", ["contact", "edit", rosaID, "--given", "Rosalind", "--data-dir", a]).status == 0)
+        _ = try waitFor("Carol sees the rename", seconds: 20) { try chapterNames(c).contains("Rosalind") ? true : nil }
+
+        // Alice removes Bob: Bob is cut off and what is shared afterwards never reaches him.
+        let bobMember = (try kithJSON(["whoami", "--data-dir", b]) as! [String: Any])["member"] as! String
+        let removed = try Binaries.run("kith", ["chapter", "remove", String(bobMember.prefix(10)), "--data-dir", a])
+        #expect(removed.status == 0, "\(removed.stderr)")
+        #expect(try Binaries.run("kith", ["contact", "add", "--given", "Sam", "--tag", "canvass", "--data-dir", a]).status == 0)
+        #expect(try Binaries.run("kith", ["share", "--tag", "canvass", "--data-dir", a]).status == 0)
+        _ = try waitFor("Carol sees Sam", seconds: 20) { try chapterNames(c).contains("Sam") ? true : nil }
+        _ = try waitFor("Bob refused at the handshake", seconds: 40) { da.logText.contains("is not allowed to sync") ? true : nil }
+        #expect(try !chapterNames(b).contains("Sam"))
+        let bobMembers = try kithJSON(["chapter", "list", "--data-dir", b]) as! [[String: Any]]
+        #expect(bobMembers.first?["role"] as? String == "removed")
+
+        for d in [da, db, dc, dm] { d.stop() }
+    }
+}
+
+/// Base64url without padding, for tampering with invite strings in tests.
+enum Base64URLTest {
+    static func decode(_ s: String) -> Data? {
+        var t = s.replacingOccurrences(of: "-", with: "+").replacingOccurrences(of: "_", with: "/")
+        while t.count % 4 != 0 { t += "=" }
+        return Data(base64Encoded: t)
+    }
+
+    static func encode(_ b: [UInt8]) -> String {
+        Data(b).base64EncodedString().replacingOccurrences(of: "+", with: "-").replacingOccurrences(of: "/", with: "_")
+            .replacingOccurrences(of: "=", with: "")
+    }
+}
