@@ -105,3 +105,57 @@ enum Base64URLTest {
             .replacingOccurrences(of: "=", with: "")
     }
 }
+
+@Suite("Blind relay across kithd processes", .serialized)
+struct BlindRelayTests {
+    /// Alice and Carol cannot reach each other; Alice's home server relays the chapter without
+    /// being able to read it, and the partition heals through it in both directions.
+    @Test func partitionHealsThroughABlindRelay() throws {
+        let tmp = try TempDir()
+        let a = tmp.path("alice"), r = tmp.path("home"), c = tmp.path("carol")
+        for d in [a, c] { #expect(try Binaries.run("kith", ["init", "--data-dir", d]).status == 0) }
+        #expect(try Binaries.run("kith", ["device", "add", "--from", a, "--data-dir", r]).status == 0)
+        #expect(try Binaries.run("kith", ["contact", "add", "--given", "Ida", "--tag", "door", "--data-dir", a]).status == 0)
+        #expect(try Binaries.run("kith", ["contact", "add", "--given", "Jon", "--tag", "door", "--data-dir", c]).status == 0)
+
+        // Carol joins while Alice is reachable.
+        var da: Daemon? = try Daemon(data: a, logName: "1")
+        _ = try da!.port
+        var dc: Daemon? = try Daemon(data: c, logName: "1")
+        _ = try dc!.port
+        #expect(try Binaries.run("kith", ["chapter", "create", "Ward 9", "--data-dir", a]).status == 0)
+        let invite = try Binaries.run("kith", ["chapter", "invite", "--data-dir", a]).stdout.trimmingCharacters(in: .whitespacesAndNewlines)
+        #expect(try Binaries.run("kith", ["chapter", "join", invite, "--data-dir", c]).status == 0)
+        let chapterID = ((try kithJSON(["chapter", "list", "--data-dir", a]) as! [[String: Any]]).first!["id"] as! String)
+        da!.stop()
+        dc!.stop()
+
+        // Partition: Alice (new port) and Carol each reach only the home server.
+        try "relay_scopes = [\"\(chapterID)\"]\n".write(toFile: r + "/kithd.toml", atomically: true, encoding: .utf8)
+        let dr = try Daemon(data: r, logName: "r")
+        let pr = try dr.port
+        da = try Daemon(data: a, peers: [pr], logName: "2")
+        dc = try Daemon(data: c, peers: [pr], logName: "2")
+        _ = try waitFor("relay has the log", seconds: 20) {
+            let list = try kithJSON(["chapter", "list", "--data-dir", r]) as! [[String: Any]]
+            return list.first?["members"] as? Int == 2 ? true : nil
+        }
+        #expect(try Binaries.run("kith", ["share", "--tag", "door", "--data-dir", a]).status == 0)
+        #expect(try Binaries.run("kith", ["share", "--tag", "door", "--data-dir", c]).status == 0)
+        _ = try waitFor("Carol sees Ida through the relay", seconds: 40) { try chapterNames(c).contains("Ida") ? true : nil }
+        _ = try waitFor("Alice sees Jon through the relay", seconds: 40) { try chapterNames(a).contains("Jon") ? true : nil }
+        // The relay holds and forwards every change but reads none of them.
+        let relayView = (try kithJSON(["chapter", "list", "--data-dir", r]) as! [[String: Any]]).first!
+        #expect(relayView["role"] as? String == "relay")
+        #expect(relayView["contacts"] as? Int == 0)
+        #expect((relayView["changes"] as? Int ?? 0) >= 2)
+        let relayMap = try kithJSON(["chapter", "map", "--chapter", chapterID, "--data-dir", r]) as! [String: Any]
+        #expect((relayMap["contacts"] as? [Any])?.isEmpty == true)
+        // Carol's daemon only ever authenticated the home server, never Alice's own device.
+        let aliceDevice = (try kithJSON(["whoami", "--data-dir", a]) as! [String: Any])["deviceSigning"] as! String
+        let homeDevice = (try kithJSON(["whoami", "--data-dir", r]) as! [String: Any])["deviceSigning"] as! String
+        let carolLog = dc!.logText.components(separatedBy: "\n").filter { $0.contains("peer authenticated") }
+        #expect(!carolLog.isEmpty && carolLog.allSatisfy { $0.contains(homeDevice) && !$0.contains(aliceDevice) })
+        for d in [da!, dc!, dr] { d.stop() }
+    }
+}
