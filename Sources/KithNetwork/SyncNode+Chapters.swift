@@ -119,7 +119,7 @@ extension SyncNode {
         return summary(ch)
     }
 
-    private func install(_ log: MembershipLog, relay: Bool) throws(ChapterCommandError) -> Chapter {
+    func install(_ log: MembershipLog, relay: Bool) throws(ChapterCommandError) -> Chapter {
         let path = directory + (relay ? "/relays/" : "/chapters/") + log.chapter.description
         return try wrap {
             try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])

@@ -151,7 +151,25 @@ public actor SyncNode {
     func register(_ events: AsyncStream<ConnectionEvent>.Continuation, name: String, peer: PeerIdentity, scopes: Set<ScopeID>) -> Int {
         nextPeerID += 1
         peers[nextPeerID] = Peer(events: events, name: name, identity: peer, scopes: scopes)
+        if peer.member == identity.member { adoptOwnDevice(peer) }
         return nextPeerID
+    }
+
+    /// Another device of this member connected: list it in every chapter this member is in
+    /// (unless it was revoked there), which also seals the chapter keys to it.
+    private func adoptOwnDevice(_ peer: PeerIdentity) {
+        for ch in chapters.values where !ch.relayOnly {
+            guard var log = ch.log, let me = log.state.members[identity.member], me.devices[peer.device] == nil,
+                  !log.state.revoked.contains(peer.device) else { continue }
+            do {
+                let op = try log.append(.addDevice(peer.certificate), certificate: identity.certificate, device: identity.deviceKey, now: clock())
+                ch.log = log
+                try logChanged(ch, new: [op])
+                logger.notice("listed another device of this member in a chapter", metadata: ["chapter": "\(ch.id)", "device": "\(peer.device)"])
+            } catch {
+                logger.warning("could not list this member's other device in a chapter", metadata: ["chapter": "\(ch.id)", "reason": "\(error)"])
+            }
+        }
     }
 
     func unregister(_ id: Int) { peers[id] = nil }
@@ -239,6 +257,19 @@ public actor SyncNode {
     /// Merges membership ops a peer sent. Only a peer entitled to the chapter may send them
     /// (a relay learns a log from its own member's devices).
     func receiveMembership(chapter bytes: [UInt8], ops encoded: [[UInt8]], from peer: Int) {
+        if let id = try? ChapterID(bytes: bytes), chapters[id] == nil, let p = peers[peer], p.identity.member == identity.member {
+            // Another device of this member is in a chapter this one has not seen: take it up.
+            do {
+                let log = try MembershipLog(chapter: id, ops: encoded)
+                guard log.state.isMember(identity.member) else { return }
+                let ch = try install(log, relay: false)
+                try logChanged(ch, new: log.allOps, from: peer)
+                logger.notice("took up a chapter from another device of this member", metadata: ["chapter": "\(id)", "name": "\(log.state.name)"])
+            } catch {
+                logger.warning("could not take up a chapter from another device", metadata: ["reason": "\(error)"])
+            }
+            return
+        }
         guard let id = try? ChapterID(bytes: bytes), let ch = chapters[id], let p = peers[peer],
               p.scopes.contains(id.contentScope) else {
             logger.warning("ignored membership ops for a chapter the peer does not share", metadata: ["peer": "\(peers[peer]?.name ?? "?")"])

@@ -159,3 +159,32 @@ struct BlindRelayTests {
         for d in [da!, dc!, dr] { d.stop() }
     }
 }
+
+@Suite("A member's second device in chapters", .serialized)
+struct MultiDeviceChapterTests {
+    @Test func secondDeviceIsListedGetsTheKeyAndReadsAndWrites() throws {
+        let tmp = try TempDir()
+        let laptop = tmp.path("laptop"), phone = tmp.path("phone")
+        #expect(try Binaries.run("kith", ["init", "--data-dir", laptop]).status == 0)
+        #expect(try Binaries.run("kith", ["device", "add", "--from", laptop, "--data-dir", phone]).status == 0)
+        #expect(try Binaries.run("kith", ["contact", "add", "--given", "Kim", "--tag", "x", "--data-dir", laptop]).status == 0)
+        let dl = try Daemon(data: laptop, logName: "1")
+        let pl = try dl.port
+        #expect(try Binaries.run("kith", ["chapter", "create", "Ward 2", "--data-dir", laptop]).status == 0)
+        #expect(try Binaries.run("kith", ["share", "--tag", "x", "--data-dir", laptop]).status == 0)
+        let dp = try Daemon(data: phone, peers: [pl], logName: "1")
+        _ = try dp.port
+        _ = try waitFor("phone takes up the chapter", seconds: 20) { dp.logText.contains("took up a chapter") ? true : nil }
+        _ = try waitFor("phone reads the chapter", seconds: 20) { try chapterNames(phone).contains("Kim") ? true : nil }
+        let members = try kithJSON(["chapter", "members", "--data-dir", phone]) as! [String: Any]
+        #expect((members["members"] as? [[String: Any]])?.first?["devices"] as? Int == 2)
+        // The phone writes to the chapter too (sharing a contact made on the phone).
+        #expect(try Binaries.run("kith", ["contact", "add", "--given", "Lee", "--tag", "y", "--data-dir", phone]).status == 0)
+        let share = try Binaries.run("kith", ["share", "--tag", "y", "--data-dir", phone])
+        #expect(share.status == 0, "\(share.stderr)")
+        _ = try waitFor("laptop sees the phone's share", seconds: 20) { try chapterNames(laptop).contains("Lee") ? true : nil }
+        _ = try waitFor("private scope synced", seconds: 20) { try names(laptop) == ["Kim", "Lee"] ? true : nil }
+        dl.stop()
+        dp.stop()
+    }
+}
