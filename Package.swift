@@ -116,7 +116,7 @@ let package = Package(
         ),
         .testTarget(
             name: "KithNodeTests",
-            dependencies: ["KithNode", "KithCrypto", "KithCRDT", "KithStore", "KithInterchange", "KithSampleData", "kith", "kithd"],
+            dependencies: ["KithNode", "KithCrypto", "KithCRDT", "KithStore", "KithChapter", "KithInterchange", "KithSampleData", "kith", "kithd"],
             swiftSettings: strict
         ),
     ]

@@ -289,6 +289,16 @@ public struct Change: Sendable, Hashable {
         var unreadable: [String] = []
     }
 
+    /// The plaintext of every block of a change of an encrypted scope (nil where the key is not
+    /// held, the block does not authenticate, or it is erased): for audits and tests.
+    public func plaintextBlocks(keys: [EpochRef: SymmetricKey]) -> [[UInt8]?] {
+        let ad = SealedBlock.associatedData(scope: scope, author: author)
+        return blockRanges.map { range in
+            guard let range, case let .plain(p) = SealedBlock.open(encoded[range], keys: keys, ad: ad) else { return nil }
+            return p
+        }
+    }
+
     /// Opens and decodes the sealed blocks `which` (default: all) with the epoch keys held.
     func openBlocks(_ which: [Int]? = nil, keys: [EpochRef: SymmetricKey]) -> OpenedBlocks {
         var out = OpenedBlocks()

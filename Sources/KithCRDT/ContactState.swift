@@ -132,13 +132,13 @@ struct ContactState: Sendable {
     static func keyText(_ kind: SetKind, _ key: ArraySlice<UInt8>) -> String {
         switch kind {
         case .phones, .emails, .tags: String(decoding: key, as: UTF8.self)
-        case .knows, .links: Base64URL.encode(key)
+        case .knows, .links, .matchTokens: Base64URL.encode(key)
         }
     }
 
     static func payloadText(_ kind: SetKind, _ payload: ArraySlice<UInt8>) -> String {
         switch kind {
-        case .phones, .emails, .tags, .links: String(decoding: payload, as: UTF8.self)
+        case .phones, .emails, .tags, .links, .matchTokens: String(decoding: payload, as: UTF8.self)
         case .knows: String(payload.first ?? 0)
         }
     }

@@ -123,6 +123,10 @@ public enum SetKind: UInt8, CaseIterable, Sendable, CustomStringConvertible {
     case knows = 4
     /// key: the other contact's id (16 bytes); payload: empty. "Same person" links.
     case links = 5
+    /// key: a 16-byte blind match token (a chapter-keyed hash of a normalized phone or email,
+    /// Protocol/chapters.md §7); payload: empty. Lets members find likely duplicates without
+    /// revealing the phone or email itself.
+    case matchTokens = 6
 
     public var description: String {
         switch self {
@@ -131,6 +135,7 @@ public enum SetKind: UInt8, CaseIterable, Sendable, CustomStringConvertible {
         case .tags: "tags"
         case .knows: "knows"
         case .links: "links"
+        case .matchTokens: "match_tokens"
         }
     }
 
@@ -148,6 +153,9 @@ public enum SetKind: UInt8, CaseIterable, Sendable, CustomStringConvertible {
         case .links:
             guard key.count == 16 else { throw DecodeError("a link key is a 16-byte contact id, got \(key.count)") }
             guard payload.isEmpty else { throw DecodeError("a link has no payload") }
+        case .matchTokens:
+            guard key.count == 16 else { throw DecodeError("a match token is 16 bytes, got \(key.count)") }
+            guard payload.isEmpty else { throw DecodeError("a match token has no payload") }
         }
     }
 }
@@ -273,13 +281,13 @@ public enum Operation: Hashable, Sendable {
             let v = try r.text(max: f.maxLength)
             try f.validate(v)
             return .setField(f, v)
-        case 0x21...0x25:
+        case 0x21...0x26:
             let s = SetKind(rawValue: code & 0x0f)!
             let key = try r.lengthPrefixed(max: 1_024)
             let payload = try r.lengthPrefixed(max: 1_024)
             try s.validate(key: key, payload: payload)
             return .add(s, key: key, payload: payload)
-        case 0x31...0x35:
+        case 0x31...0x36:
             let s = SetKind(rawValue: code & 0x0f)!
             let key = try r.lengthPrefixed(max: 1_024)
             try s.validate(key: key, payload: s == .knows ? [1] : [])

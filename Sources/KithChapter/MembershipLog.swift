@@ -172,3 +172,30 @@ public enum EpochKeys {
         return key
     }
 }
+
+/// Blind match tokens: a chapter-keyed hash of a normalized phone number or email, so members'
+/// daemons can tell that two shared contacts are probably the same person without either
+/// revealing the phone or email (Protocol/chapters.md §7).
+public enum MatchTokens {
+    static let keyDomain = Array("kith/match-key/v1".utf8)
+
+    /// The chapter's match key, derived from its first epoch's key (every member device ever
+    /// admitted holds it, so tokens made in any epoch compare).
+    public static func key(firstEpochKey: SymmetricKey) -> SymmetricKey {
+        let k = firstEpochKey.secret.withBytes { BLAKE2b.hash(keyDomain, outputLength: 32, key: Array($0)) }
+        return try! SymmetricKey(bytes: k)
+    }
+
+    /// BLAKE2b-128 keyed by the match key over `kind ‖ 0x00 ‖ normalized value`.
+    public static func token(kind: String, normalized value: String, key: SymmetricKey) -> [UInt8] {
+        key.secret.withBytes { BLAKE2b.hash(Array(kind.utf8) + [0] + Array(value.utf8), outputLength: 16, key: Array($0)) }
+    }
+}
+
+extension MembershipLog {
+    /// The match key, when this device holds the first epoch's key.
+    public func matchKey(device: Ed25519.PublicKey, agreement: X25519.PrivateKey) -> SymmetricKey? {
+        guard let first = state.epochs.first, let k = EpochKeys.open(first, device: device, agreement: agreement) else { return nil }
+        return MatchTokens.key(firstEpochKey: k)
+    }
+}

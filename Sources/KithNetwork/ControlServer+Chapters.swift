@@ -39,8 +39,9 @@ extension ControlServer {
         case "chapter-leave":
             return ["ok": true, "left": try await node.leave(chapter: chapter)]
         case "chapter-map":
-            let (summary, contacts) = try await node.chapterContacts(chapter: chapter)
-            return ["ok": true, "chapter": Self.object(summary), "contacts": contacts.map(Self.mapEntry)]
+            let (summary, contacts, duplicates) = try await node.chapterContacts(chapter: chapter)
+            return ["ok": true, "chapter": Self.object(summary), "contacts": contacts.map(Self.mapEntry),
+                    "likelyDuplicates": duplicates.map { $0.map(\.description) }]
         case "share", "unshare":
             let ids = try await node.resolveContacts(references: request["contacts"] as? [String] ?? [], tag: request["tag"] as? String)
             if op == "unshare" { return ["ok": true, "retracted": try await node.unshare(contacts: ids, chapter: chapter)] }

@@ -303,6 +303,26 @@ extension SyncNode {
                 if !adds.isEmpty, adds.allSatisfy({ $0.device == identity.device }) { ops.append(.remove(kind, key, observed: adds)) }
             }
         }
+        // Blind match tokens for every phone and email, shared or not: duplicates across members
+        // can be found without revealing them.
+        if let key = ch.log?.matchKey(device: identity.device, agreement: identity.agreementKey) {
+            var want: Set<String> = []
+            for (kind, set) in [("phone", SetKind.phones), ("email", SetKind.emails)] {
+                for v in mine.values(set) {
+                    want.insert(Base64URL.encode(MatchTokens.token(kind: kind, normalized: v.key, key: key)))
+                }
+            }
+            let have = Set(theirs.values(.matchTokens).map(\.key))
+            for text in want.sorted() where !have.contains(text) {
+                ops.append(.add(.matchTokens, key: ArraySlice(Base64URL.decode(text)!), payload: []))
+            }
+            for text in have.sorted() where !want.contains(text) {
+                let adds = ch.store.replica.liveAdds(of: text, in: .matchTokens, contact: contact)
+                if !adds.isEmpty, adds.allSatisfy({ $0.device == identity.device }) {
+                    ops.append(.remove(.matchTokens, key: ArraySlice(Base64URL.decode(text)!), observed: adds))
+                }
+            }
+        }
         if !theirs.values(.knows).contains(where: { $0.key == identity.member.description }) || ch.store.replica.isDeleted(contact) {
             ops.append(.knows(member: identity.member, strength: 1))
         }
@@ -329,9 +349,18 @@ extension SyncNode {
         for (cid, edits) in work { _ = try commitToChapter(chapters[cid]!, [edits]) }
     }
 
-    /// The chapter's shared contacts (what `kith chapter map` shows).
-    public func chapterContacts(chapter: String?) throws(ChapterCommandError) -> (ChapterSummary, [ContactView]) {
+    /// The chapter's shared contacts (what `kith chapter map` shows) and the groups of them that
+    /// share a blind match token (same phone or email) and are not linked yet: likely duplicates.
+    public func chapterContacts(chapter: String?) throws(ChapterCommandError) -> (ChapterSummary, [ContactView], [[ContactID]]) {
         let ch = try findChapter(chapter)
-        return (summary(ch), ch.store.replica.contacts())
+        let contacts = ch.store.replica.contacts()
+        var byToken: [String: [ContactID]] = [:]
+        for c in contacts { for t in c.values(.matchTokens) { byToken[t.key, default: []].append(c.id) } }
+        var groups = Set<[ContactID]>()
+        for ids in byToken.values where ids.count > 1 {
+            let linked = Set(ids.map { ch.store.replica.representative(of: $0) })
+            if linked.count > 1 { groups.insert(ids.sorted()) }
+        }
+        return (summary(ch), contacts, groups.sorted { $0[0] < $1[0] })
     }
 }

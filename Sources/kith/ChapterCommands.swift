@@ -155,13 +155,17 @@ struct ChapterCommand: ParsableCommand {
         func run() throws {
             let r = try daemonRequest(data, chapter.add(to: ["op": "chapter-map"]))
             let contacts = r["contacts"] as? [[String: Any]] ?? []
-            if json { return printJSON(["chapter": r["chapter"] ?? [:], "contacts": contacts]) }
+            let duplicates = r["likelyDuplicates"] as? [[String]] ?? []
+            if json { return printJSON(["chapter": r["chapter"] ?? [:], "contacts": contacts, "likelyDuplicates": duplicates]) }
             print(ChapterCommand.describe(r["chapter"] as? [String: Any] ?? [:]))
             for c in contacts {
                 let f = c["fields"] as? [String: String] ?? [:]
                 let name = f["display_name"] ?? [f["given_name"], f["family_name"]].compactMap { $0 }.joined(separator: " ")
                 let known = (c["knownBy"] as? [String] ?? []).map { String($0.prefix(8)) }
                 print("  \(String((c["id"] as? String ?? "").prefix(8)))  \(name.isEmpty ? "(no name)" : name)  known by \(known.joined(separator: ", "))")
+            }
+            for group in duplicates {
+                print("likely the same person (same phone or email): \(group.map { String($0.prefix(8)) }.joined(separator: ", "))")
             }
         }
     }

@@ -1,6 +1,21 @@
 import Foundation
+import KithChapter
+import KithCRDT
 import KithNode
+import KithStore
 import Testing
+
+/// Opens a stopped node's chapter store with the node's own keys and returns every change
+/// with its decrypted blocks: what a member can read, and all a relay or thief could not.
+func decryptedChapterChanges(data: String, chapter: String) throws -> [(author: String, blocks: [[UInt8]?])] {
+    let (ring, _) = try NodeIdentity.unlock(DataDirectory(path: data), passphrase: nil)
+    let id = ChapterID(text: chapter)!
+    let store = try ContactStore(directory: data + "/chapters/" + chapter, scope: id.contentScope, deviceKey: ring.deviceSigningKey,
+                                 storageKey: ring.storageKey, mode: .encrypted)
+    let log = try MembershipLog(chapter: id, ops: try store.records(.membershipOp).map(\.bytes))
+    let keys = log.keys(device: ring.deviceSigningKey.publicKey, agreement: ring.deviceAgreementKey)
+    return store.replica.allChanges().map { ($0.author.description, $0.plaintextBlocks(keys: keys)) }
+}
 
 /// Runs `kith` and returns its parsed JSON output (the command must succeed).
 func kithJSON(_ args: [String]) throws -> Any {
@@ -76,6 +91,18 @@ struct ChapterDaemonTests {
         #expect(try Binaries.run("kith", ["contact", "edit", rosaID, "--given", "Rosalind", "--data-dir", a]).status == 0)
         _ = try waitFor("Carol sees the rename", seconds: 20) { try chapterNames(c).contains("Rosalind") ? true : nil }
 
+        // Bob shares his own contact for the same person, name only: the chapter map flags the
+        // likely duplicate through blind match tokens, and Bob's phone never enters the chapter.
+        #expect(try Binaries.run("kith", ["contact", "add", "--given", "R.", "--family", "Diaz", "--phone", "+1 (555) 0100", "--tag", "mine",
+                                          "--data-dir", b]).status == 0)
+        #expect(try Binaries.run("kith", ["share", "--tag", "mine", "--fields", "name", "--data-dir", b]).status == 0)
+        let duplicates = try waitFor("Carol sees a likely duplicate", seconds: 20) { () -> [[String]]? in
+            let map = try kithJSON(["chapter", "map", "--data-dir", c]) as! [String: Any]
+            let d = map["likelyDuplicates"] as? [[String]] ?? []
+            return d.isEmpty ? nil : d
+        }
+        #expect(duplicates.count == 1 && duplicates[0].count == 2)
+
         // Alice removes Bob: Bob is cut off and what is shared afterwards never reaches him.
         let bobMember = (try kithJSON(["whoami", "--data-dir", b]) as! [String: Any])["member"] as! String
         let removed = try Binaries.run("kith", ["chapter", "remove", String(bobMember.prefix(10)), "--data-dir", a])
@@ -88,7 +115,20 @@ struct ChapterDaemonTests {
         let bobMembers = try kithJSON(["chapter", "list", "--data-dir", b]) as! [[String: Any]]
         #expect(bobMembers.first?["role"] as? String == "removed")
 
+        let chapterID = ((try kithJSON(["chapter", "list", "--data-dir", c]) as! [[String: Any]]).first!["id"] as! String)
         for d in [da, db, dc, dm] { d.stop() }
+
+        // Decrypt every chapter change Alice holds: unshared fields never appear, and no change
+        // Bob authored carries his phone (he shared his contact's name only).
+        let bobDevice = (try kithJSON(["whoami", "--data-dir", b]) as! [String: Any])["deviceSigning"] as! String
+        let changes = try decryptedChapterChanges(data: a, chapter: chapterID)
+        #expect(changes.count >= 4)
+        let blocks = changes.flatMap(\.blocks)
+        #expect(blocks.allSatisfy { $0 != nil }, "Alice reads every block")
+        #expect(!blocks.contains { $0!.containsSubsequence(Array("food bank".utf8)) })
+        let bobs = changes.filter { $0.author == bobDevice }.flatMap(\.blocks)
+        #expect(!bobs.isEmpty && !bobs.contains { $0!.containsSubsequence(Array("0100".utf8)) })
+        #expect(bobs.contains { $0!.containsSubsequence(Array("Diaz".utf8)) })
     }
 }
 
@@ -186,5 +226,13 @@ struct MultiDeviceChapterTests {
         _ = try waitFor("private scope synced", seconds: 20) { try names(laptop) == ["Kim", "Lee"] ? true : nil }
         dl.stop()
         dp.stop()
+    }
+}
+
+extension Array where Element == UInt8 {
+    func containsSubsequence(_ needle: [UInt8]) -> Bool {
+        guard needle.count <= count else { return false }
+        for i in 0...(count - needle.count) where self[i..<(i + needle.count)].elementsEqual(needle) { return true }
+        return false
     }
 }
