@@ -12,6 +12,9 @@ extension ControlServer {
     func handleChapter(_ op: String, _ request: [String: Any]) async throws -> [String: Any] {
         let chapter = request["chapter"] as? String
         switch op {
+        case "device-revoke":
+            guard let device = request["device"] as? String else { throw ChapterCommandError("device-revoke needs a \"device\"") }
+            return ["ok": true, "revoked": try await node.revokeDevice(device)]
         case "chapter-create":
             guard let name = request["name"] as? String, !name.isEmpty else { throw ChapterCommandError("chapter-create needs a \"name\"") }
             return ["ok": true, "chapter": Self.object(try await node.createChapter(name: name))]

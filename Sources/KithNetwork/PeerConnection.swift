@@ -92,7 +92,7 @@ enum PeerConnection {
                 switch await iterator.next() {
                 case let .bytes(b)?: reader.append(b)
                 case let .push(cs)?: pendingPushes += cs
-                case .antiEntropy?, .membership?: break // the session starts with a full exchange anyway
+                case .antiEntropy?, .membership?, .revocations?: break // the session starts with a full exchange anyway
                 case let .close(reason)?: throw Closed(reason: reason)
                 case .closed?, nil: throw Closed(reason: "connection closed by peer")
                 }
@@ -188,6 +188,8 @@ enum PeerConnection {
                     logger.info("caught up with peer", metadata: ["peer": "\(peerName)", "scope": "\(scope)"])
                 case let .membership(chapter, ops):
                     await node.receiveMembership(chapter: chapter, ops: ops, from: id)
+                case let .revocations(list):
+                    await node.receiveRevocations(list, from: id)
                 case let .close(reason):
                     throw Closed(reason: reason)
                 }
@@ -196,6 +198,7 @@ enum PeerConnection {
 
         try await perform(session.start())
         for m in await node.membershipMessages(for: scopes) { try sendMessage(m) }
+        if peer.member == identity.member, let r = await node.revocationMessage() { try sendMessage(r) }
         if !pendingPushes.isEmpty { try await perform(session.localChanges(pendingPushes)) }
         while true {
             if let m = reader.next() {
@@ -209,6 +212,8 @@ enum PeerConnection {
             switch await iterator.next() {
             case let .bytes(b)?: reader.append(b)
             case let .push(cs)?: try await perform(session.localChanges(cs))
+            case let .revocations(list)?:
+                if peer.member == identity.member { try sendMessage(.revocations(list)) }
             case let .membership(chapter, ops)?:
                 if let cid = try? ChapterID(bytes: chapter), session.sharedScopes.contains(cid.contentScope) {
                     try sendMessage(.membership(chapter: chapter, ops: ops))

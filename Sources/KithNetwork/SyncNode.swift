@@ -15,13 +15,17 @@ public actor SyncNode {
         public let certificate: DeviceCertificate
         public let agreementKey: X25519.PrivateKey
         public let deviceKey: Ed25519.PrivateKey
+        /// The member key, on the member's primary device only (needed to revoke devices).
+        public let memberKey: Ed25519.PrivateKey?
         public var member: Ed25519.PublicKey { certificate.memberKey }
         public var device: Ed25519.PublicKey { certificate.deviceSigningKey }
 
-        public init(certificate: DeviceCertificate, agreementKey: X25519.PrivateKey, deviceKey: Ed25519.PrivateKey) {
+        public init(certificate: DeviceCertificate, agreementKey: X25519.PrivateKey, deviceKey: Ed25519.PrivateKey,
+                    memberKey: Ed25519.PrivateKey? = nil) {
             self.certificate = certificate
             self.agreementKey = agreementKey
             self.deviceKey = deviceKey
+            self.memberKey = memberKey
         }
     }
 
@@ -53,8 +57,11 @@ public actor SyncNode {
     let storageKey: SymmetricKey
     let store: ContactStore
     var chapters: [ChapterID: Chapter] = [:]
-    private let logger: Logger
-    private var peers: [Int: Peer] = [:]
+    /// Devices of this member revoked by a signed statement (refused everywhere).
+    var revokedDevices: Set<Ed25519.PublicKey> = []
+    var revocations: [DeviceRevocation] = []
+    let logger: Logger
+    var peers: [Int: Peer] = [:]
     private var nextPeerID = 0
     let clock: @Sendable () -> UInt64
     /// Addresses ("host:port") the node learned it should keep a connection to (invite hints).
@@ -92,6 +99,12 @@ public actor SyncNode {
         }
         for ch in opened.values { for h in Self.hints(ch) { dialContinuation.yield(h) } }
         chapters = opened
+        for r in try store.records(.deviceRevocation) {
+            if let rev = try? DeviceRevocation(encoded: r.bytes), rev.member == identity.member {
+                revocations.append(rev)
+                revokedDevices.insert(rev.device)
+            }
+        }
     }
 
     static func openChapter(_ id: ChapterID, path: String, relay: Bool, identity: Identity, storageKey: SymmetricKey,
@@ -120,6 +133,7 @@ public actor SyncNode {
     /// this member's own devices, e.g. a home server relaying it).
     func scopes(for peer: PeerIdentity) -> Set<ScopeID> {
         var out: Set<ScopeID> = []
+        if revokedDevices.contains(peer.device) { return out }
         let own = peer.member == identity.member
         if own { out.insert(privateScope) }
         for ch in chapters.values {
@@ -326,6 +340,7 @@ enum ConnectionEvent: Sendable {
     case bytes([UInt8])
     case push([Change])
     case membership(chapter: [UInt8], ops: [[UInt8]])
+    case revocations([[UInt8]])
     case antiEntropy
     case close(reason: String)
     case closed

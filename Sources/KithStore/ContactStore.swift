@@ -119,6 +119,7 @@ public final class ContactStore {
         case membershipOp = 1
         case share = 2
         case peerHint = 3
+        case deviceRevocation = 4
     }
 
     private func recordAD(_ kind: RecordKind, _ id: [UInt8]) -> [UInt8] {

@@ -17,6 +17,8 @@ public enum SyncMessage: Equatable, Sendable {
     case join(chapter: [UInt8], proof: [UInt8])
     /// The join was refused, with a reason for the joiner.
     case joinRefused(reason: String)
+    /// Signed device revocations of the member (only between one member's devices).
+    case revocations([[UInt8]])
     /// A message type this build does not know (ignored, for forward compatibility).
     case unknown(type: UInt8)
 
@@ -59,6 +61,10 @@ public enum SyncMessage: Equatable, Sendable {
         case let .joinRefused(reason):
             w.u8(0x07)
             w.text(String(reason.prefix(500)))
+        case let .revocations(list):
+            w.u8(0x08)
+            w.uvarint(list.count)
+            for r in list { w.lengthPrefixed(r) }
         case let .unknown(t):
             w.u8(t)
         }
@@ -107,6 +113,11 @@ public enum SyncMessage: Equatable, Sendable {
             self = .join(chapter: Array(try r.raw(16)), proof: Array(try r.raw(64)))
         case 0x07:
             self = .joinRefused(reason: try r.text(max: 2_000))
+        case 0x08:
+            let n = try r.count(max: 10_000, "revocation count")
+            var list: [[UInt8]] = []
+            for _ in 0..<n { list.append(Array(try r.lengthPrefixed(max: 1_024))) }
+            self = .revocations(list)
         default:
             self = .unknown(type: type)
             return

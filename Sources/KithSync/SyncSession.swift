@@ -12,6 +12,8 @@ public struct SyncSession: Sendable {
         case caughtUp(scope: ScopeID)
         /// Membership ops of a chapter: give them to the node (which checks the peer may send them).
         case membership(chapter: [UInt8], ops: [[UInt8]])
+        /// Device revocations: give them to the node (which checks they are the member's own).
+        case revocations([[UInt8]])
         /// End the connection, logging the reason.
         case close(reason: String)
     }
@@ -72,6 +74,9 @@ public struct SyncSession: Sendable {
         case let .membership(chapter, ops):
             guard helloReceived else { return close("membership before hello") }
             return [.membership(chapter: chapter, ops: ops)]
+        case let .revocations(list):
+            guard helloReceived else { return close("revocations before hello") }
+            return [.revocations(list)]
         case .join, .joinRefused:
             return close("join messages belong to a join connection, not a sync session")
         case .unknown:

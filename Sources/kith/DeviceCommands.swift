@@ -7,7 +7,7 @@ struct DeviceCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "device",
         abstract: "Manage this member's devices.",
-        subcommands: [Add.self]
+        subcommands: [Add.self, Revoke.self]
     )
 
     struct Add: ParsableCommand {
@@ -42,6 +42,27 @@ struct DeviceCommand: ParsableCommand {
             }
             print("Added a device of member \(identity.memberKey) in \(dir.path)")
             printIdentity(identity)
+        }
+    }
+
+    struct Revoke: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Revoke a lost or stolen device of yours (run on the device that holds the member key, with kithd running).",
+            discussion: """
+                Signs a revocation with the member key. Your other devices refuse the revoked
+                device from then on; in every chapter it is revoked and a new chapter key is sealed
+                to the remaining devices, so it can read nothing written afterwards.
+
+                Example:
+                  kith device revoke mGpxgeDA        # a device key or a prefix of 4+ characters
+                """
+        )
+        @OptionGroup var data: DataDirOption
+        @Argument(help: "The device's signing key (kith whoami on that device), or a unique prefix.") var device: String
+
+        func run() throws {
+            let r = try daemonRequest(data, ["op": "device-revoke", "device": device])
+            print("revoked device \(r["revoked"] ?? device); your other devices and your chapters refuse it from now on")
         }
     }
 }

@@ -152,7 +152,8 @@ struct KithDaemon: AsyncParsableCommand {
             let (ring, identity) = try NodeIdentity.unlock(dir, passphrase: pass)
             node = try SyncNode(
                 directory: dir.path,
-                identity: .init(certificate: identity.certificate, agreementKey: ring.deviceAgreementKey, deviceKey: ring.deviceSigningKey),
+                identity: .init(certificate: identity.certificate, agreementKey: ring.deviceAgreementKey, deviceKey: ring.deviceSigningKey,
+                                memberKey: ring.memberKey),
                 storageKey: ring.storageKey, relayChapters: settings.relayChapters, logger: log
             )
         } catch {

@@ -261,3 +261,22 @@ struct SplitMix: RandomNumberGenerator {
         return z ^ (z >> 31)
     }
 }
+
+@Suite("Device revocations")
+struct DeviceRevocationTests {
+    @Test func onlyTheMemberKeySignsOneAndTamperingIsCaught() throws {
+        let r = DeviceRevocation.make(member: alice.member, device: alice.secondDevice().device.publicKey, atMilliseconds: t0)
+        let parsed = try DeviceRevocation(encoded: r.encoded)
+        #expect(parsed.member == alice.key && parsed.device == alice.secondDevice().device.publicKey)
+        for i in [0, 5, 40, 70, 100, DeviceRevocation.encodedLength - 1] {
+            var b = r.encoded
+            b[i] ^= 1
+            #expect(throws: MembershipError.self) { _ = try DeviceRevocation(encoded: b) }
+        }
+        // A device key signing in place of the member key does not verify as the member.
+        var forged = r.encoded
+        let sig = alice.device.signature(for: DeviceRevocation.domain + Array(forged[0..<73]))
+        forged.replaceSubrange(73..., with: sig)
+        #expect(throws: MembershipError.self) { _ = try DeviceRevocation(encoded: forged) }
+    }
+}

@@ -227,6 +227,43 @@ struct MultiDeviceChapterTests {
         dl.stop()
         dp.stop()
     }
+
+    @Test func aRevokedDeviceIsRefusedEverywhereAndReadsNothingNew() throws {
+        let tmp = try TempDir()
+        let laptop = tmp.path("laptop"), phone = tmp.path("phone"), tablet = tmp.path("tablet")
+        #expect(try Binaries.run("kith", ["init", "--data-dir", laptop]).status == 0)
+        for d in [phone, tablet] { #expect(try Binaries.run("kith", ["device", "add", "--from", laptop, "--data-dir", d]).status == 0) }
+        let dl = try Daemon(data: laptop, logName: "1")
+        let pl = try dl.port
+        #expect(try Binaries.run("kith", ["chapter", "create", "Ward 3", "--data-dir", laptop]).status == 0)
+        let dt = try Daemon(data: tablet, peers: [pl], logName: "1")
+        let pt = try dt.port
+        let dp = try Daemon(data: phone, peers: [pl, pt], logName: "1")
+        _ = try dp.port
+        _ = try waitFor("the phone takes up the chapter", seconds: 20) { dp.logText.contains("took up a chapter") ? true : nil }
+        _ = try waitFor("the tablet takes up the chapter", seconds: 20) { dt.logText.contains("took up a chapter") ? true : nil }
+        let phoneDevice = (try kithJSON(["whoami", "--data-dir", phone]) as! [String: Any])["deviceSigning"] as! String
+
+        // Only the primary device (member key) may revoke; the tablet cannot.
+        let fromTablet = try Binaries.run("kith", ["device", "revoke", phoneDevice, "--data-dir", tablet])
+        #expect(fromTablet.status != 0 && fromTablet.stderr.contains("member key"))
+        let revoke = try Binaries.run("kith", ["device", "revoke", String(phoneDevice.prefix(8)), "--data-dir", laptop])
+        #expect(revoke.status == 0, "\(revoke.stderr)")
+
+        // The laptop and, once told, the tablet refuse the phone at the handshake.
+        _ = try waitFor("laptop refuses the phone", seconds: 40) { dl.logText.contains("device \(phoneDevice)) is not allowed") ? true : nil }
+        _ = try waitFor("tablet refuses the phone", seconds: 40) { dt.logText.contains("device \(phoneDevice)) is not allowed") ? true : nil }
+        // New private and chapter content reaches the tablet, never the phone.
+        #expect(try Binaries.run("kith", ["contact", "add", "--given", "Quinn", "--tag", "q", "--data-dir", laptop]).status == 0)
+        #expect(try Binaries.run("kith", ["share", "--tag", "q", "--data-dir", laptop]).status == 0)
+        _ = try waitFor("tablet sees Quinn", seconds: 20) { try names(tablet).contains("Quinn") && chapterNames(tablet).contains("Quinn") ? true : nil }
+        usleep(500_000)
+        #expect(try !names(phone).contains("Quinn"))
+        #expect(try !chapterNames(phone).contains("Quinn"))
+        let members = try kithJSON(["chapter", "members", "--data-dir", laptop]) as! [String: Any]
+        #expect((members["members"] as? [[String: Any]])?.first?["devices"] as? Int == 2)
+        for d in [dl, dt, dp] { d.stop() }
+    }
 }
 
 extension Array where Element == UInt8 {

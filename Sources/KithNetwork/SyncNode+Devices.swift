@@ -1,0 +1,84 @@
+import KithChapter
+import KithCRDT
+import KithCrypto
+import KithStore
+import KithSync
+
+extension SyncNode {
+    /// All revocations of this member, for another device of the member right after the hello.
+    func revocationMessage() -> SyncMessage? {
+        revocations.isEmpty ? nil : .revocations(revocations.map(\.encoded))
+    }
+
+    /// Revocations another device of this member sent: verified against the member key, kept,
+    /// and acted on.
+    func receiveRevocations(_ list: [[UInt8]], from peer: Int) {
+        guard let p = peers[peer], p.identity.member == identity.member else { return }
+        var fresh: [DeviceRevocation] = []
+        for bytes in list {
+            guard let r = try? DeviceRevocation(encoded: bytes), r.member == identity.member, !revokedDevices.contains(r.device) else { continue }
+            fresh.append(r)
+        }
+        guard !fresh.isEmpty else { return }
+        do { try apply(fresh, except: peer) } catch {
+            logger.error("could not apply device revocations", metadata: ["reason": "\(error)"])
+        }
+    }
+
+    /// `kith device revoke`: signs a revocation with the member key (primary device only).
+    public func revokeDevice(_ reference: String) throws(ChapterCommandError) -> String {
+        guard let memberKey = identity.memberKey else {
+            throw ChapterCommandError("only the device holding the member key (the one `kith init` ran on) can revoke devices")
+        }
+        var known = Set(peers.values.filter { $0.identity.member == identity.member }.map(\.identity.device))
+        for ch in chapters.values {
+            known.formUnion(ch.log?.state.members[identity.member]?.devices.keys.map { $0 } ?? [])
+        }
+        let target: Ed25519.PublicKey
+        if let k = try? Ed25519.PublicKey(bytes: Base64URL.decode(reference) ?? []) {
+            target = k
+        } else {
+            let matches = known.filter { reference.count >= 4 && $0.description.hasPrefix(reference) }
+            guard matches.count == 1 else {
+                throw ChapterCommandError(matches.isEmpty ? "no known device '\(reference)'; give the full device key (kith whoami on that device)" : "'\(reference)' matches several devices")
+            }
+            target = matches.first!
+        }
+        guard target != identity.device else { throw ChapterCommandError("this is the device you are using; revoke it from another one… or keep it") }
+        guard !revokedDevices.contains(target) else { throw ChapterCommandError("device \(target) is already revoked") }
+        let r = DeviceRevocation.make(member: memberKey, device: target, atMilliseconds: clock())
+        do { try apply([r], except: nil) } catch { throw ChapterCommandError("\(error)") }
+        return target.description
+    }
+
+    /// Records revocations, tells the member's other devices, revokes the devices in every
+    /// chapter (with a new epoch) and drops their connections.
+    private func apply(_ list: [DeviceRevocation], except peer: Int?) throws {
+        try store.putRecords(.deviceRevocation, list.map { ($0.device.bytes, $0.encoded) })
+        for r in list {
+            revocations.append(r)
+            revokedDevices.insert(r.device)
+            logger.notice("device revoked", metadata: ["device": "\(r.device)"])
+        }
+        for (pid, p) in peers where pid != peer && p.identity.member == identity.member && !revokedDevices.contains(p.identity.device) {
+            p.events.yield(.revocations(list.map(\.encoded)))
+        }
+        for ch in chapters.values where !ch.relayOnly {
+            guard var log = ch.log, log.state.isMember(identity.member) else { continue }
+            var made: [MembershipOp] = []
+            for r in list where log.state.member(ofDevice: r.device) == identity.member {
+                made.append(try log.append(.revokeDevice(r.device), certificate: identity.certificate, device: identity.deviceKey, now: clock()))
+            }
+            guard !made.isEmpty else { continue }
+            if log.state.needsNewEpoch {
+                made.append(try log.startEpoch(certificate: identity.certificate, device: identity.deviceKey, now: clock()))
+            }
+            ch.log = log
+            try logChanged(ch, new: made)
+        }
+        for (pid, p) in peers where revokedDevices.contains(p.identity.device) {
+            p.events.yield(.close(reason: "device revoked"))
+            peers[pid] = nil
+        }
+    }
+}
