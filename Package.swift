@@ -67,7 +67,7 @@ let package = Package(
         .executableTarget(
             name: "kith",
             dependencies: [
-                "KithNode", "KithCrypto", "KithCRDT", "KithStore", "KithInterchange",
+                "KithNode", "KithCrypto", "KithCRDT", "KithStore", "KithInterchange", "KithNetwork", "KithChapter",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             swiftSettings: strict

@@ -12,6 +12,11 @@ extension ControlServer {
     func handleChapter(_ op: String, _ request: [String: Any]) async throws -> [String: Any] {
         let chapter = request["chapter"] as? String
         switch op {
+        case "device-pair":
+            let expires = (request["expires"] as? Int) ?? 600
+            guard expires > 0, expires <= 86_400 else { throw ChapterCommandError("a pairing code expires within 1 second to 1 day") }
+            let hint = (request["hint"] as? String).flatMap { $0.isEmpty ? nil : $0 } ?? inviteHint
+            return ["ok": true, "code": try await node.openPairing(expiresIn: UInt64(expires), hint: hint), "hint": hint]
         case "device-revoke":
             guard let device = request["device"] as? String else { throw ChapterCommandError("device-revoke needs a \"device\"") }
             return ["ok": true, "revoked": try await node.revokeDevice(device)]

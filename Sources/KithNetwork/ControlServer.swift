@@ -128,7 +128,7 @@ public struct ControlServer: Sendable {
         case "sync-now":
             await node.antiEntropy()
             return [Self.jsonLine(["ok": true])]
-        case _ where op.hasPrefix("chapter-") || op == "share" || op == "unshare" || op == "device-revoke":
+        case _ where op.hasPrefix("chapter-") || op == "share" || op == "unshare" || op.hasPrefix("device-"):
             do {
                 return [Self.jsonLine(try await handleChapter(op, request))]
             } catch let e as ChapterCommandError {

@@ -156,7 +156,18 @@ enum PeerConnection {
                 eventsIn.yield(.close(reason: "no join request within 15 seconds"))
             }
             defer { deadline.cancel() }
-            guard case let .join(chapter, proof) = try await receiveMessage() else {
+            let request = try await receiveMessage()
+            if case let .pair(proof) = request {
+                do {
+                    let cert = try await node.completePairing(proof: proof, handshakeHash: handshakeHash, temporary: peer.certificate)
+                    try sendMessage(.paired(certificate: cert.encoded))
+                } catch let e as ChapterCommandError {
+                    try sendMessage(.joinRefused(reason: e.message))
+                    throw PeerIdentity.Refusal(reason: "pairing refused: \(e.message)")
+                }
+                throw Closed(reason: "pairing handled; the new device connects with its certificate")
+            }
+            guard case let .join(chapter, proof) = request else {
                 throw PeerIdentity.Refusal(reason: "member \(peer.member) is not allowed to sync, and sent no join request")
             }
             do {

@@ -82,3 +82,34 @@ extension SyncNode {
         }
     }
 }
+
+extension SyncNode {
+    /// `kith device pair`: opens a one-time pairing (primary device only).
+    public func openPairing(expiresIn seconds: UInt64, hint: String) throws(ChapterCommandError) -> String {
+        guard identity.memberKey != nil else {
+            throw ChapterCommandError("only the device holding the member key (the one `kith init` ran on) can pair new devices")
+        }
+        let token = SecureRandom.bytes(16)
+        let expires = clock() / 1000 + seconds
+        pairings.append((token, expires * 1000, false))
+        return PairingCode(member: identity.member, token: token, expiresAt: expires, hint: hint).text
+    }
+
+    /// Completes a pairing a new device proved on this connection: certifies its keys.
+    func completePairing(proof: [UInt8], handshakeHash: [UInt8], temporary: DeviceCertificate) throws(ChapterCommandError) -> DeviceCertificate {
+        guard let memberKey = identity.memberKey else { throw ChapterCommandError("this device cannot certify devices") }
+        let now = clock()
+        pairings.removeAll { $0.expiresAt <= now }
+        guard let i = pairings.firstIndex(where: {
+            ConstantTime.equals(PairingCode.proof(token: $0.token, handshakeHash: handshakeHash, certificate: temporary), proof)
+        }) else {
+            throw ChapterCommandError("the pairing proof matches no open pairing code (expired or mistyped)")
+        }
+        guard !pairings[i].used else { throw ChapterCommandError("this pairing code has already been used; make a new one with kith device pair") }
+        pairings[i].used = true
+        guard !revokedDevices.contains(temporary.deviceSigningKey) else { throw ChapterCommandError("that device was revoked") }
+        logger.notice("paired a new device", metadata: ["device": "\(temporary.deviceSigningKey)"])
+        return DeviceCertificate.issue(member: memberKey, deviceSigningKey: temporary.deviceSigningKey,
+                                       deviceAgreementKey: temporary.deviceAgreementKey, createdAt: now / 1000)
+    }
+}

@@ -60,6 +60,8 @@ public actor SyncNode {
     /// Devices of this member revoked by a signed statement (refused everywhere).
     var revokedDevices: Set<Ed25519.PublicKey> = []
     var revocations: [DeviceRevocation] = []
+    /// Pairing codes until they expire: token, expiry (ms), used (kept so a reuse gets a clear refusal).
+    var pairings: [(token: [UInt8], expiresAt: UInt64, used: Bool)] = []
     let logger: Logger
     var peers: [Int: Peer] = [:]
     private var nextPeerID = 0
@@ -153,6 +155,7 @@ public actor SyncNode {
     /// may then complete the handshake to present a join proof (and nothing else).
     var acceptsJoins: Bool {
         let nowMs = clock()
+        if pairings.contains(where: { $0.expiresAt > nowMs }) { return true }
         return chapters.values.contains { ch in
             guard let s = ch.log?.state, !ch.relayOnly, s.isAdmin(identity.member) else { return false }
             // Used-up invites count until they expire, so a second use gets a clear refusal.

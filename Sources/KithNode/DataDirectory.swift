@@ -76,10 +76,25 @@ public enum NodeIdentity {
         if dir.isInitialized {
             throw NodeError(.alreadyInitialized, "\(dir.path) already holds a Kith identity; refusing to replace it")
         }
-        try SecureFiles.preparePrivateDirectory(dir.path)
         let ring = KeyRing.generate(includingMemberKey: false)
         let cert = DeviceCertificate.issue(member: member, deviceSigningKey: ring.deviceSigningKey.publicKey,
                                            deviceAgreementKey: ring.deviceAgreementKey.publicKey, createdAt: now)
+        return try install(in: dir, ring: ring, certificate: cert, passphrase: passphrase, limits: limits)
+    }
+
+    /// Writes a device's key ring and certificate (made elsewhere, e.g. by pairing) into `dir`.
+    @discardableResult
+    public static func install(
+        in dir: DataDirectory, ring: KeyRing, certificate cert: DeviceCertificate, passphrase: SecureBytes?,
+        limits: Argon2id.Limits = .moderate
+    ) throws -> (KeyRing, PublicIdentity) {
+        if dir.isInitialized {
+            throw NodeError(.alreadyInitialized, "\(dir.path) already holds a Kith identity; refusing to replace it")
+        }
+        guard cert.deviceSigningKey == ring.deviceSigningKey.publicKey, cert.deviceAgreementKey == ring.deviceAgreementKey.publicKey else {
+            throw NodeError(.corrupt, "the certificate is for other device keys than the key ring's")
+        }
+        try SecureFiles.preparePrivateDirectory(dir.path)
         var encoded = try ring.encoded(passphrase: passphrase, limits: limits)
         defer { ConstantTime.wipe(&encoded) }
         try SecureFiles.writeSecret(encoded, to: dir.keyRingPath)

@@ -19,6 +19,10 @@ public enum SyncMessage: Equatable, Sendable {
     case joinRefused(reason: String)
     /// Signed device revocations of the member (only between one member's devices).
     case revocations([[UInt8]])
+    /// A new device's proof of holding a pairing code (identity.md §5).
+    case pair(proof: [UInt8])
+    /// The member's answer to a pairing: the new device's certificate (177 bytes).
+    case paired(certificate: [UInt8])
     /// A message type this build does not know (ignored, for forward compatibility).
     case unknown(type: UInt8)
 
@@ -65,6 +69,12 @@ public enum SyncMessage: Equatable, Sendable {
             w.u8(0x08)
             w.uvarint(list.count)
             for r in list { w.lengthPrefixed(r) }
+        case let .pair(proof):
+            w.u8(0x09)
+            w.raw(proof)
+        case let .paired(cert):
+            w.u8(0x0A)
+            w.raw(cert)
         case let .unknown(t):
             w.u8(t)
         }
@@ -118,6 +128,10 @@ public enum SyncMessage: Equatable, Sendable {
             var list: [[UInt8]] = []
             for _ in 0..<n { list.append(Array(try r.lengthPrefixed(max: 1_024))) }
             self = .revocations(list)
+        case 0x09:
+            self = .pair(proof: Array(try r.raw(32)))
+        case 0x0A:
+            self = .paired(certificate: Array(try r.raw(177)))
         default:
             self = .unknown(type: type)
             return

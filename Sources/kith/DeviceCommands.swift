@@ -1,47 +1,94 @@
 import ArgumentParser
 import Foundation
+import KithChapter
 import KithCrypto
+import KithNetwork
 import KithNode
 
 struct DeviceCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "device",
         abstract: "Manage this member's devices.",
-        subcommands: [Add.self, Revoke.self]
+        subcommands: [Add.self, Pair.self, Revoke.self]
     )
 
-    struct Add: ParsableCommand {
+    struct Add: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
             abstract: "Make this data directory a new device of an existing member.",
             discussion: """
-                Reads the member key from the first device's data directory (it must be
-                readable here: same machine, or a mounted copy), creates fresh device keys in
-                --data-dir and certifies them. The new device does not store the member key.
-                Both devices then sync the member's private contacts (kithd --peer).
-                Pairing over the network with a one-time code arrives with chapters.
+                Over the network (usual): on the device that holds the member key, with its kithd
+                running, `kith device pair` prints a one-time code; here, `kith device add --pair
+                CODE` creates fresh device keys, connects to that daemon, checks it is the member's,
+                and receives a certificate for them. The member key never leaves its device.
 
-                Example:
+                Locally: --from DIR reads the member key from the first device's data directory
+                (same machine, or a mounted copy) and certifies the new keys directly.
+
+                Examples:
+                  kith device add --pair kith-pair:AQ… --data-dir /srv/kith
                   kith device add --from ~/.local/share/kith --data-dir /srv/kith
+                Then run kithd on both (the new one with --peer pointing at the first).
                 """
         )
         @OptionGroup var data: DataDirOption
-        @Option(help: "The data directory of a device that holds the member key.") var from: String
+        @Option(help: "A pairing code from `kith device pair` on the member's first device.") var pair: String?
+        @Option(help: "The data directory of a device that holds the member key.") var from: String?
         @Option(name: .customLong("from-passphrase-file"), help: "Passphrase of that device's key ring.") var fromPassphraseFile: String?
         @Option(name: .customLong("passphrase-file"), help: "Protect the new key ring with this passphrase.") var passphraseFile: String?
 
-        func run() throws {
+        func validate() throws {
+            guard (pair == nil) != (from == nil) else { throw ValidationError("give exactly one of --pair CODE or --from DIR") }
+        }
+
+        func run() async throws {
             let dir = data.directory
-            let identity = try failing {
-                let fromPass = try fromPassphraseFile.map { try NodeIdentity.readPassphrase(file: $0) }
-                let (ring, _) = try NodeIdentity.unlock(DataDirectory(path: from), passphrase: fromPass)
-                guard let member = ring.memberKey else {
-                    throw CLIFailure(message: "\(from) does not hold the member key (it is itself a secondary device)")
+            if dir.isInitialized { fail("\(dir.path) already holds a Kith identity; choose another --data-dir") }
+            let pass = try failing { try passphraseFile.map { try NodeIdentity.readPassphrase(file: $0) } }
+            let identity: PublicIdentity
+            if let pair {
+                let code: PairingCode
+                do { code = try PairingCode(text: pair, now: UInt64(Date().timeIntervalSince1970)) } catch { fail(error.detail) }
+                let ring = KeyRing.generate(includingMemberKey: false)
+                let cert: DeviceCertificate
+                do {
+                    cert = try await PairingClient.pair(code, signing: ring.deviceSigningKey, agreement: ring.deviceAgreementKey)
+                } catch {
+                    fail("pairing failed: \(error)")
                 }
-                let pass = try passphraseFile.map { try NodeIdentity.readPassphrase(file: $0) }
-                return try NodeIdentity.addDevice(in: dir, member: member, passphrase: pass).1
+                identity = try failing { try NodeIdentity.install(in: dir, ring: ring, certificate: cert, passphrase: pass).1 }
+            } else {
+                identity = try failing {
+                    let fromPass = try fromPassphraseFile.map { try NodeIdentity.readPassphrase(file: $0) }
+                    let (ring, _) = try NodeIdentity.unlock(DataDirectory(path: from!), passphrase: fromPass)
+                    guard let member = ring.memberKey else {
+                        throw CLIFailure(message: "\(from!) does not hold the member key (it is itself a secondary device)")
+                    }
+                    return try NodeIdentity.addDevice(in: dir, member: member, passphrase: pass).1
+                }
             }
             print("Added a device of member \(identity.memberKey) in \(dir.path)")
             printIdentity(identity)
+        }
+    }
+
+    struct Pair: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Print a one-time code that makes another machine a device of yours (needs kithd running here).",
+            discussion: """
+                Run on the device holding the member key. On the new machine:
+                  kith device add --pair <code> --data-dir DIR
+                """
+        )
+        @OptionGroup var data: DataDirOption
+        @Option(help: "How long the code stays valid (e.g. 10m, 1h).") var expires = "10m"
+        @Option(help: "host:port the new device reaches this daemon at (default: kithd's advertised address).") var hint: String?
+
+        func run() throws {
+            var req: [String: Any] = ["op": "device-pair", "expires": try parseDuration(expires)]
+            if let hint { req["hint"] = hint }
+            let r = try daemonRequest(data, req)
+            print(r["code"] as? String ?? "")
+            FileHandle.standardError.write(Data("valid for \(expires), one use; the new device connects to \(r["hint"] ?? "?")\n".utf8))
         }
     }
 

@@ -6,7 +6,7 @@ import KithNode
 import KithStore
 
 @main
-struct Kith: ParsableCommand {
+struct Kith: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "kith",
         abstract: "Kith: your contact map, shared with your chapter on your terms.",

@@ -228,6 +228,40 @@ struct MultiDeviceChapterTests {
         dp.stop()
     }
 
+    @Test func pairingOverTheNetworkWithAOneTimeCode() throws {
+        let tmp = try TempDir()
+        let laptop = tmp.path("laptop"), phone = tmp.path("phone"), other = tmp.path("other"), thief = tmp.path("thief")
+        #expect(try Binaries.run("kith", ["init", "--data-dir", laptop]).status == 0)
+        #expect(try Binaries.run("kith", ["contact", "add", "--given", "Uma", "--data-dir", laptop]).status == 0)
+        let dl = try Daemon(data: laptop, logName: "1")
+        let pl = try dl.port
+        let pair = try Binaries.run("kith", ["device", "pair", "--expires", "5m", "--data-dir", laptop])
+        #expect(pair.status == 0, "\(pair.stderr)")
+        let code = pair.stdout.trimmingCharacters(in: .whitespacesAndNewlines)
+        #expect(code.hasPrefix("kith-pair:"))
+
+        // A code whose member key was swapped is caught before anything is sent: the daemon
+        // reached is not that member's.
+        var bytes = Base64URLTest.decode(String(code.dropFirst(10)))!.map { $0 }
+        bytes[5] ^= 1
+        let swapped = try Binaries.run("kith", ["device", "add", "--pair", "kith-pair:" + Base64URLTest.encode(bytes), "--data-dir", other])
+        #expect(swapped.status != 0, "\(swapped.stdout)")
+
+        let add = try Binaries.run("kith", ["device", "add", "--pair", code, "--data-dir", phone])
+        #expect(add.status == 0, "\(add.stderr)")
+        let member = { (d: String) in (try kithJSON(["whoami", "--data-dir", d]) as! [String: Any])["member"] as! String }
+        #expect(try member(phone) == member(laptop))
+        // One use only.
+        let again = try Binaries.run("kith", ["device", "add", "--pair", code, "--data-dir", thief])
+        #expect(again.status != 0 && again.stderr.contains("already been used"), "\(again.stderr)")
+
+        let dp = try Daemon(data: phone, peers: [pl], logName: "1")
+        _ = try dp.port
+        _ = try waitFor("the paired phone syncs", seconds: 20) { try names(phone).contains("Uma") ? true : nil }
+        dl.stop()
+        dp.stop()
+    }
+
     @Test func aRevokedDeviceIsRefusedEverywhereAndReadsNothingNew() throws {
         let tmp = try TempDir()
         let laptop = tmp.path("laptop"), phone = tmp.path("phone"), tablet = tmp.path("tablet")
