@@ -26,6 +26,7 @@ public struct ChapterState: Sendable, Equatable {
         public let expiresAt: UInt64
         public let uses: Int
         public let author: Ed25519.PublicKey
+        public let approval: Bool
         public var used: Int
     }
 
@@ -131,8 +132,8 @@ public struct ChapterState: Sendable, Equatable {
             for e in envelopes where current.contains(e.device) && epochs[i].envelopes[e.device] == nil {
                 epochs[i].envelopes[e.device] = e.sealed
             }
-        case let .invite(key, expiresAt, uses):
-            invites[op.id] = Invite(id: op.id, key: key, expiresAt: expiresAt, uses: uses, author: author, used: 0)
+        case let .invite(key, expiresAt, uses, approval):
+            invites[op.id] = Invite(id: op.id, key: key, expiresAt: expiresAt, uses: uses, author: author, approval: approval, used: 0)
         }
         return nil
     }

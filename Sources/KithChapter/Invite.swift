@@ -86,24 +86,20 @@ public struct ChapterInvite: Sendable, Equatable {
 extension MembershipLog {
     /// Opens a new invite (admin only). Returns the invite op and the invite to hand out.
     public mutating func openInvite(
-        expiresAt: UInt64, uses: Int, hint: String, certificate: DeviceCertificate, device: Ed25519.PrivateKey, now: UInt64
+        expiresAt: UInt64, uses: Int, approval: Bool = false, hint: String, certificate: DeviceCertificate, device: Ed25519.PrivateKey, now: UInt64
     ) throws(MembershipError) -> (MembershipOp, ChapterInvite) {
         guard uses >= 1, uses <= 10_000 else { throw MembershipError(.badInvite, "an invite allows 1 to 10000 uses") }
         guard expiresAt > now else { throw MembershipError(.badInvite, "an invite must expire in the future") }
         let seed = SecureRandom.bytes(32)
         let key = try! Ed25519.PrivateKey(seed: seed)
-        let op = try append(.invite(key: key.publicKey, expiresAt: expiresAt * 1000, uses: uses),
+        let op = try append(.invite(key: key.publicKey, expiresAt: expiresAt * 1000, uses: uses, approval: approval),
                             certificate: certificate, device: device, now: now * 1000)
         return (op, ChapterInvite(chapter: chapter, seed: seed, expiresAt: expiresAt, hint: hint))
     }
 
-    /// An admin's daemon admits a joiner who proved possession of an open invite: adds the
-    /// member with their device and shares every epoch key this device holds with it.
-    /// Refuses forged proofs, unknown, expired and used-up invites, and existing members.
-    public mutating func admit(
-        joiner: DeviceCertificate, proof: [UInt8], handshakeHash: [UInt8],
-        certificate: DeviceCertificate, device: Ed25519.PrivateKey, agreement: X25519.PrivateKey, nowMilliseconds now: UInt64
-    ) throws(MembershipError) -> [MembershipOp] {
+    /// Checks a joiner's proof of an open invite: the invite it proves. Refuses forged proofs,
+    /// unknown, expired and used-up invites, and existing members.
+    public func verifyJoin(joiner: DeviceCertificate, proof: [UInt8], handshakeHash: [UInt8], nowMilliseconds now: UInt64) throws(MembershipError) -> ChapterState.Invite {
         do {
             try joiner.verify(now: now / 1000)
         } catch {
@@ -118,11 +114,29 @@ extension MembershipLog {
         }
         guard now < invite.expiresAt else { throw MembershipError(.badInvite, "the invite has expired") }
         guard invite.used < invite.uses else { throw MembershipError(.badInvite, "the invite has already been used") }
+        return invite
+    }
+
+    /// Adds a joiner under `invite` (verified, or approved by an admin) and shares every epoch
+    /// key this device holds with the joiner's device.
+    public mutating func add(
+        joiner: DeviceCertificate, invite: OpID, certificate: DeviceCertificate, device: Ed25519.PrivateKey,
+        agreement: X25519.PrivateKey, nowMilliseconds now: UInt64
+    ) throws(MembershipError) -> [MembershipOp] {
         var trial = self
-        var made = [try trial.append(.addMember(joiner, admin: false, invite: invite.id), certificate: certificate, device: device, now: now)]
+        var made = [try trial.append(.addMember(joiner, admin: false, invite: invite), certificate: certificate, device: device, now: now)]
         made += try trial.shareMissingKeys(certificate: certificate, device: device, agreement: agreement, now: now)
         self = trial
         return made
+    }
+
+    /// `verifyJoin` then `add`: what an admin's daemon does for an invite without approval.
+    public mutating func admit(
+        joiner: DeviceCertificate, proof: [UInt8], handshakeHash: [UInt8],
+        certificate: DeviceCertificate, device: Ed25519.PrivateKey, agreement: X25519.PrivateKey, nowMilliseconds now: UInt64
+    ) throws(MembershipError) -> [MembershipOp] {
+        let invite = try verifyJoin(joiner: joiner, proof: proof, handshakeHash: handshakeHash, nowMilliseconds: now)
+        return try add(joiner: joiner, invite: invite.id, certificate: certificate, device: device, agreement: agreement, nowMilliseconds: now)
     }
 }
 

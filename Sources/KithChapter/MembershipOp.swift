@@ -83,8 +83,9 @@ public enum MembershipAction: Hashable, Sendable {
     case epoch(check: [UInt8], envelopes: [KeyEnvelope])
     /// 0x08 — a member seals an existing epoch's key to devices that lack it.
     case shareKey(epoch: OpID, envelopes: [KeyEnvelope])
-    /// 0x09 — an admin opens an invite: the invite's Ed25519 public key, expiry (ms), uses.
-    case invite(key: Ed25519.PublicKey, expiresAt: UInt64, uses: Int)
+    /// 0x09 — an admin opens an invite: the invite's Ed25519 public key, expiry (ms), uses, and
+    /// whether joins with it wait for an admin's approval.
+    case invite(key: Ed25519.PublicKey, expiresAt: UInt64, uses: Int, approval: Bool)
     /// 0x0A — the author's member leaves the chapter.
     case leave
 
@@ -182,10 +183,11 @@ public struct MembershipOp: Hashable, Sendable {
         case let .shareKey(epoch, envelopes):
             w.raw(epoch.bytes)
             encode(envelopes, into: &w)
-        case let .invite(key, expiresAt, uses):
+        case let .invite(key, expiresAt, uses, approval):
             w.raw(key.bytes)
             w.u64(expiresAt)
             w.uvarint(uses)
+            w.u8(approval ? 1 : 0)
         case .leave:
             break
         }
@@ -298,7 +300,7 @@ public struct MembershipOp: Hashable, Sendable {
             let exp = try r.u64()
             let uses = try r.count(max: 10_000, "invite uses")
             guard uses >= 1 else { throw DecodeError("an invite allows at least one use") }
-            return .invite(key: k, expiresAt: exp, uses: uses)
+            return .invite(key: k, expiresAt: exp, uses: uses, approval: try flag(&r))
         case 0x0A: return .leave
         default: throw DecodeError("unknown membership action \(tag)")
         }

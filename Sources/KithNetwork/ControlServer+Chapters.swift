@@ -33,14 +33,26 @@ extension ControlServer {
             let uses = (request["uses"] as? Int) ?? 1
             guard expires > 0, expires <= 90 * 86_400 else { throw ChapterCommandError("an invite expires within 1 second to 90 days") }
             let hint = (request["hint"] as? String).flatMap { $0.isEmpty ? nil : $0 } ?? inviteHint
-            let text = try await node.openInvite(chapter: chapter, expiresIn: UInt64(expires), uses: uses, hint: hint)
+            let text = try await node.openInvite(chapter: chapter, expiresIn: UInt64(expires), uses: uses,
+                                                 approval: request["approve"] as? Bool ?? false, hint: hint)
             return ["ok": true, "invite": text, "hint": hint, "expires": expires, "uses": uses]
         case "chapter-join":
             guard let text = request["invite"] as? String else { throw ChapterCommandError("chapter-join needs an \"invite\"") }
             guard let network else { throw ChapterCommandError("this daemon cannot dial out") }
             let invite: ChapterInvite
             do { invite = try ChapterInvite(text: text, now: node.clock() / 1000) } catch { throw ChapterCommandError(error.detail) }
-            return ["ok": true, "chapter": Self.object(try await network.join(invite))]
+            let outcome: Result<SyncNode.ChapterSummary, ChapterCommandError>
+            do { outcome = .success(try await network.join(invite)) } catch { outcome = .failure(error) }
+            switch outcome {
+            case let .success(summary): return ["ok": true, "chapter": Self.object(summary)]
+            case let .failure(e) where e.held: return ["ok": true, "held": true, "message": e.message]
+            case let .failure(e): throw e
+            }
+        case "chapter-requests":
+            return ["ok": true, "requests": Self.object(try await node.joinRequests(chapter: chapter))]
+        case "chapter-approve", "chapter-deny":
+            guard let member = request["member"] as? String else { throw ChapterCommandError("\(op) needs a \"member\"") }
+            return ["ok": true, "member": try await node.decideJoin(chapter: chapter, member: member, approve: op == "chapter-approve")]
         case "chapter-remove":
             guard let member = request["member"] as? String else { throw ChapterCommandError("chapter-remove needs a \"member\"") }
             return ["ok": true, "removed": try await node.removeMember(chapter: chapter, member: member)]

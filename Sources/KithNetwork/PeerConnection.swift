@@ -139,13 +139,17 @@ enum PeerConnection {
                 reply(.success(ops))
             case let .joinRefused(reason):
                 reply(.failure(ChapterCommandError("the admin's daemon refused: \(reason)")))
+            case let .joinHeld(reason):
+                reply(.failure(ChapterCommandError(reason, held: true)))
             default:
                 reply(.failure(ChapterCommandError("the admin's daemon answered with something other than the chapter log")))
             }
             throw Closed(reason: "join finished")
         }
 
-        guard await node.isAllowed(peer) else {
+        let awaitingApproval = role == .initiator ? await node.isPendingJoinHint(label) : false
+        let allowed = await node.isAllowed(peer)
+        guard awaitingApproval || allowed else {
             // An unknown device may only present a join proof, and only to an admin with an open invite.
             guard role == .responder, await node.acceptsJoins else {
                 throw PeerIdentity.Refusal(reason: "member \(peer.member) (device \(peer.device)) is not allowed to sync with this node")
@@ -174,6 +178,9 @@ enum PeerConnection {
                 let ops = try await node.admit(chapter: chapter, proof: proof, handshakeHash: handshakeHash, joiner: peer.certificate)
                 try sendMessage(.membership(chapter: chapter, ops: ops))
                 logger.notice("admitted a new member by invite", metadata: ["member": "\(peer.member)", "device": "\(peer.device)"])
+            } catch let e as ChapterCommandError where e.held {
+                try sendMessage(.joinHeld(reason: e.message))
+                throw Closed(reason: "join held for approval")
             } catch let e as ChapterCommandError {
                 try sendMessage(.joinRefused(reason: e.message))
                 throw PeerIdentity.Refusal(reason: "join refused: \(e.message)")

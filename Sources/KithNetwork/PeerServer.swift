@@ -112,8 +112,15 @@ public struct PeerNetwork: Sendable {
         guard let result = box.get() else {
             throw ChapterCommandError("the admin's daemon at \(invite.hint) closed the connection without answering (is the invite still open, and is its daemon an admin's?)")
         }
-        let ops = try result.get()
-        return try await node.installJoined(invite: invite, ops: ops)
+        switch result {
+        case let .success(ops):
+            return try await node.installJoined(invite: invite, ops: ops)
+        case let .failure(e) where e.held:
+            try await node.recordPendingJoin(invite)
+            throw e
+        case let .failure(e):
+            throw e
+        }
     }
 }
 

@@ -8,7 +8,12 @@ import KithSync
 /// A chapter command that cannot be carried out, with a message for the user.
 public struct ChapterCommandError: Error, CustomStringConvertible, Sendable {
     public let message: String
-    public init(_ message: String) { self.message = message }
+    /// A join that was not refused but held until an admin approves it.
+    public let held: Bool
+    public init(_ message: String, held: Bool = false) {
+        self.message = message
+        self.held = held
+    }
     public var description: String { message }
 }
 
@@ -152,12 +157,12 @@ extension SyncNode {
     }
 
     /// `kith chapter invite`: an admin opens an invite; the string carries `hint` for the joiner.
-    public func openInvite(chapter: String?, expiresIn seconds: UInt64, uses: Int, hint: String) throws(ChapterCommandError) -> String {
+    public func openInvite(chapter: String?, expiresIn seconds: UInt64, uses: Int, approval: Bool = false, hint: String) throws(ChapterCommandError) -> String {
         let (ch, log) = try memberChapter(chapter)
         guard log.state.isAdmin(identity.member) else { throw ChapterCommandError("only an admin of \"\(log.state.name)\" can invite; admins: \(log.state.admins.map(\.description).joined(separator: ", "))") }
         var updated = log
         let id = identity, now = clock() / 1000
-        let (op, invite) = try wrap { try updated.openInvite(expiresAt: now + seconds, uses: uses, hint: hint, certificate: id.certificate, device: id.deviceKey, now: now) }
+        let (op, invite) = try wrap { try updated.openInvite(expiresAt: now + seconds, uses: uses, approval: approval, hint: hint, certificate: id.certificate, device: id.deviceKey, now: now) }
         ch.log = updated
         try wrap { try logChanged(ch, new: [op]) }
         return invite.text
@@ -171,11 +176,73 @@ extension SyncNode {
         }
         guard log.state.isAdmin(identity.member) else { throw ChapterCommandError("this node's member is not an admin of the chapter") }
         let id = identity, now = clock()
-        let made = try wrap { try log.admit(joiner: joiner, proof: proof, handshakeHash: handshakeHash, certificate: id.certificate,
-                                            device: id.deviceKey, agreement: id.agreementKey, nowMilliseconds: now) }
+        let invite = try wrap { try log.verifyJoin(joiner: joiner, proof: proof, handshakeHash: handshakeHash, nowMilliseconds: now) }
+        if invite.approval {
+            var record = joiner.encoded + invite.id.bytes
+            record.appendBigEndian(now)
+            try wrap { try ch.store.putRecords(.joinRequest, [(joiner.memberKey.bytes, record)]) }
+            logger.notice("join request held for approval", metadata: ["chapter": "\(cid)", "member": "\(joiner.memberKey)"])
+            throw ChapterCommandError("held for approval by an admin of \"\(log.state.name)\"; your daemon joins as soon as one approves (kith chapter approve)", held: true)
+        }
+        let made = try wrap { try log.add(joiner: joiner, invite: invite.id, certificate: id.certificate, device: id.deviceKey,
+                                          agreement: id.agreementKey, nowMilliseconds: now) }
         ch.log = log
         try wrap { try logChanged(ch, new: made) }
         return log.allOps.map(\.encoded)
+    }
+
+    public struct JoinRequest: Sendable, Codable {
+        public let member: String
+        public let device: String
+        public let requestedAt: UInt64
+    }
+
+    private func requests(_ ch: Chapter) throws(ChapterCommandError) -> [(cert: DeviceCertificate, invite: OpID, at: UInt64)] {
+        try wrap {
+            try ch.store.records(.joinRequest).compactMap { r -> (DeviceCertificate, OpID, UInt64)? in
+                guard r.bytes.count == DeviceCertificate.encodedLength + 40, let cert = try? DeviceCertificate(encoded: Array(r.bytes[0..<177])),
+                      let invite = try? OpID(bytes: r.bytes[177..<209]) else { return nil }
+                return (cert, invite, UInt64(bigEndianBytes: r.bytes[209..<217]))
+            }
+        }
+    }
+
+    /// `kith chapter requests`: joins held for approval.
+    public func joinRequests(chapter: String?) throws(ChapterCommandError) -> [JoinRequest] {
+        let (ch, log) = try memberChapter(chapter)
+        return try requests(ch).filter { !log.state.isMember($0.cert.memberKey) }.map {
+            JoinRequest(member: $0.cert.memberKey.description, device: $0.cert.deviceSigningKey.description, requestedAt: $0.at)
+        }
+    }
+
+    /// `kith chapter approve` / `deny`: an admin decides on a held join.
+    public func decideJoin(chapter: String?, member reference: String, approve: Bool) throws(ChapterCommandError) -> String {
+        let (ch, log) = try memberChapter(chapter)
+        guard log.state.isAdmin(identity.member) else { throw ChapterCommandError("only an admin can approve or deny joins") }
+        let matches = try requests(ch).filter { reference.count >= 4 && $0.cert.memberKey.description.hasPrefix(reference) }
+        guard matches.count == 1, let request = matches.first else {
+            throw ChapterCommandError(matches.isEmpty ? "no held join request from '\(reference)' (see kith chapter requests)" : "'\(reference)' matches several requests")
+        }
+        try wrap { try ch.store.deleteRecords(.joinRequest, ids: [request.cert.memberKey.bytes]) }
+        guard approve else { return request.cert.memberKey.description }
+        var updated = log
+        let id = identity, now = clock()
+        guard let invite = log.state.invites[request.invite], invite.used < invite.uses else {
+            throw ChapterCommandError("the invite this request used has no uses left; send a new invite")
+        }
+        let made = try wrap { try updated.add(joiner: request.cert, invite: invite.id, certificate: id.certificate, device: id.deviceKey,
+                                              agreement: id.agreementKey, nowMilliseconds: now) }
+        ch.log = updated
+        try wrap { try logChanged(ch, new: made) }
+        return request.cert.memberKey.description
+    }
+
+    /// The joiner's side of a held join: remember the invite and keep dialling its hint, so the
+    /// chapter is taken up as soon as an admin approves.
+    func recordPendingJoin(_ invite: ChapterInvite) throws(ChapterCommandError) {
+        try wrap { try store.putRecords(.pendingJoin, [(invite.chapter.bytes, Array(invite.text.utf8))]) }
+        pendingJoins[invite.chapter] = invite
+        if !invite.hint.isEmpty { requestDial(invite.hint) }
     }
 
     /// Installs a chapter this device just joined from the log an admin's daemon returned.

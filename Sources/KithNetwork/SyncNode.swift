@@ -60,6 +60,8 @@ public actor SyncNode {
     /// Devices of this member revoked by a signed statement (refused everywhere).
     var revokedDevices: Set<Ed25519.PublicKey> = []
     var revocations: [DeviceRevocation] = []
+    /// Chapters this device asked to join and is waiting to be approved in.
+    var pendingJoins: [ChapterID: ChapterInvite] = [:]
     /// Pairing codes until they expire: token, expiry (ms), used (kept so a reuse gets a clear refusal).
     var pairings: [(token: [UInt8], expiresAt: UInt64, used: Bool)] = []
     let logger: Logger
@@ -101,6 +103,13 @@ public actor SyncNode {
         }
         for ch in opened.values { for h in Self.hints(ch) { dialContinuation.yield(h) } }
         chapters = opened
+        for r in try store.records(.pendingJoin) {
+            if let id = try? ChapterID(bytes: r.id), opened[id] == nil,
+               let invite = try? ChapterInvite(text: String(decoding: r.bytes, as: UTF8.self), now: 0) {
+                pendingJoins[id] = invite
+                if !invite.hint.isEmpty { dialContinuation.yield(invite.hint) }
+            }
+        }
         for r in try store.records(.deviceRevocation) {
             if let rev = try? DeviceRevocation(encoded: r.bytes), rev.member == identity.member {
                 revocations.append(rev)
@@ -147,6 +156,10 @@ public actor SyncNode {
         }
         return out
     }
+
+    /// True when `address` is the hint of a join waiting for approval: this node dials it with no
+    /// scopes, to receive the chapter's log once an admin has approved.
+    func isPendingJoinHint(_ address: String) -> Bool { pendingJoins.values.contains { $0.hint == address } }
 
     /// True when the peer may sync at least one scope.
     func isAllowed(_ peer: PeerIdentity) -> Bool { !scopes(for: peer).isEmpty }
@@ -274,13 +287,19 @@ public actor SyncNode {
     /// Merges membership ops a peer sent. Only a peer entitled to the chapter may send them
     /// (a relay learns a log from its own member's devices).
     func receiveMembership(chapter bytes: [UInt8], ops encoded: [[UInt8]], from peer: Int) {
-        if let id = try? ChapterID(bytes: bytes), chapters[id] == nil, let p = peers[peer], p.identity.member == identity.member {
-            // Another device of this member is in a chapter this one has not seen: take it up.
+        if let id = try? ChapterID(bytes: bytes), chapters[id] == nil, let p = peers[peer],
+           p.identity.member == identity.member || pendingJoins[id] != nil {
+            // Another device of this member is in a chapter this one has not seen, or an admin
+            // approved this device's held join: take it up.
             do {
                 let log = try MembershipLog(chapter: id, ops: encoded)
                 guard log.state.isMember(identity.member) else { return }
                 let ch = try install(log, relay: false)
                 try logChanged(ch, new: log.allOps, from: peer)
+                if let invite = pendingJoins.removeValue(forKey: id) {
+                    try store.deleteRecords(.pendingJoin, ids: [id.bytes])
+                    if !invite.hint.isEmpty { try ch.store.putRecords(.peerHint, [(Array(invite.hint.utf8), Array(invite.hint.utf8))]) }
+                }
                 logger.notice("took up a chapter from another device of this member", metadata: ["chapter": "\(id)", "name": "\(log.state.name)"])
             } catch {
                 logger.warning("could not take up a chapter from another device", metadata: ["reason": "\(error)"])

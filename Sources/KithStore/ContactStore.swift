@@ -120,6 +120,8 @@ public final class ContactStore {
         case share = 2
         case peerHint = 3
         case deviceRevocation = 4
+        case joinRequest = 5
+        case pendingJoin = 6
     }
 
     private func recordAD(_ kind: RecordKind, _ id: [UInt8]) -> [UInt8] {

@@ -23,6 +23,8 @@ public enum SyncMessage: Equatable, Sendable {
     case pair(proof: [UInt8])
     /// The member's answer to a pairing: the new device's certificate (177 bytes).
     case paired(certificate: [UInt8])
+    /// The join proof was good and the join is held until an admin approves it.
+    case joinHeld(reason: String)
     /// A message type this build does not know (ignored, for forward compatibility).
     case unknown(type: UInt8)
 
@@ -75,6 +77,9 @@ public enum SyncMessage: Equatable, Sendable {
         case let .paired(cert):
             w.u8(0x0A)
             w.raw(cert)
+        case let .joinHeld(reason):
+            w.u8(0x0B)
+            w.text(String(reason.prefix(500)))
         case let .unknown(t):
             w.u8(t)
         }
@@ -132,6 +137,8 @@ public enum SyncMessage: Equatable, Sendable {
             self = .pair(proof: Array(try r.raw(32)))
         case 0x0A:
             self = .paired(certificate: Array(try r.raw(177)))
+        case 0x0B:
+            self = .joinHeld(reason: try r.text(max: 2_000))
         default:
             self = .unknown(type: type)
             return

@@ -38,7 +38,8 @@ struct ChapterCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "chapter",
         abstract: "Create, join and manage chapters: the groups whose members share contacts.",
-        subcommands: [Create.self, List.self, Members.self, Invite.self, Join.self, Remove.self, Leave.self, Map.self]
+        subcommands: [Create.self, List.self, Members.self, Invite.self, Join.self, Requests.self, Approve.self, Deny.self,
+                      Remove.self, Leave.self, Map.self]
     )
 
     static func describe(_ c: [String: Any]) -> String {
@@ -98,9 +99,10 @@ struct ChapterCommand: ParsableCommand {
         @Option(help: "How long the invite stays valid (30m, 48h, 7d).") var expires = "48h"
         @Option(help: "How many people may join with it.") var uses = 1
         @Option(help: "host:port the joiner reaches this daemon at (default: kithd's advertised address).") var hint: String?
+        @Flag(help: "Hold joins with this invite until an admin approves them (kith chapter requests / approve).") var approve = false
 
         func run() throws {
-            var req: [String: Any] = ["op": "chapter-invite", "expires": try parseDuration(expires), "uses": uses]
+            var req: [String: Any] = ["op": "chapter-invite", "expires": try parseDuration(expires), "uses": uses, "approve": approve]
             if let hint { req["hint"] = hint }
             let r = try daemonRequest(data, chapter.add(to: req))
             print(r["invite"] as? String ?? "")
@@ -115,8 +117,47 @@ struct ChapterCommand: ParsableCommand {
 
         func run() throws {
             let r = try daemonRequest(data, ["op": "chapter-join", "invite": invite])
+            if r["held"] as? Bool == true { return print(r["message"] as? String ?? "held for approval") }
             let c = r["chapter"] as? [String: Any] ?? [:]
             print("joined \"\(c["name"] ?? "?")\" (id \(c["id"] ?? "?"), \(c["members"] ?? 0) members); share contacts with: kith share CONTACT")
+        }
+    }
+
+    struct Requests: ParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "List joins held for approval (invites made with --approve).")
+        @OptionGroup var data: DataDirOption
+        @OptionGroup var chapter: ChapterOption
+        @Flag(help: "Print JSON.") var json = false
+
+        func run() throws {
+            let list = try daemonRequest(data, chapter.add(to: ["op": "chapter-requests"]))["requests"] as? [[String: Any]] ?? []
+            if json { return printJSON(list) }
+            if list.isEmpty { print("no join requests waiting") }
+            for r in list { print("member \(r["member"] ?? "?")  device \(r["device"] ?? "?")  — kith chapter approve \(String((r["member"] as? String ?? "").prefix(8)))") }
+        }
+    }
+
+    struct Approve: ParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Admit a held join request (admins only).")
+        @OptionGroup var data: DataDirOption
+        @OptionGroup var chapter: ChapterOption
+        @Argument(help: "The requesting member's key or a prefix of 4+ characters.") var member: String
+
+        func run() throws {
+            let r = try daemonRequest(data, chapter.add(to: ["op": "chapter-approve", "member": member]))
+            print("approved \(r["member"] ?? member); their daemon takes up the chapter when it next connects")
+        }
+    }
+
+    struct Deny: ParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Drop a held join request (admins only).")
+        @OptionGroup var data: DataDirOption
+        @OptionGroup var chapter: ChapterOption
+        @Argument(help: "The requesting member's key or a prefix of 4+ characters.") var member: String
+
+        func run() throws {
+            let r = try daemonRequest(data, chapter.add(to: ["op": "chapter-deny", "member": member]))
+            print("denied \(r["member"] ?? member)")
         }
     }
 

@@ -223,7 +223,7 @@ struct MembershipTests {
                 case 2: action = .setAdmin(people[Int(rng.next() % 3)].key, rng.next() % 2 == 0)
                 case 3: action = .epoch(check: EpochKeys.check(SymmetricKey()), envelopes: EpochKeys.seal(SymmetricKey(), to: replicas[which].state.allDevices))
                 case 4: action = .leave
-                default: action = .invite(key: Person(30).device.publicKey, expiresAt: t0 + 1000, uses: 1)
+                default: action = .invite(key: Person(30).device.publicKey, expiresAt: t0 + 1000, uses: 1, approval: false)
                 }
                 // Sign regardless of rights (a modified client), on this replica's heads.
                 let op = MembershipOp.make(chapter: replicas[which].chapter, parents: Array(replicas[which].heads),

@@ -146,6 +146,36 @@ enum Base64URLTest {
     }
 }
 
+@Suite("Joins held for approval", .serialized)
+struct ApprovalTests {
+    @Test func aHeldJoinWaitsForTheAdminThenTheJoinerTakesUpTheChapter() throws {
+        let tmp = try TempDir()
+        let a = tmp.path("admin"), j = tmp.path("joiner")
+        for d in [a, j] { #expect(try Binaries.run("kith", ["init", "--data-dir", d]).status == 0) }
+        let da = try Daemon(data: a, logName: "1"), dj = try Daemon(data: j, logName: "1")
+        _ = try da.port
+        _ = try dj.port
+        #expect(try Binaries.run("kith", ["chapter", "create", "Ward 7", "--data-dir", a]).status == 0)
+        let invite = try Binaries.run("kith", ["chapter", "invite", "--approve", "--data-dir", a]).stdout.trimmingCharacters(in: .whitespacesAndNewlines)
+        let join = try Binaries.run("kith", ["chapter", "join", invite, "--data-dir", j])
+        #expect(join.status == 0 && join.stdout.contains("held for approval"), "\(join.stdout) \(join.stderr)")
+        #expect(try (kithJSON(["chapter", "list", "--data-dir", j]) as! [Any]).isEmpty)
+        let requests = try kithJSON(["chapter", "requests", "--data-dir", a]) as! [[String: Any]]
+        let joinerMember = (try kithJSON(["whoami", "--data-dir", j]) as! [String: Any])["member"] as! String
+        #expect(requests.count == 1 && requests.first?["member"] as? String == joinerMember)
+        // Not a member yet: the joiner cannot sync anything.
+        #expect((try kithJSON(["chapter", "members", "--data-dir", a]) as! [String: Any])["members"].map { ($0 as! [Any]).count } == 1)
+        let approve = try Binaries.run("kith", ["chapter", "approve", String(joinerMember.prefix(8)), "--data-dir", a])
+        #expect(approve.status == 0, "\(approve.stderr)")
+        _ = try waitFor("the joiner takes up the chapter", seconds: 45) {
+            ((try? kithJSON(["chapter", "list", "--data-dir", j])) as? [[String: Any]])?.first?["role"] as? String == "member" ? true : nil
+        }
+        #expect(try (kithJSON(["chapter", "requests", "--data-dir", a]) as! [Any]).isEmpty)
+        da.stop()
+        dj.stop()
+    }
+}
+
 @Suite("Blind relay across kithd processes", .serialized)
 struct BlindRelayTests {
     /// Alice and Carol cannot reach each other; Alice's home server relays the chapter without
