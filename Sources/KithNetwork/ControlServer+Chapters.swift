@@ -1,6 +1,7 @@
 import Foundation
 import KithChapter
 import KithCRDT
+import KithCrypto
 import KithStore
 
 /// Chapter and sharing requests of the control API (Protocol/control.md §3).
@@ -48,6 +49,12 @@ extension ControlServer {
             case let .failure(e) where e.held: return ["ok": true, "held": true, "message": e.message]
             case let .failure(e): throw e
             }
+        case "chapter-edit":
+            guard let contact = request["contact"] as? String, let text = request["edit"] as? String,
+                  let bytes = Base64URL.decode(text), let e = try? ContactEdit(decoding: bytes) else {
+                throw ChapterCommandError("chapter-edit needs a \"contact\" and an encoded \"edit\"")
+            }
+            return ["ok": true, "contact": try await node.annotate(chapter: chapter, contact: contact, edit: e).description]
         case "chapter-requests":
             return ["ok": true, "requests": Self.object(try await node.joinRequests(chapter: chapter))]
         case "chapter-approve", "chapter-deny":

@@ -416,6 +416,26 @@ extension SyncNode {
         for (cid, edits) in work { _ = try commitToChapter(chapters[cid]!, [edits]) }
     }
 
+    /// `kith chapter know/tag/log-conversation`: a member adds to a contact someone shared —
+    /// "I know them too", a tag, a conversation — in the chapter scope only.
+    public func annotate(chapter: String?, contact reference: String, edit: ContactEdit) throws(ChapterCommandError) -> ContactID {
+        let (ch, _) = try memberChapter(chapter)
+        let id: ContactID
+        do { id = try ch.store.replica.resolve(reference) } catch { throw ChapterCommandError("\(error.detail) in the chapter map") }
+        for op in edit.ops {
+            switch op {
+            case .add(.knows, _, _), .add(.tags, _, _), .logConversation: continue
+            default: throw ChapterCommandError("only knows, tags and conversation entries can be added to someone else's shared contact")
+            }
+        }
+        let ops = edit.ops.map { op -> KithCRDT.Operation in
+            if case let .add(.knows, _, payload) = op { return .add(.knows, key: ArraySlice(identity.member.bytes), payload: payload) }
+            return op
+        }
+        _ = try commitToChapter(ch, [[ContactEdit(contact: id, ops: ops)]])
+        return id
+    }
+
     /// The chapter's shared contacts (what `kith chapter map` shows) and the groups of them that
     /// share a blind match token (same phone or email) and are not linked yet: likely duplicates.
     public func chapterContacts(chapter: String?) throws(ChapterCommandError) -> (ChapterSummary, [ContactView], [[ContactID]]) {

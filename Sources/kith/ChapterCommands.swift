@@ -1,5 +1,8 @@
 import ArgumentParser
 import Foundation
+import KithCRDT
+import KithCrypto
+import KithInterchange
 import KithNode
 
 /// Sends one request to the running kithd (chapters live in the daemon: they are network
@@ -39,7 +42,7 @@ struct ChapterCommand: ParsableCommand {
         commandName: "chapter",
         abstract: "Create, join and manage chapters: the groups whose members share contacts.",
         subcommands: [Create.self, List.self, Members.self, Invite.self, Join.self, Requests.self, Approve.self, Deny.self,
-                      Remove.self, Leave.self, Map.self]
+                      Remove.self, Leave.self, Map.self, Know.self, Tag.self, LogConversation.self]
     )
 
     static func describe(_ c: [String: Any]) -> String {
@@ -208,6 +211,71 @@ struct ChapterCommand: ParsableCommand {
             for group in duplicates {
                 print("likely the same person (same phone or email): \(group.map { String($0.prefix(8)) }.joined(separator: ", "))")
             }
+        }
+    }
+}
+
+/// Adds ops to a contact in the chapter map (resolved by the daemon against the chapter).
+func chapterEdit(_ data: DataDirOption, _ chapter: ChapterOption, contact: String, ops: [KithCRDT.Operation]) throws -> String {
+    let edit = ContactEdit(contact: ContactID(high: 0, low: 0), ops: ops)
+    let r = try daemonRequest(data, chapter.add(to: ["op": "chapter-edit", "contact": contact, "edit": Base64URL.encode(edit.encoded)]))
+    return r["contact"] as? String ?? contact
+}
+
+extension ChapterCommand {
+    struct Know: ParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Say you know a contact someone shared with the chapter (\"I know them too\").")
+        @OptionGroup var data: DataDirOption
+        @OptionGroup var chapter: ChapterOption
+        @Argument(help: "The contact's id or prefix in the chapter map.") var contact: String
+        @Option(help: "How well, 1 (barely) to 5 (close).") var strength: UInt8 = 1
+
+        func run() throws {
+            guard (1...5).contains(strength) else { throw ValidationError("--strength is 1 to 5") }
+            // The daemon writes this member's key; the placeholder key here is replaced.
+            let id = try chapterEdit(data, chapter, contact: contact, ops: [.add(.knows, key: ArraySlice([UInt8](repeating: 0, count: 32)), payload: [strength])])
+            print("you know \(id) (strength \(strength)); the chapter map shows it")
+        }
+    }
+
+    struct Tag: ParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Tag a contact in the chapter map.")
+        @OptionGroup var data: DataDirOption
+        @OptionGroup var chapter: ChapterOption
+        @Argument(help: "The contact's id or prefix in the chapter map.") var contact: String
+        @Argument(help: "Tags to add.") var tags: [String]
+
+        func run() throws {
+            guard !tags.isEmpty else { throw ValidationError("give at least one tag") }
+            var ops: [KithCRDT.Operation] = []
+            for t in tags {
+                guard let n = Normalization.tag(t) else { throw ValidationError("'\(t)' is not a usable tag") }
+                ops.append(.add(.tags, n))
+            }
+            let id = try chapterEdit(data, chapter, contact: contact, ops: ops)
+            print("tagged \(id) in the chapter")
+        }
+    }
+
+    struct LogConversation: ParsableCommand {
+        static let configuration = CommandConfiguration(commandName: "log-conversation", abstract: "Log a conversation with a shared contact, visible to the chapter.")
+        @OptionGroup var data: DataDirOption
+        @OptionGroup var chapter: ChapterOption
+        @Argument(help: "The contact's id or prefix in the chapter map.") var contact: String
+        @Option(help: "door, phone, text, in-person or other.") var channel: String
+        @Option(help: "The outcome, e.g. supportive, not home, moved.") var outcome: String
+        @Option var note = ""
+        @Option(help: "yyyy-mm-dd (default: today).") var date: String?
+
+        func run() throws {
+            guard let ch = Channel(name: channel) else { fail("--channel must be door, phone, text, in-person or other") }
+            var day = today()
+            if let date {
+                guard let d = Day.parse(date) else { fail("--date must be yyyy-mm-dd") }
+                day = d
+            }
+            let id = try chapterEdit(data, chapter, contact: contact, ops: [.logConversation(ConversationEntry(day: day, channel: ch, outcome: outcome, note: note))])
+            print("logged a conversation with \(id) for the chapter")
         }
     }
 }

@@ -91,6 +91,21 @@ struct ChapterDaemonTests {
         #expect(try Binaries.run("kith", ["contact", "edit", rosaID, "--given", "Rosalind", "--data-dir", a]).status == 0)
         _ = try waitFor("Carol sees the rename", seconds: 20) { try chapterNames(c).contains("Rosalind") ? true : nil }
 
+        // Carol knows Rosalind too, tags her and logs a conversation, in the chapter only.
+        #expect(try Binaries.run("kith", ["chapter", "know", rosaID, "--strength", "3", "--data-dir", c]).status == 0)
+        #expect(try Binaries.run("kith", ["chapter", "tag", rosaID, "door-knock", "--data-dir", c]).status == 0)
+        let logged = try Binaries.run("kith", ["chapter", "log-conversation", String(rosaID.prefix(6)), "--channel", "door", "--outcome", "supportive", "--data-dir", c])
+        #expect(logged.status == 0, "\(logged.stderr)")
+        let carolMember = (try kithJSON(["whoami", "--data-dir", c]) as! [String: Any])["member"] as! String
+        _ = try waitFor("Bob sees Carol's additions", seconds: 20) { () -> Bool? in
+            let map = try kithJSON(["chapter", "map", "--data-dir", b]) as! [String: Any]
+            let rosa = (map["contacts"] as? [[String: Any]] ?? []).first { $0["id"] as? String == rosaID }
+            let known = rosa?["knownBy"] as? [String] ?? [], tags = rosa?["tags"] as? [String] ?? []
+            return known.contains(carolMember) && tags.contains("door-knock") ? true : nil
+        }
+        // Her additions stay in the chapter: Alice's own record is untouched.
+        #expect(try !Binaries.run("kith", ["contact", "show", rosaID, "--json", "--data-dir", a]).stdout.contains("door-knock"))
+
         // Bob shares his own contact for the same person, name only: the chapter map flags the
         // likely duplicate through blind match tokens, and Bob's phone never enters the chapter.
         #expect(try Binaries.run("kith", ["contact", "add", "--given", "R.", "--family", "Diaz", "--phone", "+1 (555) 0100", "--tag", "mine",
@@ -115,6 +130,9 @@ struct ChapterDaemonTests {
         let bobMembers = try kithJSON(["chapter", "list", "--data-dir", b]) as! [[String: Any]]
         #expect(bobMembers.first?["role"] as? String == "removed")
 
+        // Alice unshares Rosalind: retracted from Carol's map, and no longer updated.
+        #expect(try Binaries.run("kith", ["unshare", rosaID, "--data-dir", a]).status == 0)
+        _ = try waitFor("Carol's map loses Rosalind", seconds: 20) { try !chapterNames(c).contains("Rosalind") ? true : nil }
         let chapterID = ((try kithJSON(["chapter", "list", "--data-dir", c]) as! [[String: Any]]).first!["id"] as! String)
         for d in [da, db, dc, dm] { d.stop() }
 
