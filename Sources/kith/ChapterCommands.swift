@@ -268,13 +268,8 @@ extension ChapterCommand {
         @Option(help: "yyyy-mm-dd (default: today).") var date: String?
 
         func run() throws {
-            guard let ch = Channel(name: channel) else { fail("--channel must be door, phone, text, in-person or other") }
-            var day = today()
-            if let date {
-                guard let d = Day.parse(date) else { fail("--date must be yyyy-mm-dd") }
-                day = d
-            }
-            let id = try chapterEdit(data, chapter, contact: contact, ops: [.logConversation(ConversationEntry(day: day, channel: ch, outcome: outcome, note: note))])
+            let entry = conversationEntry(channel: channel, outcome: outcome, note: note, date: date)
+            let id = try chapterEdit(data, chapter, contact: contact, ops: [.logConversation(entry)])
             print("logged a conversation with \(id) for the chapter")
         }
     }

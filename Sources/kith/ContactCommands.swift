@@ -293,15 +293,10 @@ struct LogConversation: ParsableCommand {
     @Option(help: "yyyy-mm-dd (default: today).") var date: String?
 
     func run() throws {
-        guard let ch = Channel(name: channel) else { fail("--channel must be door, phone, text, in-person or other") }
-        var day = today()
-        if let date {
-            guard let d = Day.parse(date) else { fail("--date must be yyyy-mm-dd") }
-            day = d
-        }
+        let entry = conversationEntry(channel: channel, outcome: outcome, note: note, date: date)
         let store = try node.open()
         let id = try store.lookup(contact)
-        try store.commitOne([ContactEdit(contact: id, ops: [.logConversation(ConversationEntry(day: day, channel: ch, outcome: outcome, note: note))])])
+        try store.commitOne([ContactEdit(contact: id, ops: [.logConversation(entry)])])
         print("logged \(id)")
     }
 }

@@ -113,3 +113,14 @@ func printContact(_ c: ContactView) {
 }
 
 func today() -> UInt32 { UInt32(Date().timeIntervalSince1970 / 86_400) }
+
+/// The conversation entry of `log-conversation` options, or exits with a clear message.
+func conversationEntry(channel: String, outcome: String, note: String, date: String?) -> ConversationEntry {
+    guard let ch = Channel(name: channel) else { fail("--channel must be door, phone, text, in-person or other") }
+    var day = today()
+    if let date {
+        guard let d = Day.parse(date) else { fail("--date must be yyyy-mm-dd") }
+        day = d
+    }
+    return ConversationEntry(day: day, channel: ch, outcome: outcome, note: note)
+}
