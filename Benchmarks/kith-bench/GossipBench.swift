@@ -79,23 +79,12 @@ struct GossipBench: AsyncParsableCommand {
         var base = Replica(scope: scope)
         var author0 = ChangeAuthor(signer: Ed25519.PrivateKey())
         _ = try author0.commit((0..<edits).map { gen.contact($0).edit }, to: &base, wallMilliseconds: 1_790_000_000_000)
+        /// Bytes on the wire for `changes` as a session sends them: its messages, fragmented,
+        /// each fragment with its 2-byte length prefix and 16-byte Noise tag.
         func wireBytes(_ changes: [Change]) -> Int {
-            var total = 0
-            var batch: [Change] = [], size = 0
-            func flush() {
-                guard !batch.isEmpty else { return }
-                let m = SyncMessage.changes(scope: scope, batch).encoded
-                total += Fragmenter.fragments(of: m).reduce(0) { $0 + $1.count + Noise.tagLength + 2 }
-                batch = []
-                size = 0
+            SyncSession.messages(for: changes, scope: scope).reduce(0) { total, m in
+                total + Fragmenter.fragments(of: m.encoded).reduce(0) { $0 + $1.count + Noise.tagLength + 2 }
             }
-            for c in changes {
-                if size + c.encoded.count > SyncSession.batchBytes { flush() }
-                batch.append(c)
-                size += c.encoded.count
-            }
-            flush()
-            return total
         }
         var sides: [String: Any] = [:]
         for (label, perChange) in [("oneChangePerEdit", true), ("editsBatchedInOneChange", false)] {

@@ -70,6 +70,16 @@ public struct Change: Sendable, Hashable {
     let blockRanges: [Range<Int>?]
     /// For erased blocks, where their 32-byte hash is in `encoded`.
     let erasedHashRanges: [Range<Int>?]
+    /// Set only by `ChangeRun.decode` after checking the signature of the run's last change,
+    /// whose header commits to this one through the hash chain: such a change may travel
+    /// without its own signature (stored as 64 zero bytes). Never read from the wire.
+    public internal(set) var authenticatedByChain = false
+
+    /// False when the signature was omitted (a change received inside a run).
+    public var isSigned: Bool { signature.contains { $0 != 0 } }
+
+    /// The block section: every block's tag and bytes (or hash), after header and signature.
+    var blockSection: ArraySlice<UInt8> { encoded[(headerLength + 64)...] }
 
     public static func == (a: Change, b: Change) -> Bool { a.encoded == b.encoded }
     public func hash(into h: inout Hasher) { h.combine(id) }
@@ -136,17 +146,8 @@ public struct Change: Sendable, Hashable {
             }
         }
         let digest = bodyDigest(blockHashes: blockBytes.map { BLAKE2b.hash($0) })
-        var h = ByteWriter(capacity: 160)
-        h.u8(format)
-        h.u8(UInt8(scope.bytes.count))
-        h.raw(scope.bytes)
-        h.raw(author.bytes)
-        h.uvarint(seq)
-        h.raw(previous.bytes)
-        h.u64(timestamp.rawValue)
-        h.uvarint(edits.count)
-        h.raw(digest)
-        let header = h.bytes
+        let header = Self.header(scope: scope, author: author, seq: seq, previous: previous, timestamp: timestamp,
+                                 blockCount: edits.count, digest: digest)
         let sig = signer.signature(for: signatureDomain + header)
         var all = header + sig
         all.reserveCapacity(all.count + blockBytes.reduce(0) { $0 + $1.count + 3 })
@@ -157,6 +158,22 @@ public struct Change: Sendable, Hashable {
         }
         all += w.bytes
         return try Change(decoding: all)
+    }
+
+    /// The signed header (data-model.md §6).
+    static func header(scope: ScopeID, author: DeviceKey, seq: UInt64, previous: ChangeID, timestamp: HybridTimestamp,
+                       blockCount: Int, digest: [UInt8]) -> [UInt8] {
+        var h = ByteWriter(capacity: 160)
+        h.u8(format)
+        h.u8(UInt8(scope.bytes.count))
+        h.raw(scope.bytes)
+        h.raw(author.bytes)
+        h.uvarint(seq)
+        h.raw(previous.bytes)
+        h.u64(timestamp.rawValue)
+        h.uvarint(blockCount)
+        h.raw(digest)
+        return h.bytes
     }
 
     static func bodyDigest(blockHashes: [[UInt8]]) -> [UInt8] {

@@ -155,7 +155,7 @@ public struct Replica: Sendable {
         if mode != .plain && change.hasErasedBlocks {
             throw ChangeRejection(.malformed, "change \(change.id) has erased blocks, which encrypted scopes do not use")
         }
-        if configuration.verifySignatures { try change.verify() }
+        if configuration.verifySignatures && !change.authenticatedByChain { try change.verify() }
         if mode == .plain { _ = try change.decodeEdits() } // refuse malformed ops before buffering
 
         let d = devices.intern(change.author)
@@ -183,7 +183,7 @@ public struct Replica: Sendable {
             heldContacts[i] == nil && incomingContacts[i].map { !forgotten.contains($0) } == true
         }
         guard !restorable.isEmpty else { return .duplicate }
-        if configuration.verifySignatures { try incoming.verify() }
+        if configuration.verifySignatures && !incoming.authenticatedByChain { try incoming.verify() }
         let restored = incoming.erasing(forgotten)
         if pending {
             chains[Int(d)].pending[incoming.seq] = restored
@@ -201,7 +201,7 @@ public struct Replica: Sendable {
 
     private mutating func recordEquivocation(held: Change, incoming: Change) throws(ChangeRejection) {
         // Only a validly signed conflicting change is evidence; anything else is just garbage.
-        if configuration.verifySignatures { try incoming.verify() }
+        if configuration.verifySignatures && !incoming.authenticatedByChain { try incoming.verify() }
         let e = Equivocation(device: incoming.author, seq: incoming.seq, kept: held, refused: incoming)
         if !equivocations.contains(e) { equivocations.append(e) }
         throw ChangeRejection(.equivocation, "device \(incoming.author) signed two different changes with seq \(incoming.seq) (\(held.id) and \(incoming.id)); the first is kept and the evidence recorded")

@@ -143,10 +143,10 @@ public struct ChapterState: Sendable, Equatable {
     /// 1. Order: a topological order of the parent graph, choosing the smallest op id among the
     ///    ops whose parents are all placed.
     /// 2. Apply in that order, skipping ops whose author lacks the right at that point.
-    /// 3. Removal wins: if an applied op R removes member M (remove, or M's own leave is not
-    ///    such an op), revokes device D, or demotes M, then every applied op by M (by D; by M
-    ///    needing admin) that is concurrent with R — neither an ancestor nor a descendant — is
-    ///    excluded, and evaluation restarts. Exclusions only grow, so this terminates.
+    /// 3. Removal wins: if an applied op R removes member M, revokes device D, or demotes M,
+    ///    then every applied op by M (by D; by M needing admin) — and every op (re-)adding M
+    ///    (D) — that is concurrent with R, neither an ancestor nor a descendant, is excluded,
+    ///    and evaluation restarts. Exclusions only grow, so this terminates.
     static func evaluate(_ ops: [OpID: MembershipOp]) -> ChapterState {
         let order = topologicalOrder(ops)
         let index = Dictionary(uniqueKeysWithValues: order.enumerated().map { ($1.id, $0) })
@@ -177,8 +177,8 @@ public struct ChapterState: Sendable, Equatable {
             search: for r in applied {
                 let target: (MembershipOp) -> Bool
                 switch order[r].action {
-                case let .removeMember(m): target = { $0.authorMember == m }
-                case let .revokeDevice(d): target = { $0.authorDevice == d }
+                case let .removeMember(m): target = { $0.authorMember == m || $0.action.adds(member: m) }
+                case let .revokeDevice(d): target = { $0.authorDevice == d || $0.action.adds(device: d) }
                 case let .setAdmin(m, false): target = { $0.authorMember == m && $0.action.needsAdmin }
                 default: continue
                 }
@@ -224,6 +224,22 @@ public struct ChapterState: Sendable, Equatable {
 }
 
 extension MembershipAction {
+    /// True for an op that (re-)adds member `m`.
+    func adds(member m: Ed25519.PublicKey) -> Bool {
+        switch self {
+        case let .addMember(cert, _, _), let .addDevice(cert): cert.memberKey == m
+        default: false
+        }
+    }
+
+    /// True for an op that (re-)adds device `d`.
+    func adds(device d: Ed25519.PublicKey) -> Bool {
+        switch self {
+        case let .addMember(cert, _, _), let .addDevice(cert): cert.deviceSigningKey == d
+        default: false
+        }
+    }
+
     var verb: String {
         switch self {
         case .create: "create a chapter"

@@ -9,6 +9,9 @@ public enum SyncMessage: Equatable, Sendable {
     case vector(scope: ScopeID, VersionVector)
     /// Changes of one scope, per device in seq order.
     case changes(scope: ScopeID, [Change])
+    /// Consecutive changes of one device in compact form, authenticated by the last one's
+    /// signature (data-model.md §6.4).
+    case run(scope: ScopeID, [Change])
     /// Every change the peer lacked at its vector has been sent.
     case caughtUp(scope: ScopeID)
     /// Membership ops of a chapter (16-byte chapter id), each an encoded signed op.
@@ -52,6 +55,10 @@ public enum SyncMessage: Equatable, Sendable {
             w.lengthPrefixed(scope.bytes)
             w.uvarint(changes.count)
             for c in changes { w.lengthPrefixed(c.encoded) }
+        case let .run(scope, changes):
+            w.u8(0x0C)
+            w.lengthPrefixed(scope.bytes)
+            w.raw(ChangeRun.encode(changes[...]))
         case let .caughtUp(scope):
             w.u8(0x04)
             w.lengthPrefixed(scope.bytes)
@@ -118,6 +125,9 @@ public enum SyncMessage: Equatable, Sendable {
             self = .changes(scope: s, changes)
         case 0x04:
             self = .caughtUp(scope: try scope())
+        case 0x0C:
+            let s = try scope()
+            do { self = .run(scope: s, try ChangeRun.decode(&r, scope: s)) } catch { throw DecodeError("bad run: \(error.detail)") }
         case 0x05:
             let chapter = Array(try r.raw(16))
             let n = try r.count(max: 100_000, "op count")

@@ -59,7 +59,7 @@ public struct SyncSession: Sendable {
             peerHolds[scope] = vv
             guard let r = replica(scope) else { return [] }
             return send(r.changes(missingFrom: vv), scope: scope) + [.send(.caughtUp(scope: scope))]
-        case let .changes(scope, changes):
+        case let .changes(scope, changes), let .run(scope, changes):
             guard helloReceived else { return close("changes before hello") }
             guard sharedScopes.contains(scope) else { return close("changes for scope \(scope), which was not negotiated") }
             guard changes.allSatisfy({ $0.scope == scope }) else { return close("a change in a \(scope) batch names another scope") }
@@ -110,23 +110,42 @@ public struct SyncSession: Sendable {
     }
 
     private mutating func send(_ changes: [Change], scope: ScopeID) -> [Action] {
-        var out: [Action] = []
-        var batch: [Change] = []
-        var bytes = 0
         var held = peerHolds[scope] ?? VersionVector()
-        for c in changes {
-            if bytes + c.encoded.count > Self.batchBytes, !batch.isEmpty {
-                out.append(.send(.changes(scope: scope, batch)))
-                batch = []
-                bytes = 0
-            }
-            batch.append(c)
-            bytes += c.encoded.count
-            if held[c.author] < c.seq { held[c.author] = c.seq }
-        }
-        if !batch.isEmpty { out.append(.send(.changes(scope: scope, batch))) }
+        for c in changes where held[c.author] < c.seq { held[c.author] = c.seq }
         peerHolds[scope] = held
+        return Self.messages(for: changes, scope: scope).map { .send($0) }
+    }
+
+    /// The messages that carry `changes` (per device in seq order): runs of consecutive changes
+    /// of one device, each ending at a signed change and cut near `batchBytes`; a change that
+    /// cannot end a run (an unsigned tail) goes in a plain `changes` message.
+    public static func messages(for changes: [Change], scope: ScopeID) -> [SyncMessage] {
+        var out: [SyncMessage] = []
+        var run: [Change] = []
+        var bytes = 0
+        var plain: [Change] = []
+        func flush(force: Bool) {
+            guard !run.isEmpty else { return }
+            if let end = run.lastIndex(where: \.isSigned) {
+                out.append(.run(scope: scope, Array(run[...end])))
+                run.removeSubrange(...end)
+            }
+            if force {
+                plain += run
+                run = []
+            }
+            bytes = run.reduce(0) { $0 + $1.encoded.count }
+        }
+        for c in changes {
+            if let last = run.last, c.author != last.author || c.seq != last.seq + 1 { flush(force: true) }
+            run.append(c)
+            bytes += c.encoded.count
+            if bytes > batchBytes && c.isSigned { flush(force: false) }
+        }
+        flush(force: true)
+        for chunk in stride(from: 0, to: plain.count, by: 256) {
+            out.append(.changes(scope: scope, Array(plain[chunk..<min(chunk + 256, plain.count)])))
+        }
         return out
     }
 }
-

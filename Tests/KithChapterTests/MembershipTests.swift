@@ -280,3 +280,33 @@ struct DeviceRevocationTests {
         #expect(throws: MembershipError.self) { _ = try DeviceRevocation(encoded: forged) }
     }
 }
+
+@Suite("Removal wins over concurrent re-adds")
+struct ConcurrentReAddTests {
+    @Test func aRevokedDeviceReListedConcurrentlyStaysRevoked() throws {
+        var base = try threeMemberChapter()
+        let bob2 = bob.secondDevice()
+        _ = try bob.append(.addDevice(bob2.certificate), to: &base)
+        // Bob revokes his stolen second device while Alice, an admin who has not heard yet,
+        // lists it again (a daemon adopting a device it just saw connect).
+        var bobSide = base, aliceSide = base
+        let revoke = try bob.append(.revokeDevice(bob2.device.publicKey), to: &bobSide, at: t0 + 500)
+        let relist = try alice.append(.addDevice(bob2.certificate), to: &aliceSide, at: t0 + 500)
+        for order in [[revoke, relist], [relist, revoke]] {
+            var r = base
+            for op in order { try r.receive([op]) }
+            #expect(r.state.member(ofDevice: bob2.device.publicKey) == nil)
+            #expect(r.state.revoked.contains(bob2.device.publicKey))
+        }
+        // A removed member re-added concurrently by another admin stays removed.
+        _ = try alice.append(.setAdmin(carol.key, true), to: &base)
+        var a = base, c = base
+        let remove = try alice.append(.removeMember(bob.key), to: &a, at: t0 + 600)
+        let readd = try carol.append(.addMember(bob.certificate, admin: false, invite: nil), to: &c, at: t0 + 600)
+        for order in [[remove, readd], [readd, remove]] {
+            var r = base
+            for op in order { try r.receive([op]) }
+            #expect(!r.state.isMember(bob.key))
+        }
+    }
+}

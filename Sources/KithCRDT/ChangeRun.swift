@@ -1,0 +1,110 @@
+import KithCrypto
+
+/// A run of consecutive changes of one device in one scope, encoded compactly for the wire
+/// (data-model.md §6.4): the fields every header repeats (scope, author, seq, previous id, block
+/// digest) are implied, timestamps are deltas, and only the last change carries its signature.
+/// Each header commits to its predecessor's id, so the last signature authenticates the whole
+/// run; the other changes are kept with their signature omitted and are only ever forwarded in
+/// runs that end at a signed change.
+///
+/// `author[32] ‖ uvarint first_seq ‖ previous[32] ‖ u64 first_timestamp ‖ uvarint n ‖
+///  n × (uvarint timestamp_delta ‖ uvarint length ‖ block section) ‖ signature[64]`
+public enum ChangeRun {
+    public static let maxChanges = 1 << 20
+
+    /// Encodes consecutive changes of one author whose last change is signed.
+    public static func encode(_ changes: ArraySlice<Change>) -> [UInt8] {
+        precondition(!changes.isEmpty && changes.last!.isSigned, "a run ends with a signed change")
+        let first = changes.first!
+        var w = ByteWriter(capacity: changes.reduce(120) { $0 + $1.blockSection.count + 8 })
+        w.raw(first.author.bytes)
+        w.uvarint(first.seq)
+        w.raw(first.previous.bytes)
+        w.u64(first.timestamp.rawValue)
+        w.uvarint(changes.count)
+        var last = first.timestamp.rawValue
+        for c in changes {
+            w.uvarint(c.timestamp.rawValue &- last)
+            last = c.timestamp.rawValue
+            w.lengthPrefixed(c.blockSection)
+        }
+        w.raw(changes.last!.signature)
+        return w.bytes
+    }
+
+    /// True when `changes` can travel as one run: one author, consecutive seqs, last signed.
+    public static func canEncode(_ changes: ArraySlice<Change>) -> Bool {
+        guard let first = changes.first, changes.last!.isSigned else { return false }
+        for (i, c) in changes.enumerated() where c.author != first.author || c.seq != first.seq + UInt64(i) { return false }
+        return true
+    }
+
+    /// Rebuilds and authenticates a run of `scope`. Throws if it does not parse or the last
+    /// signature does not verify; every change returned is marked authenticated.
+    public static func decode(_ r: inout ByteReader, scope: ScopeID) throws(ChangeRejection) -> [Change] {
+        let pieces: [(header: [UInt8], section: ArraySlice<UInt8>)]
+        let signature: [UInt8]
+        do throws(DecodeError) {
+            let author: DeviceKey
+            do { author = try DeviceKey(bytes: try r.raw(32)) } catch { throw DecodeError("bad author key") }
+            var seq = try r.uvarint()
+            var previous = try ChangeID(bytes: try r.raw(32))
+            var timestamp = try r.u64()
+            let n = try r.count(max: maxChanges, "run length")
+            guard n >= 1 else { throw DecodeError("an empty run") }
+            var parsed: [(header: [UInt8], section: ArraySlice<UInt8>)] = []
+            parsed.reserveCapacity(n)
+            for i in 0..<n {
+                let delta = try r.uvarint()
+                if i > 0 {
+                    guard delta >= 1 else { throw DecodeError("timestamps in a run must increase") }
+                    timestamp &+= delta
+                } else {
+                    guard delta == 0 else { throw DecodeError("the first change of a run has timestamp delta 0") }
+                }
+                let section = try r.lengthPrefixed(max: Change.maxEncodedLength)
+                let hashes = try blockHashes(r.bytes, section.startIndex..<section.endIndex)
+                let header = Change.header(scope: scope, author: author, seq: seq, previous: previous,
+                                           timestamp: HybridTimestamp(rawValue: timestamp), blockCount: hashes.count,
+                                           digest: Change.bodyDigest(blockHashes: hashes))
+                parsed.append((header, section))
+                previous = ChangeID(unchecked: BLAKE2b.hash(header))
+                seq += 1
+            }
+            signature = Array(try r.raw(64))
+            pieces = parsed
+        } catch {
+            throw ChangeRejection(.malformed, "malformed change run: \(error.reason)")
+        }
+        var out: [Change] = []
+        out.reserveCapacity(pieces.count)
+        let zero = [UInt8](repeating: 0, count: 64)
+        for (i, p) in pieces.enumerated() {
+            let last = i == pieces.count - 1
+            var c = try Change(decoding: p.header + (last ? signature : zero) + p.section)
+            if last { try c.verifySignature() }
+            c.authenticatedByChain = true
+            out.append(c)
+        }
+        return out
+    }
+
+    /// The hash of each block of a block section (present blocks hashed, erased ones as given).
+    static func blockHashes(_ bytes: [UInt8], _ range: Range<Int>) throws(DecodeError) -> [[UInt8]] {
+        var r = ByteReader(bytes, from: range.lowerBound, to: range.upperBound)
+        var out: [[UInt8]] = []
+        while !r.isAtEnd {
+            guard out.count < Change.maxBlocks else { throw DecodeError("too many blocks") }
+            let tag = try r.uvarint()
+            if tag == 1 {
+                out.append(Array(try r.raw(32)))
+            } else if tag & 1 == 0 {
+                out.append(BLAKE2b.hash(try r.raw(Int(min(tag >> 1, UInt64(Change.maxBlockLength + 1))))))
+            } else {
+                throw DecodeError("unknown block tag \(tag)")
+            }
+        }
+        guard !out.isEmpty else { throw DecodeError("a change has at least one block") }
+        return out
+    }
+}
