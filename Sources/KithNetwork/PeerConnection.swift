@@ -21,14 +21,12 @@ enum PeerConnection {
         do {
             try await channel.executeThenClose { inbound, outbound in
                 let (events, eventsIn) = AsyncStream<ConnectionEvent>.makeStream()
-                let (writes, writesIn) = AsyncStream<ByteBuffer>.makeStream()
-                // The writer drains what the loop queued even when the loop ends with an error
-                // (a join refusal, a close reason), for at most 2 seconds.
-                let writer = Task {
-                    for await buffer in writes {
-                        await node.countWire(in: 0, out: buffer.readableBytes)
-                        try await outbound.write(buffer)
-                    }
+                // Writes go straight to the channel and wait while it is not writable (SwiftNIO's
+                // backpressure): nothing is queued beyond the message being sent. Inbound bytes are
+                // read as they arrive, so two nodes sending to each other at once cannot deadlock.
+                let send: @Sendable ([UInt8]) async throws -> Void = { bytes in
+                    await node.countWire(in: 0, out: bytes.count)
+                    try await outbound.write(ByteBuffer(bytes: bytes))
                 }
                 try await withThrowingTaskGroup(of: Void.self) { group in
                     group.addTask {
@@ -44,21 +42,8 @@ enum PeerConnection {
                         eventsIn.finish()
                         group.cancelAll()
                     }
-                    do {
-                        try await process(events: events, eventsIn: eventsIn, send: { writesIn.yield(ByteBuffer(bytes: $0)) },
-                                          role: role, node: node, label: label, logger: logger, now: now, purpose: purpose)
-                    } catch {
-                        writesIn.finish()
-                        let deadline = Task {
-                            try await Task.sleep(nanoseconds: 2_000_000_000)
-                            writer.cancel()
-                        }
-                        _ = await writer.result
-                        deadline.cancel()
-                        throw error
-                    }
-                    writesIn.finish()
-                    writer.cancel()
+                    try await process(events: events, eventsIn: eventsIn, send: send,
+                                      role: role, node: node, label: label, logger: logger, now: now, purpose: purpose)
                 }
             }
         } catch let e as Closed {
@@ -79,7 +64,7 @@ enum PeerConnection {
     }
 
     static func process(events: AsyncStream<ConnectionEvent>, eventsIn: AsyncStream<ConnectionEvent>.Continuation,
-                        send: @escaping ([UInt8]) -> Void, role: NoiseHandshake.Role, node: SyncNode,
+                        send: @escaping @Sendable ([UInt8]) async throws -> Void, role: NoiseHandshake.Role, node: SyncNode,
                         label: String, logger: Logger, now: @escaping @Sendable () -> UInt64, purpose: Purpose = .sync) async throws {
         var reader = LengthPrefixedReader()
         var iterator = events.makeAsyncIterator()
@@ -99,29 +84,36 @@ enum PeerConnection {
             }
         }
 
-        // Handshake: certificates travel in messages 2 and 3.
+        // Handshake: certificates travel in messages 2 and 3. A peer that does not complete it
+        // within 10 seconds is dropped (a stalled connection must not hold resources).
+        let handshakeDeadline = Task {
+            try await Task.sleep(nanoseconds: 10_000_000_000)
+            eventsIn.yield(.close(reason: "handshake not completed within 10 seconds"))
+        }
+        defer { handshakeDeadline.cancel() }
         let identity = node.identity
         var hs = NoiseHandshake(role: role, staticKey: identity.agreementKey, prologue: Noise.kithPrologue)
         let certificate = identity.certificate.encoded
         var peerPayload: [UInt8]
         if role == .initiator {
-            send(LengthPrefixedReader.frame(try hs.writeMessage(payload: [])))
+            try await send(LengthPrefixedReader.frame(try hs.writeMessage(payload: [])))
             peerPayload = try hs.readMessage(try await nextMessage())
-            send(LengthPrefixedReader.frame(try hs.writeMessage(payload: certificate)))
+            try await send(LengthPrefixedReader.frame(try hs.writeMessage(payload: certificate)))
         } else {
             _ = try hs.readMessage(try await nextMessage())
-            send(LengthPrefixedReader.frame(try hs.writeMessage(payload: certificate)))
+            try await send(LengthPrefixedReader.frame(try hs.writeMessage(payload: certificate)))
             peerPayload = try hs.readMessage(try await nextMessage())
         }
         let handshakeHash = hs.handshakeHash
+        handshakeDeadline.cancel()
         guard var transport = hs.transport() else { throw Closed(reason: "handshake did not complete") }
         let peer = try PeerIdentity.authenticate(payload: peerPayload, remoteStatic: transport.remoteStatic, now: now() / 1000,
                                                  allowed: { _ in true })
         var reassembler = Reassembler()
 
-        func sendMessage(_ message: SyncMessage) throws {
+        func sendMessage(_ message: SyncMessage) async throws {
             for fragment in Fragmenter.fragments(of: message.encoded) {
-                send(LengthPrefixedReader.frame(try transport.seal(fragment)))
+                try await send(LengthPrefixedReader.frame(try transport.seal(fragment)))
             }
         }
         func receiveMessage() async throws -> SyncMessage {
@@ -133,7 +125,7 @@ enum PeerConnection {
 
         // A joiner presents its proof and takes the log home; nothing else happens on this connection.
         if case let .join(invite, reply) = purpose {
-            try sendMessage(.join(chapter: invite.chapter.bytes, proof: invite.proof(handshakeHash: handshakeHash, certificate: identity.certificate)))
+            try await sendMessage(.join(chapter: invite.chapter.bytes, proof: invite.proof(handshakeHash: handshakeHash, certificate: identity.certificate)))
             switch try await receiveMessage() {
             case let .membership(chapter, ops) where chapter == invite.chapter.bytes:
                 reply(.success(ops))
@@ -164,9 +156,9 @@ enum PeerConnection {
             if case let .pair(proof) = request {
                 do {
                     let cert = try await node.completePairing(proof: proof, handshakeHash: handshakeHash, temporary: peer.certificate)
-                    try sendMessage(.paired(certificate: cert.encoded))
+                    try await sendMessage(.paired(certificate: cert.encoded))
                 } catch let e as ChapterCommandError {
-                    try sendMessage(.joinRefused(reason: e.message))
+                    try await sendMessage(.joinRefused(reason: e.message))
                     throw PeerIdentity.Refusal(reason: "pairing refused: \(e.message)")
                 }
                 throw Closed(reason: "pairing handled; the new device connects with its certificate")
@@ -176,13 +168,13 @@ enum PeerConnection {
             }
             do {
                 let ops = try await node.admit(chapter: chapter, proof: proof, handshakeHash: handshakeHash, joiner: peer.certificate)
-                try sendMessage(.membership(chapter: chapter, ops: ops))
+                try await sendMessage(.membership(chapter: chapter, ops: ops))
                 logger.notice("admitted a new member by invite", metadata: ["member": "\(peer.member)", "device": "\(peer.device)"])
             } catch let e as ChapterCommandError where e.held {
-                try sendMessage(.joinHeld(reason: e.message))
+                try await sendMessage(.joinHeld(reason: e.message))
                 throw Closed(reason: "join held for approval")
             } catch let e as ChapterCommandError {
-                try sendMessage(.joinRefused(reason: e.message))
+                try await sendMessage(.joinRefused(reason: e.message))
                 throw PeerIdentity.Refusal(reason: "join refused: \(e.message)")
             }
             throw Closed(reason: "join handled; the new member reconnects to sync")
@@ -199,7 +191,7 @@ enum PeerConnection {
             for action in actions {
                 switch action {
                 case let .send(message):
-                    try sendMessage(message)
+                    try await sendMessage(message)
                 case let .deliver(scope, changes):
                     await node.receive(changes, scope: scope, from: id, peerName: peerName)
                 case let .caughtUp(scope):
@@ -215,8 +207,8 @@ enum PeerConnection {
         }
 
         try await perform(session.start())
-        for m in await node.membershipMessages(for: scopes) { try sendMessage(m) }
-        if peer.member == identity.member, let r = await node.revocationMessage() { try sendMessage(r) }
+        for m in await node.membershipMessages(for: scopes) { try await sendMessage(m) }
+        if peer.member == identity.member, let r = await node.revocationMessage() { try await sendMessage(r) }
         if !pendingPushes.isEmpty { try await perform(session.localChanges(pendingPushes)) }
         while true {
             if let m = reader.next() {
@@ -231,10 +223,10 @@ enum PeerConnection {
             case let .bytes(b)?: reader.append(b)
             case let .push(cs)?: try await perform(session.localChanges(cs))
             case let .revocations(list)?:
-                if peer.member == identity.member { try sendMessage(.revocations(list)) }
+                if peer.member == identity.member { try await sendMessage(.revocations(list)) }
             case let .membership(chapter, ops)?:
                 if let cid = try? ChapterID(bytes: chapter), session.sharedScopes.contains(cid.contentScope) {
-                    try sendMessage(.membership(chapter: chapter, ops: ops))
+                    try await sendMessage(.membership(chapter: chapter, ops: ops))
                 }
             case .antiEntropy?:
                 let snapshot = await node.replicas(scopes)

@@ -35,8 +35,14 @@ public struct PeerNetwork: Sendable {
                     try await withThrowingDiscardingTaskGroup { group in
                         for try await child in inbound {
                             let label = child.channel.remoteAddress?.description ?? "peer"
+                            guard await node.openInbound() else {
+                                logger.warning("refused a connection: too many open", metadata: ["peer": "\(label)", "limit": "\(SyncNode.maxInboundConnections)"])
+                                try? await child.channel.close()
+                                continue
+                            }
                             group.addTask {
                                 await PeerConnection.run(child, role: .responder, node: node, label: label, logger: logger, now: now)
+                                await node.closeInbound()
                             }
                         }
                     }

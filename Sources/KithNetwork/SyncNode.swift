@@ -204,6 +204,18 @@ public actor SyncNode {
 
     func unregister(_ id: Int) { peers[id] = nil }
 
+    /// Most inbound connections open at once (authenticated or not); more are closed at accept.
+    public static let maxInboundConnections = 256
+    private var inbound = 0
+
+    func openInbound() -> Bool {
+        guard inbound < Self.maxInboundConnections else { return false }
+        inbound += 1
+        return true
+    }
+
+    func closeInbound() { inbound -= 1 }
+
     /// Bytes received from and sent to peers (TCP payload: framing and Noise included).
     public private(set) var wireBytesIn = 0
     public private(set) var wireBytesOut = 0

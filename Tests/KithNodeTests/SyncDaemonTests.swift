@@ -195,3 +195,28 @@ func sendRaw(port: Int, bytes: [UInt8]) throws {
     guard rc == 0 else { throw Timeout(what: "connect") }
     _ = bytes.withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
 }
+
+@Suite("kithd resource limits")
+struct ResourceLimitTests {
+    @Test func aSilentConnectionIsDroppedAfterTheHandshakeDeadline() throws {
+        let tmp = try TempDir()
+        let a = tmp.path("a")
+        #expect(try Binaries.run("kith", ["init", "--data-dir", a]).status == 0)
+        let da = try Daemon(data: a, logName: "silent")
+        let port = try da.port
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        defer { close(fd) }
+        var addr = sockaddr_in()
+        addr.sin_family = sa_family_t(AF_INET)
+        addr.sin_port = in_port_t(UInt16(port).bigEndian)
+        addr.sin_addr.s_addr = inet_addr("127.0.0.1")
+        let rc = withUnsafePointer(to: &addr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) } }
+        #expect(rc == 0)
+        // Say nothing: the daemon closes the connection after 10 s and keeps running.
+        _ = try waitFor("handshake deadline", seconds: 20) { da.logText.contains("handshake not completed within 10 seconds") ? true : nil }
+        var byte: UInt8 = 0
+        #expect(read(fd, &byte, 1) == 0, "the daemon closed its end")
+        #expect(da.process.isRunning)
+        da.stop()
+    }
+}
