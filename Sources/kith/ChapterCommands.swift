@@ -27,7 +27,7 @@ func parseDuration(_ text: String) throws -> Int {
 }
 
 struct ChapterOption: ParsableArguments {
-    @Option(name: .customLong("chapter"), help: "The chapter (id, id prefix or name); optional when the node is in one chapter.")
+    @Option(name: .customLong("chapter"), help: "The chapter (id, id prefix or name; write --chapter=ID when the id starts with -); optional when the node is in one chapter.")
     var chapter: String?
 
     func add(to request: [String: Any]) -> [String: Any] {

@@ -237,7 +237,7 @@ struct BlindRelayTests {
         #expect(relayView["role"] as? String == "relay")
         #expect(relayView["contacts"] as? Int == 0)
         #expect((relayView["changes"] as? Int ?? 0) >= 2)
-        let relayMap = try kithJSON(["chapter", "map", "--chapter", chapterID, "--data-dir", r]) as! [String: Any]
+        let relayMap = try kithJSON(["chapter", "map", "--chapter=\(chapterID)", "--data-dir", r]) as! [String: Any]
         #expect((relayMap["contacts"] as? [Any])?.isEmpty == true)
         // Carol's daemon only ever authenticated the home server, never Alice's own device.
         let aliceDevice = (try kithJSON(["whoami", "--data-dir", a]) as! [String: Any])["deviceSigning"] as! String
