@@ -92,7 +92,10 @@ public struct ControlServer: Sendable {
                 "ok": true, "member": node.identity.member.description, "device": node.identity.certificate.deviceSigningKey.description,
                 "peers": await node.peerNames(), "scope": r.scope.description, "contacts": r.visibleContactIDs.count,
                 "changes": r.changeCount, "pending": r.pendingCount,
+                "scopes": Self.object(await node.scopeInfo()),
             ])]
+        case "peers":
+            return [Self.jsonLine(["ok": true, "peers": Self.object(await node.peerInfo())])]
         case "changes":
             let all = await node.replica().allChanges()
             var out = [Self.jsonLine(["ok": true, "count": all.count])]

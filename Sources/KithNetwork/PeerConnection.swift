@@ -195,6 +195,7 @@ enum PeerConnection {
                 case let .deliver(scope, changes):
                     await node.receive(changes, scope: scope, from: id, peerName: peerName)
                 case let .caughtUp(scope):
+                    await node.noteCaughtUp(id, scope: scope)
                     logger.info("caught up with peer", metadata: ["peer": "\(peerName)", "scope": "\(scope)"])
                 case let .membership(chapter, ops):
                     await node.receiveMembership(chapter: chapter, ops: ops, from: id)

@@ -50,6 +50,60 @@ public actor SyncNode {
         let name: String
         let identity: PeerIdentity
         let scopes: Set<ScopeID>
+        let connectedAt: UInt64
+        /// When the peer last finished sending what we lacked, per scope (ms).
+        var caughtUp: [ScopeID: UInt64] = [:]
+    }
+
+    /// A connected peer as `kith peers` shows it.
+    public struct PeerInfo: Sendable, Codable {
+        public let name: String
+        public let member: String
+        public let device: String
+        public let ownDevice: Bool
+        public let scopes: [String]
+        public let connectedAt: UInt64
+        public let lastCaughtUp: UInt64?
+    }
+
+    /// Per scope, what `kith status` shows.
+    public struct ScopeInfo: Sendable, Codable {
+        public let scope: String
+        public let kind: String
+        public let name: String
+        public let contacts: Int
+        public let changes: Int
+        public let pending: Int
+        public let awaitingKeys: Int
+        public let peers: Int
+        public let lastCaughtUp: UInt64?
+    }
+
+    public func peerInfo() -> [PeerInfo] {
+        peers.values.sorted { $0.name < $1.name }.map { p in
+            PeerInfo(name: p.name, member: p.identity.member.description, device: p.identity.device.description,
+                     ownDevice: p.identity.member == identity.member, scopes: p.scopes.map(\.description).sorted(),
+                     connectedAt: p.connectedAt, lastCaughtUp: p.caughtUp.values.max())
+        }
+    }
+
+    public func scopeInfo() -> [ScopeInfo] {
+        var out: [ScopeInfo] = []
+        func info(_ scope: ScopeID, _ kind: String, _ name: String, _ r: Replica) -> ScopeInfo {
+            let connected = peers.values.filter { $0.scopes.contains(scope) }
+            return ScopeInfo(scope: scope.description, kind: kind, name: name, contacts: r.visibleContactIDs.count, changes: r.changeCount,
+                             pending: r.pendingCount, awaitingKeys: r.awaitingBlockCount, peers: connected.count,
+                             lastCaughtUp: connected.compactMap { $0.caughtUp[scope] }.max())
+        }
+        out.append(info(privateScope, "private", "your contacts", store.replica))
+        for ch in chapters.values.sorted(by: { $0.id < $1.id }) {
+            out.append(info(ch.id.contentScope, ch.relayOnly ? "relay" : "chapter", ch.log?.state.name ?? "?", ch.store.replica))
+        }
+        return out
+    }
+
+    func noteCaughtUp(_ peer: Int, scope: ScopeID) {
+        peers[peer]?.caughtUp[scope] = clock()
     }
 
     public nonisolated let identity: Identity
@@ -180,7 +234,7 @@ public actor SyncNode {
 
     func register(_ events: AsyncStream<ConnectionEvent>.Continuation, name: String, peer: PeerIdentity, scopes: Set<ScopeID>) -> Int {
         nextPeerID += 1
-        peers[nextPeerID] = Peer(events: events, name: name, identity: peer, scopes: scopes)
+        peers[nextPeerID] = Peer(events: events, name: name, identity: peer, scopes: scopes, connectedAt: clock())
         if peer.member == identity.member { adoptOwnDevice(peer) }
         return nextPeerID
     }
@@ -271,9 +325,11 @@ public actor SyncNode {
         for (id, p) in peers where id != except && p.scopes.contains(scope) { p.events.yield(.push(changes)) }
     }
 
-    /// Asks every connection to re-exchange version vectors (periodic anti-entropy, `sync now`).
-    public func antiEntropy() {
-        for p in peers.values { p.events.yield(.antiEntropy) }
+    /// Asks connections to re-exchange version vectors: all of them (`sync now`), or `fanout`
+    /// chosen at random (the periodic anti-entropy round).
+    public func antiEntropy(fanout: Int? = nil) {
+        let chosen = fanout.map { Array(peers.values.shuffled().prefix($0)) } ?? Array(peers.values)
+        for p in chosen { p.events.yield(.antiEntropy) }
     }
 
     /// Authors local changes of the private scope durably and gossips them (the control API's

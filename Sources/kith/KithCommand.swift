@@ -31,7 +31,7 @@ struct Kith: AsyncParsableCommand {
             """,
         version: KithVersion.describe(tool: "kith"),
         subcommands: [Init.self, WhoAmI.self, ContactCommand.self, TagCommand.self, NoteCommand.self, LogConversation.self,
-                      LinkCommand.self, UnlinkCommand.self, ImportCommand.self, ExportCommand.self, DeviceCommand.self, StatusCommand.self, SyncCommand.self,
+                      LinkCommand.self, UnlinkCommand.self, ImportCommand.self, ExportCommand.self, DeviceCommand.self, StatusCommand.self, PeersCommand.self, SyncCommand.self,
                       ChapterCommand.self, ShareCommand.self, UnshareCommand.self]
     )
 }

@@ -207,7 +207,7 @@ struct KithDaemon: AsyncParsableCommand {
             services.append(.init(service: TaskService {
                 while !Task.isCancelled {
                     try? await Task.sleep(nanoseconds: interval * 1_000_000_000)
-                    if !Task.isCancelled { await node.antiEntropy() }
+                    if !Task.isCancelled { await node.antiEntropy(fanout: 3) }
                 }
             }, serviceName: "anti-entropy"))
         }

@@ -100,6 +100,10 @@ struct SyncDaemonTests {
         let status = try Binaries.run("kith", ["status", "--json", "--data-dir", b])
         let s = try JSONSerialization.jsonObject(with: Data(status.stdout.utf8)) as! [String: Any]
         #expect((s["peers"] as? [String])?.count == 2 && s["contacts"] as? Int == 4)
+        let scopes = s["scopes"] as? [[String: Any]] ?? []
+        #expect(scopes.count == 1 && scopes[0]["kind"] as? String == "private" && scopes[0]["peers"] as? Int == 2)
+        let peers = try kithJSON(["peers", "--data-dir", b]) as! [[String: Any]]
+        #expect(peers.count == 2 && peers.allSatisfy { $0["ownDevice"] as? Bool == true && $0["lastCaughtUp"] is NSNumber })
         for d in [da, db, dc] { d!.stop() }
         for d in [a, b, c] { #expect(try names(d) == ["Alpha", "Bravo", "Charlie", "Echo"], "\(d)") }
 
