@@ -87,6 +87,7 @@ struct GossipBench: AsyncParsableCommand {
             }
         }
         var sides: [String: Any] = [:]
+        var mergeSeconds = 0.0
         for (label, perChange) in [("oneChangePerEdit", true), ("editsBatchedInOneChange", false)] {
             var bytesEachWay: [Int] = []
             for k in 0..<2 {
@@ -99,13 +100,25 @@ struct GossipBench: AsyncParsableCommand {
                 } else {
                     _ = try a.commit(editsList, to: &r, wallMilliseconds: 1_790_000_001_000)
                 }
-                bytesEachWay.append(wireBytes(r.changes(missingFrom: before)))
+                let delta = r.changes(missingFrom: before)
+                bytesEachWay.append(wireBytes(delta))
+                if perChange && k == 0 {
+                    // Merge: the other side decodes the run messages and applies them.
+                    var other = base
+                    let messages = SyncSession.messages(for: delta, scope: scope).map(\.encoded)
+                    let t = seconds()
+                    for m in messages {
+                        if case let .run(_, cs) = try SyncMessage(decoding: m) { for c in cs { try other.receive(c, nowMilliseconds: 1_790_000_100_000) } }
+                    }
+                    mergeSeconds = seconds() - t
+                }
             }
             sides[label] = bytesEachWay
         }
         var out = result
         out["concurrentEdits"] = edits
         out["deltaWireBytesEachWay"] = sides
+        out["mergeSeconds"] = mergeSeconds
         emit(out)
         note(String(format: "ring of %d: one edit reaches every node in %.1f ms median (max %.1f)", nodes,
                     result["allNodesReachedMillisecondsMedian"] as! Double, result["allNodesReachedMillisecondsMax"] as! Double))

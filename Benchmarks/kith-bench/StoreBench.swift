@@ -6,14 +6,38 @@ import KithInterchange
 import KithSampleData
 import KithStore
 
-/// Writes N synthetic contacts as vCard to standard output (for the demo and manual tests).
+/// Writes N synthetic contacts to standard output: vCard (the demo, manual tests) or JSON lines
+/// (the same workload for the peer CRDT library in Benchmarks/peers).
 struct SampleCommand: ParsableCommand {
-    static let configuration = CommandConfiguration(commandName: "sample", abstract: "Print N seeded synthetic contacts as a vCard file.")
+    static let configuration = CommandConfiguration(commandName: "sample", abstract: "Print N seeded synthetic contacts as vCard or JSON lines.")
     @Option(help: "Number of contacts.") var contacts = 200
     @Option(help: "Seed.") var seed: UInt64 = 42
+    @Option(help: "vcard or jsonl.") var format = "vcard"
 
     func run() throws {
-        FileHandle.standardOutput.write(Data(SyntheticContacts(seed: seed).vCard(count: contacts).utf8))
+        let gen = SyntheticContacts(seed: seed)
+        switch format {
+        case "vcard":
+            FileHandle.standardOutput.write(Data(gen.vCard(count: contacts).utf8))
+        case "jsonl":
+            var out = Data()
+            for i in 0..<contacts {
+                let c = gen.contact(i)
+                let o: [String: Any] = [
+                    "id": c.id.description, "given": c.givenName, "family": c.familyName, "phone": c.phone, "phoneRaw": c.phoneRaw,
+                    "email": c.email, "address": c.address, "city": c.city, "postal": c.postalCode, "tags": c.tags,
+                    "notes": c.notes, "relationship": c.relationship, "support": c.support, "consent": c.consent,
+                ]
+                out += try JSONSerialization.data(withJSONObject: o, options: [.sortedKeys]) + Data("\n".utf8)
+                if out.count > 1 << 20 {
+                    FileHandle.standardOutput.write(out)
+                    out.removeAll(keepingCapacity: true)
+                }
+            }
+            FileHandle.standardOutput.write(out)
+        default:
+            throw ValidationError("--format is vcard or jsonl")
+        }
     }
 }
 

@@ -8,7 +8,8 @@ import KithCrypto
 /// runs that end at a signed change.
 ///
 /// `author[32] ‖ uvarint first_seq ‖ previous[32] ‖ u64 first_timestamp ‖ uvarint n ‖
-///  n × (uvarint timestamp_delta ‖ uvarint length ‖ block section) ‖ signature[64]`
+///  n × (uvarint ms_delta ‖ uvarint head ‖ [uvarint counter] ‖ blocks) ‖ signature[64]`, where
+/// `head = (block_count - 1) << 1 | counter_present` and the blocks are as in a change.
 public enum ChangeRun {
     public static let maxChanges = 1 << 20
 
@@ -22,11 +23,14 @@ public enum ChangeRun {
         w.raw(first.previous.bytes)
         w.u64(first.timestamp.rawValue)
         w.uvarint(changes.count)
-        var last = first.timestamp.rawValue
+        var lastMs = first.timestamp.milliseconds
         for c in changes {
-            w.uvarint(c.timestamp.rawValue &- last)
-            last = c.timestamp.rawValue
-            w.lengthPrefixed(c.blockSection)
+            w.uvarint(c.timestamp.milliseconds &- lastMs)
+            lastMs = c.timestamp.milliseconds
+            let counter = c.timestamp.counter
+            w.uvarint(UInt64(c.blockCount - 1) << 1 | (counter != 0 ? 1 : 0))
+            if counter != 0 { w.uvarint(UInt64(counter)) }
+            w.raw(c.blockSection)
         }
         w.raw(changes.last!.signature)
         return w.bytes
@@ -54,16 +58,29 @@ public enum ChangeRun {
             guard n >= 1 else { throw DecodeError("an empty run") }
             var parsed: [(header: [UInt8], section: ArraySlice<UInt8>)] = []
             parsed.reserveCapacity(n)
+            let firstTimestamp = timestamp
+            var ms = HybridTimestamp(rawValue: timestamp).milliseconds
             for i in 0..<n {
-                let delta = try r.uvarint()
-                if i > 0 {
-                    guard delta >= 1 else { throw DecodeError("timestamps in a run must increase") }
-                    timestamp &+= delta
-                } else {
-                    guard delta == 0 else { throw DecodeError("the first change of a run has timestamp delta 0") }
+                let msDelta = try r.uvarint()
+                guard i > 0 || msDelta == 0 else { throw DecodeError("the first change of a run has delta 0") }
+                ms &+= msDelta
+                let head = try r.uvarint()
+                guard head >> 1 < UInt64(Change.maxBlocks) else { throw DecodeError("too many blocks") }
+                var counter: UInt64 = 0
+                if head & 1 == 1 {
+                    counter = try r.uvarint()
+                    guard counter >= 1, counter <= UInt64(UInt16.max) else { throw DecodeError("bad clock counter") }
                 }
-                let section = try r.lengthPrefixed(max: Change.maxEncodedLength)
-                let hashes = try blockHashes(r.bytes, section.startIndex..<section.endIndex)
+                let next = ms << 16 | counter
+                if i == 0 {
+                    guard next == firstTimestamp else { throw DecodeError("the first change's timestamp does not match the run's") }
+                } else {
+                    guard next > timestamp else { throw DecodeError("timestamps in a run must increase") }
+                }
+                timestamp = next
+                let start = r.offset
+                let hashes = try blockHashes(&r, count: Int(head >> 1) + 1)
+                let section = r.bytes[start..<r.offset]
                 let header = Change.header(scope: scope, author: author, seq: seq, previous: previous,
                                            timestamp: HybridTimestamp(rawValue: timestamp), blockCount: hashes.count,
                                            digest: Change.bodyDigest(blockHashes: hashes))
@@ -89,22 +106,22 @@ public enum ChangeRun {
         return out
     }
 
-    /// The hash of each block of a block section (present blocks hashed, erased ones as given).
-    static func blockHashes(_ bytes: [UInt8], _ range: Range<Int>) throws(DecodeError) -> [[UInt8]] {
-        var r = ByteReader(bytes, from: range.lowerBound, to: range.upperBound)
+    /// Reads `count` blocks (tag-length encoded as in a change) and returns each one's hash
+    /// (present blocks hashed, erased ones as given).
+    static func blockHashes(_ r: inout ByteReader, count: Int) throws(DecodeError) -> [[UInt8]] {
         var out: [[UInt8]] = []
-        while !r.isAtEnd {
-            guard out.count < Change.maxBlocks else { throw DecodeError("too many blocks") }
+        out.reserveCapacity(count)
+        for _ in 0..<count {
             let tag = try r.uvarint()
             if tag == 1 {
                 out.append(Array(try r.raw(32)))
             } else if tag & 1 == 0 {
-                out.append(BLAKE2b.hash(try r.raw(Int(min(tag >> 1, UInt64(Change.maxBlockLength + 1))))))
+                guard tag >> 1 >= 17, tag >> 1 <= UInt64(Change.maxBlockLength) else { throw DecodeError("bad block length") }
+                out.append(BLAKE2b.hash(try r.raw(Int(tag >> 1))))
             } else {
                 throw DecodeError("unknown block tag \(tag)")
             }
         }
-        guard !out.isEmpty else { throw DecodeError("a change has at least one block") }
         return out
     }
 }

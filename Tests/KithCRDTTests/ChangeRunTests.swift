@@ -39,6 +39,20 @@ struct ChangeRunTests {
         #expect(r2.canonicalState() == source.canonicalState())
     }
 
+    @Test func erasedBlocksTravelInRuns() throws {
+        var (source, _) = try chain(20)
+        var a = ChangeAuthor(signer: deviceKey(7))
+        a.resume(from: source)
+        try a.commit([ContactEdit(contact: contactID(3), ops: [.forget])], to: &source, wallMilliseconds: now + 1_000)
+        let held = source.changes(missingFrom: VersionVector())
+        #expect(held.contains { $0.hasErasedBlocks })
+        let decoded = try decode(ChangeRun.encode(held[...]))
+        #expect(decoded.map(\.id) == held.map(\.id))
+        var r = Replica(scope: testScope)
+        for c in decoded { try r.receive(c, nowMilliseconds: now + 2_000) }
+        #expect(r.canonicalState() == source.canonicalState())
+    }
+
     @Test func tamperingAnywhereIsRefused() throws {
         let (_, changes) = try chain(10)
         let run = ChangeRun.encode(changes[...])
