@@ -118,14 +118,14 @@ struct CRDTBench: ParsableCommand {
             let dt = seconds() - t
             return (dt, r, memory().rss - before)
         }
-        // Warm-up and unverified run first, then the verified one whose memory we keep.
-        var (plainSeconds, plain, _) = try applyAll(verify: false)
-        precondition(plain.knownContactCount == contacts)
-        plain = Replica(scope: scope)
+        // The verified apply first, into memory no earlier replica has freed (an honest RSS
+        // delta); then two unverified runs, keeping the faster.
         let (verifySeconds, verified, rssDelta) = try applyAll(verify: true)
         precondition(verified.knownContactCount == contacts)
+        let (plainSeconds1, plain, _) = try applyAll(verify: false)
+        precondition(plain.knownContactCount == contacts)
         let (plainSeconds2, _, _) = try applyAll(verify: false)
-        plainSeconds = min(plainSeconds, plainSeconds2)
+        let plainSeconds = min(plainSeconds1, plainSeconds2)
         let changeLogBytes = verified.encodedSize
 
         let result: [String: Any] = [
@@ -142,16 +142,20 @@ struct CRDTBench: ParsableCommand {
             "encodedBytesPerOp": Double(encodedBytes) / Double(totalOps),
             "csvBytes": csvBytes,
             "encodedToCSVRatio": Double(encodedBytes) / Double(csvBytes),
+            // The replica's change log shares the input buffers, allocated before the baseline:
+            // the RSS growth is the materialized view and bookkeeping; add the log for the total.
             "replicaRSSBytes": rssDelta,
             "replicaRSSBytesPerContact": Double(rssDelta) / Double(contacts),
-            "materializedBytesPerContact": Double(rssDelta - changeLogBytes) / Double(contacts),
+            "changeLogBytesPerContact": Double(changeLogBytes) / Double(contacts),
+            "replicaTotalBytesPerContact": Double(rssDelta + changeLogBytes) / Double(contacts),
             "peakRSSBytes": memory().peak,
         ]
         emit(result)
         note(String(format: "apply verified: %.3f s (%.0f ops/s); unverified: %.3f s (%.0f ops/s)",
                     verifySeconds, Double(totalOps) / verifySeconds, plainSeconds, Double(totalOps) / plainSeconds))
-        note(String(format: "encoded %.1f MB = %.2f× CSV (%.1f MB), %.1f B/op; replica RSS %.0f B/contact (materialized view ≈ %.0f B/contact)",
+        note(String(format: "encoded %.1f MB = %.2f× CSV (%.1f MB), %.1f B/op; replica %.0f B/contact (RSS growth %.0f + change log %.0f)",
                     Double(encodedBytes) / 1e6, Double(encodedBytes) / Double(csvBytes), Double(csvBytes) / 1e6,
-                    Double(encodedBytes) / Double(totalOps), Double(rssDelta) / Double(contacts), Double(rssDelta - changeLogBytes) / Double(contacts)))
+                    Double(encodedBytes) / Double(totalOps), Double(rssDelta + changeLogBytes) / Double(contacts),
+                    Double(rssDelta) / Double(contacts), Double(changeLogBytes) / Double(contacts)))
     }
 }

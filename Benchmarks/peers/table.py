@@ -10,6 +10,8 @@ y, crdt, sync, gossip = load("pycrdt.json"), load("kith-crdt.json"), load("kith-
 n = y["contacts"]
 delta_k = max(gossip["deltaWireBytesEachWay"]["oneChangePerEdit"])
 delta_y = max(y["deltaBytesEachWay"])
+# The replica's change log shares the input buffers (allocated before the RSS baseline): add it.
+kith_mem = crdt["replicaRSSBytesPerContact"] + crdt["encodedBytes"] / n
 rows = [
     ("build the map (Kith: author and sign changes)", f'{crdt["authorSeconds"]:.2f} s', f'{y["buildSeconds"]:.2f} s', "", ""),
     ("full state, bytes", f'{crdt["encodedBytes"] / 1e6:.1f} MB', f'{y["stateBytes"] / 1e6:.1f} MB',
@@ -22,8 +24,8 @@ rows = [
     (f'{y["concurrentEdits"]} concurrent edits per side, delta bytes each way (Kith: one signed change per edit, wire bytes)',
      f'{delta_k / 1e3:.1f} KB', f'{delta_y / 1e3:.1f} KB', f'Kith/Yrs {delta_k / delta_y:.2f}', "≤ 1.2"),
     ("merge that delta", f'{gossip["mergeSeconds"] * 1e3:.1f} ms', f'{y["mergeSeconds"] * 1e3:.1f} ms', "", ""),
-    ("resident memory per contact (replica after apply)", f'{crdt["replicaRSSBytesPerContact"]:.0f} B',
-     f'{y["applyRSSBytesPerContact"]:.0f} B', f'Kith/Yrs {crdt["replicaRSSBytesPerContact"] / y["applyRSSBytesPerContact"]:.2f}', "≤ 0.25"),
+    ("resident memory per contact after apply (Kith: RSS growth + its change log)", f'{kith_mem:.0f} B',
+     f'{y["applyRSSBytesPerContact"]:.0f} B', f'Kith/Yrs {kith_mem / y["applyRSSBytesPerContact"]:.2f}', "≤ 0.25"),
 ]
 print(f'{n} contacts, seed 42; pycrdt {y["version"]}; kith commit {crdt.get("commit", "?")}; {crdt.get("machine", {}).get("cpu", "")}')
 print()
