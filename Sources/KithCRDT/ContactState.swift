@@ -2,15 +2,18 @@ import KithCrypto
 
 /// Where an operation sits in the total order: the change's hybrid timestamp, its author (an
 /// index into the replica's device table; ties compare the keys), seq, block and op position.
+///
+/// 22 bytes: `op` fits 16 bits (at most 4,096 ops per block), so a slot that stores a stamp
+/// first and a one-byte tag right after it packs into 24 bytes before its strings.
 struct Stamp: Hashable, Sendable {
     var hlc: UInt64
     var device: UInt32
     var seq: UInt32
     var block: UInt32
-    var op: UInt32
+    var op: UInt16
 
     /// The identity of the op, without its timestamp (what removes refer to).
-    var key: OpKey { OpKey(device: device, seq: seq, block: block, op: op) }
+    var key: OpKey { OpKey(device: device, seq: seq, block: block, op: UInt32(op)) }
 }
 
 /// An op's identity inside one replica (device interned).
@@ -52,17 +55,32 @@ struct DeviceTable: Sendable {
 /// The materialized state of one contact: every field's winning write, the live and removed
 /// set members, the conversation log and the delete marker. Updated by `apply`, in any order.
 struct ContactState: Sendable {
+    // Stored properties are laid out in order: the stamp first lets the one-byte tag sit in
+    // its tail padding (FieldSlot 40 bytes, Member 56, instead of 48 and 64).
     struct FieldSlot: Sendable {
+        var stamp: Stamp
         var field: Field
         var value: String
-        var stamp: Stamp
+
+        init(field: Field, value: String, stamp: Stamp) {
+            self.stamp = stamp
+            self.field = field
+            self.value = value
+        }
     }
 
     struct Member: Sendable {
+        var stamp: Stamp
         var kind: SetKind
         var key: String
         var payload: String
-        var stamp: Stamp
+
+        init(kind: SetKind, key: String, payload: String, stamp: Stamp) {
+            self.stamp = stamp
+            self.kind = kind
+            self.key = key
+            self.payload = payload
+        }
     }
 
     struct LogEntry: Sendable {

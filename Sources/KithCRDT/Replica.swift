@@ -272,9 +272,22 @@ public struct Replica: Sendable {
                 idx = records.count
                 contactIndex[edit.contact] = idx
                 contactIDs.append(edit.contact)
-                records.append(ContactState())
+                // Size the arrays for what this first edit writes (usually the whole contact):
+                // growth by doubling would leave up to half of each array unused.
+                var record = ContactState()
+                var fieldCount = 0, memberCount = 0
+                for op in edit.ops {
+                    switch op {
+                    case .setField: fieldCount += 1
+                    case .add: memberCount += 1
+                    default: break
+                    }
+                }
+                record.fields.reserveCapacity(fieldCount)
+                record.members.reserveCapacity(memberCount)
+                records.append(record)
             }
-            var opIndex: UInt32 = 0
+            var opIndex: UInt16 = 0
             for op in edit.ops {
                 records[idx].apply(op, at: Stamp(hlc: hlc, device: d, seq: seq, block: UInt32(block), op: opIndex), devices: devices)
                 opIndex += 1
@@ -386,7 +399,7 @@ public struct Replica: Sendable {
     public func liveAdds(of key: String, in kind: SetKind, contact: ContactID) -> [OpRef] {
         guard let i = contactIndex[contact] else { return [] }
         return records[i].members.filter { $0.kind == kind && $0.key == key }.map {
-            OpRef(device: devices[$0.stamp.device], seq: UInt64($0.stamp.seq), block: $0.stamp.block, op: $0.stamp.op)
+            OpRef(device: devices[$0.stamp.device], seq: UInt64($0.stamp.seq), block: $0.stamp.block, op: UInt32($0.stamp.op))
         }
     }
 
