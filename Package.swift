@@ -37,6 +37,8 @@ let package = Package(
         .target(name: "KithCRDT", dependencies: ["KithCrypto"], swiftSettings: strict),
         // Chapters: the signed membership log, its evaluation, epoch keys and invites. No I/O.
         .target(name: "KithChapter", dependencies: ["KithCRDT", "KithCrypto"], swiftSettings: strict),
+        // Consent: grants, sealed upward records, revocations, receipts and the hub's rules. No I/O.
+        .target(name: "KithConsent", dependencies: ["KithChapter", "KithCRDT", "KithCrypto"], swiftSettings: strict),
         // Durable, encrypted-at-rest storage of a replica (SQLite WAL, sealed rows, in-memory index).
         // SQLite, the embedded store's engine (system library).
         .systemLibrary(name: "CSQLite", pkgConfig: "sqlite3", providers: [.apt(["libsqlite3-dev"])]),
@@ -107,6 +109,7 @@ let package = Package(
             dependencies: ["KithChapter", "KithCRDT", "KithCrypto", .product(name: "PropertyBased", package: "swift-property-based")],
             swiftSettings: strict
         ),
+        .testTarget(name: "KithConsentTests", dependencies: ["KithConsent", "KithChapter", "KithCRDT", "KithCrypto"], swiftSettings: strict),
         .testTarget(name: "KithSyncTests", dependencies: ["KithSync", "KithCrypto", "KithCRDT"], swiftSettings: strict),
         .testTarget(name: "KithInterchangeTests", dependencies: ["KithInterchange", "KithCRDT"], swiftSettings: strict),
         .testTarget(

@@ -35,6 +35,8 @@ public struct ChapterState: Sendable, Equatable {
     /// Epochs in the order they were applied; the last is current.
     public internal(set) var epochs: [Epoch] = []
     public internal(set) var invites: [OpID: Invite] = [:]
+    /// The organization the chapter is affiliated with (the last applied `affiliate` op).
+    public internal(set) var affiliation: Affiliation?
     /// Devices revoked (and not re-added): refused at the handshake even though their member
     /// may still be in the chapter.
     public internal(set) var revoked: Set<Ed25519.PublicKey> = []
@@ -132,6 +134,8 @@ public struct ChapterState: Sendable, Equatable {
             for e in envelopes where current.contains(e.device) && epochs[i].envelopes[e.device] == nil {
                 epochs[i].envelopes[e.device] = e.sealed
             }
+        case let .affiliate(a):
+            affiliation = a
         case let .invite(key, expiresAt, uses, approval):
             invites[op.id] = Invite(id: op.id, key: key, expiresAt: expiresAt, uses: uses, author: author, approval: approval, used: 0)
         }
@@ -252,6 +256,7 @@ extension MembershipAction {
         case .shareKey: "share a key"
         case .invite: "invite"
         case .leave: "leave"
+        case .affiliate: "affiliate the chapter with an organization"
         }
     }
 }

@@ -88,6 +88,9 @@ public enum MembershipAction: Hashable, Sendable {
     case invite(key: Ed25519.PublicKey, expiresAt: UInt64, uses: Int, approval: Bool)
     /// 0x0A — the author's member leaves the chapter.
     case leave
+    /// 0x0B — an admin affiliates the chapter with an organization: its keys, name and hub
+    /// address, and whether records may go up without the contact's own consent to sharing.
+    case affiliate(Affiliation)
 
     public var tag: UInt8 {
         switch self {
@@ -101,13 +104,14 @@ public enum MembershipAction: Hashable, Sendable {
         case .shareKey: 0x08
         case .invite: 0x09
         case .leave: 0x0A
+        case .affiliate: 0x0B
         }
     }
 
     /// True for ops only an admin may sign.
     public var needsAdmin: Bool {
         switch self {
-        case .addMember, .removeMember, .setAdmin, .invite: true
+        case .addMember, .removeMember, .setAdmin, .invite, .affiliate: true
         default: false
         }
     }
@@ -190,6 +194,12 @@ public struct MembershipOp: Hashable, Sendable {
             w.u8(approval ? 1 : 0)
         case .leave:
             break
+        case let .affiliate(a):
+            w.raw(a.signingKey.bytes)
+            w.raw(a.agreementKey.bytes)
+            w.text(a.name)
+            w.text(a.hub)
+            w.u8(a.allowsWithoutContactConsent ? 1 : 0)
         }
     }
 
@@ -302,8 +312,34 @@ public struct MembershipOp: Hashable, Sendable {
             guard uses >= 1 else { throw DecodeError("an invite allows at least one use") }
             return .invite(key: k, expiresAt: exp, uses: uses, approval: try flag(&r))
         case 0x0A: return .leave
+        case 0x0B:
+            let sk = try key(&r)
+            let ak = try X25519.PublicKey(bytes: try r.raw(32))
+            let name = try r.text(max: 200)
+            let hub = try r.text(max: 255)
+            return .affiliate(Affiliation(signingKey: sk, agreementKey: ak, name: name, hub: hub, allowsWithoutContactConsent: try flag(&r)))
         default: throw DecodeError("unknown membership action \(tag)")
         }
+    }
+}
+
+/// A chapter's affiliated organization (Protocol/consent.md §2).
+public struct Affiliation: Hashable, Sendable {
+    public let signingKey: Ed25519.PublicKey
+    public let agreementKey: X25519.PublicKey
+    public let name: String
+    /// "host:port" of the organization's hub.
+    public let hub: String
+    /// Set by an admin to let members send records of contacts who agreed only to be contacted
+    /// by the chapter (receipts say which rule applied).
+    public let allowsWithoutContactConsent: Bool
+
+    public init(signingKey: Ed25519.PublicKey, agreementKey: X25519.PublicKey, name: String, hub: String, allowsWithoutContactConsent: Bool) {
+        self.signingKey = signingKey
+        self.agreementKey = agreementKey
+        self.name = name
+        self.hub = hub
+        self.allowsWithoutContactConsent = allowsWithoutContactConsent
     }
 }
 
