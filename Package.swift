@@ -49,7 +49,7 @@ let package = Package(
         .target(
             name: "KithNetwork",
             dependencies: [
-                "KithSync", "KithStore", "KithCRDT", "KithCrypto", "KithChapter",
+                "KithSync", "KithStore", "KithCRDT", "KithCrypto", "KithChapter", "KithConsent",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),

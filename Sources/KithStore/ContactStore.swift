@@ -122,6 +122,16 @@ public final class ContactStore {
         case deviceRevocation = 4
         case joinRequest = 5
         case pendingJoin = 6
+        /// Member side: id = grant id; bytes = grant state (consent.md §6).
+        case grant = 7
+        /// Member side: id = u64 time ‖ random; bytes = an audit entry (JSON).
+        case audit = 8
+        /// Hub side: id = grant id; bytes = record ‖ receipt ‖ chapter name.
+        case hubRecord = 9
+        /// Hub side: id = grant id of a revoked or expired grant; bytes = u64 highest version.
+        case hubClosed = 10
+        /// Hub side: id = chapter id ‖ op id; bytes = a chapter membership op.
+        case hubChapterOp = 11
     }
 
     private func recordAD(_ kind: RecordKind, _ id: [UInt8]) -> [UInt8] {

@@ -28,6 +28,14 @@ public enum SyncMessage: Equatable, Sendable {
     case paired(certificate: [UInt8])
     /// The join proof was good and the join is held until an admin approves it.
     case joinHeld(reason: String)
+    /// To an organization hub: an upward record (consent.md §3).
+    case upward(record: [UInt8])
+    /// To an organization hub: a grant revocation.
+    case revokeGrant(revocation: [UInt8])
+    /// From the hub: a signed receipt.
+    case receipt([UInt8])
+    /// From the hub: why a record or revocation was refused.
+    case hubRefused(reason: String)
     /// A message type this build does not know (ignored, for forward compatibility).
     case unknown(type: UInt8)
 
@@ -86,6 +94,18 @@ public enum SyncMessage: Equatable, Sendable {
             w.raw(cert)
         case let .joinHeld(reason):
             w.u8(0x0B)
+            w.text(String(reason.prefix(500)))
+        case let .upward(record):
+            w.u8(0x0D)
+            w.lengthPrefixed(record)
+        case let .revokeGrant(revocation):
+            w.u8(0x0E)
+            w.lengthPrefixed(revocation)
+        case let .receipt(bytes):
+            w.u8(0x0F)
+            w.lengthPrefixed(bytes)
+        case let .hubRefused(reason):
+            w.u8(0x10)
             w.text(String(reason.prefix(500)))
         case let .unknown(t):
             w.u8(t)
@@ -149,6 +169,14 @@ public enum SyncMessage: Equatable, Sendable {
             self = .paired(certificate: Array(try r.raw(177)))
         case 0x0B:
             self = .joinHeld(reason: try r.text(max: 2_000))
+        case 0x0D:
+            self = .upward(record: Array(try r.lengthPrefixed(max: 1 << 20)))
+        case 0x0E:
+            self = .revokeGrant(revocation: Array(try r.lengthPrefixed(max: 4_096)))
+        case 0x0F:
+            self = .receipt(Array(try r.lengthPrefixed(max: 4_096)))
+        case 0x10:
+            self = .hubRefused(reason: try r.text(max: 2_000))
         default:
             self = .unknown(type: type)
             return

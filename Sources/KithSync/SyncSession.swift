@@ -77,7 +77,7 @@ public struct SyncSession: Sendable {
         case let .revocations(list):
             guard helloReceived else { return close("revocations before hello") }
             return [.revocations(list)]
-        case .join, .joinRefused, .joinHeld, .pair, .paired:
+        case .join, .joinRefused, .joinHeld, .pair, .paired, .upward, .revokeGrant, .receipt, .hubRefused:
             return close("join messages belong to a join connection, not a sync session")
         case .unknown:
             return [] // forward compatibility: ignore message types we do not know
