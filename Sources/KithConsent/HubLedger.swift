@@ -91,9 +91,10 @@ public struct HubLedger: Sendable {
     }
 
     /// Restores state from storage (records as accepted, with their receipts; closed grants).
-    public mutating func restore(records: [(record: [UInt8], receipt: [UInt8], chapterName: String)], closed: [[UInt8]], versions: [[UInt8]: UInt64]) throws(ConsentError) {
+    public mutating func restore(records: [(record: [UInt8], receipt: [UInt8], chapterName: String)], closed: [[UInt8]], versions: [[UInt8]: UInt64],
+                                 nowMilliseconds now: UInt64) throws(ConsentError) {
         for (bytes, receiptBytes, name) in records {
-            let record = try UpwardRecord(encoded: bytes, nowSeconds: 0)
+            let record = try UpwardRecord(encoded: bytes, nowSeconds: now / 1000)
             let receipt = try Receipt(encoded: receiptBytes, organization: keys.signing.publicKey)
             held[record.grant.id] = Held(record: record, values: try record.open(with: keys.agreement), rule: receipt.rule,
                                          receipt: receipt, chapterName: name)

@@ -55,6 +55,29 @@ extension ControlServer {
                 throw ChapterCommandError("chapter-edit needs a \"contact\" and an encoded \"edit\"")
             }
             return ["ok": true, "contact": try await node.annotate(chapter: chapter, contact: contact, edit: e).description]
+        case "chapter-affiliate":
+            guard let card = request["card"] as? String, let hub = request["hub"] as? String else {
+                throw ChapterCommandError("chapter-affiliate needs a \"card\" and a \"hub\"")
+            }
+            let name = try await node.affiliate(chapter: chapter, card: card, hub: hub, allowWithoutContactConsent: request["allowWithoutContactConsent"] as? Bool ?? false)
+            return ["ok": true, "organization": name]
+        case "chapter-show":
+            return ["ok": true, "chapter": (try? JSONSerialization.jsonObject(with: try await node.chapterDetails(chapter: chapter))) ?? [:]]
+        case "consent-grant":
+            let ids = try await node.resolveContacts(references: request["contacts"] as? [String] ?? [], tag: request["tag"] as? String)
+            guard let fieldsText = request["fields"] as? String else { throw ChapterCommandError("say which fields: --fields name,email,…") }
+            let fields = try ShareableField.parse(fieldsText)
+            let results = try await node.grantConsent(contacts: ids, chapter: chapter, fields: fields, purpose: request["purpose"] as? String ?? "",
+                                                      expiresIn: (request["expires"] as? Int).map(UInt64.init))
+            return ["ok": true, "results": results]
+        case "consent-revoke":
+            let ids = try await node.resolveContacts(references: request["contacts"] as? [String] ?? [], tag: request["tag"] as? String)
+            return ["ok": true, "results": try await node.revokeConsent(contacts: ids)]
+        case "consent-show":
+            let ids = try await node.resolveContacts(references: request["contacts"] as? [String] ?? [], tag: nil)
+            return ["ok": true, "grants": (try? JSONSerialization.jsonObject(with: try await node.consentShow(contact: ids[0]))) ?? []]
+        case "audit":
+            return ["ok": true, "entries": Self.object(try await node.auditTrail())]
         case "chapter-requests":
             return ["ok": true, "requests": Self.object(try await node.joinRequests(chapter: chapter))]
         case "chapter-approve", "chapter-deny":

@@ -131,7 +131,7 @@ public struct ControlServer: Sendable {
         case "sync-now":
             await node.antiEntropy()
             return [Self.jsonLine(["ok": true])]
-        case _ where op.hasPrefix("chapter-") || op == "share" || op == "unshare" || op.hasPrefix("device-"):
+        case _ where op.hasPrefix("chapter-") || op == "share" || op == "unshare" || op.hasPrefix("device-") || op.hasPrefix("consent-") || op == "audit":
             do {
                 return [Self.jsonLine(try await handleChapter(op, request))]
             } catch let e as ChapterCommandError {

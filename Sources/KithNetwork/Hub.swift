@@ -88,7 +88,7 @@ public actor HubNode {
         self.clock = clock
         var ledger = HubLedger(keys: keys)
         let closed = try storage.closedGrants()
-        try ledger.restore(records: try storage.records(), closed: Array(closed.keys), versions: closed)
+        try ledger.restore(records: try storage.records(), closed: Array(closed.keys), versions: closed, nowMilliseconds: clock())
         self.ledger = ledger
         for (id, ops) in try storage.chapterOps() {
             if let log = try? MembershipLog(chapter: id, ops: ops) { chapters[id] = log }

@@ -135,6 +135,18 @@ extension SyncNode {
         }
     }
 
+    /// `kith chapter show`: the summary, admins and affiliation.
+    public func chapterDetails(chapter: String?) throws(ChapterCommandError) -> Data {
+        let ch = try findChapter(chapter)
+        var out: [String: Any] = ["id": ch.id.description, "name": ch.log?.state.name ?? "?", "role": summary(ch).role,
+                                  "admins": ch.log?.state.admins.map(\.description) ?? []]
+        if let a = ch.log?.state.affiliation {
+            out["organization"] = ["name": a.name, "key": a.signingKey.description, "hub": a.hub,
+                                   "allowsWithoutContactConsent": a.allowsWithoutContactConsent] as [String: Any]
+        }
+        return (try? JSONSerialization.data(withJSONObject: out)) ?? Data("{}".utf8)
+    }
+
     public func chapterList() -> [ChapterSummary] {
         chapters.values.sorted { $0.id < $1.id }.map(summary)
     }

@@ -339,6 +339,8 @@ public actor SyncNode {
         push(made, scope: privateScope)
         let touched = Set(batches.flatMap { $0.map(\.contact) })
         try refreshShares(touching: touched)
+        // Granted fields that changed go up as a new record version.
+        Task { await self.consentMaintenance() }
         return made
     }
 

@@ -42,7 +42,7 @@ struct ChapterCommand: ParsableCommand {
         commandName: "chapter",
         abstract: "Create, join and manage chapters: the groups whose members share contacts.",
         subcommands: [Create.self, List.self, Members.self, Invite.self, Join.self, Requests.self, Approve.self, Deny.self,
-                      Remove.self, Leave.self, Map.self, Know.self, Tag.self, LogConversation.self]
+                      Remove.self, Leave.self, Map.self, Know.self, Tag.self, LogConversation.self, Affiliate.self, Show.self]
     )
 
     static func describe(_ c: [String: Any]) -> String {
@@ -223,6 +223,42 @@ func chapterEdit(_ data: DataDirOption, _ chapter: ChapterOption, contact: Strin
 }
 
 extension ChapterCommand {
+    struct Affiliate: ParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Affiliate the chapter with an organization and its hub (admins only).")
+        @OptionGroup var data: DataDirOption
+        @OptionGroup var chapter: ChapterOption
+        @Argument(help: "The organization's card (kith-org:…, printed by kithd hub init).") var card: String
+        @Option(help: "host:port of the organization's hub.") var hub: String
+        @Flag(help: "Let members send records of contacts who agreed only to be contacted by the chapter (receipts record this rule).")
+        var allowWithoutContactConsent = false
+
+        func run() throws {
+            let r = try daemonRequest(data, chapter.add(to: ["op": "chapter-affiliate", "card": card, "hub": hub,
+                                                             "allowWithoutContactConsent": allowWithoutContactConsent]))
+            print("the chapter is affiliated with \(r["organization"] ?? "?"); members grant what it sees with kith consent grant")
+        }
+    }
+
+    struct Show: ParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Show a chapter: admins and its affiliated organization.")
+        @OptionGroup var data: DataDirOption
+        @OptionGroup var chapter: ChapterOption
+        @Flag(help: "Print JSON.") var json = false
+
+        func run() throws {
+            let c = try daemonRequest(data, chapter.add(to: ["op": "chapter-show"]))["chapter"] as? [String: Any] ?? [:]
+            if json { return printJSON(c) }
+            print("\(c["name"] ?? "?")  id \(c["id"] ?? "?")  you: \(c["role"] ?? "?")")
+            print("admins: \((c["admins"] as? [String] ?? []).joined(separator: ", "))")
+            if let o = c["organization"] as? [String: Any] {
+                print("organization: \(o["name"] ?? "?")  key \(o["key"] ?? "?")  hub \(o["hub"] ?? "?")")
+                if o["allowsWithoutContactConsent"] as? Bool == true { print("  records may go up without the contact's own consent (chapter rule)") }
+            } else {
+                print("organization: none (an admin runs kith chapter affiliate)")
+            }
+        }
+    }
+
     struct Know: ParsableCommand {
         static let configuration = CommandConfiguration(abstract: "Say you know a contact someone shared with the chapter (\"I know them too\").")
         @OptionGroup var data: DataDirOption

@@ -39,7 +39,8 @@ struct KithDaemon: AsyncParsableCommand {
               lan_interface = "0.0.0.0"    # IPv4 address of the interface to use
               lan_port = 7435              # multicast port (group 239.255.74.1)
             """,
-        version: KithVersion.describe(tool: "kithd")
+        version: KithVersion.describe(tool: "kithd"),
+        subcommands: [HubCommand.self]
     )
 
     @Option(name: .customLong("data-dir"), help: "The data directory (default: $KITH_DATA_DIR or ~/.local/share/kith).")
@@ -192,6 +193,14 @@ struct KithDaemon: AsyncParsableCommand {
             let (h, pt) = Self.hostPort(p)!
             services.append(.init(service: TaskService { await network.dial(host: h, port: pt) }, serviceName: "peer \(p)"))
         }
+        // Consent: expire grants, send new versions of edited granted fields, retry what a hub
+        // did not acknowledge.
+        services.append(.init(service: TaskService {
+            while !Task.isCancelled {
+                try? await Task.sleep(nanoseconds: 10_000_000_000)
+                if !Task.isCancelled { await node.consentMaintenance() }
+            }
+        }, serviceName: "consent"))
         // Addresses learned at run time (the hint of an invite this node joined by).
         let staticPeers = Set(peers)
         services.append(.init(service: TaskService { await network.dialRequested(except: staticPeers) }, serviceName: "chapter-dialer"))

@@ -1,0 +1,268 @@
+import Foundation
+import KithChapter
+import KithConsent
+import KithCRDT
+import KithCrypto
+import KithStore
+import KithSync
+
+/// The member's side of consent (Protocol/consent.md §6): grants, the records they send up,
+/// revocations, receipts and the audit trail. Everything is kept in the private store.
+extension SyncNode {
+    /// A grant as this node tracks it (stored as JSON in the private store, record kind 7).
+    struct GrantState: Codable, Sendable {
+        var grant: String            // base64url of the signed grant
+        var version: UInt64          // version of the last record made
+        var lastValues: [[String]]   // the values of the last record made
+        var acknowledged: UInt64     // version the hub acknowledged (0 = none)
+        var pendingRecord: String?   // a record not yet acknowledged
+        var state: String            // active, revoking, revoked, expired
+        var pendingRevocation: String?
+        var receipts: [String]
+    }
+
+    public struct AuditEntry: Codable, Sendable {
+        public let at: UInt64
+        public let event: String
+        public let grant: String
+        public let contact: String
+        public let detail: String
+    }
+
+    private func loadGrants() throws -> [[UInt8]: GrantState] {
+        var out: [[UInt8]: GrantState] = [:]
+        for r in try store.records(.grant) {
+            if let g = try? JSONDecoder().decode(GrantState.self, from: Data(r.bytes)) { out[r.id] = g }
+        }
+        return out
+    }
+
+    private func save(_ id: [UInt8], _ g: GrantState) throws {
+        try store.putRecords(.grant, [(id, Array(try JSONEncoder().encode(g)))])
+    }
+
+    private func audit(_ event: String, grant: Grant, _ detail: String) {
+        let e = AuditEntry(at: clock(), event: event, grant: Base64URL.encode(grant.id), contact: grant.contact.description, detail: detail)
+        var id: [UInt8] = []
+        id.appendBigEndian(e.at)
+        id += SecureRandom.bytes(8)
+        try? store.putRecords(.audit, [(id, Array((try? JSONEncoder().encode(e)) ?? Data()))])
+    }
+
+    public func auditTrail() throws -> [AuditEntry] {
+        try store.records(.audit).compactMap { try? JSONDecoder().decode(AuditEntry.self, from: Data($0.bytes)) }
+    }
+
+    /// `kith chapter affiliate`: an admin names the chapter's organization and hub.
+    public func affiliate(chapter: String?, card text: String, hub: String, allowWithoutContactConsent: Bool) throws(ChapterCommandError) -> String {
+        let (ch, log) = try memberChapter(chapter)
+        let card: OrganizationCard
+        do { card = try OrganizationCard(text: text) } catch { throw ChapterCommandError(error.detail) }
+        var updated = log
+        let id = identity, now = clock()
+        let op = try wrapConsent {
+            try updated.append(.affiliate(Affiliation(signingKey: card.signingKey, agreementKey: card.agreementKey, name: card.name, hub: hub,
+                                                      allowsWithoutContactConsent: allowWithoutContactConsent)),
+                               certificate: id.certificate, device: id.deviceKey, now: now)
+        }
+        ch.log = updated
+        try wrapConsent { try logChanged(ch, new: [op]) }
+        return card.name
+    }
+
+    private func wrapConsent<T>(_ body: () throws -> T) throws(ChapterCommandError) -> T {
+        do { return try body() } catch let e as ChapterCommandError { throw e } catch let e as MembershipError {
+            throw ChapterCommandError(e.detail)
+        } catch let e as ConsentError { throw ChapterCommandError(e.detail) } catch let e as StoreError {
+            throw ChapterCommandError(e.detail)
+        } catch { throw ChapterCommandError("\(error)") }
+    }
+
+    /// The values a record of `grant` carries now: the granted fields of the contact (by
+    /// shareable field name) and always the contact's own consent.
+    private func values(for grant: Grant) -> [(String, String)]? {
+        guard let c = store.replica.contact(grant.contact) else { return nil }
+        var out: [(String, String)] = []
+        for name in grant.fields {
+            guard let f = ShareableField(rawValue: name) else { continue }
+            let text: String
+            if let set = f.set {
+                text = c.values(set).map(\.key).joined(separator: ", ")
+            } else if f == .name {
+                text = c[.displayName] ?? [c[.givenName], c[.familyName]].compactMap { $0 }.joined(separator: " ")
+            } else {
+                text = f.fields.compactMap { c[$0] }.joined(separator: " ")
+            }
+            out.append((name, text))
+        }
+        out.append(("consent", c[.consent] ?? ""))
+        return out
+    }
+
+    /// `kith consent grant`: checks the contact's own consent (unless the chapter allows
+    /// without), signs a grant, and sends the first record to the hub.
+    public func grantConsent(contacts: [ContactID], chapter: String?, fields: [ShareableField], purpose: String,
+                             expiresIn: UInt64?) async throws(ChapterCommandError) -> [[String: String]] {
+        let (ch, log) = try memberChapter(chapter)
+        guard let a = log.state.affiliation else {
+            throw ChapterCommandError("\"\(log.state.name)\" has no affiliated organization yet (an admin runs kith chapter affiliate)")
+        }
+        guard !purpose.isEmpty else { throw ChapterCommandError("say what the organization may use it for: --purpose \"…\"") }
+        var results: [[String: String]] = []
+        for contact in contacts {
+            guard let view = store.replica.contact(contact) else { throw ChapterCommandError("no contact \(contact)") }
+            let consent = ContactConsent(field: view[.consent])
+            guard consent.rule(chapterAllowsWithoutContactConsent: a.allowsWithoutContactConsent) != nil else {
+                results.append(["contact": contact.description, "result": "refused",
+                                "reason": "the contact has not agreed to be shared with the organization (consent: \(consent.rawValue)); record it with kith contact edit \(String(contact.description.prefix(8))) --consent share --consent-method …"])
+                continue
+            }
+            let now = clock()
+            let grant = Grant.make(chapter: ch.id, organization: a.signingKey, contact: contact, fields: fields.map(\.rawValue), purpose: purpose,
+                                   createdAt: now, expiresAt: expiresIn.map { now + $0 * 1000 }, certificate: identity.certificate, device: identity.deviceKey)
+            var state = GrantState(grant: Base64URL.encode(grant.encoded), version: 0, lastValues: [], acknowledged: 0, pendingRecord: nil,
+                                   state: "active", pendingRevocation: nil, receipts: [])
+            try wrapConsent { try save(grant.id, state) }
+            audit("grant", grant: grant, "to \(a.name): \(grant.fields.joined(separator: ",")) for \"\(purpose)\"")
+            try makeRecord(grant, &state, affiliation: a)
+            let outcome = await deliver(grant: grant, state: state, chapter: ch, affiliation: a)
+            results.append(["contact": contact.description, "grant": Base64URL.encode(grant.id), "result": outcome])
+        }
+        return results
+    }
+
+    /// Makes the next record version of a grant if its values changed.
+    private func makeRecord(_ grant: Grant, _ state: inout GrantState, affiliation a: Affiliation) throws(ChapterCommandError) {
+        guard let values = values(for: grant) else { return }
+        let flat = values.map { [$0.0, $0.1] }
+        guard flat != state.lastValues || state.version == 0 else { return }
+        state.version += 1
+        state.lastValues = flat
+        let id = identity
+        let record = try wrapConsent {
+            try UpwardRecord.make(grant: grant, version: state.version, values: values, to: a.agreementKey,
+                                  certificate: id.certificate, device: id.deviceKey)
+        }
+        state.pendingRecord = Base64URL.encode(record.encoded)
+        try wrapConsent { try save(grant.id, state) }
+    }
+
+    /// Sends what is pending for a grant (a record or a revocation) to the hub; records the
+    /// receipt. Returns "acknowledged", "deleted", "refused: …" or "pending: …" (hub unreachable;
+    /// retried every maintenance round).
+    private func deliver(grant: Grant, state initial: GrantState, chapter ch: Chapter, affiliation a: Affiliation) async -> String {
+        var state = initial
+        let message: SyncMessage
+        if let rev = state.pendingRevocation.flatMap(Base64URL.decode) {
+            message = .revokeGrant(revocation: rev)
+        } else if let rec = state.pendingRecord.flatMap(Base64URL.decode) {
+            message = .upward(record: rec)
+        } else {
+            return "nothing to send"
+        }
+        let logOps = ch.log?.allOps.map(\.encoded) ?? []
+        let chapterBytes = ch.id.bytes
+        let answer: SyncMessage
+        do {
+            let org = a.signingKey
+            answer = try await NoiseLink.connect(to: a.hub, staticKey: identity.agreementKey, certificate: identity.certificate, now: clock() / 1000) { link in
+                guard link.peer.member == org else {
+                    throw NoiseLink.Failure(message: "the hub at \(a.hub) is not \(a.name)'s (its key is \(link.peer.member))")
+                }
+                try await link.send(.membership(chapter: chapterBytes, ops: logOps))
+                try await link.send(message)
+                return try await link.receive()
+            }
+        } catch {
+            audit("pending", grant: grant, "hub \(a.hub) unreachable: \(error)")
+            return "pending: the hub at \(a.hub) did not answer (\(error)); kithd retries"
+        }
+        switch answer {
+        case let .receipt(bytes):
+            guard let receipt = try? Receipt(encoded: bytes, organization: a.signingKey), receipt.grantID == grant.id else {
+                audit("bad-receipt", grant: grant, "the hub's receipt does not verify")
+                return "pending: the hub's receipt did not verify; kithd retries"
+            }
+            state.receipts.append(Base64URL.encode(bytes))
+            if receipt.kind == .deleted {
+                state.state = state.state == "expired" ? "expired" : "revoked"
+                state.pendingRevocation = nil
+                state.pendingRecord = nil
+                audit("deletion-receipt", grant: grant, "the hub deleted the record (receipt verified)")
+            } else {
+                state.acknowledged = receipt.version
+                state.pendingRecord = nil
+                audit("receipt", grant: grant, "version \(receipt.version) stored under rule \(receipt.rule) (receipt verified)")
+            }
+            try? save(grant.id, state)
+            return receipt.kind == .deleted ? "deleted" : "acknowledged"
+        case let .hubRefused(reason):
+            state.pendingRecord = nil
+            try? save(grant.id, state)
+            audit("refused", grant: grant, reason)
+            return "refused: \(reason)"
+        default:
+            return "pending: unexpected answer from the hub"
+        }
+    }
+
+    /// `kith consent revoke`: revokes every active grant of the contacts (or the grant named).
+    public func revokeConsent(contacts: [ContactID]) async throws(ChapterCommandError) -> [[String: String]] {
+        var results: [[String: String]] = []
+        let grants = try wrapConsent { try loadGrants() }
+        for (id, var state) in grants where state.state == "active" {
+            guard let bytes = Base64URL.decode(state.grant), let grant = try? Grant(encoded: bytes, nowSeconds: clock() / 1000),
+                  contacts.contains(grant.contact) else { continue }
+            let revocation = GrantRevocation.make(grant: grant, at: clock(), certificate: identity.certificate, device: identity.deviceKey)
+            state.state = "revoking"
+            state.pendingRevocation = Base64URL.encode(revocation.encoded)
+            try wrapConsent { try save(id, state) }
+            audit("revoke", grant: grant, "revocation signed")
+            guard let ch = chapters[grant.chapter], let a = ch.log?.state.affiliation else { continue }
+            let outcome = await deliver(grant: grant, state: state, chapter: ch, affiliation: a)
+            results.append(["contact": grant.contact.description, "grant": Base64URL.encode(id), "result": outcome])
+        }
+        if results.isEmpty { throw ChapterCommandError("no active grant for that contact") }
+        return results
+    }
+
+    /// Periodic (and after edits): expire grants, make new record versions for edited granted
+    /// fields, and retry anything pending.
+    public func consentMaintenance() async {
+        guard let grants = try? loadGrants() else { return }
+        let now = clock()
+        for (id, var state) in grants where state.state == "active" || state.state == "revoking" {
+            guard let bytes = Base64URL.decode(state.grant), let grant = try? Grant(encoded: bytes, nowSeconds: clock() / 1000),
+                  let ch = chapters[grant.chapter], let a = ch.log?.state.affiliation else { continue }
+            if state.state == "active" && grant.isExpired(nowMilliseconds: now) {
+                state.state = "expired"
+                state.pendingRecord = nil
+                let revocation = GrantRevocation.make(grant: grant, at: now, certificate: identity.certificate, device: identity.deviceKey)
+                state.pendingRevocation = Base64URL.encode(revocation.encoded)
+                try? save(id, state)
+                audit("expired", grant: grant, "the grant expired; asking the hub to delete")
+            } else if state.state == "active" {
+                try? makeRecord(grant, &state, affiliation: a)
+            }
+            if state.pendingRecord != nil || state.pendingRevocation != nil {
+                _ = await deliver(grant: grant, state: state, chapter: ch, affiliation: a)
+            }
+        }
+    }
+
+    /// `kith consent show`: what the organization holds about the contact right now.
+    public func consentShow(contact: ContactID) throws(ChapterCommandError) -> Data {
+        let grants = try wrapConsent { try loadGrants() }
+        let list: [[String: Any]] = grants.values.compactMap { s -> [String: Any]? in
+            guard let bytes = Base64URL.decode(s.grant), let g = try? Grant(encoded: bytes, nowSeconds: clock() / 1000), g.contact == contact else { return nil }
+            let org = chapters[g.chapter]?.log?.state.affiliation?.name ?? "?"
+            let holds = s.acknowledged > 0 && (s.state == "active" || s.state == "revoking")
+            var entry: [String: Any] = ["grant": Base64URL.encode(g.id), "organization": org, "purpose": g.purpose, "fields": g.fields,
+                                        "state": s.state, "receipts": s.receipts.count, "acknowledgedVersion": s.acknowledged]
+            if let e = g.expiresAt { entry["expires"] = e }
+            entry["organizationHolds"] = holds ? Dictionary(s.lastValues.map { ($0[0], $0[1]) }, uniquingKeysWith: { a, _ in a }) : [String: String]()
+            return entry
+        }
+        return (try? JSONSerialization.data(withJSONObject: list)) ?? Data("[]".utf8)
+    }
+}

@@ -1,0 +1,97 @@
+import ArgumentParser
+import Foundation
+import KithNode
+
+struct ConsentCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "consent",
+        abstract: "Decide what your chapter's organization sees: grant, revoke, show (needs kithd running).",
+        discussion: """
+            Nothing about a contact reaches the organization without a grant from you, and by
+            default only when the contact agreed to be shared (their consent field is 'share').
+            The record is sealed to the organization's key and acknowledged with a signed receipt;
+            a revocation deletes it and returns a signed deletion receipt.
+
+            Examples:
+              kith consent grant 3fA9 --fields name,emails --purpose "GOTV calls" --expires 90d
+              kith consent show 3fA9       what the organization holds about this contact now
+              kith consent revoke 3fA9
+              kith audit                   every grant, transmission, receipt and revocation
+            """,
+        subcommands: [Grant.self, Revoke.self, Show.self]
+    )
+
+    static func printResults(_ r: [String: Any]) {
+        for line in r["results"] as? [[String: String]] ?? [] {
+            let reason = line["reason"].map { ": \($0)" } ?? ""
+            print("\(String((line["contact"] ?? "").prefix(8)))  \(line["result"] ?? "?")\(reason)")
+        }
+    }
+
+    struct Grant: ParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Grant the organization the chosen fields of contacts, for a purpose.")
+        @OptionGroup var data: DataDirOption
+        @Argument(help: "Contact ids or prefixes.") var contacts: [String] = []
+        @Option(help: "Every contact with this tag.") var tag: String?
+        @Option(help: "Comma-separated fields (name, phones, emails, tags, support, address, city, postal, notes, relationship, voter).") var fields: String
+        @Option(help: "What the organization may use them for.") var purpose: String
+        @Option(help: "When the grant lapses (e.g. 90d); default: until revoked.") var expires: String?
+        @Option(name: .customLong("chapter"), help: "The chapter whose organization receives it.") var chapter: String?
+
+        func run() throws {
+            var req: [String: Any] = ["op": "consent-grant", "contacts": contacts, "fields": fields, "purpose": purpose]
+            if let tag { req["tag"] = tag }
+            if let chapter { req["chapter"] = chapter }
+            if let expires { req["expires"] = try parseDuration(expires) }
+            ConsentCommand.printResults(try daemonRequest(data, req))
+        }
+    }
+
+    struct Revoke: ParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Revoke the grants of contacts; the organization deletes its records and returns a receipt.")
+        @OptionGroup var data: DataDirOption
+        @Argument(help: "Contact ids or prefixes.") var contacts: [String] = []
+        @Option(help: "Every contact with this tag.") var tag: String?
+
+        func run() throws {
+            var req: [String: Any] = ["op": "consent-revoke", "contacts": contacts]
+            if let tag { req["tag"] = tag }
+            ConsentCommand.printResults(try daemonRequest(data, req))
+        }
+    }
+
+    struct Show: ParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Show what the organization holds about a contact right now, and every grant for it.")
+        @OptionGroup var data: DataDirOption
+        @Argument(help: "The contact's id or prefix.") var contact: String
+        @Flag(help: "Print JSON.") var json = false
+
+        func run() throws {
+            let grants = try daemonRequest(data, ["op": "consent-show", "contacts": [contact]])["grants"] as? [[String: Any]] ?? []
+            if json { return printJSON(grants) }
+            if grants.isEmpty { print("no grants: the organization holds nothing about this contact") }
+            for g in grants {
+                print("grant \(g["grant"] ?? "?") to \(g["organization"] ?? "?") for \"\(g["purpose"] ?? "")\": \(g["state"] ?? "?"), \(g["receipts"] ?? 0) receipt(s)")
+                let holds = g["organizationHolds"] as? [String: String] ?? [:]
+                if holds.isEmpty { print("  the organization holds nothing under it") }
+                for (k, v) in holds.sorted(by: { $0.key < $1.key }) { print("  \(k): \(v)") }
+            }
+        }
+    }
+}
+
+struct AuditCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "audit", abstract: "List every grant, upward transmission, receipt and revocation.")
+    @OptionGroup var data: DataDirOption
+    @Flag(help: "Print JSON.") var json = false
+
+    func run() throws {
+        let entries = try daemonRequest(data, ["op": "audit"])["entries"] as? [[String: Any]] ?? []
+        if json { return printJSON(entries) }
+        if entries.isEmpty { print("nothing has gone to an organization") }
+        for e in entries {
+            let at = Date(timeIntervalSince1970: Double(e["at"] as? UInt64 ?? 0) / 1000)
+            print("\(ISO8601DateFormatter().string(from: at))  \(e["event"] ?? "?")  contact \(String((e["contact"] as? String ?? "").prefix(8)))  \(e["detail"] ?? "")")
+        }
+    }
+}

@@ -1,0 +1,116 @@
+import Foundation
+import Testing
+
+/// A `kithd hub run` process.
+final class Hub {
+    let dir: String
+    let log: String
+    let process = Process()
+
+    init(dir: String, listen: String = "127.0.0.1:0", logName: String) throws {
+        self.dir = dir
+        log = dir + "-" + logName + ".log"
+        _ = FileManager.default.createFile(atPath: log, contents: nil)
+        process.executableURL = Binaries.productsDirectory.appendingPathComponent("kithd")
+        process.arguments = ["hub", "run", "--hub-dir", dir, "--address", listen]
+        process.standardError = FileHandle(forWritingAtPath: log)
+        process.standardOutput = FileHandle.nullDevice
+        try? FileManager.default.removeItem(atPath: dir + "/hub.port")
+        try process.run()
+    }
+
+    deinit {
+        if process.isRunning { kill(process.processIdentifier, SIGKILL) }
+        process.waitUntilExit()
+    }
+
+    var port: Int {
+        get throws { try waitFor("hub port") { (try? String(contentsOfFile: self.dir + "/hub.port", encoding: .utf8)).flatMap { Int($0.trimmingCharacters(in: .whitespacesAndNewlines)) } } }
+    }
+
+    func stop() {
+        kill(process.processIdentifier, SIGTERM)
+        process.waitUntilExit()
+    }
+
+    /// The hub's records, exported (the hub must be stopped).
+    func export() throws -> [[String: String]] {
+        let r = try Binaries.run("kithd", ["hub", "export", "--hub-dir", dir])
+        guard r.status == 0 else { throw Timeout(what: "export: \(r.stderr)") }
+        return try JSONSerialization.jsonObject(with: Data(r.stdout.utf8)) as! [[String: String]]
+    }
+}
+
+@Suite("Consent: member daemon and organization hub", .serialized)
+struct ConsentDaemonTests {
+    @Test func grantEditRevokeWithReceiptsAndNothingUngranted() throws {
+        let tmp = try TempDir()
+        let hubDir = tmp.path("hub"), a = tmp.path("alice")
+        let initHub = try Binaries.run("kithd", ["hub", "init", "--name", "Example Party", "--hub-dir", hubDir])
+        #expect(initHub.status == 0, "\(initHub.stderr)")
+        let card = initHub.stdout.trimmingCharacters(in: .whitespacesAndNewlines)
+        var hub = try Hub(dir: hubDir, logName: "1")
+        let hubPort = try hub.port
+
+        #expect(try Binaries.run("kith", ["init", "--data-dir", a]).status == 0)
+        #expect(try Binaries.run("kith", ["contact", "add", "--given", "Rosa", "--family", "Diaz", "--email", "rosa@example.org", "--phone", "+1 555 0100",
+                                          "--notes", "lives with her mother", "--consent", "share", "--consent-method", "signed form", "--data-dir", a]).status == 0)
+        #expect(try Binaries.run("kith", ["contact", "add", "--given", "Sam", "--consent", "contact", "--data-dir", a]).status == 0)
+        let da = try Daemon(data: a, logName: "1")
+        _ = try da.port
+        #expect(try Binaries.run("kith", ["chapter", "create", "Ward 5", "--data-dir", a]).status == 0)
+        let aff = try Binaries.run("kith", ["chapter", "affiliate", card, "--hub", "127.0.0.1:\(hubPort)", "--data-dir", a])
+        #expect(aff.status == 0, "\(aff.stderr)")
+        #expect(try Binaries.run("kith", ["chapter", "show", "--data-dir", a]).stdout.contains("Example Party"))
+
+        let id = { (name: String) throws -> String in
+            let r = try Binaries.run("kith", ["contact", "search", name, "--json", "--data-dir", a]).stdout
+            return (try JSONSerialization.jsonObject(with: Data(r.utf8)) as! [[String: Any]]).first!["id"] as! String
+        }
+        let rosa = try id("Rosa"), sam = try id("Sam")
+        // Sam only agreed to be contacted by the chapter: refused, with the reason.
+        let samGrant = try Binaries.run("kith", ["consent", "grant", sam, "--fields", "name", "--purpose", "GOTV calls", "--data-dir", a])
+        #expect(samGrant.stdout.contains("refused") && samGrant.stdout.contains("has not agreed"), "\(samGrant.stdout) \(samGrant.stderr)")
+        // Rosa: name and emails, for a purpose.
+        let grant = try Binaries.run("kith", ["consent", "grant", rosa, "--fields", "name,emails", "--purpose", "GOTV calls", "--expires", "90d", "--data-dir", a])
+        #expect(grant.status == 0 && grant.stdout.contains("acknowledged"), "\(grant.stdout) \(grant.stderr)")
+
+        // An ungranted field changes: nothing goes up. A granted one: version 2 goes up.
+        #expect(try Binaries.run("kith", ["contact", "edit", rosa, "--notes", "moved in with her sister", "--data-dir", a]).status == 0)
+        #expect(try Binaries.run("kith", ["contact", "edit", rosa, "--remove-email", "rosa@example.org", "--add-email", "rosa.diaz@example.org", "--data-dir", a]).status == 0)
+        do {
+            _ = try waitFor("version 2 acknowledged", seconds: 30) { () -> Bool? in
+                let audit = try Binaries.run("kith", ["audit", "--data-dir", a]).stdout
+                return audit.contains("version 2 stored") ? true : nil
+            }
+        } catch {
+            print("AUDIT", try Binaries.run("kith", ["audit", "--data-dir", a]).stdout, da.logText.suffix(3000), try String(contentsOfFile: hub.log, encoding: .utf8).suffix(2000))
+            throw error
+        }
+        let audit = try Binaries.run("kith", ["audit", "--data-dir", a]).stdout
+        #expect(!audit.contains("version 3"), "the notes edit sent nothing: \(audit)")
+
+        // What the hub holds: exactly the granted fields, current values, nothing of Sam.
+        hub.stop()
+        let rows = try hub.export()
+        #expect(rows.count == 1)
+        #expect(rows.first?["name"] == "Rosa Diaz" && rows.first?["emails"] == "rosa.diaz@example.org" && rows.first?["purpose"] == "GOTV calls")
+        #expect(rows.first?["notes"] == nil && rows.first?["phones"] == nil)
+        #expect(rows.first?["consent"]?.hasPrefix("share") == true)
+        let show = try Binaries.run("kith", ["consent", "show", rosa, "--data-dir", a]).stdout
+        #expect(show.contains("rosa.diaz@example.org"), "\(show)")
+
+        // Revoke: the hub deletes and returns a verified deletion receipt.
+        hub = try Hub(dir: hubDir, listen: "127.0.0.1:\(hubPort)", logName: "2")
+        _ = try hub.port
+        let revoke = try Binaries.run("kith", ["consent", "revoke", rosa, "--data-dir", a])
+        #expect(revoke.status == 0 && revoke.stdout.contains("deleted"), "\(revoke.stdout) \(revoke.stderr)")
+        hub.stop()
+        #expect(try hub.export().isEmpty)
+        let after = try Binaries.run("kith", ["consent", "show", rosa, "--data-dir", a]).stdout
+        #expect(after.contains("revoked") && after.contains("holds nothing"), "\(after)")
+        let trail = try Binaries.run("kith", ["audit", "--data-dir", a]).stdout
+        for event in ["grant", "receipt", "revoke", "deletion-receipt"] { #expect(trail.contains(" \(event) "), "\(event) in \(trail)") }
+        da.stop()
+    }
+}
