@@ -111,6 +111,51 @@ struct ConsentDaemonTests {
         #expect(after.contains("revoked") && after.contains("holds nothing"), "\(after)")
         let trail = try Binaries.run("kith", ["audit", "--data-dir", a]).stdout
         for event in ["grant", "receipt", "revoke", "deletion-receipt"] { #expect(trail.contains(" \(event) "), "\(event) in \(trail)") }
+        // Nothing personal sits in the hub's files in the clear (records are sealed to the
+        // organization and sealed again at rest).
+        for file in (try FileManager.default.contentsOfDirectory(atPath: hubDir)).filter({ $0.hasPrefix("store.sqlite") }) {
+            let bytes = try Data(contentsOf: URL(fileURLWithPath: hubDir + "/" + file))
+            #expect(bytes.range(of: Data("Rosa".utf8)) == nil && bytes.range(of: Data("mother".utf8)) == nil, "\(file)")
+        }
+
+        // With the hub down, a new grant waits, and so does its revocation — visibly — until the
+        // hub is back.
+        let g2 = try Binaries.run("kith", ["consent", "grant", rosa, "--fields", "name", "--purpose", "canvass", "--data-dir", a])
+        #expect(g2.stdout.contains("pending"), "hub is down: \(g2.stdout)")
+        let revokeLater = try Binaries.run("kith", ["consent", "revoke", rosa, "--data-dir", a])
+        #expect(revokeLater.stdout.contains("pending"), "\(revokeLater.stdout)")
+        #expect(try Binaries.run("kith", ["consent", "show", rosa, "--data-dir", a]).stdout.contains("revoking"))
+        hub = try Hub(dir: hubDir, listen: "127.0.0.1:\(hubPort)", logName: "3")
+        _ = try hub.port
+        _ = try waitFor("the pending revocation goes through", seconds: 40) { () -> Bool? in
+            let show = try Binaries.run("kith", ["consent", "show", rosa, "--data-dir", a]).stdout
+            return show.contains("revoking") ? nil : true
+        }
+        hub.stop()
+        #expect(try hub.export().isEmpty)
+        da.stop()
+    }
+
+    @Test func anExpiredGrantIsDeletedOnBothSides() throws {
+        let tmp = try TempDir()
+        let hubDir = tmp.path("hub"), a = tmp.path("alice")
+        let card = try Binaries.run("kithd", ["hub", "init", "--name", "Party", "--hub-dir", hubDir]).stdout.trimmingCharacters(in: .whitespacesAndNewlines)
+        let hub = try Hub(dir: hubDir, logName: "x")
+        let hubPort = try hub.port
+        #expect(try Binaries.run("kith", ["init", "--data-dir", a]).status == 0)
+        #expect(try Binaries.run("kith", ["contact", "add", "--given", "Ivy", "--consent", "share", "--tag", "t", "--data-dir", a]).status == 0)
+        let da = try Daemon(data: a, logName: "x")
+        _ = try da.port
+        #expect(try Binaries.run("kith", ["chapter", "create", "W", "--data-dir", a]).status == 0)
+        #expect(try Binaries.run("kith", ["chapter", "affiliate", card, "--hub", "127.0.0.1:\(hubPort)", "--data-dir", a]).status == 0)
+        let g = try Binaries.run("kith", ["consent", "grant", "--tag", "t", "--fields", "name", "--purpose", "one call", "--expires", "3s", "--data-dir", a])
+        #expect(g.stdout.contains("acknowledged"), "\(g.stdout)\(g.stderr)")
+        _ = try waitFor("the hub deletes on expiry", seconds: 20) { (try? String(contentsOfFile: hub.log, encoding: .utf8))?.contains("deleted on expiry") == true ? true : nil }
+        _ = try waitFor("the member marks it expired", seconds: 30) {
+            try Binaries.run("kith", ["audit", "--data-dir", a]).stdout.contains(" expired ") ? true : nil
+        }
+        hub.stop()
+        #expect(try hub.export().isEmpty)
         da.stop()
     }
 }
