@@ -221,3 +221,70 @@ public actor HubNode {
         })
     }
 }
+
+extension HubNode {
+    /// The hub's local control socket (`<hub-dir>/hub.sock`, 0600): one JSON line in
+    /// (`{"op":"export"}`), one JSON line out (`{"ok":true,"rows":[…]}`), so a running hub can
+    /// be exported without stopping it.
+    public nonisolated func bindControl(path: String) async throws -> @Sendable () async -> Void {
+        try? FileManager.default.removeItem(atPath: path)
+        let old = umask(0o177)
+        defer { umask(old) }
+        let server = try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+            .bind(unixDomainSocketPath: path) { channel in
+                channel.eventLoop.makeCompletedFuture { try NIOAsyncChannel<ByteBuffer, ByteBuffer>(wrappingChannelSynchronously: channel) }
+            }
+        _ = chmod(path, 0o600)
+        let hub = self
+        return {
+            try? await server.executeThenClose { inbound in
+                try await withThrowingDiscardingTaskGroup { group in
+                    for try await client in inbound {
+                        group.addTask {
+                            try? await client.executeThenClose { i, o in
+                                var buffer: [UInt8] = []
+                                for try await chunk in i {
+                                    buffer += chunk.readableBytesView
+                                    guard buffer.contains(0x0A) else { continue }
+                                    let request = (try? JSONSerialization.jsonObject(with: Data(buffer))) as? [String: Any]
+                                    let answer: [String: Any] = request?["op"] as? String == "export"
+                                        ? ["ok": true, "rows": await hub.export()]
+                                        : ["ok": false, "error": "the hub's control socket knows only {\"op\":\"export\"}"]
+                                    let data = (try? JSONSerialization.data(withJSONObject: answer, options: [.sortedKeys])) ?? Data()
+                                    try await o.write(ByteBuffer(bytes: Array(data) + [0x0A]))
+                                    return
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+            try? FileManager.default.removeItem(atPath: path)
+        }
+    }
+
+    /// Asks a running hub for its export over its control socket; nil when none answers.
+    public static func exportFromRunningHub(socket path: String) async -> [[String: String]]? {
+        guard FileManager.default.fileExists(atPath: path) else { return nil }
+        let channel: NIOAsyncChannel<ByteBuffer, ByteBuffer>
+        do {
+            channel = try await ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+                .connect(unixDomainSocketPath: path) { ch in
+                    ch.eventLoop.makeCompletedFuture { try NIOAsyncChannel<ByteBuffer, ByteBuffer>(wrappingChannelSynchronously: ch) }
+                }
+        } catch {
+            return nil
+        }
+        let data: Data? = try? await channel.executeThenClose { i, o in
+            try await o.write(ByteBuffer(bytes: Array("{\"op\":\"export\"}\n".utf8)))
+            var buffer: [UInt8] = []
+            for try await chunk in i {
+                buffer += chunk.readableBytesView
+                if buffer.last == 0x0A { break }
+            }
+            return Data(buffer)
+        }
+        guard let data, let answer = (try? JSONSerialization.jsonObject(with: data)) as? [String: Any] else { return nil }
+        return answer["rows"] as? [[String: String]]
+    }
+}

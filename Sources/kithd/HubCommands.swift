@@ -17,7 +17,7 @@ struct HubCommand: AsyncParsableCommand {
             Examples:
               kithd hub init --name "Example Party" --hub-dir /var/lib/kith-hub   prints the organization card
               kithd hub run --hub-dir /var/lib/kith-hub --address 0.0.0.0:7500
-              kithd hub export --hub-dir /var/lib/kith-hub --format csv > records.csv   (hub stopped)
+              kithd hub export --hub-dir /var/lib/kith-hub --format csv > records.csv
             A chapter admin then runs: kith chapter affiliate <card> --hub host:7500
             """,
         subcommands: [Init.self, Run.self, Export.self]
@@ -78,8 +78,10 @@ struct HubCommand: AsyncParsableCommand {
             let (bound, serve) = try await hub.listen(host: host, port: port)
             try? "\(bound)\n".write(toFile: dir.dataDir + "/hub.port", atomically: true, encoding: .utf8)
             log.info("hub started", metadata: ["organization": "\(keys.name)", "key": "\(keys.signing.publicKey)", "listen": "\(host):\(bound)"])
+            let control = try await hub.bindControl(path: dir.dataDir + "/hub.sock")
             let services: [ServiceGroupConfiguration.ServiceConfiguration] = [
                 .init(service: TaskService(serve), serviceName: "hub-listener"),
+                .init(service: TaskService(control), serviceName: "hub-control"),
                 .init(service: TaskService {
                     while !Task.isCancelled {
                         try? await Task.sleep(nanoseconds: 5_000_000_000)
@@ -95,19 +97,24 @@ struct HubCommand: AsyncParsableCommand {
     }
 
     struct Export: AsyncParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "Print the records the hub holds now, with purpose and expiry (hub stopped).")
+        static let configuration = CommandConfiguration(abstract: "Print the records the hub holds now, with purpose and expiry (from the running hub, or its store when stopped).")
         @OptionGroup var dir: HubDir
         @Option(help: "json or csv.") var format = "json"
 
         func run() async throws {
-            let (keys, storageKey) = try HubCommand.loadKeys(dir)
-            var log = Logger(label: "kithd-hub")
-            log.logLevel = .error
-            let storage: SQLiteHubStorage
-            do { storage = try SQLiteHubStorage(directory: dir.dataDir, keys: keys, storageKey: storageKey) } catch {
-                throw ValidationError("cannot open the hub's store (is the hub running? stop it first): \(error)")
+            let rows: [[String: String]]
+            if let live = await HubNode.exportFromRunningHub(socket: dir.dataDir + "/hub.sock") {
+                rows = live
+            } else {
+                let (keys, storageKey) = try HubCommand.loadKeys(dir)
+                var log = Logger(label: "kithd-hub")
+                log.logLevel = .error
+                let storage: SQLiteHubStorage
+                do { storage = try SQLiteHubStorage(directory: dir.dataDir, keys: keys, storageKey: storageKey) } catch {
+                    throw ValidationError("cannot open the hub's store: \(error)")
+                }
+                rows = await (try HubNode(keys: keys, storage: storage, logger: log)).export()
             }
-            let rows = await (try HubNode(keys: keys, storage: storage, logger: log)).export()
             if format == "csv" {
                 let columns = Array(Set(rows.flatMap(\.keys))).sorted()
                 print(columns.joined(separator: ","))
