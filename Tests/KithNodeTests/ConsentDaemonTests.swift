@@ -1,37 +1,20 @@
 import Foundation
 import Testing
 
-/// A `kithd hub run` process.
+/// A `kithd hub run` process (a `Daemon` with the hub's arguments and port file).
 final class Hub {
     let dir: String
-    let log: String
-    let process = Process()
+    private let daemon: Daemon
 
     init(dir: String, listen: String = "127.0.0.1:0", logName: String) throws {
         self.dir = dir
-        log = dir + "-" + logName + ".log"
-        _ = FileManager.default.createFile(atPath: log, contents: nil)
-        process.executableURL = Binaries.productsDirectory.appendingPathComponent("kithd")
-        process.arguments = ["hub", "run", "--hub-dir", dir, "--address", listen]
-        process.standardError = FileHandle(forWritingAtPath: log)
-        process.standardOutput = FileHandle.nullDevice
-        try? FileManager.default.removeItem(atPath: dir + "/hub.port")
-        try process.run()
+        daemon = try Daemon(arguments: ["hub", "run", "--hub-dir", dir, "--address", listen], log: dir + "-" + logName + ".log",
+                            portFile: dir + "/hub.port")
     }
 
-    deinit {
-        if process.isRunning { kill(process.processIdentifier, SIGKILL) }
-        process.waitUntilExit()
-    }
-
-    var port: Int {
-        get throws { try waitFor("hub port") { (try? String(contentsOfFile: self.dir + "/hub.port", encoding: .utf8)).flatMap { Int($0.trimmingCharacters(in: .whitespacesAndNewlines)) } } }
-    }
-
-    func stop() {
-        kill(process.processIdentifier, SIGTERM)
-        process.waitUntilExit()
-    }
+    var log: String { daemon.log }
+    var port: Int { get throws { try daemon.port } }
+    func stop() { daemon.stop() }
 
     /// The hub's records, exported (live when it runs, else from its store).
     func export() throws -> [[String: String]] {

@@ -6,17 +6,25 @@ import Testing
 final class Daemon {
     let data: String
     let log: String
+    let portFile: String
     let process = Process()
 
-    init(data: String, peers: [Int] = [], extra: [String] = [], logName: String) throws {
+    convenience init(data: String, peers: [Int] = [], extra: [String] = [], logName: String) throws {
+        try self.init(arguments: ["--data-dir", data, "--listen", "127.0.0.1:0"] + peers.flatMap { ["--peer", "127.0.0.1:\($0)"] } + extra,
+                      log: data + "-" + logName + ".log", portFile: data + "/kithd.port", data: data)
+    }
+
+    /// Any `kithd` invocation that writes its bound port to `portFile`.
+    init(arguments: [String], log: String, portFile: String, data: String = "") throws {
         self.data = data
-        self.log = data + "-" + logName + ".log"
+        self.log = log
+        self.portFile = portFile
         _ = FileManager.default.createFile(atPath: log, contents: nil)
         process.executableURL = Binaries.productsDirectory.appendingPathComponent("kithd")
-        process.arguments = ["--data-dir", data, "--listen", "127.0.0.1:0"] + peers.flatMap { ["--peer", "127.0.0.1:\($0)"] } + extra
+        process.arguments = arguments
         process.standardError = FileHandle(forWritingAtPath: log)
         process.standardOutput = FileHandle.nullDevice
-        try? FileManager.default.removeItem(atPath: data + "/kithd.port")
+        try? FileManager.default.removeItem(atPath: portFile)
         try process.run()
     }
 
@@ -27,7 +35,7 @@ final class Daemon {
 
     var port: Int {
         get throws {
-            try waitFor("port file") { (try? String(contentsOfFile: self.data + "/kithd.port", encoding: .utf8)).flatMap { Int($0.trimmingCharacters(in: .whitespacesAndNewlines)) } }
+            try waitFor("port file") { (try? String(contentsOfFile: self.portFile, encoding: .utf8)).flatMap { Int($0.trimmingCharacters(in: .whitespacesAndNewlines)) } }
         }
     }
 
