@@ -67,7 +67,8 @@ extension ControlServer {
             let ids = try await node.resolveContacts(references: request["contacts"] as? [String] ?? [], tag: request["tag"] as? String)
             guard let fieldsText = request["fields"] as? String else { throw ChapterCommandError("say which fields: --fields name,email,…") }
             let fields = try ShareableField.parse(fieldsText)
-            let results = try await node.grantConsent(contacts: ids, chapter: chapter, fields: fields, purpose: request["purpose"] as? String ?? "",
+            let results = try await node.grantConsent(contacts: ids, chapter: chapter, organization: request["organization"] as? String,
+                                                      fields: fields, purpose: request["purpose"] as? String ?? "",
                                                       expiresIn: (request["expires"] as? Int).map(UInt64.init))
             return ["ok": true, "results": results]
         case "consent-revoke":

@@ -101,11 +101,23 @@ extension SyncNode {
 
     /// `kith consent grant`: checks the contact's own consent (unless the chapter allows
     /// without), signs a grant, and sends the first record to the hub.
-    public func grantConsent(contacts: [ContactID], chapter: String?, fields: [ShareableField], purpose: String,
+    public func grantConsent(contacts: [ContactID], chapter: String?, organization: String? = nil, fields: [ShareableField], purpose: String,
                              expiresIn: UInt64?) async throws(ChapterCommandError) -> [[String: String]] {
-        let (ch, log) = try memberChapter(chapter)
+        var reference = chapter
+        if chapter == nil, let organization {
+            // The chapter affiliated with that organization.
+            let matching = chapters.values.filter { !$0.relayOnly && $0.log?.state.affiliation?.name == organization }
+            guard matching.count == 1 else {
+                throw ChapterCommandError(matching.isEmpty ? "none of your chapters is affiliated with \"\(organization)\"" : "several chapters are affiliated with \"\(organization)\"; add --chapter")
+            }
+            reference = matching[0].id.description
+        }
+        let (ch, log) = try memberChapter(reference)
         guard let a = log.state.affiliation else {
             throw ChapterCommandError("\"\(log.state.name)\" has no affiliated organization yet (an admin runs kith chapter affiliate)")
+        }
+        if let organization, organization != a.name {
+            throw ChapterCommandError("\"\(log.state.name)\" is affiliated with \"\(a.name)\", not \"\(organization)\"")
         }
         guard !purpose.isEmpty else { throw ChapterCommandError("say what the organization may use it for: --purpose \"…\"") }
         var results: [[String: String]] = []

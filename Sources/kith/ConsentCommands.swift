@@ -37,9 +37,11 @@ struct ConsentCommand: ParsableCommand {
         @Option(help: "What the organization may use them for.") var purpose: String
         @Option(help: "When the grant lapses (e.g. 90d); default: until revoked.") var expires: String?
         @Option(name: .customLong("chapter"), help: "The chapter whose organization receives it.") var chapter: String?
+        @Option(name: .customLong("to"), help: "The organization (its name, as kith chapter show prints it); checked against the chapter's affiliation.") var organization: String?
 
         func run() throws {
             var req: [String: Any] = ["op": "consent-grant", "contacts": contacts, "fields": fields, "purpose": purpose]
+            if let organization { req["organization"] = organization }
             if let tag { req["tag"] = tag }
             if let chapter { req["chapter"] = chapter }
             if let expires { req["expires"] = try parseDuration(expires) }

@@ -55,7 +55,10 @@ struct ConsentDaemonTests {
         let samGrant = try Binaries.run("kith", ["consent", "grant", sam, "--fields", "name", "--purpose", "GOTV calls", "--data-dir", a])
         #expect(samGrant.stdout.contains("refused") && samGrant.stdout.contains("has not agreed"), "\(samGrant.stdout) \(samGrant.stderr)")
         // Rosa: name and emails, for a purpose.
-        let grant = try Binaries.run("kith", ["consent", "grant", rosa, "--fields", "name,emails", "--purpose", "GOTV calls", "--expires", "90d", "--data-dir", a])
+        let wrongOrg = try Binaries.run("kith", ["consent", "grant", rosa, "--to", "Rival Party", "--fields", "name", "--purpose", "x", "--data-dir", a])
+        #expect(wrongOrg.status != 0 && wrongOrg.stderr.contains("Rival Party"), "\(wrongOrg.stderr)")
+        let grant = try Binaries.run("kith", ["consent", "grant", rosa, "--to", "Example Party", "--fields", "name,emails", "--purpose", "GOTV calls",
+                                              "--expires", "90d", "--data-dir", a])
         #expect(grant.status == 0 && grant.stdout.contains("acknowledged"), "\(grant.stdout) \(grant.stderr)")
 
         // An ungranted field changes: nothing goes up. A granted one: version 2 goes up.
