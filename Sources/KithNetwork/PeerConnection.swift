@@ -77,7 +77,7 @@ enum PeerConnection {
                 switch await iterator.next() {
                 case let .bytes(b)?: reader.append(b)
                 case let .push(cs)?: pendingPushes += cs
-                case .antiEntropy?, .membership?, .revocations?: break // the session starts with a full exchange anyway
+                case .antiEntropy?, .membership?, .revocations?, .forward?, .forwardAnswer?: break // the session starts with a full exchange anyway
                 case let .close(reason)?: throw Closed(reason: reason)
                 case .closed?, nil: throw Closed(reason: "connection closed by peer")
                 }
@@ -201,6 +201,14 @@ enum PeerConnection {
                     await node.receiveMembership(chapter: chapter, ops: ops, from: id)
                 case let .revocations(list):
                     await node.receiveRevocations(list, from: id)
+                case let .forward(requestID, chapter, message):
+                    // The hub call may take seconds: answer from a task, through the event loop.
+                    Task {
+                        let answer = await node.forwardToHub(chapter: chapter, message: message, from: id)
+                        eventsIn.yield(.forwardAnswer(id: requestID, message: answer))
+                    }
+                case let .forwardAnswer(requestID, message):
+                    await node.completeForward(requestID, message)
                 case let .close(reason):
                     throw Closed(reason: reason)
                 }
@@ -225,6 +233,10 @@ enum PeerConnection {
             case let .push(cs)?: try await perform(session.localChanges(cs))
             case let .revocations(list)?:
                 if peer.member == identity.member { try await sendMessage(.revocations(list)) }
+            case let .forward(requestID, chapter, message)?:
+                try await sendMessage(.forwardUpward(id: requestID, chapter: chapter, message: message))
+            case let .forwardAnswer(requestID, message)?:
+                try await sendMessage(.forwardAnswer(id: requestID, message: message))
             case let .membership(chapter, ops)?:
                 if let cid = try? ChapterID(bytes: chapter), session.sharedScopes.contains(cid.contentScope) {
                     try await sendMessage(.membership(chapter: chapter, ops: ops))

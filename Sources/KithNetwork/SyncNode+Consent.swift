@@ -172,22 +172,26 @@ extension SyncNode {
         } else {
             return "nothing to send"
         }
-        let logOps = ch.log?.allOps.map(\.encoded) ?? []
-        let chapterBytes = ch.id.bytes
-        let answer: SyncMessage
-        do {
-            let org = a.signingKey
-            answer = try await NoiseLink.connect(to: a.hub, staticKey: identity.agreementKey, certificate: identity.certificate, now: clock() / 1000) { link in
-                guard link.peer.member == org else {
-                    throw NoiseLink.Failure(message: "the hub at \(a.hub) is not \(a.name)'s (its key is \(link.peer.member))")
-                }
-                try await link.send(.membership(chapter: chapterBytes, ops: logOps))
-                try await link.send(message)
-                return try await link.receive()
+        var answer: SyncMessage
+        var direct: String?
+        if !upwardViaPeers {
+            switch await hubExchange(ch, a, message) {
+            case let .success(m): answer = m
+            case let .failure(error): direct = "\(error)"; answer = .hubRefused(reason: "")
             }
-        } catch {
-            audit("pending", grant: grant, "hub \(a.hub) unreachable: \(error)")
-            return "pending: the hub at \(a.hub) did not answer (\(error)); kithd retries"
+        } else {
+            direct = "this node sends upward records through chapter peers"
+            answer = .hubRefused(reason: "")
+        }
+        if let direct {
+            // Through a connected chapter peer: it cannot read the sealed record, and a receipt
+            // it might forge would not verify.
+            guard let relayed = await viaPeer(ch.id, message) else {
+                audit("pending", grant: grant, "hub \(a.hub) not reached directly (\(direct)) nor through a chapter peer")
+                return "pending: the hub at \(a.hub) was not reached (\(direct)); kithd retries"
+            }
+            answer = relayed
+            audit("relayed", grant: grant, "delivered through a chapter peer")
         }
         switch answer {
         case let .receipt(bytes):
@@ -215,6 +219,74 @@ extension SyncNode {
             return "refused: \(reason)"
         default:
             return "pending: unexpected answer from the hub"
+        }
+    }
+
+    /// One exchange with the chapter's hub: send the chapter log and `message`, return its answer.
+    private func hubExchange(_ ch: Chapter, _ a: Affiliation, _ message: SyncMessage) async -> Result<SyncMessage, any Error> {
+        let logOps = ch.log?.allOps.map(\.encoded) ?? []
+        let chapterBytes = ch.id.bytes
+        do {
+            let org = a.signingKey
+            return .success(try await NoiseLink.connect(to: a.hub, staticKey: identity.agreementKey, certificate: identity.certificate, now: clock() / 1000) { link in
+                guard link.peer.member == org else {
+                    throw NoiseLink.Failure(message: "the hub at \(a.hub) is not \(a.name)'s (its key is \(link.peer.member))")
+                }
+                try await link.send(.membership(chapter: chapterBytes, ops: logOps))
+                try await link.send(message)
+                return try await link.receive()
+            })
+        } catch {
+            return .failure(error)
+        }
+    }
+
+    /// Asks connected peers of the chapter, one after another, to forward `message` to the hub;
+    /// the first answer wins. Nil when no peer answers within 20 s.
+    private func viaPeer(_ chapter: ChapterID, _ message: SyncMessage) async -> SyncMessage? {
+        let candidates = peers.filter { $0.value.scopes.contains(chapter.contentScope) }.map(\.key).shuffled().prefix(3)
+        for pid in candidates {
+            guard let p = peers[pid] else { continue }
+            let requestID = UInt64.random(in: 1...UInt64.max)
+            let answer: [UInt8]? = await withCheckedContinuation { (c: CheckedContinuation<[UInt8]?, Never>) in
+                pendingForwards[requestID] = c
+                p.events.yield(.forward(id: requestID, chapter: chapter.bytes, message: message.encoded))
+                Task {
+                    try? await Task.sleep(nanoseconds: 20_000_000_000)
+                    self.completeForward(requestID, nil)
+                }
+            }
+            if let answer, let m = try? SyncMessage(decoding: answer) {
+                if case let .hubRefused(reason) = m, reason.hasPrefix("unreachable:") { continue }
+                return m
+            }
+        }
+        return nil
+    }
+
+    func completeForward(_ id: UInt64, _ answer: [UInt8]?) {
+        pendingForwards.removeValue(forKey: id)?.resume(returning: answer)
+    }
+
+    /// A chapter peer asked this node to deliver an upward record or revocation to the
+    /// chapter's hub (it cannot read it). Answers with the hub's reply, or `hub-refused`
+    /// "unreachable: …" when this node cannot reach the hub either.
+    func forwardToHub(chapter bytes: [UInt8], message: [UInt8], from peer: Int) async -> [UInt8] {
+        guard let id = try? ChapterID(bytes: bytes), let p = peers[peer], p.scopes.contains(id.contentScope),
+              let ch = chapters[id], let a = ch.log?.state.affiliation else {
+            return SyncMessage.hubRefused(reason: "unreachable: this peer does not relay for that chapter").encoded
+        }
+        guard let inner = try? SyncMessage(decoding: message) else { return SyncMessage.hubRefused(reason: "unreachable: malformed").encoded }
+        switch inner {
+        case .upward, .revokeGrant: break
+        default: return SyncMessage.hubRefused(reason: "unreachable: only upward records and revocations are forwarded").encoded
+        }
+        switch await hubExchange(ch, a, inner) {
+        case let .success(answer):
+            logger.info("forwarded an upward message to the hub for a chapter peer", metadata: ["chapter": "\(id)", "peer": "\(p.name)"])
+            return answer.encoded
+        case let .failure(error):
+            return SyncMessage.hubRefused(reason: "unreachable: \(error)").encoded
         }
     }
 

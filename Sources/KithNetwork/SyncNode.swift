@@ -114,6 +114,14 @@ public actor SyncNode {
     /// Devices of this member revoked by a signed statement (refused everywhere).
     var revokedDevices: Set<Ed25519.PublicKey> = []
     var revocations: [DeviceRevocation] = []
+    /// Send upward records and revocations through chapter peers instead of connecting to the
+    /// organization's hub directly (the organization then never learns this device's address).
+    public var upwardViaPeers = false
+    /// Forwarded hub requests awaiting a peer's answer.
+    var pendingForwards: [UInt64: CheckedContinuation<[UInt8]?, Never>] = [:]
+
+    public func setUpwardViaPeers(_ on: Bool) { upwardViaPeers = on }
+
     /// Chapters this device asked to join and is waiting to be approved in.
     var pendingJoins: [ChapterID: ChapterInvite] = [:]
     /// Pairing codes until they expire: token, expiry (ms), used (kept so a reuse gets a clear refusal).
@@ -433,6 +441,10 @@ enum ConnectionEvent: Sendable {
     case push([Change])
     case membership(chapter: [UInt8], ops: [[UInt8]])
     case revocations([[UInt8]])
+    /// Ask this peer to forward a message to a chapter's hub.
+    case forward(id: UInt64, chapter: [UInt8], message: [UInt8])
+    /// Send this peer the hub's answer to a message it asked us to forward.
+    case forwardAnswer(id: UInt64, message: [UInt8])
     case antiEntropy
     case close(reason: String)
     case closed

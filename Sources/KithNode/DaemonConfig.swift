@@ -9,6 +9,7 @@ public struct DaemonConfig: Equatable, Sendable {
     public var antiEntropyInterval: Int?
     public var logLevel: String?
     public var lanDiscovery = false
+    public var upwardViaPeers = false
     public var lanInterface: String?
     public var lanPort: Int?
     public var relayScopes: [String] = []
@@ -26,7 +27,7 @@ public struct DaemonConfig: Equatable, Sendable {
         case string(String), integer(Int), bool(Bool), array([Value])
     }
 
-    public static let knownKeys: Set<String> = ["data_dir", "listen", "peers", "anti_entropy_interval", "log_level", "lan_discovery",
+    public static let knownKeys: Set<String> = ["data_dir", "listen", "peers", "anti_entropy_interval", "log_level", "lan_discovery", "upward_via_peers", "advertise",
                                                 "lan_interface", "lan_port", "relay_scopes"]
 
     public init(toml text: String) throws(ParseError) {
@@ -59,6 +60,9 @@ public struct DaemonConfig: Equatable, Sendable {
             case "lan_port":
                 guard case let .integer(n) = value, (1...65_535).contains(n) else { throw ParseError(line: line, reason: "lan_port must be 1...65535") }
                 lanPort = n
+            case "upward_via_peers":
+                guard case let .bool(b) = value else { throw ParseError(line: line, reason: "upward_via_peers must be true or false") }
+                upwardViaPeers = b
             case "lan_discovery":
                 guard case let .bool(b) = value else { throw ParseError(line: line, reason: "lan_discovery must be true or false") }
                 lanDiscovery = b

@@ -36,6 +36,11 @@ public enum SyncMessage: Equatable, Sendable {
     case receipt([UInt8])
     /// From the hub: why a record or revocation was refused.
     case hubRefused(reason: String)
+    /// To a chapter peer: please deliver this (an encoded `upward` or `revoke-grant`) to the
+    /// chapter's hub and send back its answer (consent.md §7).
+    case forwardUpward(id: UInt64, chapter: [UInt8], message: [UInt8])
+    /// The hub's answer (an encoded `receipt` or `hub-refused`) to a forwarded message.
+    case forwardAnswer(id: UInt64, message: [UInt8])
     /// A message type this build does not know (ignored, for forward compatibility).
     case unknown(type: UInt8)
 
@@ -107,6 +112,15 @@ public enum SyncMessage: Equatable, Sendable {
         case let .hubRefused(reason):
             w.u8(0x10)
             w.text(String(reason.prefix(500)))
+        case let .forwardUpward(id, chapter, message):
+            w.u8(0x11)
+            w.u64(id)
+            w.raw(chapter)
+            w.lengthPrefixed(message)
+        case let .forwardAnswer(id, message):
+            w.u8(0x12)
+            w.u64(id)
+            w.lengthPrefixed(message)
         case let .unknown(t):
             w.u8(t)
         }
@@ -177,6 +191,13 @@ public enum SyncMessage: Equatable, Sendable {
             self = .receipt(Array(try r.lengthPrefixed(max: 4_096)))
         case 0x10:
             self = .hubRefused(reason: try r.text(max: 2_000))
+        case 0x11:
+            let id = try r.u64()
+            let chapter = Array(try r.raw(16))
+            self = .forwardUpward(id: id, chapter: chapter, message: Array(try r.lengthPrefixed(max: 1 << 20)))
+        case 0x12:
+            let id = try r.u64()
+            self = .forwardAnswer(id: id, message: Array(try r.lengthPrefixed(max: 1 << 16)))
         default:
             self = .unknown(type: type)
             return

@@ -14,6 +14,10 @@ public struct SyncSession: Sendable {
         case membership(chapter: [UInt8], ops: [[UInt8]])
         /// Device revocations: give them to the node (which checks they are the member's own).
         case revocations([[UInt8]])
+        /// A peer asks this node to deliver a message to a chapter's hub.
+        case forward(id: UInt64, chapter: [UInt8], message: [UInt8])
+        /// A hub's answer to a message this node asked the peer to forward.
+        case forwardAnswer(id: UInt64, message: [UInt8])
         /// End the connection, logging the reason.
         case close(reason: String)
     }
@@ -77,6 +81,12 @@ public struct SyncSession: Sendable {
         case let .revocations(list):
             guard helloReceived else { return close("revocations before hello") }
             return [.revocations(list)]
+        case let .forwardUpward(id, chapter, message):
+            guard helloReceived else { return close("forward before hello") }
+            return [.forward(id: id, chapter: chapter, message: message)]
+        case let .forwardAnswer(id, message):
+            guard helloReceived else { return close("forward answer before hello") }
+            return [.forwardAnswer(id: id, message: message)]
         case .join, .joinRefused, .joinHeld, .pair, .paired, .upward, .revokeGrant, .receipt, .hubRefused:
             return close("join messages belong to a join connection, not a sync session")
         case .unknown:

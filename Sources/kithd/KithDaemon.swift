@@ -64,6 +64,9 @@ struct KithDaemon: AsyncParsableCommand {
     @Flag(name: .customLong("lan-discovery"), help: "Announce this node on the LAN and connect to the member's other devices found there (off by default).")
     var lanDiscoveryFlag = false
 
+    @Flag(name: .customLong("upward-via-peers"), help: "Send consented records to the organization's hub through chapter peers, never directly (the organization does not learn this device's address).")
+    var upwardViaPeersFlag = false
+
     @Option(name: .customLong("anti-entropy-interval"), help: "Seconds between version-vector re-exchanges with every peer (0 = off; default 30).")
     var antiEntropyFlag: Int?
 
@@ -78,6 +81,7 @@ struct KithDaemon: AsyncParsableCommand {
         var antiEntropyInterval: Int
         var logLevel: String
         var lanDiscovery: Bool
+        var upwardViaPeers = false
         var lanInterface: String
         var lanPort: Int
         var relayChapters: [ChapterID] = []
@@ -115,6 +119,7 @@ struct KithDaemon: AsyncParsableCommand {
             s.relayChapters.append(id)
         }
         s.advertise = advertiseFlag ?? config.advertise
+        s.upwardViaPeers = upwardViaPeersFlag || config.upwardViaPeers
         if let a = s.advertise, Self.hostPort(a) == nil { throw ValidationError("advertise must be host:port, got '\(a)'") }
         return s
     }
@@ -161,6 +166,7 @@ struct KithDaemon: AsyncParsableCommand {
             log.critical("cannot open node", metadata: ["dataDir": "\(dir.path)", "reason": "\(Self.describe(error))"])
             throw ExitCode(1)
         }
+        await node.setUpwardViaPeers(settings.upwardViaPeers)
         let network = PeerNetwork(node: node, logger: log, now: ContactStore.systemClock)
         let (host, port) = Self.hostPort(listen)!
         let bound: Int

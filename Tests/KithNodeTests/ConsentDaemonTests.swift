@@ -123,6 +123,34 @@ struct ConsentDaemonTests {
         da.stop()
     }
 
+    @Test func recordsGoUpThroughAChapterPeer() throws {
+        // Alice never connects to the hub herself (--upward-via-peers): Bob's daemon carries her
+        // sealed record and the hub's receipt, and can forge neither.
+        let tmp = try TempDir()
+        let hubDir = tmp.path("hub"), a = tmp.path("alice"), b = tmp.path("bob")
+        let card = try Binaries.run("kithd", ["hub", "init", "--name", "Party", "--hub-dir", hubDir]).stdout.trimmingCharacters(in: .whitespacesAndNewlines)
+        let hub = try Hub(dir: hubDir, logName: "p")
+        let hubPort = try hub.port
+        for d in [a, b] { #expect(try Binaries.run("kith", ["init", "--data-dir", d]).status == 0) }
+        #expect(try Binaries.run("kith", ["contact", "add", "--given", "Uri", "--consent", "share", "--tag", "u", "--data-dir", a]).status == 0)
+        let da = try Daemon(data: a, extra: ["--upward-via-peers"], logName: "p"), db = try Daemon(data: b, logName: "p")
+        _ = try da.port
+        _ = try db.port
+        #expect(try Binaries.run("kith", ["chapter", "create", "W", "--data-dir", a]).status == 0)
+        #expect(try Binaries.run("kith", ["chapter", "affiliate", card, "--hub", "127.0.0.1:\(hubPort)", "--data-dir", a]).status == 0)
+        let invite = try Binaries.run("kith", ["chapter", "invite", "--data-dir", a]).stdout.trimmingCharacters(in: .whitespacesAndNewlines)
+        #expect(try Binaries.run("kith", ["chapter", "join", invite, "--data-dir", b]).status == 0)
+        _ = try waitFor("Bob connected to Alice", seconds: 20) { da.logText.contains("peer authenticated") ? true : nil }
+        let grant = try Binaries.run("kith", ["consent", "grant", "--tag", "u", "--fields", "name", "--purpose", "survey", "--data-dir", a])
+        #expect(grant.stdout.contains("acknowledged"), "\(grant.stdout) \(grant.stderr)")
+        #expect(db.logText.contains("forwarded an upward message"))
+        #expect(try Binaries.run("kith", ["audit", "--data-dir", a]).stdout.contains("relayed"))
+        let rows = try hub.export()
+        #expect(rows.count == 1 && rows.first?["name"] == "Uri")
+        for d in [da, db] { d.stop() }
+        hub.stop()
+    }
+
     @Test func anExpiredGrantIsDeletedOnBothSides() throws {
         let tmp = try TempDir()
         let hubDir = tmp.path("hub"), a = tmp.path("alice")

@@ -17,7 +17,10 @@ struct DaemonConfigTests {
             log_level = "debug"
             lan_discovery = false
             relay_scopes = []
+            advertise = "203.0.113.7:7434"
+            upward_via_peers = true
             """)
+        #expect(c.advertise == "203.0.113.7:7434" && c.upwardViaPeers)
         #expect(c.dataDir == "/var/lib/kith" && c.listen == "0.0.0.0:7434")
         #expect(c.peers == ["laptop.lan:7434", "10.0.0.5:7434"])
         #expect(c.antiEntropyInterval == 10 && c.logLevel == "debug" && !c.lanDiscovery)
