@@ -10,7 +10,6 @@ import KithCrypto
 /// signing their join request with that key; an admin's daemon checks the proof against the log.
 public struct ChapterInvite: Sendable, Equatable {
     public static let prefix = "kith:"
-    static let version: UInt8 = 1
     static let joinDomain = Array("kith/join/v1\0".utf8)
 
     public let chapter: ChapterID
@@ -30,44 +29,17 @@ public struct ChapterInvite: Sendable, Equatable {
     public var key: Ed25519.PrivateKey { try! Ed25519.PrivateKey(seed: seed) }
 
     public var text: String {
-        var w = ByteWriter(capacity: 96)
-        w.u8(Self.version)
-        w.raw(chapter.bytes)
-        w.raw(seed)
-        var e: [UInt8] = []
-        e.appendBigEndian(UInt32(clamping: expiresAt))
-        w.raw(e)
-        w.text(hint)
-        return Self.prefix + Base64URL.encode(w.bytes)
+        PastedCode.encode(prefix: Self.prefix, head: chapter.bytes + seed, expiresAt: expiresAt, hint: hint)
     }
 
     /// Parses an invite string; `now` (seconds) refuses expired invites before any network use.
-    public init(text raw: String, now: UInt64) throws(MembershipError) {
-        let text = raw.trimmingWhitespace
-        guard text.hasPrefix(Self.prefix), let b = Base64URL.decode(String(text.dropFirst(Self.prefix.count))) else {
-            throw MembershipError(.badInvite, "this is not a Kith invite (it should start with \"\(Self.prefix)\" followed by letters, digits, - and _)")
-        }
-        var r = ByteReader(b)
-        do throws(DecodeError) {
-            guard try r.u8() == Self.version else { throw DecodeError("unsupported invite version") }
-            chapter = try ChapterID(bytes: try r.raw(16))
-            seed = Array(try r.raw(32))
-            expiresAt = UInt64(UInt32(bigEndianBytes: try r.raw(4)))
-            hint = try r.text(max: 255)
-            guard r.isAtEnd else { throw DecodeError("trailing bytes") }
-        } catch {
-            throw MembershipError(.badInvite, "the invite is damaged (\(error.reason)); ask for a new one")
-        }
-        guard now < expiresAt else {
-            throw MembershipError(.badInvite, "the invite expired \(Self.ago(now - expiresAt)) ago; ask an admin for a new one")
-        }
-    }
-
-    static func ago(_ seconds: UInt64) -> String {
-        if seconds < 120 { return "\(seconds) seconds" }
-        if seconds < 7200 { return "\(seconds / 60) minutes" }
-        if seconds < 172_800 { return "\(seconds / 3600) hours" }
-        return "\(seconds / 86400) days"
+    public init(text: String, now: UInt64) throws(MembershipError) {
+        let d = try PastedCode.decode(text, prefix: Self.prefix, headLength: 16 + 32, what: "invite",
+                                      renew: "ask an admin for a new one", now: now)
+        chapter = try! ChapterID(bytes: d.head[0..<16])
+        seed = Array(d.head[16...])
+        expiresAt = d.expiresAt
+        hint = d.hint
     }
 
     /// What the joiner signs with the invite key: bound to the chapter, to this connection's
@@ -137,14 +109,5 @@ extension MembershipLog {
     ) throws(MembershipError) -> [MembershipOp] {
         let invite = try verifyJoin(joiner: joiner, proof: proof, handshakeHash: handshakeHash, nowMilliseconds: now)
         return try add(joiner: joiner, invite: invite.id, certificate: certificate, device: device, agreement: agreement, nowMilliseconds: now)
-    }
-}
-
-extension String {
-    var trimmingWhitespace: String {
-        var s = Substring(self)
-        while s.first?.isWhitespace == true { s.removeFirst() }
-        while s.last?.isWhitespace == true { s.removeLast() }
-        return String(s)
     }
 }

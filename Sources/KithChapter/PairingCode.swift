@@ -27,36 +27,16 @@ public struct PairingCode: Sendable, Equatable {
     }
 
     public var text: String {
-        var w = ByteWriter(capacity: 96)
-        w.u8(1)
-        w.raw(member.bytes)
-        w.raw(token)
-        var e: [UInt8] = []
-        e.appendBigEndian(UInt32(clamping: expiresAt))
-        w.raw(e)
-        w.text(hint)
-        return Self.prefix + Base64URL.encode(w.bytes)
+        PastedCode.encode(prefix: Self.prefix, head: member.bytes + token, expiresAt: expiresAt, hint: hint)
     }
 
-    public init(text raw: String, now: UInt64) throws(MembershipError) {
-        let text = raw.trimmingWhitespace
-        guard text.hasPrefix(Self.prefix), let b = Base64URL.decode(String(text.dropFirst(Self.prefix.count))) else {
-            throw MembershipError(.badInvite, "this is not a Kith pairing code (it starts with \"\(Self.prefix)\")")
-        }
-        var r = ByteReader(b)
-        do throws(DecodeError) {
-            guard try r.u8() == 1 else { throw DecodeError("unsupported version") }
-            do { member = try Ed25519.PublicKey(bytes: try r.raw(32)) } catch { throw DecodeError("bad member key") }
-            token = Array(try r.raw(16))
-            expiresAt = UInt64(UInt32(bigEndianBytes: try r.raw(4)))
-            hint = try r.text(max: 255)
-            guard r.isAtEnd else { throw DecodeError("trailing bytes") }
-        } catch {
-            throw MembershipError(.badInvite, "the pairing code is damaged (\(error.reason)); make a new one with kith device pair")
-        }
-        guard now < expiresAt else {
-            throw MembershipError(.badInvite, "the pairing code expired \(ChapterInvite.ago(now - expiresAt)) ago; make a new one with kith device pair")
-        }
+    public init(text: String, now: UInt64) throws(MembershipError) {
+        let d = try PastedCode.decode(text, prefix: Self.prefix, headLength: 32 + 16, what: "pairing code",
+                                      renew: "make a new one with kith device pair", now: now)
+        member = try! Ed25519.PublicKey(bytes: d.head[0..<32])
+        token = Array(d.head[32...])
+        expiresAt = d.expiresAt
+        hint = d.hint
     }
 
     /// BLAKE2b-256 keyed by the token over the domain, the Noise handshake hash and the new

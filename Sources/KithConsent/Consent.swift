@@ -62,7 +62,7 @@ public struct OrganizationCard: Sendable, Equatable {
     }
 
     public init(text: String) throws(ConsentError) {
-        let t = text.trimmingCharacters(in: " \n\t")
+        let t = text.trimmingWhitespace
         guard t.hasPrefix(Self.prefix), let b = Base64URL.decode(String(t.dropFirst(Self.prefix.count))) else {
             throw ConsentError(.malformed, "this is not an organization card (it starts with \(Self.prefix))")
         }
@@ -76,15 +76,6 @@ public struct OrganizationCard: Sendable, Equatable {
         } catch {
             throw ConsentError(.malformed, "the organization card is damaged: \(error)")
         }
-    }
-}
-
-extension String {
-    func trimmingCharacters(in set: String) -> String {
-        var s = Substring(self)
-        while let f = s.first, set.contains(f) { s.removeFirst() }
-        while let l = s.last, set.contains(l) { s.removeLast() }
-        return String(s)
     }
 }
 

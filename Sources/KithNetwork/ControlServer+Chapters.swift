@@ -50,11 +50,16 @@ extension ControlServer {
             case let .failure(e): throw e
             }
         case "chapter-edit":
-            guard let contact = request["contact"] as? String, let text = request["edit"] as? String,
-                  let bytes = Base64URL.decode(text), let e = try? ContactEdit(decoding: bytes) else {
-                throw ChapterCommandError("chapter-edit needs a \"contact\" and an encoded \"edit\"")
+            guard let contact = request["contact"] as? String else { throw ChapterCommandError("chapter-edit needs a \"contact\"") }
+            var ops: [KithCRDT.Operation] = []
+            if let text = request["edit"] as? String {
+                guard let bytes = Base64URL.decode(text), let e = try? ContactEdit(decoding: bytes) else {
+                    throw ChapterCommandError("chapter-edit: the \"edit\" does not decode")
+                }
+                ops = e.ops
             }
-            return ["ok": true, "contact": try await node.annotate(chapter: chapter, contact: contact, edit: e).description]
+            let knows = (request["knows"] as? Int).map { UInt8(clamping: $0) }
+            return ["ok": true, "contact": try await node.annotate(chapter: chapter, contact: contact, ops: ops, knows: knows).description]
         case "chapter-affiliate":
             guard let card = request["card"] as? String, let hub = request["hub"] as? String else {
                 throw ChapterCommandError("chapter-affiliate needs a \"card\" and a \"hub\"")
@@ -121,10 +126,7 @@ extension SyncNode {
         for r in references {
             do { out.append(try store.replica.resolve(r)) } catch { throw ChapterCommandError(error.detail) }
         }
-        if let tag {
-            let folded = tag.lowercased()
-            out += store.replica.contacts().filter { $0.tags.contains { $0.lowercased() == folded } }.map(\.id)
-        }
+        if let tag { out += store.search("#" + tag) } // the store's tag index, as `kith contact search #tag`
         guard !out.isEmpty else { throw ChapterCommandError(tag != nil ? "no contact has the tag '\(tag!)'" : "name at least one contact or --tag") }
         return Array(Set(out)).sorted()
     }

@@ -27,32 +27,8 @@ public struct ControlServer: Sendable {
 
     /// Binds the socket (replacing a stale one) and returns the accept loop.
     public func bind(path: String) async throws -> @Sendable () async -> Void {
-        try? FileManager.default.removeItem(atPath: path)
-        let old = umask(0o177)
-        defer { umask(old) }
-        let server = try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
-            .bind(unixDomainSocketPath: path) { channel in
-                channel.eventLoop.makeCompletedFuture {
-                    try NIOAsyncChannel<ByteBuffer, ByteBuffer>(wrappingChannelSynchronously: channel)
-                }
-            }
-        _ = chmod(path, 0o600)
         let context = self
-        let logger = self.logger
-        return {
-            do {
-                try await server.executeThenClose { inbound in
-                    try await withThrowingDiscardingTaskGroup { group in
-                        for try await client in inbound {
-                            group.addTask { await context.serve(client) }
-                        }
-                    }
-                }
-            } catch {
-                if !Task.isCancelled { logger.error("control socket stopped", metadata: ["reason": "\(error)"]) }
-            }
-            try? FileManager.default.removeItem(atPath: path)
-        }
+        return try await LocalSocket.bind(path: path, logger: logger, what: "control socket") { await context.serve($0) }
     }
 
     func serve(_ client: NIOAsyncChannel<ByteBuffer, ByteBuffer>) async {

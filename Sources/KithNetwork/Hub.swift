@@ -227,39 +227,22 @@ extension HubNode {
     /// (`{"op":"export"}`), one JSON line out (`{"ok":true,"rows":[…]}`), so a running hub can
     /// be exported without stopping it.
     public nonisolated func bindControl(path: String) async throws -> @Sendable () async -> Void {
-        try? FileManager.default.removeItem(atPath: path)
-        let old = umask(0o177)
-        defer { umask(old) }
-        let server = try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
-            .bind(unixDomainSocketPath: path) { channel in
-                channel.eventLoop.makeCompletedFuture { try NIOAsyncChannel<ByteBuffer, ByteBuffer>(wrappingChannelSynchronously: channel) }
-            }
-        _ = chmod(path, 0o600)
         let hub = self
-        return {
-            try? await server.executeThenClose { inbound in
-                try await withThrowingDiscardingTaskGroup { group in
-                    for try await client in inbound {
-                        group.addTask {
-                            try? await client.executeThenClose { i, o in
-                                var buffer: [UInt8] = []
-                                for try await chunk in i {
-                                    buffer += chunk.readableBytesView
-                                    guard buffer.contains(0x0A) else { continue }
-                                    let request = (try? JSONSerialization.jsonObject(with: Data(buffer))) as? [String: Any]
-                                    let answer: [String: Any] = request?["op"] as? String == "export"
-                                        ? ["ok": true, "rows": await hub.export()]
-                                        : ["ok": false, "error": "the hub's control socket knows only {\"op\":\"export\"}"]
-                                    let data = (try? JSONSerialization.data(withJSONObject: answer, options: [.sortedKeys])) ?? Data()
-                                    try await o.write(ByteBuffer(bytes: Array(data) + [0x0A]))
-                                    return
-                                }
-                            }
-                        }
-                    }
+        return try await LocalSocket.bind(path: path, logger: logger, what: "hub control socket") { client in
+            try? await client.executeThenClose { i, o in
+                var buffer: [UInt8] = []
+                for try await chunk in i {
+                    buffer += chunk.readableBytesView
+                    guard buffer.contains(0x0A) else { continue }
+                    let request = (try? JSONSerialization.jsonObject(with: Data(buffer))) as? [String: Any]
+                    let answer: [String: Any] = request?["op"] as? String == "export"
+                        ? ["ok": true, "rows": await hub.export()]
+                        : ["ok": false, "error": "the hub's control socket knows only {\"op\":\"export\"}"]
+                    let data = (try? JSONSerialization.data(withJSONObject: answer, options: [.sortedKeys])) ?? Data()
+                    try await o.write(ByteBuffer(bytes: Array(data) + [0x0A]))
+                    return
                 }
             }
-            try? FileManager.default.removeItem(atPath: path)
         }
     }
 

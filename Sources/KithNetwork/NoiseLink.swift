@@ -19,6 +19,8 @@ final class NoiseLink {
     private var reassembler = Reassembler()
     private var transport: NoiseTransport!
     private(set) var peer: PeerIdentity!
+    /// The Noise handshake hash: what join and pairing proofs bind to.
+    private(set) var handshakeHash: [UInt8] = []
 
     init(inbound: NIOAsyncChannelInboundStream<ByteBuffer>, outbound: NIOAsyncChannelOutboundWriter<ByteBuffer>) {
         iterator = inbound.makeAsyncIterator()
@@ -48,6 +50,7 @@ final class NoiseLink {
             try await write(try hs.writeMessage(payload: certificate.encoded))
             payload = try hs.readMessage(try await next())
         }
+        handshakeHash = hs.handshakeHash
         guard let t = hs.transport() else { throw Failure(message: "handshake did not complete") }
         transport = t
         peer = try PeerIdentity.authenticate(payload: payload, remoteStatic: t.remoteStatic, now: now, allowed: { _ in true })
@@ -67,10 +70,7 @@ final class NoiseLink {
     /// Connects to "host:port" and runs `body` on an initiated link.
     static func connect<T: Sendable>(to address: String, staticKey: X25519.PrivateKey, certificate: DeviceCertificate, now: UInt64,
                                      _ body: @escaping @Sendable (NoiseLink) async throws -> T) async throws -> T {
-        guard let i = address.lastIndex(of: ":"), let port = Int(address[address.index(after: i)...]) else {
-            throw Failure(message: "'\(address)' is not host:port")
-        }
-        let host = String(address[..<i]).trimmingCharacters(in: CharacterSet(charactersIn: "[]"))
+        guard let (host, port) = HostPort.parse(address) else { throw Failure(message: "'\(address)' is not host:port") }
         let channel = try await ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton)
             .connectTimeout(.seconds(10))
             .connect(host: host, port: port) { ch in

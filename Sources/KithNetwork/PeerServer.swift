@@ -79,7 +79,7 @@ public struct PeerNetwork: Sendable {
         var seen = already
         await withDiscardingTaskGroup { group in
             for await address in node.dialRequests where seen.insert(address).inserted {
-                guard let (host, port) = Self.hostPort(address) else {
+                guard let (host, port) = HostPort.parse(address) else {
                     logger.warning("ignored an unusable peer address", metadata: ["address": "\(address)"])
                     continue
                 }
@@ -88,16 +88,11 @@ public struct PeerNetwork: Sendable {
         }
     }
 
-    static func hostPort(_ s: String) -> (String, Int)? {
-        guard let i = s.lastIndex(of: ":"), let port = Int(s[s.index(after: i)...]), (1...65_535).contains(port) else { return nil }
-        let host = String(s[..<i]).trimmingCharacters(in: CharacterSet(charactersIn: "[]"))
-        return host.isEmpty ? nil : (host, port)
-    }
 
     /// Joins a chapter with an invite: connects to the invite's hint (an admin's daemon),
     /// presents the proof, installs the log it returns and starts syncing with that daemon.
     public func join(_ invite: ChapterInvite) async throws(ChapterCommandError) -> SyncNode.ChapterSummary {
-        guard let (host, port) = Self.hostPort(invite.hint) else {
+        guard let (host, port) = HostPort.parse(invite.hint) else {
             throw ChapterCommandError("the invite names no reachable address ('\(invite.hint)'); ask the admin for an invite made with --hint host:port")
         }
         let channel: NIOAsyncChannel<ByteBuffer, ByteBuffer>

@@ -1,5 +1,6 @@
 import Foundation
 import KithChapter
+import KithConsent
 import KithCRDT
 import KithCrypto
 import KithStore
@@ -107,10 +108,13 @@ extension SyncNode {
         return (ch, log)
     }
 
-    private func wrap<T>(_ body: () throws -> T) throws(ChapterCommandError) -> T {
+    /// Runs `body`, turning any error into a command error with its one-line reason.
+    func wrap<T>(_ body: () throws -> T) throws(ChapterCommandError) -> T {
         do { return try body() } catch let e as ChapterCommandError { throw e } catch let e as MembershipError {
             throw ChapterCommandError(e.detail)
-        } catch let e as StoreError { throw ChapterCommandError(e.detail) } catch { throw ChapterCommandError("\(error)") }
+        } catch let e as ConsentError { throw ChapterCommandError(e.detail) } catch let e as StoreError {
+            throw ChapterCommandError(e.detail)
+        } catch { throw ChapterCommandError("\(error)") }
     }
 
     // MARK: Commands
@@ -346,6 +350,7 @@ extension SyncNode {
         let (ch, _) = try memberChapter(chapter)
         let spec = Array(fields.map(\.rawValue).joined(separator: ",").utf8)
         try wrap { try store.putRecords(.share, contacts.map { (Self.shareRecordID(ch.id, $0), spec) }) }
+        for c in contacts { shares[c, default: [:]][ch.id] = fields }
         var batch: [ContactEdit] = []
         for c in contacts { if let e = projection(of: c, into: ch, fields: fields) { batch.append(e) } }
         if !batch.isEmpty { _ = try commitToChapter(ch, stride(from: 0, to: batch.count, by: 500).map { Array(batch[$0..<min($0 + 500, batch.count)]) }) }
@@ -357,6 +362,7 @@ extension SyncNode {
     public func unshare(contacts: [ContactID], chapter: String?) throws(ChapterCommandError) -> Int {
         let (ch, _) = try memberChapter(chapter)
         try wrap { try store.deleteRecords(.share, ids: contacts.map { Self.shareRecordID(ch.id, $0) }) }
+        for c in contacts { shares[c]?[ch.id] = nil }
         let present = contacts.filter { ch.store.replica.contact($0) != nil }
         if !present.isEmpty { _ = try commitToChapter(ch, [present.map { ContactEdit(contact: $0, ops: [.delete]) }]) }
         return present.count
@@ -410,19 +416,19 @@ extension SyncNode {
 
     /// Re-projects shared contacts after the owner edited them.
     func refreshShares(touching contacts: Set<ContactID>) throws {
-        guard !contacts.isEmpty, !chapters.isEmpty else { return }
-        let records = try store.records(.share)
         var work: [ChapterID: [ContactEdit]] = [:]
-        for r in records where r.id.count == 32 {
-            guard let cid = try? ChapterID(bytes: r.id[0..<16]), let contact = try? ContactID(bytes: r.id[16...]),
-                  contacts.contains(contact), let ch = chapters[cid], ch.log?.state.isMember(identity.member) == true,
-                  let fields = try? ShareableField.parse(String(decoding: r.bytes, as: UTF8.self)) else { continue }
-            if store.replica.contact(contact) == nil {
-                // Deleted or forgotten by the owner: retract it from the chapter too.
-                if ch.store.replica.contact(contact) != nil { work[cid, default: []].append(ContactEdit(contact: contact, ops: [.delete])) }
-                try store.deleteRecords(.share, ids: [r.id])
-            } else if let e = projection(of: contact, into: ch, fields: fields) {
-                work[cid, default: []].append(e)
+        for contact in contacts {
+            guard let targets = shares[contact] else { continue }
+            for (cid, fields) in targets {
+                guard let ch = chapters[cid], ch.log?.state.isMember(identity.member) == true else { continue }
+                if store.replica.contact(contact) == nil {
+                    // Deleted or forgotten by the owner: retract it from the chapter too.
+                    if ch.store.replica.contact(contact) != nil { work[cid, default: []].append(ContactEdit(contact: contact, ops: [.delete])) }
+                    try store.deleteRecords(.share, ids: [Self.shareRecordID(cid, contact)])
+                    shares[contact]?[cid] = nil
+                } else if let e = projection(of: contact, into: ch, fields: fields) {
+                    work[cid, default: []].append(e)
+                }
             }
         }
         for (cid, edits) in work { _ = try commitToChapter(chapters[cid]!, [edits]) }
@@ -430,20 +436,22 @@ extension SyncNode {
 
     /// `kith chapter know/tag/log-conversation`: a member adds to a contact someone shared —
     /// "I know them too", a tag, a conversation — in the chapter scope only.
-    public func annotate(chapter: String?, contact reference: String, edit: ContactEdit) throws(ChapterCommandError) -> ContactID {
+    public func annotate(chapter: String?, contact reference: String, ops given: [KithCRDT.Operation], knows: UInt8?) throws(ChapterCommandError) -> ContactID {
         let (ch, _) = try memberChapter(chapter)
         let id: ContactID
         do { id = try ch.store.replica.resolve(reference) } catch { throw ChapterCommandError("\(error.detail) in the chapter map") }
-        for op in edit.ops {
+        for op in given {
             switch op {
-            case .add(.knows, _, _), .add(.tags, _, _), .logConversation: continue
+            case .add(.tags, _, _), .logConversation: continue
             default: throw ChapterCommandError("only knows, tags and conversation entries can be added to someone else's shared contact")
             }
         }
-        let ops = edit.ops.map { op -> KithCRDT.Operation in
-            if case let .add(.knows, _, payload) = op { return .add(.knows, key: ArraySlice(identity.member.bytes), payload: payload) }
-            return op
+        var ops = given
+        if let knows {
+            guard (1...5).contains(knows) else { throw ChapterCommandError("knows strength is 1 to 5") }
+            ops.append(.knows(member: identity.member, strength: knows))
         }
+        guard !ops.isEmpty else { throw ChapterCommandError("nothing to add") }
         _ = try commitToChapter(ch, [[ContactEdit(contact: id, ops: ops)]])
         return id
     }

@@ -29,6 +29,17 @@ extension SyncNode {
         public let detail: String
     }
 
+    /// Contacts whose grants are active or being revoked, read from the store at start-up.
+    static func grantedContacts(in store: ContactStore, now: UInt64) -> Set<ContactID> {
+        var out: Set<ContactID> = []
+        for r in (try? store.records(.grant)) ?? [] {
+            guard let g = try? JSONDecoder().decode(GrantState.self, from: Data(r.bytes)), g.state == "active" || g.state == "revoking",
+                  let bytes = Base64URL.decode(g.grant), let grant = try? Grant(encoded: bytes, nowSeconds: now) else { continue }
+            out.insert(grant.contact)
+        }
+        return out
+    }
+
     private func loadGrants() throws -> [[UInt8]: GrantState] {
         var out: [[UInt8]: GrantState] = [:]
         for r in try store.records(.grant) {
@@ -60,22 +71,14 @@ extension SyncNode {
         do { card = try OrganizationCard(text: text) } catch { throw ChapterCommandError(error.detail) }
         var updated = log
         let id = identity, now = clock()
-        let op = try wrapConsent {
+        let op = try wrap {
             try updated.append(.affiliate(Affiliation(signingKey: card.signingKey, agreementKey: card.agreementKey, name: card.name, hub: hub,
                                                       allowsWithoutContactConsent: allowWithoutContactConsent)),
                                certificate: id.certificate, device: id.deviceKey, now: now)
         }
         ch.log = updated
-        try wrapConsent { try logChanged(ch, new: [op]) }
+        try wrap { try logChanged(ch, new: [op]) }
         return card.name
-    }
-
-    private func wrapConsent<T>(_ body: () throws -> T) throws(ChapterCommandError) -> T {
-        do { return try body() } catch let e as ChapterCommandError { throw e } catch let e as MembershipError {
-            throw ChapterCommandError(e.detail)
-        } catch let e as ConsentError { throw ChapterCommandError(e.detail) } catch let e as StoreError {
-            throw ChapterCommandError(e.detail)
-        } catch { throw ChapterCommandError("\(error)") }
     }
 
     /// The values a record of `grant` carries now: the granted fields of the contact (by
@@ -134,7 +137,8 @@ extension SyncNode {
                                    createdAt: now, expiresAt: expiresIn.map { now + $0 * 1000 }, certificate: identity.certificate, device: identity.deviceKey)
             var state = GrantState(grant: Base64URL.encode(grant.encoded), version: 0, lastValues: [], acknowledged: 0, pendingRecord: nil,
                                    state: "active", pendingRevocation: nil, receipts: [])
-            try wrapConsent { try save(grant.id, state) }
+            try wrap { try save(grant.id, state) }
+            grantedContacts.insert(contact)
             audit("grant", grant: grant, "to \(a.name): \(grant.fields.joined(separator: ",")) for \"\(purpose)\"")
             try makeRecord(grant, &state, affiliation: a)
             let outcome = await deliver(grant: grant, state: state, chapter: ch, affiliation: a)
@@ -151,12 +155,12 @@ extension SyncNode {
         state.version += 1
         state.lastValues = flat
         let id = identity
-        let record = try wrapConsent {
+        let record = try wrap {
             try UpwardRecord.make(grant: grant, version: state.version, values: values, to: a.agreementKey,
                                   certificate: id.certificate, device: id.deviceKey)
         }
         state.pendingRecord = Base64URL.encode(record.encoded)
-        try wrapConsent { try save(grant.id, state) }
+        try wrap { try save(grant.id, state) }
     }
 
     /// Sends what is pending for a grant (a record or a revocation) to the hub; records the
@@ -293,14 +297,14 @@ extension SyncNode {
     /// `kith consent revoke`: revokes every active grant of the contacts (or the grant named).
     public func revokeConsent(contacts: [ContactID]) async throws(ChapterCommandError) -> [[String: String]] {
         var results: [[String: String]] = []
-        let grants = try wrapConsent { try loadGrants() }
+        let grants = try wrap { try loadGrants() }
         for (id, var state) in grants where state.state == "active" {
             guard let bytes = Base64URL.decode(state.grant), let grant = try? Grant(encoded: bytes, nowSeconds: clock() / 1000),
                   contacts.contains(grant.contact) else { continue }
             let revocation = GrantRevocation.make(grant: grant, at: clock(), certificate: identity.certificate, device: identity.deviceKey)
             state.state = "revoking"
             state.pendingRevocation = Base64URL.encode(revocation.encoded)
-            try wrapConsent { try save(id, state) }
+            try wrap { try save(id, state) }
             audit("revoke", grant: grant, "revocation signed")
             guard let ch = chapters[grant.chapter], let a = ch.log?.state.affiliation else { continue }
             let outcome = await deliver(grant: grant, state: state, chapter: ch, affiliation: a)
@@ -336,7 +340,7 @@ extension SyncNode {
 
     /// `kith consent show`: what the organization holds about the contact right now.
     public func consentShow(contact: ContactID) throws(ChapterCommandError) -> Data {
-        let grants = try wrapConsent { try loadGrants() }
+        let grants = try wrap { try loadGrants() }
         let list: [[String: Any]] = grants.values.compactMap { s -> [String: Any]? in
             guard let bytes = Base64URL.decode(s.grant), let g = try? Grant(encoded: bytes, nowSeconds: clock() / 1000), g.contact == contact else { return nil }
             let org = chapters[g.chapter]?.log?.state.affiliation?.name ?? "?"

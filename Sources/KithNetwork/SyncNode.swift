@@ -114,6 +114,13 @@ public actor SyncNode {
     /// Devices of this member revoked by a signed statement (refused everywhere).
     var revokedDevices: Set<Ed25519.PublicKey> = []
     var revocations: [DeviceRevocation] = []
+    /// Shared contacts, by contact: the chapters and fields each is projected into (mirrors the
+    /// private store's share records, so a commit does not read them back).
+    var shares: [ContactID: [ChapterID: [ShareableField]]] = [:]
+    /// Contacts with an active (or revoking) consent grant: only their edits wake the consent
+    /// machinery. A superset: a grant that ends stays here until the next start.
+    var grantedContacts: Set<ContactID> = []
+
     /// Send upward records and revocations through chapter peers instead of connecting to the
     /// organization's hub directly (the organization then never learns this device's address).
     public var upwardViaPeers = false
@@ -165,6 +172,13 @@ public actor SyncNode {
         }
         for ch in opened.values { for h in Self.hints(ch) { dialContinuation.yield(h) } }
         chapters = opened
+        for r in try store.records(.share) where r.id.count == 32 {
+            if let cid = try? ChapterID(bytes: r.id[0..<16]), let contact = try? ContactID(bytes: r.id[16...]),
+               let fields = try? ShareableField.parse(String(decoding: r.bytes, as: UTF8.self)) {
+                shares[contact, default: [:]][cid] = fields
+            }
+        }
+        grantedContacts = Self.grantedContacts(in: store, now: clock() / 1000)
         for r in try store.records(.pendingJoin) {
             if let id = try? ChapterID(bytes: r.id), opened[id] == nil,
                let invite = try? ChapterInvite(text: String(decoding: r.bytes, as: UTF8.self), now: 0) {
@@ -348,7 +362,7 @@ public actor SyncNode {
         let touched = Set(batches.flatMap { $0.map(\.contact) })
         try refreshShares(touching: touched)
         // Granted fields that changed go up as a new record version.
-        Task { await self.consentMaintenance() }
+        if !touched.isDisjoint(with: grantedContacts) { Task { await self.consentMaintenance() } }
         return made
     }
 

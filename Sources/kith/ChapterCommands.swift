@@ -215,10 +215,14 @@ struct ChapterCommand: ParsableCommand {
     }
 }
 
-/// Adds ops to a contact in the chapter map (resolved by the daemon against the chapter).
-func chapterEdit(_ data: DataDirOption, _ chapter: ChapterOption, contact: String, ops: [KithCRDT.Operation]) throws -> String {
-    let edit = ContactEdit(contact: ContactID(high: 0, low: 0), ops: ops)
-    let r = try daemonRequest(data, chapter.add(to: ["op": "chapter-edit", "contact": contact, "edit": Base64URL.encode(edit.encoded)]))
+/// Adds to a contact in the chapter map (resolved by the daemon against the chapter): tag and
+/// conversation ops, and/or "this member knows them" with a strength (the daemon writes its
+/// own member key).
+func chapterEdit(_ data: DataDirOption, _ chapter: ChapterOption, contact: String, ops: [KithCRDT.Operation] = [], knows: UInt8? = nil) throws -> String {
+    var request: [String: Any] = ["op": "chapter-edit", "contact": contact]
+    if !ops.isEmpty { request["edit"] = Base64URL.encode(ContactEdit(contact: ContactID(high: 0, low: 0), ops: ops).encoded) }
+    if let knows { request["knows"] = Int(knows) }
+    let r = try daemonRequest(data, chapter.add(to: request))
     return r["contact"] as? String ?? contact
 }
 
@@ -268,8 +272,7 @@ extension ChapterCommand {
 
         func run() throws {
             guard (1...5).contains(strength) else { throw ValidationError("--strength is 1 to 5") }
-            // The daemon writes this member's key; the placeholder key here is replaced.
-            let id = try chapterEdit(data, chapter, contact: contact, ops: [.add(.knows, key: ArraySlice([UInt8](repeating: 0, count: 32)), payload: [strength])])
+            let id = try chapterEdit(data, chapter, contact: contact, knows: strength)
             print("you know \(id) (strength \(strength)); the chapter map shows it")
         }
     }
@@ -283,12 +286,7 @@ extension ChapterCommand {
 
         func run() throws {
             guard !tags.isEmpty else { throw ValidationError("give at least one tag") }
-            var ops: [KithCRDT.Operation] = []
-            for t in tags {
-                guard let n = Normalization.tag(t) else { throw ValidationError("'\(t)' is not a usable tag") }
-                ops.append(.add(.tags, n))
-            }
-            let id = try chapterEdit(data, chapter, contact: contact, ops: ops)
+            let id = try chapterEdit(data, chapter, contact: contact, ops: try failing { try tags.map(tagOp) })
             print("tagged \(id) in the chapter")
         }
     }

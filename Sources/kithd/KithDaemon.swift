@@ -134,11 +134,8 @@ struct KithDaemon: AsyncParsableCommand {
         return "\(lan ?? "127.0.0.1"):\(port)"
     }
 
-    static func hostPort(_ s: String) -> (String, Int)? {
-        guard let i = s.lastIndex(of: ":"), let port = Int(s[s.index(after: i)...]), (0...65_535).contains(port) else { return nil }
-        let host = String(s[..<i]).trimmingCharacters(in: CharacterSet(charactersIn: "[]"))
-        return host.isEmpty ? nil : (host, port)
-    }
+    /// host:port as the daemon's options accept it (port 0 = any, for listening).
+    static func hostPort(_ s: String) -> (String, Int)? { HostPort.parse(s, allowAnyPort: true).map { ($0.host, $0.port) } }
 
     func run() async throws {
         let settings = try settings()
