@@ -189,6 +189,9 @@ struct ApprovalTests {
             ((try? kithJSON(["chapter", "list", "--data-dir", j])) as? [[String: Any]])?.first?["role"] as? String == "member" ? true : nil
         }
         #expect(try (kithJSON(["chapter", "requests", "--data-dir", a]) as! [Any]).isEmpty)
+        // A member who is not an admin cannot approve anyone.
+        let byMember = try Binaries.run("kith", ["chapter", "approve", "abcd", "--data-dir", j])
+        #expect(byMember.status != 0 && byMember.stderr.contains("only an admin"), "\(byMember.stderr)")
         da.stop()
         dj.stop()
     }
@@ -294,6 +297,12 @@ struct MultiDeviceChapterTests {
         bytes[5] ^= 1
         let swapped = try Binaries.run("kith", ["device", "add", "--pair", "kith-pair:" + Base64URLTest.encode(bytes), "--data-dir", other])
         #expect(swapped.status != 0, "\(swapped.stdout)")
+
+        // A code whose token was altered reaches the right daemon but proves nothing.
+        var wrongToken = Base64URLTest.decode(String(code.dropFirst(10)))!.map { $0 }
+        wrongToken[1 + 32 + 3] ^= 1
+        let guessed = try Binaries.run("kith", ["device", "add", "--pair", "kith-pair:" + Base64URLTest.encode(wrongToken), "--data-dir", tmp.path("guess")])
+        #expect(guessed.status != 0 && guessed.stderr.contains("matches no open pairing"), "\(guessed.stderr)")
 
         let add = try Binaries.run("kith", ["device", "add", "--pair", code, "--data-dir", phone])
         #expect(add.status == 0, "\(add.stderr)")
