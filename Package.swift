@@ -106,7 +106,7 @@ let package = Package(
         ),
         .testTarget(
             name: "KithChapterTests",
-            dependencies: ["KithChapter", "KithCRDT", "KithCrypto", .product(name: "PropertyBased", package: "swift-property-based")],
+            dependencies: ["KithChapter", "KithCRDT", "KithCrypto", "KithSampleData"],
             swiftSettings: strict
         ),
         .testTarget(name: "KithConsentTests", dependencies: ["KithConsent", "KithChapter", "KithCRDT", "KithCrypto"], swiftSettings: strict),

@@ -1,6 +1,7 @@
 @testable import KithChapter
 import KithCRDT
 import KithCrypto
+import KithSampleData
 import Testing
 
 /// A member with one device: the keys a real node would hold.
@@ -207,7 +208,7 @@ struct MembershipTests {
     @Test func anyDeliveryOrderGivesTheSameState() throws {
         // Seeded random histories: several authors acting on partial views, delivered in
         // shuffled orders and duplicated, always evaluate to one state.
-        var rng = SplitMix(seed: 0x5EED)
+        var rng = SplitMix64(seed: 0x5EED)
         for round in 0..<20 {
             let base = try threeMemberChapter()
             var replicas = [base, base, base]
@@ -247,18 +248,6 @@ struct MembershipTests {
                 #expect(r.pendingCount == 0)
             }
         }
-    }
-}
-
-struct SplitMix: RandomNumberGenerator {
-    var state: UInt64
-    init(seed: UInt64) { state = seed }
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
     }
 }
 
