@@ -18,10 +18,11 @@ struct KithDaemon: AsyncParsableCommand {
         abstract: "The Kith daemon: holds this device's replica and syncs it with peers.",
         discussion: """
             kithd opens the node in the data directory (taking the store's lock), listens for
-            peers and keeps connections to the static peers given with --peer. Peers
-            authenticate with Noise XX and device certificates; today a node syncs with the
-            other devices of its own member (chapters widen this). SIGTERM or SIGINT shut it
-            down gracefully. The bound port is written to <data-dir>/kithd.port.
+            peers and keeps connections to the static peers given with --peer and to the
+            addresses it learns from invites. Peers authenticate with Noise XX and device
+            certificates; a node syncs its private scope with the member's own devices and each
+            chapter with that chapter's members. SIGTERM or SIGINT shut it down gracefully. The
+            bound port is written to <data-dir>/kithd.port. `kithd hub` runs an organization's hub.
 
             Examples:
               kithd --data-dir ~/.local/share/kith
@@ -38,6 +39,9 @@ struct KithDaemon: AsyncParsableCommand {
               lan_discovery = false        # announce on the LAN (rotating keyed tag)
               lan_interface = "0.0.0.0"    # IPv4 address of the interface to use
               lan_port = 7435              # multicast port (group 239.255.74.1)
+              relay_scopes = []            # chapter ids to relay blind
+              advertise = "host:7434"      # address put in invites
+              upward_via_peers = false     # consent records reach the hub through chapter peers
             """,
         version: KithVersion.describe(tool: "kithd"),
         subcommands: [HubCommand.self]
