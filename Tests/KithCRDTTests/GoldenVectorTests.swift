@@ -3,8 +3,8 @@ import Foundation
 import KithCrypto
 import Testing
 
-/// Golden vectors in `Protocol/vectors/changes.json`: fixed inputs → fixed bytes, ids and state
-/// digests, for a second implementation to test against. Regenerate (only when the format
+/// Golden vectors in `Protocol/vectors/changes.json` and `set-order.json`: fixed inputs → fixed
+/// bytes, ids and state digests, for a second implementation to test against. Regenerate (only when the format
 /// changes on purpose, with a version bump) with `KITH_WRITE_VECTORS=1 swift test --filter Golden`.
 @Suite("Golden vectors")
 struct GoldenVectorTests {
@@ -133,5 +133,92 @@ struct GoldenVectorTests {
         try erased.verify()
         #expect(erased.id == changes[0].id)
         #expect(replica.allChanges().first { $0.id == erased.id } == erased)
+    }
+
+    // MARK: Set key order (data-model.md §10)
+
+    static var setOrderFile: URL {
+        file.deletingLastPathComponent().appendingPathComponent("set-order.json")
+    }
+
+    /// One change adding keys whose order as raw bytes differs from their order as text: knows
+    /// (member keys), links (contact ids) and match tokens sort by their base64url text, tags by
+    /// their UTF-8 bytes (no locale, no case folding).
+    static func setOrderEdit() -> ContactEdit {
+        func member(_ seed: UInt8) -> Ed25519.PublicKey { try! Ed25519.PrivateKey(seed: [UInt8](repeating: seed, count: 32)).publicKey }
+        func id(_ first: UInt8) -> ArraySlice<UInt8> { ArraySlice([first] + [UInt8](repeating: 0, count: 15)) }
+        let contact = ContactID(high: 0x0A0A_0A0A_0A0A_0A0A, low: 0x0A0A_0A0A_0A0A_0A0A)
+        return ContactEdit(contact: contact, ops: [
+            .knows(member: member(8), strength: 1), .knows(member: member(5), strength: 2),
+            .knows(member: member(3), strength: 3), .knows(member: member(9), strength: 4),
+            .add(.links, key: id(0x10), payload: []), .add(.links, key: id(0xF0), payload: []), .add(.links, key: id(0xF8), payload: []),
+            .add(.matchTokens, key: id(0x00), payload: []), .add(.matchTokens, key: id(0x68), payload: []),
+            .add(.matchTokens, key: id(0xF8), payload: []), .add(.matchTokens, key: id(0xFC), payload: []),
+            .add(.tags, "apple"), .add(.tags, "Zebra"), .add(.tags, "éclair"), .add(.tags, "Éclair"),
+        ])
+    }
+
+    static let orderedSets: [SetKind] = [.tags, .knows, .links, .matchTokens]
+
+    /// The raw key bytes of `kind`'s members in the order the replica lists them (which is the
+    /// order of the canonical state).
+    static func keyOrder(_ replica: Replica, _ contact: ContactID, _ kind: SetKind) -> [String] {
+        replica.contact(contact)!.values(kind).map { v in
+            Hex.encode(kind == .tags ? Array(v.key.utf8) : Base64URL.decode(v.key)!)
+        }
+    }
+
+    @Test func setKeysSortByTheirTextFormNotTheirRawBytes() throws {
+        let edit = Self.setOrderEdit()
+        let signer = try Ed25519.PrivateKey(seed: [UInt8](repeating: 1, count: 32))
+        let zero = try ChangeID(bytes: [UInt8](repeating: 0, count: 32))
+        let timestamp = HybridTimestamp(rawValue: 1_790_000_000_000 << 16)
+        if ProcessInfo.processInfo.environment["KITH_WRITE_VECTORS"] == "1" {
+            let change = try Change.make(scope: ScopeID(name: "private"), signer: signer, seq: 1, previous: zero, timestamp: timestamp, edits: [edit])
+            var replica = Replica(scope: ScopeID(name: "private"))
+            try replica.receive(encoded: change.encoded, nowMilliseconds: 1_790_000_010_000)
+            var order: [String: [String]] = [:]
+            for kind in Self.orderedSets { order[kind.description] = Self.keyOrder(replica, edit.contact, kind) }
+            let doc: [String: Any] = [
+                "description": "Kith data model v1 golden vector for the order of set members in the canonical state (Protocol/data-model.md §10). Apply 'encoded' (one change, scope 'private') to an empty replica: the canonical state and its digest must match. 'key_order' lists each set's keys (hex of the raw key bytes) in canonical order: tags by UTF-8 bytes; knows, links and match_tokens by their unpadded base64url text, which is NOT the raw byte order.",
+                "signer_seed": Hex.encode([UInt8](repeating: 1, count: 32)), "scope": Hex.encode(ScopeID(name: "private").bytes), "seq": 1,
+                "previous": Hex.encode(zero.bytes), "timestamp": timestamp.rawValue,
+                "edits": [["contact": Hex.encode(edit.contact.bytes), "ops": edit.ops.map(Self.describe)]],
+                "encoded": Hex.encode(change.encoded), "change_id": Hex.encode(change.id.bytes),
+                "canonical_state": Hex.encode(replica.canonicalState()), "state_digest": Hex.encode(replica.stateDigest()),
+                "key_order": order,
+            ]
+            let data = try JSONSerialization.data(withJSONObject: doc, options: [.prettyPrinted, .sortedKeys])
+            try data.write(to: Self.setOrderFile)
+        }
+        let v = try JSONSerialization.jsonObject(with: Data(contentsOf: Self.setOrderFile)) as! [String: Any]
+        // Rebuild from the described inputs: byte-identical.
+        let edits = (v["edits"] as! [[String: Any]]).map {
+            ContactEdit(contact: try! ContactID(bytes: Hex.decode($0["contact"] as! String)!), ops: ($0["ops"] as! [[String: Any]]).map(Self.parse))
+        }
+        let rebuilt = try Change.make(scope: try ScopeID(bytes: Hex.decode(v["scope"] as! String)!),
+                                      signer: try Ed25519.PrivateKey(seed: Hex.decode(v["signer_seed"] as! String)!),
+                                      seq: (v["seq"] as! NSNumber).uint64Value, previous: try ChangeID(bytes: Hex.decode(v["previous"] as! String)!),
+                                      timestamp: HybridTimestamp(rawValue: (v["timestamp"] as! NSNumber).uint64Value), edits: edits)
+        #expect(Hex.encode(rebuilt.encoded) == v["encoded"] as? String)
+        #expect(Hex.encode(rebuilt.id.bytes) == v["change_id"] as? String)
+        var replica = Replica(scope: ScopeID(name: "private"))
+        try replica.receive(encoded: Hex.decode(v["encoded"] as! String)!, nowMilliseconds: 1_790_000_010_000)
+        #expect(Hex.encode(replica.canonicalState()) == v["canonical_state"] as? String)
+        #expect(Hex.encode(replica.stateDigest()) == v["state_digest"] as? String)
+        let stored = v["key_order"] as! [String: [String]]
+        for kind in Self.orderedSets {
+            let expected = try #require(stored[kind.description])
+            // The code's order is the vector's…
+            #expect(Self.keyOrder(replica, edits[0].contact, kind) == expected, "\(kind) order")
+            // …and the vector's is the text order, which here differs from the raw byte order
+            // (tags: UTF-8 byte order, which differs from a locale's or a case-insensitive one).
+            let raw = expected.map { Hex.decode($0)! }
+            let asText = raw.map { kind == .tags ? $0 : Array(Base64URL.encode($0).utf8) }
+            #expect(asText == asText.sorted { $0.lexicographicallyPrecedes($1) }, "\(kind) keys are in text order")
+            if kind != .tags {
+                #expect(raw != raw.sorted { $0.lexicographicallyPrecedes($1) }, "\(kind): the vector must tell text order from raw order")
+            }
+        }
     }
 }
