@@ -6,12 +6,21 @@ import KithCrypto
 /// whole set whenever it grows, so it never depends on arrival order.
 public struct MembershipLog: Sendable {
     public static let maxOps = 100_000
+    /// Most ops one member may author in a chapter's log (held ones included); more are refused
+    /// on arrival, so one member cannot fill the log. Admins, who admit and remove everyone,
+    /// get more.
+    public static let maxOpsPerMember = 2_000
+    public static let maxOpsPerAdmin = 20_000
 
     public let chapter: ChapterID
     public private(set) var ops: [OpID: MembershipOp] = [:]
     private var pending: [OpID: MembershipOp] = [:]
     public private(set) var state: ChapterState
     public private(set) var heads: Set<OpID> = []
+    /// Ops (evaluated or held) by author member.
+    private var authored: [Ed25519.PublicKey: Int] = [:]
+    /// Ops refused on arrival because their author was over quota (counted, not kept).
+    public private(set) var refusedOverQuota = 0
 
     /// The creation op (the log's root).
     public let genesis: MembershipOp
@@ -23,6 +32,7 @@ public struct MembershipLog: Sendable {
         chapter = try! ChapterID(bytes: genesis.id.bytes.prefix(16))
         ops[genesis.id] = genesis
         heads = [genesis.id]
+        authored[genesis.authorMember] = 1
         state = ChapterState.evaluate(ops)
     }
 
@@ -56,7 +66,12 @@ public struct MembershipLog: Sendable {
     public var pendingCount: Int { pending.count }
 
     /// Adds ops (any order, duplicates ignored). Returns the ops that were new and are now part
-    /// of the evaluated set. An op for another chapter, or one beyond the size limit, is refused.
+    /// of the evaluated set. An op for another chapter, or one beyond the size limit, is refused;
+    /// an op whose author is over their quota is dropped and counted in `refusedOverQuota`.
+    ///
+    /// An op whose parents are exactly the current heads comes last in every evaluation order
+    /// and is concurrent with nothing, so it is applied to the state as it stands; any other
+    /// arrival re-evaluates the whole log once per call.
     @discardableResult
     public mutating func receive(_ incoming: [MembershipOp]) throws(MembershipError) -> [MembershipOp] {
         var added: [MembershipOp] = []
@@ -72,22 +87,45 @@ public struct MembershipLog: Sendable {
             guard ops.count + pending.count < Self.maxOps else {
                 throw MembershipError(.tooMany, "chapter \(chapter) already holds \(Self.maxOps) membership ops")
             }
+            let quota = state.isAdmin(op.authorMember) ? Self.maxOpsPerAdmin : Self.maxOpsPerMember
+            guard authored[op.authorMember, default: 0] < quota else {
+                refusedOverQuota += 1
+                continue
+            }
+            authored[op.authorMember, default: 0] += 1
             pending[op.id] = op
         }
-        // Move every op whose parents are all present, until nothing moves.
-        var moved = true
-        while moved {
-            moved = false
-            for (id, op) in pending where op.parents.allSatisfy({ ops[$0] != nil }) {
-                ops[id] = op
-                pending[id] = nil
-                for p in op.parents { heads.remove(p) }
-                heads.insert(id)
-                added.append(op)
-                moved = true
+        // Move held ops whose parents are all present, parents before children (Kahn's order).
+        var missing: [OpID: Int] = [:]
+        var waitingOn: [OpID: [OpID]] = [:]
+        var ready: [OpID] = []
+        for (id, op) in pending {
+            let absent = op.parents.filter { ops[$0] == nil }
+            if absent.isEmpty { ready.append(id) } else {
+                missing[id] = absent.count
+                for p in absent { waitingOn[p, default: []].append(id) }
             }
         }
-        if !added.isEmpty { state = ChapterState.evaluate(ops) }
+        ready.sort(by: >)
+        var incremental = true
+        while let id = ready.popLast() {
+            let op = pending.removeValue(forKey: id)!
+            if incremental && Set(op.parents) == heads {
+                let latest = op.parents.compactMap { ops[$0]?.timestamp }.max() ?? 0
+                state.apply(op, .descendantOfAll(latestParentTimestamp: latest))
+            } else {
+                incremental = false
+            }
+            ops[id] = op
+            for p in op.parents { heads.remove(p) }
+            heads.insert(id)
+            added.append(op)
+            for child in waitingOn.removeValue(forKey: id) ?? [] {
+                missing[child]! -= 1
+                if missing[child] == 0 { ready.append(child) }
+            }
+        }
+        if !incremental { state = ChapterState.evaluate(ops) }
         return added
     }
 
@@ -139,6 +177,15 @@ public struct MembershipLog: Sendable {
         return made
     }
 
+    /// True when `device` must start a new epoch before writing: the state says so (§3.4), or
+    /// the current epoch holds an envelope for this device that does not open to a key matching
+    /// the epoch's commitment — a member sealed garbage to others to keep a key only they hold
+    /// in use. A device with no envelope yet waits for a `share key` instead.
+    public func needsNewEpoch(device: Ed25519.PublicKey, agreement: X25519.PrivateKey) -> Bool {
+        guard let current = state.currentEpoch, !state.needsNewEpoch else { return true }
+        return current.envelopes[device] != nil && EpochKeys.open(current, device: device, agreement: agreement) == nil
+    }
+
     /// The epoch keys `device` can open, by reference.
     public func keys(device: Ed25519.PublicKey, agreement: X25519.PrivateKey) -> [EpochRef: SymmetricKey] {
         var out: [EpochRef: SymmetricKey] = [:]
@@ -173,29 +220,30 @@ public enum EpochKeys {
     }
 }
 
-/// Blind match tokens: a chapter-keyed hash of a normalized phone number or email, so members'
-/// daemons can tell that two shared contacts are probably the same person without either
-/// revealing the phone or email (Protocol/chapters.md §7).
+/// Blind match tokens: an epoch-keyed hash of a normalized phone number or email that a member
+/// shared, so members' daemons can tell that two shared contacts are probably the same person
+/// even when the numbers were typed differently (Protocol/chapters.md §7). The key rotates with
+/// the epoch: a removed member cannot compute tokens for what is written after the removal.
 public enum MatchTokens {
     static let keyDomain = Array("kith/match-key/v1".utf8)
 
-    /// The chapter's match key, derived from its first epoch's key (every member device ever
-    /// admitted holds it, so tokens made in any epoch compare).
-    public static func key(firstEpochKey: SymmetricKey) -> SymmetricKey {
-        let k = firstEpochKey.secret.withBytes { BLAKE2b.hash(keyDomain, outputLength: 32, key: Array($0)) }
+    /// An epoch's match key, derived from the epoch key.
+    public static func key(epochKey: SymmetricKey) -> SymmetricKey {
+        let k = epochKey.secret.withBytes { BLAKE2b.hash(keyDomain, outputLength: 32, key: Array($0)) }
         return try! SymmetricKey(bytes: k)
     }
 
-    /// BLAKE2b-128 keyed by the match key over `kind ‖ 0x00 ‖ normalized value`.
-    public static func token(kind: String, normalized value: String, key: SymmetricKey) -> [UInt8] {
-        key.secret.withBytes { BLAKE2b.hash(Array(kind.utf8) + [0] + Array(value.utf8), outputLength: 16, key: Array($0)) }
+    /// `epoch_ref[0..8] ‖ BLAKE2b-128(key = match key, kind ‖ 0x00 ‖ normalized value)`: 24 bytes,
+    /// so tokens of different epochs never compare equal.
+    public static func token(kind: String, normalized value: String, epoch: EpochRef, key: SymmetricKey) -> [UInt8] {
+        Array(epoch.bytes.prefix(8)) + key.secret.withBytes { BLAKE2b.hash(Array(kind.utf8) + [0] + Array(value.utf8), outputLength: 16, key: Array($0)) }
     }
 }
 
 extension MembershipLog {
-    /// The match key, when this device holds the first epoch's key.
-    public func matchKey(device: Ed25519.PublicKey, agreement: X25519.PrivateKey) -> SymmetricKey? {
-        guard let first = state.epochs.first, let k = EpochKeys.open(first, device: device, agreement: agreement) else { return nil }
-        return MatchTokens.key(firstEpochKey: k)
+    /// The current epoch's reference and match key, when this device holds the current key.
+    public func matchKey(device: Ed25519.PublicKey, agreement: X25519.PrivateKey) -> (epoch: EpochRef, key: SymmetricKey)? {
+        guard let current = state.currentEpoch, let k = EpochKeys.open(current, device: device, agreement: agreement) else { return nil }
+        return (current.ref, MatchTokens.key(epochKey: k))
     }
 }

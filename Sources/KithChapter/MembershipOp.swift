@@ -91,6 +91,8 @@ public enum MembershipAction: Hashable, Sendable {
     /// 0x0B — an admin affiliates the chapter with an organization: its keys, name and hub
     /// address, and whether records may go up without the contact's own consent to sharing.
     case affiliate(Affiliation)
+    /// 0x0C — an admin closes an invite before it expires or runs out of uses.
+    case closeInvite(OpID)
 
     public var tag: UInt8 {
         switch self {
@@ -105,13 +107,14 @@ public enum MembershipAction: Hashable, Sendable {
         case .invite: 0x09
         case .leave: 0x0A
         case .affiliate: 0x0B
+        case .closeInvite: 0x0C
         }
     }
 
     /// True for ops only an admin may sign.
     public var needsAdmin: Bool {
         switch self {
-        case .addMember, .removeMember, .setAdmin, .invite, .affiliate: true
+        case .addMember, .removeMember, .setAdmin, .invite, .affiliate, .closeInvite: true
         default: false
         }
     }
@@ -149,6 +152,15 @@ public struct MembershipOp: Hashable, Sendable {
         chapter: ChapterID, parents: [OpID], timestamp: UInt64, certificate: DeviceCertificate,
         device: Ed25519.PrivateKey, action: MembershipAction
     ) -> MembershipOp {
+        try! MembershipOp(decoding: signed(chapter: chapter, parents: parents, timestamp: timestamp, certificate: certificate,
+                                           device: device, action: action))
+    }
+
+    /// The signed encoding of an op, unchecked (tests build hostile ops with it).
+    static func signed(
+        chapter: ChapterID, parents: [OpID], timestamp: UInt64, certificate: DeviceCertificate,
+        device: Ed25519.PrivateKey, action: MembershipAction
+    ) -> [UInt8] {
         precondition(device.publicKey == certificate.deviceSigningKey, "the signing device must be the certified one")
         var w = ByteWriter(capacity: 512)
         w.u8(format)
@@ -162,7 +174,7 @@ public struct MembershipOp: Hashable, Sendable {
         encodeBody(action, into: &w)
         let sig = device.signature(for: signatureDomain + w.bytes)
         w.raw(sig)
-        return try! MembershipOp(decoding: w.bytes)
+        return w.bytes
     }
 
     private static func encodeBody(_ action: MembershipAction, into w: inout ByteWriter) {
@@ -200,6 +212,8 @@ public struct MembershipOp: Hashable, Sendable {
             w.text(a.name)
             w.text(a.hub)
             w.u8(a.allowsWithoutContactConsent ? 1 : 0)
+        case let .closeInvite(id):
+            w.raw(id.bytes)
         }
     }
 
@@ -211,8 +225,10 @@ public struct MembershipOp: Hashable, Sendable {
         }
     }
 
-    /// Parses and checks an op: structure, the author's certificate signature and the op
-    /// signature. Whether the author was *allowed* to do it is the log's business.
+    /// Parses and checks an op: structure, the author's certificate, every certificate the op
+    /// carries (an `add member` / `add device` certificate must be signed by its member key and
+    /// valid at the op's time) and the op signature. Whether the author was *allowed* to do it
+    /// is the log's business.
     public init(decoding bytes: [UInt8]) throws(MembershipError) {
         guard bytes.count <= Self.maxEncodedLength else {
             throw MembershipError(.malformed, "membership op is \(bytes.count) bytes, more than \(Self.maxEncodedLength)")
@@ -243,6 +259,16 @@ public struct MembershipOp: Hashable, Sendable {
                 try certificate.verify(now: timestamp / 1000)
             } catch {
                 throw MembershipError(.badSignature, "the author's device certificate is not valid at the op's time: \(error)")
+            }
+            switch action {
+            case let .addMember(embedded, _, _), let .addDevice(embedded):
+                do {
+                    try embedded.verify(now: timestamp / 1000)
+                } catch {
+                    throw MembershipError(.badSignature, "the certificate this op lists (device \(embedded.deviceSigningKey) of member \(embedded.memberKey)) is not valid at the op's time: \(error)")
+                }
+            default:
+                break
             }
             guard certificate.deviceSigningKey.isValidSignature(sig, for: Self.signatureDomain + bytes[0..<signedLength]) else {
                 throw MembershipError(.badSignature, "membership op signature does not verify against its author device \(certificate.deviceSigningKey)")
@@ -318,6 +344,7 @@ public struct MembershipOp: Hashable, Sendable {
             let name = try r.text(max: 200)
             let hub = try r.text(max: 255)
             return .affiliate(Affiliation(signingKey: sk, agreementKey: ak, name: name, hub: hub, allowsWithoutContactConsent: try flag(&r)))
+        case 0x0C: return .closeInvite(try OpID(bytes: try r.raw(32)))
         default: throw DecodeError("unknown membership action \(tag)")
         }
     }

@@ -2,13 +2,13 @@ import KithCRDT
 import KithCrypto
 
 /// The shape shared by invites and pairing codes, strings people paste into a message:
-/// `prefix ‖ base64url(version(1)=1 ‖ head ‖ expires u32 seconds ‖ text hint)`, where `head`
-/// is the code's fixed-length fields. Parsing trims whitespace and names what was wrong in
+/// `prefix ‖ base64url(version(1) ‖ head ‖ expires u32 seconds ‖ text hint)`, where `head`
+/// is the code's fixed-length fields and `expires` is absolute Unix time in seconds. Parsing trims whitespace and names what was wrong in
 /// words the holder can act on (`renew` says how to get a new one).
 enum PastedCode {
-    static func encode(prefix: String, head: [UInt8], expiresAt: UInt64, hint: String) -> String {
-        var w = ByteWriter(capacity: 96)
-        w.u8(1)
+    static func encode(prefix: String, version: UInt8 = 1, head: [UInt8], expiresAt: UInt64, hint: String) -> String {
+        var w = ByteWriter(capacity: 128)
+        w.u8(version)
         w.raw(head)
         var e: [UInt8] = []
         e.appendBigEndian(UInt32(clamping: expiresAt))
@@ -17,7 +17,7 @@ enum PastedCode {
         return prefix + Base64URL.encode(w.bytes)
     }
 
-    static func decode(_ raw: String, prefix: String, headLength: Int, what: String, renew: String,
+    static func decode(_ raw: String, prefix: String, version: UInt8 = 1, headLength: Int, what: String, renew: String,
                        now: UInt64) throws(MembershipError) -> (head: [UInt8], expiresAt: UInt64, hint: String) {
         let text = raw.trimmingWhitespace
         guard text.hasPrefix(prefix), let b = Base64URL.decode(String(text.dropFirst(prefix.count))) else {
@@ -26,7 +26,10 @@ enum PastedCode {
         var r = ByteReader(b)
         let decoded: (head: [UInt8], expiresAt: UInt64, hint: String)
         do throws(DecodeError) {
-            guard try r.u8() == 1 else { throw DecodeError("unsupported version") }
+            let v = try r.u8()
+            guard v == version else {
+                throw DecodeError(v < version ? "it was made by an older version of Kith" : "version \(v) is newer than this build reads (\(version))")
+            }
             let head = Array(try r.raw(headLength))
             let expiresAt = UInt64(UInt32(bigEndianBytes: try r.raw(4)))
             let hint = try r.text(max: 255)

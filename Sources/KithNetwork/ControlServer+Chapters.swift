@@ -91,7 +91,13 @@ extension ControlServer {
             return ["ok": true, "member": try await node.decideJoin(chapter: chapter, member: member, approve: op == "chapter-approve")]
         case "chapter-remove":
             guard let member = request["member"] as? String else { throw ChapterCommandError("chapter-remove needs a \"member\"") }
-            return ["ok": true, "removed": try await node.removeMember(chapter: chapter, member: member)]
+            let removed = try await node.removeMember(chapter: chapter, member: member)
+            return ["ok": true, "removed": removed, "openInvites": Self.object(try await node.openInvites(chapter: chapter))]
+        case "chapter-invites":
+            return ["ok": true, "invites": Self.object(try await node.openInvites(chapter: chapter))]
+        case "chapter-invite-close":
+            guard let invite = request["invite"] as? String else { throw ChapterCommandError("chapter-invite-close needs an \"invite\" id") }
+            return ["ok": true, "closed": try await node.closeInvite(chapter: chapter, invite: invite)]
         case "chapter-leave":
             return ["ok": true, "left": try await node.leave(chapter: chapter)]
         case "chapter-map":

@@ -125,6 +125,10 @@ enum PeerConnection {
 
         // A joiner presents its proof and takes the log home; nothing else happens on this connection.
         if case let .join(invite, reply) = purpose {
+            guard peer.device == invite.admin else {
+                reply(.failure(ChapterCommandError("the daemon at \(label) is not the admin device that made this invite (it is \(peer.device)); check the invite's address")))
+                throw PeerIdentity.Refusal(reason: "join: the responder is not the inviting admin's device")
+            }
             try await sendMessage(.join(chapter: invite.chapter.bytes, proof: invite.proof(handshakeHash: handshakeHash, certificate: identity.certificate)))
             switch try await receiveMessage() {
             case let .membership(chapter, ops) where chapter == invite.chapter.bytes:
@@ -139,7 +143,7 @@ enum PeerConnection {
             throw Closed(reason: "join finished")
         }
 
-        let awaitingApproval = role == .initiator ? await node.isPendingJoinHint(label) : false
+        let awaitingApproval = role == .initiator ? await node.isPendingJoinAdmin(peer.device) : false
         let allowed = await node.isAllowed(peer)
         guard awaitingApproval || allowed else {
             // An unknown device may only present a join proof, and only to an admin with an open invite.

@@ -327,7 +327,11 @@ extension SyncNode {
             throw ChapterCommandError("you are not a member of chapter \(ch.id)")
         }
         let id = identity
-        if log.state.needsNewEpoch {
+        // A new epoch first when the current key reached a device that is not current, or when
+        // the current epoch holds an envelope for this device that does not open (a member
+        // sealed garbage to others to keep a key only they hold in use).
+        if log.needsNewEpoch(device: id.device, agreement: id.agreementKey) {
+            if !log.state.needsNewEpoch { logger.warning("the chapter's current epoch key sealed to this device does not open; starting a new epoch", metadata: ["chapter": "\(ch.id)"]) }
             let op = try wrap { try log.startEpoch(certificate: id.certificate, device: id.deviceKey, now: clock()) }
             ch.log = log
             try wrap { try logChanged(ch, new: [op]) }
@@ -388,13 +392,14 @@ extension SyncNode {
                 if !adds.isEmpty, adds.allSatisfy({ $0.device == identity.device }) { ops.append(.remove(kind, key, observed: adds)) }
             }
         }
-        // Blind match tokens for every phone and email, shared or not: duplicates across members
-        // can be found without revealing them.
-        if let key = ch.log?.matchKey(device: identity.device, agreement: identity.agreementKey) {
+        // Blind match tokens for the phones and emails that are shared (and only those), under
+        // the current epoch's match key: likely duplicates are found across members even when
+        // numbers were typed differently, and nothing unshared is revealed to a guesser.
+        if let (epoch, key) = ch.log?.matchKey(device: identity.device, agreement: identity.agreementKey) {
             var want: Set<String> = []
-            for (kind, set) in [("phone", SetKind.phones), ("email", SetKind.emails)] {
+            for (kind, set) in [("phone", SetKind.phones), ("email", SetKind.emails)] where fields.contains(where: { $0.set == set }) {
                 for v in mine.values(set) {
-                    want.insert(Base64URL.encode(MatchTokens.token(kind: kind, normalized: v.key, key: key)))
+                    want.insert(Base64URL.encode(MatchTokens.token(kind: kind, normalized: v.key, epoch: epoch, key: key)))
                 }
             }
             let have = Set(theirs.values(.matchTokens).map(\.key))

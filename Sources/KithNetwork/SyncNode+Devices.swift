@@ -66,7 +66,9 @@ extension SyncNode {
         for ch in chapters.values where !ch.relayOnly {
             guard var log = ch.log, log.state.isMember(identity.member) else { continue }
             var made: [MembershipOp] = []
-            for r in list where log.state.member(ofDevice: r.device) == identity.member {
+            // In every chapter the member is in, listed there or not: a revoked device can never
+            // be listed in it afterwards.
+            for r in list where (log.state.member(ofDevice: r.device) ?? identity.member) == identity.member && !log.state.revoked.contains(r.device) {
                 made.append(try log.append(.revokeDevice(r.device), certificate: identity.certificate, device: identity.deviceKey, now: clock()))
             }
             guard !made.isEmpty else { continue }

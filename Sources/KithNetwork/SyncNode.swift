@@ -36,12 +36,15 @@ public actor SyncNode {
         var log: MembershipLog?
         let store: ContactStore
         let relayOnly: Bool
+        /// The current epoch when the node last looked (a change means match tokens are re-made).
+        var knownEpoch: OpID?
 
         init(id: ChapterID, log: MembershipLog?, store: ContactStore, relayOnly: Bool) {
             self.id = id
             self.log = log
             self.store = store
             self.relayOnly = relayOnly
+            knownEpoch = log?.state.currentEpoch?.id
         }
     }
 
@@ -53,6 +56,9 @@ public actor SyncNode {
         let connectedAt: UInt64
         /// When the peer last finished sending what we lacked, per scope (ms).
         var caughtUp: [ScopeID: UInt64] = [:]
+        /// Membership messages the peer may still send now, and when that was computed (s).
+        var membershipAllowance = SyncNode.membershipBurst
+        var membershipCheckedAt: Double
     }
 
     /// A connected peer as `kith peers` shows it.
@@ -128,6 +134,9 @@ public actor SyncNode {
     var pendingForwards: [UInt64: CheckedContinuation<[UInt8]?, Never>] = [:]
 
     public func setUpwardViaPeers(_ on: Bool) { upwardViaPeers = on }
+
+    /// Chapters whose peers sent changes by devices the log did not list yet.
+    var chaptersAwaitingAuthors: Set<ChapterID> = []
 
     /// Chapters this device asked to join and is waiting to be approved in.
     var pendingJoins: [ChapterID: ChapterInvite] = [:]
@@ -233,9 +242,10 @@ public actor SyncNode {
         return out
     }
 
-    /// True when `address` is the hint of a join waiting for approval: this node dials it with no
-    /// scopes, to receive the chapter's log once an admin has approved.
-    func isPendingJoinHint(_ address: String) -> Bool { pendingJoins.values.contains { $0.hint == address } }
+    /// True when `device` is the inviting admin's device of a join waiting for approval (its key
+    /// is in the invite, and the handshake proved it): this node talks to it with no scopes, to
+    /// receive the chapter's log once an admin has approved.
+    func isPendingJoinAdmin(_ device: Ed25519.PublicKey) -> Bool { pendingJoins.values.contains { $0.admin == device } }
 
     /// True when the peer may sync at least one scope.
     func isAllowed(_ peer: PeerIdentity) -> Bool { !scopes(for: peer).isEmpty }
@@ -256,7 +266,8 @@ public actor SyncNode {
 
     func register(_ events: AsyncStream<ConnectionEvent>.Continuation, name: String, peer: PeerIdentity, scopes: Set<ScopeID>) -> Int {
         nextPeerID += 1
-        peers[nextPeerID] = Peer(events: events, name: name, identity: peer, scopes: scopes, connectedAt: clock())
+        peers[nextPeerID] = Peer(events: events, name: name, identity: peer, scopes: scopes, connectedAt: clock(),
+                                 membershipCheckedAt: Double(clock()) / 1000)
         if peer.member == identity.member { adoptOwnDevice(peer) }
         return nextPeerID
     }
@@ -266,7 +277,7 @@ public actor SyncNode {
     private func adoptOwnDevice(_ peer: PeerIdentity) {
         for ch in chapters.values where !ch.relayOnly {
             guard var log = ch.log, let me = log.state.members[identity.member], me.devices[peer.device] == nil,
-                  !log.state.revoked.contains(peer.device) else { continue }
+                  !log.state.revoked.contains(peer.device), !revokedDevices.contains(peer.device) else { continue }
             do {
                 let op = try log.append(.addDevice(peer.certificate), certificate: identity.certificate, device: identity.deviceKey, now: clock())
                 ch.log = log
@@ -326,11 +337,16 @@ public actor SyncNode {
     }
 
     /// Applies a peer's changes durably; pushes what was new to the other peers of that scope.
+    /// In a chapter's scope only changes by devices the membership log lists (or listed when
+    /// the change was stamped) are taken; changes by devices the log does not know yet are
+    /// left for a later exchange, once the log explains them.
     func receive(_ changes: [Change], scope: ScopeID, from peer: Int, peerName: String) {
         guard let target = contactStore(for: scope) else { return }
+        let accepted = authorizedChanges(changes, scope: scope, peerName: peerName)
+        guard !accepted.isEmpty else { return }
         let before = target.replica.versionVector()
         do {
-            let results = try target.receive(changes)
+            let results = try target.receive(accepted)
             for case let .failure(rejection) in results {
                 logger.warning("refused a change from a peer", metadata: ["peer": "\(peerName)", "reason": "\(rejection.detail)"])
             }
@@ -379,6 +395,12 @@ public actor SyncNode {
     /// Merges membership ops a peer sent. Only a peer entitled to the chapter may send them
     /// (a relay learns a log from its own member's devices).
     func receiveMembership(chapter bytes: [UInt8], ops encoded: [[UInt8]], from peer: Int) {
+        guard allowMembershipMessage(from: peer) else {
+            logger.warning("peer sends membership ops faster than allowed; closing", metadata: ["peer": "\(peers[peer]?.name ?? "?")"])
+            peers[peer]?.events.yield(.close(reason: "too many membership messages"))
+            peers[peer] = nil
+            return
+        }
         if let id = try? ChapterID(bytes: bytes), chapters[id] == nil, let p = peers[peer],
            p.identity.member == identity.member || pendingJoins[id] != nil {
             // Another device of this member is in a chapter this one has not seen, or an admin
@@ -440,6 +462,8 @@ public actor SyncNode {
         for (pid, p) in peers where pid != peer && p.scopes.contains(ch.id.contentScope) {
             p.events.yield(.membership(chapter: ch.id.bytes, ops: message))
         }
+        afterLogChange(ch, previousEpoch: ch.knownEpoch)
+        ch.knownEpoch = ch.log?.state.currentEpoch?.id
         // Rights changed (a removal, a revocation, a new member on an open connection): the
         // connection closes; allowed peers redial and negotiate the new set of scopes.
         for (pid, p) in peers where scopes(for: p.identity) != p.scopes {

@@ -41,9 +41,14 @@ struct ChapterCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "chapter",
         abstract: "Create, join and manage chapters: the groups whose members share contacts.",
-        subcommands: [Create.self, List.self, Members.self, Invite.self, Join.self, Requests.self, Approve.self, Deny.self,
+        subcommands: [Create.self, List.self, Members.self, Invite.self, Invites.self, Join.self, Requests.self, Approve.self, Deny.self,
                       Remove.self, Leave.self, Map.self, Know.self, Tag.self, LogConversation.self, Affiliate.self, Show.self]
     )
+
+    static func describeInvite(_ i: [String: Any]) -> String {
+        let expires = (i["expiresAt"] as? Int).map { Date(timeIntervalSince1970: TimeInterval($0)).formatted(date: .abbreviated, time: .shortened) } ?? "?"
+        return "\(i["id"] ?? "?")  \(i["usesLeft"] ?? "?") of \(i["uses"] ?? "?") uses left  expires \(expires)\(i["approval"] as? Bool == true ? "  (joins wait for approval)" : "")"
+    }
 
     static func describe(_ c: [String: Any]) -> String {
         "\(c["name"] ?? "?")  id \(c["id"] ?? "?")  you: \(c["role"] ?? "?")  members \(c["members"] ?? 0)  shared contacts \(c["contacts"] ?? 0)"
@@ -94,8 +99,11 @@ struct ChapterCommand: ParsableCommand {
 
     struct Invite: ParsableCommand {
         static let configuration = CommandConfiguration(
-            abstract: "Print an invite to paste into a message (admins only).",
-            discussion: "The new member runs `kith chapter join <invite>` with their kithd running; this node's daemon checks the invite and adds them."
+            abstract: "Print an invite to paste into a message, or close one (admins only).",
+            discussion: """
+            The new member runs `kith chapter join <invite>` with their kithd running; this node's daemon checks the invite and adds them.
+            `kith chapter invite --close ID` closes an open invite before it expires or runs out of uses (see `kith chapter invites`).
+            """
         )
         @OptionGroup var data: DataDirOption
         @OptionGroup var chapter: ChapterOption
@@ -103,13 +111,35 @@ struct ChapterCommand: ParsableCommand {
         @Option(help: "How many people may join with it.") var uses = 1
         @Option(help: "host:port the joiner reaches this daemon at (default: kithd's advertised address).") var hint: String?
         @Flag(help: "Hold joins with this invite until an admin approves them (kith chapter requests / approve).") var approve = false
+        @Option(help: ArgumentHelp("Close the open invite with this id (or its first 4+ characters) instead of making one.", valueName: "id"))
+        var close: String?
 
         func run() throws {
+            if let close {
+                let r = try daemonRequest(data, chapter.add(to: ["op": "chapter-invite-close", "invite": close]))
+                return print("closed invite \(r["closed"] ?? close); nobody can join with it any more")
+            }
             var req: [String: Any] = ["op": "chapter-invite", "expires": try parseDuration(expires), "uses": uses, "approve": approve]
             if let hint { req["hint"] = hint }
             let r = try daemonRequest(data, chapter.add(to: req))
             print(r["invite"] as? String ?? "")
             FileHandle.standardError.write(Data("valid for \(expires), \(uses) use\(uses == 1 ? "" : "s"); the joiner's daemon will connect to \(r["hint"] ?? "?")\n".utf8))
+        }
+    }
+
+    struct Invites: ParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "List the chapter's open invites: uses left and expiry.")
+        @OptionGroup var data: DataDirOption
+        @OptionGroup var chapter: ChapterOption
+        @Flag(help: "Print JSON.") var json = false
+
+        func run() throws {
+            let r = try daemonRequest(data, chapter.add(to: ["op": "chapter-invites"]))
+            let list = r["invites"] as? [[String: Any]] ?? []
+            if json { return printJSON(list) }
+            if list.isEmpty { return print("no open invites") }
+            for i in list { print(ChapterCommand.describeInvite(i)) }
+            print("close one with: kith chapter invite --close ID")
         }
     }
 
@@ -176,6 +206,12 @@ struct ChapterCommand: ParsableCommand {
         func run() throws {
             let r = try daemonRequest(data, chapter.add(to: ["op": "chapter-remove", "member": member]))
             print("removed \(r["removed"] ?? member); a new chapter key was sealed to the remaining devices")
+            print("invites made before the removal no longer admit them; rejoining takes a new invite")
+            let open = r["openInvites"] as? [[String: Any]] ?? []
+            if !open.isEmpty {
+                print("still open (anyone else holding one can join; close with kith chapter invite --close ID):")
+                for i in open { print("  " + ChapterCommand.describeInvite(i)) }
+            }
         }
     }
 

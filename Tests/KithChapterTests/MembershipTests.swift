@@ -22,7 +22,7 @@ struct Person {
     /// Another device of the same member.
     func secondDevice() -> Person { Person(member: member, deviceSeed: 200) }
 
-    private init(member: Ed25519.PrivateKey, deviceSeed: UInt8) {
+    init(member: Ed25519.PrivateKey, deviceSeed: UInt8) {
         self.member = member
         device = try! Ed25519.PrivateKey(seed: [UInt8](repeating: deviceSeed, count: 32))
         agreement = try! X25519.PrivateKey(bytes: [UInt8](repeating: deviceSeed &+ 1, count: 32))

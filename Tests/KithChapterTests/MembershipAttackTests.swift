@@ -1,0 +1,331 @@
+@testable import KithChapter
+import KithCRDT
+import KithCrypto
+import KithSampleData
+import Testing
+
+/// The attacks of the outside review (issue 12), each performed against the log with the
+/// attacker's real keys. Every one of them succeeded on f160b9b.
+@Suite("Membership attacks")
+struct MembershipAttackTests {
+    /// A device whose certificate Bob never signed: its own key pair and 64 random bytes.
+    static let shadow = Person(42)
+
+    static func forgedCertificate(member: Ed25519.PublicKey, for p: Person) throws -> DeviceCertificate {
+        var b: [UInt8] = [1]
+        b += member.bytes
+        b += p.device.publicKey.bytes
+        b += p.agreement.publicKey.bytes
+        b.appendBigEndian(UInt64(1_700_000_000))
+        b.appendBigEndian(UInt64(0))
+        b += SecureRandom.bytes(64)
+        return try DeviceCertificate(encoded: b)
+    }
+
+    func heads(_ log: MembershipLog) -> [OpID] { Array(log.heads) }
+
+    /// A sealed change of one contact in the chapter scope, as the author's daemon would write it.
+    func write(_ name: String, as author: Person, log: MembershipLog, at t: UInt64) throws -> Change {
+        let epoch = log.state.currentEpoch!
+        let key = try #require(EpochKeys.open(epoch, device: author.device.publicKey, agreement: author.agreement))
+        var replica = Replica(scope: log.chapter.contentScope, mode: .encrypted, epochKeys: author.keys(log))
+        var a = ChangeAuthor(signer: author.device)
+        return try a.commit([ContactEdit(contact: ContactID(high: 7, low: UInt64(t)), ops: [.setField(.givenName, name)])],
+                            to: &replica, wallMilliseconds: t, sealer: BlockSealer(epoch: epoch.ref, key: key))
+    }
+
+    /// Bytes of `change`'s blocks that `p`'s real keys decrypt.
+    func bytesReadable(_ change: Change, by p: Person, log: MembershipLog) -> Int {
+        change.plaintextBlocks(keys: p.keys(log)).compactMap { $0?.count }.reduce(0, +)
+    }
+
+    // MARK: 1. Shadow device
+
+    @Test func aStolenSecondaryDeviceCannotListAShadowDevice() throws {
+        var log = try threeMemberChapter()
+        let bob2 = bob.secondDevice()
+        _ = try bob.append(.addDevice(bob2.certificate), to: &log)
+        _ = try log.shareMissingKeys(certificate: bob.certificate, device: bob.device, agreement: bob.agreement, now: t0 + 5)
+        #expect(!bob2.keys(log).isEmpty)
+        // The thief holds bob2's device key, not Bob's member key: the certificate it embeds for
+        // its own key pair carries a random signature.
+        let forged = try Self.forgedCertificate(member: bob.key, for: Self.shadow)
+        let bytes = MembershipOp.signed(chapter: log.chapter, parents: heads(log), timestamp: t0 + 10, certificate: bob2.certificate,
+                                        device: bob2.device, action: .addDevice(forged))
+        #expect { _ = try MembershipOp(decoding: bytes) } throws: { ($0 as? MembershipError)?.kind == .badSignature }
+        // The same through the log as a peer would deliver it: refused before it counts.
+        #expect(throws: MembershipError.self) { _ = try MembershipLog(chapter: log.chapter, ops: log.allOps.map(\.encoded) + [bytes]) }
+        #expect(log.state.member(ofDevice: Self.shadow.device.publicKey) == nil)
+
+        // Bob revokes the stolen device; the next epoch is sealed to nobody the thief controls.
+        _ = try bob.append(.revokeDevice(bob2.device.publicKey), to: &log, at: t0 + 20)
+        #expect(log.state.needsNewEpoch)
+        _ = try log.startEpoch(certificate: alice.certificate, device: alice.device, now: t0 + 30)
+        let after = try write("Written after the revocation", as: alice, log: log, at: t0 + 40)
+        #expect(bytesReadable(after, by: bob2, log: log) == 0)
+        #expect(bytesReadable(after, by: Self.shadow, log: log) == 0)
+        #expect(bytesReadable(after, by: bob, log: log) > 0)
+        #expect(Self.shadow.keys(log).isEmpty)
+    }
+
+    @Test func revokingADeviceRevokesTheDevicesItListed() throws {
+        var log = try threeMemberChapter()
+        let bob2 = bob.secondDevice()
+        let bob3 = Person(member: bob.member, deviceSeed: 210)
+        _ = try bob.append(.addDevice(bob2.certificate), to: &log)
+        // The stolen bob2 lists another of Bob's devices (a genuine certificate it copied).
+        _ = try bob2.append(.addDevice(bob3.certificate), to: &log)
+        #expect(log.state.member(ofDevice: bob3.device.publicKey) == bob.key)
+        _ = try bob.append(.revokeDevice(bob2.device.publicKey), to: &log)
+        #expect(log.state.member(ofDevice: bob2.device.publicKey) == nil)
+        #expect(log.state.member(ofDevice: bob3.device.publicKey) == nil, "what the revoked device listed goes with it")
+        #expect(log.state.revoked.contains(bob2.device.publicKey))
+        // A revoked device is never listed again, even causally after, even by an admin.
+        #expect(throws: MembershipError.self) { _ = try alice.append(.addDevice(bob2.certificate), to: &log) }
+        // Bob may list the genuine device again from a trusted one.
+        _ = try bob.append(.addDevice(bob3.certificate), to: &log)
+        #expect(log.state.member(ofDevice: bob3.device.publicKey) == bob.key)
+    }
+
+    @Test func aRevocationOfAnUnlistedDeviceBarsItFromTheChapter() throws {
+        var log = try threeMemberChapter()
+        let bob2 = bob.secondDevice()
+        _ = try bob.append(.revokeDevice(bob2.device.publicKey), to: &log)
+        #expect(log.state.revoked.contains(bob2.device.publicKey))
+        #expect(throws: MembershipError.self) { _ = try bob.append(.addDevice(bob2.certificate), to: &log) }
+        #expect(log.state.authorizes(changeBy: bob2.device.publicKey, stampedAt: t0) != .allowed)
+    }
+
+    @Test func certificatesAreCheckedNoEarlierThanTheOpsCausalPast() throws {
+        var log = try threeMemberChapter()
+        // Dave's device certificate expires at t0 + 100 s.
+        let expiring = DeviceCertificate.issue(member: dave.member, deviceSigningKey: dave.device.publicKey,
+                                               deviceAgreementKey: dave.agreement.publicKey, createdAt: 1_700_000_000,
+                                               expiresAt: t0 / 1000 + 100)
+        _ = try alice.append(.addMember(expiring, admin: false, invite: nil), to: &log, at: t0 + 1_000)
+        _ = try alice.append(.setAdmin(carol.key, true), to: &log, at: t0 + 200_000)
+        // After expiry, Dave's device backdates an op to before its expiry, on top of the heads.
+        let backdated = MembershipOp.signed(chapter: log.chapter, parents: heads(log), timestamp: t0 + 50_000, certificate: expiring,
+                                            device: dave.device, action: .leave)
+        let op = try MembershipOp(decoding: backdated) // valid at its own timestamp…
+        try log.receive([op])
+        #expect(log.state.ignored[op.id]?.contains("before its parents") == true) // …but not after what it builds on
+        #expect(log.state.isMember(dave.key))
+        // An embedded certificate must be valid at the op's time too.
+        let added = MembershipOp.signed(chapter: log.chapter, parents: heads(log), timestamp: t0 + 300_000, certificate: alice.certificate,
+                                        device: alice.device, action: .addDevice(expiring))
+        #expect { _ = try MembershipOp(decoding: added) } throws: { ($0 as? MembershipError)?.kind == .badSignature }
+    }
+
+    // MARK: 2. A removed member and the invite they already used
+
+    @Test func aRemovedMemberCannotRejoinWithAnOldInvite() throws {
+        var log = try threeMemberChapter()
+        let now = t0 / 1000
+        let (_, invite) = try log.openInvite(expiresAt: now + 3600, uses: 3, hint: "", certificate: alice.certificate, device: alice.device, now: now)
+        let hs = [UInt8](repeating: 3, count: 64)
+        _ = try log.admit(joiner: dave.certificate, proof: invite.proof(handshakeHash: hs, certificate: dave.certificate), handshakeHash: hs,
+                          certificate: alice.certificate, device: alice.device, agreement: alice.agreement, nowMilliseconds: t0 + 10)
+        _ = try alice.append(.removeMember(dave.key), to: &log, at: t0 + 20)
+        _ = try log.startEpoch(certificate: alice.certificate, device: alice.device, now: t0 + 20)
+        // The invite still has two uses; Dave's real keys and a fresh proof are refused.
+        #expect {
+            _ = try log.verifyJoin(joiner: dave.certificate, proof: invite.proof(handshakeHash: hs, certificate: dave.certificate),
+                                   handshakeHash: hs, nowMilliseconds: t0 + 30)
+        } throws: { ($0 as? MembershipError)?.detail.contains("removed") == true }
+        // Even an admin's daemon that skipped the check cannot make the log admit him with it.
+        let readd = MembershipOp.signed(chapter: log.chapter, parents: heads(log), timestamp: t0 + 40, certificate: alice.certificate,
+                                        device: alice.device, action: .addMember(dave.certificate, admin: false, invite: log.state.invites.keys.first!))
+        try log.receive([try MembershipOp(decoding: readd)])
+        #expect(!log.state.isMember(dave.key))
+        #expect(dave.keys(log)[log.state.currentEpoch!.ref] == nil)
+        // Another person can still use the open invite (closing it is the admin's call)…
+        let erin = Person(5)
+        _ = try log.verifyJoin(joiner: erin.certificate, proof: invite.proof(handshakeHash: hs, certificate: erin.certificate),
+                               handshakeHash: hs, nowMilliseconds: t0 + 50)
+        // …and re-admitting Dave takes a new invite, made after the removal.
+        let (_, again) = try log.openInvite(expiresAt: now + 3600, uses: 1, hint: "", certificate: alice.certificate, device: alice.device, now: now + 1)
+        _ = try log.admit(joiner: dave.certificate, proof: again.proof(handshakeHash: hs, certificate: dave.certificate), handshakeHash: hs,
+                          certificate: alice.certificate, device: alice.device, agreement: alice.agreement, nowMilliseconds: t0 + 2_000)
+        #expect(log.state.isMember(dave.key))
+    }
+
+    @Test func aClosedInviteAdmitsNobody() throws {
+        var log = try threeMemberChapter()
+        let now = t0 / 1000
+        let (op, invite) = try log.openInvite(expiresAt: now + 3600, uses: 5, hint: "", certificate: alice.certificate, device: alice.device, now: now)
+        #expect(log.state.openInvites(nowMilliseconds: t0).map(\.id) == [op.id])
+        // Only an admin closes invites.
+        #expect(throws: MembershipError.self) { _ = try log.closeInvite(op.id, certificate: bob.certificate, device: bob.device, now: t0 + 1) }
+        _ = try log.closeInvite(op.id, certificate: alice.certificate, device: alice.device, now: t0 + 1)
+        #expect(log.state.openInvites(nowMilliseconds: t0).isEmpty)
+        let hs = [UInt8](repeating: 4, count: 64)
+        #expect {
+            _ = try log.verifyJoin(joiner: dave.certificate, proof: invite.proof(handshakeHash: hs, certificate: dave.certificate),
+                                   handshakeHash: hs, nowMilliseconds: t0 + 10)
+        } throws: { ($0 as? MembershipError)?.detail.contains("closed") == true }
+        let cited = MembershipOp.signed(chapter: log.chapter, parents: heads(log), timestamp: t0 + 20, certificate: alice.certificate,
+                                        device: alice.device, action: .addMember(dave.certificate, admin: false, invite: op.id))
+        try log.receive([try MembershipOp(decoding: cited)])
+        #expect(!log.state.isMember(dave.key))
+        // The rebuilt log agrees.
+        #expect(try MembershipLog(chapter: log.chapter, ops: log.allOps.map(\.encoded)).state == log.state)
+    }
+
+    // MARK: 3. An epoch concurrent with a removal
+
+    @Test func anEpochRacingARemovalNeverLeavesTheRemovedDeviceReading() throws {
+        var base = try threeMemberChapter()
+        _ = try alice.append(.setAdmin(bob.key, true), to: &base)
+        // Alice removes Carol and starts a clean epoch; Bob, who has not heard, starts an epoch
+        // sealed to everyone he knows — Carol included — and shares a key with her as well.
+        var aliceSide = base, bobSide = base
+        let remove = try alice.append(.removeMember(carol.key), to: &aliceSide, at: t0 + 100)
+        let clean = try aliceSide.startEpoch(certificate: alice.certificate, device: alice.device, now: t0 + 100)
+        let racing = try bobSide.startEpoch(certificate: bob.certificate, device: bob.device, now: t0 + 100)
+        let all = [remove, clean, racing]
+        var states: [ChapterState] = []
+        for order in permutations(all) {
+            var log = base
+            for op in order { try log.receive([op]) }
+            states.append(log.state)
+            // Whoever writes next on this replica: if the current epoch reached Carol, a new one first.
+            #expect(log.needsNewEpoch(device: bob.device.publicKey, agreement: bob.agreement) == log.state.isExposed(log.state.currentEpoch!))
+            if log.state.needsNewEpoch { _ = try log.startEpoch(certificate: bob.certificate, device: bob.device, now: t0 + 200) }
+            #expect(!log.state.needsNewEpoch)
+            let after = try write("After the removal", as: bob, log: log, at: t0 + 300)
+            #expect(bytesReadable(after, by: carol, log: log) == 0, "Carol's real keys open nothing written after her removal")
+            #expect(bytesReadable(after, by: alice, log: log) > 0)
+        }
+        #expect(Set(states.map { $0.currentEpoch!.id }).count == 1, "every arrival order evaluates the same")
+        #expect(states.allSatisfy { $0 == states[0] })
+        #expect(states[0].exposure[racing.id]?.contains(carol.device.publicKey) == true)
+    }
+
+    @Test func aKeyShareRacingARemovalMakesTheEpochUnclean() throws {
+        var base = try threeMemberChapter()
+        var aliceSide = base, bobSide = base
+        let remove = try alice.append(.removeMember(carol.key), to: &aliceSide, at: t0 + 100)
+        // Bob re-seals the current key to Carol's device (as a share would) concurrently.
+        let epoch = base.state.currentEpoch!
+        let key = try #require(EpochKeys.open(epoch, device: bob.device.publicKey, agreement: bob.agreement))
+        let share = try bob.append(.shareKey(epoch: epoch.id, envelopes: EpochKeys.seal(key, to: [carol.certificate])), to: &bobSide, at: t0 + 100)
+        for order in [[remove, share], [share, remove]] {
+            var log = base
+            for op in order { try log.receive([op]) }
+            #expect(log.state.needsNewEpoch)
+        }
+        try base.receive([remove, share])
+        _ = try base.startEpoch(certificate: bob.certificate, device: bob.device, now: t0 + 200)
+        #expect(bytesReadable(try write("later", as: bob, log: base, at: t0 + 300), by: carol, log: base) == 0)
+    }
+
+    // MARK: 4. One member keeping everyone else from writing
+
+    @Test func anEpochSealedOnlyToItsAuthorIsIgnored() throws {
+        var log = try threeMemberChapter()
+        let before = log.state.currentEpoch!.id
+        let key = SymmetricKey()
+        let selfish = MembershipOp.signed(chapter: log.chapter, parents: heads(log), timestamp: t0 + 10, certificate: carol.certificate,
+                                          device: carol.device,
+                                          action: .epoch(check: EpochKeys.check(key), envelopes: EpochKeys.seal(key, to: [carol.certificate])))
+        let op = try MembershipOp(decoding: selfish)
+        try log.receive([op])
+        #expect(log.state.ignored[op.id]?.contains("without an envelope") == true)
+        #expect(log.state.currentEpoch!.id == before)
+        #expect(!log.needsNewEpoch(device: bob.device.publicKey, agreement: bob.agreement))
+        _ = try write("Bob still writes", as: bob, log: log, at: t0 + 20)
+    }
+
+    @Test func anEpochWithGarbageForOthersMakesThemStartANewOne() throws {
+        var log = try threeMemberChapter()
+        let key = SymmetricKey()
+        var envelopes = EpochKeys.seal(key, to: log.state.allDevices)
+        // Envelopes for Alice and Bob are sealed boxes of a different key: nobody else can tell.
+        let other = SymmetricKey()
+        let devices = log.state.allDevices
+        envelopes = envelopes.map { e in
+            e.device == carol.device.publicKey ? e : EpochKeys.seal(other, to: devices.filter { $0.deviceSigningKey == e.device })[0]
+        }
+        _ = try carol.append(.epoch(check: EpochKeys.check(key), envelopes: envelopes), to: &log, at: t0 + 10)
+        #expect(!log.state.needsNewEpoch)
+        #expect(log.needsNewEpoch(device: bob.device.publicKey, agreement: bob.agreement))
+        _ = try log.startEpoch(certificate: bob.certificate, device: bob.device, now: t0 + 20)
+        #expect(!log.needsNewEpoch(device: alice.device.publicKey, agreement: alice.agreement))
+    }
+
+    @Test func anEpochConcurrentWithAnAddIsKept() throws {
+        var base = try threeMemberChapter()
+        var aliceSide = base, bobSide = base
+        let add = try alice.append(.addMember(dave.certificate, admin: false, invite: nil), to: &aliceSide, at: t0 + 100)
+        let epoch = try bobSide.startEpoch(certificate: bob.certificate, device: bob.device, now: t0 + 100)
+        try base.receive([add, epoch])
+        #expect(base.state.ignored[epoch.id] == nil, "Bob could not know of Dave: his epoch stands")
+        #expect(base.state.epochs.contains { $0.id == epoch.id })
+    }
+
+    // MARK: 5. Chapter changes by devices the log does not list
+
+    @Test func onlyListedDevicesWriteAndRetiredOnesOnlyBeforeTheyLeft() throws {
+        var log = try threeMemberChapter()
+        #expect(log.state.authorizes(changeBy: bob.device.publicKey, stampedAt: t0) == .allowed)
+        #expect(log.state.authorizes(changeBy: mallory.device.publicKey, stampedAt: t0) == .unknown)
+        _ = try alice.append(.removeMember(bob.key), to: &log, at: t0 + 5_000)
+        #expect(log.state.authorizes(changeBy: bob.device.publicKey, stampedAt: t0 + 4_000) == .allowed)
+        guard case .refused = log.state.authorizes(changeBy: bob.device.publicKey, stampedAt: t0 + 6_000) else {
+            Issue.record("a removed device's change stamped after the removal must be refused")
+            return
+        }
+    }
+
+    // MARK: 10. A flood of ops
+
+    @Test func oneMemberCannotFillTheLog() throws {
+        var log = try threeMemberChapter()
+        var made: [MembershipOp] = []
+        var parents = heads(log)
+        for i in 0..<(MembershipLog.maxOpsPerMember + 10) {
+            let op = try MembershipOp(decoding: MembershipOp.signed(chapter: log.chapter, parents: parents, timestamp: t0 + 10 + UInt64(i),
+                                                                    certificate: bob.certificate, device: bob.device, action: .setAdmin(bob.key, true)))
+            made.append(op)
+            parents = [op.id]
+        }
+        // Bob is no admin: his ops are ignored, but they would be stored — until his quota is used up.
+        try log.receive(made)
+        #expect(log.refusedOverQuota > 0)
+        #expect(log.count <= 4 + MembershipLog.maxOpsPerMember + 2)
+        _ = try alice.append(.addMember(dave.certificate, admin: false, invite: nil), to: &log)
+        #expect(log.state.isMember(dave.key))
+    }
+
+    @Test func incrementalArrivalEvaluatesLikeAFullRebuild() throws {
+        var rng = SplitMix64(seed: 99)
+        for _ in 0..<20 {
+            var log = try threeMemberChapter()
+            var sides = [log, log, log]
+            let people = [alice, bob, carol]
+            var ops: [MembershipOp] = []
+            for step in 0..<30 {
+                let s = Int(rng.next() % 3)
+                let p = people[s]
+                let actions: [MembershipAction] = [.removeMember(people[Int(rng.next() % 3)].key), .setAdmin(people[Int(rng.next() % 3)].key, rng.next() % 2 == 0),
+                                                   .addMember(people[Int(rng.next() % 3)].certificate, admin: false, invite: nil), .leave]
+                if let op = try? p.append(actions[Int(rng.next() % 4)], to: &sides[s], at: t0 + UInt64(step)) { ops.append(op) }
+                if let e = try? sides[s].startEpoch(certificate: p.certificate, device: p.device, now: t0 + UInt64(step)) { ops.append(e) }
+                if rng.next() % 3 == 0 { for i in 0..<3 { try sides[i].receive(ops) } }
+            }
+            for op in ops { try log.receive([op]) }
+            let rebuilt = try MembershipLog(chapter: log.chapter, ops: log.allOps.reversed().map(\.encoded))
+            #expect(rebuilt.state == log.state)
+        }
+    }
+}
+
+func permutations<T>(_ items: [T]) -> [[T]] {
+    guard items.count > 1 else { return [items] }
+    return items.indices.flatMap { i -> [[T]] in
+        var rest = items
+        let x = rest.remove(at: i)
+        return permutations(rest).map { [x] + $0 }
+    }
+}
