@@ -88,7 +88,7 @@ let package = Package(
         .executableTarget(
             name: "kith-bench",
             dependencies: [
-                "KithCRDT", "KithCrypto", "KithSampleData", "KithStore", "KithInterchange", "KithNetwork", "KithNode", "KithSync",
+                "KithCRDT", "KithCrypto", "KithChapter", "KithSampleData", "KithStore", "KithInterchange", "KithNetwork", "KithNode", "KithSync",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ],

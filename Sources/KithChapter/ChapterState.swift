@@ -303,7 +303,7 @@ public struct ChapterState: Sendable, Equatable {
     ///    device D, or demotes M, and has applied ops by M (by D; by M needing admin) — or ops
     ///    (re-)adding M (D) — concurrent with it (neither ancestor nor descendant). Exclude
     ///    all of those, and evaluate again. Exclusions only grow, so this terminates.
-    static func evaluate(_ ops: [OpID: MembershipOp]) -> ChapterState {
+    public static func evaluate(_ ops: [OpID: MembershipOp]) -> ChapterState {
         let order = topologicalOrder(ops)
         let dag = DAG(order)
         let latestParent: [UInt64] = order.map { op in op.parents.compactMap { ops[$0]?.timestamp }.max() ?? 0 }

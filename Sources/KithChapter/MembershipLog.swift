@@ -233,10 +233,11 @@ public enum MatchTokens {
         return try! SymmetricKey(bytes: k)
     }
 
-    /// `epoch_ref[0..8] ‖ BLAKE2b-128(key = match key, kind ‖ 0x00 ‖ normalized value)`: 24 bytes,
-    /// so tokens of different epochs never compare equal.
-    public static func token(kind: String, normalized value: String, epoch: EpochRef, key: SymmetricKey) -> [UInt8] {
-        Array(epoch.bytes.prefix(8)) + key.secret.withBytes { BLAKE2b.hash(Array(kind.utf8) + [0] + Array(value.utf8), outputLength: 16, key: Array($0)) }
+    /// BLAKE2b-128 keyed by the epoch's match key over `kind ‖ 0x00 ‖ normalized value` (tokens
+    /// made under different epochs do not compare; each member re-makes theirs when the epoch
+    /// changes).
+    public static func token(kind: String, normalized value: String, key: SymmetricKey) -> [UInt8] {
+        key.secret.withBytes { BLAKE2b.hash(Array(kind.utf8) + [0] + Array(value.utf8), outputLength: 16, key: Array($0)) }
     }
 }
 

@@ -395,11 +395,11 @@ extension SyncNode {
         // Blind match tokens for the phones and emails that are shared (and only those), under
         // the current epoch's match key: likely duplicates are found across members even when
         // numbers were typed differently, and nothing unshared is revealed to a guesser.
-        if let (epoch, key) = ch.log?.matchKey(device: identity.device, agreement: identity.agreementKey) {
+        if let (_, key) = ch.log?.matchKey(device: identity.device, agreement: identity.agreementKey) {
             var want: Set<String> = []
             for (kind, set) in [("phone", SetKind.phones), ("email", SetKind.emails)] where fields.contains(where: { $0.set == set }) {
                 for v in mine.values(set) {
-                    want.insert(Base64URL.encode(MatchTokens.token(kind: kind, normalized: v.key, epoch: epoch, key: key)))
+                    want.insert(Base64URL.encode(MatchTokens.token(kind: kind, normalized: v.key, key: key)))
                 }
             }
             let have = Set(theirs.values(.matchTokens).map(\.key))

@@ -11,13 +11,22 @@ import Darwin
 /// Files that hold secrets: created 0600 in a 0700 directory, written atomically and durably,
 /// and refused on read when anyone but the owner could read or change them.
 public enum SecureFiles {
+    /// The directory holding `path`: "." for a bare relative name (Foundation's
+    /// `deletingLastPathComponent` traps on one-component relative paths on Linux).
+    static func parentDirectory(of path: String) -> String {
+        var p = Substring(path)
+        while p.count > 1, p.hasSuffix("/") { p.removeLast() }
+        guard let slash = p.lastIndex(of: "/") else { return "." }
+        return slash == p.startIndex ? "/" : String(p[..<slash])
+    }
+
     /// Creates `path` (and missing parents) as a private directory (0700), or checks that an
     /// existing one is private and ours.
     public static func preparePrivateDirectory(_ path: String) throws {
         var st = stat()
         if lstat(path, &st) != 0 {
             guard errno == ENOENT else { throw ioError("cannot inspect data directory \(path)") }
-            let parent = (path as NSString).deletingLastPathComponent
+            let parent = parentDirectory(of: path)
             if !parent.isEmpty, parent != path, !FileManager.default.fileExists(atPath: parent) {
                 do {
                     try FileManager.default.createDirectory(atPath: parent, withIntermediateDirectories: true)
@@ -142,7 +151,7 @@ public enum SecureFiles {
     }
 
     static func syncDirectory(of path: String) {
-        let dir = (path as NSString).deletingLastPathComponent
+        let dir = parentDirectory(of: path)
         let fd = open(dir.isEmpty ? "." : dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
         if fd >= 0 {
             _ = fsync(fd)
