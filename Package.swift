@@ -119,7 +119,10 @@ let package = Package(
         ),
         .testTarget(
             name: "KithNodeTests",
-            dependencies: ["KithNode", "KithCrypto", "KithCRDT", "KithStore", "KithChapter", "KithInterchange", "KithSampleData", "kith", "kithd"],
+            dependencies: [
+                "KithNode", "KithCrypto", "KithCRDT", "KithStore", "KithChapter", "KithInterchange", "KithSampleData", "KithNetwork", "kith", "kithd",
+                .product(name: "Logging", package: "swift-log"),
+            ],
             swiftSettings: strict
         ),
     ]

@@ -79,6 +79,9 @@ extension SyncNode {
         }
     }
 
+    /// A chapter's membership log as this node holds it.
+    public func chapterLog(_ id: ChapterID) -> MembershipLog? { chapters[id]?.log }
+
     // MARK: Invites
 
     public struct InviteInfo: Sendable, Codable {
