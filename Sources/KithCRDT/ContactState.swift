@@ -90,9 +90,16 @@ struct ContactState: Sendable {
 
     var fields: [FieldSlot] = []
     var members: [Member] = []
-    /// Adds (of this contact) that a remove observed — kept so a remove that arrives before
-    /// its add still wins over it.
-    var removed: Set<OpKey> = []
+    /// Adds (of this contact) that a remove observed, with the set and key the remove named —
+    /// kept so a remove that arrives before its add still wins over it, and only over an add of
+    /// that same set and key (as it would if it arrived after).
+    var removed: Set<RemovedAdd> = []
+
+    struct RemovedAdd: Hashable, Sendable {
+        let kind: SetKind
+        let key: String
+        let op: OpKey
+    }
     var log: [LogEntry] = []
     var deletedAt: Stamp?
     var touchedAt: Stamp?
@@ -117,8 +124,9 @@ struct ContactState: Sendable {
             }
         case let .add(kind, key, payload):
             touch(stamp, devices)
-            guard !removed.contains(stamp.key) else { return }
-            members.append(Member(kind: kind, key: Self.keyText(kind, key), payload: Self.payloadText(kind, payload), stamp: stamp))
+            let keyText = Self.keyText(kind, key)
+            guard !removed.contains(RemovedAdd(kind: kind, key: keyText, op: stamp.key)) else { return }
+            members.append(Member(kind: kind, key: keyText, payload: Self.payloadText(kind, payload), stamp: stamp))
         case let .remove(kind, key, observed):
             touch(stamp, devices)
             let keyText = Self.keyText(kind, key)
@@ -128,7 +136,7 @@ struct ContactState: Sendable {
                 let d = devices.lookup(ref.device)!
                 targets.insert(OpKey(device: d, seq: UInt32(ref.seq), block: ref.block, op: ref.op))
             }
-            removed.formUnion(targets)
+            removed.formUnion(targets.map { RemovedAdd(kind: kind, key: keyText, op: $0) })
             members.removeAll { $0.kind == kind && $0.key == keyText && targets.contains($0.stamp.key) }
         case let .logConversation(entry):
             touch(stamp, devices)

@@ -78,6 +78,22 @@ struct SemanticsTests {
         #expect(rc.stateDigest() == rb.stateDigest())
     }
 
+    /// A remove that names an add under another set or key removes nothing, whichever arrives
+    /// first (found by reading the spec against the code: arriving first, it used to win).
+    @Test func aRemoveNamingAnAddOfAnotherKeyRemovesNothingInEitherOrder() throws {
+        var a = ChangeAuthor(signer: deviceKey(1)), b = ChangeAuthor(signer: deviceKey(2))
+        var ra = Replica(scope: testScope), rb = Replica(scope: testScope)
+        let add = try a.commit(edit(alice, .add(.emails, "ada@example.org")), to: &ra, wallMilliseconds: now)
+        rb.take([add])
+        let observed = rb.liveAdds(of: "ada@example.org", in: .emails, contact: alice)
+        let rm = try b.commit(edit(alice, .remove(.emails, "someone@example.org", observed: observed)), to: &rb, wallMilliseconds: now + 1)
+        var first = Replica(scope: testScope), second = Replica(scope: testScope)
+        first.take([rm, add])
+        second.take([add, rm])
+        #expect(first.contact(alice)?.emails == ["ada@example.org"])
+        #expect(first.stateDigest() == second.stateDigest())
+    }
+
     @Test func phonesKeepRawInputAndLatestPayloadWins() {
         var p = Pair()
         p.onA(edit(alice, .add(.phones, "+33612345678", payload: "06 12 34 56 78")), at: now)
