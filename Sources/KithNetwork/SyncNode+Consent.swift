@@ -78,7 +78,26 @@ extension SyncNode {
         }
         ch.log = updated
         try wrap { try logChanged(ch, new: [op]) }
+        // The affiliation is a request: send the hub the chapter's log now, so the organization
+        // sees it in `kithd hub chapters` (not with upward_via_peers: the log then goes up with
+        // the first record, through a peer).
+        if !upwardViaPeers { Task { await self.announceAffiliation(ch.id) } }
         return card.name
+    }
+
+    /// Sends the chapter's log to its hub (nothing else; the hub answers nothing).
+    func announceAffiliation(_ id: ChapterID) async {
+        guard let ch = chapters[id], let a = ch.log?.state.affiliation else { return }
+        let ops = ch.log?.allOps.map(\.encoded) ?? [], org = a.signingKey
+        do {
+            try await NoiseLink.connect(to: a.hub, staticKey: identity.agreementKey, certificate: identity.certificate, now: clock() / 1000) { link in
+                guard link.peer.member == org else { throw NoiseLink.Failure(message: "the hub at \(a.hub) is not \(a.name)'s") }
+                try await link.send(.membership(chapter: id.bytes, ops: ops))
+                try await Task.sleep(nanoseconds: 1_000_000_000) // no answer comes: give the hub time to read it before closing
+            }
+        } catch {
+            logger.info("could not reach the hub to ask for approval; the log goes up with the first record", metadata: ["reason": "\(error)"])
+        }
     }
 
     /// The values a record of `grant` carries now: the granted fields of the contact (by
