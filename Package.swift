@@ -119,7 +119,7 @@ let package = Package(
         ),
         .testTarget(
             name: "KithNodeTests",
-            dependencies: ["KithNode", "KithCrypto", "KithCRDT", "KithStore", "KithChapter", "KithInterchange", "KithSampleData", "kith", "kithd"],
+            dependencies: ["KithNode", "KithCrypto", "KithCRDT", "KithStore", "KithChapter", "KithConsent", "KithInterchange", "KithSampleData", "kith", "kithd"],
             swiftSettings: strict
         ),
     ]

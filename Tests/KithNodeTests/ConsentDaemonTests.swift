@@ -4,7 +4,13 @@ import Testing
 /// A `kithd hub run` process (a `Daemon` with the hub's arguments and port file).
 final class Hub {
     let dir: String
-    private let daemon: Daemon
+    private let daemon: Daemon?
+
+    /// A stopped hub's directory (export and chapters read its store).
+    init(dir: String) {
+        self.dir = dir
+        daemon = nil
+    }
 
     init(dir: String, listen: String = "127.0.0.1:0", extra: [String] = [], logName: String) throws {
         self.dir = dir
@@ -12,9 +18,9 @@ final class Hub {
                             portFile: dir + "/hub.port")
     }
 
-    var log: String { daemon.log }
-    var port: Int { get throws { try daemon.port } }
-    func stop() { daemon.stop() }
+    var log: String { daemon?.log ?? "" }
+    var port: Int { get throws { try daemon!.port } }
+    func stop() { daemon?.stop() }
 
     /// The hub's records, exported (live when it runs, else from its store).
     func export() throws -> [[String: String]] {

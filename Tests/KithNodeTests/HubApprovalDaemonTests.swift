@@ -1,4 +1,9 @@
 import Foundation
+import KithChapter
+import KithConsent
+import KithCRDT
+import KithCrypto
+import KithStore
 import Testing
 
 /// Issue 12 attacks that need real processes: a self-declared affiliation (finding 6) and a
@@ -123,4 +128,55 @@ struct HubApprovalDaemonTests {
 func contactID(_ data: String, _ name: String) throws -> String {
     let r = try Binaries.run("kith", ["contact", "search", name, "--json", "--data-dir", data]).stdout
     return (try JSONSerialization.jsonObject(with: Data(r.utf8)) as! [[String: Any]]).first!["id"] as! String
+}
+
+/// A hub store written by the schema-1 hub (records keyed by grant id alone, version-1
+/// receipts) still opens with `kithd hub`, migrated to schema 2.
+@Suite("Hub store migration")
+struct HubStoreMigrationTests {
+    @Test func aSchema1HubStoreOpensAndMigrates() throws {
+        let tmp = try TempDir()
+        let hubDir = tmp.path("hub")
+        #expect(try Binaries.run("kithd", ["hub", "init", "--name", "Party", "--hub-dir", hubDir]).status == 0)
+        // The organization's keys, from org.keys (`KITHORG1 ‖ seed ‖ agreement ‖ storage key ‖ name`).
+        let file = Array(try Data(contentsOf: URL(fileURLWithPath: hubDir + "/org.keys")))
+        let keys = OrganizationKeys(signing: try Ed25519.PrivateKey(seed: Array(file[8..<40])), agreement: try X25519.PrivateKey(bytes: Array(file[40..<72])),
+                                    name: "Party")
+        let storageKey = try SymmetricKey(bytes: Array(file[72..<104]))
+        // A chapter, a member and a record as the schema-1 hub stored them.
+        let member = Ed25519.PrivateKey(), device = Ed25519.PrivateKey()
+        let cert = DeviceCertificate.issue(member: member, deviceSigningKey: device.publicKey, deviceAgreementKey: X25519.PrivateKey().publicKey,
+                                           createdAt: 1_700_000_000)
+        let now = ContactStore.systemClock()
+        var log = try MembershipLog.create(name: "Old Ward", certificate: cert, device: device, now: now - 10_000)
+        try log.append(.affiliate(Affiliation(signingKey: keys.signing.publicKey, agreementKey: keys.agreement.publicKey, name: "Party", hub: "h:1",
+                                              allowsWithoutContactConsent: false)), certificate: cert, device: device, now: now - 9_000)
+        let grant = Grant.make(chapter: log.chapter, organization: keys.signing.publicKey, contact: ContactID(high: 1, low: 1), fields: ["name"],
+                               purpose: "old", createdAt: now - 5_000, expiresAt: nil, certificate: cert, device: device)
+        let record = try UpwardRecord.make(grant: grant, version: 2, values: [("name", "Rosa"), ("consent", "share")], to: keys.agreement.publicKey,
+                                           certificate: cert, device: device)
+        var body = ByteWriter()
+        body.u8(1); body.u8(1); body.raw(grant.id); body.uvarint(UInt64(2)); body.raw(record.hash); body.u8(1); body.u64(now - 4_000)
+        let receiptV1 = body.bytes + keys.signing.signature(for: Array("kith/receipt/v1\0".utf8) + body.bytes)
+        do {
+            let store = try ContactStore(directory: hubDir, scope: ScopeID(name: "hub"), deviceKey: keys.signing, storageKey: storageKey, mode: .opaque)
+            try store.putRecords(.hubRecord, [(grant.id, HubStoreSchema.encodeHeld(record: record.encoded, answer: receiptV1, chapterName: "Old Ward"))])
+            try store.putRecords(.hubChapterOp, log.allOps.map { (log.chapter.bytes + $0.id.bytes, $0.encoded) })
+            try store.putRecords(.hubClosed, [(SecureRandom.bytes(16), [0, 0, 0, 0, 0, 0, 0, 1])])
+        }
+        // It opens: the record is exported, the chapter listed (pending: schema 1 had no approvals).
+        let hub = Hub(dir: hubDir)
+        let rows = try hub.export()
+        #expect(rows.count == 1 && rows.first?["name"] == "Rosa" && rows.first?["version"] == "2", "\(rows)")
+        let chapters = try hub.chapters()
+        #expect(chapters.count == 1 && chapters.first?["status"] as? String == "pending" && chapters.first?["records"] as? Int == 1, "\(chapters)")
+        // And it is schema 2 now: the rows are re-keyed by member, the receipt re-signed.
+        let store = try ContactStore(directory: hubDir, scope: ScopeID(name: "hub"), deviceKey: keys.signing, storageKey: storageKey, mode: .opaque)
+        #expect(try store.records(.hubRecord).map(\.id) == [member.publicKey.bytes + grant.id])
+        #expect(try store.records(.hubClosed).allSatisfy { $0.id.count == 48 && $0.id.prefix(32).allSatisfy { $0 == 0 } })
+        #expect(try store.records(.hubMeta).first?.bytes == [0, 0, 0, 0, 0, 0, 0, 2])
+        let row = try #require(try store.records(.hubRecord).first)
+        let held = try #require(HubStoreSchema.decodeHeld(row.bytes))
+        #expect(try HubAnswer(encoded: held.answer, organization: keys.signing.publicKey).answers(record.encoded))
+    }
 }
