@@ -237,9 +237,10 @@ extension SyncNode {
         case let .refused(answer):
             // Signed by the organization: final for a record. A revocation stays pending (the
             // member keeps asking for deletion).
-            if !isRevocation { state.pendingRecord = nil }
-            state.receipts.append(Base64URL.encode(answer.encoded))
-            try? save(grant.id, state)
+            if !isRevocation {
+                state.pendingRecord = nil
+                try? save(grant.id, state)
+            }
             audit("refused", grant: grant, "\(answer.reason) (signed by the organization)")
             return "refused: \(answer.reason)"
         case let .pending(answer):

@@ -14,21 +14,15 @@ struct HubCommand: AsyncParsableCommand {
         commandName: "hub",
         abstract: "Run an organization's hub: receives consented records from chapters it approved.",
         discussion: """
-            A chapter admin who has the organization's card runs
-              kith chapter affiliate <card> --hub host:7500
-            That only asks: the hub takes no record from the chapter until the organization
-            approves it with its own key. Until then members keep their records pending and
-            send them again; a refused chapter gets a signed refusal.
+            A chapter admin with the organization's card runs `kith chapter affiliate <card> --hub host:7500`. That only asks: the hub takes no record from the chapter until the organization approves it with its own key. Until then members keep their records pending and send them again; a refused chapter gets a signed refusal. chapters, approve, refuse and export work on a running hub (through <hub-dir>/hub.sock) and on a stopped one (its store).
 
             Examples:
-              kithd hub init --name "Example Party" --hub-dir /var/lib/kith-hub   prints the organization card
-              kithd hub run --hub-dir /var/lib/kith-hub --address 0.0.0.0:7500
-              kithd hub chapters --hub-dir /var/lib/kith-hub        requests and approved chapters
-              kithd hub approve 3fA9 --hub-dir /var/lib/kith-hub
-              kithd hub refuse 3fA9 --hub-dir /var/lib/kith-hub
-              kithd hub export --hub-dir /var/lib/kith-hub --format csv > records.csv
-            chapters, approve, refuse and export work on a running hub (through <hub-dir>/hub.sock)
-            and on a stopped one (its store).
+              kithd hub init --name "Example Party" --hub-dir /srv/hub   (prints the card)
+              kithd hub run --hub-dir /srv/hub --address 0.0.0.0:7500
+              kithd hub chapters --hub-dir /srv/hub
+              kithd hub approve "Ward 5" --hub-dir /srv/hub
+              kithd hub refuse "Ward 9" --hub-dir /srv/hub
+              kithd hub export --hub-dir /srv/hub --format csv > records.csv
             """,
         subcommands: [Init.self, Run.self, Chapters.self, Approve.self, Refuse.self, Export.self]
     )
@@ -104,7 +98,7 @@ struct HubCommand: AsyncParsableCommand {
     }
 
     struct Run: AsyncParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "Serve members: store consented records, delete on revocation or expiry, sign receipts.")
+        static let configuration = CommandConfiguration(abstract: "Serve members: store consented records from approved chapters, delete on revocation or expiry, sign every answer.")
         @OptionGroup var dir: HubDir
         @Option(name: .customLong("address"), help: "host:port to listen on (port 0 = any; written to <hub-dir>/hub.port).") var listen = "0.0.0.0:7500"
         @Option(name: .customLong("hub-log-level"), help: "trace … critical") var logLevel = "info"
@@ -151,10 +145,7 @@ struct HubCommand: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
             abstract: "List the chapters that asked to affiliate: id, name, admins, status, whether they relax contact consent, records and bytes held.",
             discussion: """
-                status: pending (no decision: records wait with the members), approved, refused,
-                or reapproval (approved, but the chapter now relaxes contact consent, which the
-                approval did not cover: pending again). waiting: members whose records were
-                answered "pending approval" since the hub started.
+                status: pending (no decision: records wait with the members), approved, refused, or reapproval (approved, but the chapter now relaxes contact consent, which the approval did not cover: pending again). waiting: members' grants answered "pending approval" since the hub started.
                 """)
         @OptionGroup var dir: HubDir
         @Flag(help: "Print JSON.") var json = false
@@ -171,13 +162,10 @@ struct HubCommand: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
             abstract: "Approve a chapter's affiliation with the organization's key: the hub then takes its members' records.",
             discussion: """
-                A chapter whose admin relaxed contact consent (its members may send contacts who
-                agreed only to be contacted by the chapter, not to be shared with you) is approved
-                only with --allow-without-contact-consent. If the chapter relaxes it later, its
-                records wait for a new approval.
+                A chapter whose admin relaxed contact consent (its members may send contacts who agreed only to be contacted by the chapter, not to be shared with you) is approved only with --allow-without-contact-consent. If the chapter relaxes it later, its records wait for a new approval.
                 """)
         @OptionGroup var dir: HubDir
-        @Argument(help: "The chapter: its id (or a unique prefix) or its name, as kithd hub chapters lists it.") var chapter: String
+        @Argument(help: "The chapter: its id (or a unique prefix) or its name, as kithd hub chapters lists it (write -- before an id that starts with -).") var chapter: String
         @Flag(name: .customLong("allow-without-contact-consent"), help: "Accept that this chapter relaxes contact consent.")
         var allowWithoutContactConsent = false
         @Option(name: .customLong("max-records"), help: "Records held for this chapter at most (default: the hub's --max-records-per-chapter).")
@@ -200,7 +188,7 @@ struct HubCommand: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
             abstract: "Refuse a chapter's affiliation: its members' records get a signed refusal (records already held stay until revoked or expired).")
         @OptionGroup var dir: HubDir
-        @Argument(help: "The chapter: its id (or a unique prefix) or its name.") var chapter: String
+        @Argument(help: "The chapter: its id (or a unique prefix) or its name (write -- before an id that starts with -).") var chapter: String
 
         func run() async throws {
             let answer = try await HubCommand.control(dir, ["op": "refuse", "chapter": chapter])
