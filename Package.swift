@@ -120,7 +120,8 @@ let package = Package(
         .testTarget(
             name: "KithNodeTests",
             dependencies: [
-                "KithNode", "KithCrypto", "KithCRDT", "KithStore", "KithChapter", "KithInterchange", "KithSampleData", "KithNetwork", "kith", "kithd",
+                "KithNode", "KithCrypto", "KithCRDT", "KithStore", "KithChapter", "KithConsent", "KithInterchange", "KithSampleData",
+                "KithNetwork", "kith", "kithd",
                 .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: strict

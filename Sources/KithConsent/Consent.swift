@@ -4,8 +4,44 @@ import KithCrypto
 
 /// Why a grant, record, revocation or receipt was refused.
 public struct ConsentError: Error, Equatable, Sendable, CustomStringConvertible {
-    public enum Kind: String, Sendable {
+    public enum Kind: String, Sendable, CaseIterable {
         case malformed, badSignature, wrongOrganization, notAffiliated, notMember, expired, replayed, notCovered, noConsent, notOwner
+        /// The organization has not approved the chapter's affiliation (or not its current terms): retry later.
+        case pendingApproval
+        /// The organization refused the chapter's affiliation.
+        case chapterRefused
+        /// The chapter is over the hub's record or byte limit.
+        case overLimit
+        /// The hub could not take it now (its storage failed): retry later.
+        case unavailable
+
+        /// The code a hub answer carries (Protocol/consent.md §5).
+        public var code: UInt8 {
+            switch self {
+            case .malformed: 1
+            case .badSignature: 2
+            case .wrongOrganization: 3
+            case .notAffiliated: 4
+            case .notMember: 5
+            case .expired: 6
+            case .replayed: 7
+            case .notCovered: 8
+            case .noConsent: 9
+            case .notOwner: 10
+            case .chapterRefused: 11
+            case .overLimit: 12
+            case .pendingApproval: 13
+            case .unavailable: 14
+            }
+        }
+
+        public init?(code: UInt8) {
+            guard let k = Self.allCases.first(where: { $0.code == code }) else { return nil }
+            self = k
+        }
+
+        /// Whether the member should keep the record and send it again later.
+        public var isTransient: Bool { self == .pendingApproval || self == .unavailable }
     }
 
     public let kind: Kind
@@ -264,6 +300,9 @@ public struct GrantRevocation: Sendable, Equatable {
     public let certificate: DeviceCertificate
     public let encoded: [UInt8]
 
+    /// The member who signed it: the hub deletes only that member's grant of this id.
+    public var member: Ed25519.PublicKey { certificate.memberKey }
+
     public static func make(grant: Grant, at: UInt64, certificate: DeviceCertificate, device: Ed25519.PrivateKey) -> GrantRevocation {
         var w = ByteWriter()
         w.u8(1)
@@ -291,64 +330,6 @@ public struct GrantRevocation: Sendable, Equatable {
     }
 }
 
-/// The hub's signed acknowledgement (Protocol/consent.md §5):
-/// `version(1)=1 ‖ kind (1 stored, 2 deleted) ‖ grant_id[16] ‖ uvarint record_version ‖
-///  record_hash[32] (zeros for deletions) ‖ u8 rule ‖ u64 at_ms ‖ signature[64]` by the
-/// organization's signing key over `"kith/receipt/v1\0" ‖` everything before it.
-public struct Receipt: Sendable, Equatable {
-    public enum Kind: UInt8, Sendable { case stored = 1, deleted = 2 }
-    /// Which consent rule let the record up.
-    public enum Rule: UInt8, Sendable { case none = 0, contactAgreed = 1, chapterAllowsWithoutContactConsent = 2 }
-    static let domain = Array("kith/receipt/v1\0".utf8)
-
-    public let kind: Kind
-    public let grantID: [UInt8]
-    public let version: UInt64
-    public let recordHash: [UInt8]
-    public let rule: Rule
-    public let at: UInt64
-    public let encoded: [UInt8]
-
-    public static func make(_ kind: Kind, grantID: [UInt8], version: UInt64, recordHash: [UInt8], rule: Rule, at: UInt64,
-                            signer: Ed25519.PrivateKey) -> Receipt {
-        var w = ByteWriter()
-        w.u8(1)
-        w.u8(kind.rawValue)
-        w.raw(grantID)
-        w.uvarint(version)
-        w.raw(recordHash)
-        w.u8(rule.rawValue)
-        w.u64(at)
-        let body = w.bytes
-        return try! Receipt(encoded: body + signer.signature(for: domain + body), organization: signer.publicKey)
-    }
-
-    /// Parses and verifies against the organization's signing key.
-    public init(encoded b: [UInt8], organization: Ed25519.PublicKey) throws(ConsentError) {
-        guard b.count > 64 else { throw ConsentError(.malformed, "a receipt is too short") }
-        let body = Array(b[0..<(b.count - 64)])
-        guard organization.isValidSignature(b[(b.count - 64)...], for: Self.domain + body) else {
-            throw ConsentError(.badSignature, "the receipt is not signed by organization \(organization)")
-        }
-        var r = ByteReader(body)
-        do {
-            guard try r.u8() == 1 else { throw DecodeError("unsupported receipt version") }
-            guard let k = Kind(rawValue: try r.u8()) else { throw DecodeError("unknown receipt kind") }
-            kind = k
-            grantID = Array(try r.raw(16))
-            version = try r.uvarint()
-            recordHash = Array(try r.raw(32))
-            guard let ru = Rule(rawValue: try r.u8()) else { throw DecodeError("unknown rule") }
-            rule = ru
-            at = try r.u64()
-            guard r.isAtEnd else { throw DecodeError("trailing bytes") }
-        } catch {
-            throw ConsentError(.malformed, "malformed receipt: \(error)")
-        }
-        encoded = b
-    }
-}
-
 /// The contact's own consent, from the contact's `consent` field (`level;date;method`).
 public enum ContactConsent: String, Sendable {
     case none, contact, share
@@ -359,9 +340,11 @@ public enum ContactConsent: String, Sendable {
     }
 
     /// The rule that lets a record up, or nil when neither the contact nor the chapter allows it.
-    public func rule(chapterAllowsWithoutContactConsent: Bool) -> Receipt.Rule? {
+    public func rule(chapterAllowsWithoutContactConsent: Bool) -> HubAnswer.Rule? {
         if self == .share { return .contactAgreed }
-        if chapterAllowsWithoutContactConsent { return .chapterAllowsWithoutContactConsent }
+        // The chapter's relaxation covers contacts who agreed to be contacted by the chapter,
+        // never contacts who agreed to nothing.
+        if chapterAllowsWithoutContactConsent && self == .contact { return .chapterAllowsWithoutContactConsent }
         return nil
     }
 }

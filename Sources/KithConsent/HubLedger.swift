@@ -2,35 +2,148 @@ import KithChapter
 import KithCRDT
 import KithCrypto
 
-/// The organization hub's rules, sans I/O (Protocol/consent.md §4): which upward records it
-/// accepts, what it holds, what it deletes, and the receipts it signs. A storage layer persists
-/// `held` and `history`; the network layer feeds records and revocations in.
+/// A grant as the hub knows it: grant ids are chosen by members and travel in the clear through
+/// relaying peers, so the hub keys everything by the member who signed the grant as well.
+public struct GrantKey: Hashable, Sendable, Comparable {
+    public let member: Ed25519.PublicKey
+    public let grant: [UInt8]
+
+    public init(member: Ed25519.PublicKey, grant: [UInt8]) {
+        self.member = member
+        self.grant = grant
+    }
+
+    /// `member[32] ‖ grant_id[16]`: the hub store's row id.
+    public var bytes: [UInt8] { member.bytes + grant }
+
+    public static func < (a: GrantKey, b: GrantKey) -> Bool { a.bytes.lexicographicallyPrecedes(b.bytes) }
+}
+
+/// The organization hub's rules, sans I/O (Protocol/consent.md §4): which chapters it takes
+/// records from, which upward records it accepts, what it holds, what it deletes, and the
+/// answers it signs. A storage layer persists `held`, the closed grants and the decisions; the
+/// network layer feeds chapter logs, records and revocations in.
 public struct HubLedger: Sendable {
     /// A record the hub currently holds, opened.
     public struct Held: Sendable {
         public let record: UpwardRecord
         public let values: [(String, String)]
-        public let rule: Receipt.Rule
-        public let receipt: Receipt
+        public let rule: HubAnswer.Rule
+        public let answer: HubAnswer
         public let chapterName: String
+        public var key: GrantKey { GrantKey(member: record.grant.member, grant: record.grant.id) }
+    }
+
+    /// What the hub holds for one chapter.
+    public struct Usage: Sendable, Equatable {
+        public var records: UInt64 = 0
+        public var bytes: UInt64 = 0
+        public init() {}
     }
 
     public let keys: OrganizationKeys
-    /// Grant id → the record held for it.
-    public private(set) var held: [[UInt8]: Held] = [:]
-    /// Grant id → the highest record version ever accepted (kept after deletion, so an old
-    /// record replayed after a revocation or an update is refused).
-    public private(set) var highestVersion: [[UInt8]: UInt64] = [:]
+    public var limits: HubLimits
+    /// (member, grant id) → the record held for it.
+    public private(set) var held: [GrantKey: Held] = [:]
+    /// (member, grant id) → the highest record version ever accepted (kept after deletion, so
+    /// an old record replayed after a revocation or an update is refused).
+    public private(set) var highestVersion: [GrantKey: UInt64] = [:]
     /// Grants revoked (or expired): their records are refused from then on.
-    public private(set) var closed: Set<[UInt8]> = []
+    public private(set) var closed: Set<GrantKey> = []
+    /// Grant ids closed before the hub keyed grants by member (store schema 1): their owner is
+    /// not known, so they stay closed for every member.
+    public private(set) var legacyClosed: Set<[UInt8]> = []
+    /// The organization's signed decision on each chapter that asked to affiliate.
+    public private(set) var decisions: [ChapterID: ChapterDecision] = [:]
+    public private(set) var usage: [ChapterID: Usage] = [:]
+    /// Grants answered "pending approval", per chapter (since the hub started).
+    public private(set) var waiting: [ChapterID: Set<GrantKey>] = [:]
 
-    public init(keys: OrganizationKeys) { self.keys = keys }
+    public init(keys: OrganizationKeys, limits: HubLimits = .defaults) {
+        self.keys = keys
+        self.limits = limits
+    }
+
+    private mutating func setHeld(_ key: GrantKey, _ h: Held?) {
+        if let old = held[key] {
+            usage[old.record.grant.chapter, default: Usage()].records -= 1
+            usage[old.record.grant.chapter, default: Usage()].bytes -= UInt64(old.record.encoded.count)
+        }
+        if let h {
+            usage[h.record.grant.chapter, default: Usage()].records += 1
+            usage[h.record.grant.chapter, default: Usage()].bytes += UInt64(h.record.encoded.count)
+        }
+        held[key] = h
+    }
+
+    /// The limits that apply to a chapter: its decision's, else the hub's.
+    public func limits(of chapter: ChapterID) -> HubLimits {
+        let d = decisions[chapter]
+        return HubLimits(maxRecordsPerChapter: d.map(\.maxRecords).flatMap { $0 == 0 ? nil : $0 } ?? limits.maxRecordsPerChapter,
+                         maxBytesPerChapter: d.map(\.maxBytes).flatMap { $0 == 0 ? nil : $0 } ?? limits.maxBytesPerChapter)
+    }
+
+    // MARK: Chapters
+
+    /// Records the organization's decision on a chapter (made with `decide`, or restored).
+    public mutating func apply(_ decision: ChapterDecision) {
+        decisions[decision.chapter] = decision
+        if decision.approved { waiting[decision.chapter] = nil }
+    }
+
+    /// Signs the organization's decision on a chapter. Approving a chapter whose affiliation
+    /// relaxes contact consent needs `allowWithoutContactConsent` (the organization must see it).
+    public mutating func decide(_ chapter: ChapterID, state: ChapterState?, approve: Bool, allowWithoutContactConsent: Bool = false,
+                                maxRecords: UInt64 = 0, maxBytes: UInt64 = 0, nowMilliseconds now: UInt64) throws(ConsentError) -> ChapterDecision {
+        if approve {
+            guard let state, let a = state.affiliation, a.signingKey == keys.signing.publicKey else {
+                throw ConsentError(.notAffiliated, "chapter \(chapter) has not asked to affiliate with \(keys.name) (no member has sent its log)")
+            }
+            if a.allowsWithoutContactConsent && !allowWithoutContactConsent {
+                throw ConsentError(.noConsent, "chapter \"\(state.name)\" relaxes contact consent: its members may send contacts who agreed only to be contacted by the chapter, not to be shared with \(keys.name). Approve with --allow-without-contact-consent only if the organization accepts that")
+            }
+        }
+        let d = ChapterDecision.make(chapter: chapter, approved: approve, allowsWithoutContactConsent: approve && allowWithoutContactConsent,
+                                     maxRecords: maxRecords, maxBytes: maxBytes, at: now, signer: keys.signing)
+        apply(d)
+        return d
+    }
+
+    /// A chapter's standing at this hub, for `kithd hub chapters`.
+    public enum Standing: String, Sendable {
+        /// No decision yet: records are answered "pending approval".
+        case pending
+        case approved
+        case refused
+        /// Approved, but its affiliation now relaxes contact consent and the approval does not
+        /// cover that: pending again until the organization approves the new terms.
+        case reapproval
+    }
+
+    public func standing(of chapter: ChapterID, affiliation: Affiliation?) -> Standing {
+        guard let d = decisions[chapter] else { return .pending }
+        if !d.approved { return .refused }
+        if let affiliation, !d.covers(affiliation) { return .reapproval }
+        return .approved
+    }
+
+    // MARK: Records
+
+    /// Answers a record with a signed answer of any kind (stored, refused, pending).
+    public mutating func answer(record bytes: [UInt8], chapter: ChapterState?, nowMilliseconds now: UInt64) -> HubAnswer {
+        do { return try accept(bytes, chapter: chapter, nowMilliseconds: now) } catch {
+            let r = try? UpwardRecord(encoded: bytes, nowSeconds: now / 1000)
+            return HubAnswer.make(for: error, request: bytes, member: r?.grant.member, grantID: r?.grant.id, at: now, signer: keys.signing)
+        }
+    }
 
     /// Checks and stores a record; returns the signed receipt. `chapter` is the hub's copy of
     /// the grant's chapter log state (nil when the hub has not received that chapter's log).
-    public mutating func accept(_ bytes: [UInt8], chapter: ChapterState?, nowMilliseconds now: UInt64) throws(ConsentError) -> Receipt {
+    public mutating func accept(_ bytes: [UInt8], chapter: ChapterState?, nowMilliseconds now: UInt64) throws(ConsentError) -> HubAnswer {
         let record = try UpwardRecord(encoded: bytes, nowSeconds: now / 1000)
         let grant = record.grant
+        let key = GrantKey(member: grant.member, grant: grant.id)
+        let gid = Base64URL.encode(grant.id)
         guard grant.organization == keys.signing.publicKey else {
             throw ConsentError(.wrongOrganization, "the grant is for organization \(grant.organization), not this hub's (\(keys.signing.publicKey))")
         }
@@ -40,11 +153,23 @@ public struct HubLedger: Sendable {
         guard chapter.isMember(grant.member), chapter.members[grant.member]?.devices[record.certificate.deviceSigningKey] != nil else {
             throw ConsentError(.notMember, "the sender is not a current member device of chapter \"\(chapter.name)\"")
         }
-        guard !closed.contains(grant.id) else { throw ConsentError(.replayed, "grant \(Base64URL.encode(grant.id)) was revoked or expired") }
-        guard !grant.isExpired(nowMilliseconds: now) else { throw ConsentError(.expired, "grant \(Base64URL.encode(grant.id)) has expired") }
-        if let h = held[grant.id], h.record.version == record.version, h.record.encoded == bytes { return h.receipt } // a retry
-        guard record.version > highestVersion[grant.id] ?? 0 else {
-            throw ConsentError(.replayed, "record version \(record.version) of grant \(Base64URL.encode(grant.id)) is not newer than \(highestVersion[grant.id] ?? 0)")
+        switch standing(of: grant.chapter, affiliation: a) {
+        case .pending:
+            waiting[grant.chapter, default: []].insert(key)
+            throw ConsentError(.pendingApproval, "chapter \"\(chapter.name)\" awaits \(keys.name)'s approval of its affiliation; the record stays with the member, who sends it again")
+        case .reapproval:
+            waiting[grant.chapter, default: []].insert(key)
+            throw ConsentError(.pendingApproval, "chapter \"\(chapter.name)\" now relaxes contact consent, which \(keys.name)'s approval does not cover; it awaits a new approval")
+        case .refused:
+            throw ConsentError(.chapterRefused, "\(keys.name) refused the affiliation of chapter \"\(chapter.name)\"")
+        case .approved:
+            break
+        }
+        guard !closed.contains(key), !legacyClosed.contains(grant.id) else { throw ConsentError(.replayed, "grant \(gid) was revoked or expired") }
+        guard !grant.isExpired(nowMilliseconds: now) else { throw ConsentError(.expired, "grant \(gid) has expired") }
+        if let h = held[key], h.record.version == record.version, h.record.encoded == bytes { return h.answer } // a retry
+        guard record.version > highestVersion[key] ?? 0 else {
+            throw ConsentError(.replayed, "record version \(record.version) of grant \(gid) is not newer than \(highestVersion[key] ?? 0)")
         }
         let values = try record.open(with: keys.agreement)
         let allowed = Set(grant.fields + ["consent"])
@@ -55,51 +180,84 @@ public struct HubLedger: Sendable {
         guard let rule = consent.rule(chapterAllowsWithoutContactConsent: a.allowsWithoutContactConsent) else {
             throw ConsentError(.noConsent, "the contact has not agreed to be shared with the organization (consent: \(consent.rawValue)), and the chapter does not allow it without")
         }
-        let receipt = Receipt.make(.stored, grantID: grant.id, version: record.version, recordHash: record.hash, rule: rule,
-                                   at: now, signer: keys.signing)
-        held[grant.id] = Held(record: record, values: values, rule: rule, receipt: receipt, chapterName: chapter.name)
-        highestVersion[grant.id] = record.version
-        return receipt
+        let lim = limits(of: grant.chapter)
+        var after = usage[grant.chapter] ?? Usage()
+        if let old = held[key] {
+            after.records -= 1
+            after.bytes -= UInt64(old.record.encoded.count)
+        }
+        after.records += 1
+        after.bytes += UInt64(bytes.count)
+        guard after.records <= lim.maxRecordsPerChapter, after.bytes <= lim.maxBytesPerChapter else {
+            throw ConsentError(.overLimit, "chapter \"\(chapter.name)\" is at \(keys.name)'s limit (\(lim.maxRecordsPerChapter) records, \(lim.maxBytesPerChapter) bytes); the organization can raise it")
+        }
+        let answer = HubAnswer.make(.stored, request: bytes, member: grant.member, grantID: grant.id, version: record.version, rule: rule,
+                                    at: now, signer: keys.signing)
+        setHeld(key, Held(record: record, values: values, rule: rule, answer: answer, chapterName: chapter.name))
+        highestVersion[key] = record.version
+        waiting[grant.chapter]?.remove(key)
+        return answer
     }
 
-    /// Deletes the record of a revoked grant and returns the signed deletion receipt. Only a
-    /// device of the grant's member may revoke; revoking a grant the hub never saw is
-    /// acknowledged too (nothing is held), and closes it.
-    public mutating func revoke(_ bytes: [UInt8], nowMilliseconds now: UInt64) throws(ConsentError) -> Receipt {
+    // MARK: Revocations
+
+    /// Answers a revocation with a signed answer (deleted, or refused).
+    public mutating func answer(revocation bytes: [UInt8], nowMilliseconds now: UInt64) -> HubAnswer {
+        do { return try revoke(bytes, nowMilliseconds: now) } catch {
+            let r = try? GrantRevocation(encoded: bytes, nowSeconds: now / 1000)
+            return HubAnswer.make(for: error, request: bytes, member: r?.member, grantID: r?.grantID, at: now, signer: keys.signing)
+        }
+    }
+
+    /// Deletes the record of a revoked grant and returns the signed deletion receipt. A
+    /// revocation acts only on the grant of that id *of the member who signed it*: another
+    /// member's revocation of the same id touches nothing of the owner's. Revoking a grant the
+    /// hub never saw is acknowledged too (nothing is held), and closes it for that member.
+    public mutating func revoke(_ bytes: [UInt8], nowMilliseconds now: UInt64) throws(ConsentError) -> HubAnswer {
         let r = try GrantRevocation(encoded: bytes, nowSeconds: now / 1000)
         guard r.organization == keys.signing.publicKey else {
             throw ConsentError(.wrongOrganization, "the revocation is addressed to organization \(r.organization)")
         }
-        if let h = held[r.grantID], h.record.grant.member != r.certificate.memberKey {
-            throw ConsentError(.notOwner, "only the member who granted it may revoke grant \(Base64URL.encode(r.grantID))")
-        }
-        let version = highestVersion[r.grantID] ?? 0
-        held[r.grantID] = nil
-        closed.insert(r.grantID)
-        return Receipt.make(.deleted, grantID: r.grantID, version: version, recordHash: [UInt8](repeating: 0, count: 32), rule: .none,
-                            at: now, signer: keys.signing)
+        let key = GrantKey(member: r.member, grant: r.grantID)
+        let version = highestVersion[key] ?? 0
+        setHeld(key, nil)
+        closed.insert(key)
+        return HubAnswer.make(.deleted, request: bytes, member: r.member, grantID: r.grantID, version: version, at: now, signer: keys.signing)
     }
 
-    /// Deletes every record whose grant has expired; returns their grant ids.
-    public mutating func expire(nowMilliseconds now: UInt64) -> [[UInt8]] {
+    /// Deletes every record whose grant has expired; returns their keys.
+    public mutating func expire(nowMilliseconds now: UInt64) -> [GrantKey] {
         let gone = held.filter { $0.value.record.grant.isExpired(nowMilliseconds: now) }.map(\.key)
-        for id in gone {
-            held[id] = nil
-            closed.insert(id)
+        for key in gone {
+            setHeld(key, nil)
+            closed.insert(key)
         }
         return gone
     }
 
-    /// Restores state from storage (records as accepted, with their receipts; closed grants).
-    public mutating func restore(records: [(record: [UInt8], receipt: [UInt8], chapterName: String)], closed: [[UInt8]], versions: [[UInt8]: UInt64],
-                                 nowMilliseconds now: UInt64) throws(ConsentError) {
-        for (bytes, receiptBytes, name) in records {
+    // MARK: Storage
+
+    /// Restores state from storage: records as accepted with their answers, closed grants
+    /// (`member` nil for a schema-1 closure of unknown owner), and decisions.
+    public mutating func restore(records: [(record: [UInt8], answer: [UInt8], chapterName: String)],
+                                 closed: [(member: Ed25519.PublicKey?, grant: [UInt8], version: UInt64)],
+                                 decisions: [[UInt8]], nowMilliseconds now: UInt64) throws(ConsentError) {
+        for (bytes, answerBytes, name) in records {
             let record = try UpwardRecord(encoded: bytes, nowSeconds: now / 1000)
-            let receipt = try Receipt(encoded: receiptBytes, organization: keys.signing.publicKey)
-            held[record.grant.id] = Held(record: record, values: try record.open(with: keys.agreement), rule: receipt.rule,
-                                         receipt: receipt, chapterName: name)
+            let answer = try HubAnswer(encoded: answerBytes, organization: keys.signing.publicKey)
+            let h = Held(record: record, values: try record.open(with: keys.agreement), rule: answer.rule, answer: answer, chapterName: name)
+            setHeld(h.key, h)
+            highestVersion[h.key] = max(highestVersion[h.key] ?? 0, record.version)
         }
-        self.closed.formUnion(closed)
-        for (k, v) in versions { highestVersion[k] = max(highestVersion[k] ?? 0, v) }
+        for c in closed {
+            if let m = c.member {
+                let key = GrantKey(member: m, grant: c.grant)
+                self.closed.insert(key)
+                highestVersion[key] = max(highestVersion[key] ?? 0, c.version)
+            } else {
+                legacyClosed.insert(c.grant)
+            }
+        }
+        for d in decisions { apply(try ChapterDecision(encoded: d, organization: keys.signing.publicKey)) }
     }
 }

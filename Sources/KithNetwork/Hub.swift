@@ -9,39 +9,55 @@ import Logging
 import NIOCore
 import NIOPosix
 
-/// Where a hub keeps what it holds. SQLite (`SQLiteHubStorage`) by default; a PostgreSQL back
-/// end implements the same few calls.
+/// Where a hub keeps what it holds (rows of Protocol/consent.md §4.4, `HubStoreSchema`).
+/// SQLite (`SQLiteHubStorage`) by default; another back end implements the same few calls.
 public protocol HubStorage: AnyObject {
-    func records() throws -> [(record: [UInt8], receipt: [UInt8], chapterName: String)]
-    func closedGrants() throws -> [[UInt8]: UInt64]
+    func records() throws -> [(record: [UInt8], answer: [UInt8], chapterName: String)]
+    func closedGrants() throws -> [(member: Ed25519.PublicKey?, grant: [UInt8], version: UInt64)]
+    func decisions() throws -> [[UInt8]]
     func chapterOps() throws -> [ChapterID: [[UInt8]]]
-    func put(grant: [UInt8], record: [UInt8], receipt: [UInt8], chapterName: String) throws
-    func close(grant: [UInt8], version: UInt64) throws
+    func put(_ key: GrantKey, record: [UInt8], answer: [UInt8], chapterName: String) throws
+    func close(_ key: GrantKey, version: UInt64) throws
+    func putDecision(_ decision: ChapterDecision) throws
     func putChapterOps(_ chapter: ChapterID, _ ops: [(id: [UInt8], bytes: [UInt8])]) throws
 }
 
 /// The default hub storage: the sealed-records table of a Kith store in the hub's directory.
+/// Opening it migrates older rows to the current `HubStoreSchema` in one transaction.
 public final class SQLiteHubStorage: HubStorage {
     let store: ContactStore
+    static let schemaID = Array("schema".utf8)
+    /// Held records of schema 1 that could not be read during migration (dropped).
+    public private(set) var migratedFrom: UInt64?
 
-    public init(directory: String, keys: OrganizationKeys, storageKey: SymmetricKey) throws {
+    public init(directory: String, keys: OrganizationKeys, storageKey: SymmetricKey, nowMilliseconds now: UInt64 = ContactStore.systemClock()) throws {
         store = try ContactStore(directory: directory, scope: ScopeID(name: "hub"), deviceKey: keys.signing, storageKey: storageKey, mode: .opaque)
+        let version = try store.records(.hubMeta).first { $0.id == Self.schemaID }.map { UInt64(bigEndianBytes: $0.bytes) } ?? 1
+        guard version <= HubStoreSchema.current else {
+            throw StoreError(.tooNew, "the hub store in \(directory) is schema \(version), newer than this build's \(HubStoreSchema.current); upgrade Kith")
+        }
+        guard version < HubStoreSchema.current else { return }
+        let m = HubStoreSchema.migrateFrom1(records: try store.records(.hubRecord), closed: try store.records(.hubClosed), keys: keys, nowMilliseconds: now)
+        var v: [UInt8] = []
+        v.appendBigEndian(HubStoreSchema.current)
+        try store.replaceRecords(
+            delete: m.deleteRecords.map { (.hubRecord, $0) } + m.deleteClosed.map { (.hubClosed, $0) },
+            put: m.putRecords.map { (.hubRecord, $0.id, $0.bytes) } + m.putClosed.map { (.hubClosed, $0.id, $0.bytes) } + [(.hubMeta, Self.schemaID, v)])
+        migratedFrom = version
     }
 
-    public func records() throws -> [(record: [UInt8], receipt: [UInt8], chapterName: String)] {
-        try store.records(.hubRecord).compactMap { r in
-            var reader = ByteReader(r.bytes)
-            guard let rec = try? reader.lengthPrefixed(max: 1 << 20), let rcp = try? reader.lengthPrefixed(max: 4_096),
-                  let name = try? reader.text(max: 200) else { return nil }
-            return (Array(rec), Array(rcp), name)
+    public func records() throws -> [(record: [UInt8], answer: [UInt8], chapterName: String)] {
+        try store.records(.hubRecord).compactMap { HubStoreSchema.decodeHeld($0.bytes) }
+    }
+
+    public func closedGrants() throws -> [(member: Ed25519.PublicKey?, grant: [UInt8], version: UInt64)] {
+        try store.records(.hubClosed).compactMap { r in
+            guard r.bytes.count == 8, let k = HubStoreSchema.decodeClosedID(r.id) else { return nil }
+            return (k.member, k.grant, UInt64(bigEndianBytes: r.bytes))
         }
     }
 
-    public func closedGrants() throws -> [[UInt8]: UInt64] {
-        var out: [[UInt8]: UInt64] = [:]
-        for r in try store.records(.hubClosed) where r.bytes.count == 8 { out[r.id] = UInt64(bigEndianBytes: r.bytes) }
-        return out
-    }
+    public func decisions() throws -> [[UInt8]] { try store.records(.hubDecision).map(\.bytes) }
 
     public func chapterOps() throws -> [ChapterID: [[UInt8]]] {
         var out: [ChapterID: [[UInt8]]] = [:]
@@ -51,19 +67,18 @@ public final class SQLiteHubStorage: HubStorage {
         return out
     }
 
-    public func put(grant: [UInt8], record: [UInt8], receipt: [UInt8], chapterName: String) throws {
-        var w = ByteWriter()
-        w.lengthPrefixed(record)
-        w.lengthPrefixed(receipt)
-        w.text(chapterName)
-        try store.putRecords(.hubRecord, [(grant, w.bytes)])
+    public func put(_ key: GrantKey, record: [UInt8], answer: [UInt8], chapterName: String) throws {
+        try store.putRecords(.hubRecord, [(key.bytes, HubStoreSchema.encodeHeld(record: record, answer: answer, chapterName: chapterName))])
     }
 
-    public func close(grant: [UInt8], version: UInt64) throws {
-        try store.deleteRecords(.hubRecord, ids: [grant])
+    public func close(_ key: GrantKey, version: UInt64) throws {
         var v: [UInt8] = []
         v.appendBigEndian(version)
-        try store.putRecords(.hubClosed, [(grant, v)])
+        try store.replaceRecords(delete: [(.hubRecord, key.bytes)], put: [(.hubClosed, key.bytes, v)])
+    }
+
+    public func putDecision(_ decision: ChapterDecision) throws {
+        try store.putRecords(.hubDecision, [(decision.chapter.bytes, decision.encoded)])
     }
 
     public func putChapterOps(_ chapter: ChapterID, _ ops: [(id: [UInt8], bytes: [UInt8])]) throws {
@@ -71,8 +86,9 @@ public final class SQLiteHubStorage: HubStorage {
     }
 }
 
-/// An organization's hub: receives sealed upward records from members of affiliated chapters,
-/// keeps them, deletes them on revocation or expiry, signs receipts, and exports what it holds.
+/// An organization's hub: receives sealed upward records from members of chapters whose
+/// affiliation it approved, keeps them, deletes them on revocation or expiry, signs every
+/// answer, and exports what it holds.
 public actor HubNode {
     public nonisolated let keys: OrganizationKeys
     private var ledger: HubLedger
@@ -80,15 +96,18 @@ public actor HubNode {
     private let storage: any HubStorage
     private let logger: Logger
     private let clock: @Sendable () -> UInt64
+    /// Chapters the hub keeps logs of without a decision yet (each is a request the organization
+    /// sees in `kithd hub chapters`); beyond this, new requests are ignored.
+    public static let maxUndecidedChapters = 1_000
 
-    public init(keys: OrganizationKeys, storage: any HubStorage, logger: Logger, clock: @escaping @Sendable () -> UInt64 = ContactStore.systemClock) throws {
+    public init(keys: OrganizationKeys, storage: any HubStorage, limits: HubLimits = .defaults, logger: Logger,
+                clock: @escaping @Sendable () -> UInt64 = ContactStore.systemClock) throws {
         self.keys = keys
         self.storage = storage
         self.logger = logger
         self.clock = clock
-        var ledger = HubLedger(keys: keys)
-        let closed = try storage.closedGrants()
-        try ledger.restore(records: try storage.records(), closed: Array(closed.keys), versions: closed, nowMilliseconds: clock())
+        var ledger = HubLedger(keys: keys, limits: limits)
+        try ledger.restore(records: try storage.records(), closed: try storage.closedGrants(), decisions: try storage.decisions(), nowMilliseconds: clock())
         self.ledger = ledger
         for (id, ops) in try storage.chapterOps() {
             if let log = try? MembershipLog(chapter: id, ops: ops) { chapters[id] = log }
@@ -101,13 +120,22 @@ public actor HubNode {
                                 createdAt: 1_700_000_000)
     }
 
-    /// Merges a chapter's log a member sent; kept only if the chapter is affiliated with this hub.
+    /// Merges a chapter's log a member sent; kept only if the chapter is affiliated with this
+    /// hub. A new chapter is a request for the organization's approval.
     func receiveLog(chapter bytes: [UInt8], ops encoded: [[UInt8]]) {
         guard let id = try? ChapterID(bytes: bytes) else { return }
         do {
             var log = try chapters[id] ?? MembershipLog(chapter: id, ops: encoded)
             let added = try log.receive(encoded.map { try MembershipOp(decoding: $0) })
             guard log.state.affiliation?.signingKey == keys.signing.publicKey else { return }
+            if chapters[id] == nil {
+                let undecided = chapters.keys.filter { ledger.decisions[$0] == nil }.count
+                guard undecided < Self.maxUndecidedChapters else {
+                    logger.warning("ignored a chapter's affiliation request: too many undecided", metadata: ["chapter": "\(id)"])
+                    return
+                }
+                logger.info("a chapter asks to affiliate", metadata: ["chapter": "\(id)", "name": "\(log.state.name)"])
+            }
             let new = chapters[id] == nil ? log.allOps : added
             chapters[id] = log
             try storage.putChapterOps(id, new.map { ($0.id.bytes, $0.encoded) })
@@ -116,49 +144,114 @@ public actor HubNode {
         }
     }
 
-    func accept(_ record: [UInt8]) throws(ConsentError) -> [UInt8] {
+    /// Answers a record (always with a signed answer) and stores what it accepted.
+    func accept(_ record: [UInt8]) -> [UInt8] {
         let now = clock()
-        let chapter = (try? UpwardRecord(encoded: record, nowSeconds: now / 1000)).flatMap { chapters[$0.grant.chapter]?.state }
-        let receipt = try ledger.accept(record, chapter: chapter, nowMilliseconds: now)
-        guard let held = ledger.held.values.first(where: { $0.receipt == receipt }) else { return receipt.encoded }
-        do {
-            try storage.put(grant: held.record.grant.id, record: held.record.encoded, receipt: receipt.encoded, chapterName: held.chapterName)
-        } catch {
-            throw ConsentError(.malformed, "the hub could not store the record: \(error)")
+        let parsed = try? UpwardRecord(encoded: record, nowSeconds: now / 1000)
+        let answer = ledger.answer(record: record, chapter: parsed.flatMap { chapters[$0.grant.chapter]?.state }, nowMilliseconds: now)
+        guard answer.kind == .stored, let parsed else {
+            logger.warning("record not taken", metadata: ["kind": "\(answer.kind)", "reason": "\(answer.reason)"])
+            return answer.encoded
         }
-        logger.info("record stored", metadata: ["grant": "\(Base64URL.encode(held.record.grant.id))", "version": "\(held.record.version)"])
-        return receipt.encoded
+        let key = GrantKey(member: parsed.grant.member, grant: parsed.grant.id)
+        guard let held = ledger.held[key], held.answer == answer else { return answer.encoded }
+        do {
+            // Written on every stored answer (also an identical retry): a write that failed once is made again.
+            try storage.put(key, record: held.record.encoded, answer: answer.encoded, chapterName: held.chapterName)
+        } catch {
+            logger.error("could not store a record", metadata: ["reason": "\(error)"])
+            return HubAnswer.make(for: ConsentError(.unavailable, "the hub could not store the record; send it again later"), request: record,
+                                  member: key.member, grantID: key.grant, at: now, signer: keys.signing).encoded
+        }
+        logger.info("record stored", metadata: ["grant": "\(Base64URL.encode(key.grant))", "version": "\(held.record.version)"])
+        return answer.encoded
     }
 
-    func revoke(_ revocation: [UInt8]) throws(ConsentError) -> [UInt8] {
-        let receipt = try ledger.revoke(revocation, nowMilliseconds: clock())
-        do { try storage.close(grant: receipt.grantID, version: receipt.version) } catch {
-            throw ConsentError(.malformed, "the hub could not delete the record: \(error)")
+    /// Answers a revocation (always with a signed answer) and deletes what it names.
+    func revoke(_ revocation: [UInt8]) -> [UInt8] {
+        let now = clock()
+        let answer = ledger.answer(revocation: revocation, nowMilliseconds: now)
+        guard answer.kind == .deleted, let member = try? Ed25519.PublicKey(bytes: answer.memberKey) else { return answer.encoded }
+        let key = GrantKey(member: member, grant: answer.grantID)
+        do { try storage.close(key, version: answer.version) } catch {
+            logger.error("could not delete a record", metadata: ["reason": "\(error)"])
+            return HubAnswer.make(for: ConsentError(.unavailable, "the hub could not delete the record; send the revocation again later"),
+                                  request: revocation, member: member, grantID: key.grant, at: now, signer: keys.signing).encoded
         }
-        logger.info("record deleted on revocation", metadata: ["grant": "\(Base64URL.encode(receipt.grantID))"])
-        return receipt.encoded
+        logger.info("record deleted on revocation", metadata: ["grant": "\(Base64URL.encode(key.grant))"])
+        return answer.encoded
     }
 
     /// Deletes expired records (called periodically).
     public func expire() {
-        for id in ledger.expire(nowMilliseconds: clock()) {
-            try? storage.close(grant: id, version: ledger.highestVersion[id] ?? 0)
-            logger.info("record deleted on expiry", metadata: ["grant": "\(Base64URL.encode(id))"])
+        for key in ledger.expire(nowMilliseconds: clock()) {
+            try? storage.close(key, version: ledger.highestVersion[key] ?? 0)
+            logger.info("record deleted on expiry", metadata: ["grant": "\(Base64URL.encode(key.grant))"])
         }
     }
 
     /// What the hub holds now, one row per record: for the organization's CRM.
     public func export() -> [[String: String]] {
-        ledger.held.values.sorted { $0.record.grant.createdAt < $1.record.grant.createdAt }.map { h in
+        ledger.held.values.sorted { ($0.record.grant.createdAt, $0.key) < ($1.record.grant.createdAt, $1.key) }.map { h in
             var row: [String: String] = [
-                "grant": Base64URL.encode(h.record.grant.id), "chapter": h.chapterName, "contact": h.record.grant.contact.description,
-                "purpose": h.record.grant.purpose, "granted_by": h.record.grant.member.description,
+                "grant": Base64URL.encode(h.record.grant.id), "chapter": h.chapterName, "chapter_id": h.record.grant.chapter.description,
+                "contact": h.record.grant.contact.description, "purpose": h.record.grant.purpose, "granted_by": h.record.grant.member.description,
                 "expires": h.record.grant.expiresAt.map { String($0 / 1000) } ?? "", "rule": "\(h.rule)",
                 "version": String(h.record.version),
             ]
-            for (k, v) in h.values { row[k] = v }
+            for (k, v) in h.values where row[k] == nil { row[k] = v }
             return row
         }
+    }
+
+    // MARK: Chapters
+
+    /// Every chapter that asked to affiliate (its log reached the hub), with the organization's
+    /// decision: what `kithd hub chapters` prints.
+    func chapterList() -> [[String: Any]] {
+        chapters.sorted { $0.key < $1.key }.map { id, log in summary(id, log.state) }
+    }
+
+    private func summary(_ id: ChapterID, _ state: ChapterState) -> [String: Any] {
+        let usage = ledger.usage[id] ?? HubLedger.Usage()
+        let lim = ledger.limits(of: id)
+        var row: [String: Any] = [
+            "chapter": id.description, "name": state.name, "admins": state.admins.map(\.description),
+            "relaxesContactConsent": state.affiliation?.allowsWithoutContactConsent ?? false,
+            "status": ledger.standing(of: id, affiliation: state.affiliation).rawValue,
+            "records": usage.records, "bytes": usage.bytes, "waiting": ledger.waiting[id]?.count ?? 0,
+            "maxRecords": lim.maxRecordsPerChapter, "maxBytes": lim.maxBytesPerChapter, "members": state.members.count,
+        ]
+        if let d = ledger.decisions[id] {
+            row["decidedAt"] = d.at
+            row["approvedWithoutContactConsent"] = d.allowsWithoutContactConsent
+        }
+        return row
+    }
+
+    /// Finds a chapter by its id, a unique prefix of it, or its exact (unique) name.
+    private func chapter(_ reference: String) throws(ConsentError) -> (ChapterID, ChapterState) {
+        let matches = chapters.filter { $0.key.description == reference }.isEmpty
+            ? chapters.filter { $0.key.description.hasPrefix(reference) || $0.value.state.name == reference }
+            : chapters.filter { $0.key.description == reference }
+        guard matches.count == 1, let (id, log) = matches.first else {
+            throw ConsentError(.notAffiliated, matches.isEmpty
+                ? "no chapter \"\(reference)\" has asked to affiliate with \(keys.name) (kithd hub chapters lists them)"
+                : "\"\(reference)\" names several chapters; give more of the id")
+        }
+        return (id, log.state)
+    }
+
+    /// `kithd hub approve` / `refuse`: signs and stores the organization's decision.
+    func decide(_ reference: String, approve: Bool, allowWithoutContactConsent: Bool, maxRecords: UInt64, maxBytes: UInt64) throws(ConsentError) -> [String: Any] {
+        let (id, state) = try chapter(reference)
+        var next = ledger
+        let d = try next.decide(id, state: state, approve: approve, allowWithoutContactConsent: allowWithoutContactConsent,
+                                maxRecords: maxRecords, maxBytes: maxBytes, nowMilliseconds: clock())
+        do { try storage.putDecision(d) } catch { throw ConsentError(.unavailable, "the hub could not store its decision: \(error)") }
+        ledger = next
+        logger.info(approve ? "chapter approved" : "chapter refused", metadata: ["chapter": "\(id)", "name": "\(state.name)"])
+        return summary(id, state)
     }
 
     /// Serves one member connection: logs, records and revocations in, receipts out.
@@ -169,16 +262,9 @@ public actor HubNode {
                 case let .membership(chapter, ops):
                     await receiveLog(chapter: chapter, ops: ops)
                 case let .upward(record):
-                    let answer: SyncMessage
-                    do { answer = .receipt(try await accept(record)) } catch {
-                        logger.warning("record refused", metadata: ["peer": "\(label)", "reason": "\(error.detail)"])
-                        answer = .hubRefused(reason: error.detail)
-                    }
-                    try await link.send(answer)
+                    try await link.send(.hubAnswer(await accept(record)))
                 case let .revokeGrant(revocation):
-                    let answer: SyncMessage
-                    do { answer = .receipt(try await revoke(revocation)) } catch { answer = .hubRefused(reason: error.detail) }
-                    try await link.send(answer)
+                    try await link.send(.hubAnswer(await revoke(revocation)))
                 case .hello:
                     continue
                 default:
@@ -223,9 +309,38 @@ public actor HubNode {
 }
 
 extension HubNode {
-    /// The hub's local control socket (`<hub-dir>/hub.sock`, 0600): one JSON line in
-    /// (`{"op":"export"}`), one JSON line out (`{"ok":true,"rows":[…]}`), so a running hub can
-    /// be exported without stopping it.
+    /// Handles one control request (the socket's, or the CLI's on a stopped hub's store):
+    /// `{"op":"export"}`, `{"op":"chapters"}`,
+    /// `{"op":"approve","chapter":…,"allowWithoutContactConsent":bool,"maxRecords":n,"maxBytes":n}`,
+    /// `{"op":"refuse","chapter":…}`. Answers `{"ok":true,…}` or `{"ok":false,"error":…}`.
+    public func control(json data: Data) -> Data {
+        Self.json(control((try? JSONSerialization.jsonObject(with: data)) as? [String: Any] ?? [:]))
+    }
+
+    private func control(_ request: [String: Any]) -> [String: Any] {
+        let number = { (k: String) -> UInt64 in (request[k] as? NSNumber).map { UInt64(max(0, $0.int64Value)) } ?? 0 }
+        switch request["op"] as? String {
+        case "export":
+            return ["ok": true, "rows": export()]
+        case "chapters":
+            return ["ok": true, "chapters": chapterList()]
+        case let op? where op == "approve" || op == "refuse":
+            guard let reference = request["chapter"] as? String, !reference.isEmpty else { return ["ok": false, "error": "name the chapter"] }
+            do {
+                let row = try decide(reference, approve: op == "approve", allowWithoutContactConsent: request["allowWithoutContactConsent"] as? Bool ?? false,
+                                     maxRecords: number("maxRecords"), maxBytes: number("maxBytes"))
+                return ["ok": true, "chapter": row]
+            } catch {
+                return ["ok": false, "error": error.detail]
+            }
+        default:
+            return ["ok": false, "error": "the hub's control socket knows the ops export, chapters, approve and refuse"]
+        }
+    }
+
+    /// The hub's local control socket (`<hub-dir>/hub.sock`, 0600): one JSON line in, one JSON
+    /// line out (see `control`), so a running hub is exported and decides on chapters without
+    /// stopping it.
     public nonisolated func bindControl(path: String) async throws -> @Sendable () async -> Void {
         let hub = self
         return try await LocalSocket.bind(path: path, logger: logger, what: "hub control socket") { client in
@@ -234,11 +349,7 @@ extension HubNode {
                 for try await chunk in i {
                     buffer += chunk.readableBytesView
                     guard buffer.contains(0x0A) else { continue }
-                    let request = (try? JSONSerialization.jsonObject(with: Data(buffer))) as? [String: Any]
-                    let answer: [String: Any] = request?["op"] as? String == "export"
-                        ? ["ok": true, "rows": await hub.export()]
-                        : ["ok": false, "error": "the hub's control socket knows only {\"op\":\"export\"}"]
-                    let data = (try? JSONSerialization.data(withJSONObject: answer, options: [.sortedKeys])) ?? Data()
+                    let data = await hub.control(json: Data(buffer))
                     try await o.write(ByteBuffer(bytes: Array(data) + [0x0A]))
                     return
                 }
@@ -246,8 +357,13 @@ extension HubNode {
         }
     }
 
-    /// Asks a running hub for its export over its control socket; nil when none answers.
-    public static func exportFromRunningHub(socket path: String) async -> [[String: String]]? {
+    nonisolated static func json(_ answer: [String: Any]) -> Data {
+        (try? JSONSerialization.data(withJSONObject: answer, options: [.sortedKeys])) ?? Data("{\"ok\":false}".utf8)
+    }
+
+    /// Sends one request (a JSON object) to a running hub's control socket; its JSON answer, or
+    /// nil when no hub answers there.
+    public static func requestRunningHub(socket path: String, _ request: Data) async -> Data? {
         guard FileManager.default.fileExists(atPath: path) else { return nil }
         let channel: NIOAsyncChannel<ByteBuffer, ByteBuffer>
         do {
@@ -258,8 +374,9 @@ extension HubNode {
         } catch {
             return nil
         }
+        let line = Array(request) + [0x0A]
         let data: Data? = try? await channel.executeThenClose { i, o in
-            try await o.write(ByteBuffer(bytes: Array("{\"op\":\"export\"}\n".utf8)))
+            try await o.write(ByteBuffer(bytes: line))
             var buffer: [UInt8] = []
             for try await chunk in i {
                 buffer += chunk.readableBytesView
@@ -267,7 +384,6 @@ extension HubNode {
             }
             return Data(buffer)
         }
-        guard let data, let answer = (try? JSONSerialization.jsonObject(with: data)) as? [String: Any] else { return nil }
-        return answer["rows"] as? [[String: String]]
+        return data
     }
 }

@@ -78,7 +78,26 @@ extension SyncNode {
         }
         ch.log = updated
         try wrap { try logChanged(ch, new: [op]) }
+        // The affiliation is a request: send the hub the chapter's log now, so the organization
+        // sees it in `kithd hub chapters` (not with upward_via_peers: the log then goes up with
+        // the first record, through a peer).
+        if !upwardViaPeers { Task { await self.announceAffiliation(ch.id) } }
         return card.name
+    }
+
+    /// Sends the chapter's log to its hub (nothing else; the hub answers nothing).
+    func announceAffiliation(_ id: ChapterID) async {
+        guard let ch = chapters[id], let a = ch.log?.state.affiliation else { return }
+        let ops = ch.log?.allOps.map(\.encoded) ?? [], org = a.signingKey
+        do {
+            try await NoiseLink.connect(to: a.hub, staticKey: identity.agreementKey, certificate: identity.certificate, now: clock() / 1000) { link in
+                guard link.peer.member == org else { throw NoiseLink.Failure(message: "the hub at \(a.hub) is not \(a.name)'s") }
+                try await link.send(.membership(chapter: id.bytes, ops: ops))
+                try await Task.sleep(nanoseconds: 1_000_000_000) // no answer comes: give the hub time to read it before closing
+            }
+        } catch {
+            logger.info("could not reach the hub to ask for approval; the log goes up with the first record", metadata: ["reason": "\(error)"])
+        }
     }
 
     /// The values a record of `grant` carries now: the granted fields of the contact (by
@@ -164,65 +183,72 @@ extension SyncNode {
     }
 
     /// Sends what is pending for a grant (a record or a revocation) to the hub; records the
-    /// receipt. Returns "acknowledged", "deleted", "refused: …" or "pending: …" (hub unreachable;
-    /// retried every maintenance round).
+    /// answer. Only an answer signed by the organization for exactly what was sent counts
+    /// (`DeliveryOutcome.judge`); anything else leaves it pending, retried every maintenance
+    /// round. Returns "acknowledged", "deleted", "refused: …" or "pending: …".
     private func deliver(grant: Grant, state initial: GrantState, chapter ch: Chapter, affiliation a: Affiliation) async -> String {
         var state = initial
-        let message: SyncMessage
+        let request: [UInt8], message: SyncMessage, isRevocation: Bool
         if let rev = state.pendingRevocation.flatMap(Base64URL.decode) {
-            message = .revokeGrant(revocation: rev)
+            (request, message, isRevocation) = (rev, .revokeGrant(revocation: rev), true)
         } else if let rec = state.pendingRecord.flatMap(Base64URL.decode) {
-            message = .upward(record: rec)
+            (request, message, isRevocation) = (rec, .upward(record: rec), false)
         } else {
             return "nothing to send"
         }
-        var answer: SyncMessage
-        var direct: String?
+        let judge = { (m: SyncMessage) -> DeliveryOutcome in
+            guard case let .hubAnswer(bytes) = m else { return .unverified("no signed answer from the hub") }
+            return DeliveryOutcome.judge(bytes, request: request, isRevocation: isRevocation, organization: a.signingKey)
+        }
+        var reached: DeliveryOutcome?
+        var direct = "this node sends upward records through chapter peers"
         if !upwardViaPeers {
             switch await hubExchange(ch, a, message) {
-            case let .success(m): answer = m
-            case let .failure(error): direct = "\(error)"; answer = .hubRefused(reason: "")
+            case let .success(m): reached = judge(m)
+            case let .failure(error): direct = "\(error)"
             }
-        } else {
-            direct = "this node sends upward records through chapter peers"
-            answer = .hubRefused(reason: "")
         }
-        if let direct {
-            // Through a connected chapter peer: it cannot read the sealed record, and a receipt
-            // it might forge would not verify.
-            guard let relayed = await viaPeer(ch.id, message) else {
-                audit("pending", grant: grant, "hub \(a.hub) not reached directly (\(direct)) nor through a chapter peer")
+        if reached == nil {
+            // Through a connected chapter peer: it cannot read the sealed record, and an answer
+            // it might forge does not verify (then the next peer is tried, and the next round).
+            guard let relayed = await viaPeer(ch.id, message, judge: judge) else {
+                audit("pending", grant: grant, "hub \(a.hub) not reached directly (\(direct)) nor through a chapter peer with a signed answer")
                 return "pending: the hub at \(a.hub) was not reached (\(direct)); kithd retries"
             }
-            answer = relayed
+            reached = relayed
             audit("relayed", grant: grant, "delivered through a chapter peer")
         }
-        switch answer {
-        case let .receipt(bytes):
-            guard let receipt = try? Receipt(encoded: bytes, organization: a.signingKey), receipt.grantID == grant.id else {
-                audit("bad-receipt", grant: grant, "the hub's receipt does not verify")
-                return "pending: the hub's receipt did not verify; kithd retries"
-            }
-            state.receipts.append(Base64URL.encode(bytes))
-            if receipt.kind == .deleted {
+        guard let outcome = reached else { return "pending" }
+        switch outcome {
+        case let .stored(answer), let .deleted(answer):
+            state.receipts.append(Base64URL.encode(answer.encoded))
+            if answer.kind == .deleted {
                 state.state = state.state == "expired" ? "expired" : "revoked"
                 state.pendingRevocation = nil
                 state.pendingRecord = nil
                 audit("deletion-receipt", grant: grant, "the hub deleted the record (receipt verified)")
             } else {
-                state.acknowledged = receipt.version
+                state.acknowledged = answer.version
                 state.pendingRecord = nil
-                audit("receipt", grant: grant, "version \(receipt.version) stored under rule \(receipt.rule) (receipt verified)")
+                audit("receipt", grant: grant, "version \(answer.version) stored under rule \(answer.rule) (receipt verified)")
             }
             try? save(grant.id, state)
-            return receipt.kind == .deleted ? "deleted" : "acknowledged"
-        case let .hubRefused(reason):
-            state.pendingRecord = nil
-            try? save(grant.id, state)
-            audit("refused", grant: grant, reason)
-            return "refused: \(reason)"
-        default:
-            return "pending: unexpected answer from the hub"
+            return answer.kind == .deleted ? "deleted" : "acknowledged"
+        case let .refused(answer):
+            // Signed by the organization: final for a record. A revocation stays pending (the
+            // member keeps asking for deletion).
+            if !isRevocation {
+                state.pendingRecord = nil
+                try? save(grant.id, state)
+            }
+            audit("refused", grant: grant, "\(answer.reason) (signed by the organization)")
+            return "refused: \(answer.reason)"
+        case let .pending(answer):
+            audit("pending", grant: grant, "\(answer.reason) (signed by the organization)")
+            return "pending: \(answer.reason); kithd retries"
+        case let .unverified(why):
+            audit("unverified", grant: grant, why)
+            return "pending: \(why); kithd retries"
         }
     }
 
@@ -246,8 +272,9 @@ extension SyncNode {
     }
 
     /// Asks connected peers of the chapter, one after another, to forward `message` to the hub;
-    /// the first answer wins. Nil when no peer answers within 20 s.
-    private func viaPeer(_ chapter: ChapterID, _ message: SyncMessage) async -> SyncMessage? {
+    /// the first answer that `judge` does not find unverified wins (a peer's forgery is skipped).
+    /// Nil when no peer brings one within 20 s each.
+    private func viaPeer(_ chapter: ChapterID, _ message: SyncMessage, judge: (SyncMessage) -> DeliveryOutcome) async -> DeliveryOutcome? {
         let candidates = peers.filter { $0.value.scopes.contains(chapter.contentScope) }.map(\.key).shuffled().prefix(3)
         for pid in candidates {
             guard let p = peers[pid] else { continue }
@@ -260,10 +287,14 @@ extension SyncNode {
                     self.completeForward(requestID, nil)
                 }
             }
-            if let answer, let m = try? SyncMessage(decoding: answer) {
-                if case let .hubRefused(reason) = m, reason.hasPrefix("unreachable:") { continue }
-                return m
+            guard let answer, let m = try? SyncMessage(decoding: answer) else { continue }
+            let outcome = judge(m)
+            if case let .unverified(why) = outcome {
+                if case .notDelivered = m { continue }
+                logger.warning("a chapter peer's answer from the hub does not verify; ignored", metadata: ["peer": "\(p.name)", "reason": "\(why)"])
+                continue
             }
+            return outcome
         }
         return nil
     }
@@ -273,24 +304,25 @@ extension SyncNode {
     }
 
     /// A chapter peer asked this node to deliver an upward record or revocation to the
-    /// chapter's hub (it cannot read it). Answers with the hub's reply, or `hub-refused`
-    /// "unreachable: …" when this node cannot reach the hub either.
+    /// chapter's hub (it cannot read it). Answers with the hub's reply verbatim, or an unsigned
+    /// `not-delivered` when this node cannot reach the hub either.
     func forwardToHub(chapter bytes: [UInt8], message: [UInt8], from peer: Int) async -> [UInt8] {
         guard let id = try? ChapterID(bytes: bytes), let p = peers[peer], p.scopes.contains(id.contentScope),
               let ch = chapters[id], let a = ch.log?.state.affiliation else {
-            return SyncMessage.hubRefused(reason: "unreachable: this peer does not relay for that chapter").encoded
+            return SyncMessage.notDelivered(reason: "this peer does not relay for that chapter").encoded
         }
-        guard let inner = try? SyncMessage(decoding: message) else { return SyncMessage.hubRefused(reason: "unreachable: malformed").encoded }
+        guard let inner = try? SyncMessage(decoding: message) else { return SyncMessage.notDelivered(reason: "malformed").encoded }
         switch inner {
         case .upward, .revokeGrant: break
-        default: return SyncMessage.hubRefused(reason: "unreachable: only upward records and revocations are forwarded").encoded
+        default: return SyncMessage.notDelivered(reason: "only upward records and revocations are forwarded").encoded
         }
         switch await hubExchange(ch, a, inner) {
         case let .success(answer):
+            if let forged = forgedHubAnswer(for: inner, genuine: answer) { return forged.encoded }
             logger.info("forwarded an upward message to the hub for a chapter peer", metadata: ["chapter": "\(id)", "peer": "\(p.name)"])
             return answer.encoded
         case let .failure(error):
-            return SyncMessage.hubRefused(reason: "unreachable: \(error)").encoded
+            return SyncMessage.notDelivered(reason: "unreachable: \(error)").encoded
         }
     }
 

@@ -126,12 +126,16 @@ public final class ContactStore {
         case grant = 7
         /// Member side: id = u64 time ‖ random; bytes = an audit entry (JSON).
         case audit = 8
-        /// Hub side: id = grant id; bytes = record ‖ receipt ‖ chapter name.
+        /// Hub side (consent.md §4.4): id = member ‖ grant id; bytes = record ‖ answer ‖ chapter name.
         case hubRecord = 9
-        /// Hub side: id = grant id of a revoked or expired grant; bytes = u64 highest version.
+        /// Hub side: id = member ‖ grant id of a revoked or expired grant; bytes = u64 highest version.
         case hubClosed = 10
         /// Hub side: id = chapter id ‖ op id; bytes = a chapter membership op.
         case hubChapterOp = 11
+        /// Hub side: id = chapter id; bytes = the organization's signed decision on its affiliation.
+        case hubDecision = 12
+        /// Hub side: id = "schema"; bytes = u64 version of the hub's rows.
+        case hubMeta = 13
     }
 
     private func recordAD(_ kind: RecordKind, _ id: [UInt8]) -> [UInt8] {
@@ -149,6 +153,32 @@ public final class ContactStore {
                     s.bind(1, kind.rawValue)
                     s.bind(2, r.id)
                     s.bind(3, XChaCha20Poly1305.seal(r.bytes, key: storageKey, associatedData: recordAD(kind, r.id)))
+                    try s.run()
+                }
+            }
+        } catch {
+            if let e = error as? SQLiteError { throw StoreError.from(e, "writing \(path)") }
+            throw StoreError(.io, "writing \(path): \(error)")
+        }
+    }
+
+    /// Deletes and writes records of any kinds in one transaction (deletions first): a
+    /// migration either happens whole or not at all.
+    public func replaceRecords(delete: [(kind: RecordKind, id: [UInt8])], put: [(kind: RecordKind, id: [UInt8], bytes: [UInt8])]) throws(StoreError) {
+        try checkUsable()
+        do {
+            let d = try db.prepare("DELETE FROM records WHERE kind = ? AND id = ?")
+            let s = try db.prepare("INSERT OR REPLACE INTO records(kind, id, sealed) VALUES (?, ?, ?)")
+            try db.transaction {
+                for r in delete {
+                    d.bind(1, r.kind.rawValue)
+                    d.bind(2, r.id)
+                    try d.run()
+                }
+                for r in put {
+                    s.bind(1, r.kind.rawValue)
+                    s.bind(2, r.id)
+                    s.bind(3, XChaCha20Poly1305.seal(r.bytes, key: storageKey, associatedData: recordAD(r.kind, r.id)))
                     try s.run()
                 }
             }

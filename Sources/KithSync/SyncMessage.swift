@@ -32,14 +32,17 @@ public enum SyncMessage: Equatable, Sendable {
     case upward(record: [UInt8])
     /// To an organization hub: a grant revocation.
     case revokeGrant(revocation: [UInt8])
-    /// From the hub: a signed receipt.
-    case receipt([UInt8])
-    /// From the hub: why a record or revocation was refused.
-    case hubRefused(reason: String)
+    /// From the hub: its answer to an `upward` or `revoke-grant`, signed by the organization
+    /// (stored, deleted, refused or pending; consent.md §5). Replaces `receipt` (0x0F).
+    case hubAnswer([UInt8])
+    /// From a forwarding peer, unsigned: the message did not reach the hub (consent.md §7). Never
+    /// final: the member keeps the record or revocation pending. (Until consent v2 this was the
+    /// hub's own `hub-refused`; the hub now always answers with a signed `hub-answer`.)
+    case notDelivered(reason: String)
     /// To a chapter peer: please deliver this (an encoded `upward` or `revoke-grant`) to the
     /// chapter's hub and send back its answer (consent.md §7).
     case forwardUpward(id: UInt64, chapter: [UInt8], message: [UInt8])
-    /// The hub's answer (an encoded `receipt` or `hub-refused`) to a forwarded message.
+    /// The answer (an encoded `hub-answer`, or `not-delivered`) to a forwarded message.
     case forwardAnswer(id: UInt64, message: [UInt8])
     /// A message type this build does not know (ignored, for forward compatibility).
     case unknown(type: UInt8)
@@ -106,10 +109,10 @@ public enum SyncMessage: Equatable, Sendable {
         case let .revokeGrant(revocation):
             w.u8(0x0E)
             w.lengthPrefixed(revocation)
-        case let .receipt(bytes):
-            w.u8(0x0F)
+        case let .hubAnswer(bytes):
+            w.u8(0x13)
             w.lengthPrefixed(bytes)
-        case let .hubRefused(reason):
+        case let .notDelivered(reason):
             w.u8(0x10)
             w.text(String(reason.prefix(500)))
         case let .forwardUpward(id, chapter, message):
@@ -187,10 +190,10 @@ public enum SyncMessage: Equatable, Sendable {
             self = .upward(record: Array(try r.lengthPrefixed(max: 1 << 20)))
         case 0x0E:
             self = .revokeGrant(revocation: Array(try r.lengthPrefixed(max: 4_096)))
-        case 0x0F:
-            self = .receipt(Array(try r.lengthPrefixed(max: 4_096)))
+        case 0x13:
+            self = .hubAnswer(Array(try r.lengthPrefixed(max: 4_096)))
         case 0x10:
-            self = .hubRefused(reason: try r.text(max: 2_000))
+            self = .notDelivered(reason: try r.text(max: 2_000))
         case 0x11:
             let id = try r.u64()
             let chapter = Array(try r.raw(16))

@@ -87,7 +87,7 @@ public struct SyncSession: Sendable {
         case let .forwardAnswer(id, message):
             guard helloReceived else { return close("forward answer before hello") }
             return [.forwardAnswer(id: id, message: message)]
-        case .join, .joinRefused, .joinHeld, .pair, .paired, .upward, .revokeGrant, .receipt, .hubRefused:
+        case .join, .joinRefused, .joinHeld, .pair, .paired, .upward, .revokeGrant, .hubAnswer, .notDelivered:
             return close("join messages belong to a join connection, not a sync session")
         case .unknown:
             return [] // forward compatibility: ignore message types we do not know

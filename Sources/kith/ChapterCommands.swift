@@ -275,7 +275,8 @@ extension ChapterCommand {
         func run() throws {
             let r = try daemonRequest(data, chapter.add(to: ["op": "chapter-affiliate", "card": card, "hub": hub,
                                                              "allowWithoutContactConsent": allowWithoutContactConsent]))
-            print("the chapter is affiliated with \(r["organization"] ?? "?"); members grant what it sees with kith consent grant")
+            print("the chapter asked \(r["organization"] ?? "?") to approve its affiliation; members grant what it sees with kith consent grant,")
+            print("and their records wait (pending) until the organization approves the chapter (kithd hub approve)")
         }
     }
 

@@ -10,7 +10,9 @@ struct ConsentCommand: ParsableCommand {
             Nothing about a contact reaches the organization without a grant from you, and by
             default only when the contact agreed to be shared (their consent field is 'share').
             The record is sealed to the organization's key and acknowledged with a signed receipt;
-            a revocation deletes it and returns a signed deletion receipt.
+            a revocation deletes it and returns a signed deletion receipt. Until the organization
+            has approved your chapter (kithd hub approve), records wait here, pending, and kithd
+            sends them again; only answers signed by the organization count.
 
             Examples:
               kith consent grant 3fA9 --fields name,emails --purpose "GOTV calls" --expires 90d

@@ -8,20 +8,59 @@ import KithStore
 import Logging
 import ServiceLifecycle
 
-/// The organization's hub: `kithd hub init|run|export` (Protocol/consent.md §4).
+/// The organization's hub: `kithd hub init|run|chapters|approve|refuse|export` (Protocol/consent.md §4).
 struct HubCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "hub",
-        abstract: "Run an organization's hub: receives consented records from affiliated chapters.",
+        abstract: "Run an organization's hub: receives consented records from chapters it approved.",
         discussion: """
+            A chapter admin with the organization's card runs `kith chapter affiliate <card> --hub host:7500`. That only asks: the hub takes no record from the chapter until the organization approves it with its own key. Until then members keep their records pending and send them again; a refused chapter gets a signed refusal. chapters, approve, refuse and export work on a running hub (through <hub-dir>/hub.sock) and on a stopped one (its store).
+
             Examples:
-              kithd hub init --name "Example Party" --hub-dir /var/lib/kith-hub   prints the organization card
-              kithd hub run --hub-dir /var/lib/kith-hub --address 0.0.0.0:7500
-              kithd hub export --hub-dir /var/lib/kith-hub --format csv > records.csv
-            A chapter admin then runs: kith chapter affiliate <card> --hub host:7500
+              kithd hub init --name "Example Party" --hub-dir /srv/hub   (prints the card)
+              kithd hub run --hub-dir /srv/hub --address 0.0.0.0:7500
+              kithd hub chapters --hub-dir /srv/hub
+              kithd hub approve "Ward 5" --hub-dir /srv/hub
+              kithd hub refuse "Ward 9" --hub-dir /srv/hub
+              kithd hub export --hub-dir /srv/hub --format csv > records.csv
             """,
-        subcommands: [Init.self, Run.self, Export.self]
+        subcommands: [Init.self, Run.self, Chapters.self, Approve.self, Refuse.self, Export.self]
     )
+
+    /// Sends a control request to the running hub, or — when none runs — performs it on the
+    /// hub's store (which a running hub locks, so the two never write it at once).
+    static func control(_ dir: HubDir, _ request: [String: Any]) async throws -> [String: Any] {
+        let body = try JSONSerialization.data(withJSONObject: request)
+        let data: Data
+        if let live = await HubNode.requestRunningHub(socket: dir.dataDir + "/hub.sock", body) {
+            data = live
+        } else {
+            let (keys, storageKey) = try loadKeys(dir)
+            var log = Logger(label: "kithd-hub")
+            log.logLevel = .error
+            let storage: SQLiteHubStorage
+            do { storage = try SQLiteHubStorage(directory: dir.dataDir, keys: keys, storageKey: storageKey) } catch {
+                throw ValidationError("cannot open the hub's store: \(error)")
+            }
+            data = await (try HubNode(keys: keys, storage: storage, logger: log)).control(json: body)
+        }
+        guard let answer = (try? JSONSerialization.jsonObject(with: data)) as? [String: Any] else { throw ValidationError("the hub's answer is not JSON") }
+        guard answer["ok"] as? Bool == true else { throw ValidationError(answer["error"] as? String ?? "the hub refused the request") }
+        return answer
+    }
+
+    static func printJSON(_ value: Any) throws {
+        let data = try JSONSerialization.data(withJSONObject: value, options: [.sortedKeys, .prettyPrinted, .withoutEscapingSlashes])
+        print(String(decoding: data, as: UTF8.self))
+    }
+
+    /// One line per chapter for `hub chapters` and after a decision.
+    static func describe(_ c: [String: Any]) -> String {
+        let admins = (c["admins"] as? [String] ?? []).map { String($0.prefix(8)) }.joined(separator: ",")
+        let relaxes = c["relaxesContactConsent"] as? Bool == true ? "RELAXES CONTACT CONSENT" : "contact consent required"
+        return "\(c["chapter"] ?? "?")  \"\(c["name"] ?? "")\"  \(c["status"] ?? "?")  admin \(admins)  \(relaxes)  "
+            + "\(c["records"] ?? 0)/\(c["maxRecords"] ?? 0) records  \(c["bytes"] ?? 0)/\(c["maxBytes"] ?? 0) bytes  \(c["waiting"] ?? 0) waiting"
+    }
 
     struct HubDir: ParsableArguments {
         @Option(name: .customLong("hub-dir"), help: "The hub's data directory (its keys and store).") var dataDir: String
@@ -59,10 +98,14 @@ struct HubCommand: AsyncParsableCommand {
     }
 
     struct Run: AsyncParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "Serve members: store consented records, delete on revocation or expiry, sign receipts.")
+        static let configuration = CommandConfiguration(abstract: "Serve members: store consented records from approved chapters, delete on revocation or expiry, sign every answer.")
         @OptionGroup var dir: HubDir
         @Option(name: .customLong("address"), help: "host:port to listen on (port 0 = any; written to <hub-dir>/hub.port).") var listen = "0.0.0.0:7500"
         @Option(name: .customLong("hub-log-level"), help: "trace … critical") var logLevel = "info"
+        @Option(name: .customLong("max-records-per-chapter"), help: "Records the hub holds per chapter at most, unless its approval says otherwise.")
+        var maxRecords: UInt64 = HubLimits.defaults.maxRecordsPerChapter
+        @Option(name: .customLong("max-bytes-per-chapter"), help: "Bytes of records the hub holds per chapter at most, unless its approval says otherwise.")
+        var maxBytes: UInt64 = HubLimits.defaults.maxBytesPerChapter
 
         func run() async throws {
             let level = Logger.Level(rawValue: logLevel) ?? .info
@@ -73,7 +116,9 @@ struct HubCommand: AsyncParsableCommand {
             }
             let log = Logger(label: "kithd-hub")
             let (keys, storageKey) = try HubCommand.loadKeys(dir)
-            let hub = try HubNode(keys: keys, storage: try SQLiteHubStorage(directory: dir.dataDir, keys: keys, storageKey: storageKey), logger: log)
+            let storage = try SQLiteHubStorage(directory: dir.dataDir, keys: keys, storageKey: storageKey)
+            if let from = storage.migratedFrom { log.info("hub store migrated", metadata: ["from": "\(from)", "to": "\(HubStoreSchema.current)"]) }
+            let hub = try HubNode(keys: keys, storage: storage, limits: HubLimits(maxRecordsPerChapter: maxRecords, maxBytesPerChapter: maxBytes), logger: log)
             guard let (host, port) = KithDaemon.hostPort(listen) else { throw ValidationError("listen must be host:port") }
             let (bound, serve) = try await hub.listen(host: host, port: port)
             try? "\(bound)\n".write(toFile: dir.dataDir + "/hub.port", atomically: true, encoding: .utf8)
@@ -96,37 +141,75 @@ struct HubCommand: AsyncParsableCommand {
         }
     }
 
+    struct Chapters: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "List the chapters that asked to affiliate: id, name, admins, status, whether they relax contact consent, records and bytes held.",
+            discussion: """
+                status: pending (no decision: records wait with the members), approved, refused, or reapproval (approved, but the chapter now relaxes contact consent, which the approval did not cover: pending again). waiting: members' grants answered "pending approval" since the hub started.
+                """)
+        @OptionGroup var dir: HubDir
+        @Flag(help: "Print JSON.") var json = false
+
+        func run() async throws {
+            let list = try await HubCommand.control(dir, ["op": "chapters"])["chapters"] as? [[String: Any]] ?? []
+            if json { return try HubCommand.printJSON(list) }
+            if list.isEmpty { print("no chapter has asked to affiliate (a member's daemon sends its chapter's log with its first record)") }
+            for c in list { print(HubCommand.describe(c)) }
+        }
+    }
+
+    struct Approve: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Approve a chapter's affiliation with the organization's key: the hub then takes its members' records.",
+            discussion: """
+                A chapter whose admin relaxed contact consent (its members may send contacts who agreed only to be contacted by the chapter, not to be shared with you) is approved only with --allow-without-contact-consent. If the chapter relaxes it later, its records wait for a new approval.
+                """)
+        @OptionGroup var dir: HubDir
+        @Argument(help: "The chapter: its id (or a unique prefix) or its name, as kithd hub chapters lists it (write -- before an id that starts with -).") var chapter: String
+        @Flag(name: .customLong("allow-without-contact-consent"), help: "Accept that this chapter relaxes contact consent.")
+        var allowWithoutContactConsent = false
+        @Option(name: .customLong("max-records"), help: "Records held for this chapter at most (default: the hub's --max-records-per-chapter).")
+        var maxRecords: UInt64 = 0
+        @Option(name: .customLong("max-bytes"), help: "Bytes held for this chapter at most (default: the hub's --max-bytes-per-chapter).")
+        var maxBytes: UInt64 = 0
+
+        func run() async throws {
+            let answer = try await HubCommand.control(dir, ["op": "approve", "chapter": chapter, "allowWithoutContactConsent": allowWithoutContactConsent,
+                                                            "maxRecords": maxRecords, "maxBytes": maxBytes])
+            let c = answer["chapter"] as? [String: Any] ?? [:]
+            print("approved: " + HubCommand.describe(c))
+            if c["relaxesContactConsent"] as? Bool == true {
+                print("note: this chapter's members may send contacts who agreed only to be contacted by the chapter")
+            }
+        }
+    }
+
+    struct Refuse: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Refuse a chapter's affiliation: its members' records get a signed refusal (records already held stay until revoked or expired).")
+        @OptionGroup var dir: HubDir
+        @Argument(help: "The chapter: its id (or a unique prefix) or its name (write -- before an id that starts with -).") var chapter: String
+
+        func run() async throws {
+            let answer = try await HubCommand.control(dir, ["op": "refuse", "chapter": chapter])
+            print("refused: " + HubCommand.describe(answer["chapter"] as? [String: Any] ?? [:]))
+        }
+    }
+
     struct Export: AsyncParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "Print the records the hub holds now, with purpose and expiry (from the running hub, or its store when stopped).")
+        static let configuration = CommandConfiguration(
+            abstract: "Print the records the hub holds now, with purpose and expiry (from the running hub, or its store when stopped).",
+            discussion: "CSV cells that a spreadsheet would evaluate (starting with = + - @, a tab or a carriage return) get a leading ' (OWASP).")
         @OptionGroup var dir: HubDir
         @Option(help: "json or csv.") var format = "json"
 
         func run() async throws {
-            let rows: [[String: String]]
-            if let live = await HubNode.exportFromRunningHub(socket: dir.dataDir + "/hub.sock") {
-                rows = live
-            } else {
-                let (keys, storageKey) = try HubCommand.loadKeys(dir)
-                var log = Logger(label: "kithd-hub")
-                log.logLevel = .error
-                let storage: SQLiteHubStorage
-                do { storage = try SQLiteHubStorage(directory: dir.dataDir, keys: keys, storageKey: storageKey) } catch {
-                    throw ValidationError("cannot open the hub's store: \(error)")
-                }
-                rows = await (try HubNode(keys: keys, storage: storage, logger: log)).export()
-            }
+            let rows = (try await HubCommand.control(dir, ["op": "export"])["rows"] as? [[String: String]]) ?? []
             if format == "csv" {
-                let columns = Array(Set(rows.flatMap(\.keys))).sorted()
-                print(columns.joined(separator: ","))
-                for r in rows { print(columns.map { csvField(r[$0] ?? "") }.joined(separator: ",")) }
+                print(HubExport.csv(rows), terminator: "")
             } else {
-                let data = try JSONSerialization.data(withJSONObject: rows, options: [.sortedKeys, .prettyPrinted, .withoutEscapingSlashes])
-                print(String(decoding: data, as: UTF8.self))
+                try HubCommand.printJSON(rows)
             }
-        }
-
-        func csvField(_ s: String) -> String {
-            s.contains(where: { $0 == "," || $0 == "\"" || $0 == "\n" }) ? "\"" + s.replacingOccurrences(of: "\"", with: "\"\"") + "\"" : s
         }
     }
 }

@@ -4,23 +4,53 @@ import Testing
 /// A `kithd hub run` process (a `Daemon` with the hub's arguments and port file).
 final class Hub {
     let dir: String
-    private let daemon: Daemon
+    private let daemon: Daemon?
 
-    init(dir: String, listen: String = "127.0.0.1:0", logName: String) throws {
+    /// A stopped hub's directory (export and chapters read its store).
+    init(dir: String) {
         self.dir = dir
-        daemon = try Daemon(arguments: ["hub", "run", "--hub-dir", dir, "--address", listen], log: dir + "-" + logName + ".log",
+        daemon = nil
+    }
+
+    init(dir: String, listen: String = "127.0.0.1:0", extra: [String] = [], logName: String) throws {
+        self.dir = dir
+        daemon = try Daemon(arguments: ["hub", "run", "--hub-dir", dir, "--address", listen] + extra, log: dir + "-" + logName + ".log",
                             portFile: dir + "/hub.port")
     }
 
-    var log: String { daemon.log }
-    var port: Int { get throws { try daemon.port } }
-    func stop() { daemon.stop() }
+    var log: String { daemon?.log ?? "" }
+    var port: Int { get throws { try daemon!.port } }
+    func stop() { daemon?.stop() }
 
     /// The hub's records, exported (live when it runs, else from its store).
     func export() throws -> [[String: String]] {
         let r = try Binaries.run("kithd", ["hub", "export", "--hub-dir", dir])
         guard r.status == 0 else { throw Timeout(what: "export: \(r.stderr)") }
         return try JSONSerialization.jsonObject(with: Data(r.stdout.utf8)) as! [[String: String]]
+    }
+
+    /// `kithd hub chapters --json` (live when it runs, else from its store).
+    func chapters() throws -> [[String: Any]] {
+        let r = try Binaries.run("kithd", ["hub", "chapters", "--json", "--hub-dir", dir])
+        guard r.status == 0 else { throw Timeout(what: "chapters: \(r.stderr)") }
+        return try JSONSerialization.jsonObject(with: Data(r.stdout.utf8)) as! [[String: Any]]
+    }
+
+    /// Waits until the chapter named `name` has asked to affiliate; returns its id.
+    func request(_ name: String) throws -> String {
+        try waitFor("chapter \(name) asks \(dir) to affiliate", seconds: 30) {
+            try self.chapters().first { $0["name"] as? String == name }?["chapter"] as? String
+        }
+    }
+
+    func decide(_ verb: String, _ chapter: String, _ extra: [String] = []) throws -> Binaries.Result {
+        try Binaries.run("kithd", ["hub", verb, "--hub-dir", dir] + extra + ["--", chapter]) // an id may start with -
+    }
+
+    /// Waits for the chapter's request and approves it.
+    func approve(_ name: String) throws {
+        let r = try decide("approve", try request(name))
+        #expect(r.status == 0, "\(r.stderr)")
     }
 }
 
@@ -45,6 +75,7 @@ struct ConsentDaemonTests {
         let aff = try Binaries.run("kith", ["chapter", "affiliate", card, "--hub", "127.0.0.1:\(hubPort)", "--data-dir", a])
         #expect(aff.status == 0, "\(aff.stderr)")
         #expect(try Binaries.run("kith", ["chapter", "show", "--data-dir", a]).stdout.contains("Example Party"))
+        try hub.approve("Ward 5")
 
         let id = { (name: String) throws -> String in
             let r = try Binaries.run("kith", ["contact", "search", name, "--json", "--data-dir", a]).stdout
@@ -52,18 +83,18 @@ struct ConsentDaemonTests {
         }
         let rosa = try id("Rosa"), sam = try id("Sam")
         // Sam only agreed to be contacted by the chapter: refused, with the reason.
-        let samGrant = try Binaries.run("kith", ["consent", "grant", sam, "--fields", "name", "--purpose", "GOTV calls", "--data-dir", a])
+        let samGrant = try Binaries.run("kith", ["consent", "grant", "--fields", "name", "--purpose", "GOTV calls", "--data-dir", a, "--", sam])
         #expect(samGrant.stdout.contains("refused") && samGrant.stdout.contains("has not agreed"), "\(samGrant.stdout) \(samGrant.stderr)")
         // Rosa: name and emails, for a purpose.
-        let wrongOrg = try Binaries.run("kith", ["consent", "grant", rosa, "--to", "Rival Party", "--fields", "name", "--purpose", "x", "--data-dir", a])
+        let wrongOrg = try Binaries.run("kith", ["consent", "grant", "--to", "Rival Party", "--fields", "name", "--purpose", "x", "--data-dir", a, "--", rosa])
         #expect(wrongOrg.status != 0 && wrongOrg.stderr.contains("Rival Party"), "\(wrongOrg.stderr)")
-        let grant = try Binaries.run("kith", ["consent", "grant", rosa, "--to", "Example Party", "--fields", "name,emails", "--purpose", "GOTV calls",
-                                              "--expires", "90d", "--data-dir", a])
+        let grant = try Binaries.run("kith", ["consent", "grant", "--to", "Example Party", "--fields", "name,emails", "--purpose", "GOTV calls",
+                                              "--expires", "90d", "--data-dir", a, "--", rosa]) // "--": an id may start with -
         #expect(grant.status == 0 && grant.stdout.contains("acknowledged"), "\(grant.stdout) \(grant.stderr)")
 
         // An ungranted field changes: nothing goes up. A granted one: version 2 goes up.
-        #expect(try Binaries.run("kith", ["contact", "edit", rosa, "--notes", "moved in with her sister", "--data-dir", a]).status == 0)
-        #expect(try Binaries.run("kith", ["contact", "edit", rosa, "--remove-email", "rosa@example.org", "--add-email", "rosa.diaz@example.org", "--data-dir", a]).status == 0)
+        #expect(try Binaries.run("kith", ["contact", "edit", "--notes", "moved in with her sister", "--data-dir", a, "--", rosa]).status == 0)
+        #expect(try Binaries.run("kith", ["contact", "edit", "--remove-email", "rosa@example.org", "--add-email", "rosa.diaz@example.org", "--data-dir", a, "--", rosa]).status == 0)
         do {
             _ = try waitFor("version 2 acknowledged", seconds: 30) { () -> Bool? in
                 let audit = try Binaries.run("kith", ["audit", "--data-dir", a]).stdout
@@ -84,17 +115,17 @@ struct ConsentDaemonTests {
         #expect(rows.first?["name"] == "Rosa Diaz" && rows.first?["emails"] == "rosa.diaz@example.org" && rows.first?["purpose"] == "GOTV calls")
         #expect(rows.first?["notes"] == nil && rows.first?["phones"] == nil)
         #expect(rows.first?["consent"]?.hasPrefix("share") == true)
-        let show = try Binaries.run("kith", ["consent", "show", rosa, "--data-dir", a]).stdout
+        let show = try Binaries.run("kith", ["consent", "show", "--data-dir", a, "--", rosa]).stdout
         #expect(show.contains("rosa.diaz@example.org"), "\(show)")
 
         // Revoke: the hub deletes and returns a verified deletion receipt.
         hub = try Hub(dir: hubDir, listen: "127.0.0.1:\(hubPort)", logName: "2")
         _ = try hub.port
-        let revoke = try Binaries.run("kith", ["consent", "revoke", rosa, "--data-dir", a])
+        let revoke = try Binaries.run("kith", ["consent", "revoke", "--data-dir", a, "--", rosa])
         #expect(revoke.status == 0 && revoke.stdout.contains("deleted"), "\(revoke.stdout) \(revoke.stderr)")
         hub.stop()
         #expect(try hub.export().isEmpty)
-        let after = try Binaries.run("kith", ["consent", "show", rosa, "--data-dir", a]).stdout
+        let after = try Binaries.run("kith", ["consent", "show", "--data-dir", a, "--", rosa]).stdout
         #expect(after.contains("revoked") && after.contains("holds nothing"), "\(after)")
         let trail = try Binaries.run("kith", ["audit", "--data-dir", a]).stdout
         for event in ["grant", "receipt", "revoke", "deletion-receipt"] { #expect(trail.contains(" \(event) "), "\(event) in \(trail)") }
@@ -107,15 +138,15 @@ struct ConsentDaemonTests {
 
         // With the hub down, a new grant waits, and so does its revocation — visibly — until the
         // hub is back.
-        let g2 = try Binaries.run("kith", ["consent", "grant", rosa, "--fields", "name", "--purpose", "canvass", "--data-dir", a])
+        let g2 = try Binaries.run("kith", ["consent", "grant", "--fields", "name", "--purpose", "canvass", "--data-dir", a, "--", rosa])
         #expect(g2.stdout.contains("pending"), "hub is down: \(g2.stdout)")
-        let revokeLater = try Binaries.run("kith", ["consent", "revoke", rosa, "--data-dir", a])
+        let revokeLater = try Binaries.run("kith", ["consent", "revoke", "--data-dir", a, "--", rosa])
         #expect(revokeLater.stdout.contains("pending"), "\(revokeLater.stdout)")
-        #expect(try Binaries.run("kith", ["consent", "show", rosa, "--data-dir", a]).stdout.contains("revoking"))
+        #expect(try Binaries.run("kith", ["consent", "show", "--data-dir", a, "--", rosa]).stdout.contains("revoking"))
         hub = try Hub(dir: hubDir, listen: "127.0.0.1:\(hubPort)", logName: "3")
         _ = try hub.port
         _ = try waitFor("the pending revocation goes through", seconds: 40) { () -> Bool? in
-            let show = try Binaries.run("kith", ["consent", "show", rosa, "--data-dir", a]).stdout
+            let show = try Binaries.run("kith", ["consent", "show", "--data-dir", a, "--", rosa]).stdout
             return show.contains("revoking") ? nil : true
         }
         hub.stop()
@@ -141,8 +172,14 @@ struct ConsentDaemonTests {
         let invite = try Binaries.run("kith", ["chapter", "invite", "--data-dir", a]).stdout.trimmingCharacters(in: .whitespacesAndNewlines)
         #expect(try Binaries.run("kith", ["chapter", "join", invite, "--data-dir", b]).status == 0)
         _ = try waitFor("Bob connected to Alice", seconds: 20) { da.logText.contains("peer authenticated") ? true : nil }
+        // Alice's chapter log reaches the hub with her first record, through Bob: the hub answers
+        // "pending approval" (signed), the record waits, and goes up once the chapter is approved.
         let grant = try Binaries.run("kith", ["consent", "grant", "--tag", "u", "--fields", "name", "--purpose", "survey", "--data-dir", a])
-        #expect(grant.stdout.contains("acknowledged"), "\(grant.stdout) \(grant.stderr)")
+        #expect(grant.stdout.contains("pending") && grant.stdout.contains("approval"), "\(grant.stdout) \(grant.stderr)")
+        try hub.approve("W")
+        _ = try waitFor("the record goes up after approval", seconds: 40) {
+            try Binaries.run("kith", ["audit", "--data-dir", a]).stdout.contains(" receipt ") ? true : nil
+        }
         #expect(db.logText.contains("forwarded an upward message"))
         #expect(try Binaries.run("kith", ["audit", "--data-dir", a]).stdout.contains("relayed"))
         let rows = try hub.export()
@@ -163,6 +200,7 @@ struct ConsentDaemonTests {
         _ = try da.port
         #expect(try Binaries.run("kith", ["chapter", "create", "W", "--data-dir", a]).status == 0)
         #expect(try Binaries.run("kith", ["chapter", "affiliate", card, "--hub", "127.0.0.1:\(hubPort)", "--data-dir", a]).status == 0)
+        try hub.approve("W")
         let g = try Binaries.run("kith", ["consent", "grant", "--tag", "t", "--fields", "name", "--purpose", "one call", "--expires", "3s", "--data-dir", a])
         #expect(g.stdout.contains("acknowledged"), "\(g.stdout)\(g.stderr)")
         _ = try waitFor("the hub deletes on expiry", seconds: 20) { (try? String(contentsOfFile: hub.log, encoding: .utf8))?.contains("deleted on expiry") == true ? true : nil }

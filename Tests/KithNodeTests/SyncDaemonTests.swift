@@ -9,19 +9,21 @@ final class Daemon {
     let portFile: String
     let process = Process()
 
-    convenience init(data: String, peers: [Int] = [], extra: [String] = [], logName: String) throws {
+    convenience init(data: String, peers: [Int] = [], extra: [String] = [], environment: [String: String] = [:], logName: String) throws {
         try self.init(arguments: ["--data-dir", data, "--listen", "127.0.0.1:0"] + peers.flatMap { ["--peer", "127.0.0.1:\($0)"] } + extra,
-                      log: data + "-" + logName + ".log", portFile: data + "/kithd.port", data: data)
+                      log: data + "-" + logName + ".log", portFile: data + "/kithd.port", data: data, environment: environment)
     }
 
-    /// Any `kithd` invocation that writes its bound port to `portFile`.
-    init(arguments: [String], log: String, portFile: String, data: String = "") throws {
+    /// Any `kithd` invocation that writes its bound port to `portFile` (`environment` is added
+    /// to this process's).
+    init(arguments: [String], log: String, portFile: String, data: String = "", environment: [String: String] = [:]) throws {
         self.data = data
         self.log = log
         self.portFile = portFile
         _ = FileManager.default.createFile(atPath: log, contents: nil)
         process.executableURL = Binaries.productsDirectory.appendingPathComponent("kithd")
         process.arguments = arguments
+        if !environment.isEmpty { process.environment = ProcessInfo.processInfo.environment.merging(environment) { _, new in new } }
         process.standardError = FileHandle(forWritingAtPath: log)
         process.standardOutput = FileHandle.nullDevice
         try? FileManager.default.removeItem(atPath: portFile)

@@ -1,0 +1,95 @@
+import KithCRDT
+import KithCrypto
+
+/// The rows a hub keeps (Protocol/consent.md §4.4), their versions, and the migration from
+/// earlier versions, sans I/O so that any storage back end runs the same migration.
+///
+/// Schema 2 (current):
+/// - held record: id = `member[32] ‖ grant_id[16]`; bytes = `bytes record ‖ bytes answer ‖ text chapter_name`
+/// - closed grant: id = `member[32] ‖ grant_id[16]` (member all zeros: closed in schema 1, owner
+///   unknown, closed for every member); bytes = `u64 highest_version`
+/// - decision: id = `chapter_id[16]`; bytes = a signed chapter decision
+/// - chapter op: id = `chapter_id[16] ‖ op_id[32]`; bytes = a membership op (unchanged since 1)
+///
+/// Schema 1 (no version row): held records and closed grants keyed by grant id alone, receipts
+/// in the version-1 format (`"kith/receipt/v1\0"`).
+public enum HubStoreSchema {
+    public static let current: UInt64 = 2
+    /// The member part of a closed-grant id whose owner is unknown (schema 1).
+    public static let unknownOwner = [UInt8](repeating: 0, count: 32)
+
+    public static func encodeHeld(record: [UInt8], answer: [UInt8], chapterName: String) -> [UInt8] {
+        var w = ByteWriter()
+        w.lengthPrefixed(record)
+        w.lengthPrefixed(answer)
+        w.text(chapterName)
+        return w.bytes
+    }
+
+    public static func decodeHeld(_ bytes: [UInt8]) -> (record: [UInt8], answer: [UInt8], chapterName: String)? {
+        var r = ByteReader(bytes)
+        guard let rec = try? r.lengthPrefixed(max: 1 << 20), let ans = try? r.lengthPrefixed(max: 4_096), let name = try? r.text(max: 200) else { return nil }
+        return (Array(rec), Array(ans), name)
+    }
+
+    /// A closed-grant row's (member, grant id); member nil when unknown (schema 1).
+    public static func decodeClosedID(_ id: [UInt8]) -> (member: Ed25519.PublicKey?, grant: [UInt8])? {
+        guard id.count == 48 else { return nil }
+        let m = Array(id[0..<32]), g = Array(id[32...])
+        if m == unknownOwner { return (nil, g) }
+        guard let key = try? Ed25519.PublicKey(bytes: m) else { return nil }
+        return (key, g)
+    }
+
+    /// The outcome of migrating schema-1 rows: rows to delete (old ids) and rows to write.
+    public struct Migration: Sendable {
+        public var deleteRecords: [[UInt8]] = []
+        public var putRecords: [(id: [UInt8], bytes: [UInt8])] = []
+        public var deleteClosed: [[UInt8]] = []
+        public var putClosed: [(id: [UInt8], bytes: [UInt8])] = []
+        /// Held records that could not be read (left out, counted).
+        public var unreadable = 0
+    }
+
+    /// Schema 1 → 2: re-keys held records by (member, grant id) — the member is the grant's
+    /// signer, inside the record — and re-signs their receipts as hub answers (same rule and
+    /// time); re-keys closed grants with an unknown owner, so they stay closed for everyone.
+    public static func migrateFrom1(records: [(id: [UInt8], bytes: [UInt8])], closed: [(id: [UInt8], bytes: [UInt8])],
+                                    keys: OrganizationKeys, nowMilliseconds now: UInt64) -> Migration {
+        var m = Migration()
+        for row in records where row.id.count == 16 {
+            m.deleteRecords.append(row.id)
+            guard let old = decodeHeld(row.bytes),
+                  let record = try? UpwardRecord(encoded: old.record, nowSeconds: now / 1000), record.grant.id == row.id,
+                  let legacy = LegacyReceipt(encoded: old.answer, organization: keys.signing.publicKey) else {
+                m.unreadable += 1
+                continue
+            }
+            let answer = HubAnswer.make(.stored, request: old.record, member: record.grant.member, grantID: record.grant.id,
+                                        version: record.version, rule: legacy.rule, at: legacy.at, signer: keys.signing)
+            m.putRecords.append((record.grant.member.bytes + record.grant.id, encodeHeld(record: old.record, answer: answer.encoded, chapterName: old.chapterName)))
+        }
+        for row in closed where row.id.count == 16 {
+            m.deleteClosed.append(row.id)
+            m.putClosed.append((unknownOwner + row.id, row.bytes))
+        }
+        return m
+    }
+
+    /// A schema-1 receipt (`"kith/receipt/v1\0"`): read only to migrate.
+    struct LegacyReceipt {
+        let rule: HubAnswer.Rule
+        let at: UInt64
+
+        init?(encoded b: [UInt8], organization: Ed25519.PublicKey) {
+            guard b.count > 64 else { return nil }
+            let body = Array(b[0..<(b.count - 64)])
+            guard organization.isValidSignature(b[(b.count - 64)...], for: Array("kith/receipt/v1\0".utf8) + body) else { return nil }
+            var r = ByteReader(body)
+            guard (try? r.u8()) == 1, (try? r.u8()) == 1, (try? r.skip(16)) != nil, (try? r.uvarint()) != nil, (try? r.skip(32)) != nil,
+                  let ru = (try? r.u8()).flatMap(HubAnswer.Rule.init(rawValue:)), let t = try? r.u64(), r.isAtEnd else { return nil }
+            rule = ru
+            at = t
+        }
+    }
+}
