@@ -87,6 +87,9 @@ public typealias DeviceKey = Ed25519.PublicKey
 /// A 32-byte change id: BLAKE2b-256 of the change's signed header.
 public struct ChangeID: Hashable, Sendable, CustomStringConvertible {
     public let bytes: [UInt8]
+
+    public func hash(into h: inout Hasher) { bytes.withUnsafeBytes { h.combine(bytes: $0) } }
+    public static func == (a: ChangeID, b: ChangeID) -> Bool { a.bytes == b.bytes }
     public static let zero = ChangeID(unchecked: [UInt8](repeating: 0, count: 32))
 
     init(unchecked bytes: [UInt8]) { self.bytes = bytes }

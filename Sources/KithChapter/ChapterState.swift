@@ -17,7 +17,21 @@ public struct ChapterState: Sendable, Equatable {
         public let check: [UInt8]
         /// Device signing key → the epoch key sealed to that device (current devices only).
         public var envelopes: [Ed25519.PublicKey: [UInt8]]
+        /// Later envelopes for a device that already had one (`share key` ops): a device tries
+        /// them all, so a member's garbage share cannot hide the honest one.
+        public var alternates: [Ed25519.PublicKey: [[UInt8]]] = [:]
         public var ref: EpochRef { id.epochRef }
+
+        public init(id: OpID, check: [UInt8], envelopes: [Ed25519.PublicKey: [UInt8]]) {
+            self.id = id
+            self.check = check
+            self.envelopes = envelopes
+        }
+
+        /// Every envelope sealed to `device`, the first one first.
+        public func envelopes(for device: Ed25519.PublicKey) -> [[UInt8]] {
+            (envelopes[device].map { [$0] } ?? []) + (alternates[device] ?? [])
+        }
     }
 
     public struct Invite: Sendable, Equatable {
@@ -52,12 +66,23 @@ public struct ChapterState: Sendable, Equatable {
     public internal(set) var removedAt: [Ed25519.PublicKey: Int] = [:]
     /// Devices of removed members, with the position of the removal (same rule as members).
     public internal(set) var removedDevicesAt: [Ed25519.PublicKey: Int] = [:]
-    /// Every device any op of the log sealed an epoch's key to, by epoch id — applied, ignored
-    /// or excluded ops alike: the bytes exist, so whoever holds that device's key has the epoch key.
-    public internal(set) var exposure: [OpID: Set<Ed25519.PublicKey>] = [:]
+    /// Devices an op of the log sealed an epoch's key to that the epoch's `envelopes` do not
+    /// list (not current when the op was applied, or the op was ignored or excluded), by epoch
+    /// id: the bytes exist, so whoever holds that device's key has the epoch key. With the
+    /// envelopes, the epoch's whole exposure (`exposure(of:)`).
+    public internal(set) var exposedBeyondEnvelopes: [OpID: Set<Ed25519.PublicKey>] = [:]
     /// Devices that were listed and no longer are (removed, left, revoked), with the timestamp of
     /// the op that ended them: their changes stamped up to then stay valid.
     public internal(set) var retiredAt: [Ed25519.PublicKey: UInt64] = [:]
+    /// Devices that were listed once and are not now → the member they acted for.
+    var formerOwner: [Ed25519.PublicKey: Ed25519.PublicKey] = [:]
+    /// Members who were members once (left or removed), with their devices then.
+    var formerMembers: [Ed25519.PublicKey: Set<Ed25519.PublicKey>] = [:]
+    /// Current admin → the position of the op that made them admin (0: the creator): the
+    /// senior admin's removal is resolved first when removals race (§3 step 3).
+    var adminSince: [Ed25519.PublicKey: Int] = [:]
+    /// Member → the position of the op that first made them admin (kept after demotion or removal).
+    var firstAdminAt: [Ed25519.PublicKey: Int] = [:]
     /// Current device → its member.
     var deviceOwner: [Ed25519.PublicKey: Ed25519.PublicKey] = [:]
     /// Current device → the op that listed it (to tell whether a later op's author knew of it).
@@ -93,7 +118,13 @@ public struct ChapterState: Sendable, Equatable {
     /// True when `epoch`'s key was sealed — by any op of the log — to a device that is not a
     /// current device (removed, revoked, or never a member).
     public func isExposed(_ epoch: Epoch) -> Bool {
-        !(exposure[epoch.id] ?? []).allSatisfy { deviceOwner[$0] != nil }
+        !epoch.envelopes.keys.allSatisfy { deviceOwner[$0] != nil }
+            || !(exposedBeyondEnvelopes[epoch.id] ?? []).allSatisfy { deviceOwner[$0] != nil }
+    }
+
+    /// Every device any op of the log sealed `epoch`'s key to.
+    public func exposure(of epoch: OpID) -> Set<Ed25519.PublicKey> {
+        (exposedBeyondEnvelopes[epoch] ?? []).union(epochs.first { $0.id == epoch }?.envelopes.keys.map { $0 } ?? [])
     }
 
     /// True when there is no epoch yet, or the current epoch's key was sealed to a device that is
@@ -134,29 +165,44 @@ public struct ChapterState: Sendable, Equatable {
         /// The latest timestamp among the op's parents: an op stamped earlier is ignored, so a
         /// certificate's validity is checked no earlier than the op's causal past.
         let latestParentTimestamp: UInt64
+        /// The log's graph and the op's position in it; nil for an op that descends from all.
+        let dag: DAG?
+        let position: Int
+
         /// Whether an op (by id) is an ancestor of the op being applied.
-        let isAncestor: (OpID) -> Bool
+        func isAncestor(_ id: OpID) -> Bool {
+            guard let dag else { return true }
+            guard let a = dag.index[id] else { return false }
+            return dag.isAncestor(a, of: position)
+        }
 
         /// For an op whose parents are every other op of the log.
         static func descendantOfAll(latestParentTimestamp t: UInt64) -> Causality {
-            Causality(latestParentTimestamp: t, isAncestor: { _ in true })
+            Causality(latestParentTimestamp: t, dag: nil, position: 0)
         }
     }
 
-    /// Records what every op reveals (its envelopes) and advances the position; for ops that
-    /// are not applied.
+    /// Records what an op that is not applied reveals (all its envelopes) and advances the
+    /// position.
     mutating func skip(_ op: MembershipOp, reason: String) {
-        recordExposure(op)
+        switch op.action {
+        case let .epoch(_, envelopes): exposedBeyondEnvelopes[op.id, default: []].formUnion(envelopes.map(\.device))
+        case let .shareKey(epoch, envelopes): exposedBeyondEnvelopes[epoch, default: []].formUnion(envelopes.map(\.device))
+        default: break
+        }
         ignored[op.id] = reason
         position += 1
     }
 
-    private mutating func recordExposure(_ op: MembershipOp) {
+    /// Records the envelopes of an applied op that the state leaves out (not current devices).
+    private mutating func recordDropped(_ op: MembershipOp) {
+        let (epoch, envelopes): (OpID, [KeyEnvelope])
         switch op.action {
-        case let .epoch(_, envelopes): exposure[op.id, default: []].formUnion(envelopes.map(\.device))
-        case let .shareKey(epoch, envelopes): exposure[epoch, default: []].formUnion(envelopes.map(\.device))
-        default: break
+        case let .epoch(_, list): (epoch, envelopes) = (op.id, list)
+        case let .shareKey(id, list): (epoch, envelopes) = (id, list)
+        default: return
         }
+        for e in envelopes where deviceOwner[e.device] == nil { exposedBeyondEnvelopes[epoch, default: []].insert(e.device) }
     }
 
     /// Applies `op` if its author may do it; otherwise records and returns why not.
@@ -166,7 +212,7 @@ public struct ChapterState: Sendable, Equatable {
             skip(op, reason: reason)
             return reason
         }
-        recordExposure(op)
+        recordDropped(op)
         position += 1
         return nil
     }
@@ -178,29 +224,37 @@ public struct ChapterState: Sendable, Equatable {
     }
 
     private mutating func unlist(member m: Ed25519.PublicKey, removal: Bool, at t: UInt64) {
-        guard let gone = members.removeValue(forKey: m) else { return }
-        for d in gone.devices.keys {
-            deviceOwner[d] = nil
-            listedBy[d] = nil
-            retiredAt[d] = t
-            if removal { removedDevicesAt[d] = position }
+        if let gone = members.removeValue(forKey: m) {
+            adminSince[m] = nil
+            formerMembers[m, default: []].formUnion(gone.devices.keys)
+            for d in gone.devices.keys {
+                deviceOwner[d] = nil
+                listedBy[d] = nil
+                retiredAt[d] = t
+                formerOwner[d] = m
+            }
         }
-        if removal { removedAt[m] = position }
+        guard removal else { return }
+        // A removal also bars a member who already left (so leaving first cannot dodge it).
+        removedAt[m] = position
+        for d in formerMembers[m] ?? [] { removedDevicesAt[d] = position }
     }
 
-    /// Revokes `device` and, transitively, every device it listed with `add device`. The named
-    /// device is revoked for good; devices it listed are only unlisted (they were certified by
-    /// their member, who may list them again from a device that is still trusted).
-    private mutating func revoke(_ device: Ed25519.PublicKey, at t: UInt64) {
+    /// Revokes `device` and, transitively, every device it listed with `add device` — except the
+    /// device revoking it (a member revoking a stolen phone from the laptop that phone once
+    /// listed keeps the laptop). The named device is revoked for good; devices it listed are only
+    /// unlisted (their member certified them and may list them again from a trusted device).
+    private mutating func revoke(_ device: Ed25519.PublicKey, by author: Ed25519.PublicKey, at t: UInt64) {
         revoked.insert(device)
         var queue = [device]
-        var seen: Set<Ed25519.PublicKey> = [device]
+        var seen: Set<Ed25519.PublicKey> = [device, author]
         while let d = queue.popLast() {
             if let owner = deviceOwner[d] {
                 members[owner]?.devices[d] = nil
                 deviceOwner[d] = nil
                 listedBy[d] = nil
                 retiredAt[d] = t
+                formerOwner[d] = owner
             }
             for (child, parent) in addedBy where parent == d && seen.insert(child).inserted { queue.append(child) }
         }
@@ -212,6 +266,8 @@ public struct ChapterState: Sendable, Equatable {
             guard members.isEmpty else { return "a second create op" }
             self.name = name
             members[author] = Member(key: author, isAdmin: true, devices: [:])
+            adminSince[author] = position
+            firstAdminAt[author] = position
             list(op.certificate, by: op)
             return nil
         }
@@ -238,11 +294,13 @@ public struct ChapterState: Sendable, Equatable {
                 invites[inviteID] = inv
             }
             var member = members[cert.memberKey] ?? Member(key: cert.memberKey, isAdmin: false, devices: [:])
+            if admin && !member.isAdmin { adminSince[cert.memberKey] = position }
+            if admin && firstAdminAt[cert.memberKey] == nil { firstAdminAt[cert.memberKey] = position }
             member.isAdmin = member.isAdmin || admin
             members[cert.memberKey] = member
             list(cert, by: op)
         case let .removeMember(target):
-            guard members[target] != nil else { return "\(target) is not a member" }
+            guard members[target] != nil || formerMembers[target] != nil else { return "\(target) is not a member" }
             unlist(member: target, removal: true, at: op.timestamp)
         case .leave:
             unlist(member: author, removal: false, at: op.timestamp)
@@ -257,12 +315,17 @@ public struct ChapterState: Sendable, Equatable {
             if let owner = deviceOwner[device] {
                 guard owner == author || m.isAdmin else { return "a non-admin may only revoke their own devices" }
             } else {
-                // Not listed here: recorded, so the device can never be listed in this chapter.
+                // Not listed here: recorded, so the device can never be listed in this chapter —
+                // by an admin, or by the member it once acted for.
                 guard !revoked.contains(device) else { return "\(device) is already revoked" }
+                guard m.isAdmin || formerOwner[device] == author else { return "a non-admin may only revoke devices that acted for them" }
             }
-            revoke(device, at: op.timestamp)
+            revoke(device, by: op.authorDevice, at: op.timestamp)
         case let .setAdmin(target, flag):
             guard members[target] != nil else { return "\(target) is not a member" }
+            if flag && !members[target]!.isAdmin { adminSince[target] = position }
+            if flag && firstAdminAt[target] == nil { firstAdminAt[target] = position }
+            if !flag { adminSince[target] = nil }
             members[target]!.isAdmin = flag
         case let .epoch(check, envelopes):
             var kept: [Ed25519.PublicKey: [UInt8]] = [:]
@@ -276,8 +339,12 @@ public struct ChapterState: Sendable, Equatable {
             epochs.append(Epoch(id: op.id, check: check, envelopes: kept))
         case let .shareKey(epochID, envelopes):
             guard let i = epochs.firstIndex(where: { $0.id == epochID }) else { return "share of unknown epoch \(epochID)" }
-            for e in envelopes where deviceOwner[e.device] != nil && epochs[i].envelopes[e.device] == nil {
-                epochs[i].envelopes[e.device] = e.sealed
+            for e in envelopes where deviceOwner[e.device] != nil {
+                if let first = epochs[i].envelopes[e.device] {
+                    if first != e.sealed, !(epochs[i].alternates[e.device] ?? []).contains(e.sealed) { epochs[i].alternates[e.device, default: []].append(e.sealed) }
+                } else {
+                    epochs[i].envelopes[e.device] = e.sealed
+                }
             }
         case let .affiliate(a):
             affiliation = a
@@ -311,80 +378,155 @@ public struct ChapterState: Sendable, Equatable {
         while true {
             var state = ChapterState()
             var applied = [Bool](repeating: false, count: order.count)
+            var seniority: [Int: Int] = [:]
             for (i, op) in order.enumerated() {
                 if excluded.contains(i) {
                     state.skip(op, reason: "excluded: concurrent with the removal of its author's rights")
                     continue
                 }
-                let causality = Causality(latestParentTimestamp: latestParent[i], isAncestor: { id in
-                    guard let a = dag.index[id] else { return false }
-                    return dag.isAncestor(a, of: i)
-                })
-                applied[i] = state.apply(op, causality) == nil
+                if op.action.withdrawsRights { seniority[i] = state.adminSince[op.authorMember] ?? i }
+                applied[i] = state.apply(op, Causality(latestParentTimestamp: latestParent[i], dag: dag, position: i)) == nil
             }
-            let violations = firstViolations(order, applied: applied, dag: dag)
+            let violations = mutualWithdrawals(order, excluded: excluded, firstAdminAt: state.firstAdminAt, dag: dag)
+                .union(violations(order, applied: applied, seniority: seniority, dag: dag))
             guard !violations.isEmpty else { return state }
             excluded.formUnion(violations)
         }
     }
 
-    /// The ops step 3 excludes next: those concurrent with the first removal that has any.
-    private static func firstViolations(_ order: [MembershipOp], applied: [Bool], dag: DAG) -> [Int] {
+    /// Two admins who concurrently remove or demote each other: the junior one's op (made admin
+    /// later; then the later position) is excluded, whichever sorts first — so a removed admin
+    /// cannot win by grinding a counter-removal that sorts before theirs.
+    private static func mutualWithdrawals(_ order: [MembershipOp], excluded: Set<Int>, firstAdminAt: [Ed25519.PublicKey: Int], dag: DAG) -> Set<Int> {
+        var byPair: [[Ed25519.PublicKey]: [(i: Int, author: Ed25519.PublicKey)]] = [:]
+        for (i, op) in order.enumerated() where !excluded.contains(i) {
+            let target: Ed25519.PublicKey
+            switch op.action {
+            case let .removeMember(m), let .setAdmin(m, false): target = m
+            default: continue
+            }
+            guard target != op.authorMember else { continue }
+            byPair[[op.authorMember, target].sorted(), default: []].append((i, op.authorMember))
+        }
+        var out = Set<Int>()
+        for (_, ws) in byPair.sorted(by: { $0.key.lexicographicallyPrecedes($1.key) }) {
+            for a in ws {
+                for b in ws where a.author != b.author && a.i < b.i && !dag.isAncestor(a.i, of: b.i) {
+                    let rank = { (w: (i: Int, author: Ed25519.PublicKey)) in (firstAdminAt[w.author] ?? Int.max, w.i) }
+                    out.insert(rank(a) > rank(b) ? a.i : b.i)
+                }
+            }
+        }
+        return out
+    }
+
+    /// The ops step 3 excludes in one round. Removals are taken by their author's seniority as
+    /// admin (then position); a removal excluded earlier in the round is skipped, and every
+    /// other one excludes its concurrent ops. A removed admin therefore cannot win by making
+    /// their counter-removal sort first.
+    private static func violations(_ order: [MembershipOp], applied: [Bool], seniority: [Int: Int], dag: DAG) -> Set<Int> {
+        // Only the members and devices some applied op removes, revokes or demotes matter.
+        var removedMembers: Set<Ed25519.PublicKey> = [], revokedDevices: Set<Ed25519.PublicKey> = []
+        var removals: [Int] = []
+        for (i, op) in order.enumerated() where applied[i] {
+            switch op.action {
+            case let .removeMember(m), let .setAdmin(m, false): removedMembers.insert(m)
+            case let .revokeDevice(d): revokedDevices.insert(d)
+            default: continue
+            }
+            removals.append(i)
+        }
+        guard !removals.isEmpty else { return [] }
         var byMember: [Ed25519.PublicKey: [Int]] = [:]
         var byDevice: [Ed25519.PublicKey: [Int]] = [:]
         var addingMember: [Ed25519.PublicKey: [Int]] = [:]
         var addingDevice: [Ed25519.PublicKey: [Int]] = [:]
         for (i, op) in order.enumerated() where applied[i] {
-            byMember[op.authorMember, default: []].append(i)
-            byDevice[op.authorDevice, default: []].append(i)
+            if removedMembers.contains(op.authorMember) { byMember[op.authorMember, default: []].append(i) }
+            if revokedDevices.contains(op.authorDevice) { byDevice[op.authorDevice, default: []].append(i) }
             switch op.action {
             case let .addMember(cert, _, _), let .addDevice(cert):
-                addingMember[cert.memberKey, default: []].append(i)
-                addingDevice[cert.deviceSigningKey, default: []].append(i)
+                if removedMembers.contains(cert.memberKey) { addingMember[cert.memberKey, default: []].append(i) }
+                if revokedDevices.contains(cert.deviceSigningKey) { addingDevice[cert.deviceSigningKey, default: []].append(i) }
             default: break
             }
         }
-        for (r, op) in order.enumerated() where applied[r] {
+        var out = Set<Int>()
+        for r in removals.sorted(by: { (seniority[$0] ?? $0, $0) < (seniority[$1] ?? $1, $1) }) where !out.contains(r) {
             var candidates: [Int]
-            switch op.action {
+            switch order[r].action {
             case let .removeMember(m): candidates = (byMember[m] ?? []) + (addingMember[m] ?? [])
             case let .revokeDevice(d): candidates = (byDevice[d] ?? []) + (addingDevice[d] ?? [])
             case let .setAdmin(m, false): candidates = (byMember[m] ?? []).filter { order[$0].action.needsAdmin }
             default: continue
             }
-            candidates.removeAll { $0 == r }
+            candidates.removeAll { $0 == r || out.contains($0) }
             guard !candidates.isEmpty else { continue }
-            let concurrent = dag.concurrent(with: r, among: candidates)
-            if !concurrent.isEmpty { return concurrent }
+            out.formUnion(dag.concurrent(with: r, among: candidates))
         }
-        return []
+        return out
     }
 
+    /// Kahn's order over the parent graph, smallest op id first among the ready ops. Ops are
+    /// numbered by their id's rank once, so the ordering itself works on integers.
     static func topologicalOrder(_ ops: [OpID: MembershipOp]) -> [MembershipOp] {
-        var waiting: [OpID: Int] = [:]
-        var children: [OpID: [OpID]] = [:]
-        var ready: [OpID] = []
-        waiting.reserveCapacity(ops.count)
-        for (id, op) in ops {
-            waiting[id] = op.parents.count
-            if op.parents.isEmpty { ready.append(id) }
-            for p in op.parents { children[p, default: []].append(id) }
+        let sorted = ops.values.sorted { $0.id < $1.id }
+        var rank: [OpID: Int] = [:]
+        rank.reserveCapacity(sorted.count)
+        for (i, op) in sorted.enumerated() { rank[op.id] = i }
+        var waiting = [Int](repeating: 0, count: sorted.count)
+        var children = [[Int]](repeating: [], count: sorted.count)
+        var ready = MinHeap()
+        for (i, op) in sorted.enumerated() {
+            for p in op.parents {
+                guard let pi = rank[p] else { continue }
+                waiting[i] += 1
+                children[pi].append(i)
+            }
+            if waiting[i] == 0 { ready.push(i) }
         }
         var out: [MembershipOp] = []
-        out.reserveCapacity(ops.count)
-        // Ready set kept sorted descending so the smallest id pops from the end.
-        ready.sort(by: >)
-        while let id = ready.popLast() {
-            out.append(ops[id]!)
-            for c in children[id] ?? [] {
-                waiting[c]! -= 1
-                if waiting[c] == 0 {
-                    let at = ready.firstIndex(where: { $0 < c }) ?? ready.endIndex
-                    ready.insert(c, at: at)
-                }
+        out.reserveCapacity(sorted.count)
+        while let i = ready.pop() {
+            out.append(sorted[i])
+            for c in children[i] {
+                waiting[c] -= 1
+                if waiting[c] == 0 { ready.push(c) }
             }
         }
         return out
+    }
+}
+
+/// A binary min-heap of integers (the ready set of the topological order).
+struct MinHeap {
+    private var items: [Int] = []
+
+    mutating func push(_ x: Int) {
+        items.append(x)
+        var i = items.count - 1
+        while i > 0, items[(i - 1) / 2] > items[i] {
+            items.swapAt(i, (i - 1) / 2)
+            i = (i - 1) / 2
+        }
+    }
+
+    mutating func pop() -> Int? {
+        guard let top = items.first else { return nil }
+        let last = items.removeLast()
+        guard !items.isEmpty else { return top }
+        items[0] = last
+        var i = 0
+        while true {
+            let l = 2 * i + 1, r = l + 1
+            var m = i
+            if l < items.count, items[l] < items[m] { m = l }
+            if r < items.count, items[r] < items[m] { m = r }
+            if m == i { break }
+            items.swapAt(i, m)
+            i = m
+        }
+        return top
     }
 }
 
@@ -429,28 +571,44 @@ final class DAG {
     }
 
     /// The ops among `candidates` that are neither ancestors nor descendants of `r`: one walk
-    /// back from `r` down to the earliest candidate, one walk forward up to the latest.
+    /// back from `r` down to the earliest candidate, one walk forward up to the latest, each
+    /// stopping once it has reached every candidate on its side.
     func concurrent(with r: Int, among candidates: [Int]) -> [Int] {
         let before = candidates.filter { $0 < r }, after = candidates.filter { $0 > r }
-        var related = Set<Int>()
-        for (edges, bound, inRange) in [(parents, before.min(), { (x: Int, b: Int) in x >= b }),
-                                        (children, after.max(), { (x: Int, b: Int) in x <= b })] {
-            guard let bound else { continue }
-            generation += 1
-            var stack = [r]
-            while let x = stack.popLast() {
-                for y in edges[x] where inRange(y, bound) && mark[y] != generation {
-                    mark[y] = generation
-                    related.insert(y)
-                    stack.append(y)
-                }
+        let back = walk(from: r, along: parents, toReach: before, bound: before.min()) { $0 >= $1 }
+        let forward = walk(from: r, along: children, toReach: after, bound: after.max()) { $0 <= $1 }
+        return candidates.filter { mark[$0] != ($0 < r ? back : forward) }.sorted()
+    }
+
+    /// Marks what the walk from `start` reaches (within `bound` of the targets) with a new
+    /// generation, which it returns.
+    private func walk(from start: Int, along edges: [[Int]], toReach targets: [Int], bound: Int?, within: (Int, Int) -> Bool) -> Int {
+        generation += 1
+        let g = generation
+        guard let bound else { return g }
+        let wanted = Set(targets)
+        var left = wanted.count
+        var stack = [start]
+        while let x = stack.popLast(), left > 0 {
+            for y in edges[x] where within(y, bound) && mark[y] != g {
+                mark[y] = g
+                if wanted.contains(y) { left -= 1 }
+                stack.append(y)
             }
         }
-        return candidates.filter { !related.contains($0) }.sorted()
+        return g
     }
 }
 
 extension MembershipAction {
+    /// True for the ops step 3 of the evaluation resolves: a removal, a revocation, a demotion.
+    var withdrawsRights: Bool {
+        switch self {
+        case .removeMember, .revokeDevice, .setAdmin(_, false): true
+        default: false
+        }
+    }
+
     /// True for an op that (re-)adds member `m`.
     func adds(member m: Ed25519.PublicKey) -> Bool {
         switch self {

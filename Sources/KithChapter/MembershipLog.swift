@@ -11,6 +11,9 @@ public struct MembershipLog: Sendable {
     /// get more.
     public static let maxOpsPerMember = 2_000
     public static let maxOpsPerAdmin = 20_000
+    /// How far ahead of the receiver's clock an op may be stamped (an op from further ahead
+    /// would drag every later op's timestamp with it: invites would look expired, removals late).
+    public static let maxFutureSkewMilliseconds: UInt64 = 600_000
 
     public let chapter: ChapterID
     public private(set) var ops: [OpID: MembershipOp] = [:]
@@ -19,8 +22,11 @@ public struct MembershipLog: Sendable {
     public private(set) var heads: Set<OpID> = []
     /// Ops (evaluated or held) by author member.
     private var authored: [Ed25519.PublicKey: Int] = [:]
-    /// Ops refused on arrival because their author was over quota (counted, not kept).
+    /// Ops refused on arrival, counted, not kept: their author was over quota, the log has never
+    /// listed their author device, or they were stamped too far in the future.
     public private(set) var refusedOverQuota = 0
+    public private(set) var refusedUnknownAuthor = 0
+    public private(set) var refusedFromTheFuture = 0
 
     /// The creation op (the log's root).
     public let genesis: MembershipOp
@@ -36,15 +42,16 @@ public struct MembershipLog: Sendable {
         state = ChapterState.evaluate(ops)
     }
 
-    /// Rebuilds a log from stored or received ops in any order (one of them the create op).
-    public init(chapter: ChapterID, ops encoded: [[UInt8]]) throws(MembershipError) {
+    /// Rebuilds a log from stored or received ops in any order (one of them the create op);
+    /// `nowMilliseconds` refuses ops stamped too far ahead (received ones; nil for stored ones).
+    public init(chapter: ChapterID, ops encoded: [[UInt8]], nowMilliseconds now: UInt64? = nil) throws(MembershipError) {
         var decoded: [MembershipOp] = []
         for b in encoded { decoded.append(try MembershipOp(decoding: b)) }
         guard let root = decoded.first(where: { if case .create = $0.action { return $0.id.bytes.prefix(16).elementsEqual(chapter.bytes) } else { return false } }) else {
             throw MembershipError(.wrongChapter, "no create op for chapter \(chapter) among \(encoded.count) ops")
         }
         try self.init(genesis: root)
-        _ = try receive(decoded)
+        _ = try receive(decoded, nowMilliseconds: now)
     }
 
     /// Creates a new chapter: the create op and a first epoch whose key is sealed to the creator's
@@ -66,15 +73,20 @@ public struct MembershipLog: Sendable {
     public var pendingCount: Int { pending.count }
 
     /// Adds ops (any order, duplicates ignored). Returns the ops that were new and are now part
-    /// of the evaluated set. An op for another chapter, or one beyond the size limit, is refused;
-    /// an op whose author is over their quota is dropped and counted in `refusedOverQuota`.
+    /// of the evaluated set. An op for another chapter, or one beyond the size limit, is refused.
+    /// Dropped and counted (chapters.md §3.1): an op stamped more than 10 minutes after
+    /// `nowMilliseconds` (when given), an op by a device neither the log nor another op of the
+    /// same arrival by a known device lists, and an op whose author member is over quota unless
+    /// another author's op builds on it.
     ///
     /// An op whose parents are exactly the current heads comes last in every evaluation order
     /// and is concurrent with nothing, so it is applied to the state as it stands; any other
     /// arrival re-evaluates the whole log once per call.
     @discardableResult
-    public mutating func receive(_ incoming: [MembershipOp]) throws(MembershipError) -> [MembershipOp] {
+    public mutating func receive(_ incoming: [MembershipOp], nowMilliseconds now: UInt64? = nil) throws(MembershipError) -> [MembershipOp] {
         var added: [MembershipOp] = []
+        let known = knownAuthors(incoming)
+        let builtOnByOthers = Self.builtOnByOthers(incoming + pending.values)
         for op in incoming {
             if ops[op.id] != nil || pending[op.id] != nil { continue }
             if case .create = op.action {
@@ -87,8 +99,16 @@ public struct MembershipLog: Sendable {
             guard ops.count + pending.count < Self.maxOps else {
                 throw MembershipError(.tooMany, "chapter \(chapter) already holds \(Self.maxOps) membership ops")
             }
+            if let now, op.timestamp > now &+ Self.maxFutureSkewMilliseconds {
+                refusedFromTheFuture += 1
+                continue
+            }
+            guard known.contains(op.authorDevice) else {
+                refusedUnknownAuthor += 1
+                continue
+            }
             let quota = state.isAdmin(op.authorMember) ? Self.maxOpsPerAdmin : Self.maxOpsPerMember
-            guard authored[op.authorMember, default: 0] < quota else {
+            guard authored[op.authorMember, default: 0] < quota || builtOnByOthers.contains(op.id) else {
                 refusedOverQuota += 1
                 continue
             }
@@ -129,6 +149,52 @@ public struct MembershipLog: Sendable {
         return added
     }
 
+    /// The ops of `batch` that an op of another author descends from, within the batch: they
+    /// are never dropped for quota, since dropping them would leave the other author's ops
+    /// waiting for a parent for ever (and nodes that kept different ops apart for good).
+    static func builtOnByOthers(_ batch: [MembershipOp]) -> Set<OpID> {
+        var byID: [OpID: MembershipOp] = [:]
+        for op in batch { byID[op.id] = op }
+        var children: [OpID: [OpID]] = [:]
+        for op in byID.values { for p in op.parents where byID[p] != nil { children[p, default: []].append(op.id) } }
+        var memo: [OpID: Bool] = [:]
+        // Iterative post-order: an op is exempt if a child has another author or is exempt.
+        for root in byID.keys.sorted() where memo[root] == nil {
+            var stack: [(OpID, Bool)] = [(root, false)]
+            while let (id, expanded) = stack.popLast() {
+                if memo[id] != nil { continue }
+                let kids = children[id] ?? []
+                if expanded {
+                    let author = byID[id]!.authorMember
+                    memo[id] = kids.contains { byID[$0]!.authorMember != author || memo[$0] == true }
+                } else {
+                    stack.append((id, true))
+                    for k in kids where memo[k] == nil { stack.append((k, false)) }
+                }
+            }
+        }
+        return Set(memo.filter(\.value).keys)
+    }
+
+    /// Devices whose ops this log takes: those it lists or listed, and, to a fixpoint, those
+    /// listed by ops of `incoming` (or held ones) whose own author is such a device.
+    private func knownAuthors(_ incoming: [MembershipOp]) -> Set<Ed25519.PublicKey> {
+        var known = Set(state.deviceOwner.keys).union(state.formerOwner.keys)
+        let candidates = incoming + pending.values
+        var grew = true
+        while grew {
+            grew = false
+            for op in candidates where known.contains(op.authorDevice) {
+                switch op.action {
+                case let .addMember(cert, _, _), let .addDevice(cert):
+                    if known.insert(cert.deviceSigningKey).inserted { grew = true }
+                default: break
+                }
+            }
+        }
+        return known
+    }
+
     /// Every op (evaluated ones, then held ones), in a deterministic order that lists parents
     /// before children: what a peer needs to rebuild the log.
     public var allOps: [MembershipOp] {
@@ -144,10 +210,13 @@ public struct MembershipLog: Sendable {
         _ action: MembershipAction, certificate: DeviceCertificate, device: Ed25519.PrivateKey, now: UInt64
     ) throws(MembershipError) -> MembershipOp {
         let latest = heads.compactMap { ops[$0]?.timestamp }.max() ?? 0
-        let op = MembershipOp.make(chapter: chapter, parents: Array(heads), timestamp: max(now, latest + 1),
+        let op = MembershipOp.make(chapter: chapter, parents: Array(heads), timestamp: max(now, latest == .max ? .max : latest + 1),
                                    certificate: certificate, device: device, action: action)
         var trial = self
         try trial.receive([op])
+        guard trial.ops[op.id] != nil else {
+            throw MembershipError(.tooMany, "not allowed to \(action.verb): this member has authored \(authored[certificate.memberKey, default: 0]) ops in the chapter's log, the most it takes")
+        }
         if let reason = trial.state.ignored[op.id] {
             throw MembershipError(.notAuthorized, "not allowed to \(action.verb): \(reason)")
         }
@@ -210,13 +279,15 @@ public enum EpochKeys {
         devices.map { KeyEnvelope(device: $0.deviceSigningKey, sealed: SealedBox.seal(key.secret, to: $0.deviceAgreementKey)) }
     }
 
-    /// Opens the device's envelope of `epoch` and checks it against the epoch's commitment;
-    /// nil when there is none, it does not open, or it holds a different key.
+    /// Opens the device's envelopes of `epoch` (the first, then later shares) and checks each
+    /// against the epoch's commitment; nil when none opens to the committed key.
     public static func open(_ epoch: ChapterState.Epoch, device: Ed25519.PublicKey, agreement: X25519.PrivateKey) -> SymmetricKey? {
-        guard let sealed = epoch.envelopes[device], var bytes = try? SealedBox.open(sealed, with: agreement) else { return nil }
-        defer { ConstantTime.wipe(&bytes) }
-        guard let key = try? SymmetricKey(bytes: bytes), ConstantTime.equals(check(key), epoch.check) else { return nil }
-        return key
+        for sealed in epoch.envelopes(for: device) {
+            guard var bytes = try? SealedBox.open(sealed, with: agreement) else { continue }
+            defer { ConstantTime.wipe(&bytes) }
+            if let key = try? SymmetricKey(bytes: bytes), ConstantTime.equals(check(key), epoch.check) { return key }
+        }
+        return nil
     }
 }
 

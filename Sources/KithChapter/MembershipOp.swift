@@ -38,6 +38,9 @@ public struct ChapterID: Hashable, Sendable, Comparable, CustomStringConvertible
 public struct OpID: Hashable, Sendable, Comparable, CustomStringConvertible {
     public let bytes: [UInt8]
 
+    public func hash(into h: inout Hasher) { bytes.withUnsafeBytes { h.combine(bytes: $0) } }
+    public static func == (a: OpID, b: OpID) -> Bool { a.bytes == b.bytes }
+
     init(unchecked bytes: [UInt8]) { self.bytes = bytes }
 
     public init(bytes: some Collection<UInt8>) throws(DecodeError) {
@@ -133,13 +136,37 @@ public struct MembershipOp: Hashable, Sendable {
     public static let maxEncodedLength = 1 << 20
     static let signatureDomain = Array("kith/membership/v1\0".utf8)
 
-    public let chapter: ChapterID
-    public let parents: [OpID]
-    public let timestamp: UInt64
-    public let certificate: DeviceCertificate
-    public let action: MembershipAction
-    public let encoded: [UInt8]
-    public let id: OpID
+    /// The op's fields in one immutable box, so copying an op (which evaluation does for every
+    /// op of the log) costs one reference count instead of one per field.
+    final class Storage: Sendable {
+        let chapter: ChapterID
+        let parents: [OpID]
+        let timestamp: UInt64
+        let certificate: DeviceCertificate
+        let action: MembershipAction
+        let encoded: [UInt8]
+        let id: OpID
+
+        init(chapter: ChapterID, parents: [OpID], timestamp: UInt64, certificate: DeviceCertificate, action: MembershipAction,
+             encoded: [UInt8], id: OpID) {
+            self.chapter = chapter
+            self.parents = parents
+            self.timestamp = timestamp
+            self.certificate = certificate
+            self.action = action
+            self.encoded = encoded
+            self.id = id
+        }
+    }
+
+    private let storage: Storage
+    public var chapter: ChapterID { storage.chapter }
+    public var parents: [OpID] { storage.parents }
+    public var timestamp: UInt64 { storage.timestamp }
+    public var certificate: DeviceCertificate { storage.certificate }
+    public var action: MembershipAction { storage.action }
+    public var encoded: [UInt8] { storage.encoded }
+    public var id: OpID { storage.id }
 
     public var authorMember: Ed25519.PublicKey { certificate.memberKey }
     public var authorDevice: Ed25519.PublicKey { certificate.deviceSigningKey }
@@ -234,15 +261,16 @@ public struct MembershipOp: Hashable, Sendable {
             throw MembershipError(.malformed, "membership op is \(bytes.count) bytes, more than \(Self.maxEncodedLength)")
         }
         var r = ByteReader(bytes)
+        let chapter: ChapterID, parents: [OpID], timestamp: UInt64, certificate: DeviceCertificate, action: MembershipAction
         do {
             let format = try r.u8()
             guard format == Self.format else { throw DecodeError("membership op format \(format) is not supported (this build reads \(Self.format))") }
             chapter = try ChapterID(bytes: try r.raw(16))
             let n = try r.count(max: Self.maxParents, "parent count")
-            var parents: [OpID] = []
-            for _ in 0..<n { parents.append(try OpID(bytes: try r.raw(32))) }
-            guard zip(parents, parents.dropFirst()).allSatisfy({ $0 < $1 }) else { throw DecodeError("parents are not in ascending order without repeats") }
-            self.parents = parents
+            var list: [OpID] = []
+            for _ in 0..<n { list.append(try OpID(bytes: try r.raw(32))) }
+            guard zip(list, list.dropFirst()).allSatisfy({ $0 < $1 }) else { throw DecodeError("parents are not in ascending order without repeats") }
+            parents = list
             timestamp = try r.u64()
             certificate = try Self.certificate(&r)
             let tag = try r.u8()
@@ -280,8 +308,8 @@ public struct MembershipOp: Hashable, Sendable {
         } catch {
             throw MembershipError(.malformed, "malformed membership op: \(error)")
         }
-        encoded = bytes
-        id = OpID(unchecked: BLAKE2b.hash(bytes))
+        storage = Storage(chapter: chapter, parents: parents, timestamp: timestamp, certificate: certificate, action: action,
+                          encoded: bytes, id: OpID(unchecked: BLAKE2b.hash(bytes)))
     }
 
     private static func certificate(_ r: inout ByteReader) throws -> DeviceCertificate {

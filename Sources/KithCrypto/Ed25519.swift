@@ -10,6 +10,11 @@ public enum Ed25519 {
     public struct PublicKey: Hashable, Sendable, Comparable, CustomStringConvertible {
         public let bytes: [UInt8]
 
+        /// Hashes the 32 bytes in one call (an array's own hashing feeds them one at a time,
+        /// which dominated the membership log's evaluation).
+        public func hash(into h: inout Hasher) { bytes.withUnsafeBytes { h.combine(bytes: $0) } }
+        public static func == (a: PublicKey, b: PublicKey) -> Bool { a.bytes == b.bytes }
+
         public init(bytes: some Collection<UInt8>) throws {
             let b = [UInt8](bytes)
             guard b.count == Ed25519.publicKeyLength else {

@@ -125,8 +125,8 @@ public actor HubNode {
     func receiveLog(chapter bytes: [UInt8], ops encoded: [[UInt8]]) {
         guard let id = try? ChapterID(bytes: bytes) else { return }
         do {
-            var log = try chapters[id] ?? MembershipLog(chapter: id, ops: encoded)
-            let added = try log.receive(encoded.map { try MembershipOp(decoding: $0) })
+            var log = try chapters[id] ?? MembershipLog(chapter: id, ops: encoded, nowMilliseconds: clock())
+            let added = try log.receive(encoded.map { try MembershipOp(decoding: $0) }, nowMilliseconds: clock())
             guard log.state.affiliation?.signingKey == keys.signing.publicKey else { return }
             if chapters[id] == nil {
                 let undecided = chapters.keys.filter { ledger.decisions[$0] == nil }.count

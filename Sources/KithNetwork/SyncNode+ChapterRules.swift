@@ -127,18 +127,18 @@ extension SyncNode {
     static let membershipBurst = 120.0
     static let membershipPerSecond = 1.0
 
-    /// Takes one membership message from `peer`'s allowance; false when it is used up.
+    /// Takes one membership message from the allowance of `peer`'s device; false when it is
+    /// used up.
     func allowMembershipMessage(from peer: Int) -> Bool {
-        guard var p = peers[peer] else { return false }
+        guard let device = peers[peer]?.identity.device else { return false }
         let now = Double(clock()) / 1000
-        p.membershipAllowance = min(Self.membershipBurst, p.membershipAllowance + (now - p.membershipCheckedAt) * Self.membershipPerSecond)
-        p.membershipCheckedAt = now
-        guard p.membershipAllowance >= 1 else {
-            peers[peer] = p
+        var (allowance, at) = membershipAllowances[device] ?? (Self.membershipBurst, now)
+        allowance = min(Self.membershipBurst, allowance + max(0, now - at) * Self.membershipPerSecond)
+        guard allowance >= 1 else {
+            membershipAllowances[device] = (allowance, now)
             return false
         }
-        p.membershipAllowance -= 1
-        peers[peer] = p
+        membershipAllowances[device] = (allowance - 1, now)
         return true
     }
 }

@@ -263,13 +263,13 @@ extension SyncNode {
 
     /// Installs a chapter this device just joined from the log an admin's daemon returned.
     func installJoined(invite: ChapterInvite, ops: [[UInt8]]) throws(ChapterCommandError) -> ChapterSummary {
-        let log = try wrap { try MembershipLog(chapter: invite.chapter, ops: ops) }
+        let log = try wrap { try MembershipLog(chapter: invite.chapter, ops: ops, nowMilliseconds: clock()) }
         guard log.state.isMember(identity.member) else {
             throw ChapterCommandError("the admin's daemon answered, but its log does not list this device as a member")
         }
         if let existing = chapters[invite.chapter], !existing.relayOnly {
             var merged = existing.log!
-            let added = try wrap { try merged.receive(log.allOps) }
+            let added = try wrap { try merged.receive(log.allOps, nowMilliseconds: clock()) }
             existing.log = merged
             try wrap { try logChanged(existing, new: added) }
             return summary(existing)
@@ -294,9 +294,20 @@ extension SyncNode {
         guard target != identity.member else { throw ChapterCommandError("to remove yourself, use `kith chapter leave`") }
         var updated = log
         let id = identity, now = clock()
+        // The invite the removed member joined with is closed too if it has uses left: they may
+        // hold it, and could come back with it under a new identity.
+        let used = log.ops.values.compactMap { op -> OpID? in
+            if case let .addMember(cert, _, invite?) = op.action, cert.memberKey == target { return invite }
+            return nil
+        }
+        let open = Set(log.state.openInvites(nowMilliseconds: now).map(\.id))
         let made = try wrap {
-            [try updated.append(.removeMember(target), certificate: id.certificate, device: id.deviceKey, now: now),
-             try updated.startEpoch(certificate: id.certificate, device: id.deviceKey, now: now)]
+            var made = [try updated.append(.removeMember(target), certificate: id.certificate, device: id.deviceKey, now: now)]
+            for invite in Set(used).intersection(open).sorted() {
+                made.append(try updated.closeInvite(invite, certificate: id.certificate, device: id.deviceKey, now: now))
+            }
+            made.append(try updated.startEpoch(certificate: id.certificate, device: id.deviceKey, now: now))
+            return made
         }
         ch.log = updated
         try wrap { try logChanged(ch, new: made) }

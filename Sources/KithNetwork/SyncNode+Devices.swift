@@ -63,20 +63,30 @@ extension SyncNode {
         for (pid, p) in peers where pid != peer && p.identity.member == identity.member && !revokedDevices.contains(p.identity.device) {
             p.events.yield(.revocations(list.map(\.encoded)))
         }
-        for ch in chapters.values where !ch.relayOnly {
+        // In every chapter the member is in, listed there or not (a revoked device can never be
+        // listed in it afterwards); one chapter's refusal does not stop the others.
+        for ch in chapters.values.sorted(by: { $0.id < $1.id }) where !ch.relayOnly {
             guard var log = ch.log, log.state.isMember(identity.member) else { continue }
             var made: [MembershipOp] = []
-            // In every chapter the member is in, listed there or not: a revoked device can never
-            // be listed in it afterwards.
             for r in list where (log.state.member(ofDevice: r.device) ?? identity.member) == identity.member && !log.state.revoked.contains(r.device) {
-                made.append(try log.append(.revokeDevice(r.device), certificate: identity.certificate, device: identity.deviceKey, now: clock()))
+                do {
+                    made.append(try log.append(.revokeDevice(r.device), certificate: identity.certificate, device: identity.deviceKey, now: clock()))
+                } catch {
+                    logger.info("could not record a device revocation in a chapter", metadata: ["chapter": "\(ch.id)", "reason": "\(error.detail)"])
+                }
             }
             guard !made.isEmpty else { continue }
             if log.state.needsNewEpoch {
-                made.append(try log.startEpoch(certificate: identity.certificate, device: identity.deviceKey, now: clock()))
+                do {
+                    made.append(try log.startEpoch(certificate: identity.certificate, device: identity.deviceKey, now: clock()))
+                } catch {
+                    logger.warning("revoked a device but could not start a new chapter key", metadata: ["chapter": "\(ch.id)", "reason": "\(error.detail)"])
+                }
             }
             ch.log = log
-            try logChanged(ch, new: made)
+            do { try logChanged(ch, new: made) } catch {
+                logger.error("could not store a chapter's device revocation", metadata: ["chapter": "\(ch.id)", "reason": "\(error)"])
+            }
         }
         for (pid, p) in peers where revokedDevices.contains(p.identity.device) {
             p.events.yield(.close(reason: "device revoked"))

@@ -56,9 +56,6 @@ public actor SyncNode {
         let connectedAt: UInt64
         /// When the peer last finished sending what we lacked, per scope (ms).
         var caughtUp: [ScopeID: UInt64] = [:]
-        /// Membership messages the peer may still send now, and when that was computed (s).
-        var membershipAllowance = SyncNode.membershipBurst
-        var membershipCheckedAt: Double
     }
 
     /// A connected peer as `kith peers` shows it.
@@ -134,6 +131,10 @@ public actor SyncNode {
     var pendingForwards: [UInt64: CheckedContinuation<[UInt8]?, Never>] = [:]
 
     public func setUpwardViaPeers(_ on: Bool) { upwardViaPeers = on }
+
+    /// Membership messages each peer device may still send now, and when that was computed (s):
+    /// kept by device key, so reconnecting does not refill it.
+    var membershipAllowances: [Ed25519.PublicKey: (allowance: Double, at: Double)] = [:]
 
     /// Chapters whose peers sent changes by devices the log did not list yet.
     var chaptersAwaitingAuthors: Set<ChapterID> = []
@@ -237,7 +238,7 @@ public actor SyncNode {
                 if own { out.insert(ch.id.contentScope) }
                 continue
             }
-            if own || (state.isMember(peer.member) && !state.revoked.contains(peer.device)) { out.insert(ch.id.contentScope) }
+            if own || state.isCurrentDevice(peer.device) { out.insert(ch.id.contentScope) }
         }
         return out
     }
@@ -266,8 +267,7 @@ public actor SyncNode {
 
     func register(_ events: AsyncStream<ConnectionEvent>.Continuation, name: String, peer: PeerIdentity, scopes: Set<ScopeID>) -> Int {
         nextPeerID += 1
-        peers[nextPeerID] = Peer(events: events, name: name, identity: peer, scopes: scopes, connectedAt: clock(),
-                                 membershipCheckedAt: Double(clock()) / 1000)
+        peers[nextPeerID] = Peer(events: events, name: name, identity: peer, scopes: scopes, connectedAt: clock())
         if peer.member == identity.member { adoptOwnDevice(peer) }
         return nextPeerID
     }
@@ -406,7 +406,7 @@ public actor SyncNode {
             // Another device of this member is in a chapter this one has not seen, or an admin
             // approved this device's held join: take it up.
             do {
-                let log = try MembershipLog(chapter: id, ops: encoded)
+                let log = try MembershipLog(chapter: id, ops: encoded, nowMilliseconds: clock())
                 guard log.state.isMember(identity.member) else { return }
                 let ch = try install(log, relay: false)
                 try logChanged(ch, new: log.allOps, from: peer)
@@ -433,10 +433,10 @@ public actor SyncNode {
         }
         do {
             if ch.log == nil {
-                ch.log = try MembershipLog(chapter: id, ops: decoded.map(\.encoded))
+                ch.log = try MembershipLog(chapter: id, ops: decoded.map(\.encoded), nowMilliseconds: clock())
                 try logChanged(ch, new: ch.log!.allOps, from: peer)
             } else {
-                let added = try ch.log!.receive(decoded)
+                let added = try ch.log!.receive(decoded, nowMilliseconds: clock())
                 if !added.isEmpty { try logChanged(ch, new: added, from: peer) }
             }
         } catch {

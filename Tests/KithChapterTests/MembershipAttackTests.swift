@@ -90,7 +90,9 @@ struct MembershipAttackTests {
     @Test func aRevocationOfAnUnlistedDeviceBarsItFromTheChapter() throws {
         var log = try threeMemberChapter()
         let bob2 = bob.secondDevice()
-        _ = try bob.append(.revokeDevice(bob2.device.publicKey), to: &log)
+        // A plain member cannot ban a device that never acted for them; an admin can.
+        #expect(throws: MembershipError.self) { _ = try carol.append(.revokeDevice(bob2.device.publicKey), to: &log) }
+        _ = try alice.append(.revokeDevice(bob2.device.publicKey), to: &log)
         #expect(log.state.revoked.contains(bob2.device.publicKey))
         #expect(throws: MembershipError.self) { _ = try bob.append(.addDevice(bob2.certificate), to: &log) }
         #expect(log.state.authorizes(changeBy: bob2.device.publicKey, stampedAt: t0) != .allowed)
@@ -199,7 +201,7 @@ struct MembershipAttackTests {
         }
         #expect(Set(states.map { $0.currentEpoch!.id }).count == 1, "every arrival order evaluates the same")
         #expect(states.allSatisfy { $0 == states[0] })
-        #expect(states[0].exposure[racing.id]?.contains(carol.device.publicKey) == true)
+        #expect(states[0].exposure(of: racing.id).contains(carol.device.publicKey))
     }
 
     @Test func aKeyShareRacingARemovalMakesTheEpochUnclean() throws {
@@ -327,5 +329,176 @@ func permutations<T>(_ items: [T]) -> [[T]] {
         var rest = items
         let x = rest.remove(at: i)
         return permutations(rest).map { [x] + $0 }
+    }
+}
+
+/// The attacks an independent review found against the first round of fixes, kept as
+/// regression tests.
+@Suite("Membership attacks, second round")
+struct MembershipReviewTests {
+    func heads(_ log: MembershipLog) -> [OpID] { Array(log.heads).sorted() }
+
+    /// Signs `action` on `parents` until its id sorts before `below` (an attacker grinding ids).
+    func ground(_ p: Person, _ action: MembershipAction, chapter: ChapterID, parents: [OpID], from t: UInt64, below: OpID) throws -> MembershipOp {
+        for i in 0..<10_000 as Range<UInt64> {
+            let op = try MembershipOp(decoding: MembershipOp.signed(chapter: chapter, parents: parents, timestamp: t + i,
+                                                                    certificate: p.certificate, device: p.device, action: action))
+            if op.id < below { return op }
+        }
+        throw MembershipError(.malformed, "no luck")
+    }
+
+    @Test func leavingConcurrentlyDoesNotDodgeARemoval() throws {
+        var log = try threeMemberChapter()
+        let now = t0 / 1000
+        let (_, invite) = try log.openInvite(expiresAt: now + 3600, uses: 3, hint: "", certificate: alice.certificate, device: alice.device, now: now)
+        let hs = [UInt8](repeating: 3, count: 64)
+        _ = try log.admit(joiner: dave.certificate, proof: invite.proof(handshakeHash: hs, certificate: dave.certificate), handshakeHash: hs,
+                          certificate: alice.certificate, device: alice.device, agreement: alice.agreement, nowMilliseconds: t0 + 10)
+        let remove = try alice.append(.removeMember(dave.key), to: &log, at: t0 + 20)
+        let leave = try ground(dave, .leave, chapter: log.chapter, parents: remove.parents, from: remove.timestamp, below: remove.id)
+        try log.receive([leave])
+        #expect(log.state.ignored[remove.id] == nil)
+        #expect(log.state.removedAt[dave.key] != nil)
+        #expect(throws: MembershipError.self) {
+            _ = try log.verifyJoin(joiner: dave.certificate, proof: invite.proof(handshakeHash: hs, certificate: dave.certificate),
+                                   handshakeHash: hs, nowMilliseconds: t0 + 30_000)
+        }
+    }
+
+    @Test func theSeniorAdminWinsAMutualRemovalHoweverTheIdsSort() throws {
+        var base = try threeMemberChapter()
+        _ = try alice.append(.setAdmin(bob.key, true), to: &base)
+        for counterAction in [MembershipAction.removeMember(alice.key), .setAdmin(alice.key, false)] {
+            var log = base
+            let remove = try alice.append(.removeMember(bob.key), to: &log, at: t0 + 100)
+            let counter = try ground(bob, counterAction, chapter: log.chapter, parents: remove.parents, from: remove.timestamp, below: remove.id)
+            for order in [[remove, counter], [counter, remove]] {
+                var l = base
+                for op in order { try l.receive([op]) }
+                #expect(!l.state.isMember(bob.key))
+                #expect(l.state.isAdmin(alice.key))
+            }
+        }
+    }
+
+    @Test func revokingTheDeviceThatListedTheRevokerKeepsTheRevoker() throws {
+        let bobPhone = bob.secondDevice()
+        var log = try MembershipLog.create(name: "Ward 5", certificate: bobPhone.certificate, device: bobPhone.device, now: t0)
+        _ = try bobPhone.append(.addDevice(bob.certificate), to: &log)
+        _ = try bobPhone.append(.addMember(carol.certificate, admin: false, invite: nil), to: &log)
+        _ = try log.shareMissingKeys(certificate: bobPhone.certificate, device: bobPhone.device, agreement: bobPhone.agreement, now: t0 + 1)
+        _ = try bob.append(.revokeDevice(bobPhone.device.publicKey), to: &log, at: t0 + 10)
+        #expect(log.state.isCurrentDevice(bob.device.publicKey))
+        #expect(!log.state.isCurrentDevice(bobPhone.device.publicKey))
+        _ = try log.startEpoch(certificate: bob.certificate, device: bob.device, now: t0 + 11)
+        #expect(bobPhone.keys(log)[log.state.currentEpoch!.ref] == nil)
+        // A plain member cannot ban another member's devices.
+        let laptop2 = Person(member: bob.member, deviceSeed: 220)
+        #expect(throws: MembershipError.self) { _ = try carol.append(.revokeDevice(laptop2.device.publicKey), to: &log, at: t0 + 13) }
+    }
+
+    @Test func opsFromTheFarFutureAreRefusedOnArrival() throws {
+        var log = try threeMemberChapter()
+        let now = t0 + 1_000
+        for stamp in [t0 + 1000 * 365 * 24 * 3600 * 1000, UInt64.max] {
+            let poison = try MembershipOp(decoding: MembershipOp.signed(chapter: log.chapter, parents: heads(log), timestamp: stamp,
+                                                                        certificate: bob.certificate, device: bob.device, action: .leave))
+            try log.receive([poison], nowMilliseconds: now)
+            #expect(log.ops[poison.id] == nil)
+        }
+        #expect(log.refusedFromTheFuture == 2)
+        let (_, invite) = try log.openInvite(expiresAt: now / 1000 + 3600, uses: 1, hint: "", certificate: alice.certificate, device: alice.device, now: now / 1000)
+        let hs = [UInt8](repeating: 3, count: 64)
+        _ = try log.admit(joiner: dave.certificate, proof: invite.proof(handshakeHash: hs, certificate: dave.certificate), handshakeHash: hs,
+                          certificate: alice.certificate, device: alice.device, agreement: alice.agreement, nowMilliseconds: now + 10)
+        #expect(log.state.isMember(dave.key))
+    }
+
+    @Test func opsByDevicesTheLogNeverListedAreNotKept() throws {
+        var log = try threeMemberChapter()
+        var made: [MembershipOp] = []
+        for n in 0..<3 {
+            let fake = Person(member: try Ed25519.PrivateKey(seed: [UInt8](repeating: UInt8(150 + n), count: 32)), deviceSeed: UInt8(160 + n))
+            for i in 0..<100 {
+                made.append(try MembershipOp(decoding: MembershipOp.signed(chapter: log.chapter, parents: heads(log), timestamp: t0 + UInt64(i),
+                                                                           certificate: fake.certificate, device: fake.device, action: .leave)))
+            }
+        }
+        let before = log.count
+        try log.receive(made)
+        #expect(log.count == before)
+        #expect(log.refusedUnknownAuthor == 300)
+    }
+
+    @Test func aMemberOverQuotaCannotSplitNodesApart() throws {
+        let base = try threeMemberChapter()
+        let epoch = base.state.currentEpoch!.id
+        func flood(_ tag: UInt64) throws -> [MembershipOp] {
+            var parents = heads(base), out: [MembershipOp] = []
+            for i in 0..<UInt64(MembershipLog.maxOpsPerMember) {
+                let op = try MembershipOp(decoding: MembershipOp.signed(chapter: base.chapter, parents: parents, timestamp: t0 + tag * 10_000 + i,
+                                                                        certificate: bob.certificate, device: bob.device, action: .shareKey(epoch: epoch, envelopes: [])))
+                out.append(op)
+                parents = [op.id]
+            }
+            return out
+        }
+        var x = base, y = base
+        try x.receive(try flood(1))
+        try y.receive(try flood(2))
+        _ = try alice.append(.removeMember(carol.key), to: &x, at: t0 + 100_000)
+        try y.receive(x.allOps)
+        try x.receive(y.allOps)
+        #expect(!y.state.isMember(carol.key), "Alice's removal reached Y through Bob's ops it builds on")
+        #expect(y.pendingCount == 0)
+        // Over quota, an honest append fails loudly instead of being dropped.
+        var z = base
+        try z.receive(try flood(3))
+        #expect(throws: MembershipError.self) { _ = try z.startEpoch(certificate: bob.certificate, device: bob.device, now: t0 + 200_000) }
+    }
+
+    @Test func aGarbageShareDoesNotHideTheHonestOne() throws {
+        var log = try threeMemberChapter()
+        let old = log.state.currentEpoch!
+        _ = try log.startEpoch(certificate: alice.certificate, device: alice.device, now: t0 + 5)
+        var aliceSide = log, carolSide = log
+        let add = try alice.append(.addMember(dave.certificate, admin: false, invite: nil), to: &aliceSide, at: t0 + 10)
+        carolSide = aliceSide
+        let honest = try aliceSide.shareMissingKeys(certificate: alice.certificate, device: alice.device, agreement: alice.agreement, now: t0 + 12)
+        let garbage = try carol.append(.shareKey(epoch: old.id, envelopes: EpochKeys.seal(SymmetricKey(), to: [dave.certificate])), to: &carolSide, at: t0 + 11)
+        for order in [[garbage] + honest, honest + [garbage]] {
+            var l = log
+            try l.receive([add])
+            for op in order { try l.receive([op]) }
+            #expect(dave.keys(l)[old.ref] != nil, "Dave opens the old epoch with the honest envelope")
+        }
+    }
+
+    @Test func manyRevocationsRacingTheirDevicesResolveInOneRound() throws {
+        var log = try threeMemberChapter()
+        let epoch = log.state.currentEpoch!.id
+        var parents = heads(log)
+        var made: [MembershipOp] = []
+        var t = t0 + 100
+        for i in 0..<200 {
+            let seed = (0..<32).map { UInt8(truncatingIfNeeded: $0 &* 7 &+ i) }
+            let dev = try Ed25519.PrivateKey(seed: seed)
+            let agr = try X25519.PrivateKey(bytes: seed)
+            let cert = DeviceCertificate.issue(member: bob.member, deviceSigningKey: dev.publicKey, deviceAgreementKey: agr.publicKey, createdAt: 1_700_000_000)
+            t += 2
+            let add = try MembershipOp(decoding: MembershipOp.signed(chapter: log.chapter, parents: parents, timestamp: t, certificate: bob.certificate,
+                                                                     device: bob.device, action: .addDevice(cert)))
+            let byDevice = try MembershipOp(decoding: MembershipOp.signed(chapter: log.chapter, parents: [add.id], timestamp: t + 1, certificate: cert,
+                                                                          device: dev, action: .shareKey(epoch: epoch, envelopes: [])))
+            let revoke = try MembershipOp(decoding: MembershipOp.signed(chapter: log.chapter, parents: [add.id], timestamp: t + 1, certificate: bob.certificate,
+                                                                        device: bob.device, action: .revokeDevice(dev.publicKey)))
+            made += [add, byDevice, revoke]
+            parents = [byDevice.id, revoke.id].sorted()
+        }
+        try log.receive(made)
+        // Every device's op concurrent with its revocation is excluded, and a rebuild agrees.
+        #expect(made.enumerated().filter { $0.offset % 3 == 1 }.allSatisfy { log.state.ignored[$0.element.id] != nil })
+        #expect(try MembershipLog(chapter: log.chapter, ops: log.allOps.reversed().map(\.encoded)).state == log.state)
     }
 }
