@@ -238,7 +238,9 @@ public actor SyncNode {
                 if own { out.insert(ch.id.contentScope) }
                 continue
             }
-            if own || state.isCurrentDevice(peer.device) { out.insert(ch.id.contentScope) }
+            // Any unrevoked device a current member certified (a member's home server relays the
+            // chapter before any log lists it); what it may write is checked per change (§3.2).
+            if own || (state.isMember(peer.member) && !state.revoked.contains(peer.device)) { out.insert(ch.id.contentScope) }
         }
         return out
     }
