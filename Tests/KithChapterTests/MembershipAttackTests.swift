@@ -6,6 +6,17 @@ import Testing
 
 /// The attacks of the outside review (issue 12), each performed against the log with the
 /// attacker's real keys. Every one of them succeeded on f160b9b.
+/// The three-member chapter with an invite of three uses that Dave has joined with.
+func chapterWithDaveInvited() throws -> (MembershipLog, ChapterInvite, [UInt8]) {
+    var log = try threeMemberChapter()
+    let now = t0 / 1000
+    let (_, invite) = try log.openInvite(expiresAt: now + 3600, uses: 3, hint: "", certificate: alice.certificate, device: alice.device, now: now)
+    let hs = [UInt8](repeating: 3, count: 64)
+    _ = try log.admit(joiner: dave.certificate, proof: invite.proof(handshakeHash: hs, certificate: dave.certificate), handshakeHash: hs,
+                      certificate: alice.certificate, device: alice.device, agreement: alice.agreement, nowMilliseconds: t0 + 10)
+    return (log, invite, hs)
+}
+
 @Suite("Membership attacks")
 struct MembershipAttackTests {
     /// A device whose certificate Bob never signed: its own key pair and 64 random bytes.
@@ -122,12 +133,8 @@ struct MembershipAttackTests {
     // MARK: 2. A removed member and the invite they already used
 
     @Test func aRemovedMemberCannotRejoinWithAnOldInvite() throws {
-        var log = try threeMemberChapter()
+        var (log, invite, hs) = try chapterWithDaveInvited()
         let now = t0 / 1000
-        let (_, invite) = try log.openInvite(expiresAt: now + 3600, uses: 3, hint: "", certificate: alice.certificate, device: alice.device, now: now)
-        let hs = [UInt8](repeating: 3, count: 64)
-        _ = try log.admit(joiner: dave.certificate, proof: invite.proof(handshakeHash: hs, certificate: dave.certificate), handshakeHash: hs,
-                          certificate: alice.certificate, device: alice.device, agreement: alice.agreement, nowMilliseconds: t0 + 10)
         _ = try alice.append(.removeMember(dave.key), to: &log, at: t0 + 20)
         _ = try log.startEpoch(certificate: alice.certificate, device: alice.device, now: t0 + 20)
         // The invite still has two uses; Dave's real keys and a fresh proof are refused.
@@ -349,12 +356,7 @@ struct MembershipReviewTests {
     }
 
     @Test func leavingConcurrentlyDoesNotDodgeARemoval() throws {
-        var log = try threeMemberChapter()
-        let now = t0 / 1000
-        let (_, invite) = try log.openInvite(expiresAt: now + 3600, uses: 3, hint: "", certificate: alice.certificate, device: alice.device, now: now)
-        let hs = [UInt8](repeating: 3, count: 64)
-        _ = try log.admit(joiner: dave.certificate, proof: invite.proof(handshakeHash: hs, certificate: dave.certificate), handshakeHash: hs,
-                          certificate: alice.certificate, device: alice.device, agreement: alice.agreement, nowMilliseconds: t0 + 10)
+        var (log, invite, hs) = try chapterWithDaveInvited()
         let remove = try alice.append(.removeMember(dave.key), to: &log, at: t0 + 20)
         let leave = try ground(dave, .leave, chapter: log.chapter, parents: remove.parents, from: remove.timestamp, below: remove.id)
         try log.receive([leave])
