@@ -78,11 +78,6 @@ public struct ChapterState: Sendable, Equatable {
     var formerOwner: [Ed25519.PublicKey: Ed25519.PublicKey] = [:]
     /// Members who were members once (left or removed), with their devices then.
     var formerMembers: [Ed25519.PublicKey: Set<Ed25519.PublicKey>] = [:]
-    /// Current admin → the position of the op that made them admin (0: the creator): the
-    /// senior admin's removal is resolved first when removals race (§3 step 3).
-    var adminSince: [Ed25519.PublicKey: Int] = [:]
-    /// Member → the position of the op that first made them admin (kept after demotion or removal).
-    var firstAdminAt: [Ed25519.PublicKey: Int] = [:]
     /// Current device → its member.
     var deviceOwner: [Ed25519.PublicKey: Ed25519.PublicKey] = [:]
     /// Current device → the op that listed it (to tell whether a later op's author knew of it).
@@ -91,6 +86,10 @@ public struct ChapterState: Sendable, Equatable {
     var addedBy: [Ed25519.PublicKey: Ed25519.PublicKey] = [:]
     /// How many ops were evaluated (applied or not): the next op's position.
     var position = 0
+    /// Devices each member has ever had listed (a member cannot make every other node seal keys
+    /// to an endless stream of new devices).
+    var devicesEverListed: [Ed25519.PublicKey: Int] = [:]
+    public static let maxDevicesPerMember = 32
 
     public func isMember(_ m: Ed25519.PublicKey) -> Bool { members[m] != nil }
     public func isAdmin(_ m: Ed25519.PublicKey) -> Bool { members[m]?.isAdmin == true }
@@ -218,6 +217,9 @@ public struct ChapterState: Sendable, Equatable {
     }
 
     private mutating func list(_ cert: DeviceCertificate, by op: MembershipOp) {
+        if members[cert.memberKey]!.devices[cert.deviceSigningKey] == nil && formerOwner[cert.deviceSigningKey] == nil {
+            devicesEverListed[cert.memberKey, default: 0] += 1
+        }
         members[cert.memberKey]!.devices[cert.deviceSigningKey] = cert
         deviceOwner[cert.deviceSigningKey] = cert.memberKey
         listedBy[cert.deviceSigningKey] = op.id
@@ -225,7 +227,6 @@ public struct ChapterState: Sendable, Equatable {
 
     private mutating func unlist(member m: Ed25519.PublicKey, removal: Bool, at t: UInt64) {
         if let gone = members.removeValue(forKey: m) {
-            adminSince[m] = nil
             formerMembers[m, default: []].formUnion(gone.devices.keys)
             for d in gone.devices.keys {
                 deviceOwner[d] = nil
@@ -266,8 +267,6 @@ public struct ChapterState: Sendable, Equatable {
             guard members.isEmpty else { return "a second create op" }
             self.name = name
             members[author] = Member(key: author, isAdmin: true, devices: [:])
-            adminSince[author] = position
-            firstAdminAt[author] = position
             list(op.certificate, by: op)
             return nil
         }
@@ -294,8 +293,6 @@ public struct ChapterState: Sendable, Equatable {
                 invites[inviteID] = inv
             }
             var member = members[cert.memberKey] ?? Member(key: cert.memberKey, isAdmin: false, devices: [:])
-            if admin && !member.isAdmin { adminSince[cert.memberKey] = position }
-            if admin && firstAdminAt[cert.memberKey] == nil { firstAdminAt[cert.memberKey] = position }
             member.isAdmin = member.isAdmin || admin
             members[cert.memberKey] = member
             list(cert, by: op)
@@ -309,23 +306,26 @@ public struct ChapterState: Sendable, Equatable {
             guard members[cert.memberKey] != nil else { return "\(cert.memberKey) is not a member" }
             if revoked.contains(cert.deviceSigningKey) { return "device \(cert.deviceSigningKey) was revoked; a revoked device is never listed again" }
             if let owner = deviceOwner[cert.deviceSigningKey], owner != cert.memberKey { return "device \(cert.deviceSigningKey) already acts for another member" }
+            if deviceOwner[cert.deviceSigningKey] == nil, formerOwner[cert.deviceSigningKey] == nil,
+               devicesEverListed[cert.memberKey, default: 0] >= Self.maxDevicesPerMember {
+                return "\(cert.memberKey) has had \(Self.maxDevicesPerMember) devices listed, the most a member may"
+            }
             list(cert, by: op)
             addedBy[cert.deviceSigningKey] = op.authorDevice
         case let .revokeDevice(device):
-            if let owner = deviceOwner[device] {
-                guard owner == author || m.isAdmin else { return "a non-admin may only revoke their own devices" }
-            } else {
-                // Not listed here: recorded, so the device can never be listed in this chapter —
-                // by an admin, or by the member it once acted for.
-                guard !revoked.contains(device) else { return "\(device) is already revoked" }
-                guard m.isAdmin || formerOwner[device] == author else { return "a non-admin may only revoke devices that acted for them" }
-            }
+            // An admin's revocation (listed or not: an unlisted one bars the device for good).
+            guard !revoked.contains(device) else { return "\(device) is already revoked" }
+            revoke(device, by: op.authorDevice, at: op.timestamp)
+        case let .revokeDeviceByMember(statement):
+            // The member's own statement, signed with the member key: only for that member's
+            // devices (listed, once listed, or never seen here).
+            let device = statement.device
+            guard statement.member == author else { return "the revocation is signed by member \(statement.member), not by the op's author" }
+            guard !revoked.contains(device) else { return "\(device) is already revoked" }
+            if let owner = deviceOwner[device] ?? formerOwner[device], owner != author { return "\(device) acts for another member" }
             revoke(device, by: op.authorDevice, at: op.timestamp)
         case let .setAdmin(target, flag):
             guard members[target] != nil else { return "\(target) is not a member" }
-            if flag && !members[target]!.isAdmin { adminSince[target] = position }
-            if flag && firstAdminAt[target] == nil { firstAdminAt[target] = position }
-            if !flag { adminSince[target] = nil }
             members[target]!.isAdmin = flag
         case let .epoch(check, envelopes):
             var kept: [Ed25519.PublicKey: [UInt8]] = [:]
@@ -378,60 +378,29 @@ public struct ChapterState: Sendable, Equatable {
         while true {
             var state = ChapterState()
             var applied = [Bool](repeating: false, count: order.count)
-            var seniority: [Int: Int] = [:]
             for (i, op) in order.enumerated() {
                 if excluded.contains(i) {
                     state.skip(op, reason: "excluded: concurrent with the removal of its author's rights")
                     continue
                 }
-                if op.action.withdrawsRights { seniority[i] = state.adminSince[op.authorMember] ?? i }
                 applied[i] = state.apply(op, Causality(latestParentTimestamp: latestParent[i], dag: dag, position: i)) == nil
             }
-            let violations = mutualWithdrawals(order, excluded: excluded, firstAdminAt: state.firstAdminAt, dag: dag)
-                .union(violations(order, applied: applied, seniority: seniority, dag: dag))
+            let violations = violations(order, applied: applied, dag: dag)
             guard !violations.isEmpty else { return state }
             excluded.formUnion(violations)
         }
     }
 
-    /// Two admins who concurrently remove or demote each other: the junior one's op (made admin
-    /// later; then the later position) is excluded, whichever sorts first — so a removed admin
-    /// cannot win by grinding a counter-removal that sorts before theirs.
-    private static func mutualWithdrawals(_ order: [MembershipOp], excluded: Set<Int>, firstAdminAt: [Ed25519.PublicKey: Int], dag: DAG) -> Set<Int> {
-        var byPair: [[Ed25519.PublicKey]: [(i: Int, author: Ed25519.PublicKey)]] = [:]
-        for (i, op) in order.enumerated() where !excluded.contains(i) {
-            let target: Ed25519.PublicKey
-            switch op.action {
-            case let .removeMember(m), let .setAdmin(m, false): target = m
-            default: continue
-            }
-            guard target != op.authorMember else { continue }
-            byPair[[op.authorMember, target].sorted(), default: []].append((i, op.authorMember))
-        }
-        var out = Set<Int>()
-        for (_, ws) in byPair.sorted(by: { $0.key.lexicographicallyPrecedes($1.key) }) {
-            for a in ws {
-                for b in ws where a.author != b.author && a.i < b.i && !dag.isAncestor(a.i, of: b.i) {
-                    let rank = { (w: (i: Int, author: Ed25519.PublicKey)) in (firstAdminAt[w.author] ?? Int.max, w.i) }
-                    out.insert(rank(a) > rank(b) ? a.i : b.i)
-                }
-            }
-        }
-        return out
-    }
-
-    /// The ops step 3 excludes in one round. Removals are taken by their author's seniority as
-    /// admin (then position); a removal excluded earlier in the round is skipped, and every
-    /// other one excludes its concurrent ops. A removed admin therefore cannot win by making
-    /// their counter-removal sort first.
-    private static func violations(_ order: [MembershipOp], applied: [Bool], seniority: [Int: Int], dag: DAG) -> Set<Int> {
+    /// The ops step 3 excludes in one round: applied removals in order; one excluded earlier in
+    /// the round is skipped, every other one excludes the ops concurrent with it that it targets.
+    private static func violations(_ order: [MembershipOp], applied: [Bool], dag: DAG) -> Set<Int> {
         // Only the members and devices some applied op removes, revokes or demotes matter.
         var removedMembers: Set<Ed25519.PublicKey> = [], revokedDevices: Set<Ed25519.PublicKey> = []
         var removals: [Int] = []
         for (i, op) in order.enumerated() where applied[i] {
             switch op.action {
             case let .removeMember(m), let .setAdmin(m, false): removedMembers.insert(m)
-            case let .revokeDevice(d): revokedDevices.insert(d)
+            case .revokeDevice, .revokeDeviceByMember: revokedDevices.insert(op.action.revokedDevice!)
             default: continue
             }
             removals.append(i)
@@ -452,11 +421,13 @@ public struct ChapterState: Sendable, Equatable {
             }
         }
         var out = Set<Int>()
-        for r in removals.sorted(by: { (seniority[$0] ?? $0, $0) < (seniority[$1] ?? $1, $1) }) where !out.contains(r) {
+        for r in removals where !out.contains(r) {
             var candidates: [Int]
             switch order[r].action {
             case let .removeMember(m): candidates = (byMember[m] ?? []) + (addingMember[m] ?? [])
-            case let .revokeDevice(d): candidates = (byDevice[d] ?? []) + (addingDevice[d] ?? [])
+            case .revokeDevice, .revokeDeviceByMember:
+                let d = order[r].action.revokedDevice!
+                candidates = (byDevice[d] ?? []) + (addingDevice[d] ?? [])
             case let .setAdmin(m, false): candidates = (byMember[m] ?? []).filter { order[$0].action.needsAdmin }
             default: continue
             }
@@ -604,7 +575,7 @@ extension MembershipAction {
     /// True for the ops step 3 of the evaluation resolves: a removal, a revocation, a demotion.
     var withdrawsRights: Bool {
         switch self {
-        case .removeMember, .revokeDevice, .setAdmin(_, false): true
+        case .removeMember, .revokeDevice, .revokeDeviceByMember, .setAdmin(_, false): true
         default: false
         }
     }
@@ -639,6 +610,7 @@ extension MembershipAction {
         case .leave: "leave"
         case .affiliate: "affiliate the chapter with an organization"
         case .closeInvite: "close an invite"
+        case .revokeDeviceByMember: "revoke a device"
         }
     }
 }

@@ -107,12 +107,16 @@ public struct MembershipLog: Sendable {
                 refusedUnknownAuthor += 1
                 continue
             }
+            // Key shares do not count: every member's node makes them for others' new devices
+            // (which the per-member device limit bounds).
+            let counts: Bool
+            if case .shareKey = op.action { counts = false } else { counts = true }
             let quota = state.isAdmin(op.authorMember) ? Self.maxOpsPerAdmin : Self.maxOpsPerMember
-            guard authored[op.authorMember, default: 0] < quota || builtOnByOthers.contains(op.id) else {
+            guard !counts || authored[op.authorMember, default: 0] < quota || builtOnByOthers.contains(op.id) else {
                 refusedOverQuota += 1
                 continue
             }
-            authored[op.authorMember, default: 0] += 1
+            if counts { authored[op.authorMember, default: 0] += 1 }
             pending[op.id] = op
         }
         // Move held ops whose parents are all present, parents before children (Kahn's order).
@@ -176,20 +180,27 @@ public struct MembershipLog: Sendable {
         return Set(memo.filter(\.value).keys)
     }
 
-    /// Devices whose ops this log takes: those it lists or listed, and, to a fixpoint, those
-    /// listed by ops of `incoming` (or held ones) whose own author is such a device.
+    /// Devices whose ops this log takes: those it lists or listed, and, to a fixpoint, those an
+    /// op of `incoming` (or a held one) could list — an `add member` by a current admin's
+    /// device, an `add device` by a current device of the certificate's member or of an admin,
+    /// or by a device listed that way. A removed member cannot vouch for anyone.
     private func knownAuthors(_ incoming: [MembershipOp]) -> Set<Ed25519.PublicKey> {
         var known = Set(state.deviceOwner.keys).union(state.formerOwner.keys)
+        var vouching = Set(state.deviceOwner.keys)
         let candidates = incoming + pending.values
         var grew = true
         while grew {
             grew = false
-            for op in candidates where known.contains(op.authorDevice) {
+            for op in candidates where vouching.contains(op.authorDevice) {
+                let admin = state.isAdmin(op.authorMember)
+                let listed: DeviceCertificate
                 switch op.action {
-                case let .addMember(cert, _, _), let .addDevice(cert):
-                    if known.insert(cert.deviceSigningKey).inserted { grew = true }
-                default: break
+                case let .addMember(cert, _, _) where admin: listed = cert
+                case let .addDevice(cert) where admin || cert.memberKey == op.authorMember: listed = cert
+                default: continue
                 }
+                known.insert(listed.deviceSigningKey)
+                if vouching.insert(listed.deviceSigningKey).inserted { grew = true }
             }
         }
         return known
@@ -233,12 +244,13 @@ public struct MembershipLog: Sendable {
     }
 
     /// Seals every epoch key this device holds to the current devices that lack it (a device
-    /// added after the epoch started). Returns nil when nothing is missing.
+    /// added after the epoch started) — when `onlyOwnMember`, only to the devices of this
+    /// device's member (what a non-admin's node does: admins share with new members).
     public mutating func shareMissingKeys(certificate: DeviceCertificate, device: Ed25519.PrivateKey,
-                                          agreement: X25519.PrivateKey, now: UInt64) throws(MembershipError) -> [MembershipOp] {
+                                          agreement: X25519.PrivateKey, now: UInt64, onlyOwnMember: Bool = false) throws(MembershipError) -> [MembershipOp] {
         var made: [MembershipOp] = []
         for epoch in state.epochs {
-            let lacking = state.devicesLackingKey(epoch)
+            let lacking = state.devicesLackingKey(epoch).filter { !onlyOwnMember || $0.memberKey == certificate.memberKey }
             guard !lacking.isEmpty, let key = EpochKeys.open(epoch, device: certificate.deviceSigningKey, agreement: agreement) else { continue }
             made.append(try append(.shareKey(epoch: epoch.id, envelopes: EpochKeys.seal(key, to: lacking)),
                                    certificate: certificate, device: device, now: now))

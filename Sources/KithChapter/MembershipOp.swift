@@ -77,7 +77,7 @@ public enum MembershipAction: Hashable, Sendable {
     case removeMember(Ed25519.PublicKey)
     /// 0x04 — a member (or an admin) lists another device of that member.
     case addDevice(DeviceCertificate)
-    /// 0x05 — the device's member (from another device) or an admin revokes a device.
+    /// 0x05 — an admin revokes a device.
     case revokeDevice(Ed25519.PublicKey)
     /// 0x06 — an admin promotes or demotes a member.
     case setAdmin(Ed25519.PublicKey, Bool)
@@ -96,6 +96,10 @@ public enum MembershipAction: Hashable, Sendable {
     case affiliate(Affiliation)
     /// 0x0C — an admin closes an invite before it expires or runs out of uses.
     case closeInvite(OpID)
+    /// 0x0D — a member's device records the member's own revocation of one of their devices:
+    /// the statement signed with the member key (identity.md §6), so a stolen device, which
+    /// holds no member key, cannot revoke the member's others.
+    case revokeDeviceByMember(DeviceRevocation)
 
     public var tag: UInt8 {
         switch self {
@@ -111,13 +115,23 @@ public enum MembershipAction: Hashable, Sendable {
         case .leave: 0x0A
         case .affiliate: 0x0B
         case .closeInvite: 0x0C
+        case .revokeDeviceByMember: 0x0D
+        }
+    }
+
+    /// The device a revocation op revokes.
+    public var revokedDevice: Ed25519.PublicKey? {
+        switch self {
+        case let .revokeDevice(d): d
+        case let .revokeDeviceByMember(r): r.device
+        default: nil
         }
     }
 
     /// True for ops only an admin may sign.
     public var needsAdmin: Bool {
         switch self {
-        case .addMember, .removeMember, .setAdmin, .invite, .affiliate, .closeInvite: true
+        case .addMember, .removeMember, .setAdmin, .invite, .affiliate, .closeInvite, .revokeDevice: true
         default: false
         }
     }
@@ -241,6 +255,8 @@ public struct MembershipOp: Hashable, Sendable {
             w.u8(a.allowsWithoutContactConsent ? 1 : 0)
         case let .closeInvite(id):
             w.raw(id.bytes)
+        case let .revokeDeviceByMember(r):
+            w.raw(r.encoded)
         }
     }
 
@@ -373,6 +389,7 @@ public struct MembershipOp: Hashable, Sendable {
             let hub = try r.text(max: 255)
             return .affiliate(Affiliation(signingKey: sk, agreementKey: ak, name: name, hub: hub, allowsWithoutContactConsent: try flag(&r)))
         case 0x0C: return .closeInvite(try OpID(bytes: try r.raw(32)))
+        case 0x0D: return .revokeDeviceByMember(try DeviceRevocation(encoded: Array(try r.raw(DeviceRevocation.encodedLength))))
         default: throw DecodeError("unknown membership action \(tag)")
         }
     }

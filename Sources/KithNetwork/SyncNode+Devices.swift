@@ -64,13 +64,14 @@ extension SyncNode {
             p.events.yield(.revocations(list.map(\.encoded)))
         }
         // In every chapter the member is in, listed there or not (a revoked device can never be
-        // listed in it afterwards); one chapter's refusal does not stop the others.
+        // listed in it afterwards), with the member-key-signed statement; one chapter's refusal
+        // does not stop the others.
         for ch in chapters.values.sorted(by: { $0.id < $1.id }) where !ch.relayOnly {
             guard var log = ch.log, log.state.isMember(identity.member) else { continue }
             var made: [MembershipOp] = []
             for r in list where (log.state.member(ofDevice: r.device) ?? identity.member) == identity.member && !log.state.revoked.contains(r.device) {
                 do {
-                    made.append(try log.append(.revokeDevice(r.device), certificate: identity.certificate, device: identity.deviceKey, now: clock()))
+                    made.append(try log.append(.revokeDeviceByMember(r), certificate: identity.certificate, device: identity.deviceKey, now: clock()))
                 } catch {
                     logger.info("could not record a device revocation in a chapter", metadata: ["chapter": "\(ch.id)", "reason": "\(error.detail)"])
                 }

@@ -452,11 +452,16 @@ public actor SyncNode {
         try ch.store.putRecords(.membershipOp, ops.map { ($0.id.bytes, $0.encoded) })
         var gossip = ops
         if !ch.relayOnly, let log = ch.log, log.state.isMember(identity.member) {
-            let shared = try ch.log!.shareMissingKeys(certificate: identity.certificate, device: identity.deviceKey,
-                                                      agreement: identity.agreementKey, now: clock())
-            if !shared.isEmpty {
-                try ch.store.putRecords(.membershipOp, shared.map { ($0.id.bytes, $0.encoded) })
-                gossip += shared
+            // Admins seal keys to every new device, members only to their own (fewer racing shares).
+            do {
+                let shared = try ch.log!.shareMissingKeys(certificate: identity.certificate, device: identity.deviceKey, agreement: identity.agreementKey,
+                                                          now: clock(), onlyOwnMember: !log.state.isAdmin(identity.member))
+                if !shared.isEmpty {
+                    try ch.store.putRecords(.membershipOp, shared.map { ($0.id.bytes, $0.encoded) })
+                    gossip += shared
+                }
+            } catch let e as MembershipError {
+                logger.warning("could not share chapter keys with new devices", metadata: ["chapter": "\(ch.id)", "reason": "\(e.detail)"])
             }
             ch.store.addEpochKeys(ch.log!.keys(device: identity.device, agreement: identity.agreementKey))
         }

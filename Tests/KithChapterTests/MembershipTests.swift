@@ -32,6 +32,11 @@ struct Person {
 
     var key: Ed25519.PublicKey { member.publicKey }
 
+    /// This member's signed statement revoking another of their devices.
+    func revocation(of other: Person, at t: UInt64 = 1_800_000_000_000) -> DeviceRevocation {
+        DeviceRevocation.make(member: member, device: other.device.publicKey, atMilliseconds: t)
+    }
+
     func append(_ action: MembershipAction, to log: inout MembershipLog, at t: UInt64 = 1_800_000_000_000) throws -> MembershipOp {
         try log.append(action, certificate: certificate, device: device, now: t)
     }
@@ -193,7 +198,7 @@ struct MembershipTests {
         // Carol may not add devices for Bob.
         #expect(throws: MembershipError.self) { _ = try carol.append(.addDevice(Person(7).certificate), to: &log) }
         // Bob revokes the second device (stolen): it is out, and the next epoch excludes it.
-        _ = try bob.append(.revokeDevice(bob2.device.publicKey), to: &log)
+        _ = try bob.append(.revokeDeviceByMember(bob.revocation(of: bob2)), to: &log)
         #expect(log.state.member(ofDevice: bob2.device.publicKey) == nil)
         #expect(log.state.needsNewEpoch)
         try log.startEpoch(certificate: bob.certificate, device: bob.device, now: t0 + 60)
@@ -279,7 +284,7 @@ struct ConcurrentReAddTests {
         // Bob revokes his stolen second device while Alice, an admin who has not heard yet,
         // lists it again (a daemon adopting a device it just saw connect).
         var bobSide = base, aliceSide = base
-        let revoke = try bob.append(.revokeDevice(bob2.device.publicKey), to: &bobSide, at: t0 + 500)
+        let revoke = try bob.append(.revokeDeviceByMember(bob.revocation(of: bob2)), to: &bobSide, at: t0 + 500)
         let relist = try alice.append(.addDevice(bob2.certificate), to: &aliceSide, at: t0 + 500)
         for order in [[revoke, relist], [relist, revoke]] {
             var r = base
