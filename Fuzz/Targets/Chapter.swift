@@ -40,7 +40,8 @@ enum ChapterTargets {
                 for bit in 0..<8 where p[1] & (1 << bit) != 0 && bit < made.count { parents.append(made[made.count - 1 - bit].id) }
                 if parents.isEmpty, let last = made.last { parents = [last.id] }
             }
-            timestamp += UInt64(p[2]) * 1000
+            // 255: a peer's op dated at the end of time.
+            timestamp = p[2] == 255 ? .max : timestamp &+ UInt64(p[2]) * 1000
             let bytes = signedOp(chapter: isCreate ? .zero : chapter, parents: parents, timestamp: timestamp, by: who, tagAndBody: p[3...])
             guard let op = try? MembershipOp(decoding: bytes) else { continue }
             if isCreate, chapter == .zero { chapter = try! ChapterID(bytes: op.id.bytes.prefix(16)) }
@@ -51,7 +52,8 @@ enum ChapterTargets {
 
     /// A membership log grown from ops the harness signs, so the fuzzer reaches the log's rules
     /// (ChapterState.evaluate) instead of stopping at signatures. Input: records
-    /// `u16 length ‖ author u8 ‖ parent mask u8 ‖ seconds since the previous op u8 ‖ tag ‖ body`:
+    /// `u16 length ‖ author u8 ‖ parent mask u8 ‖ seconds since the previous op u8 (255: the
+    /// largest timestamp) ‖ tag ‖ body`:
     /// the author is one of `Keys.identities`; bit i of the mask makes the op cite the i-th latest
     /// op (none: the latest); a create op (tag 1) has no parents and a zero chapter.
     static func log(_ data: [UInt8]) {
@@ -91,6 +93,10 @@ enum ChapterTargets {
                                     nowMilliseconds: Keys.nowMilliseconds)
         }
         _ = s.allDevices
+        // What an honest device does next with the log it received: author an op on top of it.
+        let admin = Keys.identities[0]
+        var copy = log
+        _ = try? copy.startEpoch(certificate: admin.certificate, device: admin.device, now: Keys.nowMilliseconds)
     }
 
     /// Text people paste: invites, pairing codes, organization cards.

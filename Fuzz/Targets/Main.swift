@@ -24,6 +24,8 @@ let allTargets: [FuzzTarget] = [
                run: CRDTTargets.replica, seeds: Seeds.replica),
     FuzzTarget(name: "sync-message", summary: "SyncMessage(decoding:) and its re-encoding",
                run: SyncTargets.message, seeds: Seeds.syncMessage),
+    FuzzTarget(name: "sync-session", summary: "SyncSession fed decoded messages, against a replica holding changes",
+               run: SyncTargets.session, seeds: Seeds.syncSession),
     FuzzTarget(name: "framing", summary: "LengthPrefixedReader, Reassembler, Fragmenter",
                run: SyncTargets.framing, seeds: Seeds.framing),
     FuzzTarget(name: "noise", summary: "Noise XX initiator and responder driven by a script of reads, writes and tampering",

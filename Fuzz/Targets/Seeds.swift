@@ -77,8 +77,24 @@ enum Seeds {
         chain.map(\.encoded) + [chain[1].erasing([contactA]).encoded]
     }
 
+    /// A run whose first seq is 2^64-1 (it trapped `seq += 1` in ChangeRun.decode).
+    static var runWithMaximalSeq: [UInt8] {
+        var w = ByteWriter()
+        w.raw(device.publicKey.bytes)
+        w.uvarint(UInt64.max)
+        w.raw([UInt8](repeating: 0, count: 32))
+        w.u64(t0.rawValue)
+        w.uvarint(1) // one change
+        w.uvarint(0) // ms delta
+        w.uvarint(0) // one block, no counter
+        w.uvarint(17 << 1)
+        w.raw(contactA.bytes + [0x50] /* delete */)
+        w.raw([UInt8](repeating: 0, count: 64))
+        return w.bytes
+    }
+
     static func run() -> [[UInt8]] {
-        [ChangeRun.encode(chain[0..<3]), ChangeRun.encode(chain[1..<2]), ChangeRun.encode(chain[...])]
+        [ChangeRun.encode(chain[0..<3]), ChangeRun.encode(chain[1..<2]), ChangeRun.encode(chain[...]), runWithMaximalSeq]
     }
 
     static func edit() -> [[UInt8]] { edits.map(\.encoded) }
@@ -92,7 +108,7 @@ enum Seeds {
     static func replica() -> [[UInt8]] {
         let otherChain = try! Change.make(scope: CRDTTargets.scope, signer: other, seq: 1, previous: .zero, timestamp: t0,
                                           edits: [ContactEdit(contact: contactB, ops: [.add(.tags, "donor")])])
-        return [framed(Array(chain.prefix(3))), framed(chain.reversed()), framed([chain[0], otherChain, chain[1].erasing([contactA])])]
+        return [framed(Array(chain.prefix(3))), framed([chain[3], chain[2], otherChain, chain[0], chain[1].erasing([contactA])])]
     }
 
     // MARK: Sync
@@ -106,10 +122,10 @@ enum Seeds {
         let messages: [SyncMessage] = [
             .hello(version: SyncMessage.protocolVersion, scopes: [CRDTTargets.scope, ScopeID(name: "other")]),
             .vector(scope: CRDTTargets.scope, vv),
-            .changes(scope: CRDTTargets.scope, Array(chain.prefix(2))),
-            .run(scope: CRDTTargets.scope, Array(chain.prefix(3))),
+            .changes(scope: CRDTTargets.scope, [chain[3]]),
+            .run(scope: CRDTTargets.scope, Array(chain[2..<4])),
             .caughtUp(scope: CRDTTargets.scope),
-            .membership(chapter: ConsentTargets.hubLog.chapter.bytes, ops: ConsentTargets.hubLog.allOps.prefix(2).map(\.encoded)),
+            .membership(chapter: ConsentTargets.hubLog.chapter.bytes, ops: ConsentTargets.hubLog.allOps.prefix(1).map(\.encoded)),
             .join(chapter: chapter, proof: [UInt8](repeating: 0x50, count: 64)),
             .joinRefused(reason: "the invite has expired"),
             .revocations([revocation().encoded]),
@@ -124,6 +140,26 @@ enum Seeds {
             .forwardAnswer(id: 7, message: SyncMessage.hubRefused(reason: "no").encoded),
         ]
         return messages.map(\.encoded)
+    }
+
+    static func syncSession() -> [[UInt8]] {
+        var vv = VersionVector()
+        vv[device.publicKey] = 1
+        let fresh = try! Change.make(scope: CRDTTargets.scope, signer: other, seq: 1, previous: .zero, timestamp: t0,
+                                     edits: [ContactEdit(contact: contactB, ops: [.add(.tags, "donor")])])
+        func script(_ messages: [SyncMessage]) -> [UInt8] { messages.flatMap { Cursor.chunk($0.encoded) } }
+        let hello = SyncMessage.hello(version: SyncMessage.protocolVersion, scopes: [CRDTTargets.scope])
+        // A vector claiming a seq above Int.max for a device the replica holds (it trapped
+        // Replica.changes(missingFrom:)).
+        var huge = VersionVector()
+        huge[device.publicKey] = .max
+        return [
+            script([hello, .changes(scope: CRDTTargets.scope, [fresh]), .caughtUp(scope: CRDTTargets.scope), .vector(scope: CRDTTargets.scope, vv)]),
+            script([hello, .run(scope: CRDTTargets.scope, [fresh]), .membership(chapter: [UInt8](repeating: 1, count: 16), ops: [[1, 2]]),
+                    .revocations([[3]]), .unknown(type: 0x7F), .vector(scope: CRDTTargets.scope, VersionVector())]),
+            script([.vector(scope: CRDTTargets.scope, vv), hello, hello]),
+            script([hello, .vector(scope: CRDTTargets.scope, huge)]),
+        ]
     }
 
     static func framing() -> [[UInt8]] {
@@ -180,7 +216,9 @@ enum Seeds {
             .invite(key: Keys.ed(0x70).publicKey, expiresAt: Keys.nowMilliseconds + 86_400_000, uses: 3, approval: true),
             .leave,
         ]
-        return log.allOps.map(\.encoded) + ops.map { op($0, parents: p, chapter: c).encoded }
+        // The log's create and affiliate ops, and the other actions (the log's add-member op is
+        // left out: the add-device op covers a certificate in the body).
+        return log.allOps.prefix(2).map(\.encoded) + ops.map { op($0, parents: p, chapter: c).encoded }
     }
 
     /// `tag ‖ body` of an op (what a membership-log record carries).
@@ -229,7 +267,10 @@ enum Seeds {
             record(0, 0, .affiliate(Affiliation(signingKey: org.signingKey, agreementKey: org.agreementKey, name: org.name,
                                                 hub: "hub.example:7500", allowsWithoutContactConsent: true))),
         ]
-        return [script(Array(base.prefix(3))), script(base), script(concurrent)]
+        // An op dated at the end of time as the head (it trapped `latest + 1` in MembershipLog.append).
+        var late = Array(base.prefix(3))
+        late[2][2] = 255
+        return [script(Array(base.prefix(3))), script(concurrent), script(late)]
     }
 
     static func pasted() -> [[UInt8]] {

@@ -106,7 +106,7 @@ public struct MembershipLog: Sendable {
         _ action: MembershipAction, certificate: DeviceCertificate, device: Ed25519.PrivateKey, now: UInt64
     ) throws(MembershipError) -> MembershipOp {
         let latest = heads.compactMap { ops[$0]?.timestamp }.max() ?? 0
-        let op = MembershipOp.make(chapter: chapter, parents: Array(heads), timestamp: max(now, latest + 1),
+        let op = MembershipOp.make(chapter: chapter, parents: Array(heads), timestamp: max(now, latest == .max ? latest : latest + 1),
                                    certificate: certificate, device: device, action: action)
         var trial = self
         try trial.receive([op])
