@@ -391,6 +391,8 @@ enum Seeds {
             CATEGORIES:volunteer,donor\r
             NOTE:Met at the library\\, wants a yard sign\\nCall back in May\r
             X-KITH-SUPPORT:4\r
+            X-KITH-CONVERSATION:2024-05-01;door;supportive;wants a yard sign\r
+            X-KITH-CONSENT:share;2024-05-01;at the door\r
             END:VCARD\r
 
             """,
