@@ -61,7 +61,12 @@ public struct ImportedContact: Sendable, Equatable {
         if fields[.givenName] == nil, fields[.familyName] == nil, fields[.displayName] == nil, phones.isEmpty, emails.isEmpty {
             throw ImportIssue(origin: origin, reason: "has no name, phone or email")
         }
-        return ContactEdit(contact: contactID, ops: ops)
+        let edit = ContactEdit(contact: contactID, ops: ops)
+        // Every check a change makes (set key and payload limits too): a record that breaks one
+        // is skipped here, instead of its change failing the whole import (found by Fuzz/
+        // target vcard: a 335-byte email).
+        do { _ = try ContactEdit(decoding: edit.encoded) } catch { throw ImportIssue(origin: origin, reason: error.reason) }
+        return edit
     }
 }
 

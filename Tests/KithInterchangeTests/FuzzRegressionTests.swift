@@ -38,4 +38,34 @@ struct InterchangeFuzzRegressionTests {
         #expect(again.issues.isEmpty, "\(again.issues)")
         #expect(again.contacts.count == 1)
     }
+
+    /// Target `vcard` (property: what the importer accepts, a change accepts): a 335-byte email
+    /// passed `edit(defaultCallingCode:)` and then failed its change, aborting `kith import`
+    /// part-way. Now that record alone is skipped, with the reason.
+    @Test func overlongEmailIsAnIssueOfItsRecord() {
+        let email = String(repeating: "a", count: 330) + "@x.org"
+        let card = "BEGIN:VCARD\nFN:Ada\nEMAIL:\(email)\nEND:VCARD\nBEGIN:VCARD\nFN:Grace\nEND:VCARD\n"
+        let batch = VCard.parse(Array(card.utf8))
+        #expect(batch.contacts.count == 2)
+        #expect(throws: ImportIssue.self) { try batch.contacts[0].edit(defaultCallingCode: nil) }
+        #expect((try? batch.contacts[1].edit(defaultCallingCode: nil)) != nil)
+    }
+
+    /// Target `csv` (property: an export re-imports): a display name with a comma followed by a
+    /// combining mark (one Character) was written unquoted, so the row grew a column.
+    @Test func commaWithCombiningMarkIsQuotedOnExport() throws {
+        let input = Hex.decode(
+            "efbbbf4e616d652c50686f6e652031202d2056616c75652c452d4661696c2031202d2056616c75652c47726f7570204d656d6265727368697"
+                + "00a22486f707065722cdcb872616365222c2834313529203533382d30313332200"
+                + "02d303139392c677261636540553b78616d706c652e6f72672c2a206d79436f6e7461637473203a3a3a20467269656e35730a2c2c2c0a")!
+        let batch = CSVInterchange.parse(input)
+        let contact = try #require(batch.contacts.first)
+        let change = try Change.make(scope: ScopeID(name: "private"), signer: Ed25519.PrivateKey(), seq: 1, previous: .zero,
+                                     timestamp: HybridTimestamp(milliseconds: 1), edits: [contact.edit(defaultCallingCode: "44")])
+        var replica = Replica(scope: ScopeID(name: "private"))
+        _ = try replica.receive(change, nowMilliseconds: 10)
+        let again = CSVInterchange.parse(Array(CSVInterchange.write(replica.contacts()).utf8))
+        #expect(again.issues.isEmpty, "\(again.issues)")
+        #expect(again.contacts.first?.fields[.displayName] == contact.fields[.displayName])
+    }
 }
