@@ -52,6 +52,8 @@ public enum ChangeRun {
             let author: DeviceKey
             do { author = try DeviceKey(bytes: try r.raw(32)) } catch { throw DecodeError("bad author key") }
             var seq = try r.uvarint()
+            // Checked here, not only by each change's decoding: `seq += 1` below trapped on 2^64-1.
+            guard seq >= 1, seq <= UInt64(UInt32.max) else { throw DecodeError("first seq \(seq) is outside 1...2^32-1") }
             var previous = try ChangeID(bytes: try r.raw(32))
             var timestamp = try r.u64()
             let n = try r.count(max: maxChanges, "run length")

@@ -418,7 +418,8 @@ public struct Replica: Sendable {
     public func changes(missingFrom other: VersionVector) -> [Change] {
         var out: [Change] = []
         for (i, c) in chains.enumerated() {
-            let have = Int(other[devices[UInt32(i)]])
+            // Clamped: the vector comes from the peer, and a seq above Int.max trapped here.
+            let have = Int(clamping: other[devices[UInt32(i)]])
             if c.changes.count > have { out += c.changes[have...] }
         }
         return out

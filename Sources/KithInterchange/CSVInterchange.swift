@@ -142,7 +142,9 @@ public enum CSVInterchange {
             let row = [c.id.description, c[.givenName] ?? "", c[.familyName] ?? "", c[.displayName] ?? "", phones, emails,
                        c[.address] ?? "", c[.city] ?? "", c[.postalCode] ?? "", c.tags.joined(separator: "; "), c[.notes] ?? "",
                        c[.relationship] ?? "", c[.support] ?? "", c[.voterFileID] ?? "", c[.consent] ?? ""]
-            try! writer.write(row: row, quotedAtIndex: { i in row[i].contains(where: { ",\"\n\r".contains($0) }) })
+            // Bytes, not Characters: "," followed by a combining mark is one Character, and was
+            // written unquoted (found by Fuzz/ target csv: the export re-imported with an extra column).
+            try! writer.write(row: row, quotedAtIndex: { i in row[i].utf8.contains(where: { $0 == 0x2C || $0 == 0x22 || $0 == 0x0A || $0 == 0x0D }) })
         }
         writer.stream.close()
         let data = stream.property(forKey: .dataWrittenToMemoryStreamKey) as? Data ?? Data()

@@ -61,7 +61,12 @@ public struct ImportedContact: Sendable, Equatable {
         if fields[.givenName] == nil, fields[.familyName] == nil, fields[.displayName] == nil, phones.isEmpty, emails.isEmpty {
             throw ImportIssue(origin: origin, reason: "has no name, phone or email")
         }
-        return ContactEdit(contact: contactID, ops: ops)
+        let edit = ContactEdit(contact: contactID, ops: ops)
+        // Every check a change makes (set key and payload limits too): a record that breaks one
+        // is skipped here, instead of its change failing the whole import (found by Fuzz/
+        // target vcard: a 335-byte email).
+        do { _ = try ContactEdit(decoding: edit.encoded) } catch { throw ImportIssue(origin: origin, reason: error.reason) }
+        return edit
     }
 }
 
@@ -95,12 +100,15 @@ public enum Day {
         let mp = (m + 9) % 12
         let doy = (153 * mp + 2) / 5 + d - 1
         let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy
-        return UInt32(max(0, era * 146_097 + doe - 719_468))
+        return UInt32(clamping: max(0, era * 146_097 + doe - 719_468))
     }
 
+    /// yyyy-mm-dd, years 1970...9999 (a larger year overflowed `from` and trapped the vCard
+    /// importer: found by Fuzz/ target vcard).
     public static func parse(_ s: String) -> UInt32? {
         let p = s.split(separator: "-")
-        guard p.count == 3, let y = Int(p[0]), let m = Int(p[1]), let d = Int(p[2]), (1...12).contains(m), (1...31).contains(d), y >= 1970 else { return nil }
+        guard p.count == 3, let y = Int(p[0]), let m = Int(p[1]), let d = Int(p[2]), (1...12).contains(m), (1...31).contains(d),
+              (1970...9999).contains(y) else { return nil }
         return from(year: y, month: m, day: d)
     }
 

@@ -396,7 +396,9 @@ public enum VCard {
 
     /// A parameter value, quoted when it holds `:`, `;` or `,` (RFC 6350 §3.3; DQUOTE dropped).
     static func paramValue(_ s: String) -> String {
-        let clean = s.filter { $0 != "\"" && $0 != "\n" && $0 != "\r" }
+        // "\r\n" is one Character: without it, a CR LF in a raw phone or email broke the exported
+        // line (found by Fuzz/ target vcard: export, then re-import, failed).
+        let clean = s.filter { $0 != "\"" && $0 != "\n" && $0 != "\r" && $0 != "\r\n" }
         return clean.contains(where: { $0 == ":" || $0 == ";" || $0 == "," }) ? "\"\(clean)\"" : clean
     }
 

@@ -53,7 +53,7 @@ extension ControlServer {
             guard let contact = request["contact"] as? String else { throw ChapterCommandError("chapter-edit needs a \"contact\"") }
             var ops: [KithCRDT.Operation] = []
             if let text = request["edit"] as? String {
-                guard let bytes = Base64URL.decode(text), let e = try? ContactEdit(decoding: bytes) else {
+                guard let e = ControlRequest.edit(text) else {
                     throw ChapterCommandError("chapter-edit: the \"edit\" does not decode")
                 }
                 ops = e.ops
@@ -69,12 +69,17 @@ extension ControlServer {
         case "chapter-show":
             return ["ok": true, "chapter": (try? JSONSerialization.jsonObject(with: try await node.chapterDetails(chapter: chapter))) ?? [:]]
         case "consent-grant":
+            // Checked before use: a negative or huge "expires" used to trap the daemon (UInt64(-1), `* 1000`).
+            let expiresIn: UInt64?
+            do { expiresIn = try ControlRequest.seconds(request, "expires", max: 100 * 366 * 86_400, what: "a grant's expiry") } catch {
+                throw ChapterCommandError(error.message)
+            }
             let ids = try await node.resolveContacts(references: request["contacts"] as? [String] ?? [], tag: request["tag"] as? String)
             guard let fieldsText = request["fields"] as? String else { throw ChapterCommandError("say which fields: --fields name,email,…") }
             let fields = try ShareableField.parse(fieldsText)
             let results = try await node.grantConsent(contacts: ids, chapter: chapter, organization: request["organization"] as? String,
                                                       fields: fields, purpose: request["purpose"] as? String ?? "",
-                                                      expiresIn: (request["expires"] as? Int).map(UInt64.init))
+                                                      expiresIn: expiresIn)
             return ["ok": true, "results": results]
         case "consent-revoke":
             let ids = try await node.resolveContacts(references: request["contacts"] as? [String] ?? [], tag: request["tag"] as? String)

@@ -58,9 +58,10 @@ public struct ControlServer: Sendable {
     }
 
     func handle(_ line: [UInt8]) async -> [[UInt8]] {
-        guard let request = (try? JSONSerialization.jsonObject(with: Data(line))) as? [String: Any], let op = request["op"] as? String else {
+        guard let parsed = ControlRequest.parse(line) else {
             return [Self.jsonLine(["ok": false, "error": "a request is one JSON object with an \"op\""])]
         }
+        let (op, request) = parsed
         switch op {
         case "status":
             let r = await node.replica()
@@ -82,19 +83,9 @@ public struct ControlServer: Sendable {
             }
             return out
         case "commit":
-            guard let batches = request["batches"] as? [[String]] else {
-                return [Self.jsonLine(["ok": false, "error": "commit needs \"batches\": [[base64url edit, …], …]"])]
-            }
-            var decoded: [[ContactEdit]] = []
-            for b in batches {
-                var edits: [ContactEdit] = []
-                for text in b {
-                    guard let bytes = Base64URL.decode(text), let e = try? ContactEdit(decoding: bytes) else {
-                        return [Self.jsonLine(["ok": false, "error": "an edit does not decode"])]
-                    }
-                    edits.append(e)
-                }
-                decoded.append(edits)
+            let decoded: [[ContactEdit]]
+            do { decoded = try ControlRequest.batches(request) } catch {
+                return [Self.jsonLine(["ok": false, "error": error.message])]
             }
             do {
                 let made = try await node.commit(batches: decoded)

@@ -54,7 +54,9 @@ public struct LANAnnouncement: Equatable, Sendable {
         let port = UInt16(bigEndianBytes: bytes[16..<18])
         let instance = Array(bytes[18..<26]), tag = Array(bytes[26..<42])
         let current = nowSeconds / epochSeconds
-        guard epoch + 1 >= current, epoch <= current + 1, port != 0 else { return nil }
+        // `epoch <= current + 1` first: it keeps `epoch + 1` from overflowing (a datagram with an
+        // all-ones epoch trapped here, found by Fuzz/ target lan).
+        guard epoch <= current + 1, epoch + 1 >= current, port != 0 else { return nil }
         guard ConstantTime.equals(Self.tag(key: key, epoch: epoch, port: port, instance: instance), tag) else { return nil }
         return LANAnnouncement(epoch: epoch, port: port, instance: instance, tag: tag)
     }
