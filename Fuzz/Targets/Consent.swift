@@ -22,6 +22,13 @@ enum ConsentTargets {
 
     static let sender = Keys.identities[1]
 
+    /// A hub that has approved `hubLog`'s chapter, so records reach its acceptance rules.
+    static func approvedHub() -> HubLedger {
+        var hub = HubLedger(keys: Keys.organization)
+        _ = try! hub.decide(hubLog.chapter, state: hubLog.state, approve: true, nowMilliseconds: Keys.nowMilliseconds)
+        return hub
+    }
+
     static func signedGrant(_ body: [UInt8]) -> [UInt8] { Domain.deviceSigned(Domain.grant, body, by: sender) }
 
     /// Upward record `version ‖ bytes grant ‖ rest` signed by the sender.
@@ -34,7 +41,7 @@ enum ConsentTargets {
     }
 
     /// First byte picks: 0 raw bytes into every decoder and the hub; 1 a grant body, 2 a grant
-    /// revocation body, 3 a receipt body, signed by the harness; 4 `u16 length ‖ grant body ‖
+    /// revocation body, 3 a hub answer body, signed by the harness; 4 `u16 length ‖ grant body ‖
     /// record rest` (rest = `uvarint version ‖ bytes sealed`), both signed; 5 `u16 length ‖ grant
     /// body ‖ uvarint version ‖ sealed plaintext`, sealed to the organization and signed.
     static func consent(_ data: [UInt8]) {
@@ -42,14 +49,14 @@ enum ConsentTargets {
         guard let mode = cursor.byte() else { return }
         let now = Keys.nowSeconds
         let org = Keys.organization
-        var hub = HubLedger(keys: org)
+        var hub = approvedHub()
         switch mode % 6 {
         case 0:
             let raw = cursor.rest()
             _ = try? Grant(encoded: raw, nowSeconds: now)
             _ = try? UpwardRecord(encoded: raw, nowSeconds: now)
             _ = try? GrantRevocation(encoded: raw, nowSeconds: now)
-            _ = try? Receipt(encoded: raw, organization: org.signing.publicKey)
+            _ = try? HubAnswer(encoded: raw, organization: org.signing.publicKey)
             _ = try? hub.accept(raw, chapter: hubLog.state, nowMilliseconds: Keys.nowMilliseconds)
             _ = try? hub.revoke(raw, nowMilliseconds: Keys.nowMilliseconds)
         case 1:
@@ -65,9 +72,9 @@ enum ConsentTargets {
             }
         case 3:
             let body = cursor.rest()
-            let bytes = body + org.signing.signature(for: Domain.receipt + body)
-            if let r = try? Receipt(encoded: bytes, organization: org.signing.publicKey) {
-                check(r.encoded == bytes, "a receipt keeps its bytes")
+            let bytes = body + org.signing.signature(for: Domain.hubAnswer + body)
+            if let r = try? HubAnswer(encoded: bytes, organization: org.signing.publicKey) {
+                check(r.encoded == bytes, "a hub answer keeps its bytes")
             }
         case 4:
             let grant = signedGrant(cursor.chunk() ?? [])
@@ -87,7 +94,7 @@ enum ConsentTargets {
         check(r.encoded == bytes, "a record keeps its bytes")
         _ = try? r.open(with: Keys.organization.agreement)
         guard let receipt = try? hub.accept(bytes, chapter: hubLog.state, nowMilliseconds: Keys.nowMilliseconds) else { return }
-        check((try? Receipt(encoded: receipt.encoded, organization: Keys.organization.signing.publicKey)) == receipt,
+        check((try? HubAnswer(encoded: receipt.encoded, organization: Keys.organization.signing.publicKey)) == receipt,
               "the hub's receipt verifies")
         // The same record again is a retry (same receipt); a revocation then deletes it.
         check((try? hub.accept(bytes, chapter: hubLog.state, nowMilliseconds: Keys.nowMilliseconds)) == receipt, "a retry gets the same receipt")
@@ -98,7 +105,7 @@ enum ConsentTargets {
         w.u64(Keys.nowMilliseconds)
         let revocation = Domain.deviceSigned(Domain.revokeGrant, w.bytes, by: sender)
         check((try? hub.revoke(revocation, nowMilliseconds: Keys.nowMilliseconds)) != nil, "the grant's member can revoke it")
-        check(hub.held[r.grant.id] == nil, "a revoked grant's record is deleted")
+        check(hub.held[GrantKey(member: r.grant.member, grant: r.grant.id)] == nil, "a revoked grant's record is deleted")
         check((try? hub.accept(bytes, chapter: hubLog.state, nowMilliseconds: Keys.nowMilliseconds)) == nil, "a revoked grant's record is refused")
         _ = hub.expire(nowMilliseconds: .max)
     }

@@ -134,10 +134,10 @@ enum Seeds {
             .joinHeld(reason: "an admin must approve"),
             .upward(record: grant),
             .revokeGrant(revocation: [1, 2, 3]),
-            .receipt([UInt8](repeating: 0x44, count: 40)),
-            .hubRefused(reason: "not affiliated"),
+            .hubAnswer([UInt8](repeating: 0x44, count: 40)),
+            .notDelivered(reason: "the hub is unreachable"),
             .forwardUpward(id: 7, chapter: chapter, message: SyncMessage.upward(record: [9, 9]).encoded),
-            .forwardAnswer(id: 7, message: SyncMessage.hubRefused(reason: "no").encoded),
+            .forwardAnswer(id: 7, message: SyncMessage.notDelivered(reason: "no").encoded),
         ]
         return messages.map(\.encoded)
     }
@@ -197,8 +197,9 @@ enum Seeds {
 
     static let envelope = [UInt8](repeating: 0xE0, count: KeyEnvelope.sealedLength)
 
-    static func op(_ action: MembershipAction, by who: Keys.Identity = Keys.identities[0], parents: [OpID], chapter: ChapterID) -> MembershipOp {
-        MembershipOp.make(chapter: chapter, parents: parents, timestamp: Keys.nowMilliseconds, certificate: who.certificate,
+    static func op(_ action: MembershipAction, by who: Keys.Identity = Keys.identities[0], parents: [OpID], chapter: ChapterID,
+                   at timestamp: UInt64 = Keys.nowMilliseconds) -> MembershipOp {
+        MembershipOp.make(chapter: chapter, parents: parents, timestamp: timestamp, certificate: who.certificate,
                           device: who.device, action: action)
     }
 
@@ -229,11 +230,14 @@ enum Seeds {
 
     static func record(_ author: UInt8, _ mask: UInt8, _ action: MembershipAction) -> [UInt8] {
         let log = ConsentTargets.hubLog
+        // Only `tag ‖ body` is kept: sign it at a time every identity's certificate covers (the
+        // certificate of identity 3 expires a day after issue).
+        let at = Keys.created * 1000 + 1000
         let made: MembershipOp
         if case .create = action {
-            made = op(action, parents: [], chapter: .zero)
+            made = op(action, parents: [], chapter: .zero, at: at)
         } else {
-            made = op(action, parents: [log.genesis.id], chapter: log.chapter)
+            made = op(action, parents: [log.genesis.id], chapter: log.chapter, at: at)
         }
         return [author, mask, 1] + tagAndBody(made)
     }
@@ -275,7 +279,7 @@ enum Seeds {
 
     static func pasted() -> [[UInt8]] {
         let invite = ChapterInvite(chapter: ConsentTargets.hubLog.chapter, seed: [UInt8](repeating: 0x5E, count: 32),
-                                   expiresAt: Keys.nowSeconds + 86_400, hint: "192.0.2.7:7400")
+                                   admin: Keys.identities[0].device.publicKey, expiresAt: Keys.nowSeconds + 86_400, hint: "192.0.2.7:7400")
         let pairing = PairingCode(member: Keys.identities[0].member.publicKey, token: [UInt8](repeating: 0x70, count: 16),
                                   expiresAt: Keys.nowSeconds + 600, hint: "[2001:db8::1]:7400")
         return [Array(invite.text.utf8), Array(("  " + pairing.text + "\n").utf8), Array(Keys.organization.card.text.utf8)]

@@ -41,7 +41,7 @@ enum Domain {
     static let grant = Array("kith/grant/v1\0".utf8)
     static let upward = Array("kith/upward/v1\0".utf8)
     static let revokeGrant = Array("kith/revoke-grant/v1\0".utf8)
-    static let receipt = Array("kith/receipt/v1\0".utf8)
+    static let hubAnswer = Array("kith/hub-answer/v1\0".utf8)
 
     /// `body ‖ certificate ‖ signature` as grants, records and grant revocations are signed.
     static func deviceSigned(_ domain: [UInt8], _ body: [UInt8], by who: Keys.Identity) -> [UInt8] {

@@ -9,7 +9,7 @@ enum SyncTargets {
         switch m {
         case .unknown: return
         // The encoder shortens reasons to 500 characters; longer ones do not round-trip.
-        case let .joinRefused(s), let .joinHeld(s), let .hubRefused(s): if s.count > 500 { return }
+        case let .joinRefused(s), let .joinHeld(s), let .notDelivered(s): if s.count > 500 { return }
         default: break
         }
         let again = try? SyncMessage(decoding: m.encoded)
