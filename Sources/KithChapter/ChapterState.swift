@@ -572,30 +572,6 @@ final class DAG {
 }
 
 extension MembershipAction {
-    /// True for the ops step 3 of the evaluation resolves: a removal, a revocation, a demotion.
-    var withdrawsRights: Bool {
-        switch self {
-        case .removeMember, .revokeDevice, .revokeDeviceByMember, .setAdmin(_, false): true
-        default: false
-        }
-    }
-
-    /// True for an op that (re-)adds member `m`.
-    func adds(member m: Ed25519.PublicKey) -> Bool {
-        switch self {
-        case let .addMember(cert, _, _), let .addDevice(cert): cert.memberKey == m
-        default: false
-        }
-    }
-
-    /// True for an op that (re-)adds device `d`.
-    func adds(device d: Ed25519.PublicKey) -> Bool {
-        switch self {
-        case let .addMember(cert, _, _), let .addDevice(cert): cert.deviceSigningKey == d
-        default: false
-        }
-    }
-
     var verb: String {
         switch self {
         case .create: "create a chapter"
