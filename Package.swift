@@ -23,6 +23,10 @@ let package = Package(
         .package(url: "https://github.com/yaslab/CSV.swift.git", from: "2.5.2"),
         .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2"),
         .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", from: "2.13.0"),
+        .package(url: "https://github.com/hummingbird-project/hummingbird.git", from: "2.28.1"),
+        .package(url: "https://github.com/swift-server/async-http-client.git", from: "1.37.0"),
+        .package(url: "https://github.com/apple/swift-http-types.git", from: "1.8.0"),
+        .package(url: "https://github.com/apple/swift-nio-extras.git", from: "1.35.2"),
     ],
     targets: [
         // libsodium, the only cryptography implementation Kith uses.
@@ -49,9 +53,27 @@ let package = Package(
         .target(
             name: "KithNetwork",
             dependencies: [
-                "KithSync", "KithStore", "KithCRDT", "KithCrypto", "KithChapter", "KithConsent",
+                "KithSync", "KithStore", "KithQuery", "KithCRDT", "KithCrypto", "KithChapter", "KithConsent",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: strict
+        ),
+        // Queries over a replica: the incremental search index, list order and paging, the JSON
+        // shape of a contact and patches → edits. Shared by kithd and the CLI. No I/O.
+        .target(name: "KithQuery", dependencies: ["KithCRDT", "KithCrypto", "KithInterchange"], swiftSettings: strict),
+        // The local HTTP API (Protocol/api.md, Protocol/openapi.yaml): JSON over Hummingbird, answered
+        // from the node's in-memory state; the CLI, the web page and scripts use it.
+        .target(
+            name: "KithAPI",
+            dependencies: [
+                "KithNetwork", "KithQuery", "KithStore", "KithCRDT", "KithCrypto", "KithNode",
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "HummingbirdCore", package: "hummingbird"),
+                .product(name: "HTTPTypes", package: "swift-http-types"),
+                .product(name: "NIOHTTPTypes", package: "swift-nio-extras"),
+                .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: strict
@@ -69,15 +91,18 @@ let package = Package(
         .executableTarget(
             name: "kith",
             dependencies: [
-                "KithNode", "KithCrypto", "KithCRDT", "KithStore", "KithInterchange", "KithNetwork", "KithChapter",
+                "KithNode", "KithCrypto", "KithCRDT", "KithStore", "KithInterchange", "KithNetwork", "KithChapter", "KithQuery",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
             ],
             swiftSettings: strict
         ),
         .executableTarget(
             name: "kithd",
             dependencies: [
-                "KithNode", "KithCrypto", "KithNetwork", "KithCRDT", "KithChapter", "KithConsent", "KithStore",
+                "KithNode", "KithCrypto", "KithNetwork", "KithCRDT", "KithChapter", "KithConsent", "KithStore", "KithAPI",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
@@ -88,7 +113,7 @@ let package = Package(
         .executableTarget(
             name: "kith-bench",
             dependencies: [
-                "KithCRDT", "KithCrypto", "KithChapter", "KithSampleData", "KithStore", "KithInterchange", "KithNetwork", "KithNode", "KithSync",
+                "KithCRDT", "KithCrypto", "KithChapter", "KithSampleData", "KithStore", "KithInterchange", "KithNetwork", "KithNode", "KithSync", "KithQuery",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ],
@@ -110,6 +135,11 @@ let package = Package(
             swiftSettings: strict
         ),
         .testTarget(name: "KithConsentTests", dependencies: ["KithConsent", "KithChapter", "KithCRDT", "KithCrypto"], swiftSettings: strict),
+        .testTarget(
+            name: "KithQueryTests",
+            dependencies: ["KithQuery", "KithCRDT", "KithCrypto", "KithSampleData", .product(name: "PropertyBased", package: "swift-property-based")],
+            swiftSettings: strict
+        ),
         .testTarget(name: "KithSyncTests", dependencies: ["KithSync", "KithCrypto", "KithCRDT"], swiftSettings: strict),
         .testTarget(name: "KithInterchangeTests", dependencies: ["KithInterchange", "KithCRDT"], swiftSettings: strict),
         .testTarget(

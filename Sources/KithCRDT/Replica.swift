@@ -64,6 +64,10 @@ public struct Replica: Sendable {
     /// `takeRewrittenChanges()`: a store must overwrite its copies.
     var rewritten: [Change] = []
     public private(set) var opCount = 0
+    /// Contacts whose state may have changed since the last `takeChangedContacts()` (applied
+    /// edits, forgets), for indexes kept beside the replica; nil once more changed than is worth
+    /// listing (rebuild everything).
+    var changed: Set<ContactID>? = []
     /// How this replica reads its blocks (plaintext, sealed under chapter epoch keys, or never).
     public let mode: ScopeMode
     /// Epoch keys held (encrypted mode).
@@ -259,6 +263,7 @@ public struct Replica: Sendable {
         let seq = UInt32(change.seq)
         let hlc = change.timestamp.rawValue
         for (block, edit) in edits where !forgotten.contains(edit.contact) {
+            noteChanged(edit.contact)
             for op in edit.ops {
                 if case let .remove(_, _, observed) = op {
                     for ref in observed { _ = devices.intern(ref.device) }
@@ -299,6 +304,7 @@ public struct Replica: Sendable {
     /// Drops the contacts' state and erases their blocks from every held change.
     private mutating func forget(_ ids: Set<ContactID>) {
         forgotten.formUnion(ids)
+        for id in ids { noteChanged(id) }
         for id in ids {
             guard let idx = contactIndex.removeValue(forKey: id) else { continue }
             // Swap-remove keeps the arrays dense.
@@ -324,6 +330,25 @@ public struct Replica: Sendable {
                 chains[c].pending[seq] = ch.erasing(forgotten)
             }
         }
+    }
+
+    @inline(__always)
+    private mutating func noteChanged(_ id: ContactID) {
+        guard changed != nil else { return }
+        if changed!.count >= max(4096, records.count / 4) { changed = nil } else { changed!.insert(id) }
+    }
+
+    /// What changed since the last call: `.some(ids)` (possibly empty), or `.all` when so much
+    /// changed that an index should be rebuilt instead of patched.
+    public enum ChangedContacts: Sendable, Equatable {
+        case some(Set<ContactID>)
+        case all
+    }
+
+    /// Contacts whose view may differ since the last call (see `ChangedContacts`).
+    public mutating func takeChangedContacts() -> ChangedContacts {
+        defer { changed = [] }
+        return changed.map { .some($0) } ?? .all
     }
 
     /// The changes rewritten by forgets since the last call (see `rewritten`).
@@ -381,16 +406,26 @@ public struct Replica: Sendable {
     }
 
     /// Calls `body` with the text a search index needs from every visible contact — each
-    /// non-empty name field and each live phone, email and tag key — without building views.
+    /// non-empty name field and each live phone, email, tag and match-token key (a key added
+    /// concurrently twice comes twice) — without building views.
     public func forEachSearchTerm(_ body: (ContactID, _ field: Field?, _ set: SetKind?, _ text: String) -> Void) {
-        for (i, r) in records.enumerated() where r.isVisible(devices) {
-            let id = contactIDs[i]
-            for f in r.fields where !f.value.isEmpty && (f.field == .givenName || f.field == .familyName || f.field == .displayName) {
-                body(id, f.field, nil, f.value)
-            }
-            for m in r.members where m.kind == .phones || m.kind == .emails || m.kind == .tags {
-                body(id, nil, m.kind, m.key)
-            }
+        for i in records.indices { searchTerms(at: i, body) }
+    }
+
+    /// `forEachSearchTerm` for the given contacts only (hidden, deleted or unknown ones give nothing).
+    public func forEachSearchTerm(of ids: some Sequence<ContactID>, _ body: (ContactID, _ field: Field?, _ set: SetKind?, _ text: String) -> Void) {
+        for id in ids { if let i = contactIndex[id] { searchTerms(at: i, body) } }
+    }
+
+    private func searchTerms(at i: Int, _ body: (ContactID, _ field: Field?, _ set: SetKind?, _ text: String) -> Void) {
+        let r = records[i]
+        guard r.isVisible(devices) else { return }
+        let id = contactIDs[i]
+        for f in r.fields where !f.value.isEmpty && (f.field == .givenName || f.field == .familyName || f.field == .displayName) {
+            body(id, f.field, nil, f.value)
+        }
+        for m in r.members where m.kind == .phones || m.kind == .emails || m.kind == .tags || m.kind == .matchTokens {
+            body(id, nil, m.kind, m.key)
         }
     }
 

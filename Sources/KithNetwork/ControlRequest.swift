@@ -40,6 +40,14 @@ enum ControlRequest {
         return decoded
     }
 
+    /// An optional whole number `key`: a JSON number, or digits (query strings carry text).
+    static func integer(_ fields: [String: Any], _ key: String) throws(Invalid) -> Int? {
+        guard let value = fields[key] else { return nil }
+        if let n = value as? Int { return n }
+        if let t = value as? String, let n = Int(t) { return n }
+        throw Invalid(message: "\(key) must be a whole number")
+    }
+
     /// An optional whole number of seconds `key`, refused outside 1...`max` (nil when absent).
     static func seconds(_ fields: [String: Any], _ key: String, max: Int, what: String) throws(Invalid) -> UInt64? {
         guard let value = fields[key] else { return nil }

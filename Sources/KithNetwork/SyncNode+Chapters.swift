@@ -3,6 +3,7 @@ import KithChapter
 import KithConsent
 import KithCRDT
 import KithCrypto
+import KithQuery
 import KithStore
 import KithSync
 
@@ -160,7 +161,7 @@ extension SyncNode {
         let role = ch.relayOnly ? "relay" : s?.isAdmin(identity.member) == true ? "admin" : s?.isMember(identity.member) == true ? "member" : "removed"
         let r = ch.store.replica
         return ChapterSummary(id: ch.id.description, name: s?.name ?? "(log not received yet)", role: role, members: s?.members.count ?? 0,
-                              contacts: r.visibleContactIDs.count, changes: r.changeCount, awaitingKeys: r.awaitingBlockCount)
+                              contacts: r.mode == .opaque ? 0 : index(of: ch.store).count, changes: r.changeCount, awaitingKeys: r.awaitingBlockCount)
     }
 
     public func members(chapter: String?) throws(ChapterCommandError) -> (ChapterSummary, [MemberInfo]) {
@@ -474,16 +475,24 @@ extension SyncNode {
 
     /// The chapter's shared contacts (what `kith chapter map` shows) and the groups of them that
     /// share a blind match token (same phone or email) and are not linked yet: likely duplicates.
-    public func chapterContacts(chapter: String?) throws(ChapterCommandError) -> (ChapterSummary, [ContactView], [[ContactID]]) {
+    /// One page of a chapter's shared map (who knows whom is each contact's `knows`), and the
+    /// likely duplicates: contacts sharing a match token not already linked as one person.
+    public func chapterContacts(chapter: String?, q: String?, limit: Int?, cursor: String?,
+                                duplicates maxGroups: Int = 100) throws -> (ChapterSummary, ContactPage, [[ContactID]]) {
         let ch = try findChapter(chapter)
-        let contacts = ch.store.replica.contacts()
-        var byToken: [String: [ContactID]] = [:]
-        for c in contacts { for t in c.values(.matchTokens) { byToken[t.key, default: []].append(c.id) } }
-        var groups = Set<[ContactID]>()
-        for ids in byToken.values where ids.count > 1 {
-            let linked = Set(ids.map { ch.store.replica.representative(of: $0) })
-            if linked.count > 1 { groups.insert(ids.sorted()) }
+        let r = ch.store.replica
+        let idx = index(of: ch.store)
+        let page = try ContactQueries.page(r, idx, q: q, tag: nil, limit: limit, cursor: cursor)
+        // Links between contacts are few; their groups are read once per request, only when
+        // some contacts share a token.
+        var linked: [ContactID: ContactID]?
+        let groups = idx.sharedTokenGroups(limit: maxGroups) { members in
+            if linked == nil {
+                linked = [:]
+                for (rep, group) in r.sameAsGroups() { for id in group { linked![id] = rep } }
+            }
+            return Set(members.map { linked![$0] ?? $0 }).count < 2
         }
-        return (summary(ch), contacts, groups.sorted { $0[0] < $1[0] })
+        return (summary(ch), page, groups)
     }
 }

@@ -58,6 +58,7 @@ extension SyncNode {
         id.appendBigEndian(e.at)
         id += SecureRandom.bytes(8)
         try? store.putRecords(.audit, [(id, Array((try? JSONEncoder().encode(e)) ?? Data()))])
+        events.emit(NodeEvent(type: "consent", at: e.at, contacts: [e.contact], detail: "\(event): \(detail)"))
     }
 
     public func auditTrail() throws -> [AuditEntry] {

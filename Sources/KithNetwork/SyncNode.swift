@@ -2,6 +2,7 @@ import Foundation
 import KithChapter
 import KithCRDT
 import KithCrypto
+import KithQuery
 import KithStore
 import KithSync
 import Logging
@@ -92,15 +93,16 @@ public actor SyncNode {
 
     public func scopeInfo() -> [ScopeInfo] {
         var out: [ScopeInfo] = []
-        func info(_ scope: ScopeID, _ kind: String, _ name: String, _ r: Replica) -> ScopeInfo {
+        func info(_ kind: String, _ name: String, _ s: ContactStore) -> ScopeInfo {
+            let r = s.replica, scope = r.scope
             let connected = peers.values.filter { $0.scopes.contains(scope) }
-            return ScopeInfo(scope: scope.description, kind: kind, name: name, contacts: r.visibleContactIDs.count, changes: r.changeCount,
-                             pending: r.pendingCount, awaitingKeys: r.awaitingBlockCount, peers: connected.count,
+            return ScopeInfo(scope: scope.description, kind: kind, name: name, contacts: s.replica.mode == .opaque ? 0 : index(of: s).count,
+                             changes: r.changeCount, pending: r.pendingCount, awaitingKeys: r.awaitingBlockCount, peers: connected.count,
                              lastCaughtUp: connected.compactMap { $0.caughtUp[scope] }.max())
         }
-        out.append(info(privateScope, "private", "your contacts", store.replica))
+        out.append(info("private", "your contacts", store))
         for ch in chapters.values.sorted(by: { $0.id < $1.id }) {
-            out.append(info(ch.id.contentScope, ch.relayOnly ? "relay" : "chapter", ch.log?.state.name ?? "?", ch.store.replica))
+            out.append(info(ch.relayOnly ? "relay" : "chapter", ch.log?.state.name ?? "?", ch.store))
         }
         return out
     }
@@ -135,6 +137,11 @@ public actor SyncNode {
     /// Membership messages each peer device may still send now, and when that was computed (s):
     /// kept by device key, so reconnecting does not refill it.
     var membershipAllowances: [Ed25519.PublicKey: (allowance: Double, at: Double)] = [:]
+
+    /// The query index of each scope (SyncNode+Queries), patched when a query comes.
+    var queryIndexes: [ScopeID: ContactIndex] = [:]
+    /// Live events for API clients (`GET /v1/events`).
+    public nonisolated let events = NodeEvents()
 
     /// Chapters whose peers sent changes by devices the log did not list yet.
     var chaptersAwaitingAuthors: Set<ChapterID> = []
@@ -270,6 +277,7 @@ public actor SyncNode {
     func register(_ events: AsyncStream<ConnectionEvent>.Continuation, name: String, peer: PeerIdentity, scopes: Set<ScopeID>) -> Int {
         nextPeerID += 1
         peers[nextPeerID] = Peer(events: events, name: name, identity: peer, scopes: scopes, connectedAt: clock())
+        self.events.emit(NodeEvent(type: "peer-connected", at: clock(), peer: name))
         if peer.member == identity.member { adoptOwnDevice(peer) }
         return nextPeerID
     }
@@ -291,7 +299,9 @@ public actor SyncNode {
         }
     }
 
-    func unregister(_ id: Int) { peers[id] = nil }
+    func unregister(_ id: Int) {
+        if let p = peers.removeValue(forKey: id) { events.emit(NodeEvent(type: "peer-disconnected", at: clock(), peer: p.name)) }
+    }
 
     /// Most inbound connections open at once (authenticated or not); more are closed at accept.
     public static let maxInboundConnections = 256
@@ -359,6 +369,10 @@ public actor SyncNode {
         let fresh = target.replica.changes(missingFrom: before)
         guard !fresh.isEmpty else { return }
         push(fresh, scope: scope, except: peer)
+        if events.subscriberCount > 0 {
+            emitChanged(scope == privateScope ? "private" : scope.description, Set(fresh.flatMap { $0.blockContacts.compactMap { $0 } }))
+            events.emit(NodeEvent(type: "sync-progress", at: clock(), scope: scope.description, count: target.replica.changeCount, peer: peerName))
+        }
     }
 
     func push(_ changes: [Change], scope: ScopeID, except: Int? = nil) {
@@ -378,6 +392,7 @@ public actor SyncNode {
         let made = try store.commit(batches: batches)
         push(made, scope: privateScope)
         let touched = Set(batches.flatMap { $0.map(\.contact) })
+        emitChanged("private", touched)
         try refreshShares(touching: touched)
         // Granted fields that changed go up as a new record version.
         if !touched.isDisjoint(with: grantedContacts) { Task { await self.consentMaintenance() } }

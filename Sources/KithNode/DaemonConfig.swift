@@ -14,6 +14,7 @@ public struct DaemonConfig: Equatable, Sendable {
     public var lanPort: Int?
     public var relayScopes: [String] = []
     public var advertise: String?
+    public var apiListen: String?
 
     public init() {}
 
@@ -28,7 +29,7 @@ public struct DaemonConfig: Equatable, Sendable {
     }
 
     public static let knownKeys: Set<String> = ["data_dir", "listen", "peers", "anti_entropy_interval", "log_level", "lan_discovery", "upward_via_peers", "advertise",
-                                                "lan_interface", "lan_port", "relay_scopes"]
+                                                "lan_interface", "lan_port", "relay_scopes", "api_listen"]
 
     public init(toml text: String) throws(ParseError) {
         self.init()
@@ -53,6 +54,7 @@ public struct DaemonConfig: Equatable, Sendable {
             case "log_level": logLevel = try string()
             case "relay_scopes": relayScopes = try strings()
             case "advertise": advertise = try string()
+            case "api_listen": apiListen = try string()
             case "anti_entropy_interval":
                 guard case let .integer(n) = value, n >= 0 else { throw ParseError(line: line, reason: "anti_entropy_interval must be a non-negative integer (seconds)") }
                 antiEntropyInterval = n

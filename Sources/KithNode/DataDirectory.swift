@@ -62,6 +62,7 @@ public enum NodeIdentity {
         defer { ConstantTime.wipe(&encoded) }
         try SecureFiles.writeSecret(encoded, to: dir.keyRingPath)
         try SecureFiles.writeSecret(cert.encoded, to: dir.certificatePath)
+        if !FileManager.default.fileExists(atPath: APIKey.keyPath(dir)) { try APIKey.create(in: dir) }
         return (ring, PublicIdentity(certificate: cert))
     }
 

@@ -10,8 +10,6 @@ public protocol ContactBackend: AnyObject {
     /// Authors one change per batch and returns once all are durable.
     @discardableResult
     func commit(batches: [[ContactEdit]]) throws(StoreError) -> [Change]
-    /// Contacts matching a search query (see `ContactIndex.search`).
-    func search(_ query: String) -> Set<ContactID>
     /// A full id or a unique prefix (≥ 4 characters) → id.
     func resolve(_ reference: String) throws(StoreError) -> ContactID
 }
@@ -20,10 +18,6 @@ extension ContactStore: ContactBackend {
     @discardableResult
     public func commit(batches: [[ContactEdit]]) throws(StoreError) -> [Change] {
         try commit(batches: batches, sealer: nil)
-    }
-
-    public func search(_ query: String) -> Set<ContactID> {
-        searchIndex(for: ContactIndex.kind(of: query)).search(query)
     }
 }
 

@@ -28,7 +28,6 @@ public final class ContactStore {
     private var poisoned: String?
     private var insert: SQLiteStatement
     private var update: SQLiteStatement
-    private var indexes: [ContactIndex.Kind: ContactIndex] = [:]
 
     /// Milliseconds since the Unix epoch from the system clock.
     public static let systemClock: @Sendable () -> UInt64 = {
@@ -231,9 +230,7 @@ public final class ContactStore {
 
     /// Adds chapter epoch keys (encrypted scopes); blocks waiting for them are applied.
     public func addEpochKeys(_ keys: [EpochRef: SymmetricKey]) {
-        let before = replica.awaitingBlockCount
-        replica.addEpochKeys(keys)
-        if replica.awaitingBlockCount != before { indexes = [:] }
+        replica.addEpochKeys(keys) // blocks applied now are listed by takeChangedContacts
     }
 
     // MARK: Sealing
@@ -377,18 +374,14 @@ public final class ContactStore {
             if let e = error as? SQLiteError { throw StoreError.from(e, "writing \(path)") }
             throw StoreError(.io, "writing \(path): \(error)")
         }
-        indexes = [:] // rebuilt on the next search
     }
 
     // MARK: Reading
 
-    /// The search index for one kind of query, built when first needed (a name search does
-    /// not pay for indexing phones).
-    public func searchIndex(for kind: ContactIndex.Kind) -> ContactIndex {
-        if let index = indexes[kind] { return index }
-        let built = ContactIndex(replica: replica, kinds: [kind])
-        indexes[kind] = built
-        return built
+    /// Contacts whose view may have changed since the last call (for indexes kept beside the
+    /// store, see `Replica.takeChangedContacts`).
+    public func takeChangedContacts() -> Replica.ChangedContacts {
+        replica.takeChangedContacts()
     }
 
     /// Resolves a contact reference: a full id or a unique prefix of at least 4 characters.

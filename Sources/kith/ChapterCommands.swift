@@ -5,15 +5,6 @@ import KithCrypto
 import KithInterchange
 import KithNode
 
-/// Sends one request to the running kithd (chapters live in the daemon: they are network
-/// features) and returns its answer, or exits with its error.
-func daemonRequest(_ data: DataDirOption, _ request: [String: Any]) throws -> [String: Any] {
-    guard let daemon = try failing({ try DaemonBackend(directory: data.directory) }) else {
-        fail("chapters are kept by the daemon: start it first (kithd --data-dir \(data.directory.path))")
-    }
-    return try failing { try daemon.request(request) }
-}
-
 /// "48h", "90m", "7d", "3600" (seconds) → seconds.
 func parseDuration(_ text: String) throws -> Int {
     let units: [Character: Int] = ["s": 1, "m": 60, "h": 3600, "d": 86_400]
@@ -73,7 +64,7 @@ struct ChapterCommand: ParsableCommand {
 
         func run() throws {
             let list = try daemonRequest(data, ["op": "chapter-list"])["chapters"] as? [[String: Any]] ?? []
-            if json { return printJSON(list) }
+            if json { return printJSONObject(list) }
             if list.isEmpty { print("no chapters yet: kith chapter create NAME, or kith chapter join INVITE") }
             for c in list { print(ChapterCommand.describe(c)) }
         }
@@ -88,7 +79,7 @@ struct ChapterCommand: ParsableCommand {
         func run() throws {
             let r = try daemonRequest(data, chapter.add(to: ["op": "chapter-members"]))
             let members = r["members"] as? [[String: Any]] ?? []
-            if json { return printJSON(["chapter": r["chapter"] ?? [:], "members": members]) }
+            if json { return printJSONObject(["chapter": r["chapter"] ?? [:], "members": members]) }
             print(ChapterCommand.describe(r["chapter"] as? [String: Any] ?? [:]))
             for m in members {
                 let you = m["you"] as? Bool == true ? "  (you)" : ""
@@ -136,7 +127,7 @@ struct ChapterCommand: ParsableCommand {
         func run() throws {
             let r = try daemonRequest(data, chapter.add(to: ["op": "chapter-invites"]))
             let list = r["invites"] as? [[String: Any]] ?? []
-            if json { return printJSON(list) }
+            if json { return printJSONObject(list) }
             if list.isEmpty { return print("no open invites") }
             for i in list { print(ChapterCommand.describeInvite(i)) }
             print("close one with: kith chapter invite --close ID")
@@ -164,7 +155,7 @@ struct ChapterCommand: ParsableCommand {
 
         func run() throws {
             let list = try daemonRequest(data, chapter.add(to: ["op": "chapter-requests"]))["requests"] as? [[String: Any]] ?? []
-            if json { return printJSON(list) }
+            if json { return printJSONObject(list) }
             if list.isEmpty { print("no join requests waiting") }
             for r in list { print("member \(r["member"] ?? "?")  device \(r["device"] ?? "?")  — kith chapter approve \(String((r["member"] as? String ?? "").prefix(8)))") }
         }
@@ -227,23 +218,28 @@ struct ChapterCommand: ParsableCommand {
     }
 
     struct Map: ParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "Show the chapter's shared contacts and which members know each.")
+        static let configuration = CommandConfiguration(abstract: "Show the chapter's shared contacts (a page at a time), which members know each, and likely duplicates.")
         @OptionGroup var data: DataDirOption
         @OptionGroup var chapter: ChapterOption
         @Flag(help: "Print JSON.") var json = false
+        @Option(help: "Only contacts matching this search (as `kith contact search`).") var q: String?
+        @Option(help: "Contacts per page (1-1000).") var limit = 100
+        @Option(help: "Continue after this cursor (printed at the end of a page).") var cursor: String?
 
         func run() throws {
-            let r = try daemonRequest(data, chapter.add(to: ["op": "chapter-map"]))
+            var request: [String: Any] = ["op": "chapter-map", "limit": limit]
+            if let q { request["q"] = q }
+            if let cursor { request["cursor"] = cursor }
+            let r = try daemonRequest(data, chapter.add(to: request))
             let contacts = r["contacts"] as? [[String: Any]] ?? []
             let duplicates = r["likelyDuplicates"] as? [[String]] ?? []
-            if json { return printJSON(["chapter": r["chapter"] ?? [:], "contacts": contacts, "likelyDuplicates": duplicates]) }
+            if json { return printJSONObject(r) }
             print(ChapterCommand.describe(r["chapter"] as? [String: Any] ?? [:]))
             for c in contacts {
-                let f = c["fields"] as? [String: String] ?? [:]
-                let name = f["display_name"] ?? [f["given_name"], f["family_name"]].compactMap { $0 }.joined(separator: " ")
-                let known = (c["knownBy"] as? [String] ?? []).map { String($0.prefix(8)) }
-                print("  \(String((c["id"] as? String ?? "").prefix(8)))  \(name.isEmpty ? "(no name)" : name)  known by \(known.joined(separator: ", "))")
+                let known = (c["knows"] as? [[String: Any]] ?? []).map { String(($0["member"] as? String ?? "").prefix(8)) }
+                print("  \(String((c["id"] as? String ?? "").prefix(8)))  \(c["name"] as? String ?? "(no name)")  known by \(known.joined(separator: ", "))")
             }
+            if let next = r["next"] as? String { print("more: kith chapter map --limit \(limit) --cursor \(next)") }
             for group in duplicates {
                 print("likely the same person (same phone or email): \(group.map { String($0.prefix(8)) }.joined(separator: ", "))")
             }
@@ -288,7 +284,7 @@ extension ChapterCommand {
 
         func run() throws {
             let c = try daemonRequest(data, chapter.add(to: ["op": "chapter-show"]))["chapter"] as? [String: Any] ?? [:]
-            if json { return printJSON(c) }
+            if json { return printJSONObject(c) }
             print("\(c["name"] ?? "?")  id \(c["id"] ?? "?")  you: \(c["role"] ?? "?")")
             print("admins: \((c["admins"] as? [String] ?? []).joined(separator: ", "))")
             if let o = c["organization"] as? [String: Any] {

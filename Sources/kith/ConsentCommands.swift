@@ -71,8 +71,8 @@ struct ConsentCommand: ParsableCommand {
         @Flag(help: "Print JSON.") var json = false
 
         func run() throws {
-            let grants = try daemonRequest(data, ["op": "consent-show", "contacts": [contact]])["grants"] as? [[String: Any]] ?? []
-            if json { return printJSON(grants) }
+            let grants = try daemonRequest(data, ["op": "consent-show", "contact": contact])["grants"] as? [[String: Any]] ?? []
+            if json { return printJSONObject(grants) }
             if grants.isEmpty { print("no grants: the organization holds nothing about this contact") }
             for g in grants {
                 print("grant \(g["grant"] ?? "?") to \(g["organization"] ?? "?") for \"\(g["purpose"] ?? "")\": \(g["state"] ?? "?"), \(g["receipts"] ?? 0) receipt(s)")
@@ -91,7 +91,7 @@ struct AuditCommand: ParsableCommand {
 
     func run() throws {
         let entries = try daemonRequest(data, ["op": "audit"])["entries"] as? [[String: Any]] ?? []
-        if json { return printJSON(entries) }
+        if json { return printJSONObject(entries) }
         if entries.isEmpty { print("nothing has gone to an organization") }
         for e in entries {
             let at = Date(timeIntervalSince1970: Double(e["at"] as? UInt64 ?? 0) / 1000)

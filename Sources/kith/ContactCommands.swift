@@ -2,6 +2,7 @@ import ArgumentParser
 import Foundation
 import KithCRDT
 import KithInterchange
+import KithQuery
 import KithStore
 
 /// Field options shared by `contact add` and `contact edit`.
@@ -21,45 +22,45 @@ struct FieldOptions: ParsableArguments {
     @Option(name: .customLong("consent-method"), help: "How consent was given (e.g. 'verbal, at the door').") var consentMethod: String?
     @Option(name: .customLong("consent-date"), help: "When consent was given, yyyy-mm-dd (default: today).") var consentDate: String?
 
-    func ops() throws -> [KithCRDT.Operation] {
-        var out: [KithCRDT.Operation] = []
+    /// The fields part of a patch (validated by the node, which words the errors).
+    func patch() -> ContactPatch {
+        var set: [String: String] = [:]
         let pairs: [(Field, String?)] = [
             (.givenName, given), (.familyName, family), (.displayName, display), (.address, address), (.city, city),
             (.postalCode, postalCode), (.notes, notes), (.relationship, relationship), (.support, support), (.voterFileID, voterID),
         ]
-        for (f, v) in pairs {
-            guard let v else { continue }
-            do { try f.validate(v) } catch { throw CLIFailure(message: "--\(f.name.replacingOccurrences(of: "_", with: "-")): \(error.reason)") }
-            out.append(.setField(f, v))
-        }
-        if let consent {
-            guard let level = ContactConsent.Level(rawValue: consent) else {
-                throw CLIFailure(message: "--consent must be none, contact or share")
-            }
-            let date = consentDate ?? Day.format(today())
-            let value = ContactConsent(level: level, date: date, method: consentMethod ?? "").encoded
-            do { try Field.consent.validate(value) } catch { throw CLIFailure(message: "--consent-date: \(error.reason)") }
-            out.append(.setField(.consent, value))
-        }
-        return out
+        for (f, v) in pairs { if let v { set[ContactDTO.apiName(f)] = v } }
+        var p = ContactPatch(set: set.isEmpty ? nil : set)
+        if let consent { p.consent = .init(level: consent, date: consentDate, method: consentMethod) }
+        return p
     }
 }
 
-func phoneOp(_ raw: String, _ phone: PhoneOptions) throws -> KithCRDT.Operation {
-    guard let key = Normalization.phone(raw, defaultCallingCode: phone.callingCode) else {
-        throw CLIFailure(message: "phone '\(raw)' has no digits")
+extension ContactClient {
+    /// Applies a patch, or exits with the node's reason.
+    @discardableResult
+    func change(_ patch: ContactPatch, _ reference: String?) throws -> ContactDTO {
+        try failing { try apply(patch, to: reference) }
     }
-    return .add(.phones, key, payload: key == raw ? "" : raw)
 }
 
-func emailOp(_ raw: String) throws -> KithCRDT.Operation {
-    guard let key = Normalization.email(raw) else { throw CLIFailure(message: "'\(raw)' is not an email address") }
-    return .add(.emails, key, payload: key == raw ? "" : raw)
-}
+func nonEmpty(_ a: [String]) -> [String]? { a.isEmpty ? nil : a }
 
+/// A tag as an add op (chapter map edits, which travel as encoded edits).
 func tagOp(_ raw: String) throws -> KithCRDT.Operation {
     guard let t = Normalization.tag(raw) else { throw CLIFailure(message: "empty tag") }
     return .add(.tags, t)
+}
+
+/// The conversation entry of `log-conversation` options, or exits with a clear message.
+func conversationEntry(channel: String, outcome: String, note: String, date: String?) -> ConversationEntry {
+    guard let ch = Channel(name: channel) else { fail("--channel must be door, phone, text, in-person or other") }
+    var day = today()
+    if let date {
+        guard let d = Day.parse(date) else { fail("--date must be yyyy-mm-dd") }
+        day = d
+    }
+    return ConversationEntry(day: day, channel: ch, outcome: outcome, note: note)
 }
 
 struct ContactCommand: ParsableCommand {
@@ -87,12 +88,14 @@ struct ContactCommand: ParsableCommand {
         @Option(name: .customLong("tag"), help: "A tag (repeatable).") var tags: [String] = []
 
         func run() throws {
-            let ops = try failing { try fields.ops() + phones.map { try phoneOp($0, phoneOptions) } + emails.map(emailOp) + tags.map(tagOp) }
-            guard !ops.isEmpty else { fail("nothing to add: give at least a name, phone or email (see --help)") }
-            let store = try node.open()
-            let id = ContactID.random()
-            try store.commitOne([ContactEdit(contact: id, ops: ops)])
-            if node.json { printJSON(contactJSON(store.replica.contact(id)!)) } else { print(id) }
+            var patch = fields.patch()
+            patch.addPhones = nonEmpty(phones)
+            patch.addEmails = nonEmpty(emails)
+            patch.addTags = nonEmpty(tags)
+            patch.defaultCountry = phoneOptions.callingCode
+            guard patch != ContactPatch(defaultCountry: phoneOptions.callingCode) else { fail("nothing to add: give at least a name, phone or email (see --help)") }
+            let c = try node.open().change(patch, nil)
+            if node.json { printJSON(c) } else { print(c.id) }
         }
     }
 
@@ -116,29 +119,21 @@ struct ContactCommand: ParsableCommand {
         @Option(name: .customLong("clear"), help: "Clear a field (repeatable), e.g. --clear notes.") var clear: [String] = []
 
         func run() throws {
-            let store = try node.open()
-            let id = try store.lookup(contact)
-            let r = store.replica
-            var ops = try failing { try fields.ops() + addPhones.map { try phoneOp($0, phoneOptions) } + addEmails.map(emailOp) }
+            var patch = fields.patch()
+            var set = patch.set ?? [:]
             for f in clear {
-                guard let field = Field(name: f.replacingOccurrences(of: "-", with: "_")) else { fail("--clear: unknown field '\(f)'") }
-                ops.append(.setField(field, ""))
+                guard let field = ContactDTO.field(named: f), field != .consent else { fail("--clear: unknown field '\(f)'") }
+                set[ContactDTO.apiName(field)] = ""
             }
-            for p in removePhones {
-                let key = Normalization.phone(p, defaultCallingCode: phoneOptions.callingCode) ?? p
-                let adds = r.liveAdds(of: key, in: .phones, contact: id)
-                guard !adds.isEmpty else { fail("contact \(id) has no phone \(p)") }
-                ops.append(.remove(.phones, key, observed: adds))
-            }
-            for e in removeEmails {
-                let key = Normalization.email(e) ?? e
-                let adds = r.liveAdds(of: key, in: .emails, contact: id)
-                guard !adds.isEmpty else { fail("contact \(id) has no email \(e)") }
-                ops.append(.remove(.emails, key, observed: adds))
-            }
-            guard !ops.isEmpty else { fail("nothing to change (see --help)") }
-            try store.commitOne([ContactEdit(contact: id, ops: ops)])
-            if node.json { printJSON(contactJSON(store.replica.contact(id)!)) } else { print("updated \(id)") }
+            patch.set = set.isEmpty ? nil : set
+            patch.addPhones = nonEmpty(addPhones)
+            patch.removePhones = nonEmpty(removePhones)
+            patch.addEmails = nonEmpty(addEmails)
+            patch.removeEmails = nonEmpty(removeEmails)
+            patch.defaultCountry = phoneOptions.callingCode
+            guard patch != ContactPatch(defaultCountry: phoneOptions.callingCode) else { fail("nothing to change (see --help)") }
+            let c = try node.open().change(patch, contact)
+            if node.json { printJSON(c) } else { print("updated \(c.id)") }
         }
     }
 
@@ -149,10 +144,9 @@ struct ContactCommand: ParsableCommand {
         @Flag(help: "Read it together with every record linked as the same person.") var merged = false
 
         func run() throws {
-            let store = try node.open()
-            let id = try store.lookup(contact)
-            guard let c = merged ? store.replica.mergedContact(id) : store.replica.contact(id) else { fail("no contact \(contact)") }
-            if node.json { printJSON(contactJSON(c)) } else { printContact(c) }
+            let client = try node.open()
+            let c = try failing { try client.show(contact, merged: merged, scope: nil) }
+            if node.json { printJSON(c) } else { printContact(c) }
         }
     }
 
@@ -160,16 +154,14 @@ struct ContactCommand: ParsableCommand {
         static let configuration = CommandConfiguration(abstract: "List contacts, ordered by name.")
         @OptionGroup var node: NodeOptions
         @Option(help: "Only contacts with this tag.") var tag: String?
-        @Option(help: "At most this many (0 = all).") var limit = 0
+        @Option(help: "At most this many (0 = all, fetched page by page).") var limit = 0
+        @Option(help: "Continue after this cursor (the `next` of a --json page).") var cursor: String?
 
         func run() throws {
-            let store = try node.open()
-            var ids = store.replica.visibleContactIDs
-            if let tag { ids = Array(store.search("#" + tag)) }
-            var contacts = ids.compactMap { store.replica.contact($0) }
-            contacts.sort { (displayName($0), $0.id) < (displayName($1), $1.id) }
-            if limit > 0 { contacts = Array(contacts.prefix(limit)) }
-            if node.json { printJSON(contacts.map(contactJSON)) } else { printTable(contacts) }
+            let client = try node.open()
+            let (contacts, next, total) = try collect(client, q: nil, tag: tag, limit: limit, cursor: cursor)
+            _ = (next, total)
+            if node.json { printJSON(contacts) } else { printTable(contacts) }
         }
     }
 
@@ -182,6 +174,7 @@ struct ContactCommand: ParsableCommand {
                   kith contact search "(555) 867-5309" phones ending with these digits
                   kith contact search ada@             emails starting with it
                   kith contact search "#gotv"          a tag
+                  kith contact search ada "#gotv"      both (every part must match)
                 """
         )
         @OptionGroup var node: NodeOptions
@@ -189,11 +182,10 @@ struct ContactCommand: ParsableCommand {
         @Option(help: "At most this many (0 = all).") var limit = 50
 
         func run() throws {
-            let store = try node.open()
-            var found = store.search(query.joined(separator: " ")).compactMap { store.replica.contact($0) }
-            found.sort { (displayName($0), $0.id) < (displayName($1), $1.id) }
-            if limit > 0 { found = Array(found.prefix(limit)) }
-            if node.json { printJSON(found.map(contactJSON)) } else if found.isEmpty { print("no match") } else { printTable(found) }
+            let client = try node.open()
+            let (found, next, total) = try collect(client, q: query.joined(separator: " "), tag: nil, limit: limit, cursor: nil)
+            _ = (next, total)
+            if node.json { printJSON(found) } else if found.isEmpty { print("no match") } else { printTable(found) }
         }
     }
 
@@ -212,9 +204,8 @@ struct ContactCommand: ParsableCommand {
         @Flag(help: "Erase for good instead of deleting.") var forget = false
 
         func run() throws {
-            let store = try node.open()
-            let id = try store.lookup(contact)
-            try store.commitOne([ContactEdit(contact: id, ops: [forget ? .forget : .delete])])
+            let client = try node.open()
+            let id = try failing { try client.delete(contact, forget: forget) }
             print(forget ? "forgot \(id)" : "deleted \(id)")
         }
     }
@@ -230,12 +221,9 @@ struct TagCommand: ParsableCommand {
         @Argument var tags: [String]
 
         func run() throws {
-            let ops = try failing { try tags.map(tagOp) }
-            guard !ops.isEmpty else { fail("give at least one tag") }
-            let store = try node.open()
-            let id = try store.lookup(contact)
-            try store.commitOne([ContactEdit(contact: id, ops: ops)])
-            print("tagged \(id)")
+            guard !tags.isEmpty else { fail("give at least one tag") }
+            let c = try node.open().change(ContactPatch(addTags: tags), contact)
+            print("tagged \(c.id)")
         }
     }
 
@@ -246,18 +234,9 @@ struct TagCommand: ParsableCommand {
         @Argument var tags: [String]
 
         func run() throws {
-            let store = try node.open()
-            let id = try store.lookup(contact)
-            var ops: [KithCRDT.Operation] = []
-            for t in tags {
-                let key = Normalization.tag(t) ?? t
-                let adds = store.replica.liveAdds(of: key, in: .tags, contact: id)
-                guard !adds.isEmpty else { fail("contact \(id) has no tag '\(t)'") }
-                ops.append(.remove(.tags, key, observed: adds))
-            }
-            guard !ops.isEmpty else { fail("give at least one tag") }
-            try store.commitOne([ContactEdit(contact: id, ops: ops)])
-            print("untagged \(id)")
+            guard !tags.isEmpty else { fail("give at least one tag") }
+            let c = try node.open().change(ContactPatch(removeTags: tags), contact)
+            print("untagged \(c.id)")
         }
     }
 }
@@ -270,13 +249,9 @@ struct NoteCommand: ParsableCommand {
     @Flag(help: "Append a line instead of replacing.") var append = false
 
     func run() throws {
-        let store = try node.open()
-        let id = try store.lookup(contact)
-        let old = store.replica.contact(id)?[.notes]
-        let value = append && old != nil ? old! + "\n" + text : text
-        do { try Field.notes.validate(value) } catch { fail(error.reason) }
-        try store.commitOne([ContactEdit(contact: id, ops: [.setField(.notes, value)])])
-        print("noted \(id)")
+        let patch = append ? ContactPatch(appendNote: text) : ContactPatch(set: ["notes": text])
+        let c = try node.open().change(patch, contact)
+        print("noted \(c.id)")
     }
 }
 
@@ -293,11 +268,10 @@ struct LogConversation: ParsableCommand {
     @Option(help: "yyyy-mm-dd (default: today).") var date: String?
 
     func run() throws {
-        let entry = conversationEntry(channel: channel, outcome: outcome, note: note, date: date)
-        let store = try node.open()
-        let id = try store.lookup(contact)
-        try store.commitOne([ContactEdit(contact: id, ops: [.logConversation(entry)])])
-        print("logged \(id)")
+        guard Channel(name: channel) != nil else { fail("--channel must be door, phone, text, in-person or other") }
+        if let date, Day.parse(date) == nil { fail("--date must be yyyy-mm-dd") }
+        let c = try node.open().change(ContactPatch(logConversation: .init(channel: channel, outcome: outcome, note: note, date: date)), contact)
+        print("logged \(c.id)")
     }
 }
 
@@ -308,11 +282,10 @@ struct LinkCommand: ParsableCommand {
     @Argument var second: String
 
     func run() throws {
-        let store = try node.open()
-        let a = try store.lookup(first), b = try store.lookup(second)
-        guard a != b else { fail("a contact is always the same person as itself") }
-        try store.commitOne([ContactEdit(contact: a, ops: [.link(to: b)])])
-        print("linked \(a) and \(b)")
+        let client = try node.open()
+        let b = try failing { try client.show(second, merged: false, scope: nil) }
+        let a = try client.change(ContactPatch(link: [b.id]), first)
+        print("linked \(a.id) and \(b.id)")
     }
 }
 
@@ -323,15 +296,24 @@ struct UnlinkCommand: ParsableCommand {
     @Argument var second: String
 
     func run() throws {
-        let store = try node.open()
-        let a = try store.lookup(first), b = try store.lookup(second)
-        var edits: [ContactEdit] = []
-        for (x, y) in [(a, b), (b, a)] {
-            let adds = store.replica.liveAdds(of: y.description, in: .links, contact: x)
-            if !adds.isEmpty { edits.append(ContactEdit(contact: x, ops: [.unlink(from: y, observed: adds)])) }
-        }
-        guard !edits.isEmpty else { fail("\(a) and \(b) are not linked") }
-        try store.commitOne(edits)
-        print("unlinked \(a) and \(b)")
+        let client = try node.open()
+        let b = try failing { try client.show(second, merged: false, scope: nil) }
+        let a = try client.change(ContactPatch(unlink: [b.id]), first)
+        print("unlinked \(a.id) and \(b.id)")
     }
+}
+
+/// Pages through a list or search: `limit` contacts (0 = all), from `cursor`.
+func collect(_ client: any ContactClient, q: String?, tag: String?, limit: Int, cursor: String?) throws -> ([ContactDTO], String?, Int) {
+    var out: [ContactDTO] = []
+    var next = cursor
+    var total = 0
+    repeat {
+        let want = limit == 0 ? ContactQueries.maxLimit : min(ContactQueries.maxLimit, limit - out.count)
+        let page = try failing { try client.page(q: q, tag: tag, limit: want, cursor: next, merged: false, scope: nil) }
+        out += page.contacts
+        total = page.total
+        next = page.next
+    } while next != nil && (limit == 0 || out.count < limit)
+    return (out, next, total)
 }

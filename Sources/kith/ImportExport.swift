@@ -92,7 +92,7 @@ struct ImportCommand: ParsableCommand {
                 changes[changes.count - 1].append(e)
                 ops += e.ops.count
             }
-            _ = try failing { try store.commit(batches: changes) }
+            try failing { try store.commitEdits(changes) }
             committed += chunk.count
             start += chunk.count
             progress.committed(committed)
@@ -178,19 +178,14 @@ struct ExportCommand: ParsableCommand {
         var node = NodeOptions()
         node.data = data
         node.passphraseFile = passphraseFile
-        let store = try node.open()
-        let contacts = store.replica.contacts()
-        let text: String
-        switch format.lowercased() {
-        case "vcard", "vcf": text = VCard.write(contacts)
-        case "csv": text = CSVInterchange.write(contacts)
-        default: fail("unknown --format '\(format)': use vcard or csv")
-        }
+        guard ["vcard", "vcf", "csv"].contains(format.lowercased()) else { fail("unknown --format '\(format)': use vcard or csv") }
+        let client = try node.open()
+        let (text, count) = try failing { try client.export(format: format) }
         if let output {
             guard FileManager.default.createFile(atPath: output, contents: Data(text.utf8), attributes: [.posixPermissions: 0o600]) else {
                 fail("cannot write \(output)")
             }
-            FileHandle.standardError.write(Data("kith: exported \(contacts.count) contacts to \(output)\n".utf8))
+            FileHandle.standardError.write(Data("kith: exported \(count) contacts to \(output)\n".utf8))
         } else {
             FileHandle.standardOutput.write(Data(text.utf8))
         }

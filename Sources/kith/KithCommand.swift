@@ -3,6 +3,7 @@ import Foundation
 import KithCrypto
 import KithCRDT
 import KithNode
+import KithQuery
 import KithStore
 
 @main
@@ -59,6 +60,10 @@ func failing<T>(_ body: () throws -> T) throws -> T {
         fail(e.detail)
     } catch let e as ChangeRejection {
         fail(e.detail)
+    } catch let e as QueryError {
+        fail(e.candidates.isEmpty ? e.message : e.message + "\n" + e.candidates.map { "  " + $0 }.joined(separator: "\n"))
+    } catch let e as APIClient.Refused {
+        fail(e.description)
     } catch {
         fail("\(error)")
     }

@@ -4,6 +4,7 @@ import KithCRDT
 import KithCrypto
 import KithInterchange
 import KithNode
+import KithQuery
 import KithStore
 
 /// Options shared by every command that opens the node's contacts.
@@ -16,17 +17,20 @@ struct NodeOptions: ParsableArguments {
     @Flag(help: "Print JSON instead of a table.")
     var json = false
 
-    func open() throws -> any ContactBackend {
+    /// The running kithd's API when it answers, else the store opened here.
+    func open() throws -> any ContactClient {
         try failing {
-            // A running kithd holds the store: go through its control socket.
-            do {
-                if let daemon = try DaemonBackend(directory: data.directory) { return daemon }
-            } catch {
-                throw CLIFailure(message: "kithd is running but its control socket failed: \(error)")
+            if let api = try APIClient(directory: data.directory) {
+                do {
+                    _ = try api.call("peers")
+                    return api
+                } catch is APIClient.Unreachable {
+                    // A daemon killed without cleaning up: its address file is stale; open the store.
+                }
             }
             let file = passphraseFile ?? ProcessInfo.processInfo.environment["KITH_PASSPHRASE_FILE"]
             let pass = try file.map { try NodeIdentity.readPassphrase(file: $0) }
-            return try NodeAccess.openStore(data.directory, passphrase: pass)
+            return LocalClient(store: try NodeAccess.openStore(data.directory, passphrase: pass))
         }
     }
 }
@@ -43,28 +47,16 @@ struct PhoneOptions: ParsableArguments {
     }
 }
 
-extension ContactBackend {
-    func commitOne(_ edits: [ContactEdit]) throws {
-        _ = try failing { try commit(batches: [edits]) }
-    }
-
-    func lookup(_ ref: String) throws -> ContactID {
-        try failing { try resolve(ref) }
-    }
+/// An answer of the daemon's administrative ops, as JSON (the API's field names).
+func printJSONObject(_ object: Any) {
+    let data = try! JSONSerialization.data(withJSONObject: object, options: [.sortedKeys, .prettyPrinted, .withoutEscapingSlashes])
+    print(String(decoding: data, as: UTF8.self))
 }
 
-// MARK: Output
-
-func contactJSON(_ c: ContactView) -> [String: Any] {
-    var o: [String: Any] = ["id": c.id.description]
-    for (f, v) in c.fields { o[f.name] = v }
-    o["phones"] = c.values(.phones).map { ["number": $0.key, "raw": $0.payload.isEmpty ? $0.key : $0.payload] }
-    o["emails"] = c.values(.emails).map { ["address": $0.key, "raw": $0.payload.isEmpty ? $0.key : $0.payload] }
-    o["tags"] = c.tags
-    o["knows"] = c.values(.knows).map { ["member": $0.key, "strength": Int($0.payload) ?? 0] }
-    o["links"] = c.values(.links).map(\.key)
-    o["conversations"] = c.log.map { ["date": Day.format($0.day), "channel": $0.channel.description, "outcome": $0.outcome, "note": $0.note] }
-    return o
+func printJSON(_ value: some Encodable) {
+    let e = JSONEncoder()
+    e.outputFormatting = [.sortedKeys, .prettyPrinted, .withoutEscapingSlashes]
+    print(String(decoding: try! e.encode(value), as: UTF8.self))
 }
 
 func printJSON(_ object: Any) {
@@ -72,16 +64,10 @@ func printJSON(_ object: Any) {
     print(String(decoding: data, as: UTF8.self))
 }
 
-func displayName(_ c: ContactView) -> String {
-    if let d = c[.displayName] { return d }
-    let n = [c[.givenName], c[.familyName]].compactMap { $0 }.joined(separator: " ")
-    return n.isEmpty ? (c.emails.first ?? c.phones.first ?? "(no name)") : n
-}
-
 /// A plain table: short id, name, first phone, first email, tags.
-func printTable(_ contacts: [ContactView]) {
+func printTable(_ contacts: [ContactDTO]) {
     let rows = contacts.map { c in
-        [String(c.id.description.prefix(8)), displayName(c), c.phones.first ?? "", c.emails.first ?? "", c.tags.joined(separator: ",")]
+        [String(c.id.prefix(8)), c.name, c.phones.first?.number ?? "", c.emails.first?.address ?? "", c.tags.joined(separator: ",")]
     }
     let header = ["ID", "NAME", "PHONE", "EMAIL", "TAGS"]
     var widths = header.map(\.count)
@@ -96,31 +82,32 @@ func printTable(_ contacts: [ContactView]) {
     for r in rows { print(fmt(r)) }
 }
 
-func printContact(_ c: ContactView) {
-    print("id            \(c.id)")
-    print("name          \(displayName(c))")
-    for f in Field.allCases where f != .displayName {
-        if let v = c[f] { print(f.name.padding(toLength: 14, withPad: " ", startingAt: 0) + v.replacingOccurrences(of: "\n", with: "\n              ")) }
+func printContact(_ c: ContactDTO) {
+    func line(_ label: String, _ value: String?) {
+        guard let value, !value.isEmpty else { return }
+        print(label.padding(toLength: 14, withPad: " ", startingAt: 0) + value.replacingOccurrences(of: "\n", with: "\n              "))
     }
-    for p in c.values(.phones) { print("phone         \(p.key)" + (p.payload.isEmpty ? "" : "  (\(p.payload))")) }
-    for e in c.values(.emails) { print("email         \(e.key)") }
+    line("id", c.id)
+    line("name", c.name)
+    line("given_name", c.givenName)
+    line("family_name", c.familyName)
+    line("address", c.address)
+    line("city", c.city)
+    line("postal_code", c.postalCode)
+    line("notes", c.notes)
+    line("relationship", c.relationship)
+    line("support", c.support)
+    line("voter_file_id", c.voterFileId)
+    if let k = c.consent { line("consent", "\(k.level) since \(k.date)" + (k.method.isEmpty ? "" : " (\(k.method))")) }
+    for p in c.phones { print("phone         \(p.number)" + (p.raw == p.number ? "" : "  (\(p.raw))")) }
+    for e in c.emails { print("email         \(e.address)") }
     if !c.tags.isEmpty { print("tags          \(c.tags.joined(separator: ", "))") }
-    for k in c.values(.knows) { print("known by      \(k.key) (strength \(k.payload))") }
-    for l in c.values(.links) { print("same as       \(l.key)") }
-    for e in c.log {
-        print("conversation  \(Day.format(e.day)) \(e.channel): \(e.outcome)" + (e.note.isEmpty ? "" : " — \(e.note)"))
+    for k in c.knows { print("known by      \(k.member) (strength \(k.strength))") }
+    for l in c.links { print("same as       \(l)") }
+    for e in c.conversations {
+        print("conversation  \(e.date) \(e.channel): \(e.outcome)" + (e.note.isEmpty ? "" : " — \(e.note)"))
     }
 }
 
 func today() -> UInt32 { UInt32(Date().timeIntervalSince1970 / 86_400) }
 
-/// The conversation entry of `log-conversation` options, or exits with a clear message.
-func conversationEntry(channel: String, outcome: String, note: String, date: String?) -> ConversationEntry {
-    guard let ch = Channel(name: channel) else { fail("--channel must be door, phone, text, in-person or other") }
-    var day = today()
-    if let date {
-        guard let d = Day.parse(date) else { fail("--date must be yyyy-mm-dd") }
-        day = d
-    }
-    return ConversationEntry(day: day, channel: ch, outcome: outcome, note: note)
-}

@@ -11,12 +11,9 @@ struct StatusCommand: ParsableCommand {
     @Flag(help: "Print JSON.") var json = false
 
     func run() throws {
-        guard let daemon = try failing({ try DaemonBackend(directory: data.directory) }) else {
-            fail("kithd is not running for \(data.directory.path) (start it with: kithd --data-dir \(data.directory.path))")
-        }
-        let s = try failing { try daemon.request(["op": "status"]) }
+        let s = try daemonRequest(data, ["op": "status"])
         if json {
-            printJSON(s.filter { $0.key != "ok" })
+            printJSONObject(s)
             return
         }
         print("member     \(s["member"] ?? "")")
@@ -48,7 +45,7 @@ struct PeersCommand: ParsableCommand {
 
     func run() throws {
         let list = try daemonRequest(data, ["op": "peers"])["peers"] as? [[String: Any]] ?? []
-        if json { return printJSON(list) }
+        if json { return printJSONObject(list) }
         if list.isEmpty { print("no peers connected") }
         for p in list {
             let who = p["ownDevice"] as? Bool == true ? "your device" : "member \(String((p["member"] as? String ?? "").prefix(8)))"
@@ -69,10 +66,7 @@ struct SyncCommand: ParsableCommand {
         @OptionGroup var data: DataDirOption
 
         func run() throws {
-            guard let daemon = try failing({ try DaemonBackend(directory: data.directory) }) else {
-                fail("kithd is not running for \(data.directory.path)")
-            }
-            _ = try failing { try daemon.request(["op": "sync-now"]) }
+            _ = try daemonRequest(data, ["op": "sync-now"])
             print("sync requested")
         }
     }

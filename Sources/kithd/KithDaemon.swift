@@ -1,4 +1,5 @@
 import ArgumentParser
+import KithAPI
 import Dispatch
 import Foundation
 import KithChapter
@@ -77,10 +78,14 @@ struct KithDaemon: AsyncParsableCommand {
     @Option(name: .customLong("advertise"), help: "host:port other members reach this node at, put in invites (default: the listen address, or this machine's first LAN address when listening on all interfaces).")
     var advertiseFlag: String?
 
+    @Option(name: .customLong("api-listen"), help: "Address of the local HTTP API, host:port (port 0 = chosen by the OS; default 127.0.0.1:7480; the bound address is written to <data-dir>/kithd.api).")
+    var apiListenFlag: String?
+
     /// Flags over the config file over defaults.
     struct Settings {
         var dataDir: String
         var listen: String
+        var apiListen = "127.0.0.1:7480"
         var peers: [String]
         var antiEntropyInterval: Int
         var logLevel: String
@@ -121,6 +126,11 @@ struct KithDaemon: AsyncParsableCommand {
         for r in config.relayScopes {
             guard let id = ChapterID(text: r) else { throw ValidationError("relay_scopes: '\(r)' is not a chapter id (22 characters, as `kith chapter list` prints)") }
             s.relayChapters.append(id)
+        }
+        s.apiListen = apiListenFlag ?? config.apiListen ?? s.apiListen
+        guard let (apiHost, _) = Self.hostPort(s.apiListen) else { throw ValidationError("api_listen must be host:port, got '\(s.apiListen)'") }
+        guard APIConfiguration.isLoopback(apiHost) else {
+            throw ValidationError("api_listen \(s.apiListen) is not a loopback address: serving the API beyond this machine needs TLS and a GUI password, which this build does not offer yet (keep it on 127.0.0.1)")
         }
         s.advertise = advertiseFlag ?? config.advertise
         s.upwardViaPeers = upwardViaPeersFlag || config.upwardViaPeers
@@ -178,15 +188,27 @@ struct KithDaemon: AsyncParsableCommand {
             log.critical("cannot listen", metadata: ["address": "\(listen)", "reason": "\(error)"])
             throw ExitCode(1)
         }
-        let control: @Sendable () async -> Void
+        let api: any Service
+        let (apiHost, apiPort) = Self.hostPort(settings.apiListen)!
         do {
             let hint = settings.advertise ?? Self.defaultAdvertise(host: host, port: bound)
-            control = try await ControlServer(node: node, logger: log, network: network, inviteHint: hint).bind(path: dir.path + "/kithd.sock")
+            let commands = NodeCommands(node: node, logger: log, network: network, inviteHint: hint)
+            let key = try APIKey.loadOrCreate(in: dir)
+            let server = APIServer(configuration: APIConfiguration(host: apiHost, port: apiPort, apiKey: key), node: node, commands: commands, logger: log)
+            let app = server.application { port in
+                let address = apiHost.contains(":") ? "[\(apiHost)]:\(port)" : "\(apiHost):\(port)"
+                do { try APIKey.writeAddress(address, in: dir) } catch {
+                    log.error("could not write the API address file", metadata: ["path": "\(dir.path)/kithd.api", "reason": "\(error)"])
+                }
+                log.info("local HTTP API listening", metadata: ["address": "http://\(address)/v1/"])
+                // Written last: a client that sees kithd.port can reach the API.
+                try? "\(bound)\n".write(toFile: dir.path + "/kithd.port", atomically: true, encoding: .utf8)
+            }
+            api = app
         } catch {
-            log.critical("cannot open the control socket", metadata: ["path": "\(dir.path)/kithd.sock", "reason": "\(error)"])
+            log.critical("cannot set up the local HTTP API", metadata: ["reason": "\(error)"])
             throw ExitCode(1)
         }
-        try? "\(bound)\n".write(toFile: dir.path + "/kithd.port", atomically: true, encoding: .utf8)
         log.info("kithd started", metadata: [
             "version": "\(KithVersion.release)", "dataDir": "\(dir.path)", "listen": "\(host):\(bound)",
             "member": "\(node.identity.member)", "device": "\(node.identity.certificate.deviceSigningKey)",
@@ -194,7 +216,7 @@ struct KithDaemon: AsyncParsableCommand {
         ])
         var services: [ServiceGroupConfiguration.ServiceConfiguration] = [
             .init(service: TaskService(serve), serviceName: "peer-listener"),
-            .init(service: TaskService(control), serviceName: "control-socket"),
+            .init(service: api, serviceName: "http-api"),
         ]
         for p in peers {
             let (h, pt) = Self.hostPort(p)!
@@ -235,9 +257,9 @@ struct KithDaemon: AsyncParsableCommand {
         } catch {
             log.error("service group ended with an error", metadata: ["reason": "\(error)"])
         }
-        log.info("kithd stopping: peers and control socket closed")
+        log.info("kithd stopping: peers and the HTTP API closed")
         try? FileManager.default.removeItem(atPath: dir.path + "/kithd.port")
-        try? FileManager.default.removeItem(atPath: dir.path + "/kithd.sock")
+        try? FileManager.default.removeItem(atPath: dir.path + "/kithd.api")
         log.info("kithd stopped")
     }
 

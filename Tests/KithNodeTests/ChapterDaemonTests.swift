@@ -28,7 +28,7 @@ func kithJSON(_ args: [String]) throws -> Any {
 func chapterNames(_ data: String) throws -> Set<String> {
     let map = try kithJSON(["chapter", "map", "--data-dir", data]) as! [String: Any]
     let contacts = map["contacts"] as? [[String: Any]] ?? []
-    return Set(contacts.compactMap { ($0["fields"] as? [String: String])?["given_name"] })
+    return Set(contacts.compactMap { $0["givenName"] as? String })
 }
 
 @Suite("Chapters across kithd processes", .serialized)
@@ -100,7 +100,7 @@ struct ChapterDaemonTests {
         _ = try waitFor("Bob sees Carol's additions", seconds: 20) { () -> Bool? in
             let map = try kithJSON(["chapter", "map", "--data-dir", b]) as! [String: Any]
             let rosa = (map["contacts"] as? [[String: Any]] ?? []).first { $0["id"] as? String == rosaID }
-            let known = rosa?["knownBy"] as? [String] ?? [], tags = rosa?["tags"] as? [String] ?? []
+            let known = (rosa?["knows"] as? [[String: Any]] ?? []).compactMap { $0["member"] as? String }, tags = rosa?["tags"] as? [String] ?? []
             return known.contains(carolMember) && tags.contains("door-knock") ? true : nil
         }
         // Her additions stay in the chapter: Alice's own record is untouched.

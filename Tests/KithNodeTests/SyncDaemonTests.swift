@@ -10,7 +10,7 @@ final class Daemon {
     let process = Process()
 
     convenience init(data: String, peers: [Int] = [], extra: [String] = [], environment: [String: String] = [:], logName: String) throws {
-        try self.init(arguments: ["--data-dir", data, "--listen", "127.0.0.1:0"] + peers.flatMap { ["--peer", "127.0.0.1:\($0)"] } + extra,
+        try self.init(arguments: ["--data-dir", data, "--listen", "127.0.0.1:0", "--api-listen", "127.0.0.1:0"] + peers.flatMap { ["--peer", "127.0.0.1:\($0)"] } + extra,
                       log: data + "-" + logName + ".log", portFile: data + "/kithd.port", data: data, environment: environment)
     }
 
@@ -75,7 +75,7 @@ func names(_ data: String) throws -> Set<String> {
     let r = try Binaries.run("kith", ["contact", "list", "--json", "--data-dir", data])
     guard r.status == 0 else { throw Timeout(what: "list: \(r.stderr)") }
     let list = try JSONSerialization.jsonObject(with: Data(r.stdout.utf8)) as! [[String: Any]]
-    return Set(list.compactMap { $0["given_name"] as? String })
+    return Set(list.compactMap { $0["givenName"] as? String })
 }
 
 @Suite("kithd processes syncing on loopback", .serialized)

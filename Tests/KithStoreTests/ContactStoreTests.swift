@@ -67,8 +67,6 @@ struct ContactStoreTests {
         try checkNoPlaintext(dir)
         let reopened = try keys.open(dir)
         #expect(reopened.replica.contacts().count == 50)
-        #expect(reopened.search("quillon7").count == 1)
-        #expect(reopened.search("555 0007").count == 1)
     }
 
     func checkNoPlaintext(_ dir: StoreDir) throws {
@@ -193,31 +191,5 @@ struct ContactStoreTests {
         }
         let s = try keys.open(dir)
         #expect(s.replica.contact(ContactID(high: 2, low: 2))?[.city] == "Bergen")
-    }
-}
-
-@Suite("Search index")
-struct SearchTests {
-    @Test func namesPhonesEmailsTags() throws {
-        var r = Replica(scope: ScopeID(name: "p"))
-        var a = ChangeAuthor(signer: .init())
-        let ids = (0..<3).map { ContactID(high: 0, low: UInt64($0)) }
-        try a.commit([
-            ContactEdit(contact: ids[0], ops: [.setField(.givenName, "Zoë"), .setField(.familyName, "Müller-Smith"), .add(.phones, "+15558675309"), .add(.tags, "GOTV")]),
-            ContactEdit(contact: ids[1], ops: [.setField(.displayName, "José García"), .add(.emails, "jose@example.org")]),
-            ContactEdit(contact: ids[2], ops: [.setField(.givenName, "Zora"), .add(.tags, "gotv-2")]),
-        ], to: &r, wallMilliseconds: 1_790_000_000_000)
-        let idx = ContactIndex(replica: r)
-        #expect(idx.search("zoe") == [ids[0]])
-        #expect(idx.search("zo") == [ids[0], ids[2]])
-        #expect(idx.search("zoe smith") == [ids[0]])
-        #expect(idx.search("garcia") == [ids[1]])
-        #expect(idx.search("(555) 867-5309") == [ids[0]])
-        #expect(idx.search("867 5309") == [ids[0]])
-        #expect(idx.search("1-555-867-5309") == [ids[0]])
-        #expect(idx.search("jose@") == [ids[1]])
-        #expect(idx.search("#gotv") == [ids[0]])
-        #expect(idx.search("tag:GOTV-2") == [ids[2]])
-        #expect(idx.search("nobody").isEmpty)
     }
 }

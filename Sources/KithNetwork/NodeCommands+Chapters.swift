@@ -2,10 +2,11 @@ import Foundation
 import KithChapter
 import KithCRDT
 import KithCrypto
+import KithQuery
 import KithStore
 
-/// Chapter and sharing requests of the control API (Protocol/control.md §3).
-extension ControlServer {
+/// Chapter, sharing, consent and device operations (Protocol/api.md §4).
+extension NodeCommands {
     static func object(_ value: some Encodable) -> Any {
         (try? JSONEncoder().encode(value)).flatMap { try? JSONSerialization.jsonObject(with: $0) } ?? NSNull()
     }
@@ -85,7 +86,8 @@ extension ControlServer {
             let ids = try await node.resolveContacts(references: request["contacts"] as? [String] ?? [], tag: request["tag"] as? String)
             return ["ok": true, "results": try await node.revokeConsent(contacts: ids)]
         case "consent-show":
-            let ids = try await node.resolveContacts(references: request["contacts"] as? [String] ?? [], tag: nil)
+            let refs = (request["contacts"] as? [String]) ?? (request["contact"] as? String).map { [$0] } ?? []
+            let ids = try await node.resolveContacts(references: refs, tag: nil)
             return ["ok": true, "grants": (try? JSONSerialization.jsonObject(with: try await node.consentShow(contact: ids[0]))) ?? []]
         case "audit":
             return ["ok": true, "entries": Self.object(try await node.auditTrail())]
@@ -106,9 +108,13 @@ extension ControlServer {
         case "chapter-leave":
             return ["ok": true, "left": try await node.leave(chapter: chapter)]
         case "chapter-map":
-            let (summary, contacts, duplicates) = try await node.chapterContacts(chapter: chapter)
-            return ["ok": true, "chapter": Self.object(summary), "contacts": contacts.map(Self.mapEntry),
-                    "likelyDuplicates": duplicates.map { $0.map(\.description) }]
+            let limit = try ControlRequest.integer(request, "limit")
+            let (summary, page, duplicates) = try await node.chapterContacts(chapter: chapter, q: request["q"] as? String, limit: limit,
+                                                                           cursor: request["cursor"] as? String)
+            var answer: [String: Any] = ["chapter": Self.object(summary), "contacts": Self.object(page.contacts), "total": page.total,
+                                         "likelyDuplicates": duplicates.map { $0.map(\.description) }]
+            if let next = page.next { answer["next"] = next }
+            return answer
         case "share", "unshare":
             let ids = try await node.resolveContacts(references: request["contacts"] as? [String] ?? [], tag: request["tag"] as? String)
             if op == "unshare" { return ["ok": true, "retracted": try await node.unshare(contacts: ids, chapter: chapter)] }
@@ -120,14 +126,6 @@ extension ControlServer {
         }
     }
 
-    static func mapEntry(_ v: ContactView) -> [String: Any] {
-        var fields: [String: String] = [:]
-        for (f, value) in v.fields { fields["\(f)"] = value }
-        return [
-            "id": v.id.description, "fields": fields, "phones": v.phones, "emails": v.emails, "tags": v.tags,
-            "knownBy": v.values(.knows).map(\.key),
-        ]
-    }
 }
 
 extension SyncNode {
@@ -137,7 +135,7 @@ extension SyncNode {
         for r in references {
             do { out.append(try store.replica.resolve(r)) } catch { throw ChapterCommandError(error.detail) }
         }
-        if let tag { out += store.search("#" + tag) } // the store's tag index, as `kith contact search #tag`
+        if let tag { out += contacts(tagged: tag) }
         guard !out.isEmpty else { throw ChapterCommandError(tag != nil ? "no contact has the tag '\(tag!)'" : "name at least one contact or --tag") }
         return Array(Set(out)).sorted()
     }

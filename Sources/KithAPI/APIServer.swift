@@ -1,0 +1,232 @@
+import Foundation
+import HTTPTypes
+import Hummingbird
+import HummingbirdCore
+import KithCRDT
+import KithCrypto
+import KithInterchange
+import KithNetwork
+import KithQuery
+import Logging
+import NIOCore
+import NIOHTTPTypes
+
+/// How the local HTTP API listens and whom it lets in (Protocol/api.md §2).
+public struct APIConfiguration: Sendable {
+    public var host: String
+    /// 0 = any free port (the bound port is written to `<data-dir>/kithd.api`).
+    public var port: Int
+    /// The secret every request carries in `X-API-Key` (or `Authorization: Bearer`).
+    public var apiKey: String
+    /// Largest request body accepted (bytes); `POST /v1/edits` (imports) gets `maxEditsBody`.
+    public var maxBody = 1 << 20
+    public var maxEditsBody = 32 << 20
+    /// A connection that sends nothing for this long is closed.
+    public var idleTimeout: Duration = .seconds(30)
+    /// A request's head and body must arrive within this.
+    public var requestDeadline: Duration = .seconds(10)
+    /// Most connections open at once; more wait in the accept queue.
+    public var maxConnections = 64
+
+    public init(host: String = "127.0.0.1", port: Int = 7480, apiKey: String) {
+        self.host = host
+        self.port = port
+        self.apiKey = apiKey
+    }
+
+    /// Loopback addresses the API may listen on without TLS.
+    public static func isLoopback(_ host: String) -> Bool {
+        host == "127.0.0.1" || host == "::1" || host == "localhost" || host.hasPrefix("127.")
+    }
+}
+
+/// An API refusal: one JSON shape for every error (`code`, `message`, `status`).
+public struct APIError: Error, Sendable {
+    public let status: HTTPResponse.Status
+    public let code: String
+    public let message: String
+    public var candidates: [String] = []
+
+    public init(_ status: HTTPResponse.Status, _ code: String, _ message: String, candidates: [String] = []) {
+        self.status = status
+        self.code = code
+        self.message = message
+        self.candidates = candidates
+    }
+
+    init(_ e: QueryError) {
+        self.init(HTTPResponse.Status(code: e.code.httpStatus), e.code.rawValue, e.message, candidates: e.candidates)
+    }
+
+    var response: Response {
+        var body: [String: Any] = ["code": code, "message": message, "status": Int(status.code)]
+        if !candidates.isEmpty { body["candidates"] = candidates }
+        return APIServer.json(body, status: status)
+    }
+}
+
+/// The local HTTP API served by kithd: the routes of `APIRoute.all`, answered by the node's
+/// queries (typed) and `NodeCommands` (administration). Built on Hummingbird 2.
+public struct APIServer: Sendable {
+    public let configuration: APIConfiguration
+    let handlers: APIHandlers
+    let logger: Logger
+
+    public init(configuration: APIConfiguration, node: SyncNode, commands: NodeCommands, logger: Logger) {
+        self.configuration = configuration
+        self.handlers = APIHandlers(node: node, commands: commands, configuration: configuration)
+        self.logger = logger
+    }
+
+    /// The Hummingbird application; `onBound` gets the port actually bound.
+    public func application(onBound: @escaping @Sendable (Int) async -> Void) -> some ApplicationProtocol {
+        let router = Router(context: BasicRequestContext.self)
+        router.add(middleware: APIGuard(configuration: configuration, logger: logger))
+        let handlers = self.handlers
+        for route in APIRoute.all {
+            let path = RouterPath(route.path)
+            router.on(path, method: HTTPRequest.Method(rawValue: route.method.rawValue)!) { request, context in
+                try await handlers.respond(route, request, context)
+            }
+        }
+        let deadline = configuration.requestDeadline
+        return Application(
+            router: router,
+            server: .http1(configuration: .init(
+                additionalChannelHandlers: [RequestDeadlineHandler(deadline: deadline)],
+                idleTimeout: .nanoseconds(Int64(configuration.idleTimeout.components.seconds) * 1_000_000_000)
+            )),
+            configuration: .init(
+                address: .hostname(configuration.host, port: configuration.port),
+                serverName: "kithd",
+                availableConnectionsDelegate: MaximumAvailableConnections(configuration.maxConnections)
+            ),
+            onServerRunning: { channel in await onBound(channel.localAddress?.port ?? 0) },
+            logger: logger
+        )
+    }
+
+    static func json(_ object: Any, status: HTTPResponse.Status = .ok) -> Response {
+        let data = (try? JSONSerialization.data(withJSONObject: object, options: [.sortedKeys, .withoutEscapingSlashes])) ?? Data("{}".utf8)
+        return Response(status: status, headers: [.contentType: "application/json", .cacheControl: "no-store"],
+                        body: ResponseBody(byteBuffer: ByteBuffer(bytes: data)))
+    }
+
+    static let encoder: JSONEncoder = {
+        let e = JSONEncoder()
+        e.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
+        return e
+    }()
+
+    static func json(encodable value: some Encodable, status: HTTPResponse.Status = .ok) throws -> Response {
+        let data = try encoder.encode(value)
+        return Response(status: status, headers: [.contentType: "application/json", .cacheControl: "no-store"],
+                        body: ResponseBody(byteBuffer: ByteBuffer(bytes: data)))
+    }
+}
+
+/// Refuses what must never reach a handler: a wrong or missing API key, a `Host` that is not
+/// this API (DNS rebinding), a cross-origin browser request; and turns every error into the
+/// one JSON shape.
+struct APIGuard: RouterMiddleware {
+    typealias Context = BasicRequestContext
+    let configuration: APIConfiguration
+    let logger: Logger
+
+    func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
+        do {
+            try check(request)
+            return try await next(request, context)
+        } catch let e as APIError {
+            return e.response
+        } catch let e as QueryError {
+            return APIError(e).response
+        } catch let e as HTTPError {
+            switch e.status {
+            case .notFound:
+                return APIError(.notFound, "no_route", "no such route: \(request.method) \(request.uri.path) (see Protocol/openapi.yaml)").response
+            case .methodNotAllowed:
+                return APIError(.methodNotAllowed, "method_not_allowed", "\(request.method) is not allowed on \(request.uri.path)").response
+            case .contentTooLarge:
+                return APIError(.contentTooLarge, "too_large", "the request body is larger than this route accepts").response
+            default:
+                return APIError(e.status, "http_error", e.body ?? "\(e.status)").response
+            }
+        } catch {
+            logger.error("API handler failed", metadata: ["route": "\(request.method) \(request.uri.path)", "reason": "\(error)"])
+            return APIError(.internalServerError, "failed", "kithd could not answer: \(error)").response
+        }
+    }
+
+    func check(_ request: Request) throws(APIError) {
+        // DNS rebinding: a page on evil.example resolving to 127.0.0.1 sends Host: evil.example.
+        let host = request.head.authority ?? ""
+        guard allowedHost(host) else {
+            throw APIError(.forbidden, "bad_host", "refused: Host '\(host)' is not this API's address (DNS rebinding protection)")
+        }
+        // Browsers send Origin on cross-origin requests (and on same-origin POSTs): only this API's own origin passes.
+        if let origin = request.headers[.origin] {
+            guard let url = URL(string: origin), url.scheme == "http" || url.scheme == "https",
+                  allowedHost(url.host.map { h in url.port.map { "\(h):\($0)" } ?? h } ?? "", originCheck: true) else {
+                throw APIError(.forbidden, "cross_origin", "refused: cross-origin request from '\(origin)'")
+            }
+        }
+        if request.headers[HTTPField.Name("Sec-Fetch-Site")!] == "cross-site" {
+            throw APIError(.forbidden, "cross_origin", "refused: cross-site request")
+        }
+        let given = request.headers[HTTPField.Name("X-API-Key")!]
+            ?? request.headers[.authorization].flatMap { $0.hasPrefix("Bearer ") ? String($0.dropFirst(7)) : nil }
+        guard let given else {
+            throw APIError(.unauthorized, "unauthorized", "missing API key: send the key from <data-dir>/api-key in the X-API-Key header")
+        }
+        guard ConstantTime.equals(Array(given.utf8), Array(configuration.apiKey.utf8)) else {
+            throw APIError(.unauthorized, "unauthorized", "wrong API key")
+        }
+    }
+
+    /// `localhost`, a loopback literal or the configured listen host, with or without a port.
+    func allowedHost(_ value: String, originCheck: Bool = false) -> Bool {
+        var host = value
+        if host.hasPrefix("[") {
+            guard let end = host.firstIndex(of: "]") else { return false }
+            host = String(host[host.index(after: host.startIndex)..<end])
+        } else if let colon = host.lastIndex(of: ":"), host.filter({ $0 == ":" }).count == 1 {
+            host = String(host[..<colon])
+        }
+        host = host.lowercased()
+        return host == "localhost" || host == "127.0.0.1" || host == "::1" || host == configuration.host.lowercased()
+    }
+}
+
+/// Closes a connection whose request does not fully arrive within the deadline (a slow client
+/// holding a connection open byte by byte). Sits after HTTP decoding: sees request parts.
+final class RequestDeadlineHandler: ChannelInboundHandler, RemovableChannelHandler, @unchecked Sendable {
+    typealias InboundIn = HTTPRequestPart
+    typealias InboundOut = HTTPRequestPart
+    let deadline: TimeAmount
+    private var timer: Scheduled<Void>?
+
+    init(deadline: Duration) {
+        self.deadline = .milliseconds(Int64(deadline.components.seconds) * 1000 + deadline.components.attoseconds / 1_000_000_000_000_000)
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        switch unwrapInboundIn(data) {
+        case .head:
+            timer?.cancel()
+            let loopBound = NIOLoopBound(context, eventLoop: context.eventLoop)
+            timer = context.eventLoop.scheduleTask(in: deadline) { loopBound.value.close(promise: nil) }
+        case .end:
+            timer?.cancel()
+            timer = nil
+        case .body:
+            break
+        }
+        context.fireChannelRead(data)
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        timer?.cancel()
+        context.fireChannelInactive()
+    }
+}

@@ -1,0 +1,384 @@
+import Foundation
+import KithCrypto
+import KithInterchange
+import KithCRDT
+
+/// The in-memory indexes of one scope's visible contacts, kept beside its replica and patched
+/// from `Replica.takeChangedContacts()` (nothing of it is written to disk). Pure: no I/O.
+///
+/// - Terms (bytes, sorted with the contact id): name words (case- and accent-folded) for prefix
+///   search; phone digits reversed for "ends with" search in any format; emails for prefix
+///   search; tags exact (folded); match tokens (chapter maps) exact.
+/// - The order: every visible contact by folded display name, then id — what `list` pages
+///   through, so no request sorts the store.
+/// - Match tokens shared by more than one contact: the likely duplicates of a chapter map.
+///
+/// Patching one contact costs O(log n + chunk) per term; a change touching more than a quarter
+/// of the contacts rebuilds instead.
+public struct ContactIndex: Sendable {
+    public enum Kind: CaseIterable, Sendable {
+        case name, phone, email, tag
+    }
+
+    struct Term: Comparable, Sendable {
+        let bytes: [UInt8]
+        let id: ContactID
+        static func < (a: Term, b: Term) -> Bool {
+            a.bytes == b.bytes ? a.id < b.id : a.bytes.lexicographicallyPrecedes(b.bytes)
+        }
+    }
+
+    /// A contact's place in the list order: folded display name, then id.
+    public struct OrderKey: Comparable, Sendable {
+        public let name: [UInt8]
+        public let id: ContactID
+        public static func < (a: OrderKey, b: OrderKey) -> Bool {
+            a.name == b.name ? a.id < b.id : a.name.lexicographicallyPrecedes(b.name)
+        }
+
+        /// An opaque paging cursor: base64url(name ‖ 16-byte id).
+        public var cursor: String { Base64URL.encode(name + id.bytes) }
+
+        public init?(cursor: String) {
+            guard let b = Base64URL.decode(cursor), b.count >= 16, let id = try? ContactID(bytes: b.suffix(16)) else { return nil }
+            name = Array(b.dropLast(16))
+            self.id = id
+        }
+
+        init(name: [UInt8], id: ContactID) {
+            self.name = name
+            self.id = id
+        }
+    }
+
+    struct Entry: Sendable {
+        var terms: [[UInt8]]
+        var key: OrderKey
+        var tokens: [String]
+    }
+
+    private var terms = SortedChunks<Term>()
+    private var order = SortedChunks<OrderKey>()
+    private var entries: [ContactID: Entry] = [:]
+    private var tokenMembers: [String: Set<ContactID>] = [:]
+    /// Match tokens held by two or more contacts.
+    private var sharedTokens: Set<String> = []
+
+    public init() {}
+
+    /// Indexes every visible contact of `replica`.
+    public init(replica: Replica) {
+        rebuild(from: replica)
+    }
+
+    /// Visible contacts indexed.
+    public var count: Int { entries.count }
+    public var termCount: Int { terms.count }
+
+    // MARK: Building
+
+    /// Collects one contact's index data from the search-term visitor.
+    struct Collector {
+        var given: String?, family: String?, display: String?
+        var email: String?, phone: String?
+        var terms = Set<[UInt8]>()
+        var tokens = Set<String>()
+
+        mutating func take(_ field: Field?, _ set: SetKind?, _ text: String) {
+            if let field {
+                switch field {
+                case .givenName: given = text
+                case .familyName: family = text
+                case .displayName: display = text
+                default: break
+                }
+                for w in ContactIndex.words(text) { terms.insert(ContactIndex.tagged(0x6E, w)) } // n
+            } else if set == .phones {
+                let digits = ContactIndex.digits(text)
+                if !digits.isEmpty { terms.insert(ContactIndex.tagged(0x70, digits.reversed())) } // p
+                if phone == nil || text < phone! { phone = text }
+            } else if set == .emails {
+                terms.insert(ContactIndex.tagged(0x65, Array(text.lowercased().utf8))) // e
+                if email == nil || text < email! { email = text }
+            } else if set == .tags {
+                terms.insert(ContactIndex.tagged(0x74, ContactIndex.fold(text))) // t
+            } else if set == .matchTokens {
+                tokens.insert(text)
+            }
+        }
+
+        /// The name shown for the contact: `ContactView.displayName`'s rule.
+        var name: String {
+            if let display { return display }
+            let n = [given, family].compactMap { $0 }.joined(separator: " ")
+            return n.isEmpty ? (email ?? phone ?? "(no name)") : n
+        }
+
+        func entry(_ id: ContactID) -> Entry {
+            var all = terms
+            all.insert(ContactIndex.tagged(0x69, Array(id.description.utf8))) // i: the id, for prefixes
+            return Entry(terms: Array(all), key: OrderKey(name: ContactIndex.fold(name), id: id), tokens: Array(tokens))
+        }
+    }
+
+    private mutating func rebuild(from replica: Replica) {
+        var collected: [ContactID: Collector] = [:]
+        collected.reserveCapacity(replica.knownContactCount)
+        replica.forEachSearchTerm { id, field, set, text in collected[id, default: Collector()].take(field, set, text) }
+        // A visible contact with no indexed text still has a place in the order.
+        for id in replica.visibleContactIDs where collected[id] == nil { collected[id] = Collector() }
+        entries = [:]
+        entries.reserveCapacity(collected.count)
+        var allTerms: [Term] = []
+        var keys: [OrderKey] = []
+        keys.reserveCapacity(collected.count)
+        tokenMembers = [:]
+        for (id, c) in collected {
+            let e = c.entry(id)
+            entries[id] = e
+            keys.append(e.key)
+            for t in e.terms { allTerms.append(Term(bytes: t, id: id)) }
+            for t in e.tokens { tokenMembers[t, default: []].insert(id) }
+        }
+        terms = SortedChunks(allTerms)
+        order = SortedChunks(keys)
+        sharedTokens = Set(tokenMembers.filter { $0.value.count > 1 }.keys)
+    }
+
+    /// Brings the index up to date with what changed in `replica` since the last update.
+    public mutating func update(from replica: inout Replica) {
+        switch replica.takeChangedContacts() {
+        case .all: rebuild(from: replica)
+        case let .some(ids): update(ids, from: replica)
+        }
+    }
+
+    /// Re-indexes `ids` from `replica` (each removed if no longer visible).
+    public mutating func update(_ ids: Set<ContactID>, from replica: Replica) {
+        guard !ids.isEmpty else { return }
+        if ids.count > max(1024, entries.count / 4) { return rebuild(from: replica) }
+        var collected: [ContactID: Collector] = [:]
+        replica.forEachSearchTerm(of: ids) { id, field, set, text in collected[id, default: Collector()].take(field, set, text) }
+        for id in ids {
+            if let old = entries.removeValue(forKey: id) {
+                for t in old.terms { terms.remove(Term(bytes: t, id: id)) }
+                order.remove(old.key)
+                for t in old.tokens { dropToken(t, id) }
+            }
+            var c = collected[id]
+            if c == nil, replica.contact(id) != nil { c = Collector() }
+            guard let c else { continue }
+            let e = c.entry(id)
+            entries[id] = e
+            for t in e.terms { terms.insert(Term(bytes: t, id: id)) }
+            order.insert(e.key)
+            for t in e.tokens {
+                tokenMembers[t, default: []].insert(id)
+                if tokenMembers[t]!.count > 1 { sharedTokens.insert(t) }
+            }
+        }
+    }
+
+    private mutating func dropToken(_ t: String, _ id: ContactID) {
+        guard var members = tokenMembers[t] else { return }
+        members.remove(id)
+        if members.isEmpty { tokenMembers[t] = nil } else { tokenMembers[t] = members }
+        if members.count < 2 { sharedTokens.remove(t) }
+    }
+
+    static func tagged(_ tag: UInt8, _ bytes: some Collection<UInt8>) -> [UInt8] {
+        var out: [UInt8] = [tag, 0x3A]
+        out.append(contentsOf: bytes)
+        return out
+    }
+
+    /// Base letters of U+00C0…U+024F (Latin-1 Supplement, Latin Extended-A and -B), from their
+    /// canonical decompositions; 0 where there is none (generated, see data in the git history).
+    static let latinFold: [UInt8] = [97, 97, 97, 97, 97, 97, 97, 99, 101, 101, 101, 101, 105, 105, 105, 105, 100, 110, 111, 111, 111, 111, 111, 0, 111, 117, 117, 117, 117, 121, 116, 115, 97, 97, 97, 97, 97, 97, 97, 99, 101, 101, 101, 101, 105, 105, 105, 105, 100, 110, 111, 111, 111, 111, 111, 0, 111, 117, 117, 117, 117, 121, 116, 121, 97, 97, 97, 97, 97, 97, 99, 99, 99, 99, 99, 99, 99, 99, 100, 100, 100, 100, 101, 101, 101, 101, 101, 101, 101, 101, 101, 101, 103, 103, 103, 103, 103, 103, 103, 103, 104, 104, 104, 104, 105, 105, 105, 105, 105, 105, 105, 105, 105, 105, 0, 0, 106, 106, 107, 107, 107, 108, 108, 108, 108, 108, 108, 108, 108, 108, 108, 110, 110, 110, 110, 110, 110, 0, 110, 110, 111, 111, 111, 111, 111, 111, 111, 111, 114, 114, 114, 114, 114, 114, 115, 115, 115, 115, 115, 115, 115, 115, 116, 116, 116, 116, 116, 116, 117, 117, 117, 117, 117, 117, 117, 117, 117, 117, 117, 117, 119, 119, 121, 121, 121, 122, 122, 122, 122, 122, 122, 115, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 111, 111, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 117, 117, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 97, 97, 105, 105, 111, 111, 117, 117, 117, 117, 117, 117, 117, 117, 117, 117, 0, 97, 97, 97, 97, 0, 0, 0, 0, 103, 103, 107, 107, 111, 111, 111, 111, 0, 0, 106, 0, 0, 0, 103, 103, 0, 0, 110, 110, 97, 97, 0, 0, 0, 0, 97, 97, 97, 97, 101, 101, 101, 101, 105, 105, 105, 105, 111, 111, 111, 111, 114, 114, 114, 114, 117, 117, 117, 117, 115, 115, 116, 116, 0, 0, 104, 104, 0, 0, 0, 0, 0, 0, 97, 97, 101, 101, 111, 111, 111, 111, 111, 111, 111, 111, 121, 121, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]
+
+    /// Lowercased with Latin accents removed (é→e, ß→s, ł→l); other scripts lowercased only.
+    /// Pure Swift: no locale, identical on every platform.
+    static func fold(_ s: String) -> [UInt8] {
+        var out: [UInt8] = []
+        out.reserveCapacity(s.utf8.count)
+        for u in s.unicodeScalars { foldScalar(u, into: &out) }
+        return out
+    }
+
+    @inline(__always)
+    static func foldScalar(_ u: Unicode.Scalar, into out: inout [UInt8]) {
+        let v = u.value
+        if v < 0x80 {
+            let b = UInt8(v)
+            out.append((65...90).contains(b) ? b + 32 : b)
+        } else if v >= 0xC0, v < 0x250, latinFold[Int(v - 0xC0)] != 0 {
+            out.append(latinFold[Int(v - 0xC0)])
+        } else {
+            out.append(contentsOf: u.properties.lowercaseMapping.utf8)
+        }
+    }
+
+    /// Folded words: runs of letters and digits.
+    static func words(_ s: String) -> [[UInt8]] {
+        var out: [[UInt8]] = []
+        var cur: [UInt8] = []
+        for u in s.unicodeScalars {
+            let v = u.value
+            let isWordChar = v < 0x80
+                ? (v >= 0x30 && v <= 0x39) || (v >= 0x41 && v <= 0x5A) || (v >= 0x61 && v <= 0x7A)
+                : (u.properties.isAlphabetic || u.properties.numericType != nil)
+            if isWordChar {
+                foldScalar(u, into: &cur)
+            } else if !cur.isEmpty {
+                out.append(cur)
+                cur = []
+            }
+        }
+        if !cur.isEmpty { out.append(cur) }
+        return out
+    }
+
+    static func digits(_ s: String) -> [UInt8] { s.utf8.filter { (48...57).contains($0) } }
+
+    // MARK: Searching
+
+    /// Ids whose term starts with `prefix` (or equals it, when `exact`).
+    private func matching(_ prefix: [UInt8], exact: Bool = false) -> Set<ContactID> {
+        var out = Set<ContactID>()
+        terms.scan(from: terms.position(of: Term(bytes: prefix, id: ContactID(high: 0, low: 0)))) { t in
+            guard t.bytes.starts(with: prefix) else { return false }
+            if !exact || t.bytes.count == prefix.count { out.insert(t.id) }
+            return true
+        }
+        return out
+    }
+
+    /// Which kind of term a one-kind `query` searches (see `Query`).
+    public static func kind(of query: String) -> Kind {
+        let q = query.trimmingCharacters(in: .whitespacesAndNewlines)
+        if q.hasPrefix("#") || q.lowercased().hasPrefix("tag:") { return .tag }
+        if q.contains("@") { return .email }
+        if isPhoneLike(q) { return .phone }
+        return .name
+    }
+
+    static func isPhoneLike(_ q: String) -> Bool {
+        q.allSatisfy({ $0.isASCII && ($0.isNumber || "+()-. ".contains($0)) }) && digits(q).count >= 3
+    }
+
+    /// A parsed query: every part must match (AND).
+    ///
+    /// - `#tag` or `tag:x`: the tag (case- and accent-insensitive);
+    /// - a word with `@`: emails starting with it;
+    /// - the other words, when together mostly digits (with `+ ( ) - . space`): phones ending with
+    ///   those digits, in any format;
+    /// - otherwise each other word must start a word of the given, family or display name.
+    public struct Query: Sendable, Equatable {
+        public var nameWords: [[UInt8]] = []
+        public var phoneDigits: [UInt8]?
+        public var emailPrefixes: [String] = []
+        public var tags: [[UInt8]] = []
+
+        public init(_ text: String) {
+            var rest: [Substring] = []
+            for word in text.split(whereSeparator: { $0 == " " || $0 == "\t" || $0 == "\n" }) {
+                if word.hasPrefix("#"), word.count > 1 {
+                    tags.append(ContactIndex.fold(String(word.dropFirst())))
+                } else if word.lowercased().hasPrefix("tag:"), word.count > 4 {
+                    tags.append(ContactIndex.fold(String(word.dropFirst(4))))
+                } else if word.contains("@") {
+                    emailPrefixes.append(word.lowercased())
+                } else {
+                    rest.append(word)
+                }
+            }
+            let joined = rest.joined(separator: " ")
+            if ContactIndex.isPhoneLike(joined) {
+                phoneDigits = ContactIndex.digits(joined)
+            } else {
+                nameWords = ContactIndex.words(joined)
+            }
+        }
+
+        /// True when the query says nothing (matches nothing).
+        public var isEmpty: Bool { nameWords.isEmpty && phoneDigits == nil && emailPrefixes.isEmpty && tags.isEmpty }
+    }
+
+    /// Contacts matching `query` (see `Query`); empty for an empty query.
+    public func search(_ query: String) -> Set<ContactID> {
+        search(Query(query))
+    }
+
+    public func search(_ q: Query) -> Set<ContactID> {
+        var parts: [() -> Set<ContactID>] = []
+        for t in q.tags { parts.append { matching(Self.tagged(0x74, t), exact: true) } }
+        for e in q.emailPrefixes { parts.append { matching(Self.tagged(0x65, Array(e.utf8))) } }
+        if let d = q.phoneDigits { parts.append { matching(Self.tagged(0x70, d.reversed())) } }
+        for w in q.nameWords { parts.append { matching(Self.tagged(0x6E, w)) } }
+        guard var result = parts.first?() else { return [] }
+        for p in parts.dropFirst() {
+            if result.isEmpty { break }
+            result.formIntersection(p())
+        }
+        return result
+    }
+
+    /// Visible contacts whose id (base64url text) starts with `prefix`, at most `limit`.
+    public func ids(withPrefix prefix: String, limit: Int = 20) -> [ContactID] {
+        var out: [ContactID] = []
+        let p = Self.tagged(0x69, Array(prefix.utf8))
+        terms.scan(from: terms.position(of: Term(bytes: p, id: ContactID(high: 0, low: 0)))) { t in
+            guard t.bytes.starts(with: p), out.count < limit else { return false }
+            out.append(t.id)
+            return true
+        }
+        return out
+    }
+
+    // MARK: Order and paging
+
+    public func orderKey(of id: ContactID) -> OrderKey? { entries[id]?.key }
+
+    /// One page of contacts in list order, after `cursor`: of `subset` when given (a search
+    /// result), else of every visible contact. Costs O(log n + limit) for the whole list, and
+    /// O(k log k) for a subset of k.
+    public func page(_ subset: Set<ContactID>?, after cursor: OrderKey?, limit: Int) -> (ids: [ContactID], next: OrderKey?) {
+        let limit = max(1, limit)
+        var out: [ContactID] = []
+        var last: OrderKey?
+        if let subset {
+            var keys = subset.compactMap { entries[$0]?.key }
+            if let cursor { keys.removeAll { !(cursor < $0) } }
+            if keys.count > limit {
+                // Partial selection would do; a sort of the matches is proportional to them, not the store.
+                keys.sort()
+                keys = Array(keys.prefix(limit))
+                return (keys.map(\.id), keys.last)
+            }
+            keys.sort()
+            return (keys.map(\.id), nil)
+        }
+        let start = cursor.map { order.position(of: $0, after: true) } ?? order.startIndex
+        var more = false
+        order.scan(from: start) { k in
+            if out.count == limit { more = true; return false }
+            out.append(k.id)
+            last = k
+            return true
+        }
+        return (out, more ? last : nil)
+    }
+
+    // MARK: Likely duplicates
+
+    /// Groups of contacts sharing a match token (at most `limit` groups, by first id), without
+    /// the groups `sameGroup` says are already one person.
+    public func sharedTokenGroups(limit: Int = .max, isOnePerson: (Set<ContactID>) -> Bool = { _ in false }) -> [[ContactID]] {
+        var groups = Set<[ContactID]>()
+        for t in sharedTokens {
+            guard let members = tokenMembers[t], members.count > 1, !isOnePerson(members) else { continue }
+            groups.insert(members.sorted())
+        }
+        return Array(groups.sorted { $0[0] < $1[0] }.prefix(limit))
+    }
+}
