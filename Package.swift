@@ -153,6 +153,7 @@ let package = Package(
                 "KithNode", "KithCrypto", "KithCRDT", "KithStore", "KithChapter", "KithConsent", "KithInterchange", "KithSampleData",
                 "KithNetwork", "kith", "kithd",
                 .product(name: "Logging", package: "swift-log"),
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
             ],
             swiftSettings: strict
         ),

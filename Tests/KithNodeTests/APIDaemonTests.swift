@@ -1,0 +1,113 @@
+import AsyncHTTPClient
+import Foundation
+import KithNode
+import NIOCore
+import NIOHTTP1
+import Testing
+
+/// The local HTTP API of a real kithd, from a real HTTP client (AsyncHTTPClient): the happy
+/// path and every refusal of Protocol/api.md §2 — each a JSON error with the right status, the
+/// daemon unaffected and nothing written.
+@Suite("Local HTTP API: kithd process")
+struct APIDaemonTests {
+    struct Answer {
+        let status: Int
+        let json: [String: Any]
+    }
+
+    static let http: HTTPClient = {
+        var c = HTTPClient.Configuration()
+        c.connectionPool.retryConnectionEstablishment = false
+        return HTTPClient(eventLoopGroupProvider: .singleton, configuration: c)
+    }()
+
+    static func send(_ method: HTTPMethod, _ url: String, key: String?, headers: [(String, String)] = [], body: [UInt8]? = nil) throws -> Answer {
+        var request = try HTTPClient.Request(url: url, method: method)
+        if let key { request.headers.add(name: "X-API-Key", value: key) }
+        for (k, v) in headers { request.headers.replaceOrAdd(name: k, value: v) }
+        if let body { request.body = .bytes(body) }
+        let response = try http.execute(request: request, deadline: .now() + .seconds(20)).wait()
+        let data = response.body.map { Data($0.readableBytesView) } ?? Data()
+        let json = (try? JSONSerialization.jsonObject(with: data)) as? [String: Any] ?? [:]
+        return Answer(status: Int(response.status.code), json: json)
+    }
+
+    @Test func queriesEditsAndRefusals() throws {
+        let tmp = try TempDir()
+        let a = tmp.path("a")
+        #expect(try Binaries.run("kith", ["init", "--data-dir", a]).status == 0)
+        let key = try String(contentsOfFile: a + "/api-key", encoding: .utf8).trimmingCharacters(in: .whitespacesAndNewlines)
+        var st = stat()
+        #expect(stat(a + "/api-key", &st) == 0 && st.st_mode & 0o077 == 0, "the API key file is private")
+        let daemon = try Daemon(data: a, logName: "api")
+        _ = try daemon.port
+        let address = try #require(APIKey.address(in: DataDirectory(path: a)))
+        let base = "http://" + address
+
+        // Writes and queries.
+        let add = try Self.send(.POST, base + "/v1/contacts", key: key,
+                                body: Array(#"{"set":{"givenName":"Zoë","familyName":"Müller"},"addPhones":["+44 20 7946 0000"],"addTags":["gotv"]}"#.utf8))
+        #expect(add.status == 201, "\(add.json)")
+        let id = try #require(add.json["id"] as? String)
+        let found = try Self.send(.GET, base + "/v1/contacts?q=zoe%20%23gotv", key: key)
+        #expect(found.status == 200 && (found.json["contacts"] as? [[String: Any]])?.first?["id"] as? String == id)
+        #expect(found.json["total"] as? Int == 1)
+        let byPhone = try Self.send(.GET, base + "/v1/contacts?q=7946%200000", key: key)
+        #expect(byPhone.json["total"] as? Int == 1)
+        let patched = try Self.send(.PATCH, base + "/v1/contacts/\(id.prefix(6))", key: key, body: Array(#"{"set":{"city":"Leeds"},"removeTags":["gotv"]}"#.utf8))
+        #expect(patched.status == 200 && patched.json["city"] as? String == "Leeds" && (patched.json["tags"] as? [String]) == [])
+        let status = try Self.send(.GET, base + "/v1/status", key: key)
+        #expect(status.status == 200 && status.json["contacts"] as? Int == 1)
+
+        // Refusals: one JSON shape, the right status.
+        func refused(_ a: Answer, _ status: Int, _ code: String) {
+            #expect(a.status == status, "\(a.json)")
+            #expect(a.json["code"] as? String == code && (a.json["message"] as? String)?.isEmpty == false && a.json["status"] as? Int == status, "\(a.json)")
+        }
+        refused(try Self.send(.GET, base + "/v1/status", key: nil), 401, "unauthorized")
+        refused(try Self.send(.GET, base + "/v1/status", key: "wrong-key-wrong-key-wrong-key-wrong"), 401, "unauthorized")
+        refused(try Self.send(.GET, base + "/v1/status", key: key, headers: [("Host", "evil.example:7480")]), 403, "bad_host")
+        refused(try Self.send(.GET, base + "/v1/status", key: key, headers: [("Origin", "http://evil.example")]), 403, "cross_origin")
+        refused(try Self.send(.GET, base + "/v1/nothing-here", key: key), 404, "no_route")
+        refused(try Self.send(.POST, base + "/v1/contacts", key: key, body: Array("{not json".utf8)), 400, "invalid_json")
+        refused(try Self.send(.POST, base + "/v1/contacts", key: key, body: Array(#"{"set":{"givenName":7}}"#.utf8)), 400, "invalid_json")
+        refused(try Self.send(.POST, base + "/v1/contacts", key: key, body: Array(#"{"set":{"shoeSize":"9"}}"#.utf8)), 400, "invalid_request")
+        refused(try Self.send(.POST, base + "/v1/contacts", key: key, body: [UInt8](repeating: 0x20, count: 2 << 20)), 413, "too_large")
+        refused(try Self.send(.GET, base + "/v1/contacts?limit=abc", key: key), 400, "invalid_request")
+        refused(try Self.send(.GET, base + "/v1/contacts?cursor=%21%21", key: key), 400, "invalid_request")
+        refused(try Self.send(.GET, base + "/v1/contacts/zzzzzzzz", key: key), 404, "not_found")
+
+        // A slow client that never finishes its request is cut off; others are served meanwhile.
+        let port = Int(address.split(separator: ":").last!)!
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        var sin = sockaddr_in()
+        sin.sin_family = sa_family_t(AF_INET)
+        sin.sin_port = in_port_t(UInt16(port).bigEndian)
+        sin.sin_addr.s_addr = inet_addr("127.0.0.1")
+        let rc = withUnsafePointer(to: &sin) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) } }
+        #expect(rc == 0)
+        let head = "POST /v1/contacts HTTP/1.1\r\nHost: \(address)\r\nX-API-Key: \(key)\r\nContent-Length: 100\r\n\r\n{"
+        _ = head.withCString { write(fd, $0, strlen($0)) }
+        #expect(try Self.send(.GET, base + "/v1/status", key: key).status == 200)
+        var tv = timeval(tv_sec: 20, tv_usec: 0)
+        setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, socklen_t(MemoryLayout<timeval>.size))
+        var buf = [UInt8](repeating: 0, count: 64)
+        let started = Date()
+        let n = read(fd, &buf, 64)
+        close(fd)
+        #expect(n <= 0 && Date().timeIntervalSince(started) < 19, "the daemon closed the slow connection")
+
+        // Nothing refused was written; the daemon still runs and answers.
+        #expect(daemon.process.isRunning)
+        let after = try Self.send(.GET, base + "/v1/contacts", key: key)
+        #expect(after.json["total"] as? Int == 1)
+        // The CLI goes through the same API and prints the same JSON.
+        let cli = try kithJSON(["contact", "show", id, "--json", "--data-dir", a]) as! [String: Any]
+        #expect(cli["city"] as? String == "Leeds" && cli["givenName"] as? String == "Zoë")
+        daemon.stop()
+        #expect(APIKey.address(in: DataDirectory(path: a)) == nil, "the address file is removed at a clean stop")
+        // Without the daemon the CLI answers from the store, the same way.
+        let local = try kithJSON(["contact", "show", id, "--json", "--data-dir", a]) as! [String: Any]
+        #expect(local["city"] as? String == "Leeds")
+    }
+}
