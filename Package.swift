@@ -23,6 +23,7 @@ let package = Package(
         .package(url: "https://github.com/yaslab/CSV.swift.git", from: "2.5.2"),
         .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2"),
         .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", from: "2.13.0"),
+        .package(url: "https://github.com/vapor/postgres-nio.git", from: "1.33.2"),
     ],
     targets: [
         // libsodium, the only cryptography implementation Kith uses.
@@ -56,6 +57,16 @@ let package = Package(
             ],
             swiftSettings: strict
         ),
+        // The organization hub's PostgreSQL storage (HubStorage over postgres-nio): only kithd and its tests link it.
+        .target(
+            name: "KithHubPostgres",
+            dependencies: [
+                "KithNetwork", "KithConsent", "KithStore", "KithCRDT", "KithCrypto",
+                .product(name: "PostgresNIO", package: "postgres-nio"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: strict
+        ),
         // vCard and CSV import/export: text ↔ contacts, no I/O.
         .target(
             name: "KithInterchange",
@@ -77,7 +88,7 @@ let package = Package(
         .executableTarget(
             name: "kithd",
             dependencies: [
-                "KithNode", "KithCrypto", "KithNetwork", "KithCRDT", "KithChapter", "KithConsent", "KithStore",
+                "KithNode", "KithCrypto", "KithNetwork", "KithCRDT", "KithChapter", "KithConsent", "KithStore", "KithHubPostgres",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
@@ -110,6 +121,15 @@ let package = Package(
             swiftSettings: strict
         ),
         .testTarget(name: "KithConsentTests", dependencies: ["KithConsent", "KithChapter", "KithCRDT", "KithCrypto"], swiftSettings: strict),
+        .testTarget(
+            name: "KithHubStorageTests",
+            dependencies: [
+                "KithHubPostgres", "KithNetwork", "KithConsent", "KithChapter", "KithCRDT", "KithCrypto", "KithStore",
+                .product(name: "PostgresNIO", package: "postgres-nio"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: strict
+        ),
         .testTarget(name: "KithSyncTests", dependencies: ["KithSync", "KithCrypto", "KithCRDT"], swiftSettings: strict),
         .testTarget(name: "KithInterchangeTests", dependencies: ["KithInterchange", "KithCRDT"], swiftSettings: strict),
         .testTarget(
