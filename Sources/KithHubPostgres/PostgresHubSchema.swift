@@ -66,6 +66,17 @@ public enum PostgresHubSchema {
     @discardableResult
     public static func migrate(_ c: PostgresConnection, keys: OrganizationKeys, storageKey: SymmetricKey, logger: Logger,
                                to target: Int = current) async throws -> Int? {
+        do {
+            return try await migrateInTransaction(c, keys: keys, storageKey: storageKey, logger: logger, to: target)
+        } catch let e as PostgresTransactionError {
+            // The reason is the step's (too new, another organization's), not the transaction's.
+            if let reason = e.closureError as? StoreError { throw reason }
+            throw e
+        }
+    }
+
+    private static func migrateInTransaction(_ c: PostgresConnection, keys: OrganizationKeys, storageKey: SymmetricKey, logger: Logger,
+                                             to target: Int) async throws -> Int? {
         try await c.withTransaction(logger: logger) { t -> Int? in
             // Two hubs starting at once on a fresh database: one migrates, the other waits.
             try await t.query("SELECT pg_advisory_xact_lock(\(PostgresHubStorage.lockKey + 1))", logger: logger)

@@ -84,9 +84,13 @@ public actor PostgresHubStorage: HubStorage {
         } catch {
             throw StoreError(.io, "cannot connect to the hub's database \(url): \(Self.describe(error))")
         }
-        let rows = try await c.query("SELECT pg_try_advisory_lock(\(Self.lockKey))", logger: logger)
         var got = false
-        for try await (b) in rows.decode(Bool.self) { got = b }
+        do {
+            for try await b in try await c.query("SELECT pg_try_advisory_lock(\(Self.lockKey))", logger: logger).decode(Bool.self) { got = b }
+        } catch {
+            try? await c.close()
+            throw error
+        }
         guard got else {
             try? await c.close()
             throw StoreError(.locked, "another hub has the database \(url) open (one hub per database)")
@@ -126,7 +130,7 @@ public actor PostgresHubStorage: HubStorage {
                     logger.warning("lost the hub's database connection; reconnecting", metadata: ["what": "\(what)", "reason": "\(Self.describe(error))"])
                     failing = true
                 }
-                if let c = connection, !c.isClosed { try? await c.close() }
+                if let c = connection { try? await c.close() }
                 connection = nil
                 try? await Task.sleep(for: delay)
                 delay = min(delay * 2, .seconds(1))
