@@ -28,6 +28,7 @@ public actor PostgresHubStorage: HubStorage {
     private let storageKey: SymmetricKey
     private let logger: Logger
     private let retryWindow: Duration
+    private let attemptTimeout: Duration
     private var connection: PostgresConnection?
     private var nextConnectionID = 1
     private var closed = false
@@ -39,8 +40,10 @@ public actor PostgresHubStorage: HubStorage {
     /// Session advisory lock key of a hub's database ("kithhub1").
     static let lockKey: Int64 = 0x6B69_7468_6875_6231
 
-    public init(url: PostgresStoreURL, keys: OrganizationKeys, storageKey: SymmetricKey, logger: Logger, retryWindow: Duration = .seconds(15)) {
+    public init(url: PostgresStoreURL, keys: OrganizationKeys, storageKey: SymmetricKey, logger: Logger, retryWindow: Duration = .seconds(15),
+                attemptTimeout: Duration = .seconds(5)) {
         self.url = url
+        self.attemptTimeout = attemptTimeout
         self.keys = keys
         self.storageKey = storageKey
         self.logger = logger
@@ -68,7 +71,7 @@ public actor PostgresHubStorage: HubStorage {
 
     public func shutdown() async {
         closed = true
-        if let c = connection { try? await c.close() }
+        if let c = connection { _ = try? await Self.within(.seconds(2)) { try await c.close() } }
         connection = nil
     }
 
@@ -79,14 +82,19 @@ public actor PostgresHubStorage: HubStorage {
         let id = nextConnectionID
         nextConnectionID += 1
         let c: PostgresConnection
+        let configuration = try url.configuration, logger = logger
         do {
-            c = try await PostgresConnection.connect(configuration: try url.configuration, id: id, logger: logger)
+            c = try await Self.within(attemptTimeout, late: { try? await $0.close() }) { try await PostgresConnection.connect(configuration: configuration, id: id, logger: logger) }
         } catch {
             throw StoreError(.io, "cannot connect to the hub's database \(url): \(Self.describe(error))")
         }
-        var got = false
+        let got: Bool
         do {
-            for try await b in try await c.query("SELECT pg_try_advisory_lock(\(Self.lockKey))", logger: logger).decode(Bool.self) { got = b }
+            got = try await Self.within(attemptTimeout) {
+                var got = false
+                for try await b in try await c.query("SELECT pg_try_advisory_lock(\(Self.lockKey))", logger: logger).decode(Bool.self) { got = b }
+                return got
+            }
         } catch {
             try? await c.close()
             throw error
@@ -101,7 +109,7 @@ public actor PostgresHubStorage: HubStorage {
 
     /// Runs `body` on the connection; when the connection is lost, reconnects (backing off) and
     /// runs it again, for at most `retryWindow`. `body` must be idempotent and atomic.
-    private func withConnection<T: Sendable>(_ what: String, _ body: (PostgresConnection) async throws -> T) async throws -> T {
+    private func withConnection<T: Sendable>(_ what: String, _ body: @escaping @Sendable (PostgresConnection) async throws -> T) async throws -> T {
         guard !closed else { throw StoreError(.io, "the hub's database connection is closed") }
         let deadline = ContinuousClock.now + retryWindow
         var delay = Duration.milliseconds(20)
@@ -117,7 +125,10 @@ public actor PostgresHubStorage: HubStorage {
                     reconnects += 1
                     logger.notice("reconnected to the hub's database", metadata: ["store": "\(url)"])
                 }
-                return try await body(c)
+                // A connection cut at the wrong moment can leave a query unanswered for good
+                // (seen with pg_terminate_backend mid-query): past `attemptTimeout` the attempt
+                // is abandoned, the connection closed, and the write made again on a new one.
+                return try await Self.within(attemptTimeout) { try await body(c) }
             } catch {
                 guard Self.isConnectionFailure(error, connection: connection), !closed else {
                     throw error as? StoreError ?? StoreError(.io, "\(what) in \(url): \(Self.describe(error))")
@@ -138,10 +149,38 @@ public actor PostgresHubStorage: HubStorage {
         }
     }
 
+    struct AttemptTimedOut: Error, CustomStringConvertible {
+        var description: String { "the database did not answer in time" }
+    }
+
+    /// `op`'s result, or `AttemptTimedOut` after `limit` (then `op` is cancelled and left to end on its own).
+    static func within<T: Sendable>(_ limit: Duration, late: (@Sendable (T) async -> Void)? = nil,
+                                    _ op: @escaping @Sendable () async throws -> T) async throws -> T {
+        let once = Once()
+        return try await withCheckedThrowingContinuation { (k: CheckedContinuation<T, any Error>) in
+            let work = Task {
+                do {
+                    let v = try await op()
+                    if once.claim() { k.resume(returning: v) } else { await late?(v) }
+                } catch {
+                    if once.claim() { k.resume(throwing: error) }
+                }
+            }
+            Task {
+                try? await Task.sleep(for: limit)
+                if once.claim() {
+                    work.cancel()
+                    k.resume(throwing: AttemptTimedOut())
+                }
+            }
+        }
+    }
+
     /// Whether `error` is the connection failing (retry on a new one) rather than the query.
     static func isConnectionFailure(_ error: any Error, connection: PostgresConnection?) -> Bool {
         if connection?.isClosed == true { return true }
         if let e = error as? StoreError { return e.code == .io || e.code == .locked }
+        if error is AttemptTimedOut { return true }
         if let t = error as? PostgresTransactionError {
             return [t.beginError, t.closureError, t.commitError].contains { $0.map { isConnectionFailure($0, connection: nil) } ?? false }
         }
@@ -245,5 +284,19 @@ public actor PostgresHubStorage: HubStorage {
             }
             return out
         }
+    }
+}
+
+/// Claimed once, by whichever of two racing tasks gets there first.
+final class Once: @unchecked Sendable {
+    private let lock = NSLock()
+    private var claimed = false
+
+    func claim() -> Bool {
+        lock.lock()
+        defer { lock.unlock() }
+        if claimed { return false }
+        claimed = true
+        return true
     }
 }

@@ -10,7 +10,15 @@ import Logging
 import PostgresNIO
 import Testing
 
-let quiet = Logger(label: "kith-test", factory: { _ in SwiftLogNoOpLogHandler() })
+/// Silent, unless KITH_TEST_LOG names a level (trace … critical): then on stderr.
+let quiet: Logger = {
+    guard let level = ProcessInfo.processInfo.environment["KITH_TEST_LOG"].flatMap(Logger.Level.init(rawValue:)) else {
+        return Logger(label: "kith-test", factory: { _ in SwiftLogNoOpLogHandler() })
+    }
+    var l = Logger(label: "kith-test", factory: { StreamLogHandler.standardError(label: $0) })
+    l.logLevel = level
+    return l
+}()
 
 /// The test PostgreSQL server: `KITH_TEST_POSTGRES_SOCKET` (its socket directory), set by
 /// scripts/test, which starts a private cluster (scripts/pg-test-cluster). Without it the
