@@ -24,6 +24,7 @@ import PostgresNIO
 /// again" — nothing acknowledged is lost.
 public actor PostgresHubStorage: HubStorage {
     public nonisolated let url: PostgresStoreURL
+    public nonisolated var location: String { url.description }
     private let keys: OrganizationKeys
     private let storageKey: SymmetricKey
     private let logger: Logger

@@ -28,6 +28,8 @@ public protocol HubStorage: AnyObject, Sendable {
     func putChapterOps(_ chapter: ChapterID, _ ops: [(id: [UInt8], bytes: [UInt8])]) async throws
     /// Releases the store (its lock, its connections); the storage is not used after.
     func shutdown() async
+    /// Where the rows are, for `kithd hub status` (no password).
+    var location: String { get }
 }
 
 extension HubStorage {
@@ -41,6 +43,7 @@ extension HubStorage {
 public final class SQLiteHubStorage: HubStorage, @unchecked Sendable {
     private let store: ContactStore
     private let lock = NSLock()
+    public var location: String { "sqlite:" + store.path }
     static let schemaID = Array("schema".utf8)
     /// Held records of schema 1 that could not be read during migration (dropped).
     public let migratedFrom: UInt64?
@@ -279,6 +282,22 @@ public actor HubNode {
         return row
     }
 
+    /// `kithd hub status`: the organization, where its rows are, chapters by standing, records
+    /// and bytes held (in all and per chapter), requests waiting.
+    func status() -> [String: Any] {
+        let list = chapterList()
+        var byStatus: [String: Int] = [:]
+        for c in list { byStatus[c["status"] as? String ?? "?", default: 0] += 1 }
+        return [
+            "organization": keys.name, "key": keys.signing.publicKey.description, "store": storage.location,
+            "records": ledger.held.count, "bytes": ledger.usage.values.reduce(UInt64(0)) { $0 + $1.bytes },
+            "chapters": byStatus, "perChapter": list.map { c in
+                ["chapter": c["chapter"] ?? "", "name": c["name"] ?? "", "status": c["status"] ?? "", "records": c["records"] ?? 0, "bytes": c["bytes"] ?? 0,
+                 "waiting": c["waiting"] ?? 0]
+            },
+        ]
+    }
+
     /// Finds a chapter by its id, a unique prefix of it, or its exact (unique) name.
     private func chapter(_ reference: String) throws(ConsentError) -> (ChapterID, ChapterState) {
         let matches = chapters.filter { $0.key.description == reference }.isEmpty
@@ -376,6 +395,8 @@ extension HubNode {
             return ["ok": true, "rows": export()]
         case "chapters":
             return ["ok": true, "chapters": chapterList()]
+        case "status":
+            return ["ok": true, "status": status()]
         case let op? where op == "approve" || op == "refuse":
             guard let reference = request["chapter"] as? String, !reference.isEmpty else { return ["ok": false, "error": "name the chapter"] }
             do {
@@ -386,7 +407,7 @@ extension HubNode {
                 return ["ok": false, "error": error.detail]
             }
         default:
-            return ["ok": false, "error": "the hub's control socket knows the ops export, chapters, approve and refuse"]
+            return ["ok": false, "error": "the hub's control socket knows the ops export, chapters, status, approve and refuse"]
         }
     }
 

@@ -22,11 +22,12 @@ struct HubCommand: AsyncParsableCommand {
               kithd hub run --hub-dir /srv/hub --address 0.0.0.0:7500
               kithd hub run --hub-dir /srv/hub --store postgres://kith@/kith_hub?host=/run/postgresql
               kithd hub chapters --hub-dir /srv/hub
+              kithd hub status --hub-dir /srv/hub
               kithd hub approve "Ward 5" --hub-dir /srv/hub
               kithd hub refuse "Ward 9" --hub-dir /srv/hub
               kithd hub export --hub-dir /srv/hub --format csv > records.csv
             """,
-        subcommands: [Init.self, Run.self, Chapters.self, Approve.self, Refuse.self, Export.self]
+        subcommands: [Init.self, Run.self, Status.self, Chapters.self, Approve.self, Refuse.self, Export.self]
     )
 
     /// Sends a control request to the running hub, or — when none runs — performs it on the
@@ -203,6 +204,29 @@ struct HubCommand: AsyncParsableCommand {
             if json { return try HubCommand.printJSON(list) }
             if list.isEmpty { print("no chapter has asked to affiliate (a member's daemon sends its chapter's log with its first record)") }
             for c in list { print(HubCommand.describe(c)) }
+        }
+    }
+
+    struct Status: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Show the hub at a glance: where it stores, chapters by status, records and bytes held, per chapter.",
+            discussion: "From the running hub (its control socket), or from its store when stopped (then running: no).")
+        @OptionGroup var dir: HubDir
+        @Flag(help: "Print JSON.") var json = false
+
+        func run() async throws {
+            let running = await HubNode.requestRunningHub(socket: dir.dataDir + "/hub.sock", Data(#"{"op":"status"}"#.utf8)) != nil
+            var s = try await HubCommand.control(dir, ["op": "status"])["status"] as? [String: Any] ?? [:]
+            s["running"] = running
+            if json { return try HubCommand.printJSON(s) }
+            let chapters = (s["chapters"] as? [String: Int] ?? [:]).sorted { $0.key < $1.key }.map { "\($0.value) \($0.key)" }.joined(separator: ", ")
+            print("organization \"\(s["organization"] ?? "")\"  \(running ? "running" : "not running")")
+            print("store: \(s["store"] ?? "?")")
+            print("records held: \(s["records"] ?? 0) (\(s["bytes"] ?? 0) bytes)")
+            print("chapters: \(chapters.isEmpty ? "none has asked to affiliate" : chapters)")
+            for c in s["perChapter"] as? [[String: Any]] ?? [] {
+                print("  \(c["chapter"] ?? "?")  \"\(c["name"] ?? "")\"  \(c["status"] ?? "?")  \(c["records"] ?? 0) records  \(c["bytes"] ?? 0) bytes  \(c["waiting"] ?? 0) waiting")
+            }
         }
     }
 

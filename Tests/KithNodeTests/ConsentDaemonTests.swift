@@ -118,6 +118,12 @@ struct ConsentDaemonTests {
         #expect(rows.first?["name"] == "Rosa Diaz" && rows.first?["emails"] == "rosa.diaz@example.org" && rows.first?["purpose"] == "GOTV calls")
         #expect(rows.first?["notes"] == nil && rows.first?["phones"] == nil)
         #expect(rows.first?["consent"]?.hasPrefix("share") == true)
+        // kithd hub status, from the stopped hub's store: which store, what it holds.
+        let st = try Binaries.run("kithd", ["hub", "status", "--json", "--hub-dir", hubDir])
+        let status = try JSONSerialization.jsonObject(with: Data(st.stdout.utf8)) as? [String: Any]
+        #expect(status?["records"] as? Int == 1 && (status?["chapters"] as? [String: Int]) == ["approved": 1] && status?["running"] as? Bool == false,
+                "\(st.stdout) \(st.stderr)")
+        #expect((status?["store"] as? String)?.hasPrefix(store == .postgres ? "postgres://postgres@/\(database)" : "sqlite:") == true, "\(st.stdout)")
         // While the hub holds it, nothing of the record is at rest in the clear (a pg_dump for
         // PostgreSQL): not as text, not as a plain bytea. The grant's id is there (not secret).
         let atRest = try store.atRest(hubDir: hubDir, database: database)
