@@ -141,15 +141,9 @@ struct HubStorageTests {
     }
 }
 
-/// What only the PostgreSQL back end has: its schema versions, its connection.
-@Suite("Hub storage on PostgreSQL", .enabled(if: TestServer.configured, TestServer.skipReason))
-struct PostgresHubStorageTests {
-    @Test func theTestServerIsThereWhenRequired() async throws {
-        // scripts/test sets KITH_TEST_REQUIRE_POSTGRES: a missing or unreachable server fails the run.
-        let rows = try await TestServer.run("postgres", "SELECT 1")
-        #expect(rows.count == 1)
-    }
-
+/// Store URLs (no server needed).
+@Suite("Hub store URLs")
+struct PostgresStoreURLTests {
     @Test func storeURLs() throws {
         let u = try PostgresStoreURL("postgres://kith:s%40cret@db.example.org:6543/kith_hub?sslmode=require")
         #expect(u.endpoint == .tcp(host: "db.example.org", port: 6543) && u.username == "kith" && u.password == "s@cret" && u.database == "kith_hub" && u.tls == .require)
@@ -159,6 +153,16 @@ struct PostgresHubStorageTests {
         for bad in ["postgres://host/db", "postgres://u@h:99999/db", "postgres://u@h/", "postgres://u@h/db?sslmode=maybe", "postgres://u@h/db?x=1", "/var/lib/hub"] {
             #expect(throws: PostgresStoreURL.Invalid.self, "\(bad)") { try PostgresStoreURL(bad) }
         }
+    }
+}
+
+/// What only the PostgreSQL back end has: its schema versions, its connection.
+@Suite("Hub storage on PostgreSQL", .enabled(if: TestServer.configured, TestServer.skipReason))
+struct PostgresHubStorageTests {
+    @Test func theTestServerIsThereWhenRequired() async throws {
+        // scripts/test sets KITH_TEST_REQUIRE_POSTGRES: a missing or unreachable server fails the run.
+        let rows = try await TestServer.run("postgres", "SELECT 1")
+        #expect(rows.count == 1)
     }
 
     @Test func rowsAreSealedAsTheSQLiteStoreSealsThem() async throws {
