@@ -27,6 +27,7 @@ let package = Package(
         .package(url: "https://github.com/swift-server/async-http-client.git", from: "1.37.0"),
         .package(url: "https://github.com/apple/swift-http-types.git", from: "1.8.0"),
         .package(url: "https://github.com/apple/swift-nio-extras.git", from: "1.35.2"),
+        .package(url: "https://github.com/vapor/postgres-nio.git", from: "1.33.2"),
     ],
     targets: [
         // libsodium, the only cryptography implementation Kith uses.
@@ -78,6 +79,16 @@ let package = Package(
             ],
             swiftSettings: strict
         ),
+        // The organization hub's PostgreSQL storage (HubStorage over postgres-nio): only kithd and its tests link it.
+        .target(
+            name: "KithHubPostgres",
+            dependencies: [
+                "KithNetwork", "KithConsent", "KithStore", "KithCRDT", "KithCrypto",
+                .product(name: "PostgresNIO", package: "postgres-nio"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: strict
+        ),
         // vCard and CSV import/export: text ↔ contacts, no I/O.
         .target(
             name: "KithInterchange",
@@ -102,7 +113,7 @@ let package = Package(
         .executableTarget(
             name: "kithd",
             dependencies: [
-                "KithNode", "KithCrypto", "KithNetwork", "KithCRDT", "KithChapter", "KithConsent", "KithStore", "KithAPI",
+                "KithNode", "KithCrypto", "KithNetwork", "KithCRDT", "KithChapter", "KithConsent", "KithStore", "KithAPI", "KithHubPostgres",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
@@ -138,6 +149,15 @@ let package = Package(
         .testTarget(
             name: "KithQueryTests",
             dependencies: ["KithQuery", "KithCRDT", "KithCrypto", "KithSampleData", .product(name: "PropertyBased", package: "swift-property-based")],
+            swiftSettings: strict
+        ),
+        .testTarget(
+            name: "KithHubStorageTests",
+            dependencies: [
+                "KithHubPostgres", "KithNetwork", "KithConsent", "KithChapter", "KithCRDT", "KithCrypto", "KithStore",
+                .product(name: "PostgresNIO", package: "postgres-nio"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
             swiftSettings: strict
         ),
         .testTarget(name: "KithSyncTests", dependencies: ["KithSync", "KithCrypto", "KithCRDT"], swiftSettings: strict),

@@ -1,3 +1,4 @@
+import KithChapter
 import KithCRDT
 import KithCrypto
 
@@ -39,6 +40,21 @@ public enum HubStoreSchema {
         if m == unknownOwner { return (nil, g) }
         guard let key = try? Ed25519.PublicKey(bytes: m) else { return nil }
         return (key, g)
+    }
+
+    /// A closed-grant row as `HubStorage.closedGrants` returns it; nil for a malformed row.
+    public static func decodeClosed(_ row: (id: [UInt8], bytes: [UInt8])) -> (member: Ed25519.PublicKey?, grant: [UInt8], version: UInt64)? {
+        guard row.bytes.count == 8, let k = decodeClosedID(row.id) else { return nil }
+        return (k.member, k.grant, UInt64(bigEndianBytes: row.bytes))
+    }
+
+    /// Chapter-op rows (id = chapter id ‖ op id) grouped by chapter, in row order.
+    public static func groupChapterOps(_ rows: [(id: [UInt8], bytes: [UInt8])]) -> [ChapterID: [[UInt8]]] {
+        var out: [ChapterID: [[UInt8]]] = [:]
+        for r in rows where r.id.count == 48 {
+            if let c = try? ChapterID(bytes: r.id[0..<16]) { out[c, default: []].append(r.bytes) }
+        }
+        return out
     }
 
     /// The outcome of migrating schema-1 rows: rows to delete (old ids) and rows to write.

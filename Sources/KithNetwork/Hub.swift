@@ -10,25 +10,43 @@ import NIOCore
 import NIOPosix
 
 /// Where a hub keeps what it holds (rows of Protocol/consent.md §4.4, `HubStoreSchema`).
-/// SQLite (`SQLiteHubStorage`) by default; another back end implements the same few calls.
-public protocol HubStorage: AnyObject {
-    func records() throws -> [(record: [UInt8], answer: [UInt8], chapterName: String)]
-    func closedGrants() throws -> [(member: Ed25519.PublicKey?, grant: [UInt8], version: UInt64)]
-    func decisions() throws -> [[UInt8]]
-    func chapterOps() throws -> [ChapterID: [[UInt8]]]
-    func put(_ key: GrantKey, record: [UInt8], answer: [UInt8], chapterName: String) throws
-    func close(_ key: GrantKey, version: UInt64) throws
-    func putDecision(_ decision: ChapterDecision) throws
-    func putChapterOps(_ chapter: ChapterID, _ ops: [(id: [UInt8], bytes: [UInt8])]) throws
+/// SQLite (`SQLiteHubStorage`) by default; PostgreSQL (`PostgresHubStorage`, in
+/// KithHubPostgres) implements the same few calls.
+///
+/// Every write returns only once it is durable: the hub acknowledges a record (signs its
+/// receipt) after `put` returns, so a write that throws is answered "unavailable, send it again".
+/// Writes are idempotent (a retry of the same row writes the same row). `HubNode` makes one
+/// call at a time, in order.
+public protocol HubStorage: AnyObject, Sendable {
+    func records() async throws -> [(record: [UInt8], answer: [UInt8], chapterName: String)]
+    func closedGrants() async throws -> [(member: Ed25519.PublicKey?, grant: [UInt8], version: UInt64)]
+    func decisions() async throws -> [[UInt8]]
+    func chapterOps() async throws -> [ChapterID: [[UInt8]]]
+    func put(_ key: GrantKey, record: [UInt8], answer: [UInt8], chapterName: String) async throws
+    func close(_ key: GrantKey, version: UInt64) async throws
+    func putDecision(_ decision: ChapterDecision) async throws
+    func putChapterOps(_ chapter: ChapterID, _ ops: [(id: [UInt8], bytes: [UInt8])]) async throws
+    /// Releases the store (its lock, its connections); the storage is not used after.
+    func shutdown() async
+    /// Where the rows are, for `kithd hub status` (no password).
+    var location: String { get }
+}
+
+extension HubStorage {
+    public func shutdown() async {}
 }
 
 /// The default hub storage: the sealed-records table of a Kith store in the hub's directory.
 /// Opening it migrates older rows to the current `HubStoreSchema` in one transaction.
-public final class SQLiteHubStorage: HubStorage {
-    let store: ContactStore
+///
+/// Sendable because every use of the (single-owner) store holds `lock`.
+public final class SQLiteHubStorage: HubStorage, @unchecked Sendable {
+    private let store: ContactStore
+    private let lock = NSLock()
+    public var location: String { "sqlite:" + store.path }
     static let schemaID = Array("schema".utf8)
     /// Held records of schema 1 that could not be read during migration (dropped).
-    public private(set) var migratedFrom: UInt64?
+    public let migratedFrom: UInt64?
 
     public init(directory: String, keys: OrganizationKeys, storageKey: SymmetricKey, nowMilliseconds now: UInt64 = ContactStore.systemClock()) throws {
         store = try ContactStore(directory: directory, scope: ScopeID(name: "hub"), deviceKey: keys.signing, storageKey: storageKey, mode: .opaque)
@@ -36,7 +54,10 @@ public final class SQLiteHubStorage: HubStorage {
         guard version <= HubStoreSchema.current else {
             throw StoreError(.tooNew, "the hub store in \(directory) is schema \(version), newer than this build's \(HubStoreSchema.current); upgrade Kith")
         }
-        guard version < HubStoreSchema.current else { return }
+        guard version < HubStoreSchema.current else {
+            migratedFrom = nil
+            return
+        }
         let m = HubStoreSchema.migrateFrom1(records: try store.records(.hubRecord), closed: try store.records(.hubClosed), keys: keys, nowMilliseconds: now)
         var v: [UInt8] = []
         v.appendBigEndian(HubStoreSchema.current)
@@ -46,43 +67,42 @@ public final class SQLiteHubStorage: HubStorage {
         migratedFrom = version
     }
 
+    private func locked<T>(_ body: (ContactStore) throws -> T) rethrows -> T {
+        lock.lock()
+        defer { lock.unlock() }
+        return try body(store)
+    }
+
     public func records() throws -> [(record: [UInt8], answer: [UInt8], chapterName: String)] {
-        try store.records(.hubRecord).compactMap { HubStoreSchema.decodeHeld($0.bytes) }
+        try locked { try $0.records(.hubRecord) }.compactMap { HubStoreSchema.decodeHeld($0.bytes) }
     }
 
     public func closedGrants() throws -> [(member: Ed25519.PublicKey?, grant: [UInt8], version: UInt64)] {
-        try store.records(.hubClosed).compactMap { r in
-            guard r.bytes.count == 8, let k = HubStoreSchema.decodeClosedID(r.id) else { return nil }
-            return (k.member, k.grant, UInt64(bigEndianBytes: r.bytes))
-        }
+        try locked { try $0.records(.hubClosed) }.compactMap(HubStoreSchema.decodeClosed)
     }
 
-    public func decisions() throws -> [[UInt8]] { try store.records(.hubDecision).map(\.bytes) }
+    public func decisions() throws -> [[UInt8]] { try locked { try $0.records(.hubDecision) }.map(\.bytes) }
 
     public func chapterOps() throws -> [ChapterID: [[UInt8]]] {
-        var out: [ChapterID: [[UInt8]]] = [:]
-        for r in try store.records(.hubChapterOp) where r.id.count == 48 {
-            if let c = try? ChapterID(bytes: r.id[0..<16]) { out[c, default: []].append(r.bytes) }
-        }
-        return out
+        HubStoreSchema.groupChapterOps(try locked { try $0.records(.hubChapterOp) })
     }
 
     public func put(_ key: GrantKey, record: [UInt8], answer: [UInt8], chapterName: String) throws {
-        try store.putRecords(.hubRecord, [(key.bytes, HubStoreSchema.encodeHeld(record: record, answer: answer, chapterName: chapterName))])
+        try locked { try $0.putRecords(.hubRecord, [(key.bytes, HubStoreSchema.encodeHeld(record: record, answer: answer, chapterName: chapterName))]) }
     }
 
     public func close(_ key: GrantKey, version: UInt64) throws {
         var v: [UInt8] = []
         v.appendBigEndian(version)
-        try store.replaceRecords(delete: [(.hubRecord, key.bytes)], put: [(.hubClosed, key.bytes, v)])
+        try locked { try $0.replaceRecords(delete: [(.hubRecord, key.bytes)], put: [(.hubClosed, key.bytes, v)]) }
     }
 
     public func putDecision(_ decision: ChapterDecision) throws {
-        try store.putRecords(.hubDecision, [(decision.chapter.bytes, decision.encoded)])
+        try locked { try $0.putRecords(.hubDecision, [(decision.chapter.bytes, decision.encoded)]) }
     }
 
     public func putChapterOps(_ chapter: ChapterID, _ ops: [(id: [UInt8], bytes: [UInt8])]) throws {
-        try store.putRecords(.hubChapterOp, ops.map { (chapter.bytes + $0.id, $0.bytes) })
+        try locked { try $0.putRecords(.hubChapterOp, ops.map { (chapter.bytes + $0.id, $0.bytes) }) }
     }
 }
 
@@ -99,20 +119,41 @@ public actor HubNode {
     /// Chapters the hub keeps logs of without a decision yet (each is a request the organization
     /// sees in `kithd hub chapters`); beyond this, new requests are ignored.
     public static let maxUndecidedChapters = 1_000
+    /// Storage calls suspend (PostgreSQL), and an actor is reentrant: every operation that
+    /// changes the ledger and writes it runs whole, one at a time, in arrival order
+    /// (`enter`/`leave`), so the store sees writes in the order the ledger made them.
+    private var busy = false
+    private var queue: [CheckedContinuation<Void, Never>] = []
 
     public init(keys: OrganizationKeys, storage: any HubStorage, limits: HubLimits = .defaults, logger: Logger,
-                clock: @escaping @Sendable () -> UInt64 = ContactStore.systemClock) throws {
+                clock: @escaping @Sendable () -> UInt64 = ContactStore.systemClock) async throws {
         self.keys = keys
         self.storage = storage
         self.logger = logger
         self.clock = clock
         var ledger = HubLedger(keys: keys, limits: limits)
-        try ledger.restore(records: try storage.records(), closed: try storage.closedGrants(), decisions: try storage.decisions(), nowMilliseconds: clock())
+        try ledger.restore(records: try await storage.records(), closed: try await storage.closedGrants(), decisions: try await storage.decisions(),
+                           nowMilliseconds: clock())
         self.ledger = ledger
-        for (id, ops) in try storage.chapterOps() {
+        for (id, ops) in try await storage.chapterOps() {
             if let log = try? MembershipLog(chapter: id, ops: ops) { chapters[id] = log }
         }
     }
+
+    private func enter() async {
+        if busy {
+            await withCheckedContinuation { queue.append($0) }
+        } else {
+            busy = true
+        }
+    }
+
+    private func leave() {
+        if queue.isEmpty { busy = false } else { queue.removeFirst().resume() }
+    }
+
+    /// Records held now (for status and tests).
+    public var heldCount: Int { ledger.held.count }
 
     /// The hub's own certificate for the handshake: its organization key certifies its X25519 key.
     public nonisolated var certificate: DeviceCertificate {
@@ -122,8 +163,10 @@ public actor HubNode {
 
     /// Merges a chapter's log a member sent; kept only if the chapter is affiliated with this
     /// hub. A new chapter is a request for the organization's approval.
-    func receiveLog(chapter bytes: [UInt8], ops encoded: [[UInt8]]) {
+    func receiveLog(chapter bytes: [UInt8], ops encoded: [[UInt8]]) async {
         guard let id = try? ChapterID(bytes: bytes) else { return }
+        await enter()
+        defer { leave() }
         do {
             var log = try chapters[id] ?? MembershipLog(chapter: id, ops: encoded, nowMilliseconds: clock())
             let added = try log.receive(encoded.map { try MembershipOp(decoding: $0) }, nowMilliseconds: clock())
@@ -138,14 +181,16 @@ public actor HubNode {
             }
             let new = chapters[id] == nil ? log.allOps : added
             chapters[id] = log
-            try storage.putChapterOps(id, new.map { ($0.id.bytes, $0.encoded) })
+            try await storage.putChapterOps(id, new.map { ($0.id.bytes, $0.encoded) })
         } catch {
             logger.warning("refused a chapter log", metadata: ["reason": "\(error)"])
         }
     }
 
     /// Answers a record (always with a signed answer) and stores what it accepted.
-    func accept(_ record: [UInt8]) -> [UInt8] {
+    func accept(_ record: [UInt8]) async -> [UInt8] {
+        await enter()
+        defer { leave() }
         let now = clock()
         let parsed = try? UpwardRecord(encoded: record, nowSeconds: now / 1000)
         let answer = ledger.answer(record: record, chapter: parsed.flatMap { chapters[$0.grant.chapter]?.state }, nowMilliseconds: now)
@@ -157,7 +202,7 @@ public actor HubNode {
         guard let held = ledger.held[key], held.answer == answer else { return answer.encoded }
         do {
             // Written on every stored answer (also an identical retry): a write that failed once is made again.
-            try storage.put(key, record: held.record.encoded, answer: answer.encoded, chapterName: held.chapterName)
+            try await storage.put(key, record: held.record.encoded, answer: answer.encoded, chapterName: held.chapterName)
         } catch {
             logger.error("could not store a record", metadata: ["reason": "\(error)"])
             return HubAnswer.make(for: ConsentError(.unavailable, "the hub could not store the record; send it again later"), request: record,
@@ -168,12 +213,14 @@ public actor HubNode {
     }
 
     /// Answers a revocation (always with a signed answer) and deletes what it names.
-    func revoke(_ revocation: [UInt8]) -> [UInt8] {
+    func revoke(_ revocation: [UInt8]) async -> [UInt8] {
+        await enter()
+        defer { leave() }
         let now = clock()
         let answer = ledger.answer(revocation: revocation, nowMilliseconds: now)
         guard answer.kind == .deleted, let member = try? Ed25519.PublicKey(bytes: answer.memberKey) else { return answer.encoded }
         let key = GrantKey(member: member, grant: answer.grantID)
-        do { try storage.close(key, version: answer.version) } catch {
+        do { try await storage.close(key, version: answer.version) } catch {
             logger.error("could not delete a record", metadata: ["reason": "\(error)"])
             return HubAnswer.make(for: ConsentError(.unavailable, "the hub could not delete the record; send the revocation again later"),
                                   request: revocation, member: member, grantID: key.grant, at: now, signer: keys.signing).encoded
@@ -183,10 +230,16 @@ public actor HubNode {
     }
 
     /// Deletes expired records (called periodically).
-    public func expire() {
+    public func expire() async {
+        await enter()
+        defer { leave() }
         for key in ledger.expire(nowMilliseconds: clock()) {
-            try? storage.close(key, version: ledger.highestVersion[key] ?? 0)
-            logger.info("record deleted on expiry", metadata: ["grant": "\(Base64URL.encode(key.grant))"])
+            do {
+                try await storage.close(key, version: ledger.highestVersion[key] ?? 0)
+                logger.info("record deleted on expiry", metadata: ["grant": "\(Base64URL.encode(key.grant))"])
+            } catch {
+                logger.error("could not delete an expired record (the store still holds it until the next start)", metadata: ["reason": "\(error)"])
+            }
         }
     }
 
@@ -229,6 +282,22 @@ public actor HubNode {
         return row
     }
 
+    /// `kithd hub status`: the organization, where its rows are, chapters by standing, records
+    /// and bytes held (in all and per chapter), requests waiting.
+    func status() -> [String: Any] {
+        let list = chapterList()
+        var byStatus: [String: Int] = [:]
+        for c in list { byStatus[c["status"] as? String ?? "?", default: 0] += 1 }
+        return [
+            "organization": keys.name, "key": keys.signing.publicKey.description, "store": storage.location,
+            "records": ledger.held.count, "bytes": ledger.usage.values.reduce(UInt64(0)) { $0 + $1.bytes },
+            "chapters": byStatus, "perChapter": list.map { c in
+                ["chapter": c["chapter"] ?? "", "name": c["name"] ?? "", "status": c["status"] ?? "", "records": c["records"] ?? 0, "bytes": c["bytes"] ?? 0,
+                 "waiting": c["waiting"] ?? 0]
+            },
+        ]
+    }
+
     /// Finds a chapter by its id, a unique prefix of it, or its exact (unique) name.
     private func chapter(_ reference: String) throws(ConsentError) -> (ChapterID, ChapterState) {
         let matches = chapters.filter { $0.key.description == reference }.isEmpty
@@ -243,12 +312,14 @@ public actor HubNode {
     }
 
     /// `kithd hub approve` / `refuse`: signs and stores the organization's decision.
-    func decide(_ reference: String, approve: Bool, allowWithoutContactConsent: Bool, maxRecords: UInt64, maxBytes: UInt64) throws(ConsentError) -> [String: Any] {
+    func decide(_ reference: String, approve: Bool, allowWithoutContactConsent: Bool, maxRecords: UInt64, maxBytes: UInt64) async throws(ConsentError) -> [String: Any] {
+        await enter()
+        defer { leave() }
         let (id, state) = try chapter(reference)
         var next = ledger
         let d = try next.decide(id, state: state, approve: approve, allowWithoutContactConsent: allowWithoutContactConsent,
                                 maxRecords: maxRecords, maxBytes: maxBytes, nowMilliseconds: clock())
-        do { try storage.putDecision(d) } catch { throw ConsentError(.unavailable, "the hub could not store its decision: \(error)") }
+        do { try await storage.putDecision(d) } catch { throw ConsentError(.unavailable, "the hub could not store its decision: \(error)") }
         ledger = next
         logger.info(approve ? "chapter approved" : "chapter refused", metadata: ["chapter": "\(id)", "name": "\(state.name)"])
         return summary(id, state)
@@ -313,28 +384,30 @@ extension HubNode {
     /// `{"op":"export"}`, `{"op":"chapters"}`,
     /// `{"op":"approve","chapter":…,"allowWithoutContactConsent":bool,"maxRecords":n,"maxBytes":n}`,
     /// `{"op":"refuse","chapter":…}`. Answers `{"ok":true,…}` or `{"ok":false,"error":…}`.
-    public func control(json data: Data) -> Data {
-        Self.json(control((try? JSONSerialization.jsonObject(with: data)) as? [String: Any] ?? [:]))
+    public func control(json data: Data) async -> Data {
+        Self.json(await control((try? JSONSerialization.jsonObject(with: data)) as? [String: Any] ?? [:]))
     }
 
-    private func control(_ request: [String: Any]) -> [String: Any] {
+    private func control(_ request: [String: Any]) async -> [String: Any] {
         let number = { (k: String) -> UInt64 in (request[k] as? NSNumber).map { UInt64(max(0, $0.int64Value)) } ?? 0 }
         switch request["op"] as? String {
         case "export":
             return ["ok": true, "rows": export()]
         case "chapters":
             return ["ok": true, "chapters": chapterList()]
+        case "status":
+            return ["ok": true, "status": status()]
         case let op? where op == "approve" || op == "refuse":
             guard let reference = request["chapter"] as? String, !reference.isEmpty else { return ["ok": false, "error": "name the chapter"] }
             do {
-                let row = try decide(reference, approve: op == "approve", allowWithoutContactConsent: request["allowWithoutContactConsent"] as? Bool ?? false,
+                let row = try await decide(reference, approve: op == "approve", allowWithoutContactConsent: request["allowWithoutContactConsent"] as? Bool ?? false,
                                      maxRecords: number("maxRecords"), maxBytes: number("maxBytes"))
                 return ["ok": true, "chapter": row]
             } catch {
                 return ["ok": false, "error": error.detail]
             }
         default:
-            return ["ok": false, "error": "the hub's control socket knows the ops export, chapters, approve and refuse"]
+            return ["ok": false, "error": "the hub's control socket knows the ops export, chapters, status, approve and refuse"]
         }
     }
 

@@ -138,7 +138,23 @@ public final class ContactStore {
     }
 
     private func recordAD(_ kind: RecordKind, _ id: [UInt8]) -> [UInt8] {
+        Self.recordAssociatedData(kind, id)
+    }
+
+    static func recordAssociatedData(_ kind: RecordKind, _ id: [UInt8]) -> [UInt8] {
         Array("kith/store/record/v1".utf8) + [UInt8(kind.rawValue)] + id
+    }
+
+    /// A record sealed exactly as this store seals it (XChaCha20-Poly1305 under the storage key,
+    /// bound to its kind and id), for another back end that keeps the same rows (the hub's
+    /// PostgreSQL storage): the sealed bytes are interchangeable between the two.
+    public static func sealRecord(_ kind: RecordKind, id: [UInt8], _ bytes: [UInt8], key: SymmetricKey) -> [UInt8] {
+        XChaCha20Poly1305.seal(bytes, key: key, associatedData: recordAssociatedData(kind, id))
+    }
+
+    /// Opens a record sealed by `sealRecord` (or by this store); nil when it does not authenticate.
+    public static func openRecord(_ kind: RecordKind, id: [UInt8], _ sealed: [UInt8], key: SymmetricKey) -> [UInt8]? {
+        try? XChaCha20Poly1305.open(sealed, key: key, associatedData: recordAssociatedData(kind, id))
     }
 
     /// Writes (or replaces) records durably, sealed like changes.

@@ -2,6 +2,7 @@ import ArgumentParser
 import Foundation
 import KithConsent
 import KithCrypto
+import KithHubPostgres
 import KithNetwork
 import KithNode
 import KithStore
@@ -19,12 +20,14 @@ struct HubCommand: AsyncParsableCommand {
             Examples:
               kithd hub init --name "Example Party" --hub-dir /srv/hub   (prints the card)
               kithd hub run --hub-dir /srv/hub --address 0.0.0.0:7500
+              kithd hub run --hub-dir /srv/hub --store postgres://kith@/kith_hub?host=/run/postgresql
               kithd hub chapters --hub-dir /srv/hub
+              kithd hub status --hub-dir /srv/hub
               kithd hub approve "Ward 5" --hub-dir /srv/hub
               kithd hub refuse "Ward 9" --hub-dir /srv/hub
               kithd hub export --hub-dir /srv/hub --format csv > records.csv
             """,
-        subcommands: [Init.self, Run.self, Chapters.self, Approve.self, Refuse.self, Export.self]
+        subcommands: [Init.self, Run.self, Status.self, Chapters.self, Approve.self, Refuse.self, Export.self]
     )
 
     /// Sends a control request to the running hub, or — when none runs — performs it on the
@@ -38,11 +41,17 @@ struct HubCommand: AsyncParsableCommand {
             let (keys, storageKey) = try loadKeys(dir)
             var log = Logger(label: "kithd-hub")
             log.logLevel = .error
-            let storage: SQLiteHubStorage
-            do { storage = try SQLiteHubStorage(directory: dir.dataDir, keys: keys, storageKey: storageKey) } catch {
+            let storage: any HubStorage
+            do { storage = try await openStorage(dir, keys: keys, storageKey: storageKey, logger: log, retryWindow: .seconds(2)) } catch {
                 throw ValidationError("cannot open the hub's store: \(error)")
             }
-            data = await (try HubNode(keys: keys, storage: storage, logger: log)).control(json: body)
+            do {
+                data = await (try await HubNode(keys: keys, storage: storage, logger: log)).control(json: body)
+                await storage.shutdown()
+            } catch {
+                await storage.shutdown()
+                throw error
+            }
         }
         guard let answer = (try? JSONSerialization.jsonObject(with: data)) as? [String: Any] else { throw ValidationError("the hub's answer is not JSON") }
         guard answer["ok"] as? Bool == true else { throw ValidationError(answer["error"] as? String ?? "the hub refused the request") }
@@ -64,7 +73,46 @@ struct HubCommand: AsyncParsableCommand {
 
     struct HubDir: ParsableArguments {
         @Option(name: .customLong("hub-dir"), help: "The hub's data directory (its keys and store).") var dataDir: String
+        @Option(name: .customLong("store"), help: """
+            Where the hub keeps records: postgres://USER[:PASSWORD]@HOST[:PORT]/DB[?sslmode=require], or over a Unix socket postgres://USER@/DB?host=/run/postgresql. Default: store = … in <hub-dir>/hub.toml, else SQLite in <hub-dir>.
+            """)
+        var store: String?
         var keyPath: String { dataDir + "/org.keys" }
+        var configPath: String { dataDir + "/hub.toml" }
+
+        /// The store's location: --store, else hub.toml's `store`, else nil (SQLite in the hub's directory).
+        func storeLocation() throws -> String? {
+            if let store { return store }
+            guard FileManager.default.fileExists(atPath: configPath) else { return nil }
+            let text: String
+            do { text = try String(contentsOfFile: configPath, encoding: .utf8) } catch { throw ValidationError("cannot read \(configPath): \(error)") }
+            var found: String?
+            do {
+                for (key, (value, line)) in try DaemonConfig.parse(text) {
+                    guard key == "store" else { throw ValidationError("\(configPath) line \(line): unknown key '\(key)' (known: store)") }
+                    guard case let .string(s) = value else { throw ValidationError("\(configPath) line \(line): store must be a string") }
+                    found = s
+                }
+            } catch let e as DaemonConfig.ParseError {
+                throw ValidationError("\(configPath) \(e)")
+            }
+            return found
+        }
+    }
+
+    /// Opens the hub's storage where `dir` says (PostgreSQL or the SQLite store in the directory).
+    static func openStorage(_ dir: HubDir, keys: OrganizationKeys, storageKey: SymmetricKey, logger: Logger,
+                            retryWindow: Duration = .seconds(15)) async throws -> any HubStorage {
+        guard let location = try dir.storeLocation(), location != "sqlite" else {
+            let s = try SQLiteHubStorage(directory: dir.dataDir, keys: keys, storageKey: storageKey)
+            if let from = s.migratedFrom { logger.info("hub store migrated", metadata: ["from": "\(from)", "to": "\(HubStoreSchema.current)"]) }
+            return s
+        }
+        let url: PostgresStoreURL
+        do { url = try PostgresStoreURL(location) } catch { throw ValidationError("store: \(error.description)") }
+        let s = try await PostgresHubStorage.open(url, keys: keys, storageKey: storageKey, logger: logger, retryWindow: retryWindow)
+        if let from = await s.migratedFrom { logger.info("hub database migrated", metadata: ["from": "\(from)", "to": "\(PostgresHubSchema.current)"]) }
+        return s
     }
 
     static let magic = Array("KITHORG1".utf8)
@@ -116,9 +164,9 @@ struct HubCommand: AsyncParsableCommand {
             }
             let log = Logger(label: "kithd-hub")
             let (keys, storageKey) = try HubCommand.loadKeys(dir)
-            let storage = try SQLiteHubStorage(directory: dir.dataDir, keys: keys, storageKey: storageKey)
-            if let from = storage.migratedFrom { log.info("hub store migrated", metadata: ["from": "\(from)", "to": "\(HubStoreSchema.current)"]) }
-            let hub = try HubNode(keys: keys, storage: storage, limits: HubLimits(maxRecordsPerChapter: maxRecords, maxBytesPerChapter: maxBytes), logger: log)
+            let storage = try await HubCommand.openStorage(dir, keys: keys, storageKey: storageKey, logger: log)
+            log.info("hub store opened", metadata: ["store": "\((storage as? PostgresHubStorage)?.url.description ?? dir.dataDir)"])
+            let hub = try await HubNode(keys: keys, storage: storage, limits: HubLimits(maxRecordsPerChapter: maxRecords, maxBytesPerChapter: maxBytes), logger: log)
             guard let (host, port) = KithDaemon.hostPort(listen) else { throw ValidationError("listen must be host:port") }
             let (bound, serve) = try await hub.listen(host: host, port: port)
             try? "\(bound)\n".write(toFile: dir.dataDir + "/hub.port", atomically: true, encoding: .utf8)
@@ -137,6 +185,7 @@ struct HubCommand: AsyncParsableCommand {
             let group = ServiceGroup(configuration: .init(services: services, gracefulShutdownSignals: [.sigterm, .sigint], logger: log))
             try? await group.run()
             try? FileManager.default.removeItem(atPath: dir.dataDir + "/hub.port")
+            await storage.shutdown()
             log.info("hub stopped")
         }
     }
@@ -155,6 +204,29 @@ struct HubCommand: AsyncParsableCommand {
             if json { return try HubCommand.printJSON(list) }
             if list.isEmpty { print("no chapter has asked to affiliate (a member's daemon sends its chapter's log with its first record)") }
             for c in list { print(HubCommand.describe(c)) }
+        }
+    }
+
+    struct Status: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Show the hub at a glance: where it stores, chapters by status, records and bytes held, per chapter.",
+            discussion: "From the running hub (its control socket), or from its store when stopped (then running: no).")
+        @OptionGroup var dir: HubDir
+        @Flag(help: "Print JSON.") var json = false
+
+        func run() async throws {
+            let running = await HubNode.requestRunningHub(socket: dir.dataDir + "/hub.sock", Data(#"{"op":"status"}"#.utf8)) != nil
+            var s = try await HubCommand.control(dir, ["op": "status"])["status"] as? [String: Any] ?? [:]
+            s["running"] = running
+            if json { return try HubCommand.printJSON(s) }
+            let chapters = (s["chapters"] as? [String: Int] ?? [:]).sorted { $0.key < $1.key }.map { "\($0.value) \($0.key)" }.joined(separator: ", ")
+            print("organization \"\(s["organization"] ?? "")\"  \(running ? "running" : "not running")")
+            print("store: \(s["store"] ?? "?")")
+            print("records held: \(s["records"] ?? 0) (\(s["bytes"] ?? 0) bytes)")
+            print("chapters: \(chapters.isEmpty ? "none has asked to affiliate" : chapters)")
+            for c in s["perChapter"] as? [[String: Any]] ?? [] {
+                print("  \(c["chapter"] ?? "?")  \"\(c["name"] ?? "")\"  \(c["status"] ?? "?")  \(c["records"] ?? 0) records  \(c["bytes"] ?? 0) bytes  \(c["waiting"] ?? 0) waiting")
+            }
         }
     }
 

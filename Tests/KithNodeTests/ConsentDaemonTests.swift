@@ -56,11 +56,14 @@ final class Hub {
 
 @Suite("Consent: member daemon and organization hub", .serialized)
 struct ConsentDaemonTests {
-    @Test func grantEditRevokeWithReceiptsAndNothingUngranted() throws {
+    /// On both of the hub's stores: SQLite, and PostgreSQL through the hub's hub.toml.
+    @Test(arguments: HubStoreKind.available)
+    func grantEditRevokeWithReceiptsAndNothingUngranted(_ store: HubStoreKind) throws {
         let tmp = try TempDir()
         let hubDir = tmp.path("hub"), a = tmp.path("alice")
         let initHub = try Binaries.run("kithd", ["hub", "init", "--name", "Example Party", "--hub-dir", hubDir])
         #expect(initHub.status == 0, "\(initHub.stderr)")
+        let database = try store.prepare(hubDir: hubDir)
         let card = initHub.stdout.trimmingCharacters(in: .whitespacesAndNewlines)
         var hub = try Hub(dir: hubDir, logName: "1")
         let hubPort = try hub.port
@@ -115,6 +118,20 @@ struct ConsentDaemonTests {
         #expect(rows.first?["name"] == "Rosa Diaz" && rows.first?["emails"] == "rosa.diaz@example.org" && rows.first?["purpose"] == "GOTV calls")
         #expect(rows.first?["notes"] == nil && rows.first?["phones"] == nil)
         #expect(rows.first?["consent"]?.hasPrefix("share") == true)
+        // kithd hub status, from the stopped hub's store: which store, what it holds.
+        let st = try Binaries.run("kithd", ["hub", "status", "--json", "--hub-dir", hubDir])
+        let status = try JSONSerialization.jsonObject(with: Data(st.stdout.utf8)) as? [String: Any]
+        #expect(status?["records"] as? Int == 1 && (status?["chapters"] as? [String: Int]) == ["approved": 1] && status?["running"] as? Bool == false,
+                "\(st.stdout) \(st.stderr)")
+        #expect((status?["store"] as? String)?.hasPrefix(store == .postgres ? "postgres://postgres@/\(database)" : "sqlite:") == true, "\(st.stdout)")
+        // While the hub holds it, nothing of the record is at rest in the clear (a pg_dump for
+        // PostgreSQL): not as text, not as a plain bytea. The grant's id is there (not secret).
+        let atRest = try store.atRest(hubDir: hubDir, database: database)
+        #expect(store == .sqlite || atRest.contains("kith_hub_rows"), "the dump holds the hub's table")
+        for secret in ["Rosa", "rosa.diaz@example.org", "Diaz", "GOTV calls", "555 0100", "mother"] {
+            #expect(!atRest.contains(secret.lowercased()) && !atRest.contains(hexOf(secret)) && !atRest.contains(hexOf(secret.lowercased())),
+                    "\(secret) at rest in the \(store) store")
+        }
         let show = try Binaries.run("kith", ["consent", "show", "--data-dir", a, "--", rosa]).stdout
         #expect(show.contains("rosa.diaz@example.org"), "\(show)")
 

@@ -1,0 +1,303 @@
+import Foundation
+import KithChapter
+import KithConsent
+import KithCRDT
+import KithCrypto
+import KithNetwork
+import KithStore
+import Logging
+import PostgresNIO
+
+/// The hub's storage in PostgreSQL, for an organization that runs one (`kithd hub run --store
+/// postgres://…`). It keeps exactly the rows `SQLiteHubStorage` keeps (`HubStoreSchema`), sealed
+/// exactly as the SQLite store seals them (`ContactStore.sealRecord`: XChaCha20-Poly1305 under
+/// the hub's storage key, bound to kind and id), so the database holds ids and ciphertext only
+/// and a row can move between the two back ends byte for byte.
+///
+/// One connection, which holds a session advisory lock for as long as the hub runs: one hub per
+/// database, as the SQLite store's lock file allows one process per directory. Every write is a
+/// single statement or one transaction, committed before the call returns (the hub signs a
+/// receipt only then). When the connection drops (server restart, `pg_terminate_backend`, a
+/// network cut) the call reconnects, takes the lock again and repeats the write: writes are
+/// idempotent, and a transaction cut before its COMMIT was rolled back by the server. After
+/// `retryWindow` without success the call throws and the hub answers "unavailable, send it
+/// again" — nothing acknowledged is lost.
+public actor PostgresHubStorage: HubStorage {
+    public nonisolated let url: PostgresStoreURL
+    public nonisolated var location: String { url.description }
+    private let keys: OrganizationKeys
+    private let storageKey: SymmetricKey
+    private let logger: Logger
+    private let retryWindow: Duration
+    private let attemptTimeout: Duration
+    private var connection: PostgresConnection?
+    private var nextConnectionID = 1
+    private var closed = false
+    /// The database's schema version before this open, when it was migrated (nil: fresh or current).
+    public private(set) var migratedFrom: Int?
+    /// Times the storage re-established its connection after losing it.
+    public private(set) var reconnects = 0
+
+    /// Session advisory lock key of a hub's database ("kithhub1").
+    static let lockKey: Int64 = 0x6B69_7468_6875_6231
+
+    public init(url: PostgresStoreURL, keys: OrganizationKeys, storageKey: SymmetricKey, logger: Logger, retryWindow: Duration = .seconds(15),
+                attemptTimeout: Duration = .seconds(5)) {
+        self.url = url
+        self.attemptTimeout = attemptTimeout
+        self.keys = keys
+        self.storageKey = storageKey
+        self.logger = logger
+        self.retryWindow = retryWindow
+    }
+
+    /// Connects, takes the database's lock (fails with `.locked` when another hub holds it) and
+    /// migrates the schema (`PostgresHubSchema`) to the current version in one transaction.
+    public static func open(_ url: PostgresStoreURL, keys: OrganizationKeys, storageKey: SymmetricKey, logger: Logger,
+                            retryWindow: Duration = .seconds(15)) async throws -> PostgresHubStorage {
+        let s = PostgresHubStorage(url: url, keys: keys, storageKey: storageKey, logger: logger, retryWindow: retryWindow)
+        do {
+            try await s.start()
+        } catch {
+            await s.shutdown()
+            throw error
+        }
+        return s
+    }
+
+    private func start() async throws {
+        let c = try await connect()
+        migratedFrom = try await PostgresHubSchema.migrate(c, keys: keys, storageKey: storageKey, logger: logger)
+    }
+
+    public func shutdown() async {
+        closed = true
+        if let c = connection { _ = try? await Self.within(.seconds(2)) { try await c.close() } }
+        connection = nil
+    }
+
+    // MARK: Connection
+
+    /// A new connection holding the lock; throws `.locked` if another session has it.
+    private func connect() async throws -> PostgresConnection {
+        let id = nextConnectionID
+        nextConnectionID += 1
+        let c: PostgresConnection
+        let configuration = try url.configuration, logger = logger
+        do {
+            c = try await Self.within(attemptTimeout, late: { try? await $0.close() }) { try await PostgresConnection.connect(configuration: configuration, id: id, logger: logger) }
+        } catch {
+            throw StoreError(.io, "cannot connect to the hub's database \(url): \(Self.describe(error))")
+        }
+        let got: Bool
+        do {
+            got = try await Self.within(attemptTimeout) {
+                var got = false
+                for try await b in try await c.query("SELECT pg_try_advisory_lock(\(Self.lockKey))", logger: logger).decode(Bool.self) { got = b }
+                return got
+            }
+        } catch {
+            try? await c.close()
+            throw error
+        }
+        guard got else {
+            try? await c.close()
+            throw StoreError(.locked, "another hub has the database \(url) open (one hub per database)")
+        }
+        connection = c
+        return c
+    }
+
+    /// Runs `body` on the connection; when the connection is lost, reconnects (backing off) and
+    /// runs it again, for at most `retryWindow`. `body` must be idempotent and atomic.
+    private func withConnection<T: Sendable>(_ what: String, _ body: @escaping @Sendable (PostgresConnection) async throws -> T) async throws -> T {
+        guard !closed else { throw StoreError(.io, "the hub's database connection is closed") }
+        let deadline = ContinuousClock.now + retryWindow
+        var delay = Duration.milliseconds(20)
+        var failing = false
+        while true {
+            do {
+                let c: PostgresConnection
+                if let existing = connection, !existing.isClosed {
+                    c = existing
+                } else {
+                    connection = nil
+                    c = try await connect()
+                    reconnects += 1
+                    logger.notice("reconnected to the hub's database", metadata: ["store": "\(url)"])
+                }
+                // A connection cut at the wrong moment can leave a query unanswered for good
+                // (seen with pg_terminate_backend mid-query): past `attemptTimeout` the attempt
+                // is abandoned, the connection closed, and the write made again on a new one.
+                return try await Self.within(attemptTimeout) { try await body(c) }
+            } catch {
+                guard Self.isConnectionFailure(error, connection: connection), !closed else {
+                    throw error as? StoreError ?? StoreError(.io, "\(what) in \(url): \(Self.describe(error))")
+                }
+                guard ContinuousClock.now < deadline else {
+                    logger.error("gave up on the hub's database", metadata: ["what": "\(what)", "reason": "\(Self.describe(error))"])
+                    throw StoreError(.io, "\(what) in \(url): \(Self.describe(error))")
+                }
+                if !failing {
+                    logger.warning("lost the hub's database connection; reconnecting", metadata: ["what": "\(what)", "reason": "\(Self.describe(error))"])
+                    failing = true
+                }
+                if let c = connection { try? await c.close() }
+                connection = nil
+                try? await Task.sleep(for: delay)
+                delay = min(delay * 2, .seconds(1))
+            }
+        }
+    }
+
+    struct AttemptTimedOut: Error, CustomStringConvertible {
+        var description: String { "the database did not answer in time" }
+    }
+
+    /// `op`'s result, or `AttemptTimedOut` after `limit` (then `op` is cancelled and left to end on its own).
+    static func within<T: Sendable>(_ limit: Duration, late: (@Sendable (T) async -> Void)? = nil,
+                                    _ op: @escaping @Sendable () async throws -> T) async throws -> T {
+        let once = Once()
+        return try await withCheckedThrowingContinuation { (k: CheckedContinuation<T, any Error>) in
+            let work = Task {
+                do {
+                    let v = try await op()
+                    if once.claim() { k.resume(returning: v) } else { await late?(v) }
+                } catch {
+                    if once.claim() { k.resume(throwing: error) }
+                }
+            }
+            Task {
+                try? await Task.sleep(for: limit)
+                if once.claim() {
+                    work.cancel()
+                    k.resume(throwing: AttemptTimedOut())
+                }
+            }
+        }
+    }
+
+    /// Whether `error` is the connection failing (retry on a new one) rather than the query.
+    static func isConnectionFailure(_ error: any Error, connection: PostgresConnection?) -> Bool {
+        if connection?.isClosed == true { return true }
+        if let e = error as? StoreError { return e.code == .io || e.code == .locked }
+        if error is AttemptTimedOut { return true }
+        if let t = error as? PostgresTransactionError {
+            return [t.beginError, t.closureError, t.commitError].contains { $0.map { isConnectionFailure($0, connection: nil) } ?? false }
+        }
+        guard let p = error as? PSQLError else { return error is IOError || error is ChannelError }
+        switch p.code {
+        case .serverClosedConnection, .clientClosedConnection, .connectionError, .uncleanShutdown:
+            return true
+        case .server:
+            // Class 57 (operator intervention: admin shutdown, terminated backend, crash
+            // shutdown) and 08 (connection exception) end the session; others are the query's.
+            let state = p.serverInfo?[.sqlState] ?? ""
+            return state.hasPrefix("57") || state.hasPrefix("08")
+        default:
+            return false
+        }
+    }
+
+    static func describe(_ error: any Error) -> String {
+        if let p = error as? PSQLError {
+            if let m = p.serverInfo?[.message] { return "\(m) (\(p.serverInfo?[.sqlState] ?? "?"))" }
+            return "\(p.code)"
+        }
+        if let t = error as? PostgresTransactionError {
+            return [t.beginError, t.closureError, t.rollbackError, t.commitError].compactMap { $0.map(describe) }.joined(separator: "; ")
+        }
+        return "\(error)"
+    }
+
+    // MARK: Rows
+
+    private func rows(_ kind: ContactStore.RecordKind) async throws -> [(id: [UInt8], bytes: [UInt8])] {
+        let key = storageKey, url = url, logger = logger
+        return try await withConnection("reading \(kind) rows") { c in
+            try await PostgresHubSchema.rows(c, kind, key: key, logger: logger, place: "\(url)")
+        }
+    }
+
+    private func write(_ what: String, delete: [(ContactStore.RecordKind, [UInt8])] = [], put: [(ContactStore.RecordKind, [UInt8], [UInt8])]) async throws {
+        let key = storageKey, logger = logger
+        let sealed = put.map { (k, id, bytes) in (Int16(k.rawValue), ByteBuffer(bytes: id), ByteBuffer(bytes: ContactStore.sealRecord(k, id: id, bytes, key: key))) }
+        let deletions = delete.map { (Int16($0.0.rawValue), ByteBuffer(bytes: $0.1)) }
+        try await withConnection(what) { c in
+            if deletions.isEmpty && sealed.count == 1 {
+                let (k, id, s) = sealed[0]
+                try await c.query(PostgresHubSchema.upsert(k, id, s), logger: logger)
+                return
+            }
+            try await c.withTransaction(logger: logger) { t in
+                for (k, id) in deletions {
+                    try await t.query("DELETE FROM kith_hub_rows WHERE kind = \(k) AND id = \(id)", logger: logger)
+                }
+                for (k, id, s) in sealed {
+                    try await t.query(PostgresHubSchema.upsert(k, id, s), logger: logger)
+                }
+            }
+        }
+    }
+
+    // MARK: HubStorage
+
+    public func records() async throws -> [(record: [UInt8], answer: [UInt8], chapterName: String)] {
+        try await rows(.hubRecord).compactMap { HubStoreSchema.decodeHeld($0.bytes) }
+    }
+
+    public func closedGrants() async throws -> [(member: Ed25519.PublicKey?, grant: [UInt8], version: UInt64)] {
+        try await rows(.hubClosed).compactMap(HubStoreSchema.decodeClosed)
+    }
+
+    public func decisions() async throws -> [[UInt8]] { try await rows(.hubDecision).map(\.bytes) }
+
+    public func chapterOps() async throws -> [ChapterID: [[UInt8]]] {
+        HubStoreSchema.groupChapterOps(try await rows(.hubChapterOp))
+    }
+
+    public func put(_ key: GrantKey, record: [UInt8], answer: [UInt8], chapterName: String) async throws {
+        try await write("storing a record", put: [(.hubRecord, key.bytes, HubStoreSchema.encodeHeld(record: record, answer: answer, chapterName: chapterName))])
+    }
+
+    public func close(_ key: GrantKey, version: UInt64) async throws {
+        var v: [UInt8] = []
+        v.appendBigEndian(version)
+        try await write("deleting a record", delete: [(.hubRecord, key.bytes)], put: [(.hubClosed, key.bytes, v)])
+    }
+
+    public func putDecision(_ decision: ChapterDecision) async throws {
+        try await write("storing a decision", put: [(.hubDecision, decision.chapter.bytes, decision.encoded)])
+    }
+
+    public func putChapterOps(_ chapter: ChapterID, _ ops: [(id: [UInt8], bytes: [UInt8])]) async throws {
+        guard !ops.isEmpty else { return }
+        try await write("storing a chapter log", put: ops.map { (.hubChapterOp, chapter.bytes + $0.id, $0.bytes) })
+    }
+
+    /// Counts of rows by kind (for `kithd hub status`), read from the database.
+    public func rowCounts() async throws -> [String: Int] {
+        let logger = logger
+        return try await withConnection("counting rows") { c in
+            var out: [String: Int] = [:]
+            for try await (kind, n) in try await c.query("SELECT kind, count(*) FROM kith_hub_rows GROUP BY kind", logger: logger).decode((Int16, Int64).self) {
+                out[ContactStore.RecordKind(rawValue: Int64(kind)).map { "\($0)" } ?? "kind \(kind)"] = Int(n)
+            }
+            return out
+        }
+    }
+}
+
+/// Claimed once, by whichever of two racing tasks gets there first.
+final class Once: @unchecked Sendable {
+    private let lock = NSLock()
+    private var claimed = false
+
+    func claim() -> Bool {
+        lock.lock()
+        defer { lock.unlock() }
+        if claimed { return false }
+        claimed = true
+        return true
+    }
+}
