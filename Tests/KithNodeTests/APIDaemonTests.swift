@@ -15,6 +15,15 @@ struct APIDaemonTests {
         let json: [String: Any]
     }
 
+    /// Real answers, checked against Protocol/openapi.json at the end (scripts/check-openapi).
+    final class Recorder: @unchecked Sendable {
+        var answers: [[String: Any]] = []
+        func record(_ op: String, _ a: Answer) -> Answer {
+            answers.append(["op": op, "status": a.status, "body": a.json])
+            return a
+        }
+    }
+
     static let http: HTTPClient = {
         var c = HTTPClient.Configuration()
         c.connectionPool.retryConnectionEstablishment = false
@@ -44,23 +53,28 @@ struct APIDaemonTests {
         let address = try #require(APIKey.address(in: DataDirectory(path: a)))
         let base = "http://" + address
 
+        let rec = Recorder()
         // Writes and queries.
-        let add = try Self.send(.POST, base + "/v1/contacts", key: key,
-                                body: Array(#"{"set":{"givenName":"Zoë","familyName":"Müller"},"addPhones":["+44 20 7946 0000"],"addTags":["gotv"]}"#.utf8))
+        let add = try rec.record("contact-add", Self.send(.POST, base + "/v1/contacts", key: key,
+                                body: Array(#"{"set":{"givenName":"Zoë","familyName":"Müller"},"addPhones":["+44 20 7946 0000"],"addTags":["gotv"],"logConversation":{"channel":"door","outcome":"supportive"},"consent":{"level":"contact","method":"at the door"}}"#.utf8)))
         #expect(add.status == 201, "\(add.json)")
         let id = try #require(add.json["id"] as? String)
-        let found = try Self.send(.GET, base + "/v1/contacts?q=zoe%20%23gotv", key: key)
+        let found = try rec.record("contact-list", Self.send(.GET, base + "/v1/contacts?q=zoe%20%23gotv", key: key))
         #expect(found.status == 200 && (found.json["contacts"] as? [[String: Any]])?.first?["id"] as? String == id)
         #expect(found.json["total"] as? Int == 1)
         let byPhone = try Self.send(.GET, base + "/v1/contacts?q=7946%200000", key: key)
         #expect(byPhone.json["total"] as? Int == 1)
-        let patched = try Self.send(.PATCH, base + "/v1/contacts/\(id.prefix(6))", key: key, body: Array(#"{"set":{"city":"Leeds"},"removeTags":["gotv"]}"#.utf8))
+        let patched = try rec.record("contact-patch", Self.send(.PATCH, base + "/v1/contacts/\(id.prefix(6))", key: key, body: Array(#"{"set":{"city":"Leeds"},"removeTags":["gotv"]}"#.utf8)))
         #expect(patched.status == 200 && patched.json["city"] as? String == "Leeds" && (patched.json["tags"] as? [String]) == [])
-        let status = try Self.send(.GET, base + "/v1/status", key: key)
+        let status = try rec.record("status", Self.send(.GET, base + "/v1/status", key: key))
+        _ = try rec.record("peers", Self.send(.GET, base + "/v1/peers", key: key))
+        _ = try rec.record("contact-show", Self.send(.GET, base + "/v1/contacts/\(id)", key: key))
+        _ = try rec.record("changes", Self.send(.GET, base + "/v1/changes?limit=5", key: key))
         #expect(status.status == 200 && status.json["contacts"] as? Int == 1)
 
         // Refusals: one JSON shape, the right status.
         func refused(_ a: Answer, _ status: Int, _ code: String) {
+            _ = rec.record("contact-list", a)
             #expect(a.status == status, "\(a.json)")
             #expect(a.json["code"] as? String == code && (a.json["message"] as? String)?.isEmpty == false && a.json["status"] as? Int == status, "\(a.json)")
         }
@@ -96,6 +110,14 @@ struct APIDaemonTests {
         let n = read(fd, &buf, 64)
         close(fd)
         #expect(n <= 0 && Date().timeIntervalSince(started) < 19, "the daemon closed the slow connection")
+
+        // Every real answer recorded above matches the OpenAPI document.
+        let answersFile = tmp.path("answers.json")
+        try JSONSerialization.data(withJSONObject: rec.answers).write(to: URL(fileURLWithPath: answersFile))
+        let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent().path
+        let check = try Binaries.runAny(root + "/scripts/check-openapi", [answersFile])
+        #expect(check.status == 0, "\(check.stdout)\(check.stderr)")
+        #expect(check.stdout.contains("real answers") && !check.stdout.contains("(0 of them"), "\(check.stdout)")
 
         // Nothing refused was written; the daemon still runs and answers.
         #expect(daemon.process.isRunning)

@@ -23,8 +23,13 @@ enum Binaries {
     }
 
     static func run(_ tool: String, _ args: [String], environment: [String: String] = [:]) throws -> Result {
+        try runAny(productsDirectory.appendingPathComponent(tool).path, args, environment: environment)
+    }
+
+    /// Any executable (a script of the repository), with the same environment rules.
+    static func runAny(_ path: String, _ args: [String], environment: [String: String] = [:]) throws -> Result {
         let p = Process()
-        p.executableURL = productsDirectory.appendingPathComponent(tool)
+        p.executableURL = URL(fileURLWithPath: path)
         p.arguments = args
         var env = ProcessInfo.processInfo.environment
         env.removeValue(forKey: "KITH_DATA_DIR")
