@@ -126,6 +126,8 @@ let package = Package(
             dependencies: [
                 "KithCRDT", "KithCrypto", "KithChapter", "KithSampleData", "KithStore", "KithInterchange", "KithNetwork", "KithNode", "KithSync", "KithQuery",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
             ],
             path: "Benchmarks/kith-bench",
