@@ -42,7 +42,12 @@ extension Replica {
     /// The contact merged with every record linked to it: fields from the latest write across
     /// the group, sets and logs united. Nil when no record of the group is visible.
     public func mergedContact(_ id: ContactID) -> ContactView? {
-        let group = sameAsGroups().first(where: { $0.value.contains(id) })?.value ?? [id]
+        mergedContact(group: sameAsGroups().first(where: { $0.value.contains(id) })?.value ?? [id])
+    }
+
+    /// `mergedContact` for a group an index already knows (no scan of every link).
+    public func mergedContact(group: [ContactID]) -> ContactView? {
+        guard !group.isEmpty else { return nil }
         let indices = group.compactMap { contactIndex[$0] }.filter { records[$0].isVisible(devices) }
         guard !indices.isEmpty else { return nil }
         var merged = ContactState()

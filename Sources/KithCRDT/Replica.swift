@@ -406,7 +406,7 @@ public struct Replica: Sendable {
     }
 
     /// Calls `body` with the text a search index needs from every visible contact — each
-    /// non-empty name field and each live phone, email, tag and match-token key (a key added
+    /// non-empty name field and each live phone, email, tag, match-token and link key (a key added
     /// concurrently twice comes twice) — without building views.
     public func forEachSearchTerm(_ body: (ContactID, _ field: Field?, _ set: SetKind?, _ text: String) -> Void) {
         for i in records.indices { searchTerms(at: i, body) }
@@ -424,7 +424,7 @@ public struct Replica: Sendable {
         for f in r.fields where !f.value.isEmpty && (f.field == .givenName || f.field == .familyName || f.field == .displayName) {
             body(id, f.field, nil, f.value)
         }
-        for m in r.members where m.kind == .phones || m.kind == .emails || m.kind == .tags || m.kind == .matchTokens {
+        for m in r.members where m.kind == .phones || m.kind == .emails || m.kind == .tags || m.kind == .matchTokens || m.kind == .links {
             body(id, nil, m.kind, m.key)
         }
     }

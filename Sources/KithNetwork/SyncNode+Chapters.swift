@@ -483,16 +483,7 @@ extension SyncNode {
         let r = ch.store.replica
         let idx = index(of: ch.store)
         let page = try ContactQueries.page(r, idx, q: q, tag: nil, limit: limit, cursor: cursor)
-        // Links between contacts are few; their groups are read once per request, only when
-        // some contacts share a token.
-        var linked: [ContactID: ContactID]?
-        let groups = idx.sharedTokenGroups(limit: maxGroups) { members in
-            if linked == nil {
-                linked = [:]
-                for (rep, group) in r.sameAsGroups() { for id in group { linked![id] = rep } }
-            }
-            return Set(members.map { linked![$0] ?? $0 }).count < 2
-        }
+        let groups = idx.sharedTokenGroups(limit: maxGroups)
         return (summary(ch), page, groups)
     }
 }

@@ -55,6 +55,8 @@ public struct ContactIndex: Sendable {
         var terms: [[UInt8]]
         var key: OrderKey
         var tokens: [String]
+        /// Contacts this one is linked to as the same person.
+        var links: [ContactID]
     }
 
     private var terms = SortedChunks<Term>()
@@ -63,6 +65,8 @@ public struct ContactIndex: Sendable {
     private var tokenMembers: [String: Set<ContactID>] = [:]
     /// Match tokens held by two or more contacts.
     private var sharedTokens: Set<String> = []
+    /// Reverse "same person" links: who links to a contact.
+    private var linkedFrom: [ContactID: Set<ContactID>] = [:]
 
     public init() {}
 
@@ -83,6 +87,7 @@ public struct ContactIndex: Sendable {
         var email: String?, phone: String?
         var terms = Set<[UInt8]>()
         var tokens = Set<String>()
+        var links = Set<ContactID>()
 
         mutating func take(_ field: Field?, _ set: SetKind?, _ text: String) {
             if let field {
@@ -104,6 +109,8 @@ public struct ContactIndex: Sendable {
                 terms.insert(ContactIndex.tagged(0x74, ContactIndex.fold(text))) // t
             } else if set == .matchTokens {
                 tokens.insert(text)
+            } else if set == .links, let other = ContactID(text: text) {
+                links.insert(other)
             }
         }
 
@@ -117,7 +124,7 @@ public struct ContactIndex: Sendable {
         func entry(_ id: ContactID) -> Entry {
             var all = terms
             all.insert(ContactIndex.tagged(0x69, Array(id.description.utf8))) // i: the id, for prefixes
-            return Entry(terms: Array(all), key: OrderKey(name: ContactIndex.fold(name), id: id), tokens: Array(tokens))
+            return Entry(terms: Array(all), key: OrderKey(name: ContactIndex.fold(name), id: id), tokens: Array(tokens), links: Array(links))
         }
     }
 
@@ -133,12 +140,14 @@ public struct ContactIndex: Sendable {
         var keys: [OrderKey] = []
         keys.reserveCapacity(collected.count)
         tokenMembers = [:]
+        linkedFrom = [:]
         for (id, c) in collected {
             let e = c.entry(id)
             entries[id] = e
             keys.append(e.key)
             for t in e.terms { allTerms.append(Term(bytes: t, id: id)) }
             for t in e.tokens { tokenMembers[t, default: []].insert(id) }
+            for l in e.links { linkedFrom[l, default: []].insert(id) }
         }
         terms = SortedChunks(allTerms)
         order = SortedChunks(keys)
@@ -164,6 +173,10 @@ public struct ContactIndex: Sendable {
                 for t in old.terms { terms.remove(Term(bytes: t, id: id)) }
                 order.remove(old.key)
                 for t in old.tokens { dropToken(t, id) }
+                for l in old.links {
+                    linkedFrom[l]?.remove(id)
+                    if linkedFrom[l]?.isEmpty == true { linkedFrom[l] = nil }
+                }
             }
             var c = collected[id]
             if c == nil, replica.contact(id) != nil { c = Collector() }
@@ -176,6 +189,7 @@ public struct ContactIndex: Sendable {
                 tokenMembers[t, default: []].insert(id)
                 if tokenMembers[t]!.count > 1 { sharedTokens.insert(t) }
             }
+            for l in e.links { linkedFrom[l, default: []].insert(id) }
         }
     }
 
@@ -369,14 +383,31 @@ public struct ContactIndex: Sendable {
         return (out, more ? last : nil)
     }
 
+    // MARK: Same person
+
+    /// The visible contacts linked to `id` as the same person, directly or through others
+    /// (`Replica.sameAsGroups`' group of it), sorted; `[id]` when it has no links. Costs the
+    /// size of the group, not of the store.
+    public func sameGroup(of id: ContactID) -> [ContactID] {
+        guard entries[id] != nil else { return [id] }
+        var seen: Set<ContactID> = [id]
+        var queue = [id]
+        while let x = queue.popLast() {
+            let neighbours = (entries[x]?.links ?? []) + Array(linkedFrom[x] ?? [])
+            for y in neighbours where entries[y] != nil && seen.insert(y).inserted { queue.append(y) }
+        }
+        return seen.sorted()
+    }
+
     // MARK: Likely duplicates
 
     /// Groups of contacts sharing a match token (at most `limit` groups, by first id), without
-    /// the groups `sameGroup` says are already one person.
-    public func sharedTokenGroups(limit: Int = .max, isOnePerson: (Set<ContactID>) -> Bool = { _ in false }) -> [[ContactID]] {
+    /// the groups already linked as one person.
+    public func sharedTokenGroups(limit: Int = .max) -> [[ContactID]] {
         var groups = Set<[ContactID]>()
         for t in sharedTokens {
-            guard let members = tokenMembers[t], members.count > 1, !isOnePerson(members) else { continue }
+            guard let members = tokenMembers[t], members.count > 1 else { continue }
+            guard Set(members.map { sameGroup(of: $0).first! }).count > 1 else { continue }
             groups.insert(members.sorted())
         }
         return Array(groups.sorted { $0[0] < $1[0] }.prefix(limit))

@@ -23,7 +23,7 @@ public enum ContactQueries {
         if filtering && query.isEmpty { throw QueryError(.invalid, "the query has nothing to search for") }
         let subset = filtering ? index.search(query) : nil
         let (ids, next) = index.page(subset, after: after, limit: limit)
-        let contacts = ids.compactMap { (merged ? replica.mergedContact($0) : replica.contact($0)).map(ContactDTO.init) }
+        let contacts = ids.compactMap { (merged ? replica.mergedContact(group: index.sameGroup(of: $0)) : replica.contact($0)).map(ContactDTO.init) }
         return ContactPage(contacts: contacts, next: next?.cursor, total: subset?.count ?? index.count)
     }
 
@@ -41,7 +41,7 @@ public enum ContactQueries {
 
     public static func show(_ reference: String, _ replica: Replica, _ index: ContactIndex, merged: Bool) throws(QueryError) -> ContactDTO {
         let id = try resolve(reference, replica, index)
-        guard let c = merged ? replica.mergedContact(id) : replica.contact(id) else { throw QueryError(.notFound, "no contact '\(reference)'") }
+        guard let c = merged ? replica.mergedContact(group: index.sameGroup(of: id)) : replica.contact(id) else { throw QueryError(.notFound, "no contact '\(reference)'") }
         return ContactDTO(c)
     }
 

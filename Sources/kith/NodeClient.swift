@@ -158,6 +158,36 @@ final class APIClient: ContactClient {
     }
 }
 
+/// The daemon's API, or — when no daemon answers (none wrote its address, or the one that did
+/// is gone: connection refused, so nothing was sent) — the store opened here.
+final class AutoClient: ContactClient {
+    private let api: APIClient?
+    private let openLocal: () throws -> LocalClient
+    private var local: LocalClient?
+
+    init(api: APIClient?, openLocal: @escaping () throws -> LocalClient) {
+        self.api = api
+        self.openLocal = openLocal
+    }
+
+    private func run<T>(_ body: (any ContactClient) throws -> T) throws -> T {
+        if let api, local == nil {
+            do { return try body(api) } catch is APIClient.Unreachable {}
+        }
+        if local == nil { local = try openLocal() }
+        return try body(local!)
+    }
+
+    func page(q: String?, tag: String?, limit: Int?, cursor: String?, merged: Bool, scope: String?) throws -> ContactPage {
+        try run { try $0.page(q: q, tag: tag, limit: limit, cursor: cursor, merged: merged, scope: scope) }
+    }
+    func show(_ reference: String, merged: Bool, scope: String?) throws -> ContactDTO { try run { try $0.show(reference, merged: merged, scope: scope) } }
+    func apply(_ patch: ContactPatch, to reference: String?) throws -> ContactDTO { try run { try $0.apply(patch, to: reference) } }
+    func delete(_ reference: String, forget: Bool) throws -> String { try run { try $0.delete(reference, forget: forget) } }
+    func commitEdits(_ batches: [[ContactEdit]]) throws { try run { try $0.commitEdits(batches) } }
+    func export(format: String) throws -> (text: String, count: Int) { try run { try $0.export(format: format) } }
+}
+
 /// No kithd: the CLI opens the store itself (under its lock) and answers with `ContactQueries`.
 final class LocalClient: ContactClient {
     let store: ContactStore

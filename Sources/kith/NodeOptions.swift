@@ -17,20 +17,15 @@ struct NodeOptions: ParsableArguments {
     @Flag(help: "Print JSON instead of a table.")
     var json = false
 
-    /// The running kithd's API when it answers, else the store opened here.
+    /// The running kithd's API when it answers, else the store opened here (no extra round
+    /// trip to find out: the first request tells).
     func open() throws -> any ContactClient {
-        try failing {
-            if let api = try APIClient(directory: data.directory) {
-                do {
-                    _ = try api.call("peers")
-                    return api
-                } catch is APIClient.Unreachable {
-                    // A daemon killed without cleaning up: its address file is stale; open the store.
-                }
-            }
-            let file = passphraseFile ?? ProcessInfo.processInfo.environment["KITH_PASSPHRASE_FILE"]
+        let api = try failing { try APIClient(directory: data.directory) }
+        let dir = data.directory
+        let file = passphraseFile ?? ProcessInfo.processInfo.environment["KITH_PASSPHRASE_FILE"]
+        return AutoClient(api: api) {
             let pass = try file.map { try NodeIdentity.readPassphrase(file: $0) }
-            return LocalClient(store: try NodeAccess.openStore(data.directory, passphrase: pass))
+            return LocalClient(store: try NodeAccess.openStore(dir, passphrase: pass))
         }
     }
 }

@@ -48,7 +48,14 @@ struct IncrementalIndexTests {
             var edits: [ContactEdit] = []
             for id in ids.shuffled().prefix(Int.random(in: 1...8, using: &rng)) {
                 var ops: [KithCRDT.Operation] = []
-                switch Int.random(in: 0..<6, using: &rng) {
+                switch Int.random(in: 0..<8, using: &rng) {
+                case 6: ops = [.link(to: ids.randomElement(using: &rng)!)]
+                case 7:
+                    if let other = ids.first(where: { !r.liveAdds(of: $0.description, in: .links, contact: id).isEmpty }) {
+                        ops = [.unlink(from: other, observed: r.liveAdds(of: other.description, in: .links, contact: id))]
+                    } else {
+                        ops = [.setField(.city, "Leeds")]
+                    }
                 case 0: ops = [.setField(.givenName, names.randomElement()!)]
                 case 1: ops = [.setField(.familyName, names.randomElement()! + "son"), .add(.tags, ["gotv", "Door", "x"].randomElement()!)]
                 case 2: ops = [.add(.phones, "+4420794600\(Int.random(in: 10...99))")]
@@ -71,6 +78,12 @@ struct IncrementalIndexTests {
             }
             #expect(index.page(nil, after: nil, limit: 1000).ids == fresh.page(nil, after: nil, limit: 1000).ids)
             #expect(index.sharedTokenGroups() == fresh.sharedTokenGroups())
+            let groups = r.sameAsGroups()
+            for id in r.visibleContactIDs {
+                let expected = groups.values.first { $0.contains(id) } ?? [id]
+                #expect(index.sameGroup(of: id) == expected, "same-person group of \(id)")
+                #expect(r.mergedContact(group: index.sameGroup(of: id)).map(ContactDTO.init) == r.mergedContact(id).map(ContactDTO.init))
+            }
         }
     }
 
