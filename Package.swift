@@ -104,8 +104,8 @@ let package = Package(
             dependencies: [
                 "KithNode", "KithCrypto", "KithCRDT", "KithStore", "KithInterchange", "KithNetwork", "KithChapter", "KithQuery",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
-                .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
             ],
             swiftSettings: strict

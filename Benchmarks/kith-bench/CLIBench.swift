@@ -97,8 +97,13 @@ struct CLIBench: ParsableCommand {
         ]
         var results: [String: Any] = [:]
         var peakKB = 0
+        // Peak memory through /usr/bin/time: a child spawned by this (large) process would count
+        // this process's pages in its own ru_maxrss (posix_spawn shares the address space until exec).
+        let timeTool = FileManager.default.isExecutableFile(atPath: "/usr/bin/time") ? "/usr/bin/time" : nil
+        let rssFile = data + "-rss"
         for (name, args) in commands {
             var times: [Double] = []
+            var rss: [Int] = []
             for i in 0...runs {
                 let p = Process()
                 p.executableURL = URL(fileURLWithPath: bin + "/kith")
@@ -106,17 +111,29 @@ struct CLIBench: ParsableCommand {
                 p.standardOutput = FileHandle(forWritingAtPath: "/dev/null")
                 let t = seconds()
                 try p.run()
-                var status: Int32 = 0
-                var usage = rusage()
-                _ = wait4(p.processIdentifier, &status, 0, &usage)
+                p.waitUntilExit()
                 let elapsed = seconds() - t
-                guard status == 0 else { throw ValidationError("kith \(args.joined(separator: " ")) failed (status \(status))") }
+                guard p.terminationStatus == 0 else { throw ValidationError("kith \(args.joined(separator: " ")) failed (status \(p.terminationStatus))") }
                 if i > 0 { times.append(elapsed * 1000) } // the first run warms the page cache
-                peakKB = max(peakKB, Int(usage.ru_maxrss))
+                if let timeTool, i == runs {
+                    let m = Process()
+                    m.executableURL = URL(fileURLWithPath: timeTool)
+                    m.arguments = ["-f", "%M", "-o", rssFile, bin + "/kith"] + args + ["--data-dir", data]
+                    m.standardOutput = FileHandle(forWritingAtPath: "/dev/null")
+                    try m.run()
+                    m.waitUntilExit()
+                    if let kb = (try? String(contentsOfFile: rssFile, encoding: .utf8)).flatMap({ Int($0.trimmingCharacters(in: .whitespacesAndNewlines).split(separator: "\n").last ?? "") }) {
+                        rss.append(kb)
+                        peakKB = max(peakKB, kb)
+                    }
+                }
             }
             times.sort()
-            results[name] = ["medianMs": times[times.count / 2], "maxMs": times.last!]
+            var entry: [String: Any] = ["medianMs": times[times.count / 2], "maxMs": times.last!]
+            if let r = rss.first { entry["peakRSSKB"] = r }
+            results[name] = entry
         }
+        try? FileManager.default.removeItem(atPath: rssFile)
         var server: [Double] = [], roundTrip: [Double] = []
         let q = "\(first.givenName) \(first.familyName)".addingPercentEncoding(withAllowedCharacters: .alphanumerics) ?? ""
         for _ in 0..<100 {

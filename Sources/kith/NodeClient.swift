@@ -1,4 +1,3 @@
-import AsyncHTTPClient
 import Foundation
 import KithCRDT
 import KithCrypto
@@ -25,6 +24,8 @@ protocol ContactClient: AnyObject {
 /// `<data-dir>/api-key`.
 final class APIClient: ContactClient {
     let base: String
+    let host: String
+    let port: Int
     let key: String
 
     struct Refused: Error, CustomStringConvertible {
@@ -37,19 +38,17 @@ final class APIClient: ContactClient {
 
     struct Unreachable: Error {}
 
-    /// One client for the process, never shut down (the process ends): a refused connection
-    /// fails at once (a stale address file of a daemon that was killed) instead of retrying.
-    static let http: HTTPClient = {
-        var configuration = HTTPClient.Configuration()
-        configuration.connectionPool.retryConnectionEstablishment = false
-        configuration.timeout.connect = .seconds(3)
-        return HTTPClient(eventLoopGroupProvider: .singleton, configuration: configuration)
-    }()
-
     /// Nil when no daemon has written its address (kithd is not running).
     init?(directory: DataDirectory) throws {
         guard let address = APIKey.address(in: directory) else { return nil }
         base = "http://" + address
+        guard let colon = address.lastIndex(of: ":"), let p = Int(address[address.index(after: colon)...]) else {
+            throw CLIFailure(message: "\(APIKey.addressPath(directory)) does not hold host:port; stop kithd, delete it and start kithd again")
+        }
+        var h = String(address[..<colon])
+        if h.hasPrefix("["), h.hasSuffix("]") { h = String(h.dropFirst().dropLast()) }
+        host = h
+        port = p
         key = try APIKey.load(from: directory)
     }
 
@@ -73,25 +72,22 @@ final class APIClient: ContactClient {
         } else if payload == nil {
             payload = try JSONSerialization.data(withJSONObject: rest)
         }
-        var request = try HTTPClient.Request(url: base + path, method: HTTPMethod(rawValue: route.method.rawValue))
-        request.headers.add(name: "X-API-Key", value: key)
-        if let payload {
-            request.headers.add(name: "Content-Type", value: "application/json")
-            request.body = .bytes(payload)
-        }
-        let response: HTTPClient.Response
+        var headers = [("X-API-Key", key)]
+        if payload != nil { headers.append(("Content-Type", "application/json")) }
+        let response: LocalHTTP.Response
         do {
-            let seconds: Int64 = op == "chapter-join" ? 120 : 60
-            let deadline = NIODeadline.now() + TimeAmount.seconds(seconds)
-            response = try Self.http.execute(request: request, deadline: deadline).wait()
-        } catch let e as HTTPClientError where e == .connectTimeout || e == .remoteConnectionClosed {
-            throw CLIFailure(message: "kithd's API at \(base) did not answer: \(e)")
+            response = try LocalHTTP.exchange(host: host, port: port, method: HTTPMethod(rawValue: route.method.rawValue), path: path,
+                                              headers: headers, body: payload.map { Array($0) },
+                                              timeout: .seconds(op == "chapter-join" ? 120 : 60))
         } catch {
-            if "\(error)".contains("connectionRefused") || "\(error)".contains("Connection refused") { throw Unreachable() }
-            throw CLIFailure(message: "kithd's API at \(base): \(error)")
+            switch error {
+            case .refused: throw Unreachable()
+            case .timedOut: throw CLIFailure(message: "kithd's API at \(base) did not answer in time")
+            case let .other(reason): throw CLIFailure(message: "kithd's API at \(base): \(reason)")
+            }
         }
-        let data = response.body.map { Data($0.readableBytesView) } ?? Data()
-        let status = Int(response.status.code)
+        let data = Data(response.body)
+        let status = response.status
         guard (200..<300).contains(status) else {
             let object = (try? JSONSerialization.jsonObject(with: data)) as? [String: Any]
             throw Refused(status: status, code: object?["code"] as? String ?? "http_\(status)",
