@@ -105,23 +105,13 @@ struct CLIBench: ParsableCommand {
             var times: [Double] = []
             var rss: [Int] = []
             for i in 0...runs {
-                let p = Process()
-                p.executableURL = URL(fileURLWithPath: bin + "/kith")
-                p.arguments = args + ["--data-dir", data]
-                p.standardOutput = FileHandle(forWritingAtPath: "/dev/null")
                 let t = seconds()
-                try p.run()
-                p.waitUntilExit()
+                let status = try spawnAndWait(bin + "/kith", args + ["--data-dir", data])
                 let elapsed = seconds() - t
-                guard p.terminationStatus == 0 else { throw ValidationError("kith \(args.joined(separator: " ")) failed (status \(p.terminationStatus))") }
+                guard status == 0 else { throw ValidationError("kith \(args.joined(separator: " ")) failed (status \(status))") }
                 if i > 0 { times.append(elapsed * 1000) } // the first run warms the page cache
                 if let timeTool, i == runs {
-                    let m = Process()
-                    m.executableURL = URL(fileURLWithPath: timeTool)
-                    m.arguments = ["-f", "%M", "-o", rssFile, bin + "/kith"] + args + ["--data-dir", data]
-                    m.standardOutput = FileHandle(forWritingAtPath: "/dev/null")
-                    try m.run()
-                    m.waitUntilExit()
+                    _ = try spawnAndWait(timeTool, ["-f", "%M", "-o", rssFile, bin + "/kith"] + args + ["--data-dir", data])
                     if let kb = (try? String(contentsOfFile: rssFile, encoding: .utf8)).flatMap({ Int($0.trimmingCharacters(in: .whitespacesAndNewlines).split(separator: "\n").last ?? "") }) {
                         rss.append(kb)
                         peakKB = max(peakKB, kb)
@@ -159,4 +149,21 @@ struct CLIBench: ParsableCommand {
         let json = try JSONSerialization.data(withJSONObject: out, options: [.sortedKeys, .prettyPrinted])
         print(String(decoding: json, as: UTF8.self))
     }
+}
+
+/// posix_spawn with stdout to /dev/null and wait4: exact wall time (Foundation's Process waits
+/// in 50 ms steps on Linux).
+func spawnAndWait(_ path: String, _ args: [String]) throws -> Int32 {
+    var actions = posix_spawn_file_actions_t()
+    posix_spawn_file_actions_init(&actions)
+    defer { posix_spawn_file_actions_destroy(&actions) }
+    posix_spawn_file_actions_addopen(&actions, 1, "/dev/null", O_WRONLY, 0)
+    let argv = ([path] + args).map { strdup($0) } + [nil]
+    defer { for a in argv { free(a) } }
+    var pid: pid_t = 0
+    let rc = posix_spawn(&pid, path, &actions, nil, argv, environ)
+    guard rc == 0 else { throw ValidationError("cannot start \(path): errno \(rc)") }
+    var status: Int32 = 0
+    while waitpid(pid, &status, 0) < 0 && errno == EINTR {}
+    return (status >> 8) & 0xff
 }

@@ -46,7 +46,7 @@ struct ChapterCommand: ParsableCommand {
     }
 
     struct Create: ParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "Create a chapter with you as its first admin.")
+        static let configuration = CommandConfiguration(commandName: "create", abstract: "Create a chapter with you as its first admin.")
         @OptionGroup var data: DataDirOption
         @Argument(help: "The chapter's name, e.g. \"Ward 5\".") var name: String
 
@@ -58,7 +58,7 @@ struct ChapterCommand: ParsableCommand {
     }
 
     struct List: ParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "List the chapters this node is in or relays.")
+        static let configuration = CommandConfiguration(commandName: "list", abstract: "List the chapters this node is in or relays.")
         @OptionGroup var data: DataDirOption
         @Flag(help: "Print JSON.") var json = false
 
@@ -71,7 +71,7 @@ struct ChapterCommand: ParsableCommand {
     }
 
     struct Members: ParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "List a chapter's members, admins first.")
+        static let configuration = CommandConfiguration(commandName: "members", abstract: "List a chapter's members, admins first.")
         @OptionGroup var data: DataDirOption
         @OptionGroup var chapter: ChapterOption
         @Flag(help: "Print JSON.") var json = false
@@ -89,7 +89,7 @@ struct ChapterCommand: ParsableCommand {
     }
 
     struct Invite: ParsableCommand {
-        static let configuration = CommandConfiguration(
+        static let configuration = CommandConfiguration(commandName: "invite", 
             abstract: "Print an invite to paste into a message, or close one (admins only).",
             discussion: """
             The new member runs `kith chapter join <invite>` with their kithd running; this node's daemon checks the invite and adds them.
@@ -119,7 +119,7 @@ struct ChapterCommand: ParsableCommand {
     }
 
     struct Invites: ParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "List the chapter's open invites: uses left and expiry.")
+        static let configuration = CommandConfiguration(commandName: "invites", abstract: "List the chapter's open invites: uses left and expiry.")
         @OptionGroup var data: DataDirOption
         @OptionGroup var chapter: ChapterOption
         @Flag(help: "Print JSON.") var json = false
@@ -135,7 +135,7 @@ struct ChapterCommand: ParsableCommand {
     }
 
     struct Join: ParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "Join a chapter with an invite an admin gave you.")
+        static let configuration = CommandConfiguration(commandName: "join", abstract: "Join a chapter with an invite an admin gave you.")
         @OptionGroup var data: DataDirOption
         @Argument(help: "The invite (starts with kith:).") var invite: String
 
@@ -148,7 +148,7 @@ struct ChapterCommand: ParsableCommand {
     }
 
     struct Requests: ParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "List joins held for approval (invites made with --approve).")
+        static let configuration = CommandConfiguration(commandName: "requests", abstract: "List joins held for approval (invites made with --approve).")
         @OptionGroup var data: DataDirOption
         @OptionGroup var chapter: ChapterOption
         @Flag(help: "Print JSON.") var json = false
@@ -162,7 +162,7 @@ struct ChapterCommand: ParsableCommand {
     }
 
     struct Approve: ParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "Admit a held join request (admins only).")
+        static let configuration = CommandConfiguration(commandName: "approve", abstract: "Admit a held join request (admins only).")
         @OptionGroup var data: DataDirOption
         @OptionGroup var chapter: ChapterOption
         @Argument(help: "The requesting member's key or a prefix of 4+ characters.") var member: String
@@ -174,7 +174,7 @@ struct ChapterCommand: ParsableCommand {
     }
 
     struct Deny: ParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "Drop a held join request (admins only).")
+        static let configuration = CommandConfiguration(commandName: "deny", abstract: "Drop a held join request (admins only).")
         @OptionGroup var data: DataDirOption
         @OptionGroup var chapter: ChapterOption
         @Argument(help: "The requesting member's key or a prefix of 4+ characters.") var member: String
@@ -186,7 +186,7 @@ struct ChapterCommand: ParsableCommand {
     }
 
     struct Remove: ParsableCommand {
-        static let configuration = CommandConfiguration(
+        static let configuration = CommandConfiguration(commandName: "remove", 
             abstract: "Remove a member (admins only); starts a new chapter key at once.",
             discussion: "The removed member's devices are refused from then on and cannot read anything written afterwards. What they already saw cannot be recalled."
         )
@@ -207,7 +207,7 @@ struct ChapterCommand: ParsableCommand {
     }
 
     struct Leave: ParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "Leave a chapter.")
+        static let configuration = CommandConfiguration(commandName: "leave", abstract: "Leave a chapter.")
         @OptionGroup var data: DataDirOption
         @OptionGroup var chapter: ChapterOption
 
@@ -218,7 +218,7 @@ struct ChapterCommand: ParsableCommand {
     }
 
     struct Map: ParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "Show the chapter's shared contacts (a page at a time), which members know each, and likely duplicates.")
+        static let configuration = CommandConfiguration(commandName: "map", abstract: "Show the chapter's shared contacts (a page at a time), which members know each, and likely duplicates.")
         @OptionGroup var data: DataDirOption
         @OptionGroup var chapter: ChapterOption
         @Flag(help: "Print JSON.") var json = false
@@ -260,7 +260,7 @@ func chapterEdit(_ data: DataDirOption, _ chapter: ChapterOption, contact: Strin
 
 extension ChapterCommand {
     struct Affiliate: ParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "Affiliate the chapter with an organization and its hub (admins only).")
+        static let configuration = CommandConfiguration(commandName: "affiliate", abstract: "Affiliate the chapter with an organization and its hub (admins only).")
         @OptionGroup var data: DataDirOption
         @OptionGroup var chapter: ChapterOption
         @Argument(help: "The organization's card (kith-org:…, printed by kithd hub init).") var card: String
@@ -277,7 +277,7 @@ extension ChapterCommand {
     }
 
     struct Show: ParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "Show a chapter: admins and its affiliated organization.")
+        static let configuration = CommandConfiguration(commandName: "show", abstract: "Show a chapter: admins and its affiliated organization.")
         @OptionGroup var data: DataDirOption
         @OptionGroup var chapter: ChapterOption
         @Flag(help: "Print JSON.") var json = false
@@ -297,7 +297,7 @@ extension ChapterCommand {
     }
 
     struct Know: ParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "Say you know a contact someone shared with the chapter (\"I know them too\").")
+        static let configuration = CommandConfiguration(commandName: "know", abstract: "Say you know a contact someone shared with the chapter (\"I know them too\").")
         @OptionGroup var data: DataDirOption
         @OptionGroup var chapter: ChapterOption
         @Argument(help: "The contact's id or prefix in the chapter map.") var contact: String
@@ -311,7 +311,7 @@ extension ChapterCommand {
     }
 
     struct Tag: ParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "Tag a contact in the chapter map.")
+        static let configuration = CommandConfiguration(commandName: "tag", abstract: "Tag a contact in the chapter map.")
         @OptionGroup var data: DataDirOption
         @OptionGroup var chapter: ChapterOption
         @Argument(help: "The contact's id or prefix in the chapter map.") var contact: String

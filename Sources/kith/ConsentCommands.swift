@@ -31,7 +31,7 @@ struct ConsentCommand: ParsableCommand {
     }
 
     struct Grant: ParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "Grant the organization the chosen fields of contacts, for a purpose.")
+        static let configuration = CommandConfiguration(commandName: "grant", abstract: "Grant the organization the chosen fields of contacts, for a purpose.")
         @OptionGroup var data: DataDirOption
         @Argument(help: "Contact ids or prefixes.") var contacts: [String] = []
         @Option(help: "Every contact with this tag.") var tag: String?
@@ -52,7 +52,7 @@ struct ConsentCommand: ParsableCommand {
     }
 
     struct Revoke: ParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "Revoke the grants of contacts; the organization deletes its records and returns a receipt.")
+        static let configuration = CommandConfiguration(commandName: "revoke", abstract: "Revoke the grants of contacts; the organization deletes its records and returns a receipt.")
         @OptionGroup var data: DataDirOption
         @Argument(help: "Contact ids or prefixes.") var contacts: [String] = []
         @Option(help: "Every contact with this tag.") var tag: String?
@@ -65,7 +65,7 @@ struct ConsentCommand: ParsableCommand {
     }
 
     struct Show: ParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "Show what the organization holds about a contact right now, and every grant for it.")
+        static let configuration = CommandConfiguration(commandName: "show", abstract: "Show what the organization holds about a contact right now, and every grant for it.")
         @OptionGroup var data: DataDirOption
         @Argument(help: "The contact's id or prefix.") var contact: String
         @Flag(help: "Print JSON.") var json = false

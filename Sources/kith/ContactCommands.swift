@@ -71,7 +71,7 @@ struct ContactCommand: ParsableCommand {
     )
 
     struct Add: ParsableCommand {
-        static let configuration = CommandConfiguration(
+        static let configuration = CommandConfiguration(commandName: "add", 
             abstract: "Add a contact; prints its id.",
             discussion: """
                 Examples:
@@ -100,7 +100,7 @@ struct ContactCommand: ParsableCommand {
     }
 
     struct Edit: ParsableCommand {
-        static let configuration = CommandConfiguration(
+        static let configuration = CommandConfiguration(commandName: "edit", 
             abstract: "Change fields, phones and emails of a contact.",
             discussion: """
                 Examples:
@@ -138,7 +138,7 @@ struct ContactCommand: ParsableCommand {
     }
 
     struct Show: ParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "Show one contact.")
+        static let configuration = CommandConfiguration(commandName: "show", abstract: "Show one contact.")
         @OptionGroup var node: NodeOptions
         @Argument(help: "The contact: its id or a unique prefix.") var contact: String
         @Flag(help: "Read it together with every record linked as the same person.") var merged = false
@@ -151,7 +151,7 @@ struct ContactCommand: ParsableCommand {
     }
 
     struct List: ParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "List contacts, ordered by name.")
+        static let configuration = CommandConfiguration(commandName: "list", abstract: "List contacts, ordered by name.")
         @OptionGroup var node: NodeOptions
         @Option(help: "Only contacts with this tag.") var tag: String?
         @Option(help: "At most this many (0 = all, fetched page by page).") var limit = 0
@@ -166,7 +166,7 @@ struct ContactCommand: ParsableCommand {
     }
 
     struct Search: ParsableCommand {
-        static let configuration = CommandConfiguration(
+        static let configuration = CommandConfiguration(commandName: "search", 
             abstract: "Find contacts by name prefix, phone (any format), email or tag.",
             discussion: """
                 Examples:
@@ -215,7 +215,7 @@ struct TagCommand: ParsableCommand {
     static let configuration = CommandConfiguration(commandName: "tag", abstract: "Add or remove tags.", subcommands: [Add.self, Remove.self])
 
     struct Add: ParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "Tag a contact: kith tag add <contact> gotv door-knock")
+        static let configuration = CommandConfiguration(commandName: "add", abstract: "Tag a contact: kith tag add <contact> gotv door-knock")
         @OptionGroup var node: NodeOptions
         @Argument var contact: String
         @Argument var tags: [String]

@@ -13,7 +13,7 @@ struct DeviceCommand: ParsableCommand {
     )
 
     struct Add: AsyncParsableCommand {
-        static let configuration = CommandConfiguration(
+        static let configuration = CommandConfiguration(commandName: "add", 
             abstract: "Make this data directory a new device of an existing member.",
             discussion: """
                 Over the network (usual): on the device that holds the member key, with its kithd
@@ -72,7 +72,7 @@ struct DeviceCommand: ParsableCommand {
     }
 
     struct Pair: ParsableCommand {
-        static let configuration = CommandConfiguration(
+        static let configuration = CommandConfiguration(commandName: "pair", 
             abstract: "Print a one-time code that makes another machine a device of yours (needs kithd running here).",
             discussion: """
                 Run on the device holding the member key. On the new machine:
@@ -93,7 +93,7 @@ struct DeviceCommand: ParsableCommand {
     }
 
     struct Revoke: ParsableCommand {
-        static let configuration = CommandConfiguration(
+        static let configuration = CommandConfiguration(commandName: "revoke", 
             abstract: "Revoke a lost or stolen device of yours (run on the device that holds the member key, with kithd running).",
             discussion: """
                 Signs a revocation with the member key. Your other devices refuse the revoked

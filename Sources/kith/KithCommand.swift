@@ -6,6 +6,9 @@ import KithNode
 import KithQuery
 import KithStore
 
+/// Every command names itself (`commandName:`): without it ArgumentParser derives the name with
+/// `String(describing:)`, a protocol-conformance scan of the whole binary that cost each `kith`
+/// run ~8 ms (kith-bench cli).
 @main
 struct Kith: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
@@ -80,7 +83,7 @@ struct CLIFailure: Error, CustomStringConvertible {
 }
 
 struct Init: ParsableCommand {
-    static let configuration = CommandConfiguration(
+    static let configuration = CommandConfiguration(commandName: "init", 
         abstract: "Create your member identity and this device's keys.",
         discussion: """
             Generates a member signing key, this device's signing and transport keys and a storage \

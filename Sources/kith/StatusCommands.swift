@@ -62,7 +62,7 @@ struct SyncCommand: ParsableCommand {
     )
 
     struct Now: ParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "Re-exchange version vectors with every connected peer now.")
+        static let configuration = CommandConfiguration(commandName: "now", abstract: "Re-exchange version vectors with every connected peer now.")
         @OptionGroup var data: DataDirOption
 
         func run() throws {
