@@ -74,6 +74,16 @@ struct APIHandlers: Sendable {
                             body: ResponseBody(byteBuffer: ByteBuffer(string: text)))
         case "events":
             return events()
+        case "chapter-map":
+            // Typed here (not through NodeCommands' JSON objects): the map is the largest answer.
+            do {
+                let (summary, page, duplicates) = try await node.chapterContacts(chapter: fields["chapter"] as? String, q: fields["q"] as? String,
+                                                                               limit: try int(fields, "limit"), cursor: fields["cursor"] as? String)
+                return try APIServer.json(encodable: ChapterMapAnswer(chapter: summary, contacts: page.contacts, total: page.total, next: page.next,
+                                                                      likelyDuplicates: duplicates.map { $0.map(\.description) }))
+            } catch let e as ChapterCommandError {
+                throw APIError(.notFound, "not_found", e.message)
+            }
         default:
             do {
                 return APIServer.json(try await commands.perform(route.op, fields))
@@ -159,6 +169,15 @@ struct APIHandlers: Sendable {
         }
         return Response(status: .ok, headers: [.contentType: "text/event-stream", .cacheControl: "no-store"], body: body)
     }
+}
+
+/// `GET /v1/chapters/{chapter}/map`.
+struct ChapterMapAnswer: Encodable {
+    let chapter: SyncNode.ChapterSummary
+    let contacts: [ContactDTO]
+    let total: Int
+    let next: String?
+    let likelyDuplicates: [[String]]
 }
 
 /// `POST /v1/edits`: `{"batches": [[base64url edit, …], …]}`, one signed change per batch.
