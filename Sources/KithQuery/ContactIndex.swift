@@ -256,17 +256,6 @@ public struct ContactIndex: Sendable {
 
     // MARK: Searching
 
-    /// Ids whose term starts with `prefix` (or equals it, when `exact`).
-    private func matching(_ prefix: [UInt8], exact: Bool = false) -> Set<ContactID> {
-        var out = Set<ContactID>()
-        terms.scan(from: terms.position(of: Term(bytes: prefix, id: ContactID(high: 0, low: 0)))) { t in
-            guard t.bytes.starts(with: prefix) else { return false }
-            if !exact || t.bytes.count == prefix.count { out.insert(t.id) }
-            return true
-        }
-        return out
-    }
-
     /// Which kind of term a one-kind `query` searches (see `Query`).
     public static func kind(of query: String) -> Kind {
         let q = query.trimmingCharacters(in: .whitespacesAndNewlines)
@@ -324,17 +313,32 @@ public struct ContactIndex: Sendable {
     }
 
     public func search(_ q: Query) -> Set<ContactID> {
-        var parts: [() -> Set<ContactID>] = []
-        for t in q.tags { parts.append { matching(Self.tagged(0x74, t), exact: true) } }
-        for e in q.emailPrefixes { parts.append { matching(Self.tagged(0x65, Array(e.utf8))) } }
-        if let d = q.phoneDigits { parts.append { matching(Self.tagged(0x70, d.reversed())) } }
-        for w in q.nameWords { parts.append { matching(Self.tagged(0x6E, w)) } }
-        guard var result = parts.first?() else { return [] }
-        for p in parts.dropFirst() {
-            if result.isEmpty { break }
-            result.formIntersection(p())
+        var parts: [(prefix: [UInt8], exact: Bool)] = []
+        for t in q.tags { parts.append((Self.tagged(0x74, t), true)) }
+        for e in q.emailPrefixes { parts.append((Self.tagged(0x65, Array(e.utf8)), false)) }
+        if let d = q.phoneDigits { parts.append((Self.tagged(0x70, d.reversed()), false)) }
+        for w in q.nameWords { parts.append((Self.tagged(0x6E, w), false)) }
+        guard !parts.isEmpty else { return [] }
+        // Walk the matches of the most specific part (the longest prefix) and check the others
+        // against each candidate's own terms: no set is built for the common parts ("ada" in a
+        // million contacts), so the cost follows the rarest part, not the store.
+        let driver = parts.indices.max { parts[$0].prefix.count < parts[$1].prefix.count }!
+        let others = parts.indices.filter { $0 != driver }.map { parts[$0] }
+        let (prefix, exact) = parts[driver]
+        var out = Set<ContactID>()
+        terms.scan(from: terms.position(of: Term(bytes: prefix, id: ContactID(high: 0, low: 0)))) { t in
+            guard t.bytes.starts(with: prefix) else { return false }
+            guard !exact || t.bytes.count == prefix.count else { return true }
+            if others.isEmpty {
+                out.insert(t.id)
+            } else if let entry = entries[t.id], others.allSatisfy({ part in
+                entry.terms.contains { $0.starts(with: part.prefix) && (!part.exact || $0.count == part.prefix.count) }
+            }) {
+                out.insert(t.id)
+            }
+            return true
         }
-        return result
+        return out
     }
 
     /// Visible contacts whose id (base64url text) starts with `prefix`, at most `limit`.
