@@ -13,6 +13,7 @@ struct APIHandlers: Sendable {
     let node: SyncNode
     let commands: NodeCommands
     let configuration: APIConfiguration
+    let sessions: APISessions
 
     func respond(_ route: APIRoute, _ request: Request, _ context: BasicRequestContext) async throws -> Response {
         var request = request
@@ -74,6 +75,13 @@ struct APIHandlers: Sendable {
                             body: ResponseBody(byteBuffer: ByteBuffer(string: text)))
         case "events":
             return events()
+        case "session-open":
+            return try await openSession(body)
+        case "session-close":
+            if let token = APIGuard.sessionCookie(request.headers[.cookie]) { sessions.close(token) }
+            var r = APIServer.json(["closed": true])
+            r.headers[.setCookie] = "\(APIGuard.cookieName)=; Path=/; Max-Age=0; HttpOnly; SameSite=Strict"
+            return r
         case "chapter-map":
             // Typed here (not through NodeCommands' JSON objects): the map is the largest answer.
             do {
@@ -86,14 +94,34 @@ struct APIHandlers: Sendable {
             }
         default:
             do {
-                return APIServer.json(try await commands.perform(route.op, fields))
+                var answer = try await commands.perform(route.op, fields)
+                if route.op == "status", let gui = configuration.gui { answer["gui"] = gui }
+                return APIServer.json(answer)
             } catch {
                 throw APIError(error.notFound ? .notFound : .badRequest, error.notFound ? "not_found" : "refused", error.message)
             }
         }
     }
 
-    func isTyped(_ op: String) -> Bool { op == "contact-add" || op == "contact-patch" || op == "edits" }
+    /// `POST /v1/session {"password"}`: a wrong password waits a second (and costs an Argon2id
+    /// hash), so guessing over the network is slow.
+    func openSession(_ body: ByteBuffer) async throws -> Response {
+        struct Login: Decodable { let password: String }
+        let login = try decode(Login.self, body)
+        guard sessions.passwordHash != nil else {
+            throw APIError(.forbidden, "no_password", "no GUI password is set: run `kith gui-password` on this machine first")
+        }
+        guard let (token, csrf) = sessions.open(password: login.password) else {
+            try? await Task.sleep(for: .seconds(1))
+            throw APIError(.unauthorized, "unauthorized", "wrong password")
+        }
+        var r = APIServer.json(["csrfToken": csrf, "expiresIn": Int(APISessions.lifetime)])
+        r.headers[.setCookie] = "\(APIGuard.cookieName)=\(token); Path=/; Max-Age=\(Int(APISessions.lifetime)); HttpOnly; SameSite=Strict"
+            + (configuration.tls != nil ? "; Secure" : "")
+        return r
+    }
+
+    func isTyped(_ op: String) -> Bool { op == "contact-add" || op == "contact-patch" || op == "edits" || op == "session-open" }
 
     func int(_ fields: [String: Any], _ key: String) throws(APIError) -> Int? {
         guard let v = fields[key] else { return nil }

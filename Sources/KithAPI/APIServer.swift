@@ -10,6 +10,8 @@ import KithQuery
 import Logging
 import NIOCore
 import NIOHTTPTypes
+import NIOSSL
+import HummingbirdTLS
 
 /// How the local HTTP API listens and whom it lets in (Protocol/api.md §2).
 public struct APIConfiguration: Sendable {
@@ -27,6 +29,10 @@ public struct APIConfiguration: Sendable {
     public var requestDeadline: Duration = .seconds(10)
     /// Most connections open at once; more wait in the accept queue.
     public var maxConnections = 64
+    /// Serve over TLS (the GUI listener beyond loopback): cookies get `Secure`.
+    public var tls: TLSConfiguration?
+    /// Where the GUI listener is and its certificate fingerprint, for `GET /v1/status`.
+    public var gui: [String: String]?
 
     public init(host: String = "127.0.0.1", port: Int = 7480, apiKey: String) {
         self.host = host
@@ -72,16 +78,19 @@ public struct APIServer: Sendable {
     let handlers: APIHandlers
     let logger: Logger
 
-    public init(configuration: APIConfiguration, node: SyncNode, commands: NodeCommands, logger: Logger) {
+    let sessions: APISessions
+
+    public init(configuration: APIConfiguration, node: SyncNode, commands: NodeCommands, sessions: APISessions, logger: Logger) {
         self.configuration = configuration
-        self.handlers = APIHandlers(node: node, commands: commands, configuration: configuration)
+        self.sessions = sessions
+        self.handlers = APIHandlers(node: node, commands: commands, configuration: configuration, sessions: sessions)
         self.logger = logger
     }
 
     /// The Hummingbird application; `onBound` gets the port actually bound.
-    public func application(onBound: @escaping @Sendable (Int) async -> Void) -> some ApplicationProtocol {
+    public func application(onBound: @escaping @Sendable (Int) async -> Void) throws -> some ApplicationProtocol {
         let router = Router(context: BasicRequestContext.self)
-        router.add(middleware: APIGuard(configuration: configuration, logger: logger))
+        router.add(middleware: APIGuard(configuration: configuration, sessions: sessions, logger: logger))
         let handlers = self.handlers
         for route in APIRoute.all {
             let path = RouterPath(route.path)
@@ -90,12 +99,13 @@ public struct APIServer: Sendable {
             }
         }
         let deadline = configuration.requestDeadline
+        let http1: HTTPServerBuilder = .http1(configuration: .init(
+            additionalChannelHandlers: [RequestDeadlineHandler(deadline: deadline)],
+            idleTimeout: .nanoseconds(Int64(configuration.idleTimeout.components.seconds) * 1_000_000_000)
+        ))
         return Application(
             router: router,
-            server: .http1(configuration: .init(
-                additionalChannelHandlers: [RequestDeadlineHandler(deadline: deadline)],
-                idleTimeout: .nanoseconds(Int64(configuration.idleTimeout.components.seconds) * 1_000_000_000)
-            )),
+            server: try configuration.tls.map { try .tls(http1, tlsConfiguration: $0) } ?? http1,
             configuration: .init(
                 address: .hostname(configuration.host, port: configuration.port),
                 serverName: "kithd",
@@ -131,6 +141,7 @@ public struct APIServer: Sendable {
 struct APIGuard: RouterMiddleware {
     typealias Context = BasicRequestContext
     let configuration: APIConfiguration
+    let sessions: APISessions
     let logger: Logger
 
     func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
@@ -184,14 +195,41 @@ struct APIGuard: RouterMiddleware {
         if request.headers[HTTPField.Name("Sec-Fetch-Site")!] == "cross-site" {
             throw APIError(.forbidden, "cross_origin", "refused: cross-site request")
         }
+        // Logging in needs no key (the password is the credential).
+        if request.uri.path == "/v1/session", request.method == .post { return }
         let given = request.headers[HTTPField.Name("X-API-Key")!]
             ?? request.headers[.authorization].flatMap { $0.hasPrefix("Bearer ") ? String($0.dropFirst(7)) : nil }
-        guard let given else {
-            throw APIError(.unauthorized, "unauthorized", "missing API key: send the key from <data-dir>/api-key in the X-API-Key header")
+        if let given {
+            guard ConstantTime.equals(Array(given.utf8), Array(configuration.apiKey.utf8)) else {
+                throw APIError(.unauthorized, "unauthorized", "wrong API key")
+            }
+            return
         }
-        guard ConstantTime.equals(Array(given.utf8), Array(configuration.apiKey.utf8)) else {
-            throw APIError(.unauthorized, "unauthorized", "wrong API key")
+        // A browser session: the cookie, and for anything that changes state the CSRF token
+        // (a page elsewhere can make the browser send the cookie, never read the token).
+        if let token = Self.sessionCookie(request.headers[.cookie]) {
+            guard let csrf = sessions.csrf(for: token) else {
+                throw APIError(.unauthorized, "unauthorized", "the session has expired or was closed; log in again")
+            }
+            if request.method != .get && request.method != .head {
+                guard let sent = request.headers[HTTPField.Name("X-CSRF-Token")!], ConstantTime.equals(Array(sent.utf8), Array(csrf.utf8)) else {
+                    throw APIError(.forbidden, "csrf", "refused: a change from a browser session needs its X-CSRF-Token")
+                }
+            }
+            return
         }
+        throw APIError(.unauthorized, "unauthorized", "missing API key: send the key from <data-dir>/api-key in the X-API-Key header (or log in: POST /v1/session)")
+    }
+
+    static let cookieName = "kith_session"
+
+    static func sessionCookie(_ header: String?) -> String? {
+        guard let header else { return nil }
+        for part in header.split(separator: ";") {
+            let kv = part.trimmingCharacters(in: .whitespaces)
+            if kv.hasPrefix(cookieName + "=") { return String(kv.dropFirst(cookieName.count + 1)) }
+        }
+        return nil
     }
 
     /// `localhost`, a loopback literal or the configured listen host, with or without a port.

@@ -58,3 +58,24 @@ public enum Argon2id {
         }
     }
 }
+
+extension Argon2id {
+    /// A password hash string (libsodium `crypto_pwhash_str`: Argon2id, salt and limits encoded,
+    /// "$argon2id$v=19$m=…"), for checking a password later (the web GUI's password).
+    public static func hashPassword(_ password: String, limits: Limits = .interactive) throws -> String {
+        Sodium.ensureInitialized()
+        var out = [CChar](repeating: 0, count: Int(crypto_pwhash_STRBYTES))
+        let length = UInt64(password.utf8.count)
+        let rc = password.withCString { p in crypto_pwhash_str(&out, p, length, limits.opsLimit, Int(limits.memLimit)) }
+        guard rc == 0 else { throw CryptoError(.keyDerivationFailed, "Argon2id password hashing failed (out of memory?)") }
+        let bytes = out.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }
+        return String(decoding: bytes, as: UTF8.self)
+    }
+
+    /// Whether `password` matches a `hashPassword` string (constant time in the password).
+    public static func verifyPassword(_ password: String, hash: String) -> Bool {
+        Sodium.ensureInitialized()
+        let length = UInt64(password.utf8.count)
+        return hash.withCString { h in password.withCString { p in crypto_pwhash_str_verify(h, p, length) == 0 } }
+    }
+}

@@ -40,3 +40,21 @@ public enum APIKey {
         return a.isEmpty ? nil : a
     }
 }
+
+/// The web GUI's password, as an Argon2id hash string in `<data-dir>/gui-password` (0600), set
+/// by `kith gui-password`. A GUI listener beyond loopback (`gui_listen`) needs it.
+public enum GUIPassword {
+    public static func path(_ dir: DataDirectory) -> String { dir.path + "/gui-password" }
+
+    public static func set(_ password: String, in dir: DataDirectory) throws {
+        guard password.count >= 10 else { throw NodeError(.io, "a GUI password needs at least 10 characters") }
+        let hash = try Argon2id.hashPassword(password)
+        try SecureFiles.writeSecret(Array((hash + "\n").utf8), to: path(dir), exclusive: false)
+    }
+
+    /// The hash, or nil when no password was set.
+    public static func hash(in dir: DataDirectory) throws -> String? {
+        guard FileManager.default.fileExists(atPath: path(dir)) else { return nil }
+        return String(decoding: try SecureFiles.readSecret(path(dir)), as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
+    }
+}

@@ -15,6 +15,7 @@ public struct DaemonConfig: Equatable, Sendable {
     public var relayScopes: [String] = []
     public var advertise: String?
     public var apiListen: String?
+    public var guiListen: String?
 
     public init() {}
 
@@ -29,7 +30,7 @@ public struct DaemonConfig: Equatable, Sendable {
     }
 
     public static let knownKeys: Set<String> = ["data_dir", "listen", "peers", "anti_entropy_interval", "log_level", "lan_discovery", "upward_via_peers", "advertise",
-                                                "lan_interface", "lan_port", "relay_scopes", "api_listen"]
+                                                "lan_interface", "lan_port", "relay_scopes", "api_listen", "gui_listen"]
 
     public init(toml text: String) throws(ParseError) {
         self.init()
@@ -55,6 +56,7 @@ public struct DaemonConfig: Equatable, Sendable {
             case "relay_scopes": relayScopes = try strings()
             case "advertise": advertise = try string()
             case "api_listen": apiListen = try string()
+            case "gui_listen": guiListen = try string()
             case "anti_entropy_interval":
                 guard case let .integer(n) = value, n >= 0 else { throw ParseError(line: line, reason: "anti_entropy_interval must be a non-negative integer (seconds)") }
                 antiEntropyInterval = n

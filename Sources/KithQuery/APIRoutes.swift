@@ -32,6 +32,8 @@ public struct APIRoute: Sendable, Hashable {
 
     public static let all: [APIRoute] = [
         APIRoute("status", .get, "/v1/status"),
+        APIRoute("session-open", .post, "/v1/session"),
+        APIRoute("session-close", .delete, "/v1/session"),
         APIRoute("peers", .get, "/v1/peers"),
         APIRoute("sync-now", .post, "/v1/sync"),
         APIRoute("events", .get, "/v1/events"),

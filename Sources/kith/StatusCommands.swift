@@ -18,6 +18,9 @@ struct StatusCommand: ParsableCommand {
         }
         print("member     \(s["member"] ?? "")")
         print("device     \(s["device"] ?? "")")
+        if let gui = s["gui"] as? [String: Any] {
+            print("web GUI    https on \(gui["listen"] ?? "?")  certificate \(gui["fingerprint"] ?? "?")")
+        }
         let peers = s["peers"] as? [String] ?? []
         print("peers      \(peers.isEmpty ? "none connected" : "\(peers.count) connected (kith peers)")")
         for sc in s["scopes"] as? [[String: Any]] ?? [] {
@@ -69,5 +72,36 @@ struct SyncCommand: ParsableCommand {
             _ = try daemonRequest(data, ["op": "sync-now"])
             print("sync requested")
         }
+    }
+}
+
+struct GUIPasswordCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "gui-password",
+        abstract: "Set the web GUI's password (needed before kithd serves the GUI beyond this machine).",
+        discussion: """
+            Reads the password from --password-file (its first line) or standard input, and
+            stores only its Argon2id hash in <data-dir>/gui-password (mode 0600). Restart kithd
+            for a new password to apply. Browsers log in with it (POST /v1/session) and then
+            hold a session cookie; the CLI keeps using the API key.
+            """
+    )
+    @OptionGroup var data: DataDirOption
+    @Option(name: .customLong("password-file"), help: "A file whose first line is the password (default: read standard input).")
+    var passwordFile: String?
+
+    func run() throws {
+        let password: String
+        if let passwordFile {
+            guard let text = try? String(contentsOfFile: passwordFile, encoding: .utf8) else { fail("cannot read \(passwordFile)") }
+            password = String(text.split(separator: "\n", omittingEmptySubsequences: false).first ?? "")
+        } else {
+            password = readLine(strippingNewline: true) ?? ""
+        }
+        try failing {
+            guard data.directory.isInitialized else { throw CLIFailure(message: "\(data.directory.path) holds no Kith identity: run `kith init` first") }
+            try GUIPassword.set(password, in: data.directory)
+        }
+        print("GUI password set (Argon2id hash in \(GUIPassword.path(data.directory))); restart kithd to use it")
     }
 }

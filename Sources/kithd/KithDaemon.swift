@@ -78,6 +78,9 @@ struct KithDaemon: AsyncParsableCommand {
     @Option(name: .customLong("advertise"), help: "host:port other members reach this node at, put in invites (default: the listen address, or this machine's first LAN address when listening on all interfaces).")
     var advertiseFlag: String?
 
+    @Option(name: .customLong("gui-listen"), help: "Also serve the API and web GUI here, host:port, over TLS with a self-signed certificate (needs a GUI password: kith gui-password). Off by default.")
+    var guiListenFlag: String?
+
     @Option(name: .customLong("api-listen"), help: "Address of the local HTTP API, host:port (port 0 = chosen by the OS; default 127.0.0.1:7480; the bound address is written to <data-dir>/kithd.api).")
     var apiListenFlag: String?
 
@@ -86,6 +89,7 @@ struct KithDaemon: AsyncParsableCommand {
         var dataDir: String
         var listen: String
         var apiListen = "127.0.0.1:7480"
+        var guiListen: String?
         var peers: [String]
         var antiEntropyInterval: Int
         var logLevel: String
@@ -130,8 +134,10 @@ struct KithDaemon: AsyncParsableCommand {
         s.apiListen = apiListenFlag ?? config.apiListen ?? s.apiListen
         guard let (apiHost, _) = Self.hostPort(s.apiListen) else { throw ValidationError("api_listen must be host:port, got '\(s.apiListen)'") }
         guard APIConfiguration.isLoopback(apiHost) else {
-            throw ValidationError("api_listen \(s.apiListen) is not a loopback address: serving the API beyond this machine needs TLS and a GUI password, which this build does not offer yet (keep it on 127.0.0.1)")
+            throw ValidationError("api_listen \(s.apiListen) is not a loopback address: the plain API stays on this machine; to reach kithd from the LAN use gui_listen (TLS and a GUI password)")
         }
+        s.guiListen = guiListenFlag ?? config.guiListen
+        if let g = s.guiListen, Self.hostPort(g) == nil { throw ValidationError("gui_listen must be host:port, got '\(g)'") }
         s.advertise = advertiseFlag ?? config.advertise
         s.upwardViaPeers = upwardViaPeersFlag || config.upwardViaPeers
         if let a = s.advertise, Self.hostPort(a) == nil { throw ValidationError("advertise must be host:port, got '\(a)'") }
@@ -189,13 +195,35 @@ struct KithDaemon: AsyncParsableCommand {
             throw ExitCode(1)
         }
         let api: any Service
+        var guiApp: (any Service)?
         let (apiHost, apiPort) = Self.hostPort(settings.apiListen)!
         do {
             let hint = settings.advertise ?? Self.defaultAdvertise(host: host, port: bound)
             let commands = NodeCommands(node: node, logger: log, network: network, inviteHint: hint)
             let key = try APIKey.loadOrCreate(in: dir)
-            let server = APIServer(configuration: APIConfiguration(host: apiHost, port: apiPort, apiKey: key), node: node, commands: commands, logger: log)
-            let app = server.application { port in
+            let sessions = APISessions(passwordHash: try GUIPassword.hash(in: dir))
+            var apiConfiguration = APIConfiguration(host: apiHost, port: apiPort, apiKey: key)
+            if let gui = settings.guiListen {
+                guard sessions.passwordHash != nil else {
+                    log.critical("gui_listen needs a GUI password: run `kith gui-password --data-dir \(dir.path)` first")
+                    throw ExitCode(1)
+                }
+                let (guiHost, guiPort) = Self.hostPort(gui)!
+                let material = try GUICertificate.loadOrCreate(in: dir, host: guiHost)
+                var guiConfiguration = APIConfiguration(host: guiHost, port: guiPort, apiKey: key)
+                guiConfiguration.tls = material.tls
+                guiConfiguration.gui = ["listen": gui, "fingerprint": material.fingerprint]
+                let guiServer = APIServer(configuration: guiConfiguration, node: node, commands: commands, sessions: sessions, logger: log)
+                let shownHost = guiHost == "0.0.0.0" || guiHost == "::" ? Self.defaultAdvertise(host: guiHost, port: 0).split(separator: ":").first.map(String.init) ?? guiHost : guiHost
+                guiApp = try guiServer.application { port in
+                    let address = "https://\(shownHost.contains(":") ? "[\(shownHost)]" : shownHost):\(port)/"
+                    try? (address + "\n").write(toFile: dir.path + "/kithd.gui", atomically: true, encoding: .utf8)
+                    log.notice("web GUI listening (TLS)", metadata: ["address": "\(address)", "fingerprint": "\(material.fingerprint)"])
+                }
+                apiConfiguration.gui = ["listen": gui, "fingerprint": material.fingerprint]
+            }
+            let server = APIServer(configuration: apiConfiguration, node: node, commands: commands, sessions: sessions, logger: log)
+            let app = try server.application { port in
                 let address = apiHost.contains(":") ? "[\(apiHost)]:\(port)" : "\(apiHost):\(port)"
                 do { try APIKey.writeAddress(address, in: dir) } catch {
                     log.error("could not write the API address file", metadata: ["path": "\(dir.path)/kithd.api", "reason": "\(error)"])
@@ -220,6 +248,7 @@ struct KithDaemon: AsyncParsableCommand {
             .init(service: TaskService(serve), serviceName: "peer-listener"),
             .init(service: api, serviceName: "http-api"),
         ]
+        if let guiApp { services.append(.init(service: guiApp, serviceName: "web-gui")) }
         for p in peers {
             let (h, pt) = Self.hostPort(p)!
             services.append(.init(service: TaskService { await network.dial(host: h, port: pt) }, serviceName: "peer \(p)"))
@@ -262,6 +291,7 @@ struct KithDaemon: AsyncParsableCommand {
         log.info("kithd stopping: peers and the HTTP API closed")
         try? FileManager.default.removeItem(atPath: dir.path + "/kithd.port")
         try? FileManager.default.removeItem(atPath: dir.path + "/kithd.api")
+        try? FileManager.default.removeItem(atPath: dir.path + "/kithd.gui")
         log.info("kithd stopped")
     }
 

@@ -3,6 +3,7 @@ import Foundation
 import KithNode
 import NIOCore
 import NIOHTTP1
+import NIOSSL
 import Testing
 
 /// The local HTTP API of a real kithd, from a real HTTP client (AsyncHTTPClient): the happy
@@ -131,5 +132,96 @@ struct APIDaemonTests {
         // Without the daemon the CLI answers from the store, the same way.
         let local = try kithJSON(["contact", "show", id, "--json", "--data-dir", a]) as! [String: Any]
         #expect(local["city"] as? String == "Leeds")
+    }
+}
+
+/// The GUI listener: TLS with kithd's self-signed certificate, a password, browser sessions
+/// (cookie + CSRF token).
+@Suite("Web GUI listener: kithd process")
+struct GUIListenerTests {
+    static let https: HTTPClient = {
+        var tls = TLSConfiguration.makeClientConfiguration()
+        tls.certificateVerification = .none // self-signed: the person compares the fingerprint
+        var c = HTTPClient.Configuration(tlsConfiguration: tls)
+        c.connectionPool.retryConnectionEstablishment = false
+        return HTTPClient(eventLoopGroupProvider: .singleton, configuration: c)
+    }()
+
+    struct Answer {
+        let status: Int
+        let json: [String: Any]
+        let headers: HTTPHeaders
+    }
+
+    static func send(_ method: HTTPMethod, _ url: String, headers: [(String, String)] = [], body: String? = nil) throws -> Answer {
+        var request = try HTTPClient.Request(url: url, method: method)
+        for (k, v) in headers { request.headers.replaceOrAdd(name: k, value: v) }
+        if let body { request.body = .string(body) }
+        let response = try https.execute(request: request, deadline: .now() + .seconds(20)).wait()
+        let data = response.body.map { Data($0.readableBytesView) } ?? Data()
+        return Answer(status: Int(response.status.code), json: (try? JSONSerialization.jsonObject(with: data)) as? [String: Any] ?? [:],
+                      headers: response.headers)
+    }
+
+    @Test func passwordSessionsAndCSRF() throws {
+        let tmp = try TempDir()
+        let a = tmp.path("a")
+        #expect(try Binaries.run("kith", ["init", "--data-dir", a]).status == 0)
+        // No password yet: kithd refuses to serve the GUI.
+        let refused = try Binaries.run("kithd", ["--data-dir", a, "--listen", "127.0.0.1:0", "--api-listen", "127.0.0.1:0", "--gui-listen", "127.0.0.1:0"])
+        #expect(refused.status != 0 && refused.stderr.contains("gui-password"), "\(refused.stderr)")
+        try "short\n".write(toFile: tmp.path("pw-short"), atomically: true, encoding: .utf8)
+        #expect(try Binaries.run("kith", ["gui-password", "--password-file", tmp.path("pw-short"), "--data-dir", a]).status == 1)
+        try "correct horse battery\n".write(toFile: tmp.path("pw"), atomically: true, encoding: .utf8)
+        #expect(try Binaries.run("kith", ["gui-password", "--password-file", tmp.path("pw"), "--data-dir", a]).status == 0)
+        #expect(try String(contentsOfFile: a + "/gui-password", encoding: .utf8).hasPrefix("$argon2id$"), "only the hash is stored")
+
+        let daemon = try Daemon(data: a, extra: ["--gui-listen", "127.0.0.1:0"], logName: "gui")
+        _ = try daemon.port
+        let base = try waitFor("the GUI address", seconds: 10) { () -> String? in
+            (try? String(contentsOfFile: a + "/kithd.gui", encoding: .utf8))?.trimmingCharacters(in: .whitespacesAndNewlines)
+        }
+        #expect(base.hasPrefix("https://127.0.0.1:"))
+        let root = String(base.dropLast()) // no trailing /
+
+        // Plain HTTP to the TLS port gets no answer.
+        #expect(throws: (any Error).self) { _ = try APIDaemonTests.send(.GET, root.replacingOccurrences(of: "https:", with: "http:") + "/v1/status", key: nil) }
+        // Without a key or session: refused.
+        #expect(try Self.send(.GET, root + "/v1/status").status == 401)
+        // A wrong password is refused (after a pause); the right one opens a session.
+        let started = Date()
+        #expect(try Self.send(.POST, root + "/v1/session", body: #"{"password":"wrong horse"}"#).status == 401)
+        #expect(Date().timeIntervalSince(started) >= 0.9, "a wrong password costs a second")
+        let login = try Self.send(.POST, root + "/v1/session", body: #"{"password":"correct horse battery"}"#)
+        #expect(login.status == 200, "\(login.json)")
+        let setCookie = try #require(login.headers.first(name: "Set-Cookie"))
+        #expect(setCookie.contains("HttpOnly") && setCookie.contains("SameSite=Strict") && setCookie.contains("Secure"))
+        let cookie = String(setCookie.split(separator: ";")[0])
+        let csrf = try #require(login.json["csrfToken"] as? String)
+
+        let status = try Self.send(.GET, root + "/v1/status", headers: [("Cookie", cookie)])
+        #expect(status.status == 200)
+        let fingerprint = (status.json["gui"] as? [String: Any])?["fingerprint"] as? String ?? ""
+        #expect(fingerprint.hasPrefix("SHA256:") && fingerprint.count == 7 + 32 * 3 - 1, "\(fingerprint)")
+        let shown = try Binaries.run("kith", ["status", "--data-dir", a]).stdout
+        #expect(shown.contains(fingerprint), "kith status shows the certificate fingerprint")
+
+        // A change from the session needs the CSRF token.
+        let body = #"{"set":{"givenName":"Ada"}}"#
+        let noToken = try Self.send(.POST, root + "/v1/contacts", headers: [("Cookie", cookie)], body: body)
+        #expect(noToken.status == 403 && noToken.json["code"] as? String == "csrf")
+        let wrongToken = try Self.send(.POST, root + "/v1/contacts", headers: [("Cookie", cookie), ("X-CSRF-Token", "x" + csrf)], body: body)
+        #expect(wrongToken.status == 403)
+        #expect(try Self.send(.POST, root + "/v1/contacts", headers: [("Cookie", cookie), ("X-CSRF-Token", csrf)], body: body).status == 201)
+        // A forged cookie is no session.
+        #expect(try Self.send(.GET, root + "/v1/status", headers: [("Cookie", "kith_session=forged")]).status == 401)
+        // Logging out ends the session.
+        #expect(try Self.send(.DELETE, root + "/v1/session", headers: [("Cookie", cookie), ("X-CSRF-Token", csrf)]).status == 200)
+        #expect(try Self.send(.GET, root + "/v1/status", headers: [("Cookie", cookie)]).status == 401)
+        // The API key works on the GUI listener too; the plain loopback API is unaffected.
+        let key = try String(contentsOfFile: a + "/api-key", encoding: .utf8).trimmingCharacters(in: .whitespacesAndNewlines)
+        #expect(try Self.send(.GET, root + "/v1/contacts", headers: [("X-API-Key", key)]).json["total"] as? Int == 1)
+        daemon.stop()
+        #expect(!FileManager.default.fileExists(atPath: a + "/kithd.gui"))
     }
 }

@@ -1,0 +1,109 @@
+import Crypto
+import Foundation
+import KithCrypto
+import KithNode
+import NIOSSL
+import SwiftASN1
+import Synchronization
+import X509
+
+/// The web GUI's listener beyond loopback (Protocol/api.md §2.1): TLS with a self-signed
+/// certificate made on first use (`<data-dir>/gui-cert.pem`, key in `gui-key.pem`, mode 0600),
+/// whose SHA-256 fingerprint `kith status` shows so a person can compare it with what the
+/// browser shows.
+public enum GUICertificate {
+    public struct Material: Sendable {
+        public let tls: TLSConfiguration
+        /// "SHA256:AB:CD:…" of the certificate's DER.
+        public let fingerprint: String
+    }
+
+    public static func loadOrCreate(in dir: DataDirectory, host: String, now: Date = Date()) throws -> Material {
+        let certPath = dir.path + "/gui-cert.pem", keyPath = dir.path + "/gui-key.pem"
+        let certPEM: String, keyPEM: String
+        if FileManager.default.fileExists(atPath: certPath) {
+            certPEM = String(decoding: try SecureFiles.readPublic(certPath), as: UTF8.self)
+            keyPEM = String(decoding: try SecureFiles.readSecret(keyPath), as: UTF8.self)
+        } else {
+            let key = P256.Signing.PrivateKey()
+            let name = try DistinguishedName { CommonName("kithd") }
+            var names: [GeneralName] = [.dnsName("localhost"), .ipAddress(ASN1OctetString(contentBytes: [127, 0, 0, 1]))]
+            if let v4 = IPv4(host) { names.append(.ipAddress(ASN1OctetString(contentBytes: ArraySlice(v4)))) } else if host != "localhost", !host.contains(":") {
+                names.append(.dnsName(host))
+            }
+            let cert = try Certificate(
+                version: .v3, serialNumber: Certificate.SerialNumber(), publicKey: .init(key.publicKey),
+                notValidBefore: now.addingTimeInterval(-3600), notValidAfter: now.addingTimeInterval(10 * 366 * 86_400),
+                issuer: name, subject: name, signatureAlgorithm: .ecdsaWithSHA256,
+                extensions: try Certificate.Extensions {
+                    Critical(BasicConstraints.notCertificateAuthority)
+                    SubjectAlternativeNames(names)
+                },
+                issuerPrivateKey: .init(key)
+            )
+            certPEM = try cert.serializeAsPEM().pemString
+            keyPEM = key.pemRepresentation
+            try SecureFiles.writeSecret(Array(keyPEM.utf8), to: keyPath)
+            try SecureFiles.writeSecret(Array(certPEM.utf8), to: certPath)
+        }
+        let pem = try PEMDocument(pemString: certPEM)
+        let digest = SHA256.hash(data: pem.derBytes)
+        let fingerprint = "SHA256:" + digest.map { String(format: "%02X", $0) }.joined(separator: ":")
+        let tls = TLSConfiguration.makeServerConfiguration(
+            certificateChain: [.certificate(try NIOSSLCertificate(bytes: pem.derBytes, format: .der))],
+            privateKey: .privateKey(try NIOSSLPrivateKey(bytes: Array(keyPEM.utf8), format: .pem))
+        )
+        return Material(tls: tls, fingerprint: fingerprint)
+    }
+
+    static func IPv4(_ s: String) -> [UInt8]? {
+        let parts = s.split(separator: ".")
+        guard parts.count == 4 else { return nil }
+        let bytes = parts.compactMap { UInt8($0) }
+        return bytes.count == 4 ? bytes : nil
+    }
+}
+
+/// Browser sessions (Protocol/api.md §2.2): `POST /v1/session` with the GUI password (Argon2id
+/// hash in `<data-dir>/gui-password`) sets an HttpOnly, SameSite=Strict cookie and returns a
+/// CSRF token that every non-GET request of that session must send as `X-CSRF-Token`.
+public final class APISessions: Sendable {
+    struct Session {
+        let csrf: String
+        let expires: Date
+    }
+
+    public static let lifetime: TimeInterval = 12 * 3600
+    public static let maxSessions = 64
+    private let sessions = Mutex<[String: Session]>([:])
+    /// The Argon2id hash of the GUI password; nil: no password set (sessions refused).
+    public let passwordHash: String?
+
+    public init(passwordHash: String?) {
+        self.passwordHash = passwordHash
+    }
+
+    /// A new session for the right password: (cookie token, CSRF token).
+    func open(password: String) -> (String, String)? {
+        guard let passwordHash, Argon2id.verifyPassword(password, hash: passwordHash) else { return nil }
+        let token = Base64URL.encode(SecureRandom.bytes(32)), csrf = Base64URL.encode(SecureRandom.bytes(24))
+        sessions.withLock { all in
+            let now = Date()
+            all = all.filter { $0.value.expires > now }
+            if all.count >= Self.maxSessions, let oldest = all.min(by: { $0.value.expires < $1.value.expires })?.key { all[oldest] = nil }
+            all[token] = Session(csrf: csrf, expires: now.addingTimeInterval(Self.lifetime))
+        }
+        return (token, csrf)
+    }
+
+    /// The CSRF token of a live session.
+    func csrf(for token: String) -> String? {
+        sessions.withLock { all in
+            guard let s = all[token] else { return nil }
+            guard s.expires > Date() else { all[token] = nil; return nil }
+            return s.csrf
+        }
+    }
+
+    func close(_ token: String) { _ = sessions.withLock { $0.removeValue(forKey: token) } }
+}
