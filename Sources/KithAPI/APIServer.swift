@@ -33,6 +33,9 @@ public struct APIConfiguration: Sendable {
     public var tls: TLSConfiguration?
     /// Where the GUI listener is and its certificate fingerprint, for `GET /v1/status`.
     public var gui: [String: String]?
+    /// Further names a `Host`/`Origin` may carry (a GUI listener on 0.0.0.0: this machine's
+    /// addresses and host name).
+    public var extraHosts: Set<String> = []
 
     public init(host: String = "127.0.0.1", port: Int = 7480, apiKey: String) {
         self.host = host
@@ -243,6 +246,7 @@ struct APIGuard: RouterMiddleware {
         }
         host = host.lowercased()
         return host == "localhost" || host == "127.0.0.1" || host == "::1" || host == configuration.host.lowercased()
+            || configuration.extraHosts.contains(host)
     }
 }
 

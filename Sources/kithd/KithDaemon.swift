@@ -213,6 +213,17 @@ struct KithDaemon: AsyncParsableCommand {
                 var guiConfiguration = APIConfiguration(host: guiHost, port: guiPort, apiKey: key)
                 guiConfiguration.tls = material.tls
                 guiConfiguration.gui = ["listen": gui, "fingerprint": material.fingerprint]
+                if guiHost == "0.0.0.0" || guiHost == "::" {
+                    // A browser on the LAN names this machine by one of its addresses or its name.
+                    var names = Set((try? System.enumerateDevices())?.compactMap { $0.address?.ipAddress?.lowercased() } ?? [])
+                    var buffer = [CChar](repeating: 0, count: 256)
+                    if gethostname(&buffer, buffer.count) == 0 {
+                        let name = String(decoding: buffer.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self).lowercased()
+                        names.insert(name)
+                        names.insert(name + ".local")
+                    }
+                    guiConfiguration.extraHosts = names
+                }
                 let guiServer = APIServer(configuration: guiConfiguration, node: node, commands: commands, sessions: sessions, logger: log)
                 let shownHost = guiHost == "0.0.0.0" || guiHost == "::" ? Self.defaultAdvertise(host: guiHost, port: 0).split(separator: ":").first.map(String.init) ?? guiHost : guiHost
                 guiApp = try guiServer.application { port in
