@@ -48,10 +48,12 @@ struct ChapterCommand: ParsableCommand {
     struct Create: ParsableCommand {
         static let configuration = CommandConfiguration(commandName: "create", abstract: "Create a chapter with you as its first admin.")
         @OptionGroup var data: DataDirOption
+        @Flag(help: "Print the daemon's answer as JSON (the API's field names).") var json = false
         @Argument(help: "The chapter's name, e.g. \"Ward 5\".") var name: String
 
         func run() throws {
             let r = try daemonRequest(data, ["op": "chapter-create", "name": name])
+            if json { return printJSONObject(r) }
             let c = r["chapter"] as? [String: Any] ?? [:]
             print("created chapter \"\(name)\" (id \(c["id"] ?? "?")); invite members with: kith chapter invite")
         }
@@ -97,6 +99,7 @@ struct ChapterCommand: ParsableCommand {
             """
         )
         @OptionGroup var data: DataDirOption
+        @Flag(help: "Print the daemon's answer as JSON (the API's field names).") var json = false
         @OptionGroup var chapter: ChapterOption
         @Option(help: "How long the invite stays valid (30m, 48h, 7d).") var expires = "48h"
         @Option(help: "How many people may join with it.") var uses = 1
@@ -108,11 +111,13 @@ struct ChapterCommand: ParsableCommand {
         func run() throws {
             if let close {
                 let r = try daemonRequest(data, chapter.add(to: ["op": "chapter-invite-close", "invite": close]))
+                if json { return printJSONObject(r) }
                 return print("closed invite \(r["closed"] ?? close); nobody can join with it any more")
             }
             var req: [String: Any] = ["op": "chapter-invite", "expires": try parseDuration(expires), "uses": uses, "approve": approve]
             if let hint { req["hint"] = hint }
             let r = try daemonRequest(data, chapter.add(to: req))
+            if json { return printJSONObject(r) }
             print(r["invite"] as? String ?? "")
             FileHandle.standardError.write(Data("valid for \(expires), \(uses) use\(uses == 1 ? "" : "s"); the joiner's daemon will connect to \(r["hint"] ?? "?")\n".utf8))
         }
@@ -137,10 +142,12 @@ struct ChapterCommand: ParsableCommand {
     struct Join: ParsableCommand {
         static let configuration = CommandConfiguration(commandName: "join", abstract: "Join a chapter with an invite an admin gave you.")
         @OptionGroup var data: DataDirOption
+        @Flag(help: "Print the daemon's answer as JSON (the API's field names).") var json = false
         @Argument(help: "The invite (starts with kith:).") var invite: String
 
         func run() throws {
             let r = try daemonRequest(data, ["op": "chapter-join", "invite": invite])
+            if json { return printJSONObject(r) }
             if r["held"] as? Bool == true { return print(r["message"] as? String ?? "held for approval") }
             let c = r["chapter"] as? [String: Any] ?? [:]
             print("joined \"\(c["name"] ?? "?")\" (id \(c["id"] ?? "?"), \(c["members"] ?? 0) members); share contacts with: kith share CONTACT")
@@ -164,11 +171,13 @@ struct ChapterCommand: ParsableCommand {
     struct Approve: ParsableCommand {
         static let configuration = CommandConfiguration(commandName: "approve", abstract: "Admit a held join request (admins only).")
         @OptionGroup var data: DataDirOption
+        @Flag(help: "Print the daemon's answer as JSON (the API's field names).") var json = false
         @OptionGroup var chapter: ChapterOption
         @Argument(help: "The requesting member's key or a prefix of 4+ characters.") var member: String
 
         func run() throws {
             let r = try daemonRequest(data, chapter.add(to: ["op": "chapter-approve", "member": member]))
+            if json { return printJSONObject(r) }
             print("approved \(r["member"] ?? member); their daemon takes up the chapter when it next connects")
         }
     }
@@ -176,11 +185,13 @@ struct ChapterCommand: ParsableCommand {
     struct Deny: ParsableCommand {
         static let configuration = CommandConfiguration(commandName: "deny", abstract: "Drop a held join request (admins only).")
         @OptionGroup var data: DataDirOption
+        @Flag(help: "Print the daemon's answer as JSON (the API's field names).") var json = false
         @OptionGroup var chapter: ChapterOption
         @Argument(help: "The requesting member's key or a prefix of 4+ characters.") var member: String
 
         func run() throws {
             let r = try daemonRequest(data, chapter.add(to: ["op": "chapter-deny", "member": member]))
+            if json { return printJSONObject(r) }
             print("denied \(r["member"] ?? member)")
         }
     }
@@ -191,11 +202,13 @@ struct ChapterCommand: ParsableCommand {
             discussion: "The removed member's devices are refused from then on and cannot read anything written afterwards. What they already saw cannot be recalled."
         )
         @OptionGroup var data: DataDirOption
+        @Flag(help: "Print the daemon's answer as JSON (the API's field names).") var json = false
         @OptionGroup var chapter: ChapterOption
         @Argument(help: "The member's key, or at least 4 characters of it (see `kith chapter members`).") var member: String
 
         func run() throws {
             let r = try daemonRequest(data, chapter.add(to: ["op": "chapter-remove", "member": member]))
+            if json { return printJSONObject(r) }
             print("removed \(r["removed"] ?? member); a new chapter key was sealed to the remaining devices")
             print("invites made before the removal no longer admit them; rejoining takes a new invite")
             let open = r["openInvites"] as? [[String: Any]] ?? []
@@ -209,10 +222,12 @@ struct ChapterCommand: ParsableCommand {
     struct Leave: ParsableCommand {
         static let configuration = CommandConfiguration(commandName: "leave", abstract: "Leave a chapter.")
         @OptionGroup var data: DataDirOption
+        @Flag(help: "Print the daemon's answer as JSON (the API's field names).") var json = false
         @OptionGroup var chapter: ChapterOption
 
         func run() throws {
             let r = try daemonRequest(data, chapter.add(to: ["op": "chapter-leave"]))
+            if json { return printJSONObject(r) }
             print("left \"\(r["left"] ?? "?")\"")
         }
     }
@@ -262,6 +277,7 @@ extension ChapterCommand {
     struct Affiliate: ParsableCommand {
         static let configuration = CommandConfiguration(commandName: "affiliate", abstract: "Affiliate the chapter with an organization and its hub (admins only).")
         @OptionGroup var data: DataDirOption
+        @Flag(help: "Print the daemon's answer as JSON (the API's field names).") var json = false
         @OptionGroup var chapter: ChapterOption
         @Argument(help: "The organization's card (kith-org:…, printed by kithd hub init).") var card: String
         @Option(help: "host:port of the organization's hub.") var hub: String
@@ -299,6 +315,7 @@ extension ChapterCommand {
     struct Know: ParsableCommand {
         static let configuration = CommandConfiguration(commandName: "know", abstract: "Say you know a contact someone shared with the chapter (\"I know them too\").")
         @OptionGroup var data: DataDirOption
+        @Flag(help: "Print the daemon's answer as JSON (the API's field names).") var json = false
         @OptionGroup var chapter: ChapterOption
         @Argument(help: "The contact's id or prefix in the chapter map.") var contact: String
         @Option(help: "How well, 1 (barely) to 5 (close).") var strength: UInt8 = 1
@@ -306,6 +323,7 @@ extension ChapterCommand {
         func run() throws {
             guard (1...5).contains(strength) else { throw ValidationError("--strength is 1 to 5") }
             let id = try chapterEdit(data, chapter, contact: contact, knows: strength)
+            if json { return printJSONObject(["contact": id]) }
             print("you know \(id) (strength \(strength)); the chapter map shows it")
         }
     }
@@ -313,6 +331,7 @@ extension ChapterCommand {
     struct Tag: ParsableCommand {
         static let configuration = CommandConfiguration(commandName: "tag", abstract: "Tag a contact in the chapter map.")
         @OptionGroup var data: DataDirOption
+        @Flag(help: "Print the daemon's answer as JSON (the API's field names).") var json = false
         @OptionGroup var chapter: ChapterOption
         @Argument(help: "The contact's id or prefix in the chapter map.") var contact: String
         @Argument(help: "Tags to add.") var tags: [String]
@@ -320,6 +339,7 @@ extension ChapterCommand {
         func run() throws {
             guard !tags.isEmpty else { throw ValidationError("give at least one tag") }
             let id = try chapterEdit(data, chapter, contact: contact, ops: try failing { try tags.map(tagOp) })
+            if json { return printJSONObject(["contact": id]) }
             print("tagged \(id) in the chapter")
         }
     }
@@ -327,6 +347,7 @@ extension ChapterCommand {
     struct LogConversation: ParsableCommand {
         static let configuration = CommandConfiguration(commandName: "log-conversation", abstract: "Log a conversation with a shared contact, visible to the chapter.")
         @OptionGroup var data: DataDirOption
+        @Flag(help: "Print the daemon's answer as JSON (the API's field names).") var json = false
         @OptionGroup var chapter: ChapterOption
         @Argument(help: "The contact's id or prefix in the chapter map.") var contact: String
         @Option(help: "door, phone, text, in-person or other.") var channel: String
@@ -337,6 +358,7 @@ extension ChapterCommand {
         func run() throws {
             let entry = conversationEntry(channel: channel, outcome: outcome, note: note, date: date)
             let id = try chapterEdit(data, chapter, contact: contact, ops: [.logConversation(entry)])
+            if json { return printJSONObject(["contact": id]) }
             print("logged a conversation with \(id) for the chapter")
         }
     }
@@ -349,6 +371,7 @@ struct ShareCommand: ParsableCommand {
         discussion: "Fields: \(["name", "phones", "emails", "tags", "support", "address", "city", "postal", "notes", "relationship", "voter", "consent"].joined(separator: ", ")). Default: name,support,tags. Other fields never leave your device."
     )
     @OptionGroup var data: DataDirOption
+    @Flag(help: "Print the daemon's answer as JSON (the API's field names).") var json = false
     @Argument(help: "Contact ids or id prefixes.") var contacts: [String] = []
     @Option(help: "Share every contact with this tag.") var tag: String?
     @Option(name: .customLong("with"), help: "The chapter (id, prefix or name); optional when you are in one.") var chapter: String?
@@ -360,6 +383,7 @@ struct ShareCommand: ParsableCommand {
         if let chapter { req["chapter"] = chapter }
         if let fields { req["fields"] = fields }
         let r = try daemonRequest(data, req)
+        if json { return printJSONObject(r) }
         print("shared \(r["contacts"] ?? 0) contact(s) (\((r["fields"] as? [String] ?? []).joined(separator: ","))); \(r["shared"] ?? 0) needed an update")
     }
 }
@@ -371,6 +395,7 @@ struct UnshareCommand: ParsableCommand {
         discussion: "Members who already saw the contact could have copied it; unsharing stops updates and removes it from the chapter map."
     )
     @OptionGroup var data: DataDirOption
+    @Flag(help: "Print the daemon's answer as JSON (the API's field names).") var json = false
     @Argument(help: "Contact ids or id prefixes.") var contacts: [String] = []
     @Option(help: "Unshare every contact with this tag.") var tag: String?
     @Option(name: .customLong("from"), help: "The chapter (id, prefix or name).") var chapter: String?
@@ -380,6 +405,7 @@ struct UnshareCommand: ParsableCommand {
         if let tag { req["tag"] = tag }
         if let chapter { req["chapter"] = chapter }
         let r = try daemonRequest(data, req)
+        if json { return printJSONObject(r) }
         print("retracted \(r["retracted"] ?? 0) contact(s) from the chapter")
     }
 }

@@ -33,6 +33,7 @@ struct ConsentCommand: ParsableCommand {
     struct Grant: ParsableCommand {
         static let configuration = CommandConfiguration(commandName: "grant", abstract: "Grant the organization the chosen fields of contacts, for a purpose.")
         @OptionGroup var data: DataDirOption
+        @Flag(help: "Print the daemon's answer as JSON (the API's field names).") var json = false
         @Argument(help: "Contact ids or prefixes.") var contacts: [String] = []
         @Option(help: "Every contact with this tag.") var tag: String?
         @Option(help: "Comma-separated fields (name, phones, emails, tags, support, address, city, postal, notes, relationship, voter).") var fields: String
@@ -47,20 +48,25 @@ struct ConsentCommand: ParsableCommand {
             if let tag { req["tag"] = tag }
             if let chapter { req["chapter"] = chapter }
             if let expires { req["expires"] = try parseDuration(expires) }
-            ConsentCommand.printResults(try daemonRequest(data, req))
+            let r = try daemonRequest(data, req)
+            if json { return printJSONObject(r) }
+            ConsentCommand.printResults(r)
         }
     }
 
     struct Revoke: ParsableCommand {
         static let configuration = CommandConfiguration(commandName: "revoke", abstract: "Revoke the grants of contacts; the organization deletes its records and returns a receipt.")
         @OptionGroup var data: DataDirOption
+        @Flag(help: "Print the daemon's answer as JSON (the API's field names).") var json = false
         @Argument(help: "Contact ids or prefixes.") var contacts: [String] = []
         @Option(help: "Every contact with this tag.") var tag: String?
 
         func run() throws {
             var req: [String: Any] = ["op": "consent-revoke", "contacts": contacts]
             if let tag { req["tag"] = tag }
-            ConsentCommand.printResults(try daemonRequest(data, req))
+            let r = try daemonRequest(data, req)
+            if json { return printJSONObject(r) }
+            ConsentCommand.printResults(r)
         }
     }
 

@@ -206,6 +206,7 @@ struct ContactCommand: ParsableCommand {
         func run() throws {
             let client = try node.open()
             let id = try failing { try client.delete(contact, forget: forget) }
+            if node.json { return printJSONObject(["id": id, forget ? "forgotten" : "deleted": true]) }
             print(forget ? "forgot \(id)" : "deleted \(id)")
         }
     }
@@ -223,7 +224,9 @@ struct TagCommand: ParsableCommand {
         func run() throws {
             guard !tags.isEmpty else { fail("give at least one tag") }
             let c = try node.open().change(ContactPatch(addTags: tags), contact)
-            print("tagged \(c.id)")
+            if node.json { return printJSON(c) }
+            if node.json { return printJSON(c) }
+        print("tagged \(c.id)")
         }
     }
 
@@ -236,7 +239,9 @@ struct TagCommand: ParsableCommand {
         func run() throws {
             guard !tags.isEmpty else { fail("give at least one tag") }
             let c = try node.open().change(ContactPatch(removeTags: tags), contact)
-            print("untagged \(c.id)")
+            if node.json { return printJSON(c) }
+            if node.json { return printJSON(c) }
+        print("untagged \(c.id)")
         }
     }
 }
@@ -251,6 +256,7 @@ struct NoteCommand: ParsableCommand {
     func run() throws {
         let patch = append ? ContactPatch(appendNote: text) : ContactPatch(set: ["notes": text])
         let c = try node.open().change(patch, contact)
+        if node.json { return printJSON(c) }
         print("noted \(c.id)")
     }
 }
@@ -271,6 +277,7 @@ struct LogConversation: ParsableCommand {
         guard Channel(name: channel) != nil else { fail("--channel must be door, phone, text, in-person or other") }
         if let date, Day.parse(date) == nil { fail("--date must be yyyy-mm-dd") }
         let c = try node.open().change(ContactPatch(logConversation: .init(channel: channel, outcome: outcome, note: note, date: date)), contact)
+        if node.json { return printJSON(c) }
         print("logged \(c.id)")
     }
 }
@@ -285,6 +292,7 @@ struct LinkCommand: ParsableCommand {
         let client = try node.open()
         let b = try failing { try client.show(second, merged: false, scope: nil) }
         let a = try client.change(ContactPatch(link: [b.id]), first)
+        if node.json { return printJSON(a) }
         print("linked \(a.id) and \(b.id)")
     }
 }
@@ -299,6 +307,7 @@ struct UnlinkCommand: ParsableCommand {
         let client = try node.open()
         let b = try failing { try client.show(second, merged: false, scope: nil) }
         let a = try client.change(ContactPatch(unlink: [b.id]), first)
+        if node.json { return printJSON(a) }
         print("unlinked \(a.id) and \(b.id)")
     }
 }

@@ -80,6 +80,7 @@ struct DeviceCommand: ParsableCommand {
                 """
         )
         @OptionGroup var data: DataDirOption
+        @Flag(help: "Print the daemon's answer as JSON (the API's field names).") var json = false
         @Option(help: "How long the code stays valid (e.g. 10m, 1h).") var expires = "10m"
         @Option(help: "host:port the new device reaches this daemon at (default: kithd's advertised address).") var hint: String?
 
@@ -87,6 +88,7 @@ struct DeviceCommand: ParsableCommand {
             var req: [String: Any] = ["op": "device-pair", "expires": try parseDuration(expires)]
             if let hint { req["hint"] = hint }
             let r = try daemonRequest(data, req)
+            if json { return printJSONObject(r) }
             print(r["code"] as? String ?? "")
             FileHandle.standardError.write(Data("valid for \(expires), one use; the new device connects to \(r["hint"] ?? "?")\n".utf8))
         }
@@ -105,10 +107,12 @@ struct DeviceCommand: ParsableCommand {
                 """
         )
         @OptionGroup var data: DataDirOption
+        @Flag(help: "Print the daemon's answer as JSON (the API's field names).") var json = false
         @Argument(help: "The device's signing key (kith whoami on that device), or a unique prefix.") var device: String
 
         func run() throws {
             let r = try daemonRequest(data, ["op": "device-revoke", "device": device])
+            if json { return printJSONObject(r) }
             print("revoked device \(r["revoked"] ?? device); your other devices and your chapters refuse it from now on")
         }
     }

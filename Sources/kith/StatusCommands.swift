@@ -67,9 +67,11 @@ struct SyncCommand: ParsableCommand {
     struct Now: ParsableCommand {
         static let configuration = CommandConfiguration(commandName: "now", abstract: "Re-exchange version vectors with every connected peer now.")
         @OptionGroup var data: DataDirOption
+        @Flag(help: "Print the daemon's answer as JSON (the API's field names).") var json = false
 
         func run() throws {
-            _ = try daemonRequest(data, ["op": "sync-now"])
+            let r = try daemonRequest(data, ["op": "sync-now"])
+            if json { return printJSONObject(r) }
             print("sync requested")
         }
     }
