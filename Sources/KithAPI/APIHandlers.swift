@@ -1,4 +1,5 @@
 import Foundation
+import HTTPTypes
 import Hummingbird
 import KithCRDT
 import KithCrypto
@@ -18,7 +19,13 @@ struct APIHandlers: Sendable {
     func respond(_ route: APIRoute, _ request: Request, _ context: BasicRequestContext) async throws -> Response {
         var request = request
         var fields: [String: Any] = [:]
-        for (name, value) in request.uri.queryParameters { fields[String(name)] = String(value) }
+        // Query parameters carry a GET's or DELETE's fields; a route with a body takes its fields
+        // from the body only (a stray `?approve=true` must not be read as text and ignored).
+        if route.usesQuery {
+            for (name, value) in request.uri.queryParameters { fields[String(name)] = String(value) }
+        } else if !request.uri.queryParameters.isEmpty {
+            throw APIError(.badRequest, "invalid_request", "\(route.method.rawValue) \(route.path) takes its fields in the JSON body, not the query string")
+        }
         for name in route.parameters {
             guard let value = context.parameters.get(name) else { continue }
             fields[name] = value.removingPercentEncoding ?? value
@@ -74,7 +81,7 @@ struct APIHandlers: Sendable {
             return Response(status: .ok, headers: [.contentType: type, .cacheControl: "no-store"],
                             body: ResponseBody(byteBuffer: ByteBuffer(string: text)))
         case "events":
-            return events()
+            return events(session: APIGuard.sessionCookie(request.headers[.cookie]).flatMap { request.headers[HTTPField.Name("X-API-Key")!] == nil ? $0 : nil })
         case "session-open":
             return try await openSession(body)
         case "session-close":
@@ -111,8 +118,18 @@ struct APIHandlers: Sendable {
         guard sessions.passwordHash != nil else {
             throw APIError(.forbidden, "no_password", "no GUI password is set: run `kith gui-password` on this machine first")
         }
-        guard let (token, csrf) = sessions.open(password: login.password) else {
-            try? await Task.sleep(for: .seconds(1))
+        // The hash runs off the cooperative pool, one at a time: a flood of guesses gets 429s
+        // instead of slowing every other request.
+        let result = await withCheckedContinuation { (c: CheckedContinuation<APISessions.Login, Never>) in
+            let sessions = self.sessions, password = login.password
+            DispatchQueue.global().async { c.resume(returning: sessions.open(password: password)) }
+        }
+        let token: String, csrf: String
+        switch result {
+        case let .opened(t, c): (token, csrf) = (t, c)
+        case .busy:
+            throw APIError(.tooManyRequests, "busy", "another login is being checked; try again in a moment")
+        case .wrong:
             throw APIError(.unauthorized, "unauthorized", "wrong password")
         }
         var r = APIServer.json(["csrfToken": csrf, "expiresIn": Int(APISessions.lifetime)])
@@ -166,7 +183,8 @@ struct APIHandlers: Sendable {
     }
 
     /// `GET /v1/events`: Server-Sent Events, one JSON object per event, a comment every 15 s.
-    func events() -> Response {
+    func events(session: String?) -> Response {
+        let sessions = self.sessions
         let stream = node.events.subscribe()
         let body = ResponseBody { writer in
             try await writer.write(ByteBuffer(string: ": kithd events\n\n"))
@@ -186,6 +204,8 @@ struct APIHandlers: Sendable {
                 heartbeat.cancel()
             }
             for await e in merged {
+                // A stream opened by a browser session ends with it (logout, expiry).
+                if let session, sessions.csrf(for: session) == nil { break }
                 guard let e else {
                     try await writer.write(ByteBuffer(string: ": keep-alive\n\n"))
                     continue

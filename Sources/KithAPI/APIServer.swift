@@ -189,9 +189,11 @@ struct APIGuard: RouterMiddleware {
             throw APIError(.forbidden, "bad_host", "refused: Host '\(host)' is not this API's address (DNS rebinding protection)")
         }
         // Browsers send Origin on cross-origin requests (and on same-origin POSTs): only this API's own origin passes.
+        // Same origin only: scheme, host and port of this listener (a page on another port of
+        // localhost is another origin).
         if let origin = request.headers[.origin] {
-            guard let url = URL(string: origin), url.scheme == "http" || url.scheme == "https",
-                  allowedHost(url.host.map { h in url.port.map { "\(h):\($0)" } ?? h } ?? "", originCheck: true) else {
+            let own = (configuration.tls != nil ? "https://" : "http://") + host.lowercased()
+            guard origin.lowercased() == own else {
                 throw APIError(.forbidden, "cross_origin", "refused: cross-origin request from '\(origin)'")
             }
         }
@@ -214,10 +216,13 @@ struct APIGuard: RouterMiddleware {
             guard let csrf = sessions.csrf(for: token) else {
                 throw APIError(.unauthorized, "unauthorized", "the session has expired or was closed; log in again")
             }
-            if request.method != .get && request.method != .head {
-                guard let sent = request.headers[HTTPField.Name("X-CSRF-Token")!], ConstantTime.equals(Array(sent.utf8), Array(csrf.utf8)) else {
-                    throw APIError(.forbidden, "csrf", "refused: a change from a browser session needs its X-CSRF-Token")
-                }
+            // Every request of a session carries its token, reads too (a cookie can reach a
+            // server on another port of this host; the token never leaves the page). EventSource
+            // cannot set headers: /v1/events takes it as `csrf=`.
+            let sent = request.headers[HTTPField.Name("X-CSRF-Token")!]
+                ?? (request.uri.path == "/v1/events" ? request.uri.queryParameters.get("csrf") : nil)
+            guard let sent, ConstantTime.equals(Array(sent.utf8), Array(csrf.utf8)) else {
+                throw APIError(.forbidden, "csrf", "refused: a request of a browser session needs its X-CSRF-Token")
             }
             return
         }
@@ -236,7 +241,7 @@ struct APIGuard: RouterMiddleware {
     }
 
     /// `localhost`, a loopback literal or the configured listen host, with or without a port.
-    func allowedHost(_ value: String, originCheck: Bool = false) -> Bool {
+    func allowedHost(_ value: String) -> Bool {
         var host = value
         if host.hasPrefix("[") {
             guard let end = host.firstIndex(of: "]") else { return false }
@@ -262,12 +267,22 @@ final class RequestDeadlineHandler: ChannelInboundHandler, RemovableChannelHandl
         self.deadline = .milliseconds(Int64(deadline.components.seconds) * 1000 + deadline.components.attoseconds / 1_000_000_000_000_000)
     }
 
+    /// The first request must start within the deadline too (a connection that sends nothing,
+    /// or never finishes its TLS handshake, would otherwise hold a slot until the idle timeout).
+    func handlerAdded(context: ChannelHandlerContext) {
+        arm(context)
+    }
+
+    private func arm(_ context: ChannelHandlerContext) {
+        timer?.cancel()
+        let loopBound = NIOLoopBound(context, eventLoop: context.eventLoop)
+        timer = context.eventLoop.scheduleTask(in: deadline) { loopBound.value.close(promise: nil) }
+    }
+
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         switch unwrapInboundIn(data) {
         case .head:
-            timer?.cancel()
-            let loopBound = NIOLoopBound(context, eventLoop: context.eventLoop)
-            timer = context.eventLoop.scheduleTask(in: deadline) { loopBound.value.close(promise: nil) }
+            arm(context)
         case .end:
             timer?.cancel()
             timer = nil

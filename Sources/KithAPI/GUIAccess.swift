@@ -76,6 +76,8 @@ public final class APISessions: Sendable {
     public static let lifetime: TimeInterval = 12 * 3600
     public static let maxSessions = 64
     private let sessions = Mutex<[String: Session]>([:])
+    /// One password check at a time (each is an Argon2id hash: ~64 MiB, ~0.1 s).
+    private let checking = Mutex<Bool>(false)
     /// The Argon2id hash of the GUI password; nil: no password set (sessions refused).
     public let passwordHash: String?
 
@@ -83,9 +85,23 @@ public final class APISessions: Sendable {
         self.passwordHash = passwordHash
     }
 
-    /// A new session for the right password: (cookie token, CSRF token).
-    func open(password: String) -> (String, String)? {
-        guard let passwordHash, Argon2id.verifyPassword(password, hash: passwordHash) else { return nil }
+    enum Login {
+        case opened(token: String, csrf: String)
+        case wrong
+        /// Another check is running: try again in a moment.
+        case busy
+    }
+
+    /// A new session for the right password.
+    func open(password: String) -> Login {
+        guard let passwordHash else { return .wrong }
+        guard checking.withLock({ busy in busy ? false : { busy = true; return true }() }) else { return .busy }
+        defer { checking.withLock { $0 = false } }
+        guard Argon2id.verifyPassword(password, hash: passwordHash) else {
+            // Still holding the check: at most one guess a second, whoever sends them.
+            Thread.sleep(forTimeInterval: 1)
+            return .wrong
+        }
         let token = Base64URL.encode(SecureRandom.bytes(32)), csrf = Base64URL.encode(SecureRandom.bytes(24))
         sessions.withLock { all in
             let now = Date()
@@ -93,7 +109,7 @@ public final class APISessions: Sendable {
             if all.count >= Self.maxSessions, let oldest = all.min(by: { $0.value.expires < $1.value.expires })?.key { all[oldest] = nil }
             all[token] = Session(csrf: csrf, expires: now.addingTimeInterval(Self.lifetime))
         }
-        return (token, csrf)
+        return .opened(token: token, csrf: csrf)
     }
 
     /// The CSRF token of a live session.

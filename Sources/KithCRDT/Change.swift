@@ -108,6 +108,38 @@ public struct Change: Sendable, Hashable {
                   sealer: sealer, validate: true)
     }
 
+    /// Checks edits the way `make` does before signing (empty edits, a `forget` not alone or in
+    /// an encrypted scope, field grammar and limits), without building anything: a store checks
+    /// every batch of a commit before it applies the first.
+    public static func validate(_ edits: [ContactEdit], author: Ed25519.PublicKey, sealed: Bool) throws(ChangeRejection) {
+        guard !edits.isEmpty, edits.allSatisfy({ !$0.ops.isEmpty }) else {
+            throw ChangeRejection(.malformed, "a change needs at least one edit and every edit at least one op")
+        }
+        for e in edits { _ = try plainBlock(e, author: author, sealed: sealed, validate: true) }
+    }
+
+    /// One edit as a plaintext block, refused when a replica would refuse it.
+    static func plainBlock(_ e: ContactEdit, author: Ed25519.PublicKey, sealed: Bool, validate: Bool) throws(ChangeRejection) -> [UInt8] {
+        guard !e.ops.contains(.forget) || e.ops.count == 1 else {
+            throw ChangeRejection(.malformed, "forget must be the only op of its edit (contact \(e.contact))")
+        }
+        if sealed, e.ops.contains(.forget) {
+            throw ChangeRejection(.malformed, "forget is not used in encrypted scopes: retract the contact with delete")
+        }
+        var w = ByteWriter(capacity: 16 + e.ops.count * 16)
+        w.raw(e.contact.bytes)
+        for op in e.ops { op.encode(into: &w, author: author) }
+        if validate {
+            // Field grammar and limits, checked on the plaintext before anything is signed.
+            do throws(DecodeError) {
+                _ = try decodePlainBlock(w.bytes, w.bytes.indices, author: author)
+            } catch {
+                throw ChangeRejection(.malformed, "contact \(e.contact): \(error.reason)")
+            }
+        }
+        return w.bytes
+    }
+
     /// Builds and signs without checking field grammar: only tests use it, to forge changes a
     /// replica must refuse.
     static func build(
@@ -122,27 +154,11 @@ public struct Change: Sendable, Hashable {
         var blockBytes: [[UInt8]] = []
         blockBytes.reserveCapacity(edits.count)
         for e in edits {
-            guard !e.ops.contains(.forget) || e.ops.count == 1 else {
-                throw ChangeRejection(.malformed, "forget must be the only op of its edit (contact \(e.contact))")
-            }
-            var w = ByteWriter(capacity: 16 + e.ops.count * 16)
-            w.raw(e.contact.bytes)
-            for op in e.ops { op.encode(into: &w, author: author) }
-            if validate {
-                // Field grammar and limits, checked on the plaintext before anything is signed.
-                do throws(DecodeError) {
-                    _ = try decodePlainBlock(w.bytes, w.bytes.indices, author: author)
-                } catch {
-                    throw ChangeRejection(.malformed, "contact \(e.contact): \(error.reason)")
-                }
-            }
+            let plain = try plainBlock(e, author: author, sealed: sealer != nil, validate: validate)
             if let sealer {
-                guard !e.ops.contains(.forget) else {
-                    throw ChangeRejection(.malformed, "forget is not used in encrypted scopes: retract the contact with delete")
-                }
-                blockBytes.append(SealedBlock.seal(w.bytes, with: sealer, ad: SealedBlock.associatedData(scope: scope, author: author)))
+                blockBytes.append(SealedBlock.seal(plain, with: sealer, ad: SealedBlock.associatedData(scope: scope, author: author)))
             } else {
-                blockBytes.append(w.bytes)
+                blockBytes.append(plain)
             }
         }
         let digest = bodyDigest(blockHashes: blockBytes.map { BLAKE2b.hash($0) })

@@ -43,9 +43,23 @@ enum ControlRequest {
     /// An optional whole number `key`: a JSON number, or digits (query strings carry text).
     static func integer(_ fields: [String: Any], _ key: String) throws(Invalid) -> Int? {
         guard let value = fields[key] else { return nil }
-        if let n = value as? Int { return n }
+        if !isBoolean(value), !(value is String), let i = value as? Int { return i }
         if let t = value as? String, let n = Int(t) { return n }
         throw Invalid(message: "\(key) must be a whole number")
+    }
+
+    /// JSON `true`/`false` (JSONSerialization's boolean NSNumber; `1` is an NSNumber too).
+    static func isBoolean(_ value: Any) -> Bool {
+        value is Bool && "\(type(of: value))".contains("Boolean") || type(of: value) == Bool.self
+    }
+
+    /// An optional flag `key`: a JSON boolean, nothing else (a wrong type is refused, not
+    /// read as false).
+    static func bool(_ fields: [String: Any], _ key: String) throws(Invalid) -> Bool? {
+        guard let value = fields[key] else { return nil }
+        // JSONSerialization gives NSNumber for both numbers and booleans: only a real boolean passes.
+        if isBoolean(value), let b = value as? Bool { return b }
+        throw Invalid(message: "\(key) must be true or false")
     }
 
     /// An optional whole number of seconds `key`, refused outside 1...`max` (nil when absent).

@@ -15,7 +15,7 @@ extension NodeCommands {
         let chapter = request["chapter"] as? String
         switch op {
         case "device-pair":
-            let expires = (request["expires"] as? Int) ?? 600
+            let expires = try ControlRequest.integer(request, "expires") ?? 600
             guard expires > 0, expires <= 86_400 else { throw ChapterCommandError("a pairing code expires within 1 second to 1 day") }
             let hint = (request["hint"] as? String).flatMap { $0.isEmpty ? nil : $0 } ?? inviteHint
             return ["ok": true, "code": try await node.openPairing(expiresIn: UInt64(expires), hint: hint), "hint": hint]
@@ -31,12 +31,12 @@ extension NodeCommands {
             let (summary, members) = try await node.members(chapter: chapter)
             return ["ok": true, "chapter": Self.object(summary), "members": Self.object(members)]
         case "chapter-invite":
-            let expires = (request["expires"] as? Int) ?? 48 * 3600
-            let uses = (request["uses"] as? Int) ?? 1
+            let expires = try ControlRequest.integer(request, "expires") ?? 48 * 3600
+            let uses = try ControlRequest.integer(request, "uses") ?? 1
             guard expires > 0, expires <= 90 * 86_400 else { throw ChapterCommandError("an invite expires within 1 second to 90 days") }
             let hint = (request["hint"] as? String).flatMap { $0.isEmpty ? nil : $0 } ?? inviteHint
             let text = try await node.openInvite(chapter: chapter, expiresIn: UInt64(expires), uses: uses,
-                                                 approval: request["approve"] as? Bool ?? false, hint: hint)
+                                                 approval: try ControlRequest.bool(request, "approve") ?? false, hint: hint)
             return ["ok": true, "invite": text, "hint": hint, "expires": expires, "uses": uses]
         case "chapter-join":
             guard let text = request["invite"] as? String else { throw ChapterCommandError("chapter-join needs an \"invite\"") }
@@ -65,7 +65,7 @@ extension NodeCommands {
             guard let card = request["card"] as? String, let hub = request["hub"] as? String else {
                 throw ChapterCommandError("chapter-affiliate needs a \"card\" and a \"hub\"")
             }
-            let name = try await node.affiliate(chapter: chapter, card: card, hub: hub, allowWithoutContactConsent: request["allowWithoutContactConsent"] as? Bool ?? false)
+            let name = try await node.affiliate(chapter: chapter, card: card, hub: hub, allowWithoutContactConsent: try ControlRequest.bool(request, "allowWithoutContactConsent") ?? false)
             return ["ok": true, "organization": name]
         case "chapter-show":
             return ["ok": true, "chapter": (try? JSONSerialization.jsonObject(with: try await node.chapterDetails(chapter: chapter))) ?? [:]]

@@ -39,6 +39,8 @@ public struct NodeCommands: Sendable {
             throw Failure(message: e.message, notFound: e.message.hasPrefix("no ") || e.message.contains("not found"))
         } catch let e as Failure {
             throw e
+        } catch let e as ControlRequest.Invalid {
+            throw Failure(message: e.message, notFound: false)
         } catch {
             throw Failure(message: "\(error)", notFound: false)
         }

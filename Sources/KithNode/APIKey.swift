@@ -28,16 +28,23 @@ public enum APIKey {
         FileManager.default.fileExists(atPath: keyPath(dir)) ? try load(from: dir) : try create(in: dir)
     }
 
-    /// Records where the running daemon's API listens ("host:port").
+    /// Records where the running daemon's API listens ("host:port pid").
     public static func writeAddress(_ address: String, in dir: DataDirectory) throws {
-        try SecureFiles.writeSecret(Array((address + "\n").utf8), to: addressPath(dir), exclusive: false)
+        try SecureFiles.writeSecret(Array((address + " \(getpid())\n").utf8), to: addressPath(dir), exclusive: false)
     }
 
-    /// The running daemon's API address, or nil when no daemon wrote one.
+    /// The running daemon's API address, or nil when no daemon wrote one — or the one that did
+    /// is gone (killed without cleaning up): the key must not go to whatever listens on its
+    /// old port now. The daemon is alive when its pid runs as this user.
     public static func address(in dir: DataDirectory) -> String? {
         guard let text = try? String(contentsOfFile: addressPath(dir), encoding: .utf8) else { return nil }
-        let a = text.trimmingCharacters(in: .whitespacesAndNewlines)
-        return a.isEmpty ? nil : a
+        let parts = text.split(whereSeparator: { $0 == " " || $0 == "\n" })
+        guard let address = parts.first.map(String.init), !address.isEmpty else { return nil }
+        if parts.count > 1, let pid = Int32(parts[1]) {
+            var st = stat()
+            guard stat("/proc/\(pid)", &st) == 0, st.st_uid == geteuid() else { return nil }
+        }
+        return address
     }
 }
 

@@ -325,6 +325,16 @@ public final class ContactStore {
         try checkUsable()
         if replica.mode == .encrypted && sealer == nil { throw StoreError(.rejected, "refused: this scope is encrypted and no epoch key was given") }
         if replica.mode == .opaque { throw StoreError(.rejected, "refused: this node only relays this scope") }
+        // Every batch is checked before the first is applied: a refused batch must not leave the
+        // ones before it applied in memory but never written (they would be handed to peers, and
+        // the next commit would sign a different change with the same seq).
+        for edits in batches where !edits.isEmpty {
+            do {
+                try Change.validate(edits, author: author.device, sealed: sealer != nil)
+            } catch {
+                throw StoreError(.rejected, "refused: \(error.detail)")
+            }
+        }
         var made: [Change] = []
         for edits in batches where !edits.isEmpty {
             do {

@@ -1,5 +1,7 @@
 import AsyncHTTPClient
 import Foundation
+import KithCRDT
+import KithCrypto
 import KithNode
 import NIOCore
 import NIOHTTP1
@@ -40,6 +42,16 @@ struct APIDaemonTests {
         let data = response.body.map { Data($0.readableBytesView) } ?? Data()
         let json = (try? JSONSerialization.jsonObject(with: data)) as? [String: Any] ?? [:]
         return Answer(status: Int(response.status.code), json: json)
+    }
+
+    /// base64url of an encoded edit giving a new contact a given name.
+    static func editText(given: String) -> String {
+        Base64URL.encode(ContactEdit(contact: .random(), ops: [.setField(.givenName, given)]).encoded)
+    }
+
+    /// An edit that decodes but that no change may carry: forget beside another op.
+    static func forgetPlusSet() -> String {
+        Base64URL.encode(ContactEdit(contact: .random(), ops: [.forget, .setField(.givenName, "X")]).encoded)
     }
 
     @Test func queriesEditsAndRefusals() throws {
@@ -91,6 +103,18 @@ struct APIDaemonTests {
         refused(try Self.send(.GET, base + "/v1/contacts?limit=abc", key: key), 400, "invalid_request")
         refused(try Self.send(.GET, base + "/v1/contacts?cursor=%21%21", key: key), 400, "invalid_request")
         refused(try Self.send(.GET, base + "/v1/contacts/zzzzzzzz", key: key), 404, "not_found")
+
+        // A batch refused in an import refuses the whole request: nothing of the earlier batches is
+        // applied (it used to stay in memory unwritten and stop every later write).
+        let good = try Self.send(.GET, base + "/v1/contacts", key: key).json["total"] as? Int
+        let poison = #"{"batches":[["\#(Self.editText(given: "Poisoner"))"],["\#(Self.forgetPlusSet())"]]}"#
+        refused(try Self.send(.POST, base + "/v1/edits", key: key, body: Array(poison.utf8)), 400, "invalid_request")
+        #expect(try Self.send(.GET, base + "/v1/contacts", key: key).json["total"] as? Int == good)
+        #expect(try Self.send(.POST, base + "/v1/contacts", key: key, body: Array(#"{"set":{"givenName":"After"}}"#.utf8)).status == 201, "writes still work")
+        let afterID = try #require(((try Self.send(.GET, base + "/v1/contacts?q=after", key: key).json["contacts"] as? [[String: Any]])?.first?["id"]) as? String)
+        #expect(try Self.send(.DELETE, base + "/v1/contacts/\(afterID)", key: key).status == 200)
+        // Fields of a body route come from the body, with their JSON types.
+        refused(try Self.send(.POST, base + "/v1/chapters?name=x", key: key, body: Array("{}".utf8)), 400, "invalid_request")
 
         // A slow client that never finishes its request is cut off; others are served meanwhile.
         let port = Int(address.split(separator: ":").last!)!
@@ -199,7 +223,9 @@ struct GUIListenerTests {
         let cookie = String(setCookie.split(separator: ";")[0])
         let csrf = try #require(login.json["csrfToken"] as? String)
 
-        let status = try Self.send(.GET, root + "/v1/status", headers: [("Cookie", cookie)])
+        // Reads of a session carry the token too (a cookie can reach another port of this host).
+        #expect(try Self.send(.GET, root + "/v1/status", headers: [("Cookie", cookie)]).status == 403)
+        let status = try Self.send(.GET, root + "/v1/status", headers: [("Cookie", cookie), ("X-CSRF-Token", csrf)])
         #expect(status.status == 200)
         let fingerprint = (status.json["gui"] as? [String: Any])?["fingerprint"] as? String ?? ""
         #expect(fingerprint.hasPrefix("SHA256:") && fingerprint.count == 7 + 32 * 3 - 1, "\(fingerprint)")
@@ -214,10 +240,14 @@ struct GUIListenerTests {
         #expect(wrongToken.status == 403)
         #expect(try Self.send(.POST, root + "/v1/contacts", headers: [("Cookie", cookie), ("X-CSRF-Token", csrf)], body: body).status == 201)
         // A forged cookie is no session.
-        #expect(try Self.send(.GET, root + "/v1/status", headers: [("Cookie", "kith_session=forged")]).status == 401)
+        #expect(try Self.send(.GET, root + "/v1/status", headers: [("Cookie", "kith_session=forged"), ("X-CSRF-Token", csrf)]).status == 401)
+        // Another origin on the same host (another port) is another origin.
+        let port = root.split(separator: ":").last!
+        #expect(try Self.send(.GET, root + "/v1/status", headers: [("Cookie", cookie), ("X-CSRF-Token", csrf), ("Origin", "https://127.0.0.1:1")]).status == 403)
+        #expect(try Self.send(.GET, root + "/v1/status", headers: [("Cookie", cookie), ("X-CSRF-Token", csrf), ("Origin", "https://127.0.0.1:\(port)")]).status == 200)
         // Logging out ends the session.
         #expect(try Self.send(.DELETE, root + "/v1/session", headers: [("Cookie", cookie), ("X-CSRF-Token", csrf)]).status == 200)
-        #expect(try Self.send(.GET, root + "/v1/status", headers: [("Cookie", cookie)]).status == 401)
+        #expect(try Self.send(.GET, root + "/v1/status", headers: [("Cookie", cookie), ("X-CSRF-Token", csrf)]).status == 401)
         // The API key works on the GUI listener too; the plain loopback API is unaffected.
         let key = try String(contentsOfFile: a + "/api-key", encoding: .utf8).trimmingCharacters(in: .whitespacesAndNewlines)
         #expect(try Self.send(.GET, root + "/v1/contacts", headers: [("X-API-Key", key)]).json["total"] as? Int == 1)
