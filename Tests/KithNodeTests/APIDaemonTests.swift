@@ -149,12 +149,12 @@ struct APIDaemonTests {
         let after = try Self.send(.GET, base + "/v1/contacts", key: key)
         #expect(after.json["total"] as? Int == 1)
         // The CLI goes through the same API and prints the same JSON.
-        let cli = try kithJSON(["contact", "show", id, "--json", "--data-dir", a]) as! [String: Any]
+        let cli = try kithJSON(["contact", "show", "--json", "--data-dir", a, "--", id]) as! [String: Any]
         #expect(cli["city"] as? String == "Leeds" && cli["givenName"] as? String == "Zoë")
         daemon.stop()
         #expect(APIKey.address(in: DataDirectory(path: a)) == nil, "the address file is removed at a clean stop")
         // Without the daemon the CLI answers from the store, the same way.
-        let local = try kithJSON(["contact", "show", id, "--json", "--data-dir", a]) as! [String: Any]
+        let local = try kithJSON(["contact", "show", "--json", "--data-dir", a, "--", id]) as! [String: Any]
         #expect(local["city"] as? String == "Leeds")
     }
 }
