@@ -44,6 +44,13 @@ struct APIDaemonTests {
         return Answer(status: Int(response.status.code), json: json)
     }
 
+    /// `kith contact show --json`, the id after `--` (about 1 id in 64 starts with '-').
+    static func showJSON(_ id: String, _ data: String) throws -> [String: Any] {
+        let r = try Binaries.run("kith", ["contact", "show", "--json", "--data-dir", data, "--", id])
+        guard r.status == 0 else { throw Timeout(what: "kith contact show: \(r.stderr)") }
+        return try JSONSerialization.jsonObject(with: Data(r.stdout.utf8)) as? [String: Any] ?? [:]
+    }
+
     /// base64url of an encoded edit giving a new contact a given name.
     static func editText(given: String) -> String {
         Base64URL.encode(ContactEdit(contact: .random(), ops: [.setField(.givenName, given)]).encoded)
@@ -149,12 +156,12 @@ struct APIDaemonTests {
         let after = try Self.send(.GET, base + "/v1/contacts", key: key)
         #expect(after.json["total"] as? Int == 1)
         // The CLI goes through the same API and prints the same JSON.
-        let cli = try kithJSON(["contact", "show", "--json", "--data-dir", a, "--", id]) as! [String: Any]
+        let cli = try Self.showJSON(id, a)
         #expect(cli["city"] as? String == "Leeds" && cli["givenName"] as? String == "Zoë")
         daemon.stop()
         #expect(APIKey.address(in: DataDirectory(path: a)) == nil, "the address file is removed at a clean stop")
         // Without the daemon the CLI answers from the store, the same way.
-        let local = try kithJSON(["contact", "show", "--json", "--data-dir", a, "--", id]) as! [String: Any]
+        let local = try Self.showJSON(id, a)
         #expect(local["city"] as? String == "Leeds")
     }
 }
