@@ -90,9 +90,9 @@ struct ContactCLITests {
         let search = try Binaries.run("kith", ["contact", "search", "+44 20 7946 0000", "--json"] + d)
         let found = try JSONSerialization.jsonObject(with: Data(search.stdout.utf8)) as! [[String: Any]]
         #expect(found.map { $0["id"] as! String } == [id])
-        #expect(try Binaries.run("kith", ["contact", "edit", String(id.prefix(6)), "--city", "London", "--clear", "support"] + d).status == 0)
-        #expect(try Binaries.run("kith", ["log-conversation", id, "--channel", "door", "--outcome", "supportive", "--date", "2026-11-01"] + d).status == 0)
-        let show = try Binaries.run("kith", ["contact", "show", id] + d)
+        #expect(try Binaries.run("kith", ["contact", "edit", "--city", "London", "--clear", "support"] + d + ["--", String(id.prefix(6))]).status == 0)
+        #expect(try Binaries.run("kith", ["log-conversation", "--channel", "door", "--outcome", "supportive", "--date", "2026-11-01"] + d + ["--", id]).status == 0)
+        let show = try Binaries.run("kith", ["contact", "show"] + d + ["--", id]) // an id may start with -
         #expect(show.stdout.contains("city          London") && !show.stdout.contains("\nsupport "))
         #expect(show.stdout.contains("2026-11-01 door: supportive"))
         let unknown = try Binaries.run("kith", ["contact", "show", "zzzz"] + d)
