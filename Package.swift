@@ -32,6 +32,7 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-crypto.git", "3.12.3"..<"5.0.0"),
         .package(url: "https://github.com/apple/swift-asn1.git", from: "1.7.4"),
         .package(url: "https://github.com/vapor/postgres-nio.git", from: "1.33.2"),
+        .package(url: "https://github.com/hummingbird-project/swift-mustache.git", from: "2.1.1"),
     ],
     targets: [
         // libsodium, the only cryptography implementation Kith uses.
@@ -68,12 +69,24 @@ let package = Package(
         // Queries over a replica: the incremental search index, list order and paging, the JSON
         // shape of a contact and patches → edits. Shared by kithd and the CLI. No I/O.
         .target(name: "KithQuery", dependencies: ["KithCRDT", "KithCrypto", "KithInterchange"], swiftSettings: strict),
+        // libqrencode (Debian's libqrencode-dev): QR codes for invites on the web page.
+        .systemLibrary(name: "CQRencode", pkgConfig: "libqrencode", providers: [.apt(["libqrencode-dev"])]),
+        // The web page (README "The web page"): Mustache templates over the API's own answers, the
+        // strings table, the page's CSS and JavaScript, invite QR codes as SVG. No I/O.
+        .target(
+            name: "KithWeb",
+            dependencies: [
+                "KithQuery", "KithCRDT", "KithInterchange", "CQRencode",
+                .product(name: "Mustache", package: "swift-mustache"),
+            ],
+            swiftSettings: strict
+        ),
         // The local HTTP API (Protocol/api.md, Protocol/openapi.yaml): JSON over Hummingbird, answered
         // from the node's in-memory state; the CLI, the web page and scripts use it.
         .target(
             name: "KithAPI",
             dependencies: [
-                "KithNetwork", "KithQuery", "KithStore", "KithCRDT", "KithCrypto", "KithNode",
+                "KithNetwork", "KithQuery", "KithStore", "KithCRDT", "KithCrypto", "KithNode", "KithWeb", "KithInterchange",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "HummingbirdCore", package: "hummingbird"),
                 .product(name: "HummingbirdTLS", package: "hummingbird"),

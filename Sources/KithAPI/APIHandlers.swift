@@ -84,6 +84,13 @@ struct APIHandlers: Sendable {
             return events(session: APIGuard.sessionCookie(request.headers[.cookie]).flatMap { request.headers[HTTPField.Name("X-API-Key")!] == nil ? $0 : nil })
         case "session-open":
             return try await openSession(body)
+        case "session-link":
+            // Only with the API key (the local user's secret), never from a browser session.
+            guard request.headers[HTTPField.Name("X-API-Key")!] != nil || request.headers[.authorization] != nil else {
+                throw APIError(.forbidden, "refused", "login links are made with the API key (kith open), not from a browser session")
+            }
+            let link = sessions.makeLink()
+            return APIServer.json(["path": "/login/link?token=" + link, "expiresIn": Int(APISessions.linkLifetime)], status: .created)
         case "session-close":
             if let token = APIGuard.sessionCookie(request.headers[.cookie]) { sessions.close(token) }
             var r = APIServer.json(["closed": true])
@@ -120,10 +127,7 @@ struct APIHandlers: Sendable {
         }
         // The hash runs off the cooperative pool, one at a time: a flood of guesses gets 429s
         // instead of slowing every other request.
-        let result = await withCheckedContinuation { (c: CheckedContinuation<APISessions.Login, Never>) in
-            let sessions = self.sessions, password = login.password
-            DispatchQueue.global().async { c.resume(returning: sessions.open(password: password)) }
-        }
+        let result = await sessions.login(password: login.password)
         let token: String, csrf: String
         switch result {
         case let .opened(t, c): (token, csrf) = (t, c)

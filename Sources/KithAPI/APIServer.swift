@@ -7,6 +7,7 @@ import KithCrypto
 import KithInterchange
 import KithNetwork
 import KithQuery
+import KithWeb
 import Logging
 import NIOCore
 import NIOHTTPTypes
@@ -101,6 +102,8 @@ public struct APIServer: Sendable {
                 try await handlers.respond(route, request, context)
             }
         }
+        WebRoutes(node: handlers.node, commands: handlers.commands, configuration: configuration, sessions: sessions,
+                  pages: WebPages(), imports: WebImportJobs()).register(on: router)
         let deadline = configuration.requestDeadline
         let http1: HTTPServerBuilder = .http1(configuration: .init(
             additionalChannelHandlers: [RequestDeadlineHandler(deadline: deadline)],
@@ -200,6 +203,9 @@ struct APIGuard: RouterMiddleware {
         if request.headers[HTTPField.Name("Sec-Fetch-Site")!] == "cross-site" {
             throw APIError(.forbidden, "cross_origin", "refused: cross-site request")
         }
+        // The web page (WebRoutes) checks its own session: a page load carries no header, a
+        // form its CSRF token in the form. Host, Origin and Sec-Fetch-Site are checked above.
+        if !request.uri.path.hasPrefix("/v1/") { return }
         // Logging in needs no key (the password is the credential).
         if request.uri.path == "/v1/session", request.method == .post { return }
         let given = request.headers[HTTPField.Name("X-API-Key")!]

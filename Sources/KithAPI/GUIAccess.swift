@@ -102,6 +102,12 @@ public final class APISessions: Sendable {
             Thread.sleep(forTimeInterval: 1)
             return .wrong
         }
+        let (token, csrf) = issue()
+        return .opened(token: token, csrf: csrf)
+    }
+
+    /// A new session (the right password, or a one-time link).
+    private func issue() -> (token: String, csrf: String) {
         let token = Base64URL.encode(SecureRandom.bytes(32)), csrf = Base64URL.encode(SecureRandom.bytes(24))
         sessions.withLock { all in
             let now = Date()
@@ -109,7 +115,45 @@ public final class APISessions: Sendable {
             if all.count >= Self.maxSessions, let oldest = all.min(by: { $0.value.expires < $1.value.expires })?.key { all[oldest] = nil }
             all[token] = Session(csrf: csrf, expires: now.addingTimeInterval(Self.lifetime))
         }
-        return .opened(token: token, csrf: csrf)
+        return (token, csrf)
+    }
+
+    /// `open(password:)` off the cooperative pool (an Argon2id hash, and a second's wait for a
+    /// wrong password, must not hold a Swift concurrency thread).
+    func login(password: String) async -> Login {
+        await withCheckedContinuation { (c: CheckedContinuation<Login, Never>) in
+            DispatchQueue.global().async { c.resume(returning: self.open(password: password)) }
+        }
+    }
+
+    // MARK: One-time login links (`kith open`)
+
+    /// How long a login link made by `POST /v1/session/links` may wait to be opened.
+    public static let linkLifetime: TimeInterval = 120
+    private let links = Mutex<[String: Date]>([:])
+
+    /// A one-time link token: whoever holds the API key (the local user) may open a session
+    /// without the GUI password. Single use, 2 minutes, at most 16 outstanding.
+    func makeLink() -> String {
+        let link = Base64URL.encode(SecureRandom.bytes(32))
+        links.withLock { all in
+            let now = Date()
+            all = all.filter { $0.value > now }
+            if all.count >= 16, let oldest = all.min(by: { $0.value < $1.value })?.key { all[oldest] = nil }
+            all[link] = now.addingTimeInterval(Self.linkLifetime)
+        }
+        return link
+    }
+
+    /// Spends a link: a new session, or nil for an unknown, used or expired link.
+    func redeem(link: String) -> (token: String, csrf: String)? {
+        let valid = links.withLock { all -> Bool in
+            // Compared in constant time with every outstanding link (there are at most 16).
+            guard let match = all.keys.first(where: { ConstantTime.equals(Array($0.utf8), Array(link.utf8)) }) else { return false }
+            let expires = all.removeValue(forKey: match)!
+            return expires > Date()
+        }
+        return valid ? issue() : nil
     }
 
     /// The CSRF token of a live session.

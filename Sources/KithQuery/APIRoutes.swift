@@ -34,6 +34,7 @@ public struct APIRoute: Sendable, Hashable {
         APIRoute("status", .get, "/v1/status"),
         APIRoute("session-open", .post, "/v1/session"),
         APIRoute("session-close", .delete, "/v1/session"),
+        APIRoute("session-link", .post, "/v1/session/links"),
         APIRoute("peers", .get, "/v1/peers"),
         APIRoute("sync-now", .post, "/v1/sync"),
         APIRoute("events", .get, "/v1/events"),
