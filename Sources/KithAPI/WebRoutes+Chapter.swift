@@ -157,8 +157,8 @@ extension WebRoutes {
             }
             let answer = try await commands.perform("consent-grant", fields)
             // A refusal for one contact (no consent recorded) comes back as a result, not an error.
-            if let results = answer["results"] as? [[String: Any]], let refused = results.first(where: { ($0["ok"] as? Bool) == false }) {
-                throw Refusal(status: .badRequest, message: refused["error"] as? String ?? refused["message"] as? String ?? "refused")
+            if let results = answer["results"] as? [[String: String]], let refused = results.first(where: { $0["result"] == "refused" }) {
+                throw Refusal(status: .badRequest, message: refused["reason"] ?? "refused")
             }
             return Self.redirect("/party")
         })
@@ -200,7 +200,8 @@ extension WebRoutes {
             let name = (try? await node.contactDetails(scope: nil, reference: contact, merged: false))?.name ?? contact
             for g in shown {
                 var g = g
-                let state = g["state"] as? String ?? "?"
+                var state = g["state"] as? String ?? "?"
+                if state == "active", (g["acknowledgedVersion"] as? Int ?? 0) == 0 { state = "pending" }
                 g["contact"] = contact
                 g["contactName"] = name
                 g["fieldsText"] = (g["fields"] as? [String] ?? []).joined(separator: ", ")

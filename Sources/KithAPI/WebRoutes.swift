@@ -124,7 +124,8 @@ struct WebRoutes: Sendable {
         return Response(status: status, headers: Self.pageHeaders(type: "text/html; charset=utf-8"), body: ResponseBody(byteBuffer: ByteBuffer(string: text)))
     }
 
-    /// No framing, no inline script, nothing from elsewhere, no address (login links) in a referrer.
+    /// No framing, no inline script, nothing from elsewhere, no address in a referrer to elsewhere
+    /// (`no-referrer` would make browsers send `Origin: null` on form posts, which the guard refuses).
     static func pageHeaders(type: String) -> HTTPFields {
         var h = HTTPFields()
         h[.contentType] = type
@@ -132,7 +133,7 @@ struct WebRoutes: Sendable {
         h[HTTPField.Name("Content-Security-Policy")!] = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
         h[HTTPField.Name("X-Frame-Options")!] = "DENY"
         h[HTTPField.Name("X-Content-Type-Options")!] = "nosniff"
-        h[HTTPField.Name("Referrer-Policy")!] = "no-referrer"
+        h[HTTPField.Name("Referrer-Policy")!] = "same-origin"
         return h
     }
 
