@@ -101,7 +101,17 @@ extension WebRoutes {
             guard let chapter = await chapters().first else { return Self.redirect("/chapter") }
             let q = request.uri.queryParameters.get("q").flatMap { $0.trimmingCharacters(in: .whitespaces).isEmpty ? nil : $0 }
             let (summary, page, duplicates) = try await node.chapterContacts(chapter: chapter.id, q: q, limit: 200, cursor: request.uri.queryParameters.get("cursor"))
-            let map: [String: Any] = ["chapter": summary, "contacts": page.contacts, "total": page.total,
+            let me = node.identity.member.description
+            let contacts = page.contacts.map { c -> ContactDTO in
+                var c = c
+                c.knows = c.knows.map { k in
+                    var k = k
+                    k.member = k.member == me ? pages.text("chapter_you") : String(k.member.prefix(12))
+                    return k
+                }
+                return c
+            }
+            let map: [String: Any] = ["chapter": summary, "contacts": contacts, "total": page.total,
                                       "duplicates": duplicates.map { $0.map(\.description) }]
             return html(request, "chapter-map", title: pages.text("chapter_map"), data: ["map": map, "q": q ?? ""], session: s, nav: "chapter", live: true)
         })
@@ -114,6 +124,7 @@ extension WebRoutes {
             let members = try await commands.perform("chapter-members", ["chapter": chapter.id])
             let isAdmin = chapter.role == "admin"
             data["chapter"] = chapter
+            data["roleText"] = pages.text("role_" + chapter.role)
             data["isAdmin"] = isAdmin
             data["memberList"] = (members["members"] as? [[String: Any]] ?? []).map { m -> [String: Any] in
                 var m = m
@@ -205,7 +216,7 @@ extension WebRoutes {
                 g["contact"] = contact
                 g["contactName"] = name
                 g["fieldsText"] = (g["fields"] as? [String] ?? []).joined(separator: ", ")
-                g["expiresText"] = (g["expires"] as? Int).map { Self.dateTime(UInt64($0) * 1000) } ?? pages.text("party_never")
+                g["expiresText"] = (g["expires"] as? Int).map { Self.dateTime(UInt64($0)) } ?? pages.text("party_never")
                 g["stateText"] = pages.text("state_" + state)
                 g["revocable"] = state == "active" || state == "pending"
                 g["holds"] = ((g["organizationHolds"] as? [String: String]) ?? [:]).sorted { $0.key < $1.key }.map { ["key": $0.key, "value": $0.value] }

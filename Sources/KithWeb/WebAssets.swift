@@ -6,7 +6,7 @@ public enum WebAssets {
     * { box-sizing: border-box; }
     html { font-size: 112.5%; }
     body { margin: 0; font-family: system-ui, -apple-system, "Segoe UI", Roboto, "DejaVu Sans", sans-serif; line-height: 1.5; color: var(--fg); background: var(--bg); }
-    main { max-width: 52rem; margin: 0 auto; padding: 1rem; }
+    main { max-width: 52rem; margin: 0 auto; padding: 1rem; overflow-wrap: break-word; }
     header { background: #1d2b3a; }
     nav { max-width: 52rem; margin: 0 auto; padding: .25rem .5rem; display: flex; flex-wrap: wrap; gap: .25rem .5rem; align-items: center; }
     nav a, nav button.link { color: #fff; padding: .4rem .5rem; text-decoration: none; border-radius: .25rem; font-size: .95rem; }
@@ -43,7 +43,7 @@ public enum WebAssets {
     .cards a { font-weight: 600; font-size: 1.05rem; }
     .tag { display: inline-block; background: #e6ecf3; color: #1d2b3a; border-radius: .8rem; padding: 0 .55rem; font-size: .9rem; }
     .tags { list-style: none; padding: 0; display: flex; flex-wrap: wrap; gap: .5rem; }
-    .muted { color: var(--muted); }
+    .muted { color: var(--muted); overflow-wrap: anywhere; }
     .fields { display: grid; grid-template-columns: minmax(8rem, max-content) 1fr; gap: .3rem 1rem; }
     .fields dt { font-weight: 600; }
     .fields dd { margin: 0; overflow-wrap: anywhere; }

@@ -130,7 +130,7 @@ enum WebTemplates {
     <label for="note">{{t.contact_log_note}}</label><input id="note" name="note">
     </form>
     <h3>{{t.contact_conversations}}</h3>
-    <ul id="conversations">{{#conversations}}<li>{{date}} · {{channel}} · <strong>{{outcome}}</strong>{{#note}} — {{.}}{{/note}}</li>{{/conversations}}</ul>
+    <ul id="conversations">{{#conversations}}<li>{{date}} · {{channel}} · <strong>{{outcome}}</strong>{{^empty(note)}} — {{note}}{{/empty(note)}}</li>{{/conversations}}</ul>
     {{^conversations}}<p>{{t.contact_conversations_none}}</p>{{/conversations}}
     </section>
 
@@ -196,7 +196,7 @@ enum WebTemplates {
     <p class="big" id="summary">{{summary}}</p>
     {{#pendingText}}<p>{{pendingText}}</p>{{/pendingText}}
     <h2>{{t.status_peers}}</h2>
-    <ul id="peers">{{#peerList}}<li><strong>{{name}}</strong> ({{#ownDevice}}{{t.status_devices}}{{/ownDevice}}{{^ownDevice}}<code>{{memberShort}}</code>{{/ownDevice}}) · {{t.status_peer_since}} {{connected}}{{#caughtUp}} · {{t.status_peer_caughtup}} {{caughtUp}}{{/caughtUp}}</li>{{/peerList}}</ul>
+    <ul id="peers">{{#peerList}}<li>{{#ownDevice}}{{t.status_own_device}}{{/ownDevice}}{{^ownDevice}}{{t.chapter_member}}{{/ownDevice}} <code>{{memberShort}}</code> · {{t.status_peer_since}} {{connected}}{{#caughtUp}} · {{t.status_peer_caughtup}} {{caughtUp}}{{/caughtUp}}<br><span class="muted">{{name}}</span></li>{{/peerList}}</ul>
     <h2>{{t.status_identity}}</h2>
     <dl class="fields">
     <dt>{{t.status_member}}</dt><dd><code>{{status.member}}</code></dd>
@@ -205,7 +205,7 @@ enum WebTemplates {
     <dt>{{t.status_contacts}}</dt><dd>{{status.contacts}}</dd>
     </dl>
     <h2>{{t.status_scopes}}</h2>
-    <ul>{{#status.scopes}}<li>{{name}} ({{kind}}): {{contacts}} · {{changes}}</li>{{/status.scopes}}</ul>
+    <ul>{{#status.scopes}}<li>{{name}}: {{contacts}} {{t.contacts_total}} · {{changes}} {{t.status_changes}}{{#pending}} · {{.}} {{t.status_pending}}{{/pending}}</li>{{/status.scopes}}</ul>
     <h2>{{t.status_web}}</h2>
     <dl class="fields">
     <dt>{{t.status_web}}</dt><dd><code id="web-address">{{webAddress}}</code></dd>
@@ -253,7 +253,7 @@ enum WebTemplates {
     {{/chapter}}
     {{#chapter}}
     <h2 id="chapter-name">{{name}}</h2>
-    <p>{{t.chapter_role}}: {{role}} · {{contacts}} {{t.chapter_contacts}} · <a href="/chapter/map">{{t.chapter_map}}</a></p>
+    <p>{{t.chapter_role}}: {{roleText}} · {{contacts}} {{t.chapter_contacts}} · <a href="/chapter/map">{{t.chapter_map}}</a></p>
     <h2>{{t.chapter_members}}</h2>
     <table><thead><tr><th scope="col">{{t.chapter_member}}</th><th scope="col">{{t.chapter_devices}}</th><th scope="col"></th></tr></thead><tbody>
     {{#memberList}}<tr><td><code>{{short}}</code>{{#admin}} · {{t.chapter_admin}}{{/admin}}{{#you}} · <strong>{{t.chapter_you}}</strong>{{/you}}</td><td>{{devices}}</td>
@@ -290,7 +290,7 @@ enum WebTemplates {
     {{#map}}
     <p class="muted">{{total}} {{t.contacts_total}}</p>
     <table id="map"><thead><tr><th scope="col">{{t.contact_title}}</th><th scope="col">{{t.contact_phones}}</th><th scope="col">{{t.contact_emails}}</th><th scope="col">{{t.contact_support}}</th><th scope="col">{{t.chapter_map_knows}}</th></tr></thead><tbody>
-    {{#contacts}}<tr id="c-{{id}}"><td>{{name}}{{#tags}} <span class="tag">#{{.}}</span>{{/tags}}</td><td>{{#phones}}{{raw}}<br>{{/phones}}</td><td>{{#emails}}{{raw}}<br>{{/emails}}</td><td>{{support}}</td><td>{{#knows}}<code>{{member}}</code> ({{strength}}) {{/knows}}</td></tr>{{/contacts}}
+    {{#contacts}}<tr id="c-{{id}}"><td>{{name}}{{#tags}} <span class="tag">#{{.}}</span>{{/tags}}</td><td>{{#phones}}{{raw}}<br>{{/phones}}</td><td>{{#emails}}{{raw}}<br>{{/emails}}</td><td>{{support}}</td><td>{{#knows}}<code>{{member}}</code> {{/knows}}</td></tr>{{/contacts}}
     </tbody></table>
     <h2>{{t.chapter_duplicates}}</h2>
     <ul>{{#duplicates}}<li>{{#.}}<code>{{.}}</code> {{/.}}</li>{{/duplicates}}</ul>
