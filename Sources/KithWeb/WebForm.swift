@@ -59,9 +59,14 @@ public struct WebForm: Sendable {
         var form = WebForm()
         var starts: [Int] = []
         var i = 0
+        // A delimiter starts the body or a line, and is followed by CRLF or "--" (the last one):
+        // the same bytes inside a file's content are content.
         while let at = find(delimiter, in: body, from: i) {
-            starts.append(at)
-            i = at + delimiter.count
+            let end = at + delimiter.count
+            let lineStart = at == 0 || (at >= 2 && body[at - 2] == 13 && body[at - 1] == 10)
+            let follows = end + 1 < body.count && ((body[end] == 13 && body[end + 1] == 10) || (body[end] == 45 && body[end + 1] == 45))
+            if lineStart && follows { starts.append(at) }
+            i = at + 1
         }
         guard starts.count >= 2 else { throw Invalid(message: "the upload is not a complete multipart form") }
         for (n, start) in starts.dropLast().enumerated() {

@@ -232,6 +232,9 @@ def test_no_csrf_token_and_foreign_host_refused():
     status, _, body = request(olivia, "POST", "/contacts", {"Cookie": cookie, "Origin": "http://evil.example",
                                                            "Content-Type": "application/x-www-form-urlencoded"}, "givenName=Mallory&csrf=" + csrf)
     assert status == 403 and b"cross_origin" in body, (status, body[:200])
+    # A browser session cannot mint login links (only the API key can: kith open).
+    status, _, body = request(olivia, "POST", "/v1/session/links", {"Cookie": cookie, "X-CSRF-Token": csrf, "Content-Type": "application/json"}, "{}")
+    assert status == 403, (status, body[:200])
     # Without a session: the login page, never the contacts.
     status, headers, _ = request(olivia, "GET", "/contacts/" + state["zofia"])
     assert status == 303 and headers.get("Location") == "/login"
