@@ -24,6 +24,7 @@ extension WebRoutes {
             var data: [String: Any] = [
                 "chapters": await chapters().map { ["id": $0.id, "name": $0.name] },
                 "fieldChoices": fieldChoices(checked: Set(ShareableField.defaults.map(\.rawValue))),
+                "statement": ShareableField.defaults.map { pages.text("field_" + $0.rawValue) }.joined(separator: ", "),
                 "contactsValue": query.get("contact") ?? "", "tagValue": query.get("tag") ?? "",
             ]
             if let shared = query.get("shared") {

@@ -36,7 +36,8 @@ extension WebRoutes {
         })
         router.get("/contacts/{contact}", use: page { request, context, s in
             let c = try await contact(context)
-            var data: [String: Any] = ["contact": c, "knownBy": await knownBy(c.id)]
+            var data: [String: Any] = ["contact": c, "knownBy": await knownBy(c.id),
+                                       "consentText": pages.text("consent_" + (c.consent?.level ?? "none"))]
             data["channels"] = Self.channels.enumerated().map { ["value": $1, "label": pages.text("channel_" + $1.replacingOccurrences(of: "-", with: "_")), "checked": $0 == 0] }
             data["outcomes"] = Self.outcomes.map { ["value": $0, "label": pages.text("outcome_" + $0.replacingOccurrences(of: "-", with: "_"))] }
             return html(request, "contact", title: c.name, data: data, session: s, nav: "contacts", live: true)
@@ -109,6 +110,9 @@ extension WebRoutes {
         patch.addEmails = f.all("addEmail").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }.nilIfEmpty
         patch.removePhones = f.all("removePhone").nilIfEmpty
         patch.removeEmails = f.all("removeEmail").nilIfEmpty
+        if let level = f["consentLevel"], level != (c?.consent?.level ?? "none") || (f["consentMethod"] ?? "") != (c?.consent?.method ?? "") {
+            patch.consent = .init(level: level, method: f["consentMethod"])
+        }
         return patch
     }
 
@@ -135,6 +139,9 @@ extension WebRoutes {
              "numeric": name == "support"]
         }
         if let c { data["contact"] = c }
+        let level = c?.consent?.level ?? "none"
+        data["consentLevels"] = ["none", "contact", "share"].map { ["value": $0, "label": pages.text("consent_" + $0), "selected": $0 == level] }
+        data["consentMethod"] = c?.consent?.method ?? ""
         return data
     }
 

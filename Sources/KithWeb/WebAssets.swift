@@ -122,6 +122,20 @@ public enum WebAssets {
         });
         window.addEventListener("beforeunload", function () { events.close(); });
       }
+      // Share: the statement of what the chapter will see follows the ticked boxes.
+      var statement = document.getElementById("share-statement");
+      if (statement) {
+        var update = function () {
+          var names = [];
+          document.querySelectorAll("#share-form input[name=fields]:checked").forEach(function (b) { names.push(b.parentNode.textContent.trim()); });
+          statement.textContent = statement.getAttribute("data-prefix") + " ";
+          var strong = document.createElement("strong");
+          strong.textContent = names.length ? names.join(", ") : "–";
+          statement.appendChild(strong);
+          statement.appendChild(document.createTextNode(". " + statement.getAttribute("data-rest")));
+        };
+        document.querySelectorAll("#share-form input[name=fields]").forEach(function (b) { b.addEventListener("change", update); });
+      }
       // Import progress: the bar follows the import until it is done.
       var bar = document.getElementById("progress");
       if (bar && bar.getAttribute("data-job") && !document.getElementById("done")) {

@@ -87,7 +87,8 @@ enum WebTemplates {
     {{#contact}}
     <h1 id="contact-name">{{name}}</h1>
     <p class="muted">{{t.contact_id}}: <code>{{id}}</code></p>
-    <p><a class="button" href="/contacts/{{id}}/edit">{{t.contact_edit}}</a></p>
+    <p class="row"><a class="button" href="/contacts/{{id}}/edit">{{t.contact_edit}}</a>
+    <a href="/share?contact={{id}}">{{t.contact_share}}</a> <a href="/party?contact={{id}}">{{t.contact_party}}</a></p>
     <dl class="fields" id="fields">
     {{#givenName}}<dt>{{t.contact_givenName}}</dt><dd>{{.}}</dd>{{/givenName}}
     {{#familyName}}<dt>{{t.contact_familyName}}</dt><dd>{{.}}</dd>{{/familyName}}
@@ -100,7 +101,7 @@ enum WebTemplates {
     {{#support}}<dt>{{t.contact_support}}</dt><dd>{{.}}</dd>{{/support}}
     {{#relationship}}<dt>{{t.contact_relationship}}</dt><dd>{{.}}</dd>{{/relationship}}
     {{#voterFileId}}<dt>{{t.contact_voterFileId}}</dt><dd>{{.}}</dd>{{/voterFileId}}
-    <dt>{{t.contact_consent}}</dt><dd>{{#consent}}{{level}} ({{date}}{{#method}}, {{.}}{{/method}}){{/consent}}{{^consent}}{{t.contact_consent_none}}{{/consent}}</dd>
+    <dt>{{t.contact_consent}}</dt><dd id="consent">{{consentText}}{{#consent}} ({{date}}{{^empty(method)}}, {{method}}{{/empty(method)}}){{/consent}}</dd>
     {{#notes}}<dt>{{t.contact_notes}}</dt><dd class="pre">{{.}}</dd>{{/notes}}
     </dl>
 
@@ -172,6 +173,9 @@ enum WebTemplates {
     {{#phones}}<label class="chip"><input type="checkbox" name="removePhone" value="{{number}}"> {{t.contact_untag}}: {{raw}}</label>{{/phones}}
     {{#emails}}<label class="chip"><input type="checkbox" name="removeEmail" value="{{address}}"> {{t.contact_untag}}: {{raw}}</label>{{/emails}}
     {{/contact}}
+    <label for="consentLevel">{{t.contact_consent}}</label>
+    <select id="consentLevel" name="consentLevel">{{#consentLevels}}<option value="{{value}}"{{#selected}} selected{{/selected}}>{{label}}</option>{{/consentLevels}}</select>
+    <label for="consentMethod">{{t.contact_consent_method}}</label><input id="consentMethod" name="consentMethod" value="{{consentMethod}}">
     <label for="addPhone">{{t.contact_phone_add}}</label><input id="addPhone" name="addPhone" type="tel" autocomplete="off">
     <label for="addEmail">{{t.contact_email_add}}</label><input id="addEmail" name="addEmail" type="email" autocomplete="off">
     {{^contact}}<label for="tags">{{t.contact_tags_add}}</label><input id="tags" name="tags">{{/contact}}
@@ -228,9 +232,10 @@ enum WebTemplates {
     <label for="contacts">{{t.share_contacts}}</label><input id="contacts" name="contacts" value="{{contactsValue}}">
     <label for="share-tag">{{t.share_tag}}</label><input id="share-tag" name="tag" value="{{tagValue}}">
     </fieldset>
-    <fieldset><legend>{{t.share_fields}}</legend>
+    <fieldset aria-describedby="share-statement"><legend>{{t.share_fields}}</legend>
     {{#fieldChoices}}<label class="chip"><input type="checkbox" name="fields" value="{{value}}"{{#checked}} checked{{/checked}}> {{label}}</label>{{/fieldChoices}}
     </fieldset>
+    <p class="notice" id="share-statement" aria-live="polite" data-prefix="{{t.share_statement}}" data-rest="{{t.share_statement_rest}}">{{t.share_statement}} <strong>{{statement}}</strong>. {{t.share_statement_rest}}</p>
     <label for="chapter">{{t.share_chapter}}</label>
     <select id="chapter" name="chapter">{{#chapters}}<option value="{{id}}">{{name}}</option>{{/chapters}}</select>
     <div class="row"><button type="submit" name="action" value="share">{{t.share_submit}}</button>

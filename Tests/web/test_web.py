@@ -307,9 +307,12 @@ def test_share_checkbox_fields_seen_by_second_member():
     A.get(olivia.base + "/share")
     shot(A, "30-share")
     A.find_element(By.ID, "share-tag").send_keys("gotv")
+    assert "Name, Support, Tags" in text(A, "#share-statement")
     for box in A.find_elements(By.CSS_SELECTOR, "input[name=fields]"):
         if box.is_selected() != (box.get_attribute("value") in ("name", "phones")):
             box.click()
+    # What the chapter will see follows the ticked boxes before anything is sent.
+    assert "only: Name, Phones." in text(A, "#share-statement"), text(A, "#share-statement")
     submit(A, "#share-form", "button[value=share]")
     wait_for("the statement", lambda: "Name, Phones" in text(A, "#share-result"))
     shot(A, "31-share-done")
@@ -350,16 +353,28 @@ def test_grant_and_revoke_consent_with_deletion_receipt():
     olivia.kith("chapter", "affiliate", card, "--hub", "127.0.0.1:" + open(hub + "/hub.port").read().strip())
     wait_for("the hub to see the chapter", lambda: "Ward 5" in run(f"{BIN}/kithd", "hub", "chapters", "--hub-dir", hub))
     run(f"{BIN}/kithd", "hub", "approve", "--hub-dir", hub, "--", "Ward 5")
-    cid = json.loads(olivia.kith("contact", "add", "--given", "Consuelo", "--family", "Party", "--email", "consuelo@example.org",
-                                 "--consent", "share", "--consent-method", "asked at the door", "--json"))["id"]
-    A.get(olivia.base + "/party?contact=" + cid)
-    assert text(A, "#organization") == "Example Party"
-    for box in A.find_elements(By.CSS_SELECTOR, "#grant-form input[name=fields]"):
-        if box.is_selected() != (box.get_attribute("value") in ("name", "emails")):
-            box.click()
-    A.find_element(By.ID, "purpose").send_keys("GOTV phone bank")
-    A.find_element(By.ID, "expires").send_keys("90d")
-    submit(A, "#grant-form", "button")
+    cid = json.loads(olivia.kith("contact", "add", "--given", "Consuelo", "--family", "Party", "--email", "consuelo@example.org", "--json"))["id"]
+
+    def grant():
+        A.get(olivia.base + "/party?contact=" + cid)
+        assert text(A, "#organization") == "Example Party"
+        for box in A.find_elements(By.CSS_SELECTOR, "#grant-form input[name=fields]"):
+            if box.is_selected() != (box.get_attribute("value") in ("name", "emails")):
+                box.click()
+        A.find_element(By.ID, "purpose").send_keys("GOTV phone bank")
+        A.find_element(By.ID, "expires").send_keys("90d")
+        submit(A, "#grant-form", "button")
+    # The contact has not agreed yet: refused, with the reason.
+    grant()
+    wait_for("the refusal", lambda: "has not agreed" in text(A, "#error"))
+    shot(A, "42-party-refused")
+    # Their consent recorded in the contact's edit form, then the grant goes through.
+    A.get(olivia.base + "/contacts/" + cid + "/edit")
+    A.find_element(By.CSS_SELECTOR, "#consentLevel option[value=share]").click()
+    A.find_element(By.ID, "consentMethod").send_keys("asked at the door")
+    submit(A, "form.stack")
+    wait_for("the consent shown", lambda: "May be shared with the organization" in text(A, "#consent") and "asked at the door" in text(A, "#consent"))
+    grant()
     grant = wait_for("the receipt", lambda: [g for g in A.find_elements(By.CSS_SELECTOR, "article.grant")
                                              if "Consuelo" in g.text and "signed receipt" in g.find_element(By.CSS_SELECTOR, ".state").text],
                      timeout=90)[0]
