@@ -36,6 +36,7 @@ public enum WebAssets {
     .search input { flex: 1 1 14rem; }
     fieldset { border: 1px solid var(--line); border-radius: .3rem; margin: .5rem 0; padding: .5rem; }
     legend { font-weight: 600; padding: 0 .25rem; }
+    fieldset > label:not(.chip), fieldset > input { display: block; margin-bottom: .35rem; }
     .chip { display: inline-flex; gap: .35rem; align-items: center; font-weight: 400; margin: .2rem .6rem .2rem 0; min-height: 2.2rem; }
     .log fieldset button { margin: .2rem .3rem .2rem 0; }
     .cards { list-style: none; padding: 0; margin: 0; }

@@ -419,11 +419,45 @@ def test_phone_width_layout():
         phone.quit()
 
 
+def test_join_request_approved_and_member_removed():
+    vera = Node("vera")
+    A.get(olivia.base + "/chapter")
+    A.find_element(By.CSS_SELECTOR, "input[name=approve]").click()
+    submit(A, "form[action='/chapter/invites']", "button")
+    invite = wait_for("the invite", lambda: text(A, "#invite-text"))
+    out = vera.kith("chapter", "join", invite, timeout=180)
+    assert "approv" in out.lower() or "wait" in out.lower(), out
+    A.get(olivia.base + "/chapter")
+    wait_for("Vera's request", lambda: A.find_elements(By.CSS_SELECTOR, "form[action$='/approve']") or A.refresh(), timeout=90)
+    shot(A, "24-chapter-request")
+    A.find_element(By.CSS_SELECTOR, "form[action$='/approve'] button").click()
+    wait_for("three members", lambda: len(A.find_elements(By.CSS_SELECTOR, "tbody tr")) == 3)
+    # Remove Victor: the page says a new chapter key was made.
+    victor_key = json.loads(victor.kith("whoami", "--json"))["member"]
+    A.find_element(By.CSS_SELECTOR, f"form[action='/chapter/members/{victor_key}/remove'] button").click()
+    wait_for("the removal notice", lambda: "new chapter key" in text(A, ".notice"))
+    assert victor_key[:12] not in text(A, "tbody")
+    shot(A, "25-chapter-removed")
+
+
+def test_export_download_and_logout():
+    cookie = "kith_session=" + A.get_cookie("kith_session")["value"]
+    status, headers, body = request(olivia, "GET", "/export?format=csv", {"Cookie": cookie})
+    assert status == 200 and "attachment" in headers.get("Content-Disposition", "") and b"Zofia" in body
+    status, _, _ = request(olivia, "GET", "/export?format=csv")
+    assert status == 303
+    A.get(olivia.base + "/contacts")
+    A.find_element(By.CSS_SELECTOR, "form[action='/logout'] button").click()
+    wait_for("the login page", lambda: "/login" in A.current_url)
+    status, headers, _ = request(olivia, "GET", "/contacts", {"Cookie": cookie})
+    assert status == 303 and headers.get("Location") == "/login", "the session still works after logging out"
+
+
 TESTS = [test_login_page_and_password, test_add_contact_in_page_found_by_cli, test_contact_page_tag_log_link_edit_forget,
          test_search_as_you_type, test_no_csrf_token_and_foreign_host_refused, test_import_with_progress_to_100,
          test_chapter_invite_qr_and_join_in_page, test_share_checkbox_fields_seen_by_second_member,
          test_edit_by_second_member_appears_live, test_grant_and_revoke_consent_with_deletion_receipt, test_status_page,
-         test_phone_width_layout]
+         test_phone_width_layout, test_join_request_approved_and_member_removed, test_export_download_and_logout]
 
 
 def main():
