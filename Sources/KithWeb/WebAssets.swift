@@ -111,8 +111,11 @@ public enum WebAssets {
         var refresh = function () {
           timer = null;
           if (typing()) { timer = setTimeout(refresh, 1000); return; }
-          fetchPart(location.href, "main").then(function (html) {
-            main.innerHTML = html;
+          // The contact list refreshes only its results, so the search box keeps focus and text.
+          var results = document.getElementById("results");
+          var part = results && search ? "list" : "main";
+          fetchPart(location.href, part).then(function (html) {
+            (part === "list" ? results : main).innerHTML = html;
             if (note) { note.textContent = note.getAttribute("data-text") || ""; setTimeout(function () { note.textContent = ""; }, 3000); }
             window.kithLiveUpdates = (window.kithLiveUpdates || 0) + 1;
           }).catch(function () {});

@@ -212,6 +212,13 @@ def test_search_as_you_type():
         times.append(A.execute_script("return window.kithLastSearch.ms"))
     numbers["search_as_you_type_ms_median"] = sorted(times)[len(times) // 2]
     shot(A, "06-contacts-search")
+    # A contact added elsewhere (the CLI) appears in the open list; the search box keeps its text and focus.
+    box.clear()
+    box.send_keys("zof")
+    wait_for("the filtered list", lambda: A.execute_script("return window.kithLastSearch.q") == "zof")
+    olivia.kith("contact", "add", "--given", "Zofiane", "--family", "Live")
+    wait_for("the new contact, live", lambda: "Zofiane Live" in text(A, "#contact-list"))
+    assert box.get_attribute("value") == "zof" and A.switch_to.active_element == box
 
 
 def test_no_csrf_token_and_foreign_host_refused():
