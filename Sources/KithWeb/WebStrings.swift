@@ -213,6 +213,7 @@ public enum WebStrings {
         "status_contacts": "Your contacts",
         "status_scopes": "Maps on this device",
         "status_web": "Web address",
+        "status_web_lan": "Listening for your network (TLS) on",
         "status_fingerprint": "Certificate fingerprint (compare it with what your browser shows)",
         "status_web_local": "This page is served on this computer only. To open it from a phone on the home network, start kithd with --gui-listen (TLS and a password).",
         "error_title": "Something went wrong",

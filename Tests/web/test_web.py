@@ -55,8 +55,9 @@ def wait_for(what, predicate, timeout=DEADLINE, every=0.2):
 class Node:
     """One member: a data directory, a GUI password and a running kithd."""
 
-    def __init__(self, name):
+    def __init__(self, name, gui=False):
         self.name = name
+        self.gui = gui
         self.dir = os.path.join(WORK, name)
         run(f"{BIN}/kith", "init", "--data-dir", self.dir)
         self.password = f"{name}-web-password-123"
@@ -65,13 +66,16 @@ class Node:
 
     def start(self):
         self.log = open(os.path.join(WORK, self.name + ".log"), "w")
-        p = subprocess.Popen([f"{BIN}/kithd", "--data-dir", self.dir, "--listen", "127.0.0.1:0", "--api-listen", "127.0.0.1:0"],
-                             stdout=self.log, stderr=self.log)
+        p = subprocess.Popen([f"{BIN}/kithd", "--data-dir", self.dir, "--listen", "127.0.0.1:0", "--api-listen", "127.0.0.1:0"]
+                             + (["--gui-listen", "127.0.0.1:0"] if self.gui else []), stdout=self.log, stderr=self.log)
         procs.append(p)
         self.proc = p
         wait_for(f"{self.name}'s kithd", lambda: os.path.exists(self.dir + "/kithd.port") and os.path.getsize(self.dir + "/kithd.api") > 0)
         self.address = open(self.dir + "/kithd.api").read().split()[0]
         self.base = "http://" + self.address
+        if self.gui:
+            wait_for(f"{self.name}'s GUI listener", lambda: os.path.exists(self.dir + "/kithd.gui") and open(self.dir + "/kithd.gui").read().strip())
+            self.gui_address = open(self.dir + "/kithd.gui").read().strip()
 
     def kith(self, *args, **kw):
         return run(f"{BIN}/kith", *args, "--data-dir", self.dir, **kw)
@@ -400,6 +404,27 @@ def test_status_page():
     assert "Member" in text(A, "#peers")
     assert olivia.address in text(A, "#web-address")
     shot(A, "50-status")
+    # The TLS listener for phones on the network: the password logs in, the cookie is Secure, and
+    # the Status page shows the certificate's fingerprint as `kith status` does.
+    fingerprint = re.search(r"SHA256:[0-9A-F:]+", olivia.kith("status")).group(0)
+    options = webdriver.ChromeOptions()
+    options.binary_location = "/usr/bin/chromium"
+    for a in ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--ignore-certificate-errors", "--window-size=1200,1600"]:
+        options.add_argument(a)
+    tls = webdriver.Chrome(service=Service("/usr/bin/chromedriver"), options=options)
+    try:
+        tls.get(olivia.gui_address + "status")
+        wait_for("the login page over TLS", lambda: "/login" in tls.current_url)
+        tls.find_element(By.ID, "password").send_keys(olivia.password)
+        submit(tls, "form[action='/login']")
+        wait_for("the contacts over TLS", lambda: tls.current_url.endswith("/contacts"))
+        assert tls.get_cookie("kith_session")["secure"] is True
+        tls.get(olivia.gui_address + "status")
+        assert text(tls, "#fingerprint") == fingerprint, (text(tls, "#fingerprint"), fingerprint)
+        assert olivia.gui_address.rstrip("/") in text(tls, "#web-address")
+        shot(tls, "51-status-tls")
+    finally:
+        tls.quit()
 
 
 def test_phone_width_layout():
@@ -472,7 +497,7 @@ def main():
     passed = failed = 0
     started = time.time()
     try:
-        olivia, victor = Node("olivia"), Node("victor")
+        olivia, victor = Node("olivia", gui=True), Node("victor")
         A, B = browser(), browser()
         A.get(olivia.login_link())
         for t in TESTS:
