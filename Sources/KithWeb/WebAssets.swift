@@ -45,7 +45,7 @@ public enum WebAssets {
     .tag { display: inline-block; background: #e6ecf3; color: #1d2b3a; border-radius: .8rem; padding: 0 .55rem; font-size: .9rem; }
     .tags { list-style: none; padding: 0; display: flex; flex-wrap: wrap; gap: .5rem; }
     .muted { color: var(--muted); overflow-wrap: anywhere; }
-    .fields { display: grid; grid-template-columns: minmax(8rem, max-content) 1fr; gap: .3rem 1rem; }
+    .fields { display: grid; grid-template-columns: minmax(8rem, 16rem) 1fr; gap: .3rem 1rem; }
     .fields dt { font-weight: 600; }
     .fields dd { margin: 0; overflow-wrap: anywhere; }
     .pre { white-space: pre-wrap; }
