@@ -103,6 +103,7 @@ extension WebRoutes {
             let q = request.uri.queryParameters.get("q").flatMap { $0.trimmingCharacters(in: .whitespaces).isEmpty ? nil : $0 }
             let (summary, page, duplicates) = try await node.chapterContacts(chapter: chapter.id, q: q, limit: 200, cursor: request.uri.queryParameters.get("cursor"))
             let me = node.identity.member.description
+            let names = Dictionary(page.contacts.map { ($0.id, $0.name) }, uniquingKeysWith: { a, _ in a })
             let contacts = page.contacts.map { c -> ContactDTO in
                 var c = c
                 c.knows = c.knows.map { k in
@@ -113,7 +114,7 @@ extension WebRoutes {
                 return c
             }
             let map: [String: Any] = ["chapter": summary, "contacts": contacts, "total": page.total,
-                                      "duplicates": duplicates.map { $0.map(\.description) }]
+                                      "duplicates": duplicates.map { group in group.map { id in names[id.description].map { "\($0) (\(id.description.prefix(8)))" } ?? id.description } }]
             return html(request, "chapter-map", title: pages.text("chapter_map"), data: ["map": map, "q": q ?? ""], session: s, nav: "chapter", live: true)
         })
     }

@@ -207,10 +207,9 @@ struct WebRoutes: Sendable {
         if let gui = configuration.gui { status["gui"] = gui }
         let peers = await node.peerInfo()
         let pending = status["pending"] as? Int ?? 0
-        let others = peers.count
         let summary = peers.isEmpty ? pages.text("status_alone")
             : pending > 0 ? String(format: pages.text("status_syncing"), pending)
-            : others == 1 ? pages.text("status_uptodate_one") : String(format: pages.text("status_uptodate"), others)
+            : peers.count == 1 ? pages.text("status_uptodate_one") : String(format: pages.text("status_uptodate"), peers.count)
         func time(_ ms: UInt64) -> String { Self.dateTime(ms) }
         let peerList: [[String: Any]] = peers.map { p in
             var d: [String: Any] = ["name": p.name, "memberShort": String(p.member.prefix(12)), "ownDevice": p.ownDevice, "connected": time(p.connectedAt)]

@@ -49,6 +49,7 @@ public enum WebAssets {
     .fields dt { font-weight: 600; }
     .fields dd { margin: 0; overflow-wrap: anywhere; }
     .pre { white-space: pre-wrap; }
+    .dup + .dup::before { content: "= "; color: var(--muted); }
     .error { color: var(--danger); font-weight: 600; }
     .warning { border-left: 6px solid var(--danger); padding: .5rem 1rem; background: #fbeaea; }
     .notice { border-left: 6px solid #2e7d32; padding: .5rem 1rem; background: var(--note); }
@@ -102,9 +103,26 @@ public enum WebAssets {
       // Live updates: when the node reports a change, refresh <main> (not while a form is being filled in).
       var main = document.getElementById("main");
       var note = document.getElementById("live-note");
+      // A person in a form field (other than the search box), or who changed one in the last
+      // 10 seconds, is not interrupted: the refresh waits.
+      var changedAt = 0;
+      ["input", "change"].forEach(function (type) {
+        document.addEventListener(type, function (e) { if (!e.target.hasAttribute("data-live-search")) changedAt = Date.now(); });
+      });
       function typing() {
         var a = document.activeElement;
-        return a && (a.tagName === "TEXTAREA" || (a.tagName === "INPUT" && a.type !== "submit" && a.value !== "" && !a.hasAttribute("data-live-search")));
+        if (Date.now() - changedAt < 10000) return true;
+        return a && (a.tagName === "TEXTAREA" || a.tagName === "SELECT" ||
+          (a.tagName === "INPUT" && ["submit", "button", "checkbox", "radio"].indexOf(a.type) < 0 && !a.hasAttribute("data-live-search")));
+      }
+      // A contact's page refreshes only for changes of that contact.
+      function concerns(event) {
+        var shown = document.querySelector("[data-contact]");
+        if (!shown || event.type !== "contacts-changed") return true;
+        try {
+          var ids = JSON.parse(event.data).contacts;
+          return !ids || ids.length >= 100 || ids.indexOf(shown.getAttribute("data-contact")) >= 0;
+        } catch (e) { return true; }
       }
       if (main && main.hasAttribute("data-live") && window.EventSource) {
         var timer = null;
@@ -122,7 +140,7 @@ public enum WebAssets {
         };
         var events = new EventSource("/v1/events?csrf=" + encodeURIComponent(csrf));
         ["contacts-changed", "peer-connected", "peer-disconnected", "consent", "sync-progress"].forEach(function (type) {
-          events.addEventListener(type, function () { if (!timer) timer = setTimeout(refresh, 150); });
+          events.addEventListener(type, function (e) { if (!timer && concerns(e)) timer = setTimeout(refresh, 150); });
         });
         window.addEventListener("beforeunload", function () { events.close(); });
       }

@@ -85,7 +85,7 @@ enum WebTemplates {
 
     static let contact = """
     {{#contact}}
-    <h1 id="contact-name">{{name}}</h1>
+    <h1 id="contact-name" data-contact="{{id}}">{{name}}</h1>
     <p class="muted">{{t.contact_id}}: <code>{{id}}</code></p>
     <p class="row"><a class="button" href="/contacts/{{id}}/edit">{{t.contact_edit}}</a>
     <a href="/share?contact={{id}}">{{t.contact_share}}</a> <a href="/party?contact={{id}}">{{t.contact_party}}</a></p>
@@ -299,7 +299,7 @@ enum WebTemplates {
     {{#contacts}}<tr id="c-{{id}}"><td>{{name}}{{#tags}} <span class="tag">#{{.}}</span>{{/tags}}</td><td>{{#phones}}{{raw}}<br>{{/phones}}</td><td>{{#emails}}{{raw}}<br>{{/emails}}</td><td>{{support}}</td><td>{{#knows}}<code>{{member}}</code> {{/knows}}</td></tr>{{/contacts}}
     </tbody></table>
     <h2>{{t.chapter_duplicates}}</h2>
-    <ul>{{#duplicates}}<li>{{#.}}<code>{{.}}</code> {{/.}}</li>{{/duplicates}}</ul>
+    <ul id="duplicates">{{#duplicates}}<li>{{#.}}<span class="dup">{{.}}</span> {{/.}}</li>{{/duplicates}}</ul>
     {{^duplicates}}<p>{{t.chapter_duplicates_none}}</p>{{/duplicates}}
     {{/map}}
     """

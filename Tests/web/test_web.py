@@ -339,6 +339,8 @@ def test_share_checkbox_fields_seen_by_second_member():
 
 def test_edit_by_second_member_appears_live():
     victor.kith("contact", "add", "--given", "Bruno", "--family", "Costa", "--phone", "+1 202 555 0177", "--tag", "team")
+    # Victor's record of Zofia, with her number typed his way: a likely duplicate on the map.
+    victor.kith("contact", "add", "--given", "Zosia", "--family", "W", "--phone", "(202) 555-0143", "--default-country", "1", "--tag", "team")
     victor.kith("share", "--tag", "team", "--fields", "name,phones")
     A.get(olivia.base + "/chapter/map")
     wait_for("Bruno on Olivia's map", lambda: "Bruno Costa" in text(A, "#map") or A.refresh(), timeout=90)
@@ -352,6 +354,8 @@ def test_edit_by_second_member_appears_live():
     wait_for("the edit on Olivia's open page", lambda: "Brunella Costa" in text(A, "#map"), timeout=90)
     assert A.execute_script("return window.kithNoReload") == 42, "the page was reloaded"
     assert A.execute_script("return window.kithLiveUpdates") >= 1
+    dup = wait_for("the likely duplicate", lambda: [li.text for li in A.find_elements(By.CSS_SELECTOR, "#duplicates li")
+                                                      if "Zofia Wisniewska" in li.text and "Zosia W" in li.text] or A.refresh(), timeout=60)
     shot(A, "23-chapter-map-live")
 
 
