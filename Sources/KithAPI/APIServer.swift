@@ -117,7 +117,12 @@ public struct APIServer: Sendable {
                 serverName: "kithd",
                 availableConnectionsDelegate: MaximumAvailableConnections(configuration.maxConnections)
             ),
-            onServerRunning: { channel in await onBound(channel.localAddress?.port ?? 0) },
+            onServerRunning: { [node = handlers.node] channel in
+                await onBound(channel.localAddress?.port ?? 0)
+                // The list order index is built on the first query (~1.7 s at 100k contacts,
+                // release): build it now, so the web page's first load does not wait for it.
+                Task { _ = try? await node.contactPage(scope: nil, q: nil, tag: nil, limit: 1, cursor: nil, merged: false) }
+            },
             logger: logger
         )
     }

@@ -61,6 +61,7 @@ public enum WebStrings {
         "contact_cancel": "Cancel",
         "contact_tag": "Add tag",
         "contact_untag": "Remove tag",
+        "contact_remove": "Remove",
         "contact_log": "Log a conversation",
         "contact_log_channel": "How",
         "contact_log_outcome": "Outcome",

@@ -170,8 +170,8 @@ enum WebTemplates {
     {{/fields}}
     {{#contact}}
     
-    {{#phones}}<label class="chip"><input type="checkbox" name="removePhone" value="{{number}}"> {{t.contact_untag}}: {{raw}}</label>{{/phones}}
-    {{#emails}}<label class="chip"><input type="checkbox" name="removeEmail" value="{{address}}"> {{t.contact_untag}}: {{raw}}</label>{{/emails}}
+    {{#phones}}<label class="chip"><input type="checkbox" name="removePhone" value="{{number}}"> {{t.contact_remove}}: {{raw}}</label>{{/phones}}
+    {{#emails}}<label class="chip"><input type="checkbox" name="removeEmail" value="{{address}}"> {{t.contact_remove}}: {{raw}}</label>{{/emails}}
     {{/contact}}
     <label for="consentLevel">{{t.contact_consent}}</label>
     <select id="consentLevel" name="consentLevel">{{#consentLevels}}<option value="{{value}}"{{#selected}} selected{{/selected}}>{{label}}</option>{{/consentLevels}}</select>
