@@ -36,7 +36,6 @@ public enum WebStrings {
         "contact_tags": "Tags",
         "contact_support": "Support (1–5)",
         "contact_consent": "Consent",
-        "contact_consent_none": "Not recorded",
         "contact_consent_method": "How they agreed (e.g. asked at the door)",
         "consent_none": "Not asked, or said no",
         "consent_contact": "May be contacted by the chapter",
@@ -66,7 +65,6 @@ public enum WebStrings {
         "contact_log_channel": "How",
         "contact_log_outcome": "Outcome",
         "contact_log_note": "Note (optional)",
-        "contact_log_submit": "Log it",
         "contact_conversations": "Conversations",
         "contact_conversations_none": "No conversation logged yet.",
         "contact_knows": "Who else in the chapter knows them",
@@ -78,7 +76,6 @@ public enum WebStrings {
         "contact_forget": "Forget this person",
         "contact_forget_warning": "Forgetting erases this person everywhere: on all your devices, in every chapter you shared them with, and a revocation to every organization that received them. It cannot be undone.",
         "contact_forget_confirm": "Yes, erase them everywhere",
-        "contact_forgotten": "The person was forgotten everywhere.",
         "contact_new": "New contact",
         "contact_id": "Id",
         "channel_door": "Door",
@@ -221,8 +218,6 @@ public enum WebStrings {
         "error_back": "Go back",
         "error_csrf": "This form was not sent by this page (its security token is missing or wrong). Reload the page and try again.",
         "live_updated": "Updated just now",
-        "yes": "yes",
-        "no": "no",
     ]
 
     /// The text for `key` (the key itself when missing, so a gap shows instead of vanishing).

@@ -38,7 +38,7 @@ enum WebTemplates {
     <main id="main"{{#live}} data-live="1"{{/live}}>
     {{{body}}}
     </main>
-    <p id="live-note" class="live-note" role="status" aria-live="polite"></p>
+    <p id="live-note" class="live-note" role="status" aria-live="polite" data-text="{{t.live_updated}}"></p>
     <script src="/assets/kith.js" defer></script>
     </body>
     </html>
