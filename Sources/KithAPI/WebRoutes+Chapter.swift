@@ -45,7 +45,7 @@ extension WebRoutes {
                 return Self.redirect("/share?retracted=1")
             }
             let chosen = f.all("fields")
-            guard !chosen.isEmpty else { throw Refusal(status: .badRequest, message: "tick at least one field to share") }
+            guard !chosen.isEmpty else { throw Refusal(status: .badRequest, message: pages.text("error_no_fields")) }
             fields["fields"] = chosen.joined(separator: ",")
             let answer = try await commands.perform("share", fields)
             let shared = (answer["fields"] as? [String] ?? chosen).joined(separator: ",")
@@ -83,7 +83,7 @@ extension WebRoutes {
         })
         router.post("/chapter/requests/{member}/{decision}", use: form { _, context, _, _ in
             let decision = context.parameters.get("decision") ?? ""
-            guard decision == "approve" || decision == "deny" else { throw Refusal(status: .notFound, message: "no such decision") }
+            guard decision == "approve" || decision == "deny" else { throw Refusal(status: .notFound, message: pages.text("error_no_decision")) }
             let chapter = await chapters().first?.id ?? ""
             _ = try await commands.perform("chapter-" + decision, ["chapter": chapter, "member": context.parameters.get("member") ?? ""])
             return Self.redirect("/chapter")
@@ -158,13 +158,13 @@ extension WebRoutes {
             try await partyPage(request, s)
         })
         router.post("/party/grant", use: form { _, _, _, f in
-            guard let contact = f["contact"] else { throw Refusal(status: .badRequest, message: "say which contact") }
+            guard let contact = f["contact"] else { throw Refusal(status: .badRequest, message: pages.text("error_no_contact")) }
             let chosen = f.all("fields")
-            guard !chosen.isEmpty else { throw Refusal(status: .badRequest, message: "tick at least one field") }
+            guard !chosen.isEmpty else { throw Refusal(status: .badRequest, message: pages.text("error_no_fields")) }
             var fields: [String: Any] = ["contacts": [contact], "fields": chosen.joined(separator: ","), "purpose": f["purpose"] ?? ""]
             if let expires = f["expires"] {
                 guard let seconds = Self.duration(expires) else {
-                    throw Refusal(status: .badRequest, message: "an expiry is a number of days (90d) or hours (12h)")
+                    throw Refusal(status: .badRequest, message: pages.text("error_expiry"))
                 }
                 fields["expires"] = seconds
             }
@@ -176,7 +176,7 @@ extension WebRoutes {
             return Self.redirect("/party")
         })
         router.post("/party/revoke", use: form { _, _, _, f in
-            guard let contact = f["contact"] else { throw Refusal(status: .badRequest, message: "say which contact") }
+            guard let contact = f["contact"] else { throw Refusal(status: .badRequest, message: pages.text("error_no_contact")) }
             _ = try await commands.perform("consent-revoke", ["contacts": [contact]])
             return Self.redirect("/party")
         })

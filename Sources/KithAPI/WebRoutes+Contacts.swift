@@ -30,7 +30,7 @@ extension WebRoutes {
         router.post("/contacts", use: form { _, _, _, f in
             var patch = patch(from: f, current: nil)
             patch.addTags = (f["tags"] ?? "").split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }.nilIfEmpty
-            guard patch != ContactPatch() else { throw Refusal(status: .badRequest, message: "give at least a name, phone or email") }
+            guard patch != ContactPatch() else { throw Refusal(status: .badRequest, message: pages.text("error_empty_contact")) }
             let c = try await node.applyPatch(patch, to: nil)
             return Self.redirect("/contacts/\(c.id)")
         })
@@ -54,20 +54,20 @@ extension WebRoutes {
             return Self.redirect("/contacts/\(c.id)")
         })
         router.post("/contacts/{contact}/tag", use: edit { f, _ in
-            guard let tag = f["tag"] else { throw Refusal(status: .badRequest, message: "type a tag") }
+            guard let tag = f["tag"] else { throw Refusal(status: .badRequest, message: pages.text("error_no_tag")) }
             return ContactPatch(addTags: tag.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces).trimmingCharacters(in: CharacterSet(charactersIn: "#")) })
         })
         router.post("/contacts/{contact}/untag", use: edit { f, _ in
-            guard let tag = f["tag"] else { throw Refusal(status: .badRequest, message: "say which tag to remove") }
+            guard let tag = f["tag"] else { throw Refusal(status: .badRequest, message: pages.text("error_no_tag")) }
             return ContactPatch(removeTags: [tag])
         })
         router.post("/contacts/{contact}/log", use: edit { f, _ in
             let channel = f["channel"] ?? Self.channels[0]
-            guard let outcome = f["outcome"] else { throw Refusal(status: .badRequest, message: "choose an outcome") }
+            guard let outcome = f["outcome"] else { throw Refusal(status: .badRequest, message: pages.text("error_no_outcome")) }
             return ContactPatch(logConversation: .init(channel: channel, outcome: outcome, note: f["note"]))
         })
         router.post("/contacts/{contact}/link", use: edit { f, _ in
-            guard let other = f["other"] else { throw Refusal(status: .badRequest, message: "give the other record's id") }
+            guard let other = f["other"] else { throw Refusal(status: .badRequest, message: pages.text("error_no_other")) }
             return ContactPatch(link: [other])
         })
         router.get("/contacts/{contact}/forget", use: page { request, context, s in

@@ -14,9 +14,9 @@ extension WebRoutes {
             html(request, "import", title: pages.text("import_title"), data: [:], session: s, nav: "import")
         })
         router.post("/import", use: form(limit: configuration.maxEditsBody) { request, _, s, f in
-            guard let file = f.files["file"], !file.bytes.isEmpty else { throw Refusal(status: .badRequest, message: "choose a vCard or CSV file") }
+            guard let file = f.files["file"], !file.bytes.isEmpty else { throw Refusal(status: .badRequest, message: pages.text("error_no_file")) }
             let country = f["country"].map { $0.trimmingCharacters(in: CharacterSet(charactersIn: "+ ")) }
-            if let country, UInt32(country) == nil { throw Refusal(status: .badRequest, message: "the calling code is digits, e.g. 1 or 44") }
+            if let country, UInt32(country) == nil { throw Refusal(status: .badRequest, message: pages.text("error_country")) }
             let existing = Set(await node.allContacts().map(\.id))
             let plan = ImportPlan.make(filename: file.filename, bytes: file.bytes, defaultCallingCode: country, exists: existing.contains)
             let job = await imports.add(plan, owner: s.token)

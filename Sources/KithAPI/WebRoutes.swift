@@ -78,7 +78,7 @@ struct WebRoutes: Sendable {
                 let max = limit ?? configuration.maxBody
                 let body: ByteBuffer
                 do { body = try await request.collectBody(upTo: max) } catch {
-                    throw Refusal(status: .contentTooLarge, message: "the form is larger than \(max) bytes")
+                    throw Refusal(status: .contentTooLarge, message: pages.text("error_too_large"))
                 }
                 let parsed: WebForm
                 do { parsed = try WebForm.parse(Array(body.readableBytesView), contentType: request.headers[.contentType]) } catch let e as WebForm.Invalid {

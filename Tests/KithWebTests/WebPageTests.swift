@@ -62,6 +62,25 @@ struct WebPageTests {
         #expect(missing.isEmpty, "\(missing)")
     }
 
+    /// The same for the keys the routes (KithAPI/WebRoutes*.swift) ask for by name.
+    @Test func everyRouteKeyIsInTheStringsTable() throws {
+        let dir = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+            .appendingPathComponent("Sources/KithAPI")
+        let files = try FileManager.default.contentsOfDirectory(atPath: dir.path).filter { $0.hasPrefix("WebRoutes") }
+        #expect(files.count >= 4)
+        let regex = try NSRegularExpression(pattern: "pages\\.text\\(\"([A-Za-z0-9_]+)\"\\)")
+        var keys = 0
+        for f in files {
+            let text = try String(contentsOf: dir.appendingPathComponent(f), encoding: .utf8)
+            for m in regex.matches(in: text, range: NSRange(text.startIndex..., in: text)) {
+                let key = String(text[Range(m.range(at: 1), in: text)!])
+                keys += 1
+                #expect(WebStrings.english[key] != nil, "\(f): \(key)")
+            }
+        }
+        #expect(keys > 20)
+    }
+
     @Test func urlEncodedFormsKeepRepeatedFields() {
         let f = WebForm.urlEncoded("csrf=a%2Bb&fields=name&fields=phones&note=met+at+the+caf%C3%A9&empty=&fields=")
         #expect(f["csrf"] == "a+b")
