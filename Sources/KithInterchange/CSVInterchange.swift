@@ -200,7 +200,12 @@ public enum CSVInterchange {
         func warn(_ r: String) { c.warnings.append(ImportIssue(origin: origin, reason: r)) }
         for (i, v) in values.enumerated() {
             let value = v.trimmingCharacters(in: .whitespacesAndNewlines)
-            guard let t = targets[i], !value.isEmpty else { continue }
+            guard !value.isEmpty else { continue }
+            guard let t = targets[i] else {
+                // A column nothing reads: its values are dropped, and counted.
+                if !header[i].isEmpty { dropped[header[i], default: 0] += 1 }
+                continue
+            }
             switch t {
             case .id: c.uid = value
             case let .field(f):

@@ -209,6 +209,24 @@ public struct ImportBatch: Sendable {
     public var skipped: [ImportIssue] = []
     /// The format read: vcard, jcard, or a CSV preset's name.
     public var format = ""
+    /// vCard: the cards read (BEGIN:VCARD lines).
+    public var cards = 0
+
+    /// The batch's summary parts (issues, notices, dropped, skipped), without its records.
+    public init(withoutContacts b: ImportBatch) {
+        self = b
+        contacts = []
+    }
+
+    /// Adds the next chunk's results (`VCard.Stream`).
+    public mutating func append(_ other: ImportBatch) {
+        contacts += other.contacts
+        issues += other.issues
+        notices += other.notices
+        skipped += other.skipped
+        for (k, v) in other.dropped { dropped[k, default: 0] += v }
+        cards += other.cards
+    }
     public init() {}
 }
 

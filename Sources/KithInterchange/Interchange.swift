@@ -38,7 +38,7 @@ public enum Interchange {
     }
 
     /// A name for a binary file's kind (by magic bytes), or nil for text.
-    static func binaryKind(_ head: ArraySlice<UInt8>) -> String? {
+    public static func binaryKind(_ head: ArraySlice<UInt8>) -> String? {
         let magic: [([UInt8], String)] = [([0x50, 0x4B, 0x03, 0x04], "a ZIP archive, e.g. .xlsx: save it as CSV"),
                                           ([0x25, 0x50, 0x44, 0x46], "a PDF"), ([0xD0, 0xCF, 0x11, 0xE0], "an old Office file, e.g. .xls: save it as CSV"),
                                           ([0x1F, 0x8B], "gzip-compressed"), ([0x89, 0x50, 0x4E, 0x47], "a PNG image"), ([0xFF, 0xD8, 0xFF], "a JPEG image"),

@@ -16,12 +16,15 @@ public enum VCard {
             params.filter { $0.name == n }.flatMap(\.values)
         }
 
-        var types: [String] { param("TYPE").map { $0.uppercased() } }
+        /// TYPE values, upper-cased; a quoted list (`TYPE="work,voice"`) counts as its items.
+        var types: [String] { param("TYPE").flatMap { $0.split(separator: ",").map { $0.uppercased() } } }
     }
 
     /// Parses every card in `data`. Bad cards are reported with their number and first line;
     /// the rest are returned.
-    public static func parse(_ data: [UInt8]) -> ImportBatch {
+    /// `lineOffset` and `cardOffset` number lines and cards after those of earlier chunks
+    /// (`VCardStream`).
+    public static func parse(_ data: [UInt8], lineOffset: Int = 0, cardOffset: Int = 0) -> ImportBatch {
         var batch = ImportBatch()
         var bytes = data[...]
         if bytes.starts(with: [0xEF, 0xBB, 0xBF]) { bytes = bytes.dropFirst(3) }
@@ -30,9 +33,10 @@ public enum VCard {
         var current: ImportedContact?
         var card = CardState()
         var currentBroken: String?
-        var cardNumber = 0
+        var cardNumber = cardOffset
         var cardLine = 0
-        for (lineNo, raw) in logical {
+        for (physicalLine, raw) in logical {
+            let lineNo = physicalLine + lineOffset
             if raw.allSatisfy({ $0 == 0x20 || $0 == 0x09 }) { continue }
             guard let cl = parseContentLine(raw, line: lineNo) else {
                 if current != nil {
@@ -86,7 +90,52 @@ public enum VCard {
         if let c = current {
             batch.issues.append(ImportIssue(origin: c.origin, reason: "file ends before END:VCARD"))
         }
+        batch.cards = cardNumber - cardOffset
         return batch
+    }
+
+    /// A vCard file read chunk by chunk, so an import can commit while it reads: `feed` returns
+    /// the cards complete so far (up to the last `END:VCARD` line), `finish` the rest.
+    public struct Stream: Sendable {
+        private var pending: [UInt8] = []
+        private var lines = 0
+        private var cards = 0
+
+        public init() {}
+
+        public mutating func feed(_ bytes: some Collection<UInt8>) -> ImportBatch {
+            pending.append(contentsOf: bytes)
+            // The end of the last complete END:VCARD line.
+            var cut: Int?
+            var i = pending.count - 1
+            while i >= 0 {
+                if pending[i] == 0x0A, i + 1 < pending.count {
+                    let rest = pending[(i + 1)...]
+                    if rest.count >= 9, VCard.isVCARD(rest.dropFirst(4).prefix(5)), rest.prefix(4).elementsEqual("END:".utf8, by: { $0 & 0xDF == $1 & 0xDF }),
+                       let lf = rest.firstIndex(of: 0x0A) {
+                        cut = lf + 1
+                        break
+                    }
+                }
+                i -= 1
+            }
+            guard let cut else { return ImportBatch() }
+            return parse(upTo: cut)
+        }
+
+        public mutating func finish() -> ImportBatch {
+            parse(upTo: pending.count)
+        }
+
+        private mutating func parse(upTo cut: Int) -> ImportBatch {
+            let chunk = Array(pending[..<cut])
+            pending.removeFirst(cut)
+            guard !chunk.isEmpty else { return ImportBatch() }
+            let b = VCard.parse(chunk, lineOffset: lines, cardOffset: cards)
+            lines += chunk.reduce(0) { $0 + ($1 == 0x0A ? 1 : 0) }
+            cards += b.cards
+            return b
+        }
     }
 
     static func isVCARD(_ v: ArraySlice<UInt8>) -> Bool {

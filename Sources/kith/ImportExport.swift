@@ -59,11 +59,12 @@ struct ImportCommand: ParsableCommand {
             return
         }
         guard let file else { fail("give the file to import (or --list-formats)") }
-        let data: [UInt8]
-        do {
-            data = file == "-" ? [UInt8](FileHandle.standardInput.readDataToEndOfFile()) : [UInt8](try Data(contentsOf: URL(fileURLWithPath: file)))
-        } catch {
-            fail("cannot read \(file): \(error.localizedDescription)")
+        let input: FileHandle
+        if file == "-" {
+            input = FileHandle.standardInput
+        } else {
+            guard let h = FileHandle(forReadingAtPath: file) else { fail("cannot read \(file): no such file, or not readable") }
+            input = h
         }
         let region = phoneOptions.phoneRegion
         var mapping: [String: CSVInterchange.Target] = [:]
@@ -74,99 +75,98 @@ struct ImportCommand: ParsableCommand {
             }
             mapping[parts[0]] = t
         }
-        let batch: ImportBatch
-        do {
-            batch = try Interchange.parse(data, format: format, mapping: mapping)
-        } catch {
-            fail("\(file) \(error.description)")
-        }
-        for n in batch.notices { FileHandle.standardError.write(Data("kith: \(n)\n".utf8)) }
-        var issues = batch.issues
-        var warnings: [ImportIssue] = []
-        var converted: [ConvertedContact] = []
-        converted.reserveCapacity(batch.contacts.count)
-        for c in batch.contacts {
-            do {
-                let x = try c.convert(region: region)
-                warnings += x.warnings
-                converted.append(x)
-            } catch {
-                issues.append(error)
-            }
-        }
-
         let client = try node.open()
-        var matcher = try existingContacts(client)
-        var summary = ImportSummary()
-        var edits: [ContactEdit] = []
-        var updates: [ContactEdit] = []
-        for c in converted {
-            let (decision, suggestion) = matcher.plan(c)
-            switch decision {
-            case let .create(e):
-                summary.created += 1
-                edits.append(e)
-            case let .update(e, _):
-                summary.updated += 1
-                updates.append(e)
-            case .unchanged: summary.unchanged += 1
-            case let .conflict(ids, how):
-                summary.conflicts.append("\(c.origin): matches \(ids.count) contacts by \(how) (\(ids.map(\.description).joined(separator: ", "))): skipped; link or merge them first")
-            }
-            if let s = suggestion {
-                summary.suggestions.append("\(c.origin): same name and postal code as \(s); if it is the same person: kith contact link \(s) <new id>")
-            }
+        var importer = Importer(session: ImportSession(matcher: try existingContacts(client), region: region), client: client, dryRun: dryRun,
+                                batchSize: max(1, batchSize), progress: Progress(total: 0, json: node.json))
+        let chunkSize = 4 << 20
+        var first = [UInt8](input.readData(ofLength: chunkSize))
+        let kind: String
+        if let format {
+            kind = format.lowercased()
+        } else {
+            do { kind = try Interchange.detect(first) } catch { fail("\(file) \(error.description)") }
         }
-        // Updates of the same contact (two rows of one person) go into one block.
-        var ordered: [ContactEdit] = []
-        var at: [ContactID: Int] = [:]
-        for e in edits + updates {
-            if let i = at[e.contact] { ordered[i].ops += e.ops } else {
-                at[e.contact] = ordered.count
-                ordered.append(e)
+        var summary = ImportBatch()
+        if kind == "vcard" || kind == "vcf" {
+            // Streaming: cards are parsed, matched and committed in durable batches while the
+            // file is read, so memory stays flat however large it is.
+            if let k = Interchange.binaryKind(first.prefix(8_192)) { fail("\(file) is a binary file (\(k)), not a vCard") }
+            var stream = VCard.Stream()
+            while !first.isEmpty {
+                let b = stream.feed(first)
+                try importer.take(b.contacts)
+                summary.append(ImportBatch(withoutContacts: b))
+                first = [UInt8](input.readData(ofLength: chunkSize))
             }
-        }
-        edits = ordered
-
-        var committed = 0
-        if !dryRun {
-            let progress = Progress(total: edits.count, json: node.json)
-            let size = max(1, batchSize)
-            var start = 0
-            while start < edits.count {
-                let chunk = Array(edits[start..<min(start + size, edits.count)])
-                // About 1,000 ops per change: one signature per ~100 contacts.
-                var changes: [[ContactEdit]] = [[]]
-                var ops = 0
-                for e in chunk {
-                    if ops + e.ops.count > 1_000, !changes[changes.count - 1].isEmpty {
-                        changes.append([])
-                        ops = 0
-                    }
-                    changes[changes.count - 1].append(e)
-                    ops += e.ops.count
-                }
-                try failing { try client.commitEdits(changes) }
-                committed += chunk.count
-                start += chunk.count
-                progress.committed(committed)
+            let b = stream.finish()
+            try importer.take(b.contacts)
+            summary.append(ImportBatch(withoutContacts: b))
+            summary.format = "vcard"
+            if summary.cards == 0 { fail("\(file) has no BEGIN:VCARD: not a vCard file") }
+        } else {
+            var data = first
+            while true {
+                let more = input.readData(ofLength: chunkSize)
+                if more.isEmpty { break }
+                data += more
             }
-            progress.finish()
+            do {
+                summary = try Interchange.parse(data, format: kind == "csv" && format == nil ? nil : kind, mapping: mapping)
+            } catch {
+                fail("\(file) \(error.description)")
+            }
+            for n in summary.notices { FileHandle.standardError.write(Data("kith: \(n)\n".utf8)) }
+            summary.notices = []
+            try importer.take(summary.contacts)
+            summary.contacts = []
         }
-        report(batch: batch, issues: issues, warnings: warnings, summary: summary, committed: committed)
-        if !issues.isEmpty || !summary.conflicts.isEmpty { throw ExitCode(2) }
+        try importer.flush()
+        importer.progress.finish()
+        for n in summary.notices { FileHandle.standardError.write(Data("kith: \(n)\n".utf8)) }
+        let session = importer.session
+        report(batch: summary, issues: summary.issues + session.issues, warnings: session.warnings, summary: session.summary,
+               committed: importer.committed)
+        if !summary.issues.isEmpty || !session.issues.isEmpty || !session.summary.conflicts.isEmpty { throw ExitCode(2) }
     }
 
-    /// A matcher over every contact the node holds (read page by page).
+    /// Commits an `ImportSession`'s edits in durable batches as records are read.
+    struct Importer {
+        var session: ImportSession
+        let client: any ContactClient
+        let dryRun: Bool
+        let batchSize: Int
+        let progress: Progress
+        var committed = 0
+
+        mutating func take(_ contacts: [ImportedContact]) throws {
+            var start = 0
+            while start < contacts.count {
+                let end = min(contacts.count, start + batchSize)
+                session.take(Array(contacts[start..<end]))
+                start = end
+                if session.pendingCount >= batchSize { try flush() }
+            }
+        }
+
+        mutating func flush() throws {
+            let edits = session.takeBatch()
+            guard !dryRun, !edits.isEmpty else { return }
+            try failing { try client.commitEdits(ImportSession.changes(edits)) }
+            committed += edits.count
+            progress.committed(committed)
+        }
+    }
+
+    /// A matcher over every contact the node holds (read page by page; pages are not kept).
     func existingContacts(_ client: any ContactClient) throws -> ImportMatcher {
-        var all: [ContactDTO] = []
+        var matcher = ImportMatcher()
         var cursor: String?
         repeat {
             let page = try failing { try client.page(q: nil, tag: nil, limit: 1_000, cursor: cursor, merged: false, scope: nil) }
-            all += page.contacts
+            for c in page.contacts { matcher.learn(existing: c) }
             cursor = page.next
         } while cursor != nil
-        return ImportMatcher(existing: all)
+        return matcher
     }
 
     func report(batch: ImportBatch, issues: [ImportIssue], warnings: [ImportIssue], summary: ImportSummary, committed: Int) {
@@ -218,13 +218,14 @@ final class Progress {
 
     func committed(_ n: Int) {
         if json {
-            printJSONLine(["event": "committed", "contacts": n, "total": total])
+            printJSONLine(["event": "committed", "contacts": n])
             return
         }
         guard tty, Date().timeIntervalSince(started) > 1 || drawn else { return }
         drawn = true
         let width = 30
-        let filled = total == 0 ? width : width * n / total
+        guard total > 0 else { return FileHandle.standardError.write(Data("\rimporting: \(n) contacts written".utf8)) }
+        let filled = width * min(n, total) / total
         let bar = String(repeating: "█", count: filled) + String(repeating: "░", count: width - filled)
         FileHandle.standardError.write(Data("\rimporting \(bar) \(n)/\(total)".utf8))
     }

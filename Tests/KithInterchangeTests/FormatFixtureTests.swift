@@ -220,6 +220,28 @@ struct FormatFixtureTests {
         #expect(unknownCharset.contacts[0].warnings.first?.reason.contains("KOI8-R") == true)
     }
 
+    /// `kith import` reads vCard in chunks: any chunking gives what reading the whole file gives,
+    /// line numbers included.
+    @Test func streamingEqualsWholeFile() throws {
+        for name in ["apple-icloud-3.0.vcf", "android-2.1.vcf", "rfc6350-4.0.vcf"] {
+            let bytes = try Fixture.bytes(name)
+            let whole = VCard.parse(bytes)
+            for size in [1, 7, 64, 1_000] {
+                var stream = VCard.Stream()
+                var b = ImportBatch()
+                var i = 0
+                while i < bytes.count {
+                    b.append(stream.feed(bytes[i..<min(i + size, bytes.count)]))
+                    i += size
+                }
+                b.append(stream.finish())
+                #expect(b.contacts == whole.contacts, "\(name) in chunks of \(size)")
+                #expect(b.issues == whole.issues && b.skipped == whole.skipped && b.dropped == whole.dropped, "\(name) in chunks of \(size)")
+                #expect(b.cards == whole.cards)
+            }
+        }
+    }
+
     @Test func exportsRoundTrip() throws {
         let source = try Fixture.replica(try Fixture.batch("apple-icloud-3.0.vcf"), region: "GB")
         // vCard 4.0 keeps everything.
