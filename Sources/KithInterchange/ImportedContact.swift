@@ -139,7 +139,8 @@ public struct ImportedContact: Sendable, Equatable {
             }
             guard !edit.ops.isEmpty else { throw ImportIssue(origin: origin, reason: "no value left to import") }
         }
-        return ConvertedContact(edit: edit, keys: keys, hasUID: uid.map { !$0.isEmpty } ?? false, warnings: warnings, origin: origin)
+        return ConvertedContact(edit: edit, keys: keys, hasUID: uid.map { !$0.isEmpty } ?? false,
+                                isKithID: uid.flatMap { ContactID(text: $0) } != nil, warnings: warnings, origin: origin)
     }
 
     /// Adds another record of the same person (a second Mobilize signup): fields already set
@@ -181,6 +182,9 @@ public struct ConvertedContact: Sendable {
     public var keys: MatchKeys
     /// True when the id came from the file (a UID or id column), so it matches by itself.
     public var hasUID: Bool
+    /// True when that UID is a Kith contact id (a Kith export): the record is that contact and
+    /// no other, however many emails or phones it shares with others.
+    public var isKithID: Bool
     public var warnings: [ImportIssue]
     public var origin: String
 }

@@ -3,7 +3,8 @@ import KithInterchange
 
 /// Decides, record by record, what an import does with the contacts a node already holds
 /// (README "Import"): an incoming record matches an existing contact by its id (a vCard UID or
-/// CSV id column), then external id, then normalized email, then normalized phone; a match
+/// CSV id column; a Kith id matches only by id), then external id, then normalized email, then
+/// normalized phone; a match
 /// updates that contact with only what is new, so importing a file again creates nothing and
 /// writes nothing. Two existing contacts matching one record is a conflict, reported and not
 /// guessed. Name + postal code is only ever a suggestion. Pure: the CLI, the HTTP API and the web
@@ -74,6 +75,8 @@ public struct ImportMatcher: Sendable {
         if c.hasUID, known[c.edit.contact] != nil {
             target = c.edit.contact
             how = "id"
+        } else if c.isKithID {
+            // A Kith export's record is exactly its contact: two contacts sharing an email stay two.
         } else {
             for (what, keys) in [("external id", c.keys.externalIDs.map { Self.member(.externalIDs, $0, "") }),
                                  ("email", c.keys.emails.map { Self.member(.emails, $0, "") }),

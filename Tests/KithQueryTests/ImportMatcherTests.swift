@@ -48,6 +48,13 @@ struct ImportMatcherTests {
         }
         guard case let .update(v, "external id") = m.plan(byVAN).decision else { Issue.record("external id"); return }
         #expect(v.contact == ids[1])
+        // A Kith export's record (its UID a Kith id) is its own contact, whatever it shares.
+        let kithRecord = try Self.record("card 4") {
+            $0.uid = ContactID(high: 77, low: 77).description
+            $0.emails = [ImportedValue("ada@example.org")]
+        }
+        guard case let .create(k) = m.plan(kithRecord).decision else { Issue.record("a Kith id merged"); return }
+        #expect(k.contact == ContactID(high: 77, low: 77))
     }
 
     @Test func conflictsAndSuggestionsAreReportedNotActedOn() throws {
