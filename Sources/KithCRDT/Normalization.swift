@@ -19,7 +19,7 @@ public enum Normalization {
         if region == nil, trimmed.hasPrefix("00"), let p = PhoneRegion.libphonenumber("+" + trimmed.dropFirst(2), region: nil) { return p }
         let digits = String(trimmed.unicodeScalars.filter { ("0"..."9").contains($0) }.map(Character.init))
         let key = trimmed.hasPrefix("+") ? "+" + digits : digits
-        return ParsedPhone(key: key, e164: nil, extension: "", nationalNumber: digits, isValid: false)
+        return ParsedPhone(key: key, e164: nil, extension: "", nationalNumber: digits)
     }
 
     /// Trimmed and lowercased (the whole address: providers that distinguish case in the local
@@ -65,6 +65,4 @@ public struct ParsedPhone: Hashable, Sendable {
     /// The national significant number's digits ("2079460018"): what a search in any format
     /// of the same number ends with.
     public var nationalNumber: String
-    /// True when libphonenumber finds the number valid for its region (not only possible).
-    public var isValid: Bool
 }

@@ -32,10 +32,10 @@ public struct PhoneRegion: Hashable, Sendable, CustomStringConvertible {
         var ext = [CChar](repeating: 0, count: 48)
         var national = [CChar](repeating: 0, count: 40)
         let status = cphone_normalize(raw, region?.code ?? "", &e164, e164.count, &ext, ext.count, &national, national.count)
-        guard status == CPHONE_VALID || status == CPHONE_POSSIBLE else { return nil }
+        guard status == CPHONE_POSSIBLE else { return nil }
         func text(_ b: [CChar]) -> String { String(decoding: b.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self) }
         let number = text(e164), x = text(ext)
         return ParsedPhone(key: x.isEmpty ? number : number + ";ext=" + x, e164: number, extension: x,
-                           nationalNumber: text(national), isValid: status == CPHONE_VALID)
+                           nationalNumber: text(national))
     }
 }

@@ -96,7 +96,7 @@ public struct ImportMatcher: Sendable {
         }
         let members = Self.members(of: c.edit)
         guard let id = target else {
-            let suggestion = Self.namePostal(c.keys.name, c.keys.postalCode ?? "").flatMap { byNamePostal[$0] }
+            let suggestion = c.isKithID ? nil : Self.namePostal(c.keys.name, c.keys.postalCode ?? "").flatMap { byNamePostal[$0] }
             learn(c.edit.contact, members.map(\.text), name: c.keys.name, postalCode: c.keys.postalCode)
             return (.create(c.edit), suggestion)
         }

@@ -175,7 +175,8 @@ struct ImportCommand: ParsableCommand {
         for s in batch.skipped { err.write(Data("kith: skipped \(s)\n".utf8)) }
         for w in warnings { err.write(Data("kith: warning: \(w)\n".utf8)) }
         for c in summary.conflicts { err.write(Data("kith: conflict: \(c)\n".utf8)) }
-        for s in summary.suggestions { err.write(Data("kith: suggestion: \(s)\n".utf8)) }
+        for s in summary.suggestions.prefix(20) { err.write(Data("kith: suggestion: \(s)\n".utf8)) }
+        if summary.suggestions.count > 20 { err.write(Data("kith: … and \(summary.suggestions.count - 20) more suggestions (all of them in --json)\n".utf8)) }
         let dropped = batch.dropped.sorted { $0.value != $1.value ? $0.value > $1.value : $0.key < $1.key }
         if node.json {
             printJSONLine(["event": dryRun ? "dry-run" : "done", "format": batch.format, "imported": committed,

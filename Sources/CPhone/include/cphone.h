@@ -8,9 +8,8 @@ extern "C" {
 #endif
 
 /// What cphone_normalize found.
-/// A valid number for its region: `e164` holds it.
-#define CPHONE_VALID 0
-/// A possible (right length) but not valid number: `e164` still holds its E.164 form.
+/// A possible number (the right length for its region): `e164` holds its E.164 form. (Whether
+/// it is also a *valid*, allocated number is not checked: that costs more than the rest.)
 #define CPHONE_POSSIBLE 1
 /// Not a phone number libphonenumber can place (no country, too short, too long…).
 #define CPHONE_UNPARSEABLE 2
@@ -18,10 +17,9 @@ extern "C" {
 #define CPHONE_BUFFER 3
 
 /// Parses `input` (UTF-8, as the person typed it) with libphonenumber, national numbers read in
-/// `region` (ISO 3166-1 alpha-2, e.g. "GB"; NULL or "" for none). On CPHONE_VALID or
-/// CPHONE_POSSIBLE writes the E.164 form ("+442079460018") to `e164` and the extension's digits
+/// `region` (ISO 3166-1 alpha-2, e.g. "GB"; NULL or "" for none). On CPHONE_POSSIBLE writes the E.164 form ("+442079460018") to `e164` and the extension's digits
 /// ("" when none) to `extension`, both NUL-terminated, and the national significant number's
-/// digits to `national`. Thread-safe.
+/// digits to `national`. Returns CPHONE_POSSIBLE, or why not. Thread-safe.
 int cphone_normalize(const char *input, const char *region,
                      char *e164, size_t e164_size,
                      char *extension, size_t extension_size,
