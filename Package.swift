@@ -43,8 +43,14 @@ let package = Package(
         ),
         // Safe Swift types over libsodium: keys, AEAD, hashes, sealed boxes, certificates, key rings.
         .target(name: "KithCrypto", dependencies: ["CSodium"], swiftSettings: strict),
+        // Google's libphonenumber (C++, Debian's libphonenumber-dev) behind a small C ABI: phone
+        // numbers parsed and normalized to E.164 with their extension kept apart.
+        .target(
+            name: "CPhone",
+            linkerSettings: [.linkedLibrary("phonenumber"), .linkedLibrary("stdc++")]
+        ),
         // The contact map as a pure, deterministic, convergent set of signed changes. No I/O.
-        .target(name: "KithCRDT", dependencies: ["KithCrypto"], swiftSettings: strict),
+        .target(name: "KithCRDT", dependencies: ["KithCrypto", "CPhone"], swiftSettings: strict),
         // Chapters: the signed membership log, its evaluation, epoch keys and invites. No I/O.
         .target(name: "KithChapter", dependencies: ["KithCRDT", "KithCrypto"], swiftSettings: strict),
         // Consent: grants, sealed upward records, revocations, receipts and the hub's rules. No I/O.
@@ -172,7 +178,7 @@ let package = Package(
         .testTarget(name: "KithConsentTests", dependencies: ["KithConsent", "KithChapter", "KithCRDT", "KithCrypto"], swiftSettings: strict),
         .testTarget(
             name: "KithQueryTests",
-            dependencies: ["KithQuery", "KithCRDT", "KithCrypto", "KithSampleData", .product(name: "PropertyBased", package: "swift-property-based")],
+            dependencies: ["KithQuery", "KithCRDT", "KithCrypto", "KithSampleData", "KithInterchange", .product(name: "PropertyBased", package: "swift-property-based")],
             swiftSettings: strict
         ),
         .testTarget(

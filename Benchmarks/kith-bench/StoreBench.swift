@@ -73,7 +73,7 @@ struct StoreBench: ParsableCommand {
         let tParsed = seconds()
         var edits: [ContactEdit] = []
         edits.reserveCapacity(batch.contacts.count)
-        for c in batch.contacts { edits.append(try c.edit(defaultCallingCode: "1")) }
+        for c in batch.contacts { edits.append(try c.edit(region: PhoneRegion(code: "US"))) }
         var opsTotal = 0
         do {
             let store = try ContactStore(directory: dir, scope: scope, deviceKey: device, storageKey: storage)

@@ -30,7 +30,7 @@ enum InterchangeTargets {
         var edits: [ContactEdit] = []
         var seen = Set<ContactID>()
         for c in batch.contacts.prefix(64) {
-            guard let e = try? c.edit(defaultCallingCode: "44") else { continue }
+            guard let e = try? c.edit(region: PhoneRegion(code: "GB")) else { continue }
             do {
                 _ = try Change.make(scope: scope, signer: signer, seq: 1, previous: .zero, timestamp: HybridTimestamp(milliseconds: 1),
                                     edits: [e])

@@ -72,11 +72,8 @@ struct APIHandlers: Sendable {
         case "export":
             let format = (fields["format"] as? String ?? "vcard").lowercased()
             let contacts = await node.allContacts()
-            let (text, type): (String, String)
-            switch format {
-            case "vcard", "vcf": (text, type) = (VCard.write(contacts), "text/vcard; charset=utf-8")
-            case "csv": (text, type) = (CSVInterchange.write(contacts), "text/csv; charset=utf-8")
-            default: throw APIError(.badRequest, "invalid_request", "unknown format '\(format)': use vcard or csv")
+            guard let (text, type) = Interchange.export(contacts, format: format) else {
+                throw APIError(.badRequest, "invalid_request", "unknown format '\(format)' (formats: \(Interchange.exportFormats.joined(separator: ", ")))")
             }
             return Response(status: .ok, headers: [.contentType: type, .cacheControl: "no-store"],
                             body: ResponseBody(byteBuffer: ByteBuffer(string: text)))

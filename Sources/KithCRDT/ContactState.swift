@@ -153,19 +153,13 @@ struct ContactState: Sendable {
         if touchedAt == nil || devices.less(touchedAt!, stamp) { touchedAt = stamp }
     }
 
-    /// Set keys are kept as text: UTF-8 for phones, emails and tags; base64url for member keys
-    /// and contact ids.
+    /// Set keys are kept as text: UTF-8 for the text sets; base64url for member keys, contact
+    /// ids and match tokens.
     static func keyText(_ kind: SetKind, _ key: ArraySlice<UInt8>) -> String {
-        switch kind {
-        case .phones, .emails, .tags: String(decoding: key, as: UTF8.self)
-        case .knows, .links, .matchTokens: Base64URL.encode(key)
-        }
+        kind.isText ? String(decoding: key, as: UTF8.self) : Base64URL.encode(key)
     }
 
     static func payloadText(_ kind: SetKind, _ payload: ArraySlice<UInt8>) -> String {
-        switch kind {
-        case .phones, .emails, .tags, .links, .matchTokens: String(decoding: payload, as: UTF8.self)
-        case .knows: String(payload.first ?? 0)
-        }
+        kind == .knows ? String(payload.first ?? 0) : String(decoding: payload, as: UTF8.self)
     }
 }

@@ -1,27 +1,25 @@
 /// How authors normalize set keys before writing them (data-model.md §Normalization). The CRDT
 /// itself compares keys byte for byte; normalizing at input makes "0612…" and "+33 6 12…" one.
 public enum Normalization {
-    /// E.164 (`+` and digits) where the number allows it, else the digits alone.
-    ///
-    /// - `+…` and `00…` are international already.
-    /// - With `defaultCallingCode` (e.g. "1", "44", "33"): a national number with a leading trunk
-    ///   `0` drops it and gets the code; for "1" (NANP), ten digits get `+1`, and eleven digits
-    ///   starting with 1 get `+`.
-    /// Returns nil when the input has no digits.
-    public static func phone(_ raw: String, defaultCallingCode: String? = nil) -> String? {
+    /// A phone number's set key (data-model.md §9), parsed by libphonenumber: E.164 (`+` and
+    /// digits) with the extension kept apart as `;ext=<digits>` (RFC 3966), national numbers read
+    /// in `region`. Numbers libphonenumber cannot place (no region for a national number, too
+    /// short…) fall back to their digits (`+` kept when typed). Nil when the input has no digits.
+    public static func phone(_ raw: String, region: PhoneRegion? = nil) -> String? {
+        parsePhone(raw, region: region)?.key
+    }
+
+    /// `phone(_:region:)` with the parts: what search and display need too.
+    public static func parsePhone(_ raw: String, region: PhoneRegion? = nil) -> ParsedPhone? {
         let trimmed = raw.trimmingCharacters(in: .whitespacesAndNewlines)
+        guard trimmed.unicodeScalars.contains(where: { ("0"..."9").contains($0) }) else { return nil }
+        if let p = PhoneRegion.libphonenumber(trimmed, region: region) { return p }
+        // Without a region, libphonenumber does not know which international prefix applies;
+        // `00` is the ITU's recommended one (and what the previous normalizer accepted).
+        if region == nil, trimmed.hasPrefix("00"), let p = PhoneRegion.libphonenumber("+" + trimmed.dropFirst(2), region: nil) { return p }
         let digits = String(trimmed.unicodeScalars.filter { ("0"..."9").contains($0) }.map(Character.init))
-        guard !digits.isEmpty else { return nil }
-        if trimmed.hasPrefix("+") { return "+" + digits }
-        if digits.hasPrefix("00"), digits.count > 4 { return "+" + digits.dropFirst(2) }
-        guard let cc = defaultCallingCode, !cc.isEmpty else { return digits }
-        if cc == "1" {
-            if digits.count == 10 { return "+1" + digits }
-            if digits.count == 11, digits.hasPrefix("1") { return "+" + digits }
-            return digits
-        }
-        if digits.hasPrefix("0"), digits.count > 5 { return "+" + cc + digits.dropFirst() }
-        return digits
+        let key = trimmed.hasPrefix("+") ? "+" + digits : digits
+        return ParsedPhone(key: key, e164: nil, extension: "", nationalNumber: digits)
     }
 
     /// Trimmed and lowercased (the whole address: providers that distinguish case in the local
@@ -54,3 +52,17 @@ extension String {
 
 /// Foundation-free stand-in: the CRDT module does not import Foundation.
 enum CharacterSetLite { case whitespacesAndNewlines }
+
+/// A phone number as libphonenumber read it.
+public struct ParsedPhone: Hashable, Sendable {
+    /// The set key: E.164, `;ext=` and the extension's digits when there is one; the digits
+    /// alone when libphonenumber could not place the number.
+    public var key: String
+    /// "+442079460018", or nil when the number could not be placed.
+    public var e164: String?
+    /// The extension's digits ("" when none).
+    public var `extension`: String
+    /// The national significant number's digits ("2079460018"): what a search in any format
+    /// of the same number ends with.
+    public var nationalNumber: String
+}

@@ -17,6 +17,21 @@ public enum Field: UInt8, CaseIterable, Sendable, Comparable, CustomStringConver
     case voterFileID = 10
     /// The contact's own consent: `<level>;<yyyy-mm-dd>;<method>`.
     case consent = 11
+    // Revision 2 (data-model.md §4.1): what organizers' exports carry.
+    case organization = 12
+    /// Job title.
+    case title = 13
+    /// `yyyy-mm-dd`, or `--mm-dd` when the year is unknown.
+    case birthday = 14
+    case nickname = 15
+    /// The address's state, province or region (vCard ADR region).
+    case region = 16
+    /// The address's country, as written.
+    case country = 17
+    /// Email subscription status as the source reported it: see `Field.subscriptionStatuses`.
+    case emailSubscription = 18
+    /// SMS subscription status as the source reported it.
+    case smsSubscription = 19
 
     public static func < (a: Field, b: Field) -> Bool { a.rawValue < b.rawValue }
 
@@ -33,10 +48,21 @@ public enum Field: UInt8, CaseIterable, Sendable, Comparable, CustomStringConver
         case .support: "support"
         case .voterFileID: "voter_file_id"
         case .consent: "consent"
+        case .organization: "organization"
+        case .title: "title"
+        case .birthday: "birthday"
+        case .nickname: "nickname"
+        case .region: "region"
+        case .country: "country"
+        case .emailSubscription: "email_subscription"
+        case .smsSubscription: "sms_subscription"
         }
     }
 
     public var description: String { name }
+
+    /// Subscription statuses (email_subscription, sms_subscription).
+    public static let subscriptionStatuses: [String] = ["subscribed", "unsubscribed", "bouncing", "complained", "unknown"]
 
     public init?(name: String) {
         guard let f = Field.allCases.first(where: { $0.name == name }) else { return nil }
@@ -59,6 +85,14 @@ public enum Field: UInt8, CaseIterable, Sendable, Comparable, CustomStringConver
             guard ["1", "2", "3", "4", "5"].contains(value) else { throw DecodeError("support '\(value)' is not 1...5 or empty") }
         case .consent:
             _ = try ContactConsent(encoded: value)
+        case .birthday:
+            guard ContactConsent.isDate(Substring(value)) || (value.hasPrefix("--") && ContactConsent.isDate(Substring("2000" + value.dropFirst(1)))) else {
+                throw DecodeError("birthday '\(value)' is not yyyy-mm-dd or --mm-dd")
+            }
+        case .emailSubscription, .smsSubscription:
+            guard Field.subscriptionStatuses.contains(value) else {
+                throw DecodeError("\(name) '\(value)' is not one of \(Field.subscriptionStatuses.joined(separator: ", "))")
+            }
         default:
             break
         }
@@ -127,6 +161,17 @@ public enum SetKind: UInt8, CaseIterable, Sendable, CustomStringConvertible {
     /// Protocol/chapters.md §7); payload: empty. Lets members find likely duplicates without
     /// revealing the phone or email itself.
     case matchTokens = 6
+    // Revision 2 (data-model.md §4.2).
+    /// key: a URL as written; payload: its label (home, work, …) or empty.
+    case urls = 7
+    /// key: `<system>:<id>` (`van:123456`, `actionnetwork:9f…`, `voterfile:OH:123`): the
+    /// record's id in another system, which a re-import matches on; payload: empty.
+    case externalIDs = 8
+    /// key: an event the person attended or signed up for, `<source>:<event id>[@yyyy-mm-dd]`
+    /// (`mobilize:41234@2026-10-03`); payload: the event's title.
+    case events = 9
+    /// key: `tel:<phone key>` or `email:<email key>`; payload: the label (home, work, mobile…).
+    case labels = 10
 
     public var description: String {
         switch self {
@@ -136,7 +181,31 @@ public enum SetKind: UInt8, CaseIterable, Sendable, CustomStringConvertible {
         case .knows: "knows"
         case .links: "links"
         case .matchTokens: "match_tokens"
+        case .urls: "urls"
+        case .externalIDs: "external_ids"
+        case .events: "events"
+        case .labels: "labels"
         }
+    }
+
+    /// A payload the set accepts, to check a remove's key alone (a remove carries no payload).
+    var removePayloadStandIn: ArraySlice<UInt8> {
+        switch self {
+        case .knows: [1]
+        case .labels: [0x78]
+        default: []
+        }
+    }
+
+    /// True for sets whose keys and payloads are UTF-8 text.
+    public var isText: Bool { self != .knows && self != .links && self != .matchTokens }
+
+    /// A valid external id: `<system>:<id>`, system 1–32 of `a-z 0-9 . _ -`, id non-empty.
+    public static func isExternalID(_ key: String) -> Bool {
+        guard let colon = key.firstIndex(of: ":") else { return false }
+        let system = key[..<colon]
+        return (1...32).contains(system.utf8.count) && key.index(after: colon) < key.endIndex
+            && system.utf8.allSatisfy { (97...122).contains($0) || (48...57).contains($0) || $0 == 46 || $0 == 95 || $0 == 45 }
     }
 
     func validate(key: ArraySlice<UInt8>, payload: ArraySlice<UInt8>) throws(DecodeError) {
@@ -147,6 +216,23 @@ public enum SetKind: UInt8, CaseIterable, Sendable, CustomStringConvertible {
             _ = try ByteReader.utf8(key)
             _ = try ByteReader.utf8(payload)
             if self == .tags, !payload.isEmpty { throw DecodeError("a tag has no payload") }
+        case .urls, .events:
+            guard !key.isEmpty else { throw DecodeError("\(self) key must not be empty") }
+            _ = try ByteReader.utf8(key)
+            _ = try ByteReader.utf8(payload)
+        case .externalIDs:
+            guard !key.isEmpty, key.count <= 320 else { throw DecodeError("an external id must be 1...320 bytes, got \(key.count)") }
+            guard SetKind.isExternalID(try ByteReader.utf8(key)) else {
+                throw DecodeError("external id '\(String(decoding: key, as: UTF8.self))' is not <system>:<id> (system: a-z 0-9 . _ -)")
+            }
+            guard payload.isEmpty else { throw DecodeError("an external id has no payload") }
+        case .labels:
+            let k = try ByteReader.utf8(key)
+            guard key.count <= 330, (k.hasPrefix("tel:") && k.utf8.count > 4) || (k.hasPrefix("email:") && k.utf8.count > 6) else {
+                throw DecodeError("a label's key is tel:<phone> or email:<address>")
+            }
+            guard (1...64).contains(payload.count) else { throw DecodeError("a label is 1...64 bytes") }
+            _ = try ByteReader.utf8(payload)
         case .knows:
             guard key.count == 32 else { throw DecodeError("a knows key is a 32-byte member key, got \(key.count)") }
             guard payload.count == 1, (1...5).contains(payload.first!) else { throw DecodeError("knows strength must be one byte 1...5") }
@@ -234,12 +320,19 @@ public enum Operation: Hashable, Sendable {
     static let logOpcode: UInt8 = 0x40
     static let deleteOpcode: UInt8 = 0x50
     static let forgetOpcode: UInt8 = 0x51
+    /// Set a field whose code is 16 or more (revision 2): `0x60 ‖ u8 field ‖ text value`.
+    static let setExtendedFieldOpcode: UInt8 = 0x60
     static let maxObserved = 4_096
 
     func encode(into w: inout ByteWriter, author: DeviceKey) {
         switch self {
         case let .setField(f, v):
-            w.u8(Self.setFieldBase | f.rawValue)
+            if f.rawValue < 16 {
+                w.u8(Self.setFieldBase | f.rawValue)
+            } else {
+                w.u8(Self.setExtendedFieldOpcode)
+                w.u8(f.rawValue)
+            }
             w.text(v)
         case let .add(s, key, payload):
             w.u8(Self.addBase | s.rawValue)
@@ -276,21 +369,27 @@ public enum Operation: Hashable, Sendable {
     static func decode(_ r: inout ByteReader, author: DeviceKey) throws(DecodeError) -> Operation {
         let code = try r.u8()
         switch code {
-        case 0x11...0x1B:
+        case 0x11...0x1F:
             let f = Field(rawValue: code & 0x0f)!
             let v = try r.text(max: f.maxLength)
             try f.validate(v)
             return .setField(f, v)
-        case 0x21...0x26:
+        case setExtendedFieldOpcode:
+            let n = try r.u8()
+            guard n >= 16, let f = Field(rawValue: n) else { throw DecodeError("unknown extended field \(n)") }
+            let v = try r.text(max: f.maxLength)
+            try f.validate(v)
+            return .setField(f, v)
+        case 0x21...0x2A:
             let s = SetKind(rawValue: code & 0x0f)!
             let key = try r.lengthPrefixed(max: 1_024)
             let payload = try r.lengthPrefixed(max: 1_024)
             try s.validate(key: key, payload: payload)
             return .add(s, key: key, payload: payload)
-        case 0x31...0x36:
+        case 0x31...0x3A:
             let s = SetKind(rawValue: code & 0x0f)!
             let key = try r.lengthPrefixed(max: 1_024)
-            try s.validate(key: key, payload: s == .knows ? [1] : [])
+            try s.validate(key: key, payload: s.removePayloadStandIn)
             let n = try r.count(max: maxObserved, "observed op count")
             var refs: [OpRef] = []
             refs.reserveCapacity(n)

@@ -16,22 +16,27 @@ public enum VCard {
             params.filter { $0.name == n }.flatMap(\.values)
         }
 
-        var types: [String] { param("TYPE").map { $0.uppercased() } }
+        /// TYPE values, upper-cased; a quoted list (`TYPE="work,voice"`) counts as its items.
+        var types: [String] { param("TYPE").flatMap { $0.split(separator: ",").map { $0.uppercased() } } }
     }
 
     /// Parses every card in `data`. Bad cards are reported with their number and first line;
     /// the rest are returned.
-    public static func parse(_ data: [UInt8]) -> ImportBatch {
+    /// `lineOffset` and `cardOffset` number lines and cards after those of earlier chunks
+    /// (`VCardStream`).
+    public static func parse(_ data: [UInt8], lineOffset: Int = 0, cardOffset: Int = 0) -> ImportBatch {
         var batch = ImportBatch()
         var bytes = data[...]
         if bytes.starts(with: [0xEF, 0xBB, 0xBF]) { bytes = bytes.dropFirst(3) }
         let logical = logicalLines(bytes)
 
         var current: ImportedContact?
+        var card = CardState()
         var currentBroken: String?
-        var cardNumber = 0
+        var cardNumber = cardOffset
         var cardLine = 0
-        for (lineNo, raw) in logical {
+        for (physicalLine, raw) in logical {
+            let lineNo = physicalLine + lineOffset
             if raw.allSatisfy({ $0 == 0x20 || $0 == 0x09 }) { continue }
             guard let cl = parseContentLine(raw, line: lineNo) else {
                 if current != nil {
@@ -48,6 +53,7 @@ public enum VCard {
                 cardNumber += 1
                 cardLine = lineNo
                 current = ImportedContact(origin: "card \(cardNumber) (line \(cardLine))")
+                card = CardState()
                 currentBroken = nil
                 continue
             }
@@ -56,8 +62,11 @@ public enum VCard {
                 continue
             }
             if cl.name == "END", Self.isVCARD(cl.rawValue) {
+                card.resolveGroupLabels(&c)
                 if let broken = currentBroken {
                     batch.issues.append(ImportIssue(origin: c.origin, reason: broken))
+                } else if card.isGroup {
+                    batch.skipped.append(ImportIssue(origin: c.origin, reason: "is a contact group (KIND:group), not a person: skipped"))
                 } else if c.fields[.givenName] == nil, c.fields[.familyName] == nil, c.fields[.displayName] == nil, c.phones.isEmpty, c.emails.isEmpty {
                     batch.issues.append(ImportIssue(origin: c.origin, reason: "has no name (FN or N), phone or email"))
                 } else {
@@ -70,16 +79,63 @@ public enum VCard {
                 continue
             }
             do {
-                try apply(cl, to: &c)
+                try apply(cl, to: &c, card: &card, dropped: &batch.dropped)
             } catch {
-                currentBroken = currentBroken ?? "line \(lineNo): \(error.reason)"
+                // One bad property drops that value, not the person.
+                c.warnings.append(ImportIssue(origin: c.origin, reason: "line \(lineNo): \(cl.name) dropped: \(error.reason)"))
+                batch.dropped[cl.name, default: 0] += 1
             }
             current = c
         }
         if let c = current {
             batch.issues.append(ImportIssue(origin: c.origin, reason: "file ends before END:VCARD"))
         }
+        batch.cards = cardNumber - cardOffset
         return batch
+    }
+
+    /// A vCard file read chunk by chunk, so an import can commit while it reads: `feed` returns
+    /// the cards complete so far (up to the last `END:VCARD` line), `finish` the rest.
+    public struct Stream: Sendable {
+        private var pending: [UInt8] = []
+        private var lines = 0
+        private var cards = 0
+
+        public init() {}
+
+        public mutating func feed(_ bytes: some Collection<UInt8>) -> ImportBatch {
+            pending.append(contentsOf: bytes)
+            // The end of the last complete END:VCARD line.
+            var cut: Int?
+            var i = pending.count - 1
+            while i >= 0 {
+                if pending[i] == 0x0A, i + 1 < pending.count {
+                    let rest = pending[(i + 1)...]
+                    if rest.count >= 9, VCard.isVCARD(rest.dropFirst(4).prefix(5)), rest.prefix(4).elementsEqual("END:".utf8, by: { $0 & 0xDF == $1 & 0xDF }),
+                       let lf = rest.firstIndex(of: 0x0A) {
+                        cut = lf + 1
+                        break
+                    }
+                }
+                i -= 1
+            }
+            guard let cut else { return ImportBatch() }
+            return parse(upTo: cut)
+        }
+
+        public mutating func finish() -> ImportBatch {
+            parse(upTo: pending.count)
+        }
+
+        private mutating func parse(upTo cut: Int) -> ImportBatch {
+            let chunk = Array(pending[..<cut])
+            pending.removeFirst(cut)
+            guard !chunk.isEmpty else { return ImportBatch() }
+            let b = VCard.parse(chunk, lineOffset: lines, cardOffset: cards)
+            lines += chunk.reduce(0) { $0 + ($1 == 0x0A ? 1 : 0) }
+            cards += b.cards
+            return b
+        }
     }
 
     static func isVCARD(_ v: ArraySlice<UInt8>) -> Bool {
@@ -209,10 +265,7 @@ public enum VCard {
     /// The property's value as text: quoted-printable and charset decoded, not yet unescaped.
     static func text(_ cl: ContentLine) throws(ImportIssue) -> String {
         if cl.params.isEmpty {
-            guard let s = String(validating: cl.rawValue, as: UTF8.self) else {
-                throw ImportIssue(origin: "", reason: "\(cl.name) is not valid UTF-8")
-            }
-            return s
+            return String(validating: cl.rawValue, as: UTF8.self) ?? windows1252(Array(cl.rawValue))
         }
         var bytes = Array(cl.rawValue)
         let encoding = cl.param("ENCODING").first?.uppercased()
@@ -223,14 +276,38 @@ public enum VCard {
             return ""
         }
         let charset = cl.param("CHARSET").first?.uppercased() ?? "UTF-8"
-        if charset == "ISO-8859-1" || charset == "LATIN1" || charset == "WINDOWS-1252" {
-            return String(String.UnicodeScalarView(bytes.map { Unicode.Scalar($0) }))
+        switch charset {
+        case "UTF-8", "UTF8", "US-ASCII", "ASCII":
+            if let s = String(validating: bytes, as: UTF8.self) { return s }
+            // No (or a wrong) CHARSET on a non-UTF-8 value: what Outlook and older phones write is
+            // Windows-1252, a superset of Latin-1 for every printable byte.
+            return windows1252(bytes)
+        case "ISO-8859-1", "LATIN1", "LATIN-1", "ISO8859-1", "WINDOWS-1252", "CP1252", "CP-1252":
+            return windows1252(bytes)
+        default:
+            throw ImportIssue(origin: "", reason: "CHARSET=\(charset) is not supported (UTF-8, Windows-1252 and ISO-8859-1 are)")
         }
-        guard let s = String(validating: bytes, as: UTF8.self) else {
-            throw ImportIssue(origin: "", reason: "\(cl.name) is not valid UTF-8")
-        }
-        return s
     }
+
+    /// Windows-1252 → text: 0x80–0x9F are its printable characters (€ ‚ ƒ „ … ’ “ ” – —), not
+    /// the C1 controls Latin-1 puts there; every other byte is the Latin-1 code point.
+    static func windows1252(_ bytes: [UInt8]) -> String {
+        var out = String.UnicodeScalarView()
+        for b in bytes {
+            if (0x80...0x9F).contains(b), let u = Unicode.Scalar(cp1252High[Int(b - 0x80)]), cp1252High[Int(b - 0x80)] != 0 {
+                out.append(u)
+            } else {
+                out.append(Unicode.Scalar(b))
+            }
+        }
+        return String(out)
+    }
+
+    /// Windows-1252 bytes 0x80…0x9F (0 where the code page leaves the byte undefined: kept as is).
+    static let cp1252High: [UInt32] = [
+        0x20AC, 0, 0x201A, 0x0192, 0x201E, 0x2026, 0x2020, 0x2021, 0x02C6, 0x2030, 0x0160, 0x2039, 0x0152, 0, 0x017D, 0,
+        0, 0x2018, 0x2019, 0x201C, 0x201D, 0x2022, 0x2013, 0x2014, 0x02DC, 0x2122, 0x0161, 0x203A, 0x0153, 0, 0x017E, 0x0178,
+    ]
 
     static func decodeQuotedPrintable(_ b: [UInt8]) -> [UInt8]? {
         var out: [UInt8] = []
@@ -294,10 +371,76 @@ public enum VCard {
         return String(s.drop(while: { $0.isWhitespace }).reversed().drop(while: { $0.isWhitespace }).reversed())
     }
 
-    static func apply(_ cl: ContentLine, to c: inout ImportedContact) throws(ImportIssue) {
+    /// What one card's grouped properties (`item1.EMAIL` + `item1.X-ABLabel`, as Apple and
+    /// Google write labels) and kind need across its lines.
+    struct CardState {
+        var isGroup = false
+        var groupLabels: [String: String] = [:]
+        /// group → (0 phone, 1 email, 2 url; index in the contact's list)
+        var groupItems: [(group: String, kind: Int, index: Int)] = []
+
+        func resolveGroupLabels(_ c: inout ImportedContact) {
+            for item in groupItems {
+                guard let label = groupLabels[item.group] else { continue }
+                switch item.kind {
+                case 0: c.phones[item.index].label = label
+                case 1: c.emails[item.index].label = label
+                default: c.urls[item.index].label = label
+                }
+            }
+        }
+    }
+
+    /// The label a TYPE parameter gives (`WORK` → work, `CELL` → mobile); nil for the types
+    /// that are not labels (VOICE, PREF, INTERNET…).
+    static func label(types: [String]) -> String? {
+        for t in types {
+            switch t {
+            case "HOME": return "home"
+            case "WORK": return "work"
+            case "CELL", "MOBILE", "IPHONE": return "mobile"
+            case "FAX": return "fax"
+            case "PAGER": return "pager"
+            case "MAIN": return "main"
+            case "OTHER": return "other"
+            default: continue
+            }
+        }
+        return nil
+    }
+
+    /// An Apple label: `_$!<Mobile>!$_` → mobile; custom text as written.
+    static func abLabel(_ s: String) -> String {
+        var v = trimmed(s)
+        if v.hasPrefix("_$!<"), v.hasSuffix(">!$_") { v = String(v.dropFirst(4).dropLast(4)) }
+        return v.lowercased()
+    }
+
+    /// vCard BDAY forms (`1985-12-10`, `19851210`, `--1210`, `--12-10`, with a time after
+    /// `T`) → `yyyy-mm-dd` or `--mm-dd`.
+    static func birthday(_ raw: String) throws(ImportIssue) -> String {
+        let v = raw.split(separator: "T").first.map(String.init) ?? raw
+        let digits = v.filter(\.isNumber)
+        if v.hasPrefix("--"), digits.count == 4 {
+            let r = "--" + digits.prefix(2) + "-" + digits.suffix(2)
+            if (try? Field.birthday.validate(r)) != nil { return r }
+        } else if digits.count == 8, v.count == 8 || v.count == 10 {
+            let r = digits.prefix(4) + "-" + digits.dropFirst(4).prefix(2) + "-" + digits.suffix(2)
+            if (try? Field.birthday.validate(String(r))) != nil { return String(r) }
+        }
+        throw ImportIssue(origin: "", reason: "'\(raw)' is not a date (yyyy-mm-dd or --mm-dd)")
+    }
+
+    /// Properties read for their content elsewhere or carrying nothing to keep.
+    static let structural: Set<String> = ["VERSION", "PRODID", "REV", "X-ABUID", "X-ABLABEL", "CLIENTPIDMAP", "SOURCE", "NAME", "PROFILE", "X-ADDRESSBOOKSERVER-KIND"]
+
+    static func apply(_ cl: ContentLine, to c: inout ImportedContact, card: inout CardState, dropped: inout [String: Int]) throws(ImportIssue) {
         switch cl.name {
-        case "VERSION", "PRODID", "REV", "KIND", "PHOTO", "LOGO", "SOUND", "KEY":
-            return
+        case _ where structural.contains(cl.name):
+            if cl.name == "X-ABLABEL", let g = cl.group { card.groupLabels[g] = abLabel(unescape(try text(cl))) }
+            if cl.name == "X-ADDRESSBOOKSERVER-KIND", trimmed(try text(cl)).lowercased() == "group" { card.isGroup = true }
+        case "KIND":
+            if trimmed(try text(cl)).lowercased() == "group" { card.isGroup = true }
         case "UID":
             c.uid = trimmed(unescape(try text(cl)))
         case "FN":
@@ -310,18 +453,44 @@ public enum VCard {
         case "TEL":
             var v = trimmed(unescape(try text(cl)))
             if v.lowercased().hasPrefix("tel:") { v = String(v.dropFirst(4)) }
-            if !v.isEmpty { c.phones.append((v, cl.param("X-RAW").first)) }
+            guard !v.isEmpty else { return }
+            if let g = cl.group { card.groupItems.append((g, 0, c.phones.count)) }
+            c.phones.append(ImportedValue(v, raw: cl.param("X-RAW").first, label: cl.param("X-KITH-LABEL").first ?? label(types: cl.types)))
         case "EMAIL":
             let v = trimmed(unescape(try text(cl)))
-            if !v.isEmpty { c.emails.append((v, cl.param("X-RAW").first)) }
+            guard !v.isEmpty else { return }
+            if let g = cl.group { card.groupItems.append((g, 1, c.emails.count)) }
+            c.emails.append(ImportedValue(v, raw: cl.param("X-RAW").first, label: cl.param("X-KITH-LABEL").first ?? label(types: cl.types)))
+        case "URL":
+            let v = trimmed(unescape(try text(cl)))
+            guard !v.isEmpty else { return }
+            if let g = cl.group { card.groupItems.append((g, 2, c.urls.count)) }
+            c.urls.append(ImportedValue(v, label: cl.param("X-KITH-LABEL").first ?? label(types: cl.types)))
         case "ADR":
-            guard c.fields[.address] == nil else { return } // first address wins
+            guard c.fields[.address] == nil, c.fields[.city] == nil, c.fields[.postalCode] == nil else {
+                dropped["ADR (second address)", default: 0] += 1
+                return
+            }
             let p = components(try text(cl), ";").map(trimmed)
             func at(_ i: Int) -> String { i < p.count ? p[i] : "" }
             let street = [at(0), at(1), at(2)].filter { !$0.isEmpty }.joined(separator: ", ")
             if !street.isEmpty { c.fields[.address] = street }
             if !at(3).isEmpty { c.fields[.city] = at(3) }
+            if !at(4).isEmpty { c.fields[.region] = at(4) }
             if !at(5).isEmpty { c.fields[.postalCode] = at(5) }
+            if !at(6).isEmpty { c.fields[.country] = at(6) }
+        case "ORG":
+            let v = components(try text(cl), ";").map(trimmed).filter { !$0.isEmpty }.joined(separator: ", ")
+            if !v.isEmpty { c.fields[.organization] = v }
+        case "TITLE":
+            let v = trimmed(unescape(try text(cl)))
+            if !v.isEmpty { c.fields[.title] = v }
+        case "NICKNAME":
+            let v = components(try text(cl), ",").map(trimmed).filter { !$0.isEmpty }.joined(separator: ", ")
+            if !v.isEmpty { c.fields[.nickname] = v }
+        case "BDAY":
+            let v = trimmed(unescape(try text(cl)))
+            if !v.isEmpty { c.fields[.birthday] = try birthday(v) }
         case "NOTE":
             let v = unescape(try text(cl)).replacingOccurrences("\r\n", "\n")
             if !v.isEmpty { c.fields[.notes] = c.fields[.notes].map { $0 + "\n" + v } ?? v }
@@ -331,6 +500,12 @@ public enum VCard {
         case "X-KITH-RELATIONSHIP": c.fields[.relationship] = trimmed(unescape(try text(cl)))
         case "X-KITH-CONSENT": c.fields[.consent] = unescape(try text(cl))
         case "X-KITH-VOTER-ID": c.fields[.voterFileID] = trimmed(unescape(try text(cl)))
+        case "X-KITH-EMAIL-SUBSCRIPTION": c.fields[.emailSubscription] = trimmed(unescape(try text(cl)))
+        case "X-KITH-SMS-SUBSCRIPTION": c.fields[.smsSubscription] = trimmed(unescape(try text(cl)))
+        case "X-KITH-EXTERNAL-ID": c.externalIDs.append(trimmed(unescape(try text(cl))))
+        case "X-KITH-EVENT":
+            let p = components(try text(cl), ";")
+            if let k = p.first.map(trimmed), !k.isEmpty { c.events.append(ImportedValue(k, label: p.count > 1 ? p[1] : "")) }
         case "X-KITH-CONVERSATION":
             let p = components(try text(cl), ";")
             guard p.count == 4, let day = Day.parse(p[0]), let ch = Channel(name: p[1]) else {
@@ -338,7 +513,9 @@ public enum VCard {
             }
             c.log.append(ConversationEntry(day: day, channel: ch, outcome: p[2], note: p[3]))
         default:
-            return // ORG, TITLE, BDAY, URL, X-… we do not model are skipped
+            // PHOTO, LOGO, SOUND, KEY, GEO, IMPP, X-SOCIALPROFILE, …: not modelled, counted for
+            // the summary (a PHOTO's base64 is never decoded).
+            dropped[cl.name, default: 0] += 1
         }
     }
 
@@ -355,26 +532,49 @@ public enum VCard {
             let fn = c[.displayName] ?? [given, family].filter { !$0.isEmpty }.joined(separator: " ")
             line(&out, "FN:" + escape(fn))
             if !given.isEmpty || !family.isEmpty { line(&out, "N:\(escape(family));\(escape(given));;;") }
+            let labels = Dictionary(c.values(.labels).map { ($0.key, $0.payload) }, uniquingKeysWith: { a, _ in a })
             for p in c.values(.phones) {
-                line(&out, "TEL" + (p.payload.isEmpty ? "" : ";X-RAW=\(paramValue(p.payload))") + ":" + escape(p.key))
+                line(&out, "TEL" + labelParam(labels["tel:" + p.key]) + (p.payload.isEmpty ? "" : ";X-RAW=\(paramValue(p.payload))") + ":" + escape(p.key))
             }
             for e in c.values(.emails) {
-                line(&out, "EMAIL" + (e.payload.isEmpty ? "" : ";X-RAW=\(paramValue(e.payload))") + ":" + escape(e.key))
+                line(&out, "EMAIL" + labelParam(labels["email:" + e.key]) + (e.payload.isEmpty ? "" : ";X-RAW=\(paramValue(e.payload))") + ":" + escape(e.key))
             }
-            let addr = c[.address] ?? "", city = c[.city] ?? "", pc = c[.postalCode] ?? ""
-            if !addr.isEmpty || !city.isEmpty || !pc.isEmpty { line(&out, "ADR:;;\(escape(addr));\(escape(city));;\(escape(pc));") }
+            for u in c.values(.urls) { line(&out, "URL" + labelParam(u.payload.isEmpty ? nil : u.payload) + ":" + escape(u.key)) }
+            let addr = c[.address] ?? "", city = c[.city] ?? "", pc = c[.postalCode] ?? "", region = c[.region] ?? "", country = c[.country] ?? ""
+            if !(addr + city + pc + region + country).isEmpty {
+                line(&out, "ADR:;;\(escape(addr));\(escape(city));\(escape(region));\(escape(pc));\(escape(country))")
+            }
+            if let v = c[.organization] { line(&out, "ORG:" + escape(v)) }
+            if let v = c[.title] { line(&out, "TITLE:" + escape(v)) }
+            if let v = c[.nickname] { line(&out, "NICKNAME:" + escape(v)) }
+            // RFC 6350 §4.3.1 basic format: 19851210, or --1210 without the year.
+            if let v = c[.birthday] { line(&out, "BDAY:" + (v.hasPrefix("--") ? "--" + v.dropFirst(2).filter { $0 != "-" } : v.filter { $0 != "-" })) }
             if !c.tags.isEmpty { line(&out, "CATEGORIES:" + c.tags.map(escape).joined(separator: ",")) }
             if let n = c[.notes] { line(&out, "NOTE:" + escape(n)) }
             if let v = c[.support] { line(&out, "X-KITH-SUPPORT:" + escape(v)) }
             if let v = c[.relationship] { line(&out, "X-KITH-RELATIONSHIP:" + escape(v)) }
             if let v = c[.consent] { line(&out, "X-KITH-CONSENT:" + escape(v)) }
             if let v = c[.voterFileID] { line(&out, "X-KITH-VOTER-ID:" + escape(v)) }
+            if let v = c[.emailSubscription] { line(&out, "X-KITH-EMAIL-SUBSCRIPTION:" + v) }
+            if let v = c[.smsSubscription] { line(&out, "X-KITH-SMS-SUBSCRIPTION:" + v) }
+            for x in c.values(.externalIDs) { line(&out, "X-KITH-EXTERNAL-ID:" + escape(x.key)) }
+            for e in c.values(.events) { line(&out, "X-KITH-EVENT:\(escape(e.key));\(escape(e.payload))") }
             for e in c.log {
                 line(&out, "X-KITH-CONVERSATION:\(Day.format(e.day));\(e.channel);\(escape(e.outcome));\(escape(e.note))")
             }
             out += "END:VCARD\r\n"
         }
         return out
+    }
+
+    /// `;TYPE=work` for the labels vCard names, `;X-KITH-LABEL="…"` for others, "" for none.
+    static func labelParam(_ label: String?) -> String {
+        guard let label, !label.isEmpty else { return "" }
+        switch label {
+        case "home", "work", "fax", "pager", "main", "other": return ";TYPE=\(label)"
+        case "mobile": return ";TYPE=cell"
+        default: return ";X-KITH-LABEL=\"\(paramValue(label).filter { $0 != "\"" })\""
+        }
     }
 
     static func escape(_ s: String) -> String {

@@ -7,15 +7,32 @@ import KithCRDT
 /// camelCase keys, absent fields left out.
 public struct ContactDTO: Codable, Sendable, Equatable {
     public struct Phone: Codable, Sendable, Equatable {
-        /// Normalized (E.164 where possible): what search and dedup compare.
+        /// Normalized (E.164 where possible, `;ext=` and the extension when there is one): what
+        /// search and dedup compare.
         public var number: String
         /// As entered.
         public var raw: String
+        /// The extension's digits, when there is one.
+        public var `extension`: String?
+        /// home, work, mobile…
+        public var label: String?
     }
 
     public struct Email: Codable, Sendable, Equatable {
         public var address: String
         public var raw: String
+        public var label: String?
+    }
+
+    public struct URLValue: Codable, Sendable, Equatable {
+        public var url: String
+        public var label: String?
+    }
+
+    public struct Event: Codable, Sendable, Equatable {
+        /// `<source>:<event id>[@yyyy-mm-dd]`
+        public var event: String
+        public var title: String
     }
 
     public struct Knows: Codable, Sendable, Equatable {
@@ -58,6 +75,17 @@ public struct ContactDTO: Codable, Sendable, Equatable {
     public var support: String?
     public var voterFileId: String?
     public var consent: Consent?
+    public var organization: String?
+    public var title: String?
+    /// yyyy-mm-dd, or --mm-dd without the year.
+    public var birthday: String?
+    public var nickname: String?
+    /// The address's state, province or region.
+    public var region: String?
+    public var country: String?
+    /// subscribed, unsubscribed, bouncing, complained or unknown, as the source reported it.
+    public var emailSubscription: String?
+    public var smsSubscription: String?
     public var phones: [Phone]
     public var emails: [Email]
     public var tags: [String]
@@ -66,6 +94,11 @@ public struct ContactDTO: Codable, Sendable, Equatable {
     /// Contacts marked as the same person.
     public var links: [String]
     public var conversations: [Conversation]
+    /// Ids in other systems (`van:123456`, `actionnetwork:…`).
+    public var externalIds: [String]?
+    public var urls: [URLValue]?
+    /// Events attended or signed up for (Mobilize…).
+    public var events: [Event]?
 
     public init(_ c: ContactView) {
         id = c.id.description
@@ -81,8 +114,26 @@ public struct ContactDTO: Codable, Sendable, Equatable {
         support = c[.support]
         voterFileId = c[.voterFileID]
         consent = c[.consent].flatMap { try? ContactConsent(encoded: $0) }.map { Consent(level: $0.level.rawValue, date: $0.date, method: $0.method) }
-        phones = c.values(.phones).map { Phone(number: $0.key, raw: $0.payload.isEmpty ? $0.key : $0.payload) }
-        emails = c.values(.emails).map { Email(address: $0.key, raw: $0.payload.isEmpty ? $0.key : $0.payload) }
+        organization = c[.organization]
+        title = c[.title]
+        birthday = c[.birthday]
+        nickname = c[.nickname]
+        region = c[.region]
+        country = c[.country]
+        emailSubscription = c[.emailSubscription]
+        smsSubscription = c[.smsSubscription]
+        let labels = Dictionary(c.values(.labels).map { ($0.key, $0.payload) }, uniquingKeysWith: { a, _ in a })
+        phones = c.values(.phones).map { p in
+            let ext = p.key.range(of: ";ext=").map { String(p.key[$0.upperBound...]) }
+            return Phone(number: p.key, raw: p.payload.isEmpty ? p.key : p.payload, extension: ext, label: labels["tel:" + p.key])
+        }
+        emails = c.values(.emails).map { Email(address: $0.key, raw: $0.payload.isEmpty ? $0.key : $0.payload, label: labels["email:" + $0.key]) }
+        let ids = c.values(.externalIDs).map(\.key)
+        externalIds = ids.isEmpty ? nil : ids
+        let u = c.values(.urls).map { URLValue(url: $0.key, label: $0.payload.isEmpty ? nil : $0.payload) }
+        urls = u.isEmpty ? nil : u
+        let ev = c.values(.events).map { Event(event: $0.key, title: $0.payload) }
+        events = ev.isEmpty ? nil : ev
         tags = c.tags
         knows = c.values(.knows).map { Knows(member: $0.key, strength: Int($0.payload) ?? 0) }
         links = c.values(.links).map(\.key)

@@ -99,7 +99,8 @@ public struct ContactIndex: Sendable {
                 }
                 for w in ContactIndex.words(text) { terms.insert(ContactIndex.tagged(0x6E, w)) } // n
             } else if set == .phones {
-                let digits = ContactIndex.digits(text)
+                // The number without its extension (`;ext=12`): searches match the number's end.
+                let digits = ContactIndex.digits(text.range(of: ";ext=").map { String(text[..<$0.lowerBound]) } ?? text)
                 if !digits.isEmpty { terms.insert(ContactIndex.tagged(0x70, digits.reversed())) } // p
                 if phone == nil || text < phone! { phone = text }
             } else if set == .emails {
@@ -254,6 +255,17 @@ public struct ContactIndex: Sendable {
 
     static func digits(_ s: String) -> [UInt8] { s.utf8.filter { (48...57).contains($0) } }
 
+    /// The digits a phone query's matches end with, whatever format it was typed in: the national
+    /// number when libphonenumber can place it (`+44 (0)20 7946 0018` → 2079460018), else the
+    /// digits without the leading trunk or international prefix zeros (`020 7946 0018` →
+    /// 2079460018), so both find the key `+442079460018`.
+    static func phoneSearchDigits(_ q: String) -> [UInt8] {
+        if let p = Normalization.parsePhone(q), p.e164 != nil { return Array(p.nationalNumber.utf8) }
+        let d = digits(q)
+        let trimmed = Array(d.drop { $0 == 48 })
+        return trimmed.count >= 3 ? trimmed : d
+    }
+
     // MARK: Searching
 
     /// Which kind of term a one-kind `query` searches (see `Query`).
@@ -297,7 +309,7 @@ public struct ContactIndex: Sendable {
             }
             let joined = rest.joined(separator: " ")
             if ContactIndex.isPhoneLike(joined) {
-                phoneDigits = ContactIndex.digits(joined)
+                phoneDigits = ContactIndex.phoneSearchDigits(joined)
             } else {
                 nameWords = ContactIndex.words(joined)
             }

@@ -18,13 +18,24 @@ public struct ContactPatch: Codable, Sendable, Equatable {
     public var removeEmails: [String]?
     public var addTags: [String]?
     public var removeTags: [String]?
+    /// Phone (as typed or normalized) → label (home, work, mobile…); "" removes the label.
+    public var phoneLabels: [String: String]?
+    /// Email → label; "" removes the label.
+    public var emailLabels: [String: String]?
+    public var addUrls: [String]?
+    public var removeUrls: [String]?
+    /// `<system>:<id>` (`van:123456`).
+    public var addExternalIds: [String]?
+    public var removeExternalIds: [String]?
     /// A line appended to the notes.
     public var appendNote: String?
     public var logConversation: ConversationChange?
     /// Contacts (ids or unique prefixes) to mark as the same person, or to unmark.
     public var link: [String]?
     public var unlink: [String]?
-    /// Calling code for national phone numbers (e.g. "44").
+    /// Region national phone numbers are read in: an ISO country code ("GB", "US").
+    public var region: String?
+    /// Deprecated: a calling code ("44") standing for its main region; `region` wins.
     public var defaultCountry: String?
 
     public struct ConsentChange: Codable, Sendable, Equatable {
@@ -58,13 +69,22 @@ public struct ContactPatch: Codable, Sendable, Equatable {
     }
 
     public init(set: [String: String]? = nil, consent: ConsentChange? = nil, addPhones: [String]? = nil, removePhones: [String]? = nil,
+                phoneLabels: [String: String]? = nil, emailLabels: [String: String]? = nil, addUrls: [String]? = nil, removeUrls: [String]? = nil,
+                addExternalIds: [String]? = nil, removeExternalIds: [String]? = nil,
                 addEmails: [String]? = nil, removeEmails: [String]? = nil, addTags: [String]? = nil, removeTags: [String]? = nil,
                 appendNote: String? = nil, logConversation: ConversationChange? = nil, link: [String]? = nil, unlink: [String]? = nil,
-                defaultCountry: String? = nil) {
+                region: String? = nil, defaultCountry: String? = nil) {
+        self.region = region
         self.set = set
         self.consent = consent
         self.addPhones = addPhones
         self.removePhones = removePhones
+        self.phoneLabels = phoneLabels
+        self.emailLabels = emailLabels
+        self.addUrls = addUrls
+        self.removeUrls = removeUrls
+        self.addExternalIds = addExternalIds
+        self.removeExternalIds = removeExternalIds
         self.addEmails = addEmails
         self.removeEmails = removeEmails
         self.addTags = addTags
@@ -76,6 +96,21 @@ public struct ContactPatch: Codable, Sendable, Equatable {
         self.defaultCountry = defaultCountry
     }
 
+    /// The region of `region` (an ISO code) or, failing that, of the deprecated calling code.
+    public static func phoneRegion(region: String?, defaultCountry: String?) throws(QueryError) -> PhoneRegion? {
+        if let region, !region.isEmpty {
+            guard let r = PhoneRegion(code: region) else {
+                throw QueryError(.invalid, "region '\(region)' is not an ISO country code libphonenumber knows (for example GB, US, FR)")
+            }
+            return r
+        }
+        if let defaultCountry, !defaultCountry.isEmpty {
+            guard let r = PhoneRegion(callingCode: defaultCountry) else { throw QueryError(.invalid, "calling code '\(defaultCountry)' is unknown; use region") }
+            return r
+        }
+        return nil
+    }
+
     /// Today as days since 1970 (UTC).
     public static func today(nowMilliseconds: UInt64) -> UInt32 { UInt32(nowMilliseconds / 86_400_000) }
 
@@ -85,7 +120,7 @@ public struct ContactPatch: Codable, Sendable, Equatable {
     public func edits(for id: ContactID, in replica: Replica, nowMilliseconds: UInt64,
                       resolve: (String) throws(QueryError) -> ContactID) throws(QueryError) -> [ContactEdit] {
         var ops: [KithCRDT.Operation] = []
-        let code = defaultCountry.map { $0.hasPrefix("+") ? String($0.dropFirst()) : $0 }
+        let phoneRegion = try Self.phoneRegion(region: region, defaultCountry: defaultCountry)
         for (name, value) in (set ?? [:]).sorted(by: { $0.key < $1.key }) {
             guard let f = ContactDTO.field(named: name), f != .consent else {
                 throw QueryError(.invalid, "unknown field '\(name)' (fields: \(Field.allCases.filter { $0 != .consent }.map(ContactDTO.apiName).joined(separator: ", ")))")
@@ -101,7 +136,7 @@ public struct ContactPatch: Codable, Sendable, Equatable {
             ops.append(.setField(.consent, value))
         }
         for raw in addPhones ?? [] {
-            guard let key = Normalization.phone(raw, defaultCallingCode: code) else { throw QueryError(.invalid, "phone '\(raw)' has no digits") }
+            guard let key = Normalization.phone(raw, region: phoneRegion) else { throw QueryError(.invalid, "phone '\(raw)' has no digits") }
             ops.append(.add(.phones, key, payload: key == raw ? "" : raw))
         }
         for raw in addEmails ?? [] {
@@ -120,9 +155,38 @@ public struct ContactPatch: Codable, Sendable, Equatable {
                 ops.append(.remove(kind, k, observed: adds))
             }
         }
-        try remove(removePhones, .phones, "phone") { Normalization.phone($0, defaultCallingCode: code) ?? $0 }
+        try remove(removePhones, .phones, "phone") { Normalization.phone($0, region: phoneRegion) ?? $0 }
         try remove(removeEmails, .emails, "email") { Normalization.email($0) ?? $0 }
         try remove(removeTags, .tags, "tag") { Normalization.tag($0) ?? $0 }
+        for raw in addUrls ?? [] {
+            let u = raw.trimmingCharacters(in: .whitespaces)
+            guard !u.isEmpty, u.utf8.count <= 1_024 else { throw QueryError(.invalid, "a URL is 1...1024 bytes") }
+            ops.append(.add(.urls, u))
+        }
+        try remove(removeUrls, .urls, "URL") { $0.trimmingCharacters(in: .whitespaces) }
+        for raw in addExternalIds ?? [] {
+            guard SetKind.isExternalID(raw) else { throw QueryError(.invalid, "external id '\(raw)' is not <system>:<id>, e.g. van:123456 (system: a-z 0-9 . _ -)") }
+            ops.append(.add(.externalIDs, raw))
+        }
+        try remove(removeExternalIds, .externalIDs, "external id") { $0 }
+        func label(_ labels: [String: String]?, _ prefix: String, _ kind: SetKind, _ key: (String) -> String?) throws(QueryError) {
+            for (raw, label) in (labels ?? [:]).sorted(by: { $0.key < $1.key }) {
+                guard let k = key(raw) else { throw QueryError(.invalid, "'\(raw)' is not a \(kind == .phones ? "phone number" : "email address")") }
+                let adds = replica.liveAdds(of: prefix + k, in: .labels, contact: id)
+                let label = label.trimmingCharacters(in: .whitespaces)
+                if label.isEmpty {
+                    if !adds.isEmpty { ops.append(.remove(.labels, prefix + k, observed: adds)) }
+                    continue
+                }
+                guard label.utf8.count <= 64 else { throw QueryError(.invalid, "a label is at most 64 bytes") }
+                let known = replica.liveAdds(of: k, in: kind, contact: id).isEmpty == false
+                let adding = ops.contains { if case let .add(s, key, _) = $0 { s == kind && key.elementsEqual(k.utf8) } else { false } }
+                guard known || adding else { throw QueryError(.notFound, "contact \(id) has no \(kind == .phones ? "phone" : "email") \(raw) to label") }
+                ops.append(.add(.labels, prefix + k, payload: label))
+            }
+        }
+        try label(phoneLabels, "tel:", .phones) { Normalization.phone($0, region: phoneRegion) }
+        try label(emailLabels, "email:", .emails) { Normalization.email($0) }
         if let appendNote {
             let old = replica.contact(id)?[.notes]
             let value = old.map { $0 + "\n" + appendNote } ?? appendNote

@@ -105,10 +105,13 @@ public struct SyntheticContacts: Sendable {
 
     /// Contacts `0..<count` as a vCard 4.0 file, UIDs being their Kith ids (so importing it
     /// twice updates rather than duplicates).
-    public func vCard(count: Int) -> String {
+    public func vCard(count: Int) -> String { vCard(range: 0..<count) }
+
+    /// Contacts `range` as vCard 4.0 (a large file written slice by slice).
+    public func vCard(range: Range<Int>) -> String {
         var out = ""
-        out.reserveCapacity(count * 280)
-        for i in 0..<count {
+        out.reserveCapacity(range.count * 280)
+        for i in range {
             let c = contact(i)
             out += "BEGIN:VCARD\r\nVERSION:4.0\r\nUID:\(c.id)\r\nN:\(c.familyName);\(c.givenName);;;\r\nFN:\(c.givenName) \(c.familyName)\r\n"
             out += "TEL:\(c.phoneRaw)\r\nEMAIL:\(c.email)\r\nADR:;;\(c.address);\(c.city);;\(c.postalCode);\r\n"

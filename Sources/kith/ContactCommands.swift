@@ -21,6 +21,18 @@ struct FieldOptions: ParsableArguments {
     var consent: String?
     @Option(name: .customLong("consent-method"), help: "How consent was given (e.g. 'verbal, at the door').") var consentMethod: String?
     @Option(name: .customLong("consent-date"), help: "When consent was given, yyyy-mm-dd (default: today).") var consentDate: String?
+    @Option(help: "Organization (company, union, school…).") var organization: String?
+    @Option(help: "Job title.") var title: String?
+    @Option(help: "Birthday: yyyy-mm-dd, or --mm-dd without the year.") var birthday: String?
+    @Option(help: "Nickname.") var nickname: String?
+    @Option(name: .customLong("state"), help: "The address's state, province or region.") var addressRegion: String?
+    @Option(help: "The address's country.") var country: String?
+    @Option(name: .customLong("email-subscription"), help: "Email subscription: subscribed, unsubscribed, bouncing, complained, unknown.")
+    var emailSubscription: String?
+    @Option(name: .customLong("sms-subscription"), help: "SMS subscription: subscribed, unsubscribed, bouncing, complained, unknown.")
+    var smsSubscription: String?
+    @Option(name: .customLong("label"), help: "Label a phone or email: \"<phone or email>=<label>\", e.g. \"+44 20 7946 0018=work\" (repeatable).")
+    var labels: [String] = []
 
     /// The fields part of a patch (validated by the node, which words the errors).
     func patch() -> ContactPatch {
@@ -28,9 +40,18 @@ struct FieldOptions: ParsableArguments {
         let pairs: [(Field, String?)] = [
             (.givenName, given), (.familyName, family), (.displayName, display), (.address, address), (.city, city),
             (.postalCode, postalCode), (.notes, notes), (.relationship, relationship), (.support, support), (.voterFileID, voterID),
+            (.organization, organization), (.title, title), (.birthday, birthday), (.nickname, nickname), (.region, addressRegion),
+            (.country, country), (.emailSubscription, emailSubscription), (.smsSubscription, smsSubscription),
         ]
         for (f, v) in pairs { if let v { set[ContactDTO.apiName(f)] = v } }
         var p = ContactPatch(set: set.isEmpty ? nil : set)
+        for l in labels {
+            guard let eq = l.lastIndex(of: "=") else { fail("--label '\(l)' must be \"<phone or email>=<label>\"") }
+            let target = String(l[..<eq]), label = String(l[l.index(after: eq)...])
+            if target.contains("@") { p.emailLabels = (p.emailLabels ?? [:]).merging([target: label]) { _, b in b } } else {
+                p.phoneLabels = (p.phoneLabels ?? [:]).merging([target: label]) { _, b in b }
+            }
+        }
         if let consent { p.consent = .init(level: consent, date: consentDate, method: consentMethod) }
         return p
     }
@@ -75,7 +96,7 @@ struct ContactCommand: ParsableCommand {
             abstract: "Add a contact; prints its id.",
             discussion: """
                 Examples:
-                  kith contact add --given Ada --family Lovelace --phone "020 7946 0000" --default-country 44
+                  kith contact add --given Ada --family Lovelace --phone "020 7946 0000" --region GB
                   kith contact add --display "Mx. Rivera" --email rivera@example.org --tag gotv --support 4 \\
                       --consent contact --consent-method "asked at the door"
                 """
@@ -86,14 +107,18 @@ struct ContactCommand: ParsableCommand {
         @Option(name: .customLong("phone"), help: "A phone number (repeatable).") var phones: [String] = []
         @Option(name: .customLong("email"), help: "An email address (repeatable).") var emails: [String] = []
         @Option(name: .customLong("tag"), help: "A tag (repeatable).") var tags: [String] = []
+        @Option(name: .customLong("url"), help: "A web address (repeatable).") var urls: [String] = []
+        @Option(name: .customLong("external-id"), help: "An id in another system, <system>:<id>, e.g. van:123456 (repeatable).") var externalIDs: [String] = []
 
         func run() throws {
             var patch = fields.patch()
+            patch.addUrls = nonEmpty(urls)
+            patch.addExternalIds = nonEmpty(externalIDs)
             patch.addPhones = nonEmpty(phones)
             patch.addEmails = nonEmpty(emails)
             patch.addTags = nonEmpty(tags)
-            patch.defaultCountry = phoneOptions.callingCode
-            guard patch != ContactPatch(defaultCountry: phoneOptions.callingCode) else { fail("nothing to add: give at least a name, phone or email (see --help)") }
+            patch.region = phoneOptions.regionCode
+            guard patch != ContactPatch(region: patch.region) else { fail("nothing to add: give at least a name, phone or email (see --help)") }
             let c = try node.open().change(patch, nil)
             if node.json { printJSON(c) } else { print(c.id) }
         }
@@ -116,6 +141,10 @@ struct ContactCommand: ParsableCommand {
         @Option(name: .customLong("remove-phone")) var removePhones: [String] = []
         @Option(name: .customLong("add-email")) var addEmails: [String] = []
         @Option(name: .customLong("remove-email")) var removeEmails: [String] = []
+        @Option(name: .customLong("add-url")) var addUrls: [String] = []
+        @Option(name: .customLong("remove-url")) var removeUrls: [String] = []
+        @Option(name: .customLong("add-external-id"), help: "An id in another system, <system>:<id> (repeatable).") var addExternalIDs: [String] = []
+        @Option(name: .customLong("remove-external-id")) var removeExternalIDs: [String] = []
         @Option(name: .customLong("clear"), help: "Clear a field (repeatable), e.g. --clear notes.") var clear: [String] = []
 
         func run() throws {
@@ -128,10 +157,14 @@ struct ContactCommand: ParsableCommand {
             patch.set = set.isEmpty ? nil : set
             patch.addPhones = nonEmpty(addPhones)
             patch.removePhones = nonEmpty(removePhones)
+            patch.addUrls = nonEmpty(addUrls)
+            patch.removeUrls = nonEmpty(removeUrls)
+            patch.addExternalIds = nonEmpty(addExternalIDs)
+            patch.removeExternalIds = nonEmpty(removeExternalIDs)
             patch.addEmails = nonEmpty(addEmails)
             patch.removeEmails = nonEmpty(removeEmails)
-            patch.defaultCountry = phoneOptions.callingCode
-            guard patch != ContactPatch(defaultCountry: phoneOptions.callingCode) else { fail("nothing to change (see --help)") }
+            patch.region = phoneOptions.regionCode
+            guard patch != ContactPatch(region: patch.region) else { fail("nothing to change (see --help)") }
             let c = try node.open().change(patch, contact)
             if node.json { printJSON(c) } else { print("updated \(c.id)") }
         }

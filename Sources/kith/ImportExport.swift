@@ -2,118 +2,198 @@ import ArgumentParser
 import Foundation
 import KithCRDT
 import KithInterchange
+import KithQuery
 import KithStore
 
 struct ImportCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "import",
-        abstract: "Import contacts from a vCard (4.0, 3.0, 2.1) or CSV file.",
+        abstract: "Import contacts from vCard, jCard or CSV (Google, Outlook, Action Network, NGP VAN, Mobilize).",
         discussion: """
-            Bad cards or rows are reported with their number and reason; every other record is
-            imported. Records are written in durable batches: after a crash, everything reported
-            committed is there and nothing is half-written. Importing the same file again
-            updates the same contacts (matched by UID / id column) instead of duplicating them.
+            The format is recognised by content (BEGIN:VCARD, jCard JSON, or a CSV header: Google
+            Contacts, Outlook, Action Network, NGP VAN / EveryAction, Mobilize, or any CSV with a
+            header); --format forces one (kith import --list-formats). Bad cards or rows are
+            reported with their line and reason, every other record imported; a bad value (a
+            support of 9, a malformed birthday) drops that value with a warning, not the person.
+            Everything in the file that is not kept is summed up at the end ("dropped: PHOTO ×120").
 
-            CSV needs a header row; common column names (First Name, Surname, Mobile, E-mail,
-            Zip, Tags, …) are recognised; map others with --map "Column=field" (fields:
-            given_name, family_name, display_name, phones, emails, address, city, postal_code,
-            tags, notes, relationship, support, voter_file_id, consent, id).
+            A record matches an existing contact by its UID / id column, then external id (VANID,
+            Action Network uuid…), then email, then phone, and updates it with only what is new:
+            importing the same file again creates and writes nothing. Two contacts matching one
+            record is a conflict: reported, nothing written (resolve with kith contact link).
+            Name + postal code matches are only suggested. --dry-run shows all this and writes
+            nothing. Records are written in durable batches.
+
+            Fields for --map "Column=field": given_name, family_name, display_name, phones, emails,
+            address, city, region, postal_code, country, organization, title, birthday, nickname,
+            tags, urls, notes, relationship, support, voter_file_id, consent, email_subscription,
+            sms_subscription, external_id:<system>, id.
 
             Examples:
-              kith import contacts.vcf
-              kith import members.csv --map "Cell #=phones" --map "Ward=tags" --default-country 1
-              kith import big.vcf --json          progress as JSON lines on stdout
+              kith import contacts.vcf --region GB
+              kith import members.csv --map "Cell #=phones" --map "Ward=tags" --region US
+              kith import van-export.csv --dry-run
+              kith import big.vcf --json          progress and the summary as JSON lines on stdout
 
-            Exit status: 0 all imported, 2 some records skipped (listed on stderr), 1 failure.
+            Exit status: 0 all imported, 2 some records skipped or in conflict (listed on stderr), 1 failure.
             """
     )
     @OptionGroup var node: NodeOptions
     @OptionGroup var phoneOptions: PhoneOptions
-    @Argument(help: "The file to import (- for standard input).") var file: String
-    @Option(help: "vcard or csv (default: from the extension or content).") var format: String?
+    @Argument(help: "The file to import (- for standard input).") var file: String?
+    @Option(help: "Force a format (see --list-formats; default: recognised from the content).") var format: String?
+    @Flag(name: .customLong("list-formats"), help: "List the formats import reads and export writes.") var listFormats = false
     @Option(help: "Map a CSV column to a field: \"Column=field\" (repeatable).") var map: [String] = []
+    @Flag(name: .customLong("dry-run"), help: "Show what would be created, updated, left unchanged and in conflict; write nothing.") var dryRun = false
     @Option(name: .customLong("batch-size"), help: "Contacts per durable transaction.") var batchSize = 2_000
 
     func run() throws {
-        let data: [UInt8]
-        do {
-            data = file == "-" ? [UInt8](FileHandle.standardInput.readDataToEndOfFile()) : [UInt8](try Data(contentsOf: URL(fileURLWithPath: file)))
-        } catch {
-            fail("cannot read \(file): \(error.localizedDescription)")
+        if listFormats {
+            if node.json {
+                printJSONLine(["formats": Interchange.formats.map { ["name": $0.name, "summary": $0.summary, "export": $0.exports] as [String: Any] }])
+            } else {
+                for f in Interchange.formats {
+                    print(f.name.padding(toLength: 19, withPad: " ", startingAt: 0) + f.summary + (f.exports ? "  (import, export)" : "  (import)"))
+                }
+            }
+            return
         }
-        let kind = format?.lowercased() ?? guessFormat(file: file, data: data)
+        guard let file else { fail("give the file to import (or --list-formats)") }
+        let input: FileHandle
+        if file == "-" {
+            input = FileHandle.standardInput
+        } else {
+            guard let h = FileHandle(forReadingAtPath: file) else { fail("cannot read \(file): no such file, or not readable") }
+            input = h
+        }
+        let region = phoneOptions.phoneRegion
         var mapping: [String: CSVInterchange.Target] = [:]
         for m in map {
             let parts = m.split(separator: "=", maxSplits: 1).map(String.init)
             guard parts.count == 2, let t = CSVInterchange.target(named: parts[1].trimmingCharacters(in: .whitespaces)) else {
-                fail("--map '\(m)' must be \"Column=field\" with a known field")
+                fail("--map '\(m)' must be \"Column=field\" with a known field (fields: \(CSVInterchange.targetNames.joined(separator: ", ")))")
             }
             mapping[parts[0]] = t
         }
-        let batch: ImportBatch
-        switch kind {
-        case "vcard", "vcf": batch = VCard.parse(data)
-        case "csv": batch = CSVInterchange.parse(data, mapping: mapping)
-        default: fail("unknown --format '\(kind)': use vcard or csv")
-        }
-        for n in batch.notices { FileHandle.standardError.write(Data("kith: \(n)\n".utf8)) }
-        var issues = batch.issues
-        var edits: [ContactEdit] = []
-        edits.reserveCapacity(batch.contacts.count)
-        var seen = Set<ContactID>()
-        for c in batch.contacts {
-            do {
-                let e = try c.edit(defaultCallingCode: phoneOptions.callingCode)
-                if !seen.insert(e.contact).inserted {
-                    issues.append(ImportIssue(origin: c.origin, reason: "repeats UID '\(c.uid ?? "")' of an earlier record; skipped"))
-                    continue
-                }
-                edits.append(e)
-            } catch {
-                issues.append(error)
-            }
-        }
-
-        let store = try node.open()
-        let progress = Progress(total: edits.count, json: node.json)
-        var committed = 0
-        let size = max(1, batchSize)
-        var start = 0
-        while start < edits.count {
-            let chunk = Array(edits[start..<min(start + size, edits.count)])
-            // About 1,000 ops per change: one signature per ~100 contacts.
-            var changes: [[ContactEdit]] = [[]]
-            var ops = 0
-            for e in chunk {
-                if ops + e.ops.count > 1_000, !changes[changes.count - 1].isEmpty {
-                    changes.append([])
-                    ops = 0
-                }
-                changes[changes.count - 1].append(e)
-                ops += e.ops.count
-            }
-            try failing { try store.commitEdits(changes) }
-            committed += chunk.count
-            start += chunk.count
-            progress.committed(committed)
-        }
-        progress.finish()
-        for i in issues { FileHandle.standardError.write(Data("kith: skipped \(i)\n".utf8)) }
-        if node.json {
-            printJSONLine(["event": "done", "imported": committed, "skipped": issues.count,
-                           "issues": issues.map { ["where": $0.origin, "reason": $0.reason] }])
+        let client = try node.open()
+        var importer = Importer(session: ImportSession(matcher: try existingContacts(client), region: region), client: client, dryRun: dryRun,
+                                batchSize: max(1, batchSize), progress: Progress(total: 0, json: node.json))
+        let chunkSize = 4 << 20
+        var first = [UInt8](input.readData(ofLength: chunkSize))
+        let kind: String
+        if let format {
+            kind = format.lowercased()
         } else {
-            print("imported \(committed) contact\(committed == 1 ? "" : "s")" + (issues.isEmpty ? "" : ", skipped \(issues.count) (see above)"))
+            do { kind = try Interchange.detect(first) } catch { fail("\(file) \(error.description)") }
         }
-        if !issues.isEmpty { throw ExitCode(2) }
+        var summary = ImportBatch()
+        if kind == "vcard" || kind == "vcf" {
+            // Streaming: cards are parsed, matched and committed in durable batches while the
+            // file is read, so memory stays flat however large it is.
+            if let k = Interchange.binaryKind(first.prefix(8_192)) { fail("\(file) is a binary file (\(k)), not a vCard") }
+            var stream = VCard.Stream()
+            while !first.isEmpty {
+                let b = stream.feed(first)
+                try importer.take(b.contacts)
+                summary.append(ImportBatch(withoutContacts: b))
+                first = [UInt8](input.readData(ofLength: chunkSize))
+            }
+            let b = stream.finish()
+            try importer.take(b.contacts)
+            summary.append(ImportBatch(withoutContacts: b))
+            summary.format = "vcard"
+            if summary.cards == 0 { fail("\(file) has no BEGIN:VCARD: not a vCard file") }
+        } else {
+            var data = first
+            while true {
+                let more = input.readData(ofLength: chunkSize)
+                if more.isEmpty { break }
+                data += more
+            }
+            do {
+                summary = try Interchange.parse(data, format: kind == "csv" && format == nil ? nil : kind, mapping: mapping)
+            } catch {
+                fail("\(file) \(error.description)")
+            }
+            for n in summary.notices { FileHandle.standardError.write(Data("kith: \(n)\n".utf8)) }
+            summary.notices = []
+            try importer.take(summary.contacts)
+            summary.contacts = []
+        }
+        try importer.flush()
+        importer.progress.finish()
+        for n in summary.notices { FileHandle.standardError.write(Data("kith: \(n)\n".utf8)) }
+        let session = importer.session
+        report(batch: summary, issues: summary.issues + session.issues, warnings: session.warnings, summary: session.summary,
+               committed: importer.committed)
+        if !summary.issues.isEmpty || !session.issues.isEmpty || !session.summary.conflicts.isEmpty { throw ExitCode(2) }
     }
 
-    func guessFormat(file: String, data: [UInt8]) -> String {
-        let lower = file.lowercased()
-        if lower.hasSuffix(".vcf") || lower.hasSuffix(".vcard") { return "vcard" }
-        if lower.hasSuffix(".csv") { return "csv" }
-        let head = String(decoding: data.prefix(64), as: UTF8.self).uppercased()
-        return head.contains("BEGIN:VCARD") ? "vcard" : "csv"
+    /// Commits an `ImportSession`'s edits in durable batches as records are read.
+    struct Importer {
+        var session: ImportSession
+        let client: any ContactClient
+        let dryRun: Bool
+        let batchSize: Int
+        let progress: Progress
+        var committed = 0
+
+        mutating func take(_ contacts: [ImportedContact]) throws {
+            var start = 0
+            while start < contacts.count {
+                let end = min(contacts.count, start + batchSize)
+                session.take(Array(contacts[start..<end]))
+                start = end
+                if session.pendingCount >= batchSize { try flush() }
+            }
+        }
+
+        mutating func flush() throws {
+            let edits = session.takeBatch()
+            guard !dryRun, !edits.isEmpty else { return }
+            try failing { try client.commitEdits(ImportSession.changes(edits)) }
+            committed += edits.count
+            progress.committed(committed)
+        }
+    }
+
+    /// A matcher over every contact the node holds (read page by page; pages are not kept).
+    func existingContacts(_ client: any ContactClient) throws -> ImportMatcher {
+        var matcher = ImportMatcher()
+        var cursor: String?
+        repeat {
+            let page = try failing { try client.page(q: nil, tag: nil, limit: 1_000, cursor: cursor, merged: false, scope: nil) }
+            for c in page.contacts { matcher.learn(existing: c) }
+            cursor = page.next
+        } while cursor != nil
+        return matcher
+    }
+
+    func report(batch: ImportBatch, issues: [ImportIssue], warnings: [ImportIssue], summary: ImportSummary, committed: Int) {
+        let err = FileHandle.standardError
+        for i in issues { err.write(Data("kith: skipped \(i)\n".utf8)) }
+        for s in batch.skipped { err.write(Data("kith: skipped \(s)\n".utf8)) }
+        for w in warnings { err.write(Data("kith: warning: \(w)\n".utf8)) }
+        for c in summary.conflicts { err.write(Data("kith: conflict: \(c)\n".utf8)) }
+        for s in summary.suggestions.prefix(20) { err.write(Data("kith: suggestion: \(s)\n".utf8)) }
+        if summary.suggestions.count > 20 { err.write(Data("kith: … and \(summary.suggestions.count - 20) more suggestions (all of them in --json)\n".utf8)) }
+        let dropped = batch.dropped.sorted { $0.value != $1.value ? $0.value > $1.value : $0.key < $1.key }
+        if node.json {
+            printJSONLine(["event": dryRun ? "dry-run" : "done", "format": batch.format, "imported": committed,
+                           "created": summary.created, "updated": summary.updated, "unchanged": summary.unchanged,
+                           "skipped": issues.count + batch.skipped.count, "conflicts": summary.conflicts, "suggestions": summary.suggestions,
+                           "dropped": Dictionary(uniqueKeysWithValues: dropped.map { ($0.key, $0.value) }),
+                           "warnings": warnings.map { ["where": $0.origin, "reason": $0.reason] },
+                           "issues": (issues + batch.skipped).map { ["where": $0.origin, "reason": $0.reason] }])
+            return
+        }
+        let verb = dryRun ? "would create" : "created"
+        var line = "\(verb) \(summary.created), \(dryRun ? "would update" : "updated") \(summary.updated), unchanged \(summary.unchanged)"
+        if !issues.isEmpty || !batch.skipped.isEmpty { line += ", skipped \(issues.count + batch.skipped.count)" }
+        if !summary.conflicts.isEmpty { line += ", conflicts \(summary.conflicts.count)" }
+        if !warnings.isEmpty { line += ", \(warnings.count) value\(warnings.count == 1 ? "" : "s") dropped with a warning" }
+        print(line + (dryRun ? " (dry run: nothing written)" : ""))
+        if !dropped.isEmpty { print("dropped: " + dropped.map { "\($0.key) ×\($0.value)" }.joined(separator: ", ")) }
     }
 }
 
@@ -139,13 +219,14 @@ final class Progress {
 
     func committed(_ n: Int) {
         if json {
-            printJSONLine(["event": "committed", "contacts": n, "total": total])
+            printJSONLine(["event": "committed", "contacts": n])
             return
         }
         guard tty, Date().timeIntervalSince(started) > 1 || drawn else { return }
         drawn = true
         let width = 30
-        let filled = total == 0 ? width : width * n / total
+        guard total > 0 else { return FileHandle.standardError.write(Data("\rimporting: \(n) contacts written".utf8)) }
+        let filled = width * min(n, total) / total
         let bar = String(repeating: "█", count: filled) + String(repeating: "░", count: width - filled)
         FileHandle.standardError.write(Data("\rimporting \(bar) \(n)/\(total)".utf8))
     }
@@ -158,7 +239,7 @@ final class Progress {
 struct ExportCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "export",
-        abstract: "Export every contact as vCard 4.0 or CSV.",
+        abstract: "Export every contact as vCard 4.0 or CSV (Kith's, Google Contacts' or Action Network's).",
         discussion: """
             The export round-trips: importing it again gives the same contacts (same ids). vCard
             keeps everything (conversation logs as X-KITH-CONVERSATION); CSV keeps the fields,
@@ -167,18 +248,20 @@ struct ExportCommand: ParsableCommand {
             Examples:
               kith export > contacts.vcf
               kith export --format csv --output contacts.csv
+              kith export --format google-csv      for Google Contacts' import
+              kith export --format actionnetwork-csv   for Action Network's upload
             """
     )
     @OptionGroup var data: DataDirOption
     @Option(name: .customLong("passphrase-file")) var passphraseFile: String?
-    @Option(help: "vcard or csv.") var format = "vcard"
+    @Option(help: "vcard, csv, google-csv or actionnetwork-csv.") var format = "vcard"
     @Option(name: [.short, .long], help: "Write to this file (mode 0600) instead of standard output.") var output: String?
 
     func run() throws {
         var node = NodeOptions()
         node.data = data
         node.passphraseFile = passphraseFile
-        guard ["vcard", "vcf", "csv"].contains(format.lowercased()) else { fail("unknown --format '\(format)': use vcard or csv") }
+        guard Interchange.export([], format: format) != nil else { fail("unknown --format '\(format)' (formats: \(Interchange.exportFormats.joined(separator: ", ")))") }
         let client = try node.open()
         let (text, count) = try failing { try client.export(format: format) }
         if let output {

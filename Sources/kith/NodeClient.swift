@@ -236,11 +236,10 @@ final class LocalClient: ContactClient {
 
     func export(format: String) throws -> (text: String, count: Int) {
         let contacts = store.replica.contacts()
-        switch format.lowercased() {
-        case "vcard", "vcf": return (VCard.write(contacts), contacts.count)
-        case "csv": return (CSVInterchange.write(contacts), contacts.count)
-        default: throw CLIFailure(message: "unknown --format '\(format)': use vcard or csv")
+        guard let (text, _) = Interchange.export(contacts, format: format) else {
+            throw CLIFailure(message: "unknown --format '\(format)' (formats: \(Interchange.exportFormats.joined(separator: ", ")))")
         }
+        return (text, contacts.count)
     }
 }
 

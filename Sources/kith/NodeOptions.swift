@@ -30,16 +30,33 @@ struct NodeOptions: ParsableArguments {
     }
 }
 
-/// The calling code used to normalize national phone numbers: --default-country, else
-/// $KITH_DEFAULT_CALLING_CODE, else none (numbers without + or 00 are kept as digits).
+/// The region national phone numbers are read in (libphonenumber, data-model.md §9): --region,
+/// else $KITH_REGION, else the deprecated calling code (--default-country, then
+/// $KITH_DEFAULT_CALLING_CODE) mapped to its main region, else none (national numbers are then
+/// kept as their digits). The environment is read once per command, not per contact.
 struct PhoneOptions: ParsableArguments {
-    @Option(name: .customLong("default-country"), help: "Calling code for national numbers, e.g. 1, 44, 33 (default: $KITH_DEFAULT_CALLING_CODE).")
+    @Option(help: "Region for national phone numbers, an ISO country code such as GB, US, FR (default: $KITH_REGION).")
+    var region: String?
+    @Option(name: .customLong("default-country"), help: ArgumentHelp("Deprecated: use --region. A calling code (44, 1, 33) for national numbers.", visibility: .hidden))
     var defaultCountry: String?
 
-    var callingCode: String? {
-        let c = defaultCountry ?? ProcessInfo.processInfo.environment["KITH_DEFAULT_CALLING_CODE"]
-        return c.map { $0.hasPrefix("+") ? String($0.dropFirst()) : $0 }
+    /// The ISO code to send with a patch or use for an import, or exits naming the bad value.
+    var regionCode: String? {
+        let env = ProcessInfo.processInfo.environment
+        if let r = region ?? env["KITH_REGION"].flatMap({ $0.isEmpty ? nil : $0 }) {
+            guard let pr = PhoneRegion(code: r) else {
+                fail("region '\(r)' is not an ISO country code libphonenumber knows (for example GB, US, FR, DE, IT)")
+            }
+            return pr.code
+        }
+        if let cc = defaultCountry ?? env["KITH_DEFAULT_CALLING_CODE"].flatMap({ $0.isEmpty ? nil : $0 }) {
+            guard let pr = PhoneRegion(callingCode: cc) else { fail("calling code '\(cc)' is not one libphonenumber knows; use --region GB") }
+            return pr.code
+        }
+        return nil
     }
+
+    var phoneRegion: PhoneRegion? { regionCode.flatMap(PhoneRegion.init(code:)) }
 }
 
 /// An answer of the daemon's administrative ops, as JSON (the API's field names).
@@ -88,14 +105,25 @@ func printContact(_ c: ContactDTO) {
     line("family_name", c.familyName)
     line("address", c.address)
     line("city", c.city)
+    line("region", c.region)
     line("postal_code", c.postalCode)
+    line("country", c.country)
+    line("nickname", c.nickname)
+    line("organization", c.organization)
+    line("title", c.title)
+    line("birthday", c.birthday)
+    line("email_subscr.", c.emailSubscription)
+    line("sms_subscr.", c.smsSubscription)
     line("notes", c.notes)
     line("relationship", c.relationship)
     line("support", c.support)
     line("voter_file_id", c.voterFileId)
     if let k = c.consent { line("consent", "\(k.level) since \(k.date)" + (k.method.isEmpty ? "" : " (\(k.method))")) }
-    for p in c.phones { print("phone         \(p.number)" + (p.raw == p.number ? "" : "  (\(p.raw))")) }
-    for e in c.emails { print("email         \(e.address)") }
+    for p in c.phones { print("phone         \(p.number)" + (p.raw == p.number ? "" : "  (\(p.raw))") + (p.label.map { "  [\($0)]" } ?? "")) }
+    for e in c.emails { print("email         \(e.address)" + (e.label.map { "  [\($0)]" } ?? "")) }
+    for u in c.urls ?? [] { print("url           \(u.url)" + (u.label.map { "  [\($0)]" } ?? "")) }
+    for x in c.externalIds ?? [] { print("external id   \(x)") }
+    for e in c.events ?? [] { print("event         \(e.event)" + (e.title.isEmpty ? "" : " — \(e.title)")) }
     if !c.tags.isEmpty { print("tags          \(c.tags.joined(separator: ", "))") }
     for k in c.knows { print("known by      \(k.member) (strength \(k.strength))") }
     for l in c.links { print("same as       \(l)") }

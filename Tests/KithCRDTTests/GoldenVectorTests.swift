@@ -67,6 +67,16 @@ struct GoldenVectorTests {
             ])], 1_790_000_001_000),
             (2, [ContactEdit(contact: bo, ops: [.setField(.city, "Genève"), .delete])], 1_790_000_002_000),
             (1, [ContactEdit(contact: bo, ops: [.forget])], 1_790_000_003_000),
+            // Revision 2 (data-model.md §4): what organizers' exports carry.
+            (2, [ContactEdit(contact: ada, ops: [
+                .setField(.organization, "Analytical Engines Ltd"), .setField(.title, "Programmer"), .setField(.birthday, "--12-10"),
+                .setField(.nickname, "Enchantress"), .setField(.region, "Greater London"), .setField(.country, "United Kingdom"),
+                .setField(.emailSubscription, "subscribed"), .setField(.smsSubscription, "unsubscribed"),
+                .add(.phones, "+14155550132;ext=12", payload: "(415) 555-0132 ext. 12"),
+                .add(.labels, "tel:+14155550132;ext=12", payload: "work"), .add(.labels, "email:ada@example.org", payload: "home"),
+                .add(.urls, "https://example.org/ada", payload: "home"), .add(.externalIDs, "van:123456"),
+                .add(.externalIDs, "voterfile:GB:0001"), .add(.events, "mobilize:41234@2026-10-03", payload: "Canvass kickoff"),
+            ])], 1_790_000_004_000),
         ]
     }
 
@@ -102,7 +112,7 @@ struct GoldenVectorTests {
         // After the forget, the first change as every replica holds it (block 1 erased).
         let erasedFirst = states.last!.allChanges().first { $0.id == changes[0].id }!
         let doc: [String: Any] = [
-            "description": "Kith data model v1 golden vectors (Protocol/data-model.md). Apply the changes in order to an empty replica of scope 'private'; after each, the canonical state and its BLAKE2b-256 digest must match. 'erased_first_change' is change 1 as held after change 4 forgot contact 1111…2222.",
+            "description": "Kith data model v1 golden vectors (Protocol/data-model.md). Apply the changes in order to an empty replica of scope 'private'; after each, the canonical state and its BLAKE2b-256 digest must match. 'erased_first_change' is change 1 as held after change 4 forgot contact 1111…2222. Change 5 uses the revision-2 fields and sets.",
             "changes": vectors,
             "erased_first_change": Hex.encode(erasedFirst.encoded),
         ]

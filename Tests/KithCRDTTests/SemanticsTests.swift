@@ -265,9 +265,9 @@ struct NormalizationTests {
     @Test func phones() {
         #expect(Normalization.phone("+33 6 12 34 56 78") == "+33612345678")
         #expect(Normalization.phone("0033 6 12 34 56 78") == "+33612345678")
-        #expect(Normalization.phone("06 12 34 56 78", defaultCallingCode: "33") == "+33612345678")
-        #expect(Normalization.phone("(555) 867-5309", defaultCallingCode: "1") == "+15558675309")
-        #expect(Normalization.phone("1-555-867-5309", defaultCallingCode: "1") == "+15558675309")
+        #expect(Normalization.phone("06 12 34 56 78", region: PhoneRegion(code: "FR")) == "+33612345678")
+        #expect(Normalization.phone("(555) 867-5309", region: PhoneRegion(code: "US")) == "+15558675309")
+        #expect(Normalization.phone("1-555-867-5309", region: PhoneRegion(code: "US")) == "+15558675309")
         #expect(Normalization.phone("867-5309") == "8675309")
         #expect(Normalization.phone("call me") == nil)
     }

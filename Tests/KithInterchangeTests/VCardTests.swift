@@ -49,7 +49,7 @@ struct VCardTests {
         let b = VCard.parse(Array(Self.sample.utf8))
         var replica = Replica(scope: ScopeID(name: "private"))
         var author = ChangeAuthor(signer: .init())
-        let edits = try b.contacts.map { try $0.edit(defaultCallingCode: "33") }
+        let edits = try b.contacts.map { try $0.edit(region: PhoneRegion(code: "FR")) }
         try author.commit(edits, to: &replica, wallMilliseconds: 1_790_000_000_000)
         let exported = VCard.write(replica.contacts())
         for line in exported.split(separator: "\r\n") { #expect(line.utf8.count <= 75) }
@@ -57,7 +57,7 @@ struct VCardTests {
         #expect(again.issues.isEmpty)
         var replica2 = Replica(scope: ScopeID(name: "private"))
         var author2 = ChangeAuthor(signer: .init())
-        try author2.commit(try again.contacts.map { try $0.edit(defaultCallingCode: nil) }, to: &replica2, wallMilliseconds: 1_790_000_000_000)
+        try author2.commit(try again.contacts.map { try $0.edit(region: nil) }, to: &replica2, wallMilliseconds: 1_790_000_000_000)
         #expect(replica2.contacts() == replica.contacts())
         let chloe = replica.contacts().first { $0[.givenName] == "Chloé" }!
         #expect(chloe.values(.phones).contains(SetValue(key: "+33142000000", payload: "01 42 00 00 00")))
@@ -68,7 +68,7 @@ struct VCardTests {
         let b = VCard.parse(Array(text.utf8))
         #expect(b.contacts.count == 2)
         #expect(b.issues.map(\.origin) == ["line 8", "card 3 (line 9)"])
-        #expect(throws: ImportIssue.self) { _ = try b.contacts[1].edit(defaultCallingCode: nil) }
+        #expect(throws: ImportIssue.self) { _ = try b.contacts[1].edit(region: nil) }
     }
 
     @Test func days() {
@@ -90,12 +90,12 @@ struct CSVTests {
         let b = CSVInterchange.parse(Array(csv.utf8), mapping: ["Ward": .tags])
         #expect(b.notices.isEmpty)
         #expect(b.contacts.count == 3)
-        #expect(b.issues.map(\.origin) == ["row 4"])
+        #expect(b.issues.map(\.origin) == ["row 4 (line 5)"])
         #expect(b.contacts[0].fields[.postalCode] == "02139")
         #expect(b.contacts[0].tags == ["5", "gotv", "door-knock"])
         #expect(b.contacts[1].fields[.givenName] == "Ní Bhriain, Siobhán")
-        #expect(throws: ImportIssue.self) { _ = try b.contacts[2].edit(defaultCallingCode: nil) } // bad email
-        let e = try b.contacts[0].edit(defaultCallingCode: "1")
+        #expect(throws: ImportIssue.self) { _ = try b.contacts[2].edit(region: nil) } // bad email
+        let e = try b.contacts[0].edit(region: PhoneRegion(code: "US"))
         #expect(e.ops.contains(.add(.phones, "+15558675309", payload: "(555) 867-5309")))
     }
 
@@ -112,13 +112,13 @@ struct CSVTests {
         var author = ChangeAuthor(signer: .init())
         let rows = "given_name,family_name,phones,emails,tags,notes,support\nAda,\"Love, lace\",\"(555) 867-5309; +44 20 7946 0000\",ada@example.org,\"a; b\",\"multi\nline \"\"quoted\"\"\",3\n"
         let b = CSVInterchange.parse(Array(rows.utf8))
-        try author.commit(try b.contacts.map { try $0.edit(defaultCallingCode: "1") }, to: &replica, wallMilliseconds: 1_790_000_000_000)
+        try author.commit(try b.contacts.map { try $0.edit(region: PhoneRegion(code: "US")) }, to: &replica, wallMilliseconds: 1_790_000_000_000)
         let out = CSVInterchange.write(replica.contacts())
         let b2 = CSVInterchange.parse(Array(out.utf8))
         #expect(b2.issues.isEmpty && b2.notices.isEmpty)
         var replica2 = Replica(scope: ScopeID(name: "private"))
         var author2 = ChangeAuthor(signer: .init())
-        try author2.commit(try b2.contacts.map { try $0.edit(defaultCallingCode: "1") }, to: &replica2, wallMilliseconds: 1_790_000_000_000)
+        try author2.commit(try b2.contacts.map { try $0.edit(region: PhoneRegion(code: "US")) }, to: &replica2, wallMilliseconds: 1_790_000_000_000)
         #expect(replica2.contacts() == replica.contacts())
         #expect(replica.contacts()[0][.notes] == "multi\nline \"quoted\"")
     }
@@ -159,7 +159,7 @@ struct HostileInputTests {
             }
             for batch in [VCard.parse(bytes), CSVInterchange.parse(bytes)] {
                 for c in batch.contacts {
-                    _ = try? c.edit(defaultCallingCode: "1")
+                    _ = try? c.edit(region: PhoneRegion(code: "US"))
                     parsed += 1
                 }
             }

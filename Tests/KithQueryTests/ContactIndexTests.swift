@@ -29,6 +29,25 @@ struct SearchTests {
         #expect(idx.search("tag:GOTV-2") == [ids[2]])
         #expect(idx.search("nobody").isEmpty)
     }
+
+    /// A number is found in any format of it: national with its trunk 0, international with
+    /// (0), 00 or +; and a number with an extension by the number alone.
+    @Test func phonesInAnyFormat() throws {
+        var r = Replica(scope: ScopeID(name: "p"))
+        var a = ChangeAuthor(signer: .init())
+        let ids = (0..<2).map { ContactID(high: 1, low: UInt64($0)) }
+        try a.commit([
+            ContactEdit(contact: ids[0], ops: [.setField(.givenName, "Ada"), .add(.phones, Normalization.phone("020 7946 0018", region: PhoneRegion(code: "GB"))!)]),
+            ContactEdit(contact: ids[1], ops: [.setField(.givenName, "Grace"), .add(.phones, Normalization.phone("(415) 555-0132 ext. 12", region: PhoneRegion(code: "US"))!)]),
+        ], to: &r, wallMilliseconds: 1_790_000_000_000)
+        let idx = ContactIndex(replica: r)
+        for q in ["020 7946 0018", "+44 (0)20 7946 0018", "0044 20 7946 0018", "+442079460018", "7946 0018"] {
+            #expect(idx.search(q) == [ids[0]], "\(q)")
+        }
+        for q in ["(415) 555-0132", "+1 415 555 0132", "555-0132"] {
+            #expect(idx.search(q) == [ids[1]], "\(q)")
+        }
+    }
 }
 
 @Suite("Incremental index")

@@ -1,0 +1,300 @@
+import KithCRDT
+import KithInterchange
+
+/// Decides, record by record, what an import does with the contacts a node already holds
+/// (README "Import"): an incoming record matches an existing contact by its id (a vCard UID or
+/// CSV id column; a Kith id matches only by id), then external id, then normalized email, then
+/// normalized phone; a match
+/// updates that contact with only what is new, so importing a file again creates nothing and
+/// writes nothing. Two existing contacts matching one record is a conflict, reported and not
+/// guessed. Name + postal code is only ever a suggestion. Pure: the CLI, the HTTP API and the web
+/// page's import screen (preview / dry run) call the same `plan`.
+public struct ImportMatcher: Sendable {
+    /// What an existing (or already planned) contact holds: a 64-bit hash of each field value
+    /// and set member (`member`), so a matcher over 100,000 contacts stays a few tens of MB.
+    struct Known: Sendable {
+        var values: Set<UInt64> = []
+        var name = ""
+        var postalCode = ""
+    }
+
+    private var known: [ContactID: Known] = [:]
+    /// Match key hash → the contacts that hold it (one, almost always).
+    private var index: [UInt64: ContactID] = [:]
+    private var shared: [UInt64: Set<ContactID>] = [:]
+    private var byNamePostal: [UInt64: ContactID] = [:]
+
+    /// What to do with one record.
+    public enum Decision: Sendable {
+        /// A new contact.
+        case create(ContactEdit)
+        /// An existing contact gets the ops that change it (`matchedBy`: "id", "external id",
+        /// "email" or "phone").
+        case update(ContactEdit, matchedBy: String)
+        /// It matches an existing contact that already holds everything in it.
+        case unchanged(ContactID, matchedBy: String)
+        /// Several existing contacts match: nothing written.
+        case conflict([ContactID], matchedBy: String)
+    }
+
+    public init() {}
+
+    /// A matcher over the contacts a node holds.
+    public init(existing: some Sequence<ContactDTO>) {
+        for c in existing { learn(existing: c) }
+    }
+
+    /// Adds one contact the node holds (page by page: the pages need not be kept).
+    public mutating func learn(existing c: ContactDTO) {
+        guard let id = ContactID(text: c.id) else { return }
+        var members: [String] = []
+        for f in Field.allCases { if let v = c.value(of: f) { members.append(Self.field(f, v)) } }
+        for p in c.phones {
+            members.append(Self.member(.phones, p.number, ""))
+            if let l = p.label { members.append(Self.member(.labels, "tel:" + p.number, l)) }
+        }
+        for e in c.emails {
+            members.append(Self.member(.emails, e.address, ""))
+            if let l = e.label { members.append(Self.member(.labels, "email:" + e.address, l)) }
+        }
+        for t in c.tags { members.append(Self.member(.tags, t, "")) }
+        for x in c.externalIds ?? [] { members.append(Self.member(.externalIDs, x, "")) }
+        for u in c.urls ?? [] { members.append(Self.member(.urls, u.url, "")) }
+        for e in c.events ?? [] { members.append(Self.member(.events, e.event, "")) }
+        learn(id, members, name: Self.name(given: c.givenName, family: c.familyName, display: c.displayName), postalCode: c.postalCode)
+    }
+
+    public var contactCount: Int { known.count }
+
+    /// The decision for `c`, and what a name + postal code match suggests (never acted on).
+    /// The matcher then counts the record as written, so a later row of the same person in the
+    /// same file matches it.
+    public mutating func plan(_ c: ConvertedContact) -> (decision: Decision, suggestion: ContactID?) {
+        var target: ContactID?
+        var how = ""
+        if c.hasUID, known[c.edit.contact] != nil {
+            target = c.edit.contact
+            how = "id"
+        } else if c.isKithID {
+            // A Kith export's record is exactly its contact: two contacts sharing an email stay two.
+        } else {
+            for (what, keys) in [("external id", c.keys.externalIDs.map { Self.member(.externalIDs, $0, "") }),
+                                 ("email", c.keys.emails.map { Self.member(.emails, $0, "") }),
+                                 ("phone", c.keys.phones.map { Self.member(.phones, $0, "") })] {
+                var ids = Set<ContactID>()
+                for k in keys {
+                    let h = Self.hash(k)
+                    if let many = shared[h] { ids.formUnion(many) } else if let one = index[h] { ids.insert(one) }
+                }
+                if ids.count > 1 { return (.conflict(ids.sorted(), matchedBy: what), nil) }
+                if let id = ids.first {
+                    target = id
+                    how = what
+                    break
+                }
+            }
+        }
+        let members = Self.members(of: c.edit)
+        guard let id = target else {
+            let suggestion = c.isKithID ? nil : Self.namePostal(c.keys.name, c.keys.postalCode ?? "").flatMap { byNamePostal[$0] }
+            learn(c.edit.contact, members.map(\.text), name: c.keys.name, postalCode: c.keys.postalCode)
+            return (.create(c.edit), suggestion)
+        }
+        let have = known[id]?.values ?? []
+        var ops: [KithCRDT.Operation] = []
+        for (op, text) in zip(c.edit.ops, members.map(\.text)) where text.isEmpty || !have.contains(Self.hash(text)) { ops.append(op) }
+        guard !ops.isEmpty else { return (.unchanged(id, matchedBy: how), nil) }
+        let edit = ContactEdit(contact: id, ops: ops)
+        learn(id, members.map(\.text), name: c.keys.name, postalCode: c.keys.postalCode)
+        return (.update(edit, matchedBy: how), nil)
+    }
+
+    private mutating func learn(_ id: ContactID, _ members: [String], name: String, postalCode: String?) {
+        var cur = known[id] ?? Known()
+        for m in members where !m.isEmpty {
+            let h = Self.hash(m)
+            cur.values.insert(h)
+            // Only phones, emails and external ids match records.
+            guard m.hasPrefix("p|") || m.hasPrefix("e|") || m.hasPrefix("x|") else { continue }
+            if var many = shared[h] {
+                many.insert(id)
+                shared[h] = many
+            } else if let one = index[h], one != id {
+                shared[h] = [one, id]
+            } else {
+                index[h] = id
+            }
+        }
+        if !name.isEmpty { cur.name = name }
+        if let postalCode, !postalCode.isEmpty { cur.postalCode = postalCode }
+        known[id] = cur
+        if let np = Self.namePostal(cur.name, cur.postalCode), byNamePostal[np] == nil { byNamePostal[np] = id }
+    }
+
+    static func name(given: String?, family: String?, display: String?) -> String {
+        let n = [given, family].compactMap { $0 }.joined(separator: " ")
+        return n.isEmpty ? display ?? "" : n
+    }
+
+    static func namePostal(_ name: String, _ postalCode: String) -> UInt64? {
+        guard !name.isEmpty, !postalCode.isEmpty else { return nil }
+        return hash("np|" + name.lowercased() + "|" + postalCode.lowercased().filter { !$0.isWhitespace })
+    }
+
+    /// FNV-1a (64 bits) of the UTF-8: fast and small. Two different keys colliding (odds about
+    /// 10^-8 for a million keys) would match or skip wrongly; an import accepts that.
+    static func hash(_ s: String) -> UInt64 {
+        var h: UInt64 = 0xcbf2_9ce4_8422_2325
+        for b in s.utf8 {
+            h ^= UInt64(b)
+            h &*= 0x100_0000_01b3
+        }
+        return h
+    }
+
+    /// A set member as text: phones, emails and external ids by key (a new raw form of a known
+    /// number changes nothing), labels by key and label, other sets by key.
+    static func member(_ kind: SetKind, _ key: String, _ payload: String) -> String {
+        switch kind {
+        case .phones: "p|" + key
+        case .emails: "e|" + key
+        case .externalIDs: "x|" + key
+        case .labels: "l|" + key + "|" + payload
+        default: "\(kind.rawValue)|" + key
+        }
+    }
+
+    static func field(_ f: Field, _ v: String) -> String { "f\(f.rawValue)|" + v }
+
+    /// Each op's text ("" for ops always written: conversation log entries).
+    static func members(of edit: ContactEdit) -> [(op: KithCRDT.Operation, text: String)] {
+        edit.ops.map { op in
+            switch op {
+            case let .setField(f, v): (op, field(f, v))
+            case let .add(kind, key, payload): (op, member(kind, String(decoding: key, as: UTF8.self), String(decoding: payload, as: UTF8.self)))
+            default: (op, "")
+            }
+        }
+    }
+}
+
+/// The outcome of planning a whole import: what `--dry-run` prints and a real import commits.
+public struct ImportSummary: Sendable, Codable, Equatable {
+    public var created = 0
+    public var updated = 0
+    public var unchanged = 0
+    public var conflicts: [String] = []
+    public var suggestions: [String] = []
+    public init() {}
+}
+
+extension ContactDTO {
+    /// The value of a field as the replica holds it (consent in its encoded form).
+    public func value(of f: Field) -> String? {
+        switch f {
+        case .givenName: givenName
+        case .familyName: familyName
+        case .displayName: displayName
+        case .address: address
+        case .city: city
+        case .postalCode: postalCode
+        case .notes: notes
+        case .relationship: relationship
+        case .support: support
+        case .voterFileID: voterFileId
+        case .consent: consent.map { ContactConsent(level: ContactConsent.Level(rawValue: $0.level) ?? .none, date: $0.date, method: $0.method).encoded }
+        case .organization: organization
+        case .title: title
+        case .birthday: birthday
+        case .nickname: nickname
+        case .region: region
+        case .country: country
+        case .emailSubscription: emailSubscription
+        case .smsSubscription: smsSubscription
+        }
+    }
+}
+
+/// One import, record by record: converts, matches and gathers the edits to commit, with the
+/// summary, warnings and problems. The CLI commits `takeBatch()` as it reads; a route (the web
+/// page's import screen) can run it without committing for a preview or dry run, or commit the
+/// batches through the node like `POST /v1/edits`.
+public struct ImportSession: Sendable {
+    public private(set) var matcher: ImportMatcher
+    public let region: PhoneRegion?
+    public private(set) var summary = ImportSummary()
+    /// Records skipped (no name, phone or email left…).
+    public private(set) var issues: [ImportIssue] = []
+    /// Values dropped from records that were kept.
+    public private(set) var warnings: [ImportIssue] = []
+    private var pending: [ContactEdit] = []
+    private var pendingAt: [ContactID: Int] = [:]
+
+    public init(matcher: ImportMatcher, region: PhoneRegion?) {
+        self.matcher = matcher
+        self.region = region
+    }
+
+    /// Edits waiting to be committed.
+    public var pendingCount: Int { pending.count }
+
+    public mutating func take(_ contacts: [ImportedContact]) {
+        for c in contacts {
+            let converted: ConvertedContact
+            do { converted = try c.convert(region: region) } catch {
+                issues.append(error)
+                continue
+            }
+            warnings += converted.warnings
+            let (decision, suggestion) = matcher.plan(converted)
+            switch decision {
+            case let .create(e):
+                summary.created += 1
+                add(e)
+            case let .update(e, _):
+                summary.updated += 1
+                add(e)
+            case .unchanged: summary.unchanged += 1
+            case let .conflict(ids, how):
+                summary.conflicts.append("\(c.origin): matches \(ids.count) contacts by \(how) (\(ids.map(\.description).joined(separator: ", "))): skipped; link them (kith link) or fix the file")
+            }
+            if let s = suggestion {
+                summary.suggestions.append("\(c.origin): same name and postal code as \(s); if it is the same person: kith link \(s) <its id>")
+            }
+        }
+    }
+
+    /// The edits gathered so far, emptied: one block per contact (two rows of one person in a
+    /// batch share it).
+    public mutating func takeBatch() -> [ContactEdit] {
+        defer {
+            pending = []
+            pendingAt = [:]
+        }
+        return pending
+    }
+
+    private mutating func add(_ e: ContactEdit) {
+        if let i = pendingAt[e.contact], pending[i].ops.count + e.ops.count <= Change.maxOpsPerBlock {
+            pending[i].ops += e.ops
+        } else {
+            pendingAt[e.contact] = pending.count
+            pending.append(e)
+        }
+    }
+
+    /// Edits grouped into changes of about 1,000 ops (one signature per ~100 contacts).
+    public static func changes(_ edits: [ContactEdit]) -> [[ContactEdit]] {
+        var changes: [[ContactEdit]] = [[]]
+        var ops = 0
+        for e in edits {
+            if ops + e.ops.count > 1_000, !changes[changes.count - 1].isEmpty {
+                changes.append([])
+                ops = 0
+            }
+            changes[changes.count - 1].append(e)
+            ops += e.ops.count
+        }
+        return changes
+    }
+}

@@ -1,0 +1,128 @@
+import KithCRDT
+import KithCrypto
+import KithInterchange
+import KithQuery
+import Testing
+
+/// Import matching (README "Import"): id, external id, email, phone; only what is new is
+/// written; conflicts and name + postal code suggestions are reported, never acted on.
+@Suite("Import matching")
+struct ImportMatcherTests {
+    static func record(_ origin: String, _ build: (inout ImportedContact) -> Void) throws -> ConvertedContact {
+        var c = ImportedContact(origin: origin)
+        build(&c)
+        return try c.convert(region: PhoneRegion(code: "GB"))
+    }
+
+    static func existing() throws -> (Replica, [ContactID]) {
+        var r = Replica(scope: ScopeID(name: "p"))
+        var a = ChangeAuthor(signer: .init())
+        let ids = (0..<2).map { ContactID(high: 9, low: UInt64($0)) }
+        try a.commit([
+            ContactEdit(contact: ids[0], ops: [.setField(.givenName, "Ada"), .setField(.familyName, "Lovelace"), .setField(.postalCode, "SW1Y 4LB"),
+                                               .add(.emails, "ada@example.org"), .add(.phones, "+442079460018")]),
+            ContactEdit(contact: ids[1], ops: [.setField(.givenName, "Grace"), .add(.emails, "grace@example.org"), .add(.externalIDs, "van:42")]),
+        ], to: &r, wallMilliseconds: 1_790_000_000_000)
+        return (r, ids)
+    }
+
+    @Test func matchesWriteOnlyWhatIsNew() throws {
+        let (r, ids) = try Self.existing()
+        var m = ImportMatcher(existing: r.contacts().map(ContactDTO.init))
+        // By email (any case), adding a title: one op.
+        let ada = try Self.record("row 1") {
+            $0.fields = [.givenName: "Ada", .title: "Programmer"]
+            $0.emails = [ImportedValue("ADA@example.org")]
+        }
+        guard case let .update(e, how) = m.plan(ada).decision else { Issue.record("not an update"); return }
+        #expect(e.contact == ids[0] && how == "email")
+        #expect(e.ops == [.setField(.title, "Programmer")])
+        // The same record again: unchanged.
+        guard case .unchanged(ids[0], _) = m.plan(ada).decision else { Issue.record("not unchanged"); return }
+        // By phone in another format; by external id before email.
+        let byPhone = try Self.record("row 2") { $0.phones = [ImportedValue("+44 (0)20 7946 0018")] }
+        guard case .unchanged(ids[0], "phone") = m.plan(byPhone).decision else { Issue.record("phone"); return }
+        let byVAN = try Self.record("row 3") {
+            $0.externalIDs = ["van:42"]
+            $0.emails = [ImportedValue("ada@example.org")]
+        }
+        guard case let .update(v, "external id") = m.plan(byVAN).decision else { Issue.record("external id"); return }
+        #expect(v.contact == ids[1])
+        // A Kith export's record (its UID a Kith id) is its own contact, whatever it shares.
+        let kithRecord = try Self.record("card 4") {
+            $0.uid = ContactID(high: 77, low: 77).description
+            $0.emails = [ImportedValue("ada@example.org")]
+        }
+        guard case let .create(k) = m.plan(kithRecord).decision else { Issue.record("a Kith id merged"); return }
+        #expect(k.contact == ContactID(high: 77, low: 77))
+    }
+
+    @Test func conflictsAndSuggestionsAreReportedNotActedOn() throws {
+        let (r, ids) = try Self.existing()
+        var m = ImportMatcher(existing: r.contacts().map(ContactDTO.init))
+        let both = try Self.record("row 1") { $0.emails = [ImportedValue("ada@example.org"), ImportedValue("grace@example.org")] }
+        guard case let .conflict(c, "email") = m.plan(both).decision else { Issue.record("no conflict"); return }
+        #expect(c == ids.sorted())
+        let namesake = try Self.record("row 2") {
+            $0.fields = [.givenName: "Ada", .familyName: "Lovelace", .postalCode: "SW1Y 4LB"]
+            $0.emails = [ImportedValue("other@example.org")]
+        }
+        let (d, suggestion) = m.plan(namesake)
+        guard case .create = d else { Issue.record("not created"); return }
+        #expect(suggestion == ids[0])
+    }
+
+    @Test func rowsOfOnePersonInOneFileBecomeOneContact() throws {
+        var m = ImportMatcher()
+        let a = try Self.record("row 1") {
+            $0.emails = [ImportedValue("rosa@example.org")]
+            $0.events = [ImportedValue("mobilize:1@2026-10-03", label: "Canvass")]
+        }
+        let b = try Self.record("row 2") {
+            $0.emails = [ImportedValue("Rosa@Example.org")]
+            $0.events = [ImportedValue("mobilize:2@2026-10-10", label: "Phone bank")]
+        }
+        guard case let .create(first) = m.plan(a).decision, case let .update(second, "email") = m.plan(b).decision else {
+            Issue.record("not create then update")
+            return
+        }
+        #expect(second.contact == first.contact)
+        #expect(second.ops == [.add(.events, "mobilize:2@2026-10-10", payload: "Phone bank")])
+    }
+}
+
+/// The API's patch and contact object for the revision-2 fields and sets.
+@Suite("Patch: organizer fields")
+struct OrganizerFieldPatchTests {
+    @Test func setLabelAndShow() throws {
+        var r = Replica(scope: ScopeID(name: "p"))
+        var a = ChangeAuthor(signer: .init())
+        let id = ContactID(high: 3, low: 3)
+        func apply(_ p: ContactPatch) throws {
+            let edits = try p.edits(for: id, in: r, nowMilliseconds: 1_790_000_000_000) { _ throws(QueryError) in id }
+            try a.commit(edits, to: &r, wallMilliseconds: 1_790_000_000_000)
+        }
+        try apply(ContactPatch(set: ["givenName": "Ada", "organization": "Engines", "birthday": "--12-10", "emailSubscription": "subscribed"],
+                               addPhones: ["(415) 555-0132 ext. 12"], phoneLabels: ["(415) 555-0132 ext. 12": "work"],
+                               addUrls: ["https://ada.example.org"], addExternalIds: ["van:123456"], region: "US"))
+        var dto = ContactDTO(r.contact(id)!)
+        #expect(dto.organization == "Engines" && dto.birthday == "--12-10" && dto.emailSubscription == "subscribed")
+        let phone = try #require(dto.phones.first)
+        #expect(dto.phones.count == 1 && phone.number == "+14155550132;ext=12" && phone.raw == "(415) 555-0132 ext. 12")
+        #expect(phone.extension == "12" && phone.label == "work")
+        #expect(dto.externalIds == ["van:123456"] && dto.urls?.map(\.url) == ["https://ada.example.org"])
+        // Relabel (the latest label shows), then remove the label.
+        try apply(ContactPatch(phoneLabels: ["+1 415 555 0132 x12": "mobile"]))
+        dto = ContactDTO(r.contact(id)!)
+        #expect(dto.phones.first?.label == "mobile")
+        try apply(ContactPatch(phoneLabels: ["+14155550132;ext=12": ""], removeExternalIds: ["van:123456"]))
+        dto = ContactDTO(r.contact(id)!)
+        #expect(dto.phones.first?.label == nil && dto.externalIds == nil)
+        // Bad values are refused with the field named.
+        for bad in [ContactPatch(set: ["birthday": "10/12/1815"]), ContactPatch(set: ["smsSubscription": "maybe"]),
+                    ContactPatch(addExternalIds: ["VAN 1"]), ContactPatch(phoneLabels: ["+44 20 7946 0000": "work"]),
+                    ContactPatch(addPhones: ["020 7946 0000"], region: "XX")] {
+            #expect(throws: QueryError.self) { try apply(bad) }
+        }
+    }
+}
