@@ -190,7 +190,7 @@ let package = Package(
             ],
             swiftSettings: strict
         ),
-        .testTarget(name: "KithWebTests", dependencies: ["KithWeb", "KithQuery", "KithCRDT", "KithInterchange"], swiftSettings: strict),
+        .testTarget(name: "KithWebTests", dependencies: ["KithWeb", "KithQuery", "KithCRDT", "KithCrypto", "KithInterchange"], swiftSettings: strict),
         .testTarget(name: "KithSyncTests", dependencies: ["KithSync", "KithCrypto", "KithCRDT"], swiftSettings: strict),
         .testTarget(name: "KithInterchangeTests", dependencies: ["KithInterchange", "KithCRDT"], swiftSettings: strict),
         .testTarget(

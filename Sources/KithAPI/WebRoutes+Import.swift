@@ -4,6 +4,7 @@ import KithCRDT
 import KithCrypto
 import KithInterchange
 import KithNetwork
+import KithQuery
 import KithWeb
 import NIOCore
 
@@ -15,10 +16,19 @@ extension WebRoutes {
         })
         router.post("/import", use: form(limit: configuration.maxEditsBody) { request, _, s, f in
             guard let file = f.files["file"], !file.bytes.isEmpty else { throw Refusal(status: .badRequest, message: pages.text("error_no_file")) }
-            let country = f["country"].map { $0.trimmingCharacters(in: CharacterSet(charactersIn: "+ ")) }
-            if let country, UInt32(country) == nil { throw Refusal(status: .badRequest, message: pages.text("error_country")) }
-            let existing = Set(await node.allContacts().map(\.id))
-            let plan = ImportPlan.make(filename: file.filename, bytes: file.bytes, defaultCallingCode: country, exists: existing.contains)
+            // A region: an ISO code (GB) or, as the form long asked, a calling code (44).
+            var region: PhoneRegion?
+            if let r = f["country"]?.trimmingCharacters(in: CharacterSet(charactersIn: "+ ")), !r.isEmpty {
+                guard let parsed = PhoneRegion(code: r) ?? PhoneRegion(callingCode: r) else { throw Refusal(status: .badRequest, message: pages.text("error_country")) }
+                region = parsed
+            }
+            let existing = await node.allContacts().map(ContactDTO.init)
+            let plan: ImportPlan
+            do {
+                plan = try ImportPlan.make(filename: file.filename, bytes: file.bytes, region: region, existing: existing)
+            } catch {
+                throw Refusal(status: .badRequest, message: "\(file.filename) \(error)")
+            }
             let job = await imports.add(plan, owner: s.token)
             return html(request, "import-preview", title: pages.text("import_title"), data: ["plan": planData(job, plan, committed: 0, finished: false, failure: nil)],
                         session: s, nav: "import")
@@ -54,7 +64,8 @@ extension WebRoutes {
     func planData(_ job: String, _ plan: ImportPlan, committed: Int, finished: Bool, failure: String?) -> [String: Any] {
         let total = plan.edits.count
         var d: [String: Any] = [
-            "job": job, "filename": plan.filename, "format": plan.format, "created": plan.created, "merged": plan.merged,
+            "job": job, "filename": plan.filename, "format": plan.format, "created": plan.created, "merged": plan.merged, "unchanged": plan.unchanged,
+            "dropped": plan.dropped.map { ["field": $0.field, "count": $0.count] },
             "skipped": plan.problems.count, "total": total, "committed": committed, "finished": finished,
             "percent": total == 0 ? 100 : committed * 100 / total,
             "problems": plan.problems.prefix(500).map { ["origin": $0.origin, "reason": $0.reason] },

@@ -1,46 +1,41 @@
 import KithCRDT
 import KithInterchange
+import KithQuery
 
-/// What an upload would do, before anything is written: the import page's preview. This is the
-/// page's one entry into the import code (today's KithInterchange parsers and `edit`), kept
-/// narrow so a new importer (matching, dry runs) can replace it in one place.
+/// What an upload would do, before anything is written: the import page's preview. It runs the
+/// same importer as `kith import` (KithInterchange's format detection and parsers, KithQuery's
+/// `ImportSession` matching by id, external id, email and phone), without committing.
 public struct ImportPlan: Sendable {
     public let filename: String
-    /// "vCard" or "CSV".
+    /// The detected (or chosen) format's name, e.g. "vcard", "google-csv".
     public let format: String
     /// One edit per contact to write, in file order.
     public let edits: [ContactEdit]
     public let created: Int
+    /// Existing contacts the file updates (matched by id, external id, email or phone).
     public let merged: Int
-    /// Records that will not be imported, each with where it is and why.
+    /// Records that match a contact that already holds everything in them.
+    public let unchanged: Int
+    /// Records that will not be imported, each with where it is and why (unreadable records,
+    /// conflicts), then values dropped from records that were kept.
     public let problems: [ImportIssue]
+    /// Fields present in the file and not kept, with how often (`PHOTO` ×120).
+    public let dropped: [(field: String, count: Int)]
 
-    /// Parses `bytes` (the format from the file name, else the content) and sorts each record
-    /// into created (a new contact), merged (updates a contact the node holds: same UID / id)
-    /// or skipped (unreadable, or a repeat of an earlier record of the file).
-    public static func make(filename: String, bytes: [UInt8], defaultCallingCode: String?, exists: (ContactID) -> Bool) -> ImportPlan {
-        let lower = filename.lowercased()
-        let head = String(decoding: bytes.prefix(256), as: UTF8.self).uppercased()
-        let vcard = lower.hasSuffix(".vcf") || lower.hasSuffix(".vcard") || (!lower.hasSuffix(".csv") && head.contains("BEGIN:VCARD"))
-        let batch = vcard ? VCard.parse(bytes) : CSVInterchange.parse(bytes)
-        var problems = batch.issues
-        var edits: [ContactEdit] = []
-        var seen = Set<ContactID>()
-        var created = 0, merged = 0
-        for c in batch.contacts {
-            do {
-                let e = try c.edit(defaultCallingCode: defaultCallingCode)
-                guard seen.insert(e.contact).inserted else {
-                    problems.append(ImportIssue(origin: c.origin, reason: "repeats UID '\(c.uid ?? "")' of an earlier record; skipped"))
-                    continue
-                }
-                if exists(e.contact) { merged += 1 } else { created += 1 }
-                edits.append(e)
-            } catch {
-                problems.append(error)
-            }
-        }
-        return ImportPlan(filename: filename, format: vcard ? "vCard" : "CSV", edits: edits, created: created, merged: merged, problems: problems)
+    /// Parses `bytes` (format detected from the content unless `format` names one) and plans it
+    /// against `existing`, the contacts the node holds.
+    public static func make(filename: String, bytes: [UInt8], format: String? = nil, region: PhoneRegion?,
+                            existing: some Sequence<ContactDTO>) throws(Interchange.Unreadable) -> ImportPlan {
+        let batch = try Interchange.parse(bytes, format: format)
+        var session = ImportSession(matcher: ImportMatcher(existing: existing), region: region)
+        session.take(batch.contacts)
+        let edits = session.takeBatch()
+        var problems = batch.issues + session.issues + batch.skipped
+        problems += session.summary.conflicts.map { ImportIssue(origin: "conflict", reason: $0) }
+        problems += session.warnings
+        let dropped = batch.dropped.sorted { $0.value != $1.value ? $0.value > $1.value : $0.key < $1.key }.map { (field: $0.key, count: $0.value) }
+        return ImportPlan(filename: filename, format: batch.format, edits: edits, created: session.summary.created,
+                          merged: session.summary.updated, unchanged: session.summary.unchanged, problems: problems, dropped: dropped)
     }
 
     /// The edits in durable batches of about `ops` operations each (one signed change apiece),

@@ -1,5 +1,6 @@
 import Foundation
 import KithCRDT
+import KithCrypto
 import KithInterchange
 import KithQuery
 import Testing
@@ -135,23 +136,29 @@ struct WebPageTests {
         #expect(throws: QRCode.Failure.self) { try QRCode(String(repeating: "x", count: 4000)) }
     }
 
-    /// The preview sorts records into created, merged (the node holds the UID) and skipped.
+    /// The preview runs the real importer without writing: created, then (against what the node
+    /// holds) matched by id so a second upload of the same file creates nothing; the bad card is
+    /// a problem; the format comes from the content.
     @Test func importPreviewCountsCreatedMergedSkipped() throws {
         let file = """
-        BEGIN:VCARD\r\nVERSION:4.0\r\nUID:one\r\nFN:Ada One\r\nEND:VCARD\r
-        BEGIN:VCARD\r\nVERSION:4.0\r\nUID:two\r\nFN:Bo Two\r\nEND:VCARD\r
-        BEGIN:VCARD\r\nVERSION:4.0\r\nUID:two\r\nFN:Bo Again\r\nEND:VCARD\r
+        BEGIN:VCARD\r\nVERSION:4.0\r\nUID:one\r\nFN:Ada One\r\nEMAIL:ada@example.org\r\nEND:VCARD\r
+        BEGIN:VCARD\r\nVERSION:4.0\r\nUID:two\r\nFN:Bo Two\r\nPHOTO:data:image/png;base64,AAAA\r\nEND:VCARD\r
         BEGIN:VCARD\r\nVERSION:4.0\r\nEND:VCARD\r
 
         """
-        let first = ImportPlan.make(filename: "x.vcf", bytes: Array(file.utf8), defaultCallingCode: nil) { _ in false }
-        #expect(first.format == "vCard")
-        #expect(first.created == 2 && first.merged == 0 && first.problems.count == 2)
-        let held = Set(first.edits.map(\.contact))
-        let again = ImportPlan.make(filename: "x", bytes: Array(file.utf8), defaultCallingCode: nil) { held.contains($0) }
-        #expect(again.created == 0 && again.merged == 2)
-        let csv = ImportPlan.make(filename: "people.csv", bytes: Array("First Name,Last Name\nAda,Lovelace\n".utf8), defaultCallingCode: nil) { _ in false }
-        #expect(csv.format == "CSV" && csv.created == 1)
+        let first = try ImportPlan.make(filename: "x.vcf", bytes: Array(file.utf8), region: PhoneRegion(code: "US"), existing: [])
+        #expect(first.format == "vcard")
+        #expect(first.created == 2 && first.merged == 0 && first.unchanged == 0 && first.problems.count == 1)
+        #expect(first.dropped.contains { $0.field == "PHOTO" && $0.count == 1 })
+        // What the node holds after committing the preview's edits.
+        var r = Replica(scope: ScopeID(name: "p"))
+        var a = ChangeAuthor(signer: .init())
+        try a.commit(first.edits, to: &r, wallMilliseconds: 1_790_000_000_000)
+        let again = try ImportPlan.make(filename: "x", bytes: Array(file.utf8), region: nil, existing: r.contacts().map(ContactDTO.init))
+        #expect(again.created == 0 && again.merged == 0 && again.unchanged == 2 && again.edits.isEmpty)
+        let csv = try ImportPlan.make(filename: "people.csv", bytes: Array("First Name,Last Name\nAda,Lovelace\n".utf8), region: nil, existing: [])
+        #expect(csv.format.hasSuffix("csv") && csv.created == 1)
         #expect(first.batches(maxOps: 1).flatMap { $0 }.count == 2)
+        #expect(throws: Interchange.Unreadable.self) { try ImportPlan.make(filename: "a.xlsx", bytes: [0x50, 0x4B, 0x03, 0x04, 0, 0], region: nil, existing: []) }
     }
 }
