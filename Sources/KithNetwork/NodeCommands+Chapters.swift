@@ -43,6 +43,7 @@ extension NodeCommands {
             guard let network else { throw ChapterCommandError("this daemon cannot dial out") }
             let invite: ChapterInvite
             do { invite = try ChapterInvite(text: text, now: node.clock() / 1000) } catch { throw ChapterCommandError(error.detail) }
+            try await node.checkNotMember(of: invite.chapter)
             let outcome: Result<SyncNode.ChapterSummary, ChapterCommandError>
             do { outcome = .success(try await network.join(invite)) } catch { outcome = .failure(error) }
             switch outcome {

@@ -152,6 +152,14 @@ extension SyncNode {
         return (try? JSONSerialization.data(withJSONObject: out)) ?? Data("{}".utf8)
     }
 
+    /// Refuses an invite to a chapter this member already belongs to (its own chapter, or an
+    /// invite used already): the admin's daemon would treat this device as a member and sync
+    /// instead of answering the join.
+    public func checkNotMember(of id: ChapterID) throws(ChapterCommandError) {
+        guard let ch = chapters[id], !ch.relayOnly, let state = ch.log?.state, state.isMember(identity.member) else { return }
+        throw ChapterCommandError("you are already a member of \"\(state.name)\" (id \(id)): nothing to join with this invite (see kith chapter list)")
+    }
+
     public func chapterList() -> [ChapterSummary] {
         chapters.values.sorted { $0.id < $1.id }.map(summary)
     }

@@ -27,22 +27,46 @@ struct Kith: AsyncParsableCommand {
               kith import contacts.vcf            vCard or CSV; bad records reported
               kith export --format csv -o out.csv
 
-            Exit codes: 0 success, 1 failure (one line on stderr), 2 an import
-            skipped some records.
+            Global options, before or after the subcommand:
+              --data-dir DIR  the data directory; default $KITH_DATA_DIR, else
+                              $XDG_DATA_HOME/kith, else ~/.local/share/kith
+              --json          print data as JSON, with the HTTP API's keys
+              --quiet         print only data and errors
+              --no-pager      do not page long lists ($PAGER, default less -FRX)
 
-            The data directory is --data-dir, else $KITH_DATA_DIR, else $XDG_DATA_HOME/kith, \
-            else ~/.local/share/kith.
+            Contact ids are 26 characters (a-z, 2-7); any 4 or more leading characters will do \
+            when they name one contact. Destructive commands ask first on a terminal; --yes \
+            skips the question (and is required when standard input is not a terminal).
+
+            Exit codes:
+              0   success
+              1   failure: one line on stderr says what went wrong and what to do
+              2   an import skipped some records (each is named on stderr)
+              64  the command line is wrong (unknown option, missing or bad value, no --yes)
             """,
         version: KithVersion.describe(tool: "kith"),
         subcommands: [Init.self, WhoAmI.self, ContactCommand.self, TagCommand.self, NoteCommand.self, LogConversation.self,
                       LinkCommand.self, UnlinkCommand.self, ImportCommand.self, ExportCommand.self, DeviceCommand.self, StatusCommand.self, PeersCommand.self, SyncCommand.self, GUIPasswordCommand.self,
                       ChapterCommand.self, ShareCommand.self, UnshareCommand.self, ConsentCommand.self, AuditCommand.self]
     )
+
+    /// Parses the arguments with the global options moved after the subcommand.
+    static func main() async {
+        await main(GlobalOptions.reorder(Array(CommandLine.arguments.dropFirst())))
+    }
 }
 
+/// The global options, part of every command (and accepted before the subcommand too:
+/// `GlobalOptions.reorder`).
 struct DataDirOption: ParsableArguments {
     @Option(name: .customLong("data-dir"), help: "The data directory (default: $KITH_DATA_DIR or ~/.local/share/kith).")
     var dataDir: String?
+
+    @Flag(help: "Print only data and errors: no confirmations or hints.")
+    var quiet = false
+
+    @Flag(name: .customLong("no-pager"), help: "Do not page long output on a terminal (default pager: $PAGER, else less -FRX).")
+    var noPager = false
 
     var directory: DataDirectory { DataDirectory(path: dataDir ?? DataDirectory.defaultPath()) }
 }

@@ -25,7 +25,7 @@ struct NodeOptions: ParsableArguments {
         let file = passphraseFile ?? ProcessInfo.processInfo.environment["KITH_PASSPHRASE_FILE"]
         return AutoClient(api: api) {
             let pass = try file.map { try NodeIdentity.readPassphrase(file: $0) }
-            return LocalClient(store: try NodeAccess.openStore(dir, passphrase: pass))
+            return LocalClient(store: try NodeAccess.openStore(dir, passphrase: pass), directory: dir)
         }
     }
 }
@@ -60,7 +60,7 @@ func printJSON(_ object: Any) {
 }
 
 /// A plain table: short id, name, first phone, first email, tags.
-func printTable(_ contacts: [ContactDTO]) {
+func tableText(_ contacts: [ContactDTO]) -> String {
     let rows = contacts.map { c in
         [String(c.id.prefix(8)), c.name, c.phones.first?.number ?? "", c.emails.first?.address ?? "", c.tags.joined(separator: ",")]
     }
@@ -73,8 +73,7 @@ func printTable(_ contacts: [ContactDTO]) {
             return i == r.count - 1 ? cut : cut.padding(toLength: widths[i], withPad: " ", startingAt: 0)
         }.joined(separator: "  ")
     }
-    print(fmt(header))
-    for r in rows { print(fmt(r)) }
+    return ([fmt(header)] + rows.map(fmt)).map { $0 + "\n" }.joined()
 }
 
 func printContact(_ c: ContactDTO) {

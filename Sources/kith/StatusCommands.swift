@@ -82,9 +82,9 @@ struct GUIPasswordCommand: ParsableCommand {
         commandName: "gui-password",
         abstract: "Set the web GUI's password (needed before kithd serves the GUI beyond this machine).",
         discussion: """
-            Reads the password from --password-file (its first line) or standard input, and
-            stores only its Argon2id hash in <data-dir>/gui-password (mode 0600). Restart kithd
-            for a new password to apply. Browsers log in with it (POST /v1/session) and then
+            Reads the password from --password-file (its first line) or standard input, and \
+            stores only its Argon2id hash in <data-dir>/gui-password (mode 0600). Restart kithd \
+            for a new password to apply. Browsers log in with it (POST /v1/session) and then \
             hold a session cookie; the CLI keeps using the API key.
             """
     )
