@@ -81,6 +81,9 @@ public actor SyncNode {
         public let awaitingKeys: Int
         public let peers: Int
         public let lastCaughtUp: UInt64?
+        /// Of the `peers` connected for this scope, how many have sent everything this node lacked
+        /// since they connected (the sync session's catch-up finished): "up to date with 2 of 3".
+        public let peersCaughtUp: Int
     }
 
     public func peerInfo() -> [PeerInfo] {
@@ -98,7 +101,8 @@ public actor SyncNode {
             let connected = peers.values.filter { $0.scopes.contains(scope) }
             return ScopeInfo(scope: scope.description, kind: kind, name: name, contacts: s.replica.mode == .opaque ? 0 : index(of: s).count,
                              changes: r.changeCount, pending: r.pendingCount, awaitingKeys: r.awaitingBlockCount, peers: connected.count,
-                             lastCaughtUp: connected.compactMap { $0.caughtUp[scope] }.max())
+                             lastCaughtUp: connected.compactMap { $0.caughtUp[scope] }.max(),
+                             peersCaughtUp: connected.filter { $0.caughtUp[scope] != nil }.count)
         }
         out.append(info("private", "your contacts", store))
         for ch in chapters.values.sorted(by: { $0.id < $1.id }) {

@@ -77,22 +77,22 @@ func failing<T>(_ body: () throws -> T) throws -> T {
         return try body()
     } catch let e as ExitCode {
         throw e
-    } catch let e as CLIFailure {
-        fail(e.message)
-    } catch let e as NodeError {
-        fail(e.detail)
-    } catch let e as CryptoError {
-        fail(e.detail)
-    } catch let e as StoreError {
-        fail(e.detail)
-    } catch let e as ChangeRejection {
-        fail(e.detail)
-    } catch let e as QueryError {
-        fail(e.candidates.isEmpty ? e.message : e.message + "\n" + e.candidates.map { "  " + $0 }.joined(separator: "\n"))
-    } catch let e as APIClient.Refused {
-        fail(e.description)
     } catch {
-        fail("\(error)")
+        fail(describe(error))
+    }
+}
+
+/// A library error's message for a person (an ambiguous reference lists its candidates).
+func describe(_ error: any Error) -> String {
+    switch error {
+    case let e as CLIFailure: e.message
+    case let e as NodeError: e.detail
+    case let e as CryptoError: e.detail
+    case let e as StoreError: e.detail
+    case let e as ChangeRejection: e.detail
+    case let e as QueryError: e.candidates.isEmpty ? e.message : e.message + "\n" + e.candidates.map { "  " + $0 }.joined(separator: "\n")
+    case let e as APIClient.Refused: e.description
+    default: "\(error)"
     }
 }
 

@@ -1,5 +1,6 @@
 import Foundation
 import KithCRDT
+import KithNode
 import Testing
 
 extension Binaries {
@@ -217,5 +218,44 @@ struct CLIConventionsTests {
         #expect(join.status == 1 && join.stderr.contains("you are already a member of \"Ward 5\"") && join.stderr.contains("kith chapter list"),
                 "\(join.stderr)")
         daemon.stop()
+    }
+}
+
+@Suite("kith status in plain words (issue 16)", .serialized)
+struct StatusWordsTests {
+    @Test func upToDateWithPeersAndWhenTheDaemonIsDown() throws {
+        let tmp = try TempDir()
+        let a = tmp.path("laptop"), b = tmp.path("phone")
+        #expect(try Binaries.run("kith", ["init", "--data-dir", a]).status == 0)
+        #expect(try Binaries.run("kith", ["device", "add", "--from", a, "--data-dir", b]).status == 0)
+        #expect(try Binaries.run("kith", ["contact", "add", "--given", "Ada", "--data-dir", a]).status == 0)
+        let da = try Daemon(data: a, logName: "1")
+        let pa = try da.port
+        let db = try Daemon(data: b, peers: [pa], logName: "1")
+        _ = try db.port
+
+        let text = try waitFor("the phone up to date with the laptop", seconds: 60) { () -> String? in
+            let r = try Binaries.run("kith", ["status", "--data-dir", b])
+            return r.stdout.contains("up to date with 1 of 1 connected peer;") ? r.stdout : nil
+        }
+        #expect(text.hasPrefix("kithd       running, up ") && text.contains("kithd \(KithVersion.release)"), "\(text)")
+        #expect(text.contains("listening   127.0.0.1:") && text.contains("invites and pairing codes point to "), "\(text)")
+        #expect(text.contains("your contacts (private)\n  1 contact, 1 change\n"), "\(text)")
+        #expect(text.contains("last sync ") && text.contains(" s ago"), "\(text)")
+        let json = try kithJSON(["status", "--data-dir", b]) as! [String: Any]
+        let scope = (json["scopes"] as? [[String: Any]])?.first
+        #expect(json["running"] as? Bool == true && (json["uptime"] as? Int ?? -1) >= 0 && (json["listen"] as? String)?.hasPrefix("127.0.0.1:") == true)
+        #expect(scope?["peers"] as? Int == 1 && scope?["peersCaughtUp"] as? Int == 1, "\(json)")
+
+        // Down: what the store holds, and how to start kithd.
+        db.stop()
+        let down = try Binaries.run("kith", ["status", "--data-dir", b])
+        #expect(down.status == 0 && down.stdout.hasPrefix("kithd       not running for \(b)"), "\(down.stdout) \(down.stderr)")
+        #expect(down.stdout.contains("1 contact, 1 change") && down.stdout.contains("start it with: kithd --data-dir \(b)"), "\(down.stdout)")
+        let downJSON = try kithJSON(["status", "--data-dir", b]) as! [String: Any]
+        #expect(downJSON["running"] as? Bool == false && downJSON["contacts"] as? Int == 1)
+        let none = try Binaries.run("kith", ["status", "--data-dir", tmp.path("nothing")])
+        #expect(none.status == 1 && none.stderr.contains("run kith init --data-dir"))
+        da.stop()
     }
 }
