@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import KithChapter
 import KithCRDT
 import KithCrypto
 import KithInterchange
@@ -87,7 +88,7 @@ struct ChapterCommand: ParsableCommand {
             print(ChapterCommand.describe(r["chapter"] as? [String: Any] ?? [:]))
             for m in members {
                 let you = m["you"] as? Bool == true ? "  (you)" : ""
-                print("  \(m["admin"] as? Bool == true ? "admin " : "member") \(m["member"] ?? "?")  devices \(m["devices"] ?? 0)\(you)")
+                print("  \(m["admin"] as? Bool == true ? "admin " : "member") \(fingerprint(m["member"]))  devices \(m["devices"] ?? 0)\(you)")
             }
         }
     }
@@ -172,7 +173,7 @@ struct ChapterCommand: ParsableCommand {
             let list = try daemonRequest(data, chapter.add(to: ["op": "chapter-requests"]))["requests"] as? [[String: Any]] ?? []
             if json { return printJSONObject(list) }
             if list.isEmpty { print("no join requests waiting") }
-            for r in list { print("member \(r["member"] ?? "?")  device \(r["device"] ?? "?")  — kith chapter approve \(String((r["member"] as? String ?? "").prefix(8)))") }
+            for r in list { print("member \(fingerprint(r["member"]))  device \(fingerprint(r["device"]))  — kith chapter approve \(String((r["member"] as? String ?? "").prefix(8)))") }
         }
     }
 
@@ -275,6 +276,13 @@ struct ChapterCommand: ParsableCommand {
             Terminal.page(lines.map { $0 + "\n" }.joined())
         }
     }
+}
+
+/// A key as people compare it: its fingerprint and, to pass to commands, its first 8 characters
+/// ("k7qd-2mxa-pl5n-3eb7 (key mGh2QZk3)"); the JSON keeps the full key.
+func fingerprint(_ key: Any?) -> String {
+    guard let text = key as? String, let bytes = Base64URL.decode(text), bytes.count == 32 else { return "\(key ?? "?")" }
+    return "\(KeyFingerprint.of(bytes)) (key \(text.prefix(8)))"
 }
 
 /// Adds to a contact in the chapter map (resolved by the daemon against the chapter): tag and

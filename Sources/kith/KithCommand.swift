@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import KithChapter
 import KithCrypto
 import KithCRDT
 import KithNode
@@ -166,8 +167,8 @@ struct WhoAmI: ParsableCommand {
 }
 
 func printIdentity(_ id: PublicIdentity) {
-    print("member          \(id.memberKey)")
-    print("device          \(id.deviceSigningKey)")
+    print("member          \(KeyFingerprint.of(id.memberKey))  key \(id.memberKey)")
+    print("device          \(KeyFingerprint.of(id.deviceSigningKey))  key \(id.deviceSigningKey)")
     print("device (x25519) \(id.deviceAgreementKey)")
     let created = Date(timeIntervalSince1970: TimeInterval(id.certificate.createdAt))
     print("certified       \(ISO8601DateFormatter().string(from: created))")
@@ -180,6 +181,8 @@ func identityJSON(_ id: PublicIdentity, dir: DataDirectory) -> String {
         "deviceSigning": id.deviceSigningKey.description,
         "deviceAgreement": id.deviceAgreementKey.description,
         "certificate": Base64URL.encode(id.certificate.encoded),
+        "memberFingerprint": KeyFingerprint.of(id.memberKey),
+        "deviceFingerprint": KeyFingerprint.of(id.deviceSigningKey),
         "createdAt": id.certificate.createdAt,
     ]
     let data = try! JSONSerialization.data(withJSONObject: object, options: [.sortedKeys, .prettyPrinted])

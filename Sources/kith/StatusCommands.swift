@@ -79,8 +79,8 @@ struct StatusCommand: ParsableCommand {
         if let gui = s["gui"] as? [String: Any] {
             print("web GUI     https on \(gui["listen"] ?? "?")  certificate \(gui["fingerprint"] ?? "?")")
         }
-        print("member      \(s["member"] ?? "")")
-        print("device      \(s["device"] ?? "")")
+        print("member      \(fingerprint(s["member"]))")
+        print("device      \(fingerprint(s["device"]))")
         let peers = s["peers"] as? [String] ?? []
         print("peers       \(peers.isEmpty ? "none connected" : "\(peers.count) connected (kith peers lists them)")")
         for sc in s["scopes"] as? [[String: Any]] ?? [] { printScope(sc) }
@@ -107,8 +107,8 @@ struct StatusCommand: ParsableCommand {
 
     func printOffline(_ s: [String: Any]) {
         print("kithd       not running for \(s["dataDir"] ?? "?")")
-        if let m = s["member"] { print("member      \(m)") }
-        if let d = s["device"] { print("device      \(d)") }
+        if let m = s["member"] { print("member      \(fingerprint(m))") }
+        if let d = s["device"] { print("device      \(fingerprint(d))") }
         if let store = s["store"] { print("store       \(store)") }
         for sc in s["scopes"] as? [[String: Any]] ?? [] {
             print("")
@@ -155,7 +155,7 @@ struct PeersCommand: ParsableCommand {
         if json { return printJSONObject(list) }
         if list.isEmpty { print("no peers connected") }
         for p in list {
-            let who = p["ownDevice"] as? Bool == true ? "your device" : "member \(String((p["member"] as? String ?? "").prefix(8)))"
+            let who = p["ownDevice"] as? Bool == true ? "your device \(fingerprint(p["device"]))" : "member \(fingerprint(p["member"]))"
             print("\(p["name"] ?? "?")  \(who)  scopes \((p["scopes"] as? [String] ?? []).count)  last sync \(ago(p["lastCaughtUp"] as? UInt64))")
         }
     }

@@ -214,6 +214,9 @@ struct CLIConventionsTests {
         _ = try daemon.port
         #expect(try Binaries.run("kith", ["chapter", "create", "Ward 5", "--data-dir", a]).status == 0)
         let invite = try Binaries.run("kith", ["chapter", "invite", "--data-dir", a]).stdout.trimmingCharacters(in: .whitespacesAndNewlines)
+        let members = try Binaries.run("kith", ["chapter", "members", "--data-dir", a]).stdout
+        let fp = (try kithJSON(["whoami", "--data-dir", a]) as! [String: Any])["memberFingerprint"] as! String
+        #expect(members.contains("admin  \(fp) (key ") && members.contains("(you)"), "\(members)")
         let join = try Binaries.run("kith", ["chapter", "join", invite, "--data-dir", a])
         #expect(join.status == 1 && join.stderr.contains("you are already a member of \"Ward 5\"") && join.stderr.contains("kith chapter list"),
                 "\(join.stderr)")
@@ -242,6 +245,15 @@ struct StatusWordsTests {
         #expect(text.contains("listening   127.0.0.1:") && text.contains("invites and pairing codes point to "), "\(text)")
         #expect(text.contains("your contacts (private)\n  1 contact, 1 change\n"), "\(text)")
         #expect(text.contains("last sync ") && text.contains(" s ago"), "\(text)")
+        // Keys as fingerprints where a person compares them; full keys in JSON.
+        let who = try kithJSON(["whoami", "--data-dir", b]) as! [String: Any]
+        let memberFP = who["memberFingerprint"] as! String, member = who["member"] as! String
+        #expect(memberFP.count == 19 && memberFP.split(separator: "-").count == 4)
+        #expect(text.contains("member      \(memberFP) (key \(member.prefix(8)))"), "\(text)")
+        #expect(try Binaries.run("kith", ["whoami", "--data-dir", b]).stdout.contains("member          \(memberFP)  key \(member)"))
+        let peersText = try Binaries.run("kith", ["peers", "--data-dir", b]).stdout
+        let laptopDevice = (try kithJSON(["whoami", "--data-dir", a]) as! [String: Any])["deviceFingerprint"] as! String
+        #expect(peersText.contains("your device \(laptopDevice)"), "\(peersText)")
         let json = try kithJSON(["status", "--data-dir", b]) as! [String: Any]
         let scope = (json["scopes"] as? [[String: Any]])?.first
         #expect(json["running"] as? Bool == true && (json["uptime"] as? Int ?? -1) >= 0 && (json["listen"] as? String)?.hasPrefix("127.0.0.1:") == true)
