@@ -100,6 +100,12 @@ public enum MembershipAction: Hashable, Sendable {
     /// the statement signed with the member key (identity.md §6), so a stolen device, which
     /// holds no member key, cannot revoke the member's others.
     case revokeDeviceByMember(DeviceRevocation)
+    /// A display name for the author's member key or one of the author member's devices
+    /// (`subject`); empty clears it. Only the member may name themselves and their devices.
+    case setName(subject: Ed25519.PublicKey, name: String)
+
+    /// The longest display name, in UTF-8 bytes.
+    public static let maxNameLength = 64
 
     public var tag: UInt8 {
         switch self {
@@ -116,6 +122,7 @@ public enum MembershipAction: Hashable, Sendable {
         case .affiliate: 0x0B
         case .closeInvite: 0x0C
         case .revokeDeviceByMember: 0x0D
+        case .setName: 0x0E
         }
     }
 
@@ -257,6 +264,9 @@ public struct MembershipOp: Hashable, Sendable {
             w.raw(id.bytes)
         case let .revokeDeviceByMember(r):
             w.raw(r.encoded)
+        case let .setName(subject, name):
+            w.raw(subject.bytes)
+            w.text(name)
         }
     }
 
@@ -390,6 +400,14 @@ public struct MembershipOp: Hashable, Sendable {
             return .affiliate(Affiliation(signingKey: sk, agreementKey: ak, name: name, hub: hub, allowsWithoutContactConsent: try flag(&r)))
         case 0x0C: return .closeInvite(try OpID(bytes: try r.raw(32)))
         case 0x0D: return .revokeDeviceByMember(try DeviceRevocation(encoded: Array(try r.raw(DeviceRevocation.encodedLength))))
+        case 0x0E:
+            let subject = try key(&r)
+            let name = try r.text(max: MembershipAction.maxNameLength)
+            guard name.unicodeScalars.allSatisfy({ !$0.properties.isNoncharacterCodePoint && $0.properties.generalCategory != .control && $0.properties.generalCategory != .format }),
+                  name == name.trimmingWhitespaceEdges else {
+                throw DecodeError("a display name has no control characters and no leading or trailing spaces")
+            }
+            return .setName(subject: subject, name: name)
         default: throw DecodeError("unknown membership action \(tag)")
         }
     }
@@ -430,4 +448,11 @@ public struct MembershipError: Error, Equatable, Sendable, CustomStringConvertib
     }
 
     public var description: String { detail }
+}
+
+extension String {
+    /// Without leading and trailing white space (no Foundation in this module).
+    var trimmingWhitespaceEdges: String {
+        String(unicodeScalars.drop { $0.properties.isWhitespace }.reversed().drop { $0.properties.isWhitespace }.reversed().map(Character.init).reduce(into: "") { $0.append($1) })
+    }
 }
