@@ -107,6 +107,16 @@ public enum MembershipAction: Hashable, Sendable {
     /// The longest display name, in UTF-8 bytes.
     public static let maxNameLength = 64
 
+    /// Why `name` cannot be a display name, or nil when it can (Protocol/chapters.md §2, `set name`).
+    public static func problem(withName name: String) -> String? {
+        if name.utf8.count > maxNameLength { return "a display name is at most \(maxNameLength) bytes of UTF-8 (this one is \(name.utf8.count))" }
+        if !name.unicodeScalars.allSatisfy({ !$0.properties.isNoncharacterCodePoint && $0.properties.generalCategory != .control && $0.properties.generalCategory != .format }) {
+            return "a display name has no control characters (tabs, line breaks, …)"
+        }
+        if name != name.trimmingWhitespaceEdges { return "a display name has no leading or trailing spaces" }
+        return nil
+    }
+
     public var tag: UInt8 {
         switch self {
         case .create: 0x01
@@ -403,10 +413,7 @@ public struct MembershipOp: Hashable, Sendable {
         case 0x0E:
             let subject = try key(&r)
             let name = try r.text(max: MembershipAction.maxNameLength)
-            guard name.unicodeScalars.allSatisfy({ !$0.properties.isNoncharacterCodePoint && $0.properties.generalCategory != .control && $0.properties.generalCategory != .format }),
-                  name == name.trimmingWhitespaceEdges else {
-                throw DecodeError("a display name has no control characters and no leading or trailing spaces")
-            }
+            if let problem = MembershipAction.problem(withName: name) { throw DecodeError(problem) }
             return .setName(subject: subject, name: name)
         default: throw DecodeError("unknown membership action \(tag)")
         }

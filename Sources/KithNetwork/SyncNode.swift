@@ -68,6 +68,9 @@ public actor SyncNode {
         public let scopes: [String]
         public let connectedAt: UInt64
         public let lastCaughtUp: UInt64?
+        /// Display names from the chapters' membership logs, when set.
+        public let memberName: String?
+        public let deviceName: String?
     }
 
     /// Per scope, what `kith status` shows.
@@ -90,7 +93,8 @@ public actor SyncNode {
         peers.values.sorted { $0.name < $1.name }.map { p in
             PeerInfo(name: p.name, member: p.identity.member.description, device: p.identity.device.description,
                      ownDevice: p.identity.member == identity.member, scopes: p.scopes.map(\.description).sorted(),
-                     connectedAt: p.connectedAt, lastCaughtUp: p.caughtUp.values.max())
+                     connectedAt: p.connectedAt, lastCaughtUp: p.caughtUp.values.max(),
+                     memberName: displayName(of: p.identity.member), deviceName: displayName(of: p.identity.device))
         }
     }
 

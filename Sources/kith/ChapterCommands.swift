@@ -88,7 +88,8 @@ struct ChapterCommand: ParsableCommand {
             print(ChapterCommand.describe(r["chapter"] as? [String: Any] ?? [:]))
             for m in members {
                 let you = m["you"] as? Bool == true ? "  (you)" : ""
-                print("  \(m["admin"] as? Bool == true ? "admin " : "member") \(fingerprint(m["member"]))  devices \(m["devices"] ?? 0)\(you)")
+                let name = (m["name"] as? String).map { "\($0)  " } ?? ""
+                print("  \(m["admin"] as? Bool == true ? "admin " : "member") \(name)\(fingerprint(m["member"]))  devices \(m["devices"] ?? 0)\(you)")
             }
         }
     }
@@ -266,7 +267,11 @@ struct ChapterCommand: ParsableCommand {
             if json { return printJSONObject(r) }
             var lines = [ChapterCommand.describe(r["chapter"] as? [String: Any] ?? [:])]
             for c in contacts {
-                let known = (c["knows"] as? [[String: Any]] ?? []).map { String(($0["member"] as? String ?? "").prefix(8)) }
+                let names = r["names"] as? [String: String] ?? [:]
+                let known = (c["knows"] as? [[String: Any]] ?? []).map { k in
+                    let key = k["member"] as? String ?? ""
+                    return names[key] ?? String(key.prefix(8))
+                }
                 lines.append("  \(String((c["id"] as? String ?? "").prefix(8)))  \(c["name"] as? String ?? "(no name)")  known by \(known.joined(separator: ", "))")
             }
             if let next = r["next"] as? String { lines.append("more: kith chapter map --limit \(limit) --cursor \(next)") }
@@ -387,6 +392,41 @@ extension ChapterCommand {
             let id = try chapterEdit(data, chapter, contact: contact, ops: [.logConversation(entry)])
             if json { return printJSONObject(["contact": id]) }
             say("logged a conversation with \(id) for the chapter")
+        }
+    }
+}
+
+struct NameCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "name",
+        abstract: "Give yourself, or one of your devices, a name other members see instead of a key.",
+        subcommands: [SetName.self]
+    )
+
+    struct SetName: ParsableCommand {
+        static let configuration = CommandConfiguration(commandName: "set",
+            abstract: "Set your display name (or, with --device, one of your devices'); empty clears it (needs kithd running).",
+            discussion: """
+                The name is signed by you and travels in the membership log of every chapter you are \
+                in; members see it in `kith chapter members`, the map's "known by", `kith peers` and \
+                `kith device list`. Nobody else can name you or your devices: their daemons refuse it.
+
+                Examples:
+                  kith name set "Ada Lovelace"
+                  kith name set "Ada's phone" --device 76uf-z6jk-czun-32e4
+                """
+        )
+        @OptionGroup var data: DataDirOption
+        @Flag(help: "Print the daemon's answer as JSON (the API's field names).") var json = false
+        @Argument(help: "The name (at most 64 bytes; empty clears it).") var name: String
+        @Option(help: "One of your devices (fingerprint, key or key prefix; see kith device list) instead of yourself.") var device: String?
+
+        func run() throws {
+            var req: [String: Any] = ["op": "name-set", "name": name]
+            if let device { req["device"] = device }
+            let r = try daemonRequest(data, req)
+            if json { return printJSONObject(r) }
+            say("\(fingerprint(r["subject"])) is now \(name.isEmpty ? "unnamed" : "\"\(name)\"") in \(count(r["chapters"], "chapter"))")
         }
     }
 }

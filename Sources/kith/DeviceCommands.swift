@@ -9,8 +9,33 @@ struct DeviceCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "device",
         abstract: "Manage this member's devices.",
-        subcommands: [Add.self, Pair.self, Revoke.self]
+        subcommands: [Add.self, Pair.self, Revoke.self, List.self]
     )
+
+    struct List: ParsableCommand {
+        static let configuration = CommandConfiguration(commandName: "list",
+            abstract: "List this member's devices known here: fingerprint, name, connected or revoked (needs kithd running).",
+            discussion: """
+                Name a device with `kith name set "Ada's phone" --device FINGERPRINT`; names travel in \
+                your chapters' membership logs, signed by you. --json prints the full keys.
+                """
+        )
+        @OptionGroup var data: DataDirOption
+        @Flag(help: "Print the daemon's answer as JSON (the API's field names).") var json = false
+
+        func run() throws {
+            let list = try daemonRequest(data, ["op": "device-list"])["devices"] as? [[String: Any]] ?? []
+            if json { return printJSONObject(list) }
+            for d in list {
+                var state: [String] = []
+                if d["current"] as? Bool == true { state.append("this device") }
+                if d["connected"] as? Bool == true { state.append("connected") }
+                if d["revoked"] as? Bool == true { state.append("revoked") }
+                let name = (d["name"] as? String).map { "\"\($0)\"  " } ?? ""
+                print("\(fingerprint(d["device"]))  \(name)\(state.joined(separator: ", "))")
+            }
+        }
+    }
 
     struct Add: AsyncParsableCommand {
         static let configuration = CommandConfiguration(commandName: "add", 

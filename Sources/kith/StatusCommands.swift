@@ -155,7 +155,8 @@ struct PeersCommand: ParsableCommand {
         if json { return printJSONObject(list) }
         if list.isEmpty { print("no peers connected") }
         for p in list {
-            let who = p["ownDevice"] as? Bool == true ? "your device \(fingerprint(p["device"]))" : "member \(fingerprint(p["member"]))"
+            let deviceName = (p["deviceName"] as? String).map { "\"\($0)\" " } ?? "", memberName = (p["memberName"] as? String).map { "\"\($0)\" " } ?? ""
+            let who = p["ownDevice"] as? Bool == true ? "your device \(deviceName)\(fingerprint(p["device"]))" : "member \(memberName)\(fingerprint(p["member"]))"
             print("\(p["name"] ?? "?")  \(who)  scopes \((p["scopes"] as? [String] ?? []).count)  last sync \(ago(p["lastCaughtUp"] as? UInt64))")
         }
     }

@@ -1,5 +1,7 @@
 import Foundation
+import KithChapter
 import KithCRDT
+import KithCrypto
 import KithNode
 import Testing
 
@@ -269,5 +271,65 @@ struct StatusWordsTests {
         let none = try Binaries.run("kith", ["status", "--data-dir", tmp.path("nothing")])
         #expect(none.status == 1 && none.stderr.contains("run kith init --data-dir"))
         da.stop()
+    }
+}
+
+@Suite("Names instead of keys (issue 16)", .serialized)
+struct NamesTests {
+    @Test func membersAndDevicesAreShownByTheNamesTheyGaveThemselves() throws {
+        let tmp = try TempDir()
+        let a = tmp.path("alice"), b = tmp.path("bob")
+        for d in [a, b] { #expect(try Binaries.run("kith", ["init", "--data-dir", d]).status == 0) }
+        #expect(try Binaries.run("kith", ["contact", "add", "--given", "Rosa", "--tag", "canvass", "--data-dir", a]).status == 0)
+        let da = try Daemon(data: a, logName: "1"), db = try Daemon(data: b, logName: "1")
+        _ = try da.port
+        _ = try db.port
+        #expect(try Binaries.run("kith", ["chapter", "create", "Ward 5", "--data-dir", a]).status == 0)
+        let invite = try Binaries.run("kith", ["chapter", "invite", "--data-dir", a]).stdout.trimmingCharacters(in: .whitespacesAndNewlines)
+        let join = try Binaries.run("kith", ["chapter", "join", invite, "--data-dir", b])
+        #expect(join.status == 0, "\(join.stderr)")
+        #expect(try Binaries.run("kith", ["share", "--tag", "canvass", "--data-dir", a]).status == 0)
+
+        let bob = try kithJSON(["whoami", "--data-dir", b]) as! [String: Any]
+        let set = try Binaries.run("kith", ["name", "set", "Bob Marley", "--data-dir", b])
+        #expect(set.status == 0 && set.stdout.contains("is now \"Bob Marley\" in 1 chapter"), "\(set.stdout) \(set.stderr)")
+        let device = try Binaries.run("kith", ["name", "set", "Bob's laptop", "--device", bob["deviceFingerprint"] as! String, "--data-dir", b])
+        #expect(device.status == 0, "\(device.stderr)")
+        // Nobody names someone else: Alice's daemon does not even find Bob's device among hers.
+        let other = try Binaries.run("kith", ["name", "set", "Bozo", "--device", bob["deviceSigning"] as! String, "--data-dir", a])
+        #expect(other.status == 1 && other.stderr.contains("you can name only your own devices"), "\(other.stderr)")
+        let bad = try Binaries.run("kith", ["name", "set", "tab\there", "--data-dir", b])
+        #expect(bad.status == 1 && bad.stderr.contains("no control characters"), "\(bad.stderr)")
+
+        // Bob knows Rosa; Alice sees his name in the members, the map and her peers.
+        let rosa = try waitFor("the shared contact on Bob's side", seconds: 60) { () -> String? in
+            ((try kithJSON(["chapter", "map", "--data-dir", b]) as! [String: Any])["contacts"] as? [[String: Any]])?.first?["id"] as? String
+        }
+        #expect(try Binaries.run("kith", ["chapter", "know", rosa, "--strength", "2", "--data-dir", b]).status == 0)
+        let members = try waitFor("Bob's name at Alice's", seconds: 60) { () -> String? in
+            let text = try Binaries.run("kith", ["chapter", "members", "--data-dir", a]).stdout
+            return text.contains("Bob Marley") ? text : nil
+        }
+        #expect(members.contains("member Bob Marley  \(KeyFingerprintText.of(bob["member"] as! String))"), "\(members)")
+        let map = try waitFor("the map known by Bob", seconds: 60) { () -> String? in
+            let text = try Binaries.run("kith", ["chapter", "map", "--data-dir", a]).stdout
+            return text.contains("known by") && text.contains("Bob Marley") ? text : nil
+        }
+        #expect(map.contains("Rosa  known by ") && map.contains("Bob Marley"), "\(map)")
+        let peers = try Binaries.run("kith", ["peers", "--data-dir", a]).stdout
+        #expect(peers.contains("member \"Bob Marley\" "), "\(peers)")
+        let devices = try Binaries.run("kith", ["device", "list", "--data-dir", b]).stdout
+        #expect(devices.contains("\(bob["deviceFingerprint"] as! String) (key ") && devices.contains("\"Bob's laptop\"  this device"), "\(devices)")
+        let devicesJSON = try kithJSON(["device", "list", "--data-dir", b]) as! [[String: Any]]
+        #expect(devicesJSON.first?["device"] as? String == bob["deviceSigning"] as? String)
+        da.stop()
+        db.stop()
+    }
+}
+
+/// The CLI's fingerprint text of a base64url key: "lkm5-63uj-zcah-zn2h (key AAAAAAAA)".
+enum KeyFingerprintText {
+    static func of(_ key: String) -> String {
+        "\(KeyFingerprint.of(Base64URL.decode(key)!)) (key \(key.prefix(8)))"
     }
 }
