@@ -409,7 +409,9 @@ struct NameCommand: ParsableCommand {
             discussion: """
                 The name is signed by you and travels in the membership log of every chapter you are \
                 in; members see it in `kith chapter members`, the map's "known by", `kith peers` and \
-                `kith device list`. Nobody else can name you or your devices: their daemons refuse it.
+                `kith device list`. Nobody else can name you or your devices: their daemons refuse it. \
+                The membership log is not encrypted: the chapter's relays and, once the chapter is \
+                affiliated, the organization's hub see the name too.
 
                 Examples:
                   kith name set "Ada Lovelace"

@@ -144,7 +144,7 @@ struct CLIConventionsTests {
         // source: a line followed by more of its paragraph is a full line.
         // An example too long for a line wraps into a short unindented fragment: refused too.
         for cmd in [[], ["device", "add"], ["device", "revoke"], ["contact", "add"], ["contact", "edit"], ["contact", "search"], ["contact", "rm"],
-                    ["consent"], ["gui-password"], ["init"], ["chapter", "invite"], ["chapter", "remove"]] {
+                    ["consent"], ["gui-password"], ["init"], ["chapter", "invite"], ["chapter", "remove"], ["name", "set"], ["device", "list"], ["status"]] {
             let text = try Binaries.run("kith", cmd + ["--help"]).stdout
             let lines = text.components(separatedBy: "USAGE:")[0].components(separatedBy: "\n")
             for (i, line) in lines.enumerated().dropFirst() where !line.isEmpty && !line.hasPrefix(" ") && !lines[i - 1].isEmpty {
