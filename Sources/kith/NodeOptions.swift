@@ -96,7 +96,7 @@ func printContact(_ c: ContactDTO) {
     for p in c.phones { print("phone         \(p.number)" + (p.raw == p.number ? "" : "  (\(p.raw))")) }
     for e in c.emails { print("email         \(e.address)") }
     if !c.tags.isEmpty { print("tags          \(c.tags.joined(separator: ", "))") }
-    for k in c.knows { print("known by      \(k.member) (strength \(k.strength))") }
+    for k in c.knows { print("known by      \(fingerprint(k.member)) (strength \(k.strength))") }
     for l in c.links { print("same as       \(l)") }
     for e in c.conversations {
         print("conversation  \(e.date) \(e.channel): \(e.outcome)" + (e.note.isEmpty ? "" : " — \(e.note)"))
