@@ -178,7 +178,7 @@ let package = Package(
         .testTarget(name: "KithConsentTests", dependencies: ["KithConsent", "KithChapter", "KithCRDT", "KithCrypto"], swiftSettings: strict),
         .testTarget(
             name: "KithQueryTests",
-            dependencies: ["KithQuery", "KithCRDT", "KithCrypto", "KithSampleData", "KithInterchange", .product(name: "PropertyBased", package: "swift-property-based")],
+            dependencies: ["KithQuery", "KithCRDT", "KithCrypto", "KithSampleData", "KithInterchange", "KithStore", .product(name: "PropertyBased", package: "swift-property-based")],
             swiftSettings: strict
         ),
         .testTarget(

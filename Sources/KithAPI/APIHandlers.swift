@@ -98,8 +98,9 @@ struct APIHandlers: Sendable {
             do {
                 let (summary, page, duplicates) = try await node.chapterContacts(chapter: fields["chapter"] as? String, q: fields["q"] as? String,
                                                                                limit: try int(fields, "limit"), cursor: fields["cursor"] as? String)
+                let names = try await node.names(chapter: fields["chapter"] as? String)
                 return try APIServer.json(encodable: ChapterMapAnswer(chapter: summary, contacts: page.contacts, total: page.total, next: page.next,
-                                                                      likelyDuplicates: duplicates.map { $0.map(\.description) }))
+                                                                      likelyDuplicates: duplicates.map { $0.map(\.description) }, names: names))
             } catch let e as ChapterCommandError {
                 throw APIError(.notFound, "not_found", e.message)
             }
@@ -227,6 +228,8 @@ struct ChapterMapAnswer: Encodable {
     let total: Int
     let next: String?
     let likelyDuplicates: [[String]]
+    /// Member key → the display name the member set (Protocol/chapters.md `set name`).
+    let names: [String: String]
 }
 
 /// `POST /v1/edits`: `{"batches": [[base64url edit, …], …]}`, one signed change per batch.

@@ -438,6 +438,12 @@ public struct Replica: Sendable {
         }
     }
 
+    /// The live ops that linked `contact` to `other` (what an unlink must name). Set members hold
+    /// a linked id in its base64url form, not the base32 text people see.
+    public func liveLinkAdds(to other: ContactID, contact: ContactID) -> [OpRef] {
+        liveAdds(of: other.base64url, in: .links, contact: contact)
+    }
+
     // MARK: Changes, heads and version vectors
 
     /// Per device: the highest contiguous seq held.
@@ -534,4 +540,11 @@ public struct ContactView: Hashable, Sendable {
     public var phones: [String] { values(.phones).map(\.key) }
     public var emails: [String] { values(.emails).map(\.key) }
     public var tags: [String] { values(.tags).map(\.key) }
+
+    /// The name to show: display name, else "given family", else the first email or phone.
+    public var displayName: String {
+        if let d = self[.displayName] { return d }
+        let n = [self[.givenName], self[.familyName]].compactMap { $0 }.joined(separator: " ")
+        return n.isEmpty ? (emails.first ?? phones.first ?? "(no name)") : n
+    }
 }

@@ -56,6 +56,9 @@ public struct ChapterState: Sendable, Equatable {
     public internal(set) var invites: [OpID: Invite] = [:]
     /// The organization the chapter is affiliated with (the last applied `affiliate` op).
     public internal(set) var affiliation: Affiliation?
+    /// Display names members gave themselves and their devices (`set name` ops; the last applied
+    /// wins), keyed by member or device key.
+    public internal(set) var names: [Ed25519.PublicKey: String] = [:]
     /// Devices revoked: refused at the handshake and never listed again, in this chapter, even
     /// though their member may still be in it.
     public internal(set) var revoked: Set<Ed25519.PublicKey> = []
@@ -355,6 +358,12 @@ public struct ChapterState: Sendable, Equatable {
             guard invites[id] != nil else { return "close of unknown invite \(id)" }
             guard invites[id]!.closed == false else { return "invite \(id) is already closed" }
             invites[id]!.closed = true
+        case let .setName(subject, name):
+            // Only the member names themselves and their own devices, never someone else.
+            guard subject == author || deviceOwner[subject] == author else {
+                return "member \(author) may name only themselves and their own devices, not \(subject)"
+            }
+            names[subject] = name.isEmpty ? nil : name
         }
         return nil
     }
@@ -587,6 +596,7 @@ extension MembershipAction {
         case .affiliate: "affiliate the chapter with an organization"
         case .closeInvite: "close an invite"
         case .revokeDeviceByMember: "revoke a device"
+        case .setName: "set a display name"
         }
     }
 }

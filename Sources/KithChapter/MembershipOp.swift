@@ -100,6 +100,22 @@ public enum MembershipAction: Hashable, Sendable {
     /// the statement signed with the member key (identity.md §6), so a stolen device, which
     /// holds no member key, cannot revoke the member's others.
     case revokeDeviceByMember(DeviceRevocation)
+    /// A display name for the author's member key or one of the author member's devices
+    /// (`subject`); empty clears it. Only the member may name themselves and their devices.
+    case setName(subject: Ed25519.PublicKey, name: String)
+
+    /// The longest display name, in UTF-8 bytes.
+    public static let maxNameLength = 64
+
+    /// Why `name` cannot be a display name, or nil when it can (Protocol/chapters.md §2, `set name`).
+    public static func problem(withName name: String) -> String? {
+        if name.utf8.count > maxNameLength { return "a display name is at most \(maxNameLength) bytes of UTF-8 (this one is \(name.utf8.count))" }
+        if !name.unicodeScalars.allSatisfy({ !$0.properties.isNoncharacterCodePoint && $0.properties.generalCategory != .control && $0.properties.generalCategory != .format }) {
+            return "a display name has no control characters (tabs, line breaks, …)"
+        }
+        if name != name.trimmingWhitespaceEdges { return "a display name has no leading or trailing spaces" }
+        return nil
+    }
 
     public var tag: UInt8 {
         switch self {
@@ -116,6 +132,7 @@ public enum MembershipAction: Hashable, Sendable {
         case .affiliate: 0x0B
         case .closeInvite: 0x0C
         case .revokeDeviceByMember: 0x0D
+        case .setName: 0x0E
         }
     }
 
@@ -257,6 +274,9 @@ public struct MembershipOp: Hashable, Sendable {
             w.raw(id.bytes)
         case let .revokeDeviceByMember(r):
             w.raw(r.encoded)
+        case let .setName(subject, name):
+            w.raw(subject.bytes)
+            w.text(name)
         }
     }
 
@@ -390,6 +410,11 @@ public struct MembershipOp: Hashable, Sendable {
             return .affiliate(Affiliation(signingKey: sk, agreementKey: ak, name: name, hub: hub, allowsWithoutContactConsent: try flag(&r)))
         case 0x0C: return .closeInvite(try OpID(bytes: try r.raw(32)))
         case 0x0D: return .revokeDeviceByMember(try DeviceRevocation(encoded: Array(try r.raw(DeviceRevocation.encodedLength))))
+        case 0x0E:
+            let subject = try key(&r)
+            let name = try r.text(max: MembershipAction.maxNameLength)
+            if let problem = MembershipAction.problem(withName: name) { throw DecodeError(problem) }
+            return .setName(subject: subject, name: name)
         default: throw DecodeError("unknown membership action \(tag)")
         }
     }
@@ -430,4 +455,11 @@ public struct MembershipError: Error, Equatable, Sendable, CustomStringConvertib
     }
 
     public var description: String { detail }
+}
+
+extension String {
+    /// Without leading and trailing white space (no Foundation in this module).
+    var trimmingWhitespaceEdges: String {
+        String(unicodeScalars.drop { $0.properties.isWhitespace }.reversed().drop { $0.properties.isWhitespace }.reversed().map(Character.init).reduce(into: "") { $0.append($1) })
+    }
 }

@@ -22,6 +22,12 @@ extension NodeCommands {
         case "device-revoke":
             guard let device = request["device"] as? String else { throw ChapterCommandError("device-revoke needs a \"device\"") }
             return ["ok": true, "revoked": try await node.revokeDevice(device)]
+        case "device-list":
+            return ["ok": true, "devices": Self.object(await node.deviceList())]
+        case "name-set":
+            guard let name = request["name"] as? String else { throw ChapterCommandError("name-set needs a \"name\" (empty clears it)") }
+            let (subject, count) = try await node.setName(name, device: (request["device"] as? String).flatMap { $0.isEmpty ? nil : $0 })
+            return ["ok": true, "subject": subject, "name": name, "chapters": count]
         case "chapter-create":
             guard let name = request["name"] as? String, !name.isEmpty else { throw ChapterCommandError("chapter-create needs a \"name\"") }
             return ["ok": true, "chapter": Self.object(try await node.createChapter(name: name))]
@@ -43,6 +49,7 @@ extension NodeCommands {
             guard let network else { throw ChapterCommandError("this daemon cannot dial out") }
             let invite: ChapterInvite
             do { invite = try ChapterInvite(text: text, now: node.clock() / 1000) } catch { throw ChapterCommandError(error.detail) }
+            try await node.checkNotMember(of: invite.chapter)
             let outcome: Result<SyncNode.ChapterSummary, ChapterCommandError>
             do { outcome = .success(try await network.join(invite)) } catch { outcome = .failure(error) }
             switch outcome {
@@ -112,7 +119,8 @@ extension NodeCommands {
             let (summary, page, duplicates) = try await node.chapterContacts(chapter: chapter, q: request["q"] as? String, limit: limit,
                                                                            cursor: request["cursor"] as? String)
             var answer: [String: Any] = ["chapter": Self.object(summary), "contacts": Self.object(page.contacts), "total": page.total,
-                                         "likelyDuplicates": duplicates.map { $0.map(\.description) }]
+                                         "likelyDuplicates": duplicates.map { $0.map(\.description) },
+                                         "names": try await node.names(chapter: chapter)]
             if let next = page.next { answer["next"] = next }
             return answer
         case "share", "unshare":

@@ -15,12 +15,20 @@ public struct NodeCommands: Sendable {
     public let network: PeerNetwork?
     /// "host:port" put in invites this node opens.
     public let inviteHint: String
+    /// The peer listener's bound "host:port" and the daemon's version, for `status`.
+    public let listen: String
+    public let version: String
+    /// When these commands were made (the daemon's start), ms.
+    public let startedAt: UInt64
 
-    public init(node: SyncNode, logger: Logger, network: PeerNetwork? = nil, inviteHint: String = "") {
+    public init(node: SyncNode, logger: Logger, network: PeerNetwork? = nil, inviteHint: String = "", listen: String = "", version: String = "") {
         self.node = node
         self.logger = logger
         self.network = network
         self.inviteHint = inviteHint
+        self.listen = listen
+        self.version = version
+        startedAt = node.clock()
     }
 
     /// A refusal: the message for the person, and whether it is their request's fault.
@@ -56,6 +64,8 @@ public struct NodeCommands: Sendable {
                 "peers": await node.peerNames(), "scope": own.scope, "contacts": own.contacts,
                 "changes": own.changes, "pending": own.pending,
                 "scopes": Self.object(scopes),
+                "listen": listen, "advertise": inviteHint, "version": version,
+                "startedAt": startedAt, "uptime": (node.clock() - min(startedAt, node.clock())) / 1000,
             ]
         case "peers":
             return ["peers": Self.object(await node.peerInfo())]

@@ -138,7 +138,7 @@ enum PeerConnection {
             case let .joinHeld(reason):
                 reply(.failure(ChapterCommandError(reason, held: true)))
             default:
-                reply(.failure(ChapterCommandError("the admin's daemon answered with something other than the chapter log")))
+                reply(.failure(ChapterCommandError("the admin's daemon already counts this member as one of the chapter's (the invite was used already, or the chapter is your own) and started syncing instead of answering the join; nothing to join: see kith chapter list")))
             }
             throw Closed(reason: "join finished")
         }

@@ -80,6 +80,8 @@ extension SyncNode {
         public let admin: Bool
         public let devices: Int
         public let you: Bool
+        /// The display name the member set (`set name`), if any.
+        public let name: String?
     }
 
     // MARK: Finding chapters
@@ -152,6 +154,19 @@ extension SyncNode {
         return (try? JSONSerialization.data(withJSONObject: out)) ?? Data("{}".utf8)
     }
 
+    /// Refuses an invite to a chapter this member already belongs to (its own chapter, or an
+    /// invite used already): the admin's daemon would treat this device as a member and sync
+    /// instead of answering the join.
+    public func checkNotMember(of id: ChapterID) throws(ChapterCommandError) {
+        guard let ch = chapters[id], !ch.relayOnly, let state = ch.log?.state, state.isMember(identity.member) else { return }
+        throw ChapterCommandError("you are already a member of \"\(state.name)\" (id \(id)): nothing to join with this invite (see kith chapter list)")
+    }
+
+    /// Every display name in a chapter's log, by key text (for the map's "known by").
+    public func names(chapter: String?) throws(ChapterCommandError) -> [String: String] {
+        names(in: try findChapter(chapter))
+    }
+
     public func chapterList() -> [ChapterSummary] {
         chapters.values.sorted { $0.id < $1.id }.map(summary)
     }
@@ -168,7 +183,7 @@ extension SyncNode {
         let ch = try findChapter(chapter)
         guard let state = ch.log?.state else { throw ChapterCommandError("the membership log of \(ch.id) has not arrived yet") }
         let list = state.members.values.sorted { ($0.isAdmin ? 0 : 1, $0.key) < ($1.isAdmin ? 0 : 1, $1.key) }.map {
-            MemberInfo(member: $0.key.description, admin: $0.isAdmin, devices: $0.devices.count, you: $0.key == identity.member)
+            MemberInfo(member: $0.key.description, admin: $0.isAdmin, devices: $0.devices.count, you: $0.key == identity.member, name: state.names[$0.key])
         }
         return (summary(ch), list)
     }

@@ -381,7 +381,12 @@ extension SyncNode {
             var entry: [String: Any] = ["grant": Base64URL.encode(g.id), "organization": org, "purpose": g.purpose, "fields": g.fields,
                                         "state": s.state, "receipts": s.receipts.count, "acknowledgedVersion": s.acknowledged]
             if let e = g.expiresAt { entry["expires"] = e }
-            entry["organizationHolds"] = holds ? Dictionary(s.lastValues.map { ($0[0], $0[1]) }, uniquingKeysWith: { a, _ in a }) : [String: String]()
+            // The contact's consent as the contact object shows it ({level, date, method}), not its packed field text.
+            let held = s.lastValues.map { v -> (String, Any) in
+                if v[0] == "consent", let c = try? ContactConsent(encoded: v[1]) { return (v[0], ["level": c.level.rawValue, "date": c.date, "method": c.method]) }
+                return (v[0], v[1])
+            }
+            entry["organizationHolds"] = holds ? Dictionary(held, uniquingKeysWith: { a, _ in a }) : [String: Any]()
             return entry
         }
         return (try? JSONSerialization.data(withJSONObject: list)) ?? Data("[]".utf8)

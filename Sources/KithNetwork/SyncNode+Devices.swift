@@ -30,10 +30,7 @@ extension SyncNode {
         guard let memberKey = identity.memberKey else {
             throw ChapterCommandError("only the device holding the member key (the one `kith init` ran on) can revoke devices")
         }
-        var known = Set(peers.values.filter { $0.identity.member == identity.member }.map(\.identity.device))
-        for ch in chapters.values {
-            known.formUnion(ch.log?.state.members[identity.member]?.devices.keys.map { $0 } ?? [])
-        }
+        let known = ownDevicesKnown()
         let target: Ed25519.PublicKey
         if let k = try? Ed25519.PublicKey(bytes: Base64URL.decode(reference) ?? []) {
             target = k

@@ -68,6 +68,9 @@ public actor SyncNode {
         public let scopes: [String]
         public let connectedAt: UInt64
         public let lastCaughtUp: UInt64?
+        /// Display names from the chapters' membership logs, when set.
+        public let memberName: String?
+        public let deviceName: String?
     }
 
     /// Per scope, what `kith status` shows.
@@ -81,13 +84,17 @@ public actor SyncNode {
         public let awaitingKeys: Int
         public let peers: Int
         public let lastCaughtUp: UInt64?
+        /// Of the `peers` connected for this scope, how many have sent everything this node lacked
+        /// since they connected (the sync session's catch-up finished): "up to date with 2 of 3".
+        public let peersCaughtUp: Int
     }
 
     public func peerInfo() -> [PeerInfo] {
         peers.values.sorted { $0.name < $1.name }.map { p in
             PeerInfo(name: p.name, member: p.identity.member.description, device: p.identity.device.description,
                      ownDevice: p.identity.member == identity.member, scopes: p.scopes.map(\.description).sorted(),
-                     connectedAt: p.connectedAt, lastCaughtUp: p.caughtUp.values.max())
+                     connectedAt: p.connectedAt, lastCaughtUp: p.caughtUp.values.max(),
+                     memberName: displayName(of: p.identity.member), deviceName: displayName(of: p.identity.device))
         }
     }
 
@@ -98,7 +105,8 @@ public actor SyncNode {
             let connected = peers.values.filter { $0.scopes.contains(scope) }
             return ScopeInfo(scope: scope.description, kind: kind, name: name, contacts: s.replica.mode == .opaque ? 0 : index(of: s).count,
                              changes: r.changeCount, pending: r.pendingCount, awaitingKeys: r.awaitingBlockCount, peers: connected.count,
-                             lastCaughtUp: connected.compactMap { $0.caughtUp[scope] }.max())
+                             lastCaughtUp: connected.compactMap { $0.caughtUp[scope] }.max(),
+                             peersCaughtUp: connected.filter { $0.caughtUp[scope] != nil }.count)
         }
         out.append(info("private", "your contacts", store))
         for ch in chapters.values.sorted(by: { $0.id < $1.id }) {

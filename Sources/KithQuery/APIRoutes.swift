@@ -49,6 +49,8 @@ public struct APIRoute: Sendable, Hashable {
         APIRoute("export", .get, "/v1/export"),
         APIRoute("device-pair", .post, "/v1/devices/pairings"),
         APIRoute("device-revoke", .post, "/v1/devices/revocations"),
+        APIRoute("device-list", .get, "/v1/devices"),
+        APIRoute("name-set", .post, "/v1/names"),
         APIRoute("chapter-list", .get, "/v1/chapters"),
         APIRoute("chapter-create", .post, "/v1/chapters"),
         APIRoute("chapter-join", .post, "/v1/chapters/join"),

@@ -136,7 +136,7 @@ public struct ContactDTO: Codable, Sendable, Equatable {
         events = ev.isEmpty ? nil : ev
         tags = c.tags
         knows = c.values(.knows).map { Knows(member: $0.key, strength: Int($0.payload) ?? 0) }
-        links = c.values(.links).map(\.key)
+        links = c.values(.links).map { ContactID(text: $0.key)?.description ?? $0.key }
         conversations = c.log.map { Conversation(date: Day.format($0.day), channel: $0.channel.description, outcome: $0.outcome, note: $0.note) }
     }
 
@@ -173,11 +173,3 @@ public struct ContactPage: Codable, Sendable, Equatable {
     }
 }
 
-extension ContactView {
-    /// The name to show: display name, else "given family", else the first email or phone.
-    public var displayName: String {
-        if let d = self[.displayName] { return d }
-        let n = [self[.givenName], self[.familyName]].compactMap { $0 }.joined(separator: " ")
-        return n.isEmpty ? (emails.first ?? phones.first ?? "(no name)") : n
-    }
-}

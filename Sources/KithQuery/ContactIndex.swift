@@ -124,7 +124,7 @@ public struct ContactIndex: Sendable {
 
         func entry(_ id: ContactID) -> Entry {
             var all = terms
-            all.insert(ContactIndex.tagged(0x69, Array(id.description.utf8))) // i: the id, for prefixes
+            all.insert(ContactIndex.tagged(0x69, id.bytes)) // i: the id's bytes, for prefixes of either text form
             return Entry(terms: Array(all), key: OrderKey(name: ContactIndex.fold(name), id: id), tokens: Array(tokens), links: Array(links))
         }
     }
@@ -353,12 +353,14 @@ public struct ContactIndex: Sendable {
         return out
     }
 
-    /// Visible contacts whose id (base64url text) starts with `prefix`, at most `limit`.
-    public func ids(withPrefix prefix: String, limit: Int = 20) -> [ContactID] {
+    /// Visible contacts whose id starts with `prefix`'s bits, at most `limit`, in id byte order.
+    /// The matches are one run of the ordered terms, from the prefix padded with zero bits.
+    public func ids(withPrefix prefix: ContactIDPrefix, limit: Int = 20) -> [ContactID] {
         var out: [ContactID] = []
-        let p = Self.tagged(0x69, Array(prefix.utf8))
-        terms.scan(from: terms.position(of: Term(bytes: p, id: ContactID(high: 0, low: 0)))) { t in
-            guard t.bytes.starts(with: p), out.count < limit else { return false }
+        let start = Self.tagged(0x69, prefix.lowerBound)
+        terms.scan(from: terms.position(of: Term(bytes: start, id: ContactID(high: 0, low: 0)))) { t in
+            guard t.bytes.count == 2 + ContactID.length, t.bytes.starts(with: start.prefix(2)),
+                  prefix.matches(t.bytes.dropFirst(2)), out.count < limit else { return false }
             out.append(t.id)
             return true
         }

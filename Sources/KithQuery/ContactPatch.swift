@@ -212,7 +212,7 @@ public struct ContactPatch: Codable, Sendable, Equatable {
             let other = try resolve(ref)
             var found = false
             for (x, y) in [(id, other), (other, id)] {
-                let adds = replica.liveAdds(of: y.description, in: .links, contact: x)
+                let adds = replica.liveLinkAdds(to: y, contact: x)
                 guard !adds.isEmpty else { continue }
                 found = true
                 if x == id { ops.append(.unlink(from: y, observed: adds)) } else { edits.append(ContactEdit(contact: x, ops: [.unlink(from: y, observed: adds)])) }

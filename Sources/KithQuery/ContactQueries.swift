@@ -27,16 +27,20 @@ public enum ContactQueries {
         return ContactPage(contacts: contacts, next: next?.cursor, total: subset?.count ?? index.count)
     }
 
-    /// A contact reference → id: the full id, or a unique prefix of at least 4 characters. An
-    /// ambiguous prefix lists the candidates.
+    /// A contact reference → id: the full id (base32, or the older base64url form), or a unique
+    /// prefix of at least 4 characters of either form. An ambiguous prefix lists the candidates
+    /// (id and name); a prefix matches in the base32 form first, in base64url only when that finds nothing.
     public static func resolve(_ reference: String, _ replica: Replica, _ index: ContactIndex) throws(QueryError) -> ContactID {
         if let id = ContactID(text: reference), replica.contact(id) != nil { return id }
         guard reference.count >= 4 else { throw QueryError(.invalid, "no contact '\(reference)' (give the id or at least 4 characters of it)") }
-        let matches = index.ids(withPrefix: reference, limit: 10)
+        let readings = ContactIDPrefix.readings(of: reference)
+        guard !readings.isEmpty else { throw QueryError(.notFound, "no contact with id '\(reference)' (an id has only the characters a–z and 2–7)") }
+        var matches: [ContactID] = []
+        for r in readings where matches.isEmpty { matches = index.ids(withPrefix: r, limit: 10) }
         if matches.count == 1 { return matches[0] }
         if matches.isEmpty { throw QueryError(.notFound, "no contact with id '\(reference)'") }
         let names = matches.map { id in "\(id)  \(replica.contact(id)?.displayName ?? "")" }
-        throw QueryError(.ambiguous, "'\(reference)' matches \(matches.count == 10 ? "10 or more" : "\(matches.count)") contacts; give more characters", candidates: names)
+        throw QueryError(.ambiguous, "'\(reference)' matches \(matches.count == 10 ? "10 or more" : "\(matches.count)") contacts; give more characters of the id", candidates: names)
     }
 
     public static func show(_ reference: String, _ replica: Replica, _ index: ContactIndex, merged: Bool) throws(QueryError) -> ContactDTO {

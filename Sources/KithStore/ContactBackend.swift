@@ -22,13 +22,18 @@ extension ContactStore: ContactBackend {
 }
 
 extension Replica {
-    /// Resolves a contact reference: a full id or a unique prefix of at least 4 characters.
+    /// Resolves a contact reference: a full id (either text form) or a unique prefix of at least
+    /// 4 characters (`ContactQueries.resolve`'s rule; an ambiguous prefix names the candidates).
     public func resolve(_ reference: String) throws(StoreError) -> ContactID {
         if let id = ContactID(text: reference), contact(id) != nil { return id }
         guard reference.count >= 4 else { throw StoreError(.notFound, "no contact '\(reference)' (give the id or at least 4 characters of it)") }
-        let matches = visibleContactIDs.filter { $0.description.hasPrefix(reference) }
+        var matches: [ContactID] = []
+        for r in ContactIDPrefix.readings(of: reference) where matches.isEmpty {
+            matches = visibleContactIDs.filter { r.matches($0) }.sorted()
+        }
         if matches.count == 1 { return matches[0] }
         if matches.isEmpty { throw StoreError(.notFound, "no contact with id '\(reference)'") }
-        throw StoreError(.ambiguous, "'\(reference)' matches \(matches.count) contacts; give more characters")
+        let list = matches.prefix(10).map { "\($0)  \(contact($0)?.displayName ?? "")" }.joined(separator: "\n  ")
+        throw StoreError(.ambiguous, "'\(reference)' matches \(matches.count) contacts; give more characters of the id:\n  \(list)")
     }
 }

@@ -1,24 +1,27 @@
 import ArgumentParser
 import Foundation
+import KithChapter
 import KithCRDT
 import KithCrypto
 import KithInterchange
 import KithNode
 
-/// "48h", "90m", "7d", "3600" (seconds) → seconds.
-func parseDuration(_ text: String) throws -> Int {
+/// "30s", "90m", "48h", "7d" → seconds. The unit is required: a bare "3" would silently mean
+/// 3 seconds to one reader and 3 days to another.
+func parseDuration(_ text: String, option: String = "--expires") throws -> Int {
     let units: [Character: Int] = ["s": 1, "m": 60, "h": 3600, "d": 86_400]
-    var digits = text, unit = 1
-    if let last = text.last, let u = units[last] {
-        digits = String(text.dropLast())
-        unit = u
+    guard let last = text.last, let unit = units[last] else {
+        if let n = Int(text) { throw ValidationError("\(option) \(text) needs a unit: \(n)s, \(n)m, \(n)h or \(n)d (seconds, minutes, hours, days)") }
+        throw ValidationError("\(option) '\(text)' is not a duration: a whole number and a unit, s, m, h or d (examples: 30m, 48h, 7d)")
     }
-    guard let n = Int(digits), n > 0 else { throw ValidationError("'\(text)' is not a duration (examples: 30m, 48h, 7d)") }
+    guard let n = Int(text.dropLast()), n > 0 else {
+        throw ValidationError("\(option) '\(text)' is not a duration: a whole number above 0 and a unit, s, m, h or d (examples: 30m, 48h, 7d)")
+    }
     return n * unit
 }
 
 struct ChapterOption: ParsableArguments {
-    @Option(name: .customLong("chapter"), help: "The chapter (id, id prefix or name; write --chapter=ID when the id starts with -); optional when the node is in one chapter.")
+    @Option(name: .customLong("chapter"), help: "The chapter: id, id prefix or name (write --chapter=ID when the id starts with -); optional when the node is in one chapter.")
     var chapter: String?
 
     func add(to request: [String: Any]) -> [String: Any] {
@@ -85,7 +88,8 @@ struct ChapterCommand: ParsableCommand {
             print(ChapterCommand.describe(r["chapter"] as? [String: Any] ?? [:]))
             for m in members {
                 let you = m["you"] as? Bool == true ? "  (you)" : ""
-                print("  \(m["admin"] as? Bool == true ? "admin " : "member") \(m["member"] ?? "?")  devices \(m["devices"] ?? 0)\(you)")
+                let name = (m["name"] as? String).map { "\($0)  " } ?? ""
+                print("  \(m["admin"] as? Bool == true ? "admin " : "member") \(name)\(fingerprint(m["member"]))  devices \(m["devices"] ?? 0)\(you)")
             }
         }
     }
@@ -95,6 +99,7 @@ struct ChapterCommand: ParsableCommand {
             abstract: "Print an invite to paste into a message, or close one (admins only).",
             discussion: """
             The new member runs `kith chapter join <invite>` with their kithd running; this node's daemon checks the invite and adds them.
+
             `kith chapter invite --close ID` closes an open invite before it expires or runs out of uses (see `kith chapter invites`).
             """
         )
@@ -102,24 +107,29 @@ struct ChapterCommand: ParsableCommand {
         @Flag(help: "Print the daemon's answer as JSON (the API's field names).") var json = false
         @OptionGroup var chapter: ChapterOption
         @Option(help: "How long the invite stays valid (30m, 48h, 7d).") var expires = "48h"
-        @Option(help: "How many people may join with it.") var uses = 1
+        @Option(parsing: .unconditional, help: "How many people may join with it (1 or more).") var uses = 1
         @Option(help: "host:port the joiner reaches this daemon at (default: kithd's advertised address).") var hint: String?
         @Flag(help: "Hold joins with this invite until an admin approves them (kith chapter requests / approve).") var approve = false
         @Option(help: ArgumentHelp("Close the open invite with this id (or its first 4+ characters) instead of making one.", valueName: "id"))
         var close: String?
 
+        func validate() throws {
+            guard uses >= 1 else { throw ValidationError("--uses must be 1 or more, not \(uses)") }
+            _ = try parseDuration(expires)
+        }
+
         func run() throws {
             if let close {
                 let r = try daemonRequest(data, chapter.add(to: ["op": "chapter-invite-close", "invite": close]))
                 if json { return printJSONObject(r) }
-                return print("closed invite \(r["closed"] ?? close); nobody can join with it any more")
+                return say("closed invite \(r["closed"] ?? close); nobody can join with it any more")
             }
             var req: [String: Any] = ["op": "chapter-invite", "expires": try parseDuration(expires), "uses": uses, "approve": approve]
             if let hint { req["hint"] = hint }
             let r = try daemonRequest(data, chapter.add(to: req))
             if json { return printJSONObject(r) }
             print(r["invite"] as? String ?? "")
-            FileHandle.standardError.write(Data("valid for \(expires), \(uses) use\(uses == 1 ? "" : "s"); the joiner's daemon will connect to \(r["hint"] ?? "?")\n".utf8))
+            note("valid for \(expires), \(uses) use\(uses == 1 ? "" : "s"); the joiner's daemon will connect to \(r["hint"] ?? "?")")
         }
     }
 
@@ -164,7 +174,7 @@ struct ChapterCommand: ParsableCommand {
             let list = try daemonRequest(data, chapter.add(to: ["op": "chapter-requests"]))["requests"] as? [[String: Any]] ?? []
             if json { return printJSONObject(list) }
             if list.isEmpty { print("no join requests waiting") }
-            for r in list { print("member \(r["member"] ?? "?")  device \(r["device"] ?? "?")  — kith chapter approve \(String((r["member"] as? String ?? "").prefix(8)))") }
+            for r in list { print("member \(fingerprint(r["member"]))  device \(fingerprint(r["device"]))  — kith chapter approve \(String((r["member"] as? String ?? "").prefix(8)))") }
         }
     }
 
@@ -178,7 +188,7 @@ struct ChapterCommand: ParsableCommand {
         func run() throws {
             let r = try daemonRequest(data, chapter.add(to: ["op": "chapter-approve", "member": member]))
             if json { return printJSONObject(r) }
-            print("approved \(r["member"] ?? member); their daemon takes up the chapter when it next connects")
+            say("approved \(r["member"] ?? member); their daemon takes up the chapter when it next connects")
         }
     }
 
@@ -192,7 +202,7 @@ struct ChapterCommand: ParsableCommand {
         func run() throws {
             let r = try daemonRequest(data, chapter.add(to: ["op": "chapter-deny", "member": member]))
             if json { return printJSONObject(r) }
-            print("denied \(r["member"] ?? member)")
+            say("denied \(r["member"] ?? member)")
         }
     }
 
@@ -205,8 +215,10 @@ struct ChapterCommand: ParsableCommand {
         @Flag(help: "Print the daemon's answer as JSON (the API's field names).") var json = false
         @OptionGroup var chapter: ChapterOption
         @Argument(help: "The member's key, or at least 4 characters of it (see `kith chapter members`).") var member: String
+        @OptionGroup var confirm: ConfirmOption
 
         func run() throws {
+            Terminal.confirm("Remove member \(member) from the chapter\(chapter.chapter.map { " \($0)" } ?? "") (their devices are refused from now on; rejoining takes a new invite)", yes: confirm.yes)
             let r = try daemonRequest(data, chapter.add(to: ["op": "chapter-remove", "member": member]))
             if json { return printJSONObject(r) }
             print("removed \(r["removed"] ?? member); a new chapter key was sealed to the remaining devices")
@@ -228,7 +240,7 @@ struct ChapterCommand: ParsableCommand {
         func run() throws {
             let r = try daemonRequest(data, chapter.add(to: ["op": "chapter-leave"]))
             if json { return printJSONObject(r) }
-            print("left \"\(r["left"] ?? "?")\"")
+            say("left \"\(r["left"] ?? "?")\"")
         }
     }
 
@@ -238,8 +250,12 @@ struct ChapterCommand: ParsableCommand {
         @OptionGroup var chapter: ChapterOption
         @Flag(help: "Print JSON.") var json = false
         @Option(help: "Only contacts matching this search (as `kith contact search`).") var q: String?
-        @Option(help: "Contacts per page (1-1000).") var limit = 100
+        @Option(parsing: .unconditional, help: "Contacts per page (1-1000).") var limit = 100
         @Option(help: "Continue after this cursor (printed at the end of a page).") var cursor: String?
+
+        func validate() throws {
+            guard (1...1000).contains(limit) else { throw ValidationError("--limit must be 1 to 1000, not \(limit)") }
+        }
 
         func run() throws {
             var request: [String: Any] = ["op": "chapter-map", "limit": limit]
@@ -249,17 +265,29 @@ struct ChapterCommand: ParsableCommand {
             let contacts = r["contacts"] as? [[String: Any]] ?? []
             let duplicates = r["likelyDuplicates"] as? [[String]] ?? []
             if json { return printJSONObject(r) }
-            print(ChapterCommand.describe(r["chapter"] as? [String: Any] ?? [:]))
+            var lines = [ChapterCommand.describe(r["chapter"] as? [String: Any] ?? [:])]
             for c in contacts {
-                let known = (c["knows"] as? [[String: Any]] ?? []).map { String(($0["member"] as? String ?? "").prefix(8)) }
-                print("  \(String((c["id"] as? String ?? "").prefix(8)))  \(c["name"] as? String ?? "(no name)")  known by \(known.joined(separator: ", "))")
+                let names = r["names"] as? [String: String] ?? [:]
+                let known = (c["knows"] as? [[String: Any]] ?? []).map { k in
+                    let key = k["member"] as? String ?? ""
+                    return names[key] ?? String(key.prefix(8))
+                }
+                lines.append("  \(String((c["id"] as? String ?? "").prefix(8)))  \(c["name"] as? String ?? "(no name)")  known by \(known.joined(separator: ", "))")
             }
-            if let next = r["next"] as? String { print("more: kith chapter map --limit \(limit) --cursor \(next)") }
+            if let next = r["next"] as? String { lines.append("more: kith chapter map --limit \(limit) --cursor \(next)") }
             for group in duplicates {
-                print("likely the same person (same phone or email): \(group.map { String($0.prefix(8)) }.joined(separator: ", "))")
+                lines.append("likely the same person (same phone or email): \(group.map { String($0.prefix(8)) }.joined(separator: ", "))")
             }
+            Terminal.page(lines.map { $0 + "\n" }.joined())
         }
     }
+}
+
+/// A key as people compare it: its fingerprint and, to pass to commands, its first 8 characters
+/// ("k7qd-2mxa-pl5n-3eb7 (key mGh2QZk3)"); the JSON keeps the full key.
+func fingerprint(_ key: Any?) -> String {
+    guard let text = key as? String, let bytes = Base64URL.decode(text), bytes.count == 32 else { return "\(key ?? "?")" }
+    return "\(KeyFingerprint.of(bytes)) (key \(text.prefix(8)))"
 }
 
 /// Adds to a contact in the chapter map (resolved by the daemon against the chapter): tag and
@@ -287,6 +315,7 @@ extension ChapterCommand {
         func run() throws {
             let r = try daemonRequest(data, chapter.add(to: ["op": "chapter-affiliate", "card": card, "hub": hub,
                                                              "allowWithoutContactConsent": allowWithoutContactConsent]))
+            if json { return printJSONObject(r) }
             print("the chapter asked \(r["organization"] ?? "?") to approve its affiliation; members grant what it sees with kith consent grant,")
             print("and their records wait (pending) until the organization approves the chapter (kithd hub approve)")
         }
@@ -318,13 +347,16 @@ extension ChapterCommand {
         @Flag(help: "Print the daemon's answer as JSON (the API's field names).") var json = false
         @OptionGroup var chapter: ChapterOption
         @Argument(help: "The contact's id or prefix in the chapter map.") var contact: String
-        @Option(help: "How well, 1 (barely) to 5 (close).") var strength: UInt8 = 1
+        @Option(parsing: .unconditional, help: "How well, 1 (barely) to 5 (close).") var strength = 1
+
+        func validate() throws {
+            guard (1...5).contains(strength) else { throw ValidationError("--strength must be 1 (barely) to 5 (close), not \(strength)") }
+        }
 
         func run() throws {
-            guard (1...5).contains(strength) else { throw ValidationError("--strength is 1 to 5") }
-            let id = try chapterEdit(data, chapter, contact: contact, knows: strength)
+            let id = try chapterEdit(data, chapter, contact: contact, knows: UInt8(strength))
             if json { return printJSONObject(["contact": id]) }
-            print("you know \(id) (strength \(strength)); the chapter map shows it")
+            say("you know \(id) (strength \(strength)); the chapter map shows it")
         }
     }
 
@@ -340,7 +372,7 @@ extension ChapterCommand {
             guard !tags.isEmpty else { throw ValidationError("give at least one tag") }
             let id = try chapterEdit(data, chapter, contact: contact, ops: try failing { try tags.map(tagOp) })
             if json { return printJSONObject(["contact": id]) }
-            print("tagged \(id) in the chapter")
+            say("tagged \(id) in the chapter")
         }
     }
 
@@ -359,7 +391,44 @@ extension ChapterCommand {
             let entry = conversationEntry(channel: channel, outcome: outcome, note: note, date: date)
             let id = try chapterEdit(data, chapter, contact: contact, ops: [.logConversation(entry)])
             if json { return printJSONObject(["contact": id]) }
-            print("logged a conversation with \(id) for the chapter")
+            say("logged a conversation with \(id) for the chapter")
+        }
+    }
+}
+
+struct NameCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "name",
+        abstract: "Give yourself, or one of your devices, a name other members see instead of a key.",
+        subcommands: [SetName.self]
+    )
+
+    struct SetName: ParsableCommand {
+        static let configuration = CommandConfiguration(commandName: "set",
+            abstract: "Set your display name (or, with --device, one of your devices'); empty clears it (needs kithd running).",
+            discussion: """
+                The name is signed by you and travels in the membership log of every chapter you are \
+                in; members see it in `kith chapter members`, the map's "known by", `kith peers` and \
+                `kith device list`. Nobody else can name you or your devices: their daemons refuse it. \
+                The membership log is not encrypted: the chapter's relays and, once the chapter is \
+                affiliated, the organization's hub see the name too.
+
+                Examples:
+                  kith name set "Ada Lovelace"
+                  kith name set "Ada's phone" --device 76uf-z6jk-czun-32e4
+                """
+        )
+        @OptionGroup var data: DataDirOption
+        @Flag(help: "Print the daemon's answer as JSON (the API's field names).") var json = false
+        @Argument(help: "The name (at most 64 bytes; empty clears it).") var name: String
+        @Option(help: "One of your devices (fingerprint, key or key prefix; see kith device list) instead of yourself.") var device: String?
+
+        func run() throws {
+            var req: [String: Any] = ["op": "name-set", "name": name]
+            if let device { req["device"] = device }
+            let r = try daemonRequest(data, req)
+            if json { return printJSONObject(r) }
+            say("\(fingerprint(r["subject"])) is now \(name.isEmpty ? "unnamed" : "\"\(name)\"") in \(count(r["chapters"], "chapter"))")
         }
     }
 }
@@ -374,17 +443,18 @@ struct ShareCommand: ParsableCommand {
     @Flag(help: "Print the daemon's answer as JSON (the API's field names).") var json = false
     @Argument(help: "Contact ids or id prefixes.") var contacts: [String] = []
     @Option(help: "Share every contact with this tag.") var tag: String?
-    @Option(name: .customLong("with"), help: "The chapter (id, prefix or name); optional when you are in one.") var chapter: String?
+    @OptionGroup var chapter: ChapterOption
+    @Option(name: .customLong("with"), help: .hidden) var with: String?
     @Option(help: "Comma-separated fields to share.") var fields: String?
 
     func run() throws {
         var req: [String: Any] = ["op": "share", "contacts": contacts]
         if let tag { req["tag"] = tag }
-        if let chapter { req["chapter"] = chapter }
+        if let c = chapter.chapter ?? with { req["chapter"] = c }
         if let fields { req["fields"] = fields }
         let r = try daemonRequest(data, req)
         if json { return printJSONObject(r) }
-        print("shared \(r["contacts"] ?? 0) contact(s) (\((r["fields"] as? [String] ?? []).joined(separator: ","))); \(r["shared"] ?? 0) needed an update")
+        say("shared \(r["contacts"] ?? 0) contact(s) (\((r["fields"] as? [String] ?? []).joined(separator: ","))); \(r["shared"] ?? 0) needed an update")
     }
 }
 
@@ -398,14 +468,15 @@ struct UnshareCommand: ParsableCommand {
     @Flag(help: "Print the daemon's answer as JSON (the API's field names).") var json = false
     @Argument(help: "Contact ids or id prefixes.") var contacts: [String] = []
     @Option(help: "Unshare every contact with this tag.") var tag: String?
-    @Option(name: .customLong("from"), help: "The chapter (id, prefix or name).") var chapter: String?
+    @OptionGroup var chapter: ChapterOption
+    @Option(name: .customLong("from"), help: .hidden) var from: String?
 
     func run() throws {
         var req: [String: Any] = ["op": "unshare", "contacts": contacts]
         if let tag { req["tag"] = tag }
-        if let chapter { req["chapter"] = chapter }
+        if let c = chapter.chapter ?? from { req["chapter"] = c }
         let r = try daemonRequest(data, req)
         if json { return printJSONObject(r) }
-        print("retracted \(r["retracted"] ?? 0) contact(s) from the chapter")
+        say("retracted \(r["retracted"] ?? 0) contact(s) from the chapter")
     }
 }

@@ -7,18 +7,18 @@ struct ConsentCommand: ParsableCommand {
         commandName: "consent",
         abstract: "Decide what your chapter's organization sees: grant, revoke, show (needs kithd running).",
         discussion: """
-            Nothing about a contact reaches the organization without a grant from you, and by
-            default only when the contact agreed to be shared (their consent field is 'share').
-            The record is sealed to the organization's key and acknowledged with a signed receipt;
-            a revocation deletes it and returns a signed deletion receipt. Until the organization
-            has approved your chapter (kithd hub approve), records wait here, pending, and kithd
+            Nothing about a contact reaches the organization without a grant from you, and by \
+            default only when the contact agreed to be shared (their consent field is 'share'). \
+            The record is sealed to the organization's key and acknowledged with a signed receipt; \
+            a revocation deletes it and returns a signed deletion receipt. Until the organization \
+            has approved your chapter (kithd hub approve), records wait here, pending, and kithd \
             sends them again; only answers signed by the organization count.
 
             Examples:
-              kith consent grant 3fA9 --fields name,emails --purpose "GOTV calls" --expires 90d
-              kith consent show 3fA9       what the organization holds about this contact now
-              kith consent revoke 3fA9
-              kith audit                   every grant, transmission, receipt and revocation
+              kith consent grant k7qd --fields name,emails --purpose "GOTV" --expires 90d
+              kith consent show k7qd     what the organization holds about them now
+              kith consent revoke k7qd
+              kith audit                 every grant, transmission, receipt, revocation
             """,
         subcommands: [Grant.self, Revoke.self, Show.self]
     )
@@ -39,14 +39,14 @@ struct ConsentCommand: ParsableCommand {
         @Option(help: "Comma-separated fields (name, phones, emails, tags, support, address, city, postal, notes, relationship, voter).") var fields: String
         @Option(help: "What the organization may use them for.") var purpose: String
         @Option(help: "When the grant lapses (e.g. 90d); default: until revoked.") var expires: String?
-        @Option(name: .customLong("chapter"), help: "The chapter whose organization receives it.") var chapter: String?
+        @OptionGroup var chapter: ChapterOption
         @Option(name: .customLong("to"), help: "The organization (its name, as kith chapter show prints it); checked against the chapter's affiliation.") var organization: String?
 
         func run() throws {
             var req: [String: Any] = ["op": "consent-grant", "contacts": contacts, "fields": fields, "purpose": purpose]
             if let organization { req["organization"] = organization }
             if let tag { req["tag"] = tag }
-            if let chapter { req["chapter"] = chapter }
+            if let c = chapter.chapter { req["chapter"] = c }
             if let expires { req["expires"] = try parseDuration(expires) }
             let r = try daemonRequest(data, req)
             if json { return printJSONObject(r) }
@@ -60,10 +60,14 @@ struct ConsentCommand: ParsableCommand {
         @Flag(help: "Print the daemon's answer as JSON (the API's field names).") var json = false
         @Argument(help: "Contact ids or prefixes.") var contacts: [String] = []
         @Option(help: "Every contact with this tag.") var tag: String?
+        @OptionGroup var confirm: ConfirmOption
 
         func run() throws {
+            guard !contacts.isEmpty || tag != nil else { throw ValidationError("name the contacts (ids or prefixes) or give --tag") }
             var req: [String: Any] = ["op": "consent-revoke", "contacts": contacts]
             if let tag { req["tag"] = tag }
+            let whom = ([contacts.isEmpty ? nil : contacts.joined(separator: ", "), tag.map { "every contact tagged \($0)" }]).compactMap { $0 }.joined(separator: " and ")
+            Terminal.confirm("Revoke the organization's grants for \(whom) (it deletes what it holds; granting again takes a new grant)", yes: confirm.yes)
             let r = try daemonRequest(data, req)
             if json { return printJSONObject(r) }
             ConsentCommand.printResults(r)
@@ -82,9 +86,16 @@ struct ConsentCommand: ParsableCommand {
             if grants.isEmpty { print("no grants: the organization holds nothing about this contact") }
             for g in grants {
                 print("grant \(g["grant"] ?? "?") to \(g["organization"] ?? "?") for \"\(g["purpose"] ?? "")\": \(g["state"] ?? "?"), \(g["receipts"] ?? 0) receipt(s)")
-                let holds = g["organizationHolds"] as? [String: String] ?? [:]
+                let holds = g["organizationHolds"] as? [String: Any] ?? [:]
                 if holds.isEmpty { print("  the organization holds nothing under it") }
-                for (k, v) in holds.sorted(by: { $0.key < $1.key }) { print("  \(k): \(v)") }
+                for (k, v) in holds.sorted(by: { $0.key < $1.key }) {
+                    if let c = v as? [String: Any] {
+                        let method = (c["method"] as? String).flatMap { $0.isEmpty ? nil : " (\($0))" } ?? ""
+                        print("  \(k): \(c["level"] ?? "?") since \(c["date"] ?? "?")\(method)")
+                    } else {
+                        print("  \(k): \(v)")
+                    }
+                }
             }
         }
     }
@@ -98,10 +109,11 @@ struct AuditCommand: ParsableCommand {
     func run() throws {
         let entries = try daemonRequest(data, ["op": "audit"])["entries"] as? [[String: Any]] ?? []
         if json { return printJSONObject(entries) }
-        if entries.isEmpty { print("nothing has gone to an organization") }
-        for e in entries {
+        if entries.isEmpty { return print("nothing has gone to an organization") }
+        let f = ISO8601DateFormatter()
+        Terminal.page(entries.map { e in
             let at = Date(timeIntervalSince1970: Double(e["at"] as? UInt64 ?? 0) / 1000)
-            print("\(ISO8601DateFormatter().string(from: at))  \(e["event"] ?? "?")  contact \(String((e["contact"] as? String ?? "").prefix(8)))  \(e["detail"] ?? "")")
-        }
+            return "\(f.string(from: at))  \(e["event"] ?? "?")  contact \(String((e["contact"] as? String ?? "").prefix(8)))  \(e["detail"] ?? "")\n"
+        }.joined())
     }
 }

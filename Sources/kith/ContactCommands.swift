@@ -97,7 +97,8 @@ struct ContactCommand: ParsableCommand {
             discussion: """
                 Examples:
                   kith contact add --given Ada --family Lovelace --phone "020 7946 0000" --region GB
-                  kith contact add --display "Mx. Rivera" --email rivera@example.org --tag gotv --support 4 \\
+                  kith contact add --display "Mx. Rivera" --email rivera@example.org \\
+                      --tag gotv --support 4 \\
                       --consent contact --consent-method "asked at the door"
                 """
         )
@@ -129,8 +130,9 @@ struct ContactCommand: ParsableCommand {
             abstract: "Change fields, phones and emails of a contact.",
             discussion: """
                 Examples:
-                  kith contact edit 3fA9 --city Leeds --support 5
-                  kith contact edit 3fA9 --add-phone "+44 7700 900123" --remove-email old@example.org --clear notes
+                  kith contact edit k7qd --city Leeds --support 5
+                  kith contact edit k7qd --add-phone "+44 7700 900123" \\
+                      --remove-email old@example.org --clear notes
                 """
         )
         @OptionGroup var node: NodeOptions
@@ -166,7 +168,7 @@ struct ContactCommand: ParsableCommand {
             patch.region = phoneOptions.regionCode
             guard patch != ContactPatch(region: patch.region) else { fail("nothing to change (see --help)") }
             let c = try node.open().change(patch, contact)
-            if node.json { printJSON(c) } else { print("updated \(c.id)") }
+            if node.json { printJSON(c) } else { say("updated \(c.id)") }
         }
     }
 
@@ -187,14 +189,18 @@ struct ContactCommand: ParsableCommand {
         static let configuration = CommandConfiguration(commandName: "list", abstract: "List contacts, ordered by name.")
         @OptionGroup var node: NodeOptions
         @Option(help: "Only contacts with this tag.") var tag: String?
-        @Option(help: "At most this many (0 = all, fetched page by page).") var limit = 0
+        @Option(parsing: .unconditional, help: "At most this many (0 = all, fetched page by page).") var limit = 0
         @Option(help: "Continue after this cursor (the `next` of a --json page).") var cursor: String?
+
+        func validate() throws {
+            guard limit >= 0 else { throw ValidationError("--limit must be 0 (all) or more, not \(limit)") }
+        }
 
         func run() throws {
             let client = try node.open()
             let (contacts, next, total) = try collect(client, q: nil, tag: tag, limit: limit, cursor: cursor)
             _ = (next, total)
-            if node.json { printJSON(contacts) } else { printTable(contacts) }
+            if node.json { printJSON(contacts) } else { Terminal.page(tableText(contacts)) }
         }
     }
 
@@ -203,7 +209,8 @@ struct ContactCommand: ParsableCommand {
             abstract: "Find contacts by name prefix, phone (any format), email or tag.",
             discussion: """
                 Examples:
-                  kith contact search ada lov          every word starts a name word (accents and case ignored)
+                  kith contact search ada lov          each word starts a name word
+                                                       (accents and case ignored)
                   kith contact search "(555) 867-5309" phones ending with these digits
                   kith contact search ada@             emails starting with it
                   kith contact search "#gotv"          a tag
@@ -212,13 +219,17 @@ struct ContactCommand: ParsableCommand {
         )
         @OptionGroup var node: NodeOptions
         @Argument(help: "The query (several words are ANDed).") var query: [String]
-        @Option(help: "At most this many (0 = all).") var limit = 50
+        @Option(parsing: .unconditional, help: "At most this many (0 = all).") var limit = 50
+
+        func validate() throws {
+            guard limit >= 0 else { throw ValidationError("--limit must be 0 (all) or more, not \(limit)") }
+        }
 
         func run() throws {
             let client = try node.open()
             let (found, next, total) = try collect(client, q: query.joined(separator: " "), tag: nil, limit: limit, cursor: nil)
             _ = (next, total)
-            if node.json { printJSON(found) } else if found.isEmpty { print("no match") } else { printTable(found) }
+            if node.json { printJSON(found) } else if found.isEmpty { say("no match") } else { Terminal.page(tableText(found)) }
         }
     }
 
@@ -228,19 +239,29 @@ struct ContactCommand: ParsableCommand {
             abstract: "Delete a contact (or, with --forget, erase it everywhere for good).",
             discussion: """
                 Deleting hides the contact; an edit made later by another device brings it back.
-                --forget erases every stored payload about the contact on every replica that
-                receives the forget, and refuses it from then on (a person asked to be forgotten).
+
+                --forget erases every stored payload about the contact on every replica that \
+                receives the forget, and refuses it from then on (a person asked to be forgotten). \
+                It cannot be undone, so kith asks first on a terminal; --yes skips the question \
+                and is required when standard input is not a terminal.
                 """
         )
         @OptionGroup var node: NodeOptions
         @Argument(help: "The contact: its id or a unique prefix.") var contact: String
         @Flag(help: "Erase for good instead of deleting.") var forget = false
+        @OptionGroup var confirm: ConfirmOption
 
         func run() throws {
             let client = try node.open()
-            let id = try failing { try client.delete(contact, forget: forget) }
+            var target = contact
+            if forget {
+                let c = try failing { try client.show(contact, merged: false, scope: nil) }
+                Terminal.confirm("Forget \(c.name) (\(c.id)) on every device and in every chapter, for good", yes: confirm.yes)
+                target = c.id
+            }
+            let id = try failing { try client.delete(target, forget: forget) }
             if node.json { return printJSONObject(["id": id, forget ? "forgotten" : "deleted": true]) }
-            print(forget ? "forgot \(id)" : "deleted \(id)")
+            say(forget ? "forgot \(id)" : "deleted \(id)")
         }
     }
 }
@@ -258,8 +279,7 @@ struct TagCommand: ParsableCommand {
             guard !tags.isEmpty else { fail("give at least one tag") }
             let c = try node.open().change(ContactPatch(addTags: tags), contact)
             if node.json { return printJSON(c) }
-            if node.json { return printJSON(c) }
-        print("tagged \(c.id)")
+            say("tagged \(c.id)")
         }
     }
 
@@ -273,8 +293,7 @@ struct TagCommand: ParsableCommand {
             guard !tags.isEmpty else { fail("give at least one tag") }
             let c = try node.open().change(ContactPatch(removeTags: tags), contact)
             if node.json { return printJSON(c) }
-            if node.json { return printJSON(c) }
-        print("untagged \(c.id)")
+            say("untagged \(c.id)")
         }
     }
 }
@@ -290,7 +309,7 @@ struct NoteCommand: ParsableCommand {
         let patch = append ? ContactPatch(appendNote: text) : ContactPatch(set: ["notes": text])
         let c = try node.open().change(patch, contact)
         if node.json { return printJSON(c) }
-        print("noted \(c.id)")
+        say("noted \(c.id)")
     }
 }
 
@@ -311,7 +330,7 @@ struct LogConversation: ParsableCommand {
         if let date, Day.parse(date) == nil { fail("--date must be yyyy-mm-dd") }
         let c = try node.open().change(ContactPatch(logConversation: .init(channel: channel, outcome: outcome, note: note, date: date)), contact)
         if node.json { return printJSON(c) }
-        print("logged \(c.id)")
+        say("logged \(c.id)")
     }
 }
 
@@ -326,7 +345,7 @@ struct LinkCommand: ParsableCommand {
         let b = try failing { try client.show(second, merged: false, scope: nil) }
         let a = try client.change(ContactPatch(link: [b.id]), first)
         if node.json { return printJSON(a) }
-        print("linked \(a.id) and \(b.id)")
+        say("linked \(a.id) and \(b.id)")
     }
 }
 
@@ -341,7 +360,7 @@ struct UnlinkCommand: ParsableCommand {
         let b = try failing { try client.show(second, merged: false, scope: nil) }
         let a = try client.change(ContactPatch(unlink: [b.id]), first)
         if node.json { return printJSON(a) }
-        print("unlinked \(a.id) and \(b.id)")
+        say("unlinked \(a.id) and \(b.id)")
     }
 }
 

@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import KithChapter
 import KithCrypto
 import KithCRDT
 import KithNode
@@ -27,22 +28,46 @@ struct Kith: AsyncParsableCommand {
               kith import contacts.vcf            vCard or CSV; bad records reported
               kith export --format csv -o out.csv
 
-            Exit codes: 0 success, 1 failure (one line on stderr), 2 an import
-            skipped some records.
+            Global options, before or after the subcommand:
+              --data-dir DIR  the data directory; default $KITH_DATA_DIR, else
+                              $XDG_DATA_HOME/kith, else ~/.local/share/kith
+              --json          print data as JSON, with the HTTP API's keys
+              --quiet         print only data and errors
+              --no-pager      do not page long lists ($PAGER, default less -FRX)
 
-            The data directory is --data-dir, else $KITH_DATA_DIR, else $XDG_DATA_HOME/kith, \
-            else ~/.local/share/kith.
+            Contact ids are 26 characters (a-z, 2-7); any 4 or more leading characters will do \
+            when they name one contact. Destructive commands ask first on a terminal; --yes \
+            skips the question (and is required when standard input is not a terminal).
+
+            Exit codes:
+              0   success
+              1   failure: one line on stderr says what went wrong and what to do
+              2   an import skipped some records (each is named on stderr)
+              64  the command line is wrong (unknown option, missing or bad value, no --yes)
             """,
         version: KithVersion.describe(tool: "kith"),
         subcommands: [Init.self, WhoAmI.self, ContactCommand.self, TagCommand.self, NoteCommand.self, LogConversation.self,
                       LinkCommand.self, UnlinkCommand.self, ImportCommand.self, ExportCommand.self, DeviceCommand.self, StatusCommand.self, PeersCommand.self, SyncCommand.self, GUIPasswordCommand.self, OpenCommand.self,
-                      ChapterCommand.self, ShareCommand.self, UnshareCommand.self, ConsentCommand.self, AuditCommand.self]
+                      ChapterCommand.self, NameCommand.self, ShareCommand.self, UnshareCommand.self, ConsentCommand.self, AuditCommand.self]
     )
+
+    /// Parses the arguments with the global options moved after the subcommand.
+    static func main() async {
+        await main(GlobalOptions.reorder(Array(CommandLine.arguments.dropFirst())))
+    }
 }
 
+/// The global options, part of every command (and accepted before the subcommand too:
+/// `GlobalOptions.reorder`).
 struct DataDirOption: ParsableArguments {
     @Option(name: .customLong("data-dir"), help: "The data directory (default: $KITH_DATA_DIR or ~/.local/share/kith).")
     var dataDir: String?
+
+    @Flag(help: "Print only data and errors: no confirmations or hints.")
+    var quiet = false
+
+    @Flag(name: .customLong("no-pager"), help: "Do not page long output on a terminal (default pager: $PAGER, else less -FRX).")
+    var noPager = false
 
     var directory: DataDirectory { DataDirectory(path: dataDir ?? DataDirectory.defaultPath()) }
 }
@@ -53,22 +78,22 @@ func failing<T>(_ body: () throws -> T) throws -> T {
         return try body()
     } catch let e as ExitCode {
         throw e
-    } catch let e as CLIFailure {
-        fail(e.message)
-    } catch let e as NodeError {
-        fail(e.detail)
-    } catch let e as CryptoError {
-        fail(e.detail)
-    } catch let e as StoreError {
-        fail(e.detail)
-    } catch let e as ChangeRejection {
-        fail(e.detail)
-    } catch let e as QueryError {
-        fail(e.candidates.isEmpty ? e.message : e.message + "\n" + e.candidates.map { "  " + $0 }.joined(separator: "\n"))
-    } catch let e as APIClient.Refused {
-        fail(e.description)
     } catch {
-        fail("\(error)")
+        fail(describe(error))
+    }
+}
+
+/// A library error's message for a person (an ambiguous reference lists its candidates).
+func describe(_ error: any Error) -> String {
+    switch error {
+    case let e as CLIFailure: e.message
+    case let e as NodeError: e.detail
+    case let e as CryptoError: e.detail
+    case let e as StoreError: e.detail
+    case let e as ChangeRejection: e.detail
+    case let e as QueryError: e.candidates.isEmpty ? e.message : e.message + "\n" + e.candidates.map { "  " + $0 }.joined(separator: "\n")
+    case let e as APIClient.Refused: e.description
+    default: "\(error)"
     }
 }
 
@@ -142,8 +167,8 @@ struct WhoAmI: ParsableCommand {
 }
 
 func printIdentity(_ id: PublicIdentity) {
-    print("member          \(id.memberKey)")
-    print("device          \(id.deviceSigningKey)")
+    print("member          \(KeyFingerprint.of(id.memberKey))  key \(id.memberKey)")
+    print("device          \(KeyFingerprint.of(id.deviceSigningKey))  key \(id.deviceSigningKey)")
     print("device (x25519) \(id.deviceAgreementKey)")
     let created = Date(timeIntervalSince1970: TimeInterval(id.certificate.createdAt))
     print("certified       \(ISO8601DateFormatter().string(from: created))")
@@ -156,6 +181,8 @@ func identityJSON(_ id: PublicIdentity, dir: DataDirectory) -> String {
         "deviceSigning": id.deviceSigningKey.description,
         "deviceAgreement": id.deviceAgreementKey.description,
         "certificate": Base64URL.encode(id.certificate.encoded),
+        "memberFingerprint": KeyFingerprint.of(id.memberKey),
+        "deviceFingerprint": KeyFingerprint.of(id.deviceSigningKey),
         "createdAt": id.certificate.createdAt,
     ]
     let data = try! JSONSerialization.data(withJSONObject: object, options: [.sortedKeys, .prettyPrinted])

@@ -187,9 +187,13 @@ final class AutoClient: ContactClient {
 /// No kithd: the CLI opens the store itself (under its lock) and answers with `ContactQueries`.
 final class LocalClient: ContactClient {
     let store: ContactStore
+    let directory: DataDirectory
     private var cachedIndex: ContactIndex?
 
-    init(store: ContactStore) { self.store = store }
+    init(store: ContactStore, directory: DataDirectory) {
+        self.store = store
+        self.directory = directory
+    }
 
     var index: ContactIndex {
         if var i = cachedIndex {
@@ -204,7 +208,7 @@ final class LocalClient: ContactClient {
     }
 
     func localOnly(_ scope: String?) throws {
-        if let scope, scope != "private" { throw CLIFailure(message: "chapter maps are kept by the daemon: start it first (kithd --data-dir …)") }
+        if let scope, scope != "private" { throw CLIFailure(message: daemonNotRunning(directory, detail: "chapter maps are read from it")) }
     }
 
     func page(q: String?, tag: String?, limit: Int?, cursor: String?, merged: Bool, scope: String?) throws -> ContactPage {
@@ -258,11 +262,17 @@ extension CharacterSet {
 }
 
 /// The running kithd's API, or exits with a clear message when it is not running.
-func daemonClient(_ data: DataDirOption, what: String = "this") throws -> APIClient {
+func daemonClient(_ data: DataDirOption) throws -> APIClient {
     guard let client = try failing({ try APIClient(directory: data.directory) }) else {
-        fail("\(what) needs the daemon: start it first (kithd --data-dir \(data.directory.path))")
+        fail(daemonNotRunning(data.directory, detail: "no kithd has written its address to \(APIKey.addressPath(data.directory))"))
     }
     return client
+}
+
+/// "`kith peers` needs kithd running for DIR …; start it with: kithd --data-dir DIR".
+func daemonNotRunning(_ dir: DataDirectory, detail: String) -> String {
+    "`\(GlobalOptions.commandName)` needs kithd running for \(dir.path), and it is not (\(detail)); "
+        + "start it with: kithd --data-dir \(dir.path)   (or, with the systemd unit: sudo systemctl start kithd)"
 }
 
 /// Sends one administrative request to the running kithd and returns its answer, or exits with its error.
@@ -273,7 +283,7 @@ func daemonRequest(_ data: DataDirOption, _ request: [String: Any]) throws -> [S
     fields["op"] = nil
     return try failing {
         do { return try client.call(op, fields) } catch is APIClient.Unreachable {
-            throw CLIFailure(message: "kithd is not running for \(data.directory.path) (its API at \(client.base) refused the connection; start it with: kithd --data-dir \(data.directory.path))")
+            throw CLIFailure(message: daemonNotRunning(data.directory, detail: "its API at \(client.base) refused the connection"))
         }
     }
 }

@@ -25,7 +25,7 @@ struct NodeOptions: ParsableArguments {
         let file = passphraseFile ?? ProcessInfo.processInfo.environment["KITH_PASSPHRASE_FILE"]
         return AutoClient(api: api) {
             let pass = try file.map { try NodeIdentity.readPassphrase(file: $0) }
-            return LocalClient(store: try NodeAccess.openStore(dir, passphrase: pass))
+            return LocalClient(store: try NodeAccess.openStore(dir, passphrase: pass), directory: dir)
         }
     }
 }
@@ -77,7 +77,7 @@ func printJSON(_ object: Any) {
 }
 
 /// A plain table: short id, name, first phone, first email, tags.
-func printTable(_ contacts: [ContactDTO]) {
+func tableText(_ contacts: [ContactDTO]) -> String {
     let rows = contacts.map { c in
         [String(c.id.prefix(8)), c.name, c.phones.first?.number ?? "", c.emails.first?.address ?? "", c.tags.joined(separator: ",")]
     }
@@ -90,8 +90,7 @@ func printTable(_ contacts: [ContactDTO]) {
             return i == r.count - 1 ? cut : cut.padding(toLength: widths[i], withPad: " ", startingAt: 0)
         }.joined(separator: "  ")
     }
-    print(fmt(header))
-    for r in rows { print(fmt(r)) }
+    return ([fmt(header)] + rows.map(fmt)).map { $0 + "\n" }.joined()
 }
 
 func printContact(_ c: ContactDTO) {
@@ -125,7 +124,7 @@ func printContact(_ c: ContactDTO) {
     for x in c.externalIds ?? [] { print("external id   \(x)") }
     for e in c.events ?? [] { print("event         \(e.event)" + (e.title.isEmpty ? "" : " — \(e.title)")) }
     if !c.tags.isEmpty { print("tags          \(c.tags.joined(separator: ", "))") }
-    for k in c.knows { print("known by      \(k.member) (strength \(k.strength))") }
+    for k in c.knows { print("known by      \(fingerprint(k.member)) (strength \(k.strength))") }
     for l in c.links { print("same as       \(l)") }
     for e in c.conversations {
         print("conversation  \(e.date) \(e.channel): \(e.outcome)" + (e.note.isEmpty ? "" : " — \(e.note)"))

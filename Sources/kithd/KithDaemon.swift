@@ -199,7 +199,7 @@ struct KithDaemon: AsyncParsableCommand {
         let (apiHost, apiPort) = Self.hostPort(settings.apiListen)!
         do {
             let hint = settings.advertise ?? Self.defaultAdvertise(host: host, port: bound)
-            let commands = NodeCommands(node: node, logger: log, network: network, inviteHint: hint)
+            let commands = NodeCommands(node: node, logger: log, network: network, inviteHint: hint, listen: "\(host):\(bound)", version: KithVersion.describe(tool: "kithd"))
             let key = try APIKey.loadOrCreate(in: dir)
             let sessions = APISessions(passwordHash: try GUIPassword.hash(in: dir))
             var apiConfiguration = APIConfiguration(host: apiHost, port: apiPort, apiKey: key)

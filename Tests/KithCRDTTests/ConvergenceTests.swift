@@ -45,7 +45,7 @@ struct Simulation {
             return .link(to: other)
         case 92..<97:
             guard let other = everSeen.randomElement(using: &rng) else { return .delete }
-            return .unlink(from: other, observed: r.liveAdds(of: other.description, in: .links, contact: c))
+            return .unlink(from: other, observed: r.liveLinkAdds(to: other, contact: c))
         default:
             return .knows(member: deviceKey(UInt8(rng.int(1..<4))).publicKey, strength: UInt8(rng.int(1..<6)))
         }

@@ -154,7 +154,7 @@ struct SemanticsTests {
         #expect(merged[.familyName] == "Lovelace")
         #expect(merged.phones == ["+15550001"] && merged.emails == ["ada@example.org"])
         // Unlink carol (the link lives in carol's block, key bob).
-        let obs = p.rb.liveAdds(of: bob.description, in: .links, contact: carol)
+        let obs = p.rb.liveLinkAdds(to: bob, contact: carol)
         p.onB(edit(carol, .unlink(from: bob, observed: obs)), at: now + 5)
         p.sync()
         #expect(p.ra.sameAsGroups()[alice] == [alice, bob])

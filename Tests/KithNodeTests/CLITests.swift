@@ -36,6 +36,7 @@ enum Binaries {
         for (k, v) in environment { env[k] = v }
         p.environment = env
         let out = Pipe(), err = Pipe()
+        p.standardInput = FileHandle.nullDevice // never the terminal `swift test` may run in: kith would ask there
         p.standardOutput = out
         p.standardError = err
         try p.run()

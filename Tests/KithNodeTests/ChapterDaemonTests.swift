@@ -125,7 +125,7 @@ struct ChapterDaemonTests {
 
         // Alice removes Bob: Bob is cut off and what is shared afterwards never reaches him.
         let bobMember = (try kithJSON(["whoami", "--data-dir", b]) as! [String: Any])["member"] as! String
-        let removed = try Binaries.run("kith", ["chapter", "remove", String(bobMember.prefix(10)), "--data-dir", a])
+        let removed = try Binaries.run("kith", ["chapter", "remove", String(bobMember.prefix(10)), "--yes", "--data-dir", a])
         #expect(removed.status == 0, "\(removed.stderr)")
         #expect(try Binaries.run("kith", ["contact", "add", "--given", "Sam", "--tag", "canvass", "--data-dir", a]).status == 0)
         #expect(try Binaries.run("kith", ["share", "--tag", "canvass", "--data-dir", a]).status == 0)
@@ -362,9 +362,9 @@ struct MultiDeviceChapterTests {
         let phoneDevice = (try kithJSON(["whoami", "--data-dir", phone]) as! [String: Any])["deviceSigning"] as! String
 
         // Only the primary device (member key) may revoke; the tablet cannot.
-        let fromTablet = try Binaries.run("kith", ["device", "revoke", phoneDevice, "--data-dir", tablet])
+        let fromTablet = try Binaries.run("kith", ["device", "revoke", phoneDevice, "--yes", "--data-dir", tablet])
         #expect(fromTablet.status != 0 && fromTablet.stderr.contains("member key"))
-        let revoke = try Binaries.run("kith", ["device", "revoke", String(phoneDevice.prefix(8)), "--data-dir", laptop])
+        let revoke = try Binaries.run("kith", ["device", "revoke", String(phoneDevice.prefix(8)), "--yes", "--data-dir", laptop])
         #expect(revoke.status == 0, "\(revoke.stderr)")
 
         // The laptop and, once told, the tablet refuse the phone at the handshake.

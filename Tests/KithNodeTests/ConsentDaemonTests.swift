@@ -134,11 +134,16 @@ struct ConsentDaemonTests {
         }
         let show = try Binaries.run("kith", ["consent", "show", "--data-dir", a, "--", rosa]).stdout
         #expect(show.contains("rosa.diaz@example.org"), "\(show)")
+        // The contact's consent as an object, never its packed field text (issue 16).
+        #expect(show.contains("consent: share since ") && !show.contains("share;"), "\(show)")
+        let shown = try JSONSerialization.jsonObject(with: Data(try Binaries.run("kith", ["--json", "consent", "show", "--data-dir", a, "--", rosa]).stdout.utf8)) as? [[String: Any]]
+        let heldConsent = (shown?.first?["organizationHolds"] as? [String: Any])?["consent"] as? [String: Any]
+        #expect(heldConsent?["level"] as? String == "share" && heldConsent?["method"] as? String == "signed form", "\(String(describing: shown))")
 
         // Revoke: the hub deletes and returns a verified deletion receipt.
         hub = try Hub(dir: hubDir, listen: "127.0.0.1:\(hubPort)", logName: "2")
         _ = try hub.port
-        let revoke = try Binaries.run("kith", ["consent", "revoke", "--data-dir", a, "--", rosa])
+        let revoke = try Binaries.run("kith", ["consent", "revoke", "--yes", "--data-dir", a, "--", rosa])
         #expect(revoke.status == 0 && revoke.stdout.contains("deleted"), "\(revoke.stdout) \(revoke.stderr)")
         hub.stop()
         #expect(try hub.export().isEmpty)
@@ -157,7 +162,7 @@ struct ConsentDaemonTests {
         // hub is back.
         let g2 = try Binaries.run("kith", ["consent", "grant", "--fields", "name", "--purpose", "canvass", "--data-dir", a, "--", rosa])
         #expect(g2.stdout.contains("pending"), "hub is down: \(g2.stdout)")
-        let revokeLater = try Binaries.run("kith", ["consent", "revoke", "--data-dir", a, "--", rosa])
+        let revokeLater = try Binaries.run("kith", ["consent", "revoke", "--yes", "--data-dir", a, "--", rosa])
         #expect(revokeLater.stdout.contains("pending"), "\(revokeLater.stdout)")
         #expect(try Binaries.run("kith", ["consent", "show", "--data-dir", a, "--", rosa]).stdout.contains("revoking"))
         hub = try Hub(dir: hubDir, listen: "127.0.0.1:\(hubPort)", logName: "3")

@@ -125,7 +125,7 @@ struct ContactCLITests {
         #expect(try Binaries.run("kith", ["init"] + d).status == 0)
         let id = try Binaries.run("kith", ["contact", "add", "--given", "Forgettable", "--email", "gone@example.org"] + d)
             .stdout.trimmingCharacters(in: .whitespacesAndNewlines)
-        #expect(try Binaries.run("kith", ["contact", "rm", "--forget"] + d + ["--", id]).status == 0)
+        #expect(try Binaries.run("kith", ["contact", "rm", "--forget", "--yes"] + d + ["--", id]).status == 0)
         #expect(try Binaries.run("kith", ["contact", "list"] + d).stdout.contains("Forgettable") == false)
         // While one process holds the store, another is refused with a clear message.
         let holder = try NodeAccess.openStore(DataDirectory(path: tmp.path("node")), passphrase: nil)

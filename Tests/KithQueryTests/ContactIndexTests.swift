@@ -2,6 +2,7 @@ import KithCRDT
 import KithCrypto
 import KithQuery
 import KithSampleData
+import KithStore
 import PropertyBased
 import Testing
 
@@ -70,8 +71,8 @@ struct IncrementalIndexTests {
                 switch Int.random(in: 0..<8, using: &rng) {
                 case 6: ops = [.link(to: ids.randomElement(using: &rng)!)]
                 case 7:
-                    if let other = ids.first(where: { !r.liveAdds(of: $0.description, in: .links, contact: id).isEmpty }) {
-                        ops = [.unlink(from: other, observed: r.liveAdds(of: other.description, in: .links, contact: id))]
+                    if let other = ids.first(where: { !r.liveLinkAdds(to: $0, contact: id).isEmpty }) {
+                        ops = [.unlink(from: other, observed: r.liveLinkAdds(to: other, contact: id))]
                     } else {
                         ops = [.setField(.city, "Leeds")]
                     }
@@ -166,6 +167,61 @@ struct IncrementalIndexTests {
             #expect(error.candidates.count == 2)
         }
         #expect(try ContactQueries.resolve(x.description, r, idx) == x)
+    }
+
+    /// The base32 text form (Protocol/data-model.md §3.1 golden vectors), the older base64url
+    /// form still read, and prefixes of either form resolving through the index.
+    @Test func textFormsAndPrefixes() throws {
+        let golden: [(String, String, String)] = [
+            ("00112233445566778899aabbccddeeff", "aaisem2ekvthpcezvk54zxpo74", "ABEiM0RVZneImaq7zN3u_w"),
+            ("f8000000000000000000000000000001", "7aaaaaaaaaaaaaaaaaaaaaaaae", "-AAAAAAAAAAAAAAAAAAAAQ"),
+            ("ffffffffffffffffffffffffffffffff", "77777777777777777777777774", "_____________________w"),
+        ]
+        for (hex, b32, b64) in golden {
+            let id = try ContactID(bytes: Hex.decode(hex)!)
+            #expect(id.description == b32)
+            #expect(id.base64url == b64)
+            #expect(ContactID(text: b32) == id)
+            #expect(ContactID(text: b32.uppercased()) == id)
+            #expect(ContactID(text: b64) == id)
+        }
+        #expect(ContactID(text: "aaisem2ekvthpcezvk54zxpo75") == nil) // non-zero trailing bits
+        #expect(ContactID(text: "aaisem2ekvthpcezvk54zxpo7") == nil)
+        #expect(ContactID(text: "aaisem2ekvthpcezvk54zxpo7!") == nil)
+        for _ in 0..<2000 {
+            let t = ContactID.random().description
+            #expect(t.count == 26 && !t.hasPrefix("-") && t.allSatisfy { $0.isLowercase || ("2"..."7").contains($0) })
+        }
+
+        var r = Replica(scope: ScopeID(name: "p"))
+        var a = ChangeAuthor(signer: .init())
+        let dash = try ContactID(bytes: Hex.decode("f8000000000000000000000000000001")!)
+        let other = try ContactID(bytes: Hex.decode("f8000000000000000000000000000002")!)
+        let ada = try ContactID(bytes: Hex.decode("00112233445566778899aabbccddeeff")!)
+        try a.commit([ContactEdit(contact: dash, ops: [.setField(.givenName, "Dash")]), ContactEdit(contact: other, ops: [.setField(.givenName, "Other")]),
+                      ContactEdit(contact: ada, ops: [.setField(.givenName, "Ada")])], to: &r, wallMilliseconds: Self.now)
+        let idx = ContactIndex(replica: r)
+        #expect(try ContactQueries.resolve("aais", r, idx) == ada)        // base32 prefix
+        #expect(try ContactQueries.resolve("ABEiM0", r, idx) == ada)      // old base64url prefix
+        #expect(try ContactQueries.resolve(dash.base64url, r, idx) == dash) // old full id starting with '-'
+        #expect(try r.resolve("ABEiM0") == ada)
+        #expect(try r.resolve("aaisem") == ada)
+        do {
+            _ = try ContactQueries.resolve("7aaaaa", r, idx)
+            Issue.record("an ambiguous prefix resolved")
+        } catch {
+            #expect(error.code == .ambiguous)
+            #expect(error.message.contains("matches 2 contacts"))
+            #expect(error.candidates == ["\(dash)  Dash", "\(other)  Other"])
+        }
+        do {
+            _ = try r.resolve("-AAA")
+            Issue.record("an ambiguous old-form prefix resolved")
+        } catch {
+            #expect(error.detail.contains("matches 2 contacts") && error.detail.contains("Dash") && error.detail.contains("Other"))
+        }
+        #expect(throws: QueryError.self) { try ContactQueries.resolve("zzzzzz", r, idx) }
+        #expect(throws: QueryError.self) { try ContactQueries.resolve("!!!!", r, idx) }
     }
 }
 

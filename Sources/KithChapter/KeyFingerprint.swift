@@ -1,0 +1,40 @@
+import KithCRDT
+import KithCrypto
+
+/// The short form of a public key that people compare ("is this your phone?"), like a Syncthing
+/// device id: 15 base32 characters of a hash of the key and a Luhn mod 32 check character, in
+/// groups of four, e.g. `k7qd-2mxa-pl5n-3eb7` (Protocol/identity.md, "Fingerprints"). Pure.
+public enum KeyFingerprint {
+    static let alphabet = Array("abcdefghijklmnopqrstuvwxyz234567")
+
+    /// `BLAKE2b-256("kith/fingerprint" ‖ key)`, its first 75 bits in base32, a check character, grouped.
+    public static func of(_ key: some Collection<UInt8>) -> String {
+        let digest = BLAKE2b.hash(Array("kith/fingerprint".utf8) + Array(key))
+        let data = Array(ContactIDText.base32(digest.prefix(10)).prefix(15))
+        let all = data + [check(data)!]
+        return stride(from: 0, to: 16, by: 4).map { String(all[$0..<($0 + 4)]) }.joined(separator: "-")
+    }
+
+    public static func of(_ key: Ed25519.PublicKey) -> String { of(key.bytes) }
+
+    /// Whether `text` (dashes and case ignored) is a well-formed fingerprint: a mistyped or
+    /// swapped character fails the check.
+    public static func isValid(_ text: String) -> Bool {
+        let chars = Array(text.lowercased().filter { $0 != "-" })
+        guard chars.count == 16, let c = check(Array(chars.prefix(15))) else { return false }
+        return c == chars[15]
+    }
+
+    /// Luhn mod 32 over the characters' values (Syncthing's `luhn32`); nil for a character outside the alphabet.
+    static func check(_ chars: [Character]) -> Character? {
+        var factor = 1, sum = 0
+        for ch in chars {
+            guard let code = alphabet.firstIndex(of: ch) else { return nil }
+            var addend = factor * code
+            factor = factor == 2 ? 1 : 2
+            addend = addend / 32 + addend % 32
+            sum += addend
+        }
+        return alphabet[(32 - sum % 32) % 32]
+    }
+}
