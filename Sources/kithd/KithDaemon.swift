@@ -26,7 +26,11 @@ struct KithDaemon: AsyncParsableCommand {
 
             Under systemd (Type=notify), kithd reports READY=1 once the peer port and the API are bound and the stores are open, RELOADING=1 around a reload, STOPPING=1 when it stops, and pings the watchdog when WatchdogSec is set. Logs go to stderr, one event per line, message first: text, json, or journal (syslog priority <N>, no timestamp), chosen automatically when stderr is the journal.
 
-            Exit status: 0 stopped cleanly; 1 runtime failure (port in use, store locked or unreadable: a restart may help); 2 the data directory is not set up (no identity: run `kith init`; loose permissions; wrong passphrase); 64 usage error (a bad flag or config value).
+            Exit codes:
+              0   stopped cleanly (SIGTERM, SIGINT), or --help, --version
+              1   runtime failure: port in use, store locked or unreadable (a restart may help)
+              2   the data directory is not set up: no identity (run kith init), loose permissions, wrong passphrase
+              64  the command line or kithd.toml is wrong (the message names the flag, or the file and line)
 
             Examples:
               kithd --data-dir ~/.local/share/kith

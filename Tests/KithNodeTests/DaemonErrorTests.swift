@@ -89,8 +89,8 @@ struct DaemonErrorTests {
         let help = try kithd(["--help"])
         #expect(help.status == 0)
         let flat = help.stdout.split(whereSeparator: \.isWhitespace).joined(separator: " ")
-        #expect(flat.contains("Exit status: 0 stopped cleanly; 1 runtime failure") && flat.contains("2 the data directory is not set up")
-                && flat.contains("64 usage error"), "\(help.stdout)")
+        #expect(flat.contains("Exit codes: 0 stopped cleanly") && flat.contains("1 runtime failure") && flat.contains("2 the data directory is not set up")
+                && flat.contains("64 the command line or kithd.toml is wrong"), "\(help.stdout)")
         // 2: not set up (a restart cannot help, so systemd does not retry).
         let tmp = try TempDir()
         let none = try kithd(["--data-dir", tmp.path("nothing"), "--listen", "127.0.0.1:0", "--api-listen", "127.0.0.1:0"])
