@@ -107,6 +107,39 @@ struct DaemonSystemdTests {
         #expect(!FileManager.default.fileExists(atPath: data + "/kithd.port"))
     }
 
+    /// Under journald ($JOURNAL_STREAM = the device:inode of kithd's stderr) lines carry `<N>` and
+    /// no timestamp; an inherited variable naming another stream changes nothing.
+    @Test func kithdDetectsTheJournalByItsStderr() throws {
+        let tmp = try TempDir()
+        let data = tmp.path("node")
+        #expect(try Binaries.run("kith", ["init", "--data-dir", data]).status == 0)
+        for journal in [true, false] {
+            let log = data + "-journal-\(journal).log"
+            _ = FileManager.default.createFile(atPath: log, contents: nil)
+            let handle = try #require(FileHandle(forWritingAtPath: log))
+            var st = stat()
+            #expect(fstat(handle.fileDescriptor, &st) == 0)
+            let p = Process()
+            p.executableURL = Binaries.productsDirectory.appendingPathComponent("kithd")
+            p.arguments = ["--data-dir", data, "--listen", "127.0.0.1:0", "--api-listen", "127.0.0.1:0"]
+            p.environment = ProcessInfo.processInfo.environment.merging(["JOURNAL_STREAM": "\(st.st_dev):\(UInt64(st.st_ino) + (journal ? 0 : 1))"]) { _, new in new }
+            p.standardError = handle
+            p.standardOutput = FileHandle.nullDevice
+            try p.run()
+            defer { if p.isRunning { kill(p.processIdentifier, SIGKILL) }; p.waitUntilExit() }
+            let started = try waitFor("started line") {
+                ((try? String(contentsOfFile: log, encoding: .utf8)) ?? "").split(separator: "\n").first { $0.contains("kithd started") }
+            }
+            kill(p.processIdentifier, SIGTERM)
+            p.waitUntilExit()
+            if journal {
+                #expect(started.hasPrefix("<6>kithd: kithd started advertise="), "\(started)")
+            } else {
+                #expect(started.range(of: #"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z info kithd: kithd started "#, options: .regularExpression) != nil, "\(started)")
+            }
+        }
+    }
+
     /// Files a killed kithd left are removed at the next start, but never those of a live kithd:
     /// a second kithd on the same data directory fails on the store's lock and touches nothing.
     @Test func staleAddressFilesAreCleanedOnlyWithTheLock() throws {
