@@ -27,10 +27,10 @@ struct KithDaemon: AsyncParsableCommand {
             Under systemd (Type=notify), kithd reports READY=1 once the peer port and the API are bound and the stores are open, RELOADING=1 around a reload, STOPPING=1 when it stops, and pings the watchdog when WatchdogSec is set. Logs go to stderr, one event per line, message first: text, json, or journal (syslog priority <N>, no timestamp), chosen automatically when stderr is the journal.
 
             Exit codes:
-              0   stopped cleanly (SIGTERM, SIGINT), or --help, --version
-              1   runtime failure: port in use, store locked or unreadable (a restart may help)
-              2   the data directory is not set up: no identity (run kith init), loose permissions, wrong passphrase
-              64  the command line or kithd.toml is wrong (the message names the flag, or the file and line)
+              0   stopped cleanly (SIGTERM or SIGINT), or --help, --version
+              1   runtime failure: port in use, store locked or unreadable
+              2   not set up: no identity (kith init), loose permissions, bad passphrase
+              64  bad command line or kithd.toml (named: the flag, or file and line)
 
             Examples:
               kithd --data-dir ~/.local/share/kith
@@ -43,14 +43,14 @@ struct KithDaemon: AsyncParsableCommand {
               listen = "0.0.0.0:7434"
               peers = ["laptop.lan:7434", "10.0.0.5:7434"]
               anti_entropy_interval = 30   # seconds, 0 = off
-              log_level = "info"           # trace, debug, info, notice, warning, error, critical
+              log_level = "info"           # trace, debug, info, notice, warning, error…
               log_format = "text"          # text, json or journal
               lan_discovery = false        # announce on the LAN (rotating keyed tag)
               lan_interface = "0.0.0.0"    # IPv4 address of the interface to use
               lan_port = 7435              # multicast port (group 239.255.74.1)
               relay_scopes = []            # chapter ids to relay blind
               advertise = "host:7434"      # address put in invites
-              upward_via_peers = false     # consent records reach the hub through chapter peers
+              upward_via_peers = false     # records reach the hub only through peers
               api_listen = "127.0.0.1:7480"
               gui_listen = "0.0.0.0:7481"
             """,

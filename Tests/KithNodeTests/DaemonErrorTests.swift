@@ -89,8 +89,8 @@ struct DaemonErrorTests {
         let help = try kithd(["--help"])
         #expect(help.status == 0)
         let flat = help.stdout.split(whereSeparator: \.isWhitespace).joined(separator: " ")
-        #expect(flat.contains("Exit codes: 0 stopped cleanly") && flat.contains("1 runtime failure") && flat.contains("2 the data directory is not set up")
-                && flat.contains("64 the command line or kithd.toml is wrong"), "\(help.stdout)")
+        #expect(flat.contains("Exit codes: 0 stopped cleanly") && flat.contains("1 runtime failure") && flat.contains("2 not set up")
+                && flat.contains("64 bad command line or kithd.toml"), "\(help.stdout)")
         // 2: not set up (a restart cannot help, so systemd does not retry).
         let tmp = try TempDir()
         let none = try kithd(["--data-dir", tmp.path("nothing"), "--listen", "127.0.0.1:0", "--api-listen", "127.0.0.1:0"])
@@ -149,7 +149,12 @@ struct DaemonErrorTests {
             }
             for sub in command["subcommands"] as? [[String: Any]] ?? [] { visit(sub, path + " " + (sub["commandName"] as? String ?? "?")) }
         }
-        visit(try #require(info["command"] as? [String: Any]), "kithd")
+        let root = try #require(info["command"] as? [String: Any])
+        visit(root, "kithd")
+        // Lines typed as they are shown (examples, the config sample, exit codes) fit 80 columns.
+        for line in (root["discussion"] as? String ?? "").split(separator: "\n") where line.hasPrefix(" ") {
+            #expect(line.count <= 78, "too wide for an 80-column terminal: '\(line)'")
+        }
         #expect(checked > 20)
     }
 }
