@@ -125,6 +125,10 @@ let package = Package(
         ),
         // Seeded synthetic contacts shared by benchmarks, the demo and tests.
         .target(name: "KithSampleData", dependencies: ["KithCRDT"], swiftSettings: strict),
+        // kithd's log lines: text, JSON or journald format, one event per line, message first (swift-log handler).
+        .target(name: "KithLogging", dependencies: [.product(name: "Logging", package: "swift-log")], swiftSettings: strict),
+        // Talking to systemd without libsystemd: sd_notify datagrams (readiness, reload, stop, watchdog).
+        .target(name: "KithSystemd", swiftSettings: strict),
         // A member's node on disk: data directory, key ring and identity files, shared by kith and kithd.
         .target(name: "KithNode", dependencies: ["KithCrypto", "KithStore"], swiftSettings: strict),
         .executableTarget(
@@ -142,10 +146,12 @@ let package = Package(
             name: "kithd",
             dependencies: [
                 "KithNode", "KithCrypto", "KithNetwork", "KithCRDT", "KithChapter", "KithConsent", "KithStore", "KithAPI", "KithHubPostgres",
+                "KithLogging", "KithSystemd",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "UnixSignals", package: "swift-service-lifecycle"),
             ],
             swiftSettings: strict
         ),
@@ -202,7 +208,7 @@ let package = Package(
             name: "KithNodeTests",
             dependencies: [
                 "KithNode", "KithCrypto", "KithCRDT", "KithStore", "KithChapter", "KithConsent", "KithInterchange", "KithSampleData",
-                "KithNetwork", "kith", "kithd",
+                "KithNetwork", "KithLogging", "KithSystemd", "kith", "kithd",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "NIOSSL", package: "swift-nio-ssl"),

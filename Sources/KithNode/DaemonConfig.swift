@@ -1,3 +1,5 @@
+import Foundation
+
 /// kithd's configuration file (`kithd.toml`), a documented subset of TOML v1.0: comments, bare
 /// keys, basic and literal strings, integers, booleans and arrays of them. (TOMLKit, the TOML
 /// library in our package mirror, depends on a package the mirror lacks, so this small reader
@@ -16,8 +18,17 @@ public struct DaemonConfig: Equatable, Sendable {
     public var advertise: String?
     public var apiListen: String?
     public var guiListen: String?
+    /// `text`, `json` or `journal` (nil: journal under journald, else text).
+    public var logFormat: String?
+    /// The line each key was read from, so later checks (host:port…) can name it.
+    public var lines: [String: Int] = [:]
 
     public init() {}
+
+    /// The levels `log_level` and `--log-level` accept, in order.
+    public static let logLevels = ["trace", "debug", "info", "notice", "warning", "error", "critical"]
+    /// The formats `log_format` and `--log-format` accept.
+    public static let logFormats = ["text", "json", "journal"]
 
     public struct ParseError: Error, Equatable, CustomStringConvertible, Sendable {
         public let line: Int
@@ -30,11 +41,12 @@ public struct DaemonConfig: Equatable, Sendable {
     }
 
     public static let knownKeys: Set<String> = ["data_dir", "listen", "peers", "anti_entropy_interval", "log_level", "lan_discovery", "upward_via_peers", "advertise",
-                                                "lan_interface", "lan_port", "relay_scopes", "api_listen", "gui_listen"]
+                                                "lan_interface", "lan_port", "relay_scopes", "api_listen", "gui_listen", "log_format"]
 
     public init(toml text: String) throws(ParseError) {
         self.init()
         for (key, (value, line)) in try Self.parse(text) {
+            lines[key] = line
             func string() throws(ParseError) -> String {
                 guard case let .string(s) = value else { throw ParseError(line: line, reason: "\(key) must be a string") }
                 return s
@@ -52,7 +64,18 @@ public struct DaemonConfig: Equatable, Sendable {
             case "data_dir": dataDir = try string()
             case "listen": listen = try string()
             case "peers": peers = try strings()
-            case "log_level": logLevel = try string()
+            case "log_level":
+                let level = try string()
+                guard Self.logLevels.contains(level) else {
+                    throw ParseError(line: line, reason: "unknown log level '\(level)' (use one of: \(Self.logLevels.joined(separator: ", ")))")
+                }
+                logLevel = level
+            case "log_format":
+                let format = try string()
+                guard Self.logFormats.contains(format) else {
+                    throw ParseError(line: line, reason: "unknown log format '\(format)' (use one of: \(Self.logFormats.joined(separator: ", ")))")
+                }
+                logFormat = format
             case "relay_scopes": relayScopes = try strings()
             case "advertise": advertise = try string()
             case "api_listen": apiListen = try string()
@@ -100,12 +123,23 @@ public struct DaemonConfig: Equatable, Sendable {
                 rest += " " + stripComment(lines[i]).trimmedLite()
                 i += 1
             }
+            try refuseUnquoted(key: key, rest, line: lineNo)
             var p = Substring(rest)
             let value = try parseValue(&p, line: lineNo)
             guard p.trimmedLite().isEmpty else { throw ParseError(line: lineNo, reason: "unexpected text after the value: '\(p.trimmedLite())'") }
             out.append((key, (value, lineNo)))
         }
         return out
+    }
+
+    /// `listen = 0.0.0.0:7434` or `log_level = debug`: text written without quotes. The error
+    /// shows the line as it should be written.
+    static func refuseUnquoted(key: String, _ rest: String, line: Int) throws(ParseError) {
+        guard let first = rest.first, first != "\"", first != "'", first != "[" else { return }
+        let token = rest.trimmedLite()
+        if token == "true" || token == "false" || Int(token.replacingUnderscores()) != nil { return }
+        let quoted = token.replacingOccurrences(of: "\\", with: "\\\\").replacingOccurrences(of: "\"", with: "\\\"")
+        throw ParseError(line: line, reason: "the value of \(key) is text and needs quotes: \(key) = \"\(quoted)\"")
     }
 
     static func stripComment(_ s: String) -> String {
@@ -210,4 +244,33 @@ extension String {
 
 extension Substring {
     func trimmedLite() -> String { String(self).trimmedLite() }
+}
+
+/// The address kithd puts in invites: never a loopback address unless kithd listens on one
+/// (another member's machine could not reach 127.0.0.1).
+public enum AdvertisedAddress {
+    public static func isLoopback(_ host: String) -> Bool {
+        let h = host.lowercased().trimmingCharacters(in: CharacterSet(charactersIn: "[]"))
+        return h == "localhost" || h == "::1" || h.hasPrefix("127.") || h == "0:0:0:0:0:0:0:1"
+    }
+
+    public static func isWildcard(_ host: String) -> Bool { host == "0.0.0.0" || host == "::" || host == "[::]" }
+
+    /// `host:port` for a listener on `listenHost`: that host itself, or — on all interfaces — the
+    /// first IPv4 address among `interfaceAddresses` that is not loopback or link-local, else the
+    /// first global IPv6 one. nil when there is none (then invites need `advertise`).
+    public static func choose(listenHost: String, port: Int, interfaceAddresses: [String]) -> String? {
+        func join(_ h: String) -> String { h.contains(":") ? "[\(h)]:\(port)" : "\(h):\(port)" }
+        guard isWildcard(listenHost) else { return join(listenHost) }
+        let usable = interfaceAddresses.filter { !isLoopback($0) }
+        if let v4 = usable.first(where: { !$0.contains(":") && !$0.hasPrefix("169.254.") }) { return join(v4) }
+        if let v6 = usable.first(where: { $0.contains(":") && !$0.lowercased().hasPrefix("fe80") }) { return join(v6) }
+        return nil
+    }
+
+    /// Why a configured `advertise` cannot be used with `listen`, or nil when it can.
+    public static func problem(advertiseHost: String, listenHost: String) -> String? {
+        guard isLoopback(advertiseHost), !isLoopback(listenHost) else { return nil }
+        return "\(advertiseHost) is a loopback address, which no other member's machine can reach, while kithd listens on \(listenHost); advertise this machine's LAN or public address"
+    }
 }

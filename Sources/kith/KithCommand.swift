@@ -48,6 +48,7 @@ struct Kith: AsyncParsableCommand {
         version: KithVersion.describe(tool: "kith"),
         subcommands: [Init.self, WhoAmI.self, ContactCommand.self, TagCommand.self, NoteCommand.self, LogConversation.self,
                       LinkCommand.self, UnlinkCommand.self, ImportCommand.self, ExportCommand.self, DeviceCommand.self, StatusCommand.self, PeersCommand.self, SyncCommand.self, GUIPasswordCommand.self, OpenCommand.self,
+                      CompletionsCommand.self,
                       ChapterCommand.self, NameCommand.self, ShareCommand.self, UnshareCommand.self, ConsentCommand.self, AuditCommand.self]
     )
 

@@ -3,6 +3,7 @@ import Foundation
 import KithConsent
 import KithCrypto
 import KithHubPostgres
+import KithLogging
 import KithNetwork
 import KithNode
 import KithStore
@@ -119,6 +120,9 @@ struct HubCommand: AsyncParsableCommand {
 
     /// `KITHORG1 ‖ signing seed[32] ‖ agreement secret[32] ‖ storage key[32] ‖ text name`, 0600.
     static func loadKeys(_ dir: HubDir) throws -> (OrganizationKeys, SymmetricKey) {
+        guard FileManager.default.fileExists(atPath: dir.keyPath) else {
+            throw ValidationError("\(dir.keyPath) does not exist: create the organization's keys with `kithd hub init --hub-dir \(dir.dataDir) --name NAME` first")
+        }
         var b = try SecureFiles.readSecret(dir.keyPath)
         defer { ConstantTime.wipe(&b) }
         guard b.count > 8 + 96, Array(b[0..<8]) == magic else { throw ValidationError("\(dir.keyPath) is not an organization key file") }
@@ -149,25 +153,24 @@ struct HubCommand: AsyncParsableCommand {
         static let configuration = CommandConfiguration(abstract: "Serve members: store consented records from approved chapters, delete on revocation or expiry, sign every answer.")
         @OptionGroup var dir: HubDir
         @Option(name: .customLong("address"), help: "host:port to listen on (port 0 = any; written to <hub-dir>/hub.port).") var listen = "0.0.0.0:7500"
-        @Option(name: .customLong("hub-log-level"), help: "trace … critical") var logLevel = "info"
+        @Option(name: .customLong("hub-log-level"), help: "trace, debug, info, notice, warning, error or critical.") var logLevel = "info"
+        @Option(name: .customLong("log-format"), help: "text, json or journal (default: journal when stderr is the journal, else text).") var logFormat: String?
         @Option(name: .customLong("max-records-per-chapter"), help: "Records the hub holds per chapter at most, unless its approval says otherwise.")
         var maxRecords: UInt64 = HubLimits.defaults.maxRecordsPerChapter
         @Option(name: .customLong("max-bytes-per-chapter"), help: "Bytes of records the hub holds per chapter at most, unless its approval says otherwise.")
         var maxBytes: UInt64 = HubLimits.defaults.maxBytesPerChapter
 
         func run() async throws {
-            let level = Logger.Level(rawValue: logLevel) ?? .info
-            LoggingSystem.bootstrap { label in
-                var h = StreamLogHandler.standardError(label: label)
-                h.logLevel = level
-                return h
-            }
+            let logSettings = try KithDaemon.logSettings(level: logLevel, levelOrigin: "--hub-log-level", format: logFormat)
+            LoggingSystem.bootstrap { label in KithLogHandler(label: label, settings: logSettings) }
             let log = Logger(label: "kithd-hub")
             let (keys, storageKey) = try HubCommand.loadKeys(dir)
             let storage = try await HubCommand.openStorage(dir, keys: keys, storageKey: storageKey, logger: log)
             log.info("hub store opened", metadata: ["store": "\((storage as? PostgresHubStorage)?.url.description ?? dir.dataDir)"])
             let hub = try await HubNode(keys: keys, storage: storage, limits: HubLimits(maxRecordsPerChapter: maxRecords, maxBytesPerChapter: maxBytes), logger: log)
-            guard let (host, port) = KithDaemon.hostPort(listen) else { throw ValidationError("listen must be host:port") }
+            guard let (host, port) = KithDaemon.hostPort(listen) else {
+                throw ValidationError("--address must be host:port, got '\(listen)': \(KithDaemon.hostPortProblem(listen, allowAnyPort: true) ?? "")")
+            }
             let (bound, serve) = try await hub.listen(host: host, port: port)
             try? "\(bound)\n".write(toFile: dir.dataDir + "/hub.port", atomically: true, encoding: .utf8)
             log.info("hub started", metadata: ["organization": "\(keys.name)", "key": "\(keys.signing.publicKey)", "listen": "\(host):\(bound)"])

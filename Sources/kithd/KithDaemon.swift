@@ -7,7 +7,9 @@ import KithCRDT
 import KithCrypto
 import KithNetwork
 import KithNode
+import KithLogging
 import KithStore
+import KithSystemd
 import Logging
 import NIOCore
 import ServiceLifecycle
@@ -18,17 +20,22 @@ struct KithDaemon: AsyncParsableCommand {
         commandName: "kithd",
         abstract: "The Kith daemon: holds this device's replica and syncs it with peers.",
         discussion: """
-            kithd opens the node in the data directory (taking the store's lock), listens for
-            peers and keeps connections to the static peers given with --peer and to the
-            addresses it learns from invites. Peers authenticate with Noise XX and device
-            certificates; a node syncs its private scope with the member's own devices and each
-            chapter with that chapter's members. SIGTERM or SIGINT shut it down gracefully. The
-            bound port is written to <data-dir>/kithd.port. `kithd hub` runs an organization's hub.
+            kithd opens the node in the data directory (taking the store's lock), listens for peers and keeps connections to the static peers given with --peer and to the addresses it learns from invites. Peers authenticate with Noise XX and device certificates; a node syncs its private scope with the member's own devices and each chapter with that chapter's members. The bound port is written to <data-dir>/kithd.port, the local HTTP API's address to <data-dir>/kithd.api. `kithd hub` runs an organization's hub.
+
+            Signals: SIGTERM or SIGINT stop kithd gracefully. SIGHUP reads the config file again and applies log_level, log_format, peers, anti_entropy_interval and upward_via_peers at once; the other keys are logged by name and take effect at the next start. A config file with an error is logged and the running configuration kept.
+
+            Under systemd (Type=notify), kithd reports READY=1 once the peer port and the API are bound and the stores are open, RELOADING=1 around a reload, STOPPING=1 when it stops, and pings the watchdog when WatchdogSec is set. Logs go to stderr, one event per line, message first: text, json, or journal (syslog priority <N>, no timestamp), chosen automatically when stderr is the journal.
+
+            Exit codes:
+              0   stopped cleanly (SIGTERM or SIGINT), or --help, --version
+              1   runtime failure: port in use, store locked or unreadable
+              2   not set up: no identity (kith init), loose permissions, bad passphrase
+              64  bad command line or kithd.toml (named: the flag, or file and line)
 
             Examples:
               kithd --data-dir ~/.local/share/kith
               kithd --listen 0.0.0.0:7434 --peer homeserver.lan:7434
-              kithd --listen 127.0.0.1:0 --log-level debug
+              kithd --listen 127.0.0.1:0 --log-level debug --log-format json
               kithd --config /etc/kith/kithd.toml
 
             Config file (TOML; every key optional, flags win):
@@ -36,13 +43,16 @@ struct KithDaemon: AsyncParsableCommand {
               listen = "0.0.0.0:7434"
               peers = ["laptop.lan:7434", "10.0.0.5:7434"]
               anti_entropy_interval = 30   # seconds, 0 = off
-              log_level = "info"
+              log_level = "info"           # trace, debug, info, notice, warning, error…
+              log_format = "text"          # text, json or journal
               lan_discovery = false        # announce on the LAN (rotating keyed tag)
               lan_interface = "0.0.0.0"    # IPv4 address of the interface to use
               lan_port = 7435              # multicast port (group 239.255.74.1)
               relay_scopes = []            # chapter ids to relay blind
               advertise = "host:7434"      # address put in invites
-              upward_via_peers = false     # consent records reach the hub through chapter peers
+              upward_via_peers = false     # records reach the hub only through peers
+              api_listen = "127.0.0.1:7480"
+              gui_listen = "0.0.0.0:7481"
             """,
         version: KithVersion.describe(tool: "kithd"),
         subcommands: [HubCommand.self]
@@ -56,6 +66,9 @@ struct KithDaemon: AsyncParsableCommand {
 
     @Option(name: .customLong("log-level"), help: "trace, debug, info, notice, warning, error or critical (default: info).")
     var logLevelFlag: String?
+
+    @Option(name: .customLong("log-format"), help: "text, json or journal (default: journal when stderr is the journal, else text).")
+    var logFormatFlag: String?
 
     @Option(name: .customLong("passphrase-file"), help: "Passphrase for a protected key ring (first line of the file).")
     var passphraseFile: String?
@@ -84,90 +97,18 @@ struct KithDaemon: AsyncParsableCommand {
     @Option(name: .customLong("api-listen"), help: "Address of the local HTTP API, host:port (port 0 = chosen by the OS; default 127.0.0.1:7480; the bound address is written to <data-dir>/kithd.api).")
     var apiListenFlag: String?
 
-    /// Flags over the config file over defaults.
-    struct Settings {
-        var dataDir: String
-        var listen: String
-        var apiListen = "127.0.0.1:7480"
-        var guiListen: String?
-        var peers: [String]
-        var antiEntropyInterval: Int
-        var logLevel: String
-        var lanDiscovery: Bool
-        var upwardViaPeers = false
-        var lanInterface: String
-        var lanPort: Int
-        var relayChapters: [ChapterID] = []
-        var advertise: String?
-        var warnings: [String] = []
-    }
-
-    func settings() throws -> Settings {
-        let defaultDir = dataDir ?? DataDirectory.defaultPath()
-        var config = DaemonConfig()
-        let path = configFile ?? defaultDir + "/kithd.toml"
-        if configFile != nil || FileManager.default.fileExists(atPath: path) {
-            let text: String
-            do { text = try String(contentsOfFile: path, encoding: .utf8) } catch {
-                throw ValidationError("cannot read config file \(path): \(error.localizedDescription)")
-            }
-            do { config = try DaemonConfig(toml: text) } catch { throw ValidationError("config file \(path), \(error)") }
-        }
-        var s = Settings(
-            dataDir: dataDir ?? config.dataDir ?? defaultDir,
-            listen: listenFlag ?? config.listen ?? "127.0.0.1:7434",
-            peers: peers.isEmpty ? config.peers : peers,
-            antiEntropyInterval: antiEntropyFlag ?? config.antiEntropyInterval ?? 30,
-            logLevel: logLevelFlag ?? config.logLevel ?? "info",
-            lanDiscovery: lanDiscoveryFlag || config.lanDiscovery,
-            lanInterface: config.lanInterface ?? "0.0.0.0",
-            lanPort: config.lanPort ?? LANDiscovery.defaultPort
-        )
-        guard Logger.Level(rawValue: s.logLevel) != nil else { throw ValidationError("unknown log level '\(s.logLevel)'") }
-        guard Self.hostPort(s.listen) != nil else { throw ValidationError("listen must be host:port, got '\(s.listen)'") }
-        for p in s.peers where Self.hostPort(p) == nil { throw ValidationError("a peer must be host:port, got '\(p)'") }
-        guard s.antiEntropyInterval >= 0 else { throw ValidationError("anti-entropy interval must be ≥ 0") }
-        for r in config.relayScopes {
-            guard let id = ChapterID(text: r) else { throw ValidationError("relay_scopes: '\(r)' is not a chapter id (22 characters, as `kith chapter list` prints)") }
-            s.relayChapters.append(id)
-        }
-        s.apiListen = apiListenFlag ?? config.apiListen ?? s.apiListen
-        guard let (apiHost, _) = Self.hostPort(s.apiListen) else { throw ValidationError("api_listen must be host:port, got '\(s.apiListen)'") }
-        guard APIConfiguration.isLoopback(apiHost) else {
-            throw ValidationError("api_listen \(s.apiListen) is not a loopback address: the plain API stays on this machine; to reach kithd from the LAN use gui_listen (TLS and a GUI password)")
-        }
-        s.guiListen = guiListenFlag ?? config.guiListen
-        if let g = s.guiListen, Self.hostPort(g) == nil { throw ValidationError("gui_listen must be host:port, got '\(g)'") }
-        s.advertise = advertiseFlag ?? config.advertise
-        s.upwardViaPeers = upwardViaPeersFlag || config.upwardViaPeers
-        if let a = s.advertise, Self.hostPort(a) == nil { throw ValidationError("advertise must be host:port, got '\(a)'") }
-        return s
-    }
-
-    /// The address to put in invites when none is configured.
-    static func defaultAdvertise(host: String, port: Int) -> String {
-        if host != "0.0.0.0" && host != "::" { return host.contains(":") ? "[\(host)]:\(port)" : "\(host):\(port)" }
-        let lan = (try? System.enumerateDevices())?.compactMap { d -> String? in
-            guard case .v4? = d.address, let ip = d.address?.ipAddress, !ip.hasPrefix("127.") else { return nil }
-            return ip
-        }.first
-        return "\(lan ?? "127.0.0.1"):\(port)"
-    }
-
     /// host:port as the daemon's options accept it (port 0 = any, for listening).
     static func hostPort(_ s: String) -> (String, Int)? { HostPort.parse(s, allowAnyPort: true).map { ($0.host, $0.port) } }
 
     func run() async throws {
+        // Until the reload service traps it, a SIGHUP must not end kithd (its default action).
+        signal(SIGHUP, SIG_IGN)
         let settings = try settings()
-        let level = Logger.Level(rawValue: settings.logLevel)!
-        LoggingSystem.bootstrap { label in
-            var h = StreamLogHandler.standardError(label: label)
-            h.logLevel = level
-            return h
-        }
+        let logSettings = LogSettings(level: settings.logLevel, format: settings.logFormat)
+        LoggingSystem.bootstrap { label in KithLogHandler(label: label, settings: logSettings) }
         let log = Logger(label: "kithd")
-        for w in settings.warnings { log.warning("\(w)") }
-        let listen = settings.listen, peers = settings.peers, antiEntropyInterval = settings.antiEntropyInterval
+        let notifier = ServiceNotifier()
+        let listen = settings.listen
         let dir = DataDirectory(path: settings.dataDir)
         let node: SyncNode
         do {
@@ -181,8 +122,10 @@ struct KithDaemon: AsyncParsableCommand {
             )
         } catch {
             log.critical("cannot open node", metadata: ["dataDir": "\(dir.path)", "reason": "\(Self.describe(error))"])
-            throw ExitCode(1)
+            throw DaemonExit.code(forOpening: error)
         }
+        // This process holds the store's lock now: address files left by a kithd that died are stale.
+        Self.removeStaleFiles(in: dir.path, logger: log)
         await node.setUpwardViaPeers(settings.upwardViaPeers)
         let network = PeerNetwork(node: node, logger: log, now: ContactStore.systemClock)
         let (host, port) = Self.hostPort(listen)!
@@ -192,13 +135,13 @@ struct KithDaemon: AsyncParsableCommand {
             (bound, serve) = try await network.listen(host: host, port: port)
         } catch {
             log.critical("cannot listen", metadata: ["address": "\(listen)", "reason": "\(error)"])
-            throw ExitCode(1)
+            throw DaemonExit.failure
         }
         let api: any Service
         var guiApp: (any Service)?
         let (apiHost, apiPort) = Self.hostPort(settings.apiListen)!
+        let hint = settings.advertise ?? Self.defaultAdvertise(host: host, port: bound, logger: log)
         do {
-            let hint = settings.advertise ?? Self.defaultAdvertise(host: host, port: bound)
             let commands = NodeCommands(node: node, logger: log, network: network, inviteHint: hint, listen: "\(host):\(bound)", version: KithVersion.describe(tool: "kithd"))
             let key = try APIKey.loadOrCreate(in: dir)
             let sessions = APISessions(passwordHash: try GUIPassword.hash(in: dir))
@@ -206,7 +149,7 @@ struct KithDaemon: AsyncParsableCommand {
             if let gui = settings.guiListen {
                 guard sessions.passwordHash != nil else {
                     log.critical("gui_listen needs a GUI password: run `kith gui-password --data-dir \(dir.path)` first")
-                    throw ExitCode(1)
+                    throw DaemonExit.failure
                 }
                 let (guiHost, guiPort) = Self.hostPort(gui)!
                 let material = try GUICertificate.loadOrCreate(in: dir, host: guiHost)
@@ -244,25 +187,36 @@ struct KithDaemon: AsyncParsableCommand {
                 Task { _ = await node.scopeInfo() }
                 // Written last: a client that sees kithd.port can reach the API.
                 try? "\(bound)\n".write(toFile: dir.path + "/kithd.port", atomically: true, encoding: .utf8)
+                Self.notifyReady(notifier, status: "serving peers on \(host):\(bound)", logger: log)
             }
             api = app
         } catch {
             log.critical("cannot set up the local HTTP API", metadata: ["reason": "\(error)"])
-            throw ExitCode(1)
+            throw DaemonExit.failure
         }
         log.info("kithd started", metadata: [
             "version": "\(KithVersion.release)", "dataDir": "\(dir.path)", "listen": "\(host):\(bound)",
             "member": "\(node.identity.member)", "device": "\(node.identity.certificate.deviceSigningKey)",
-            "peers": "\(peers.joined(separator: ","))",
+            "peers": "\(settings.peers.joined(separator: ","))", "advertise": "\(hint)",
         ])
         var services: [ServiceGroupConfiguration.ServiceConfiguration] = [
             .init(service: TaskService(serve), serviceName: "peer-listener"),
             .init(service: api, serviceName: "http-api"),
         ]
         if let guiApp { services.append(.init(service: guiApp, serviceName: "web-gui")) }
-        for p in peers {
-            let (h, pt) = Self.hostPort(p)!
-            services.append(.init(service: TaskService { await network.dial(host: h, port: pt) }, serviceName: "peer \(p)"))
+        let staticPeers = StaticPeers(network: network)
+        services.append(.init(service: TaskService {
+            await staticPeers.set(settings.peers)
+            try? await gracefulShutdown()
+            await staticPeers.stopAll()
+        }, serviceName: "static-peers"))
+        let antiEntropy = LiveValue(settings.antiEntropyInterval)
+        services.append(.init(service: ReloadService(command: self, initial: settings, logSettings: logSettings, peers: staticPeers,
+                                                     antiEntropy: antiEntropy, node: node, notifier: notifier, log: log),
+                              serviceName: "reload"))
+        if let notifier {
+            services.append(.init(service: ServiceManagerService(notifier: notifier, watchdog: ServiceNotifier.watchdogInterval(), log: log),
+                                  serviceName: "systemd"))
         }
         // Consent: expire grants, send new versions of edited granted fields, retry what a hub
         // did not acknowledge.
@@ -273,8 +227,9 @@ struct KithDaemon: AsyncParsableCommand {
             }
         }, serviceName: "consent"))
         // Addresses learned at run time (the hint of an invite this node joined by).
-        let staticPeers = Set(peers)
-        services.append(.init(service: TaskService { await network.dialRequested(except: staticPeers) }, serviceName: "chapter-dialer"))
+        // Addresses given as static peers at start are dialled by `staticPeers`, not again here.
+        let configuredPeers = Set(settings.peers)
+        services.append(.init(service: TaskService { await network.dialRequested(except: configuredPeers) }, serviceName: "chapter-dialer"))
         if settings.lanDiscovery {
             let discovery = LANDiscovery(network: network, ownPort: bound, multicastPort: settings.lanPort,
                                          interface: settings.lanInterface, logger: log)
@@ -282,15 +237,19 @@ struct KithDaemon: AsyncParsableCommand {
             services.append(.init(service: TaskService { await discovery.run() }, successTerminationBehavior: .ignore,
                                   failureTerminationBehavior: .ignore, serviceName: "lan-discovery"))
         }
-        if antiEntropyInterval > 0 {
-            let interval = UInt64(antiEntropyInterval)
-            services.append(.init(service: TaskService {
-                while !Task.isCancelled {
-                    try? await Task.sleep(nanoseconds: interval * 1_000_000_000)
-                    if !Task.isCancelled { await node.antiEntropy(fanout: 3) }
+        // The interval is read every second, so a SIGHUP that changes it (or turns it on or off) counts at once.
+        services.append(.init(service: TaskService {
+            var waited = 0
+            while !Task.isCancelled {
+                try? await Task.sleep(nanoseconds: 1_000_000_000)
+                waited += 1
+                let interval = antiEntropy.get()
+                if interval > 0, waited >= interval, !Task.isCancelled {
+                    waited = 0
+                    await node.antiEntropy(fanout: 3)
                 }
-            }, serviceName: "anti-entropy"))
-        }
+            }
+        }, serviceName: "anti-entropy"))
         // SIGTERM/SIGINT: every service is cancelled; in-flight store writes are transactions that
         // either committed (and were acknowledged) or roll back.
         let group = ServiceGroup(configuration: .init(services: services, gracefulShutdownSignals: [.sigterm, .sigint], logger: log))
