@@ -151,8 +151,8 @@ public struct ContactIndex: Sendable {
             for t in e.tokens { tokenMembers[t, default: []].insert(id) }
             for l in e.links { linkedFrom[l, default: []].insert(id) }
         }
-        terms = SortedChunks(allTerms)
-        order = SortedChunks(keys)
+        terms = SortedChunks(ContactIndex.sortedTerms(allTerms)) // sorting sorted input is one pass
+        order = SortedChunks(ContactIndex.sortedKeys(keys))
         sharedTokens = Set(tokenMembers.filter { $0.value.count > 1 }.keys)
     }
 
