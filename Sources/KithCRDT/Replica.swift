@@ -53,17 +53,17 @@ public struct Replica: Sendable {
     var contactIndex: [ContactID: Int] = [:]
     var contactIDs: [ContactID] = []
     var records: [ContactState] = []
-    public private(set) var forgotten: Set<ContactID> = []
+    public internal(set) var forgotten: Set<ContactID> = []
     public private(set) var equivocations: [Equivocation] = []
     /// Buffered changes refused when their turn came (their predecessor did not match).
     public private(set) var droppedPending: [ChangeRejection] = []
     /// The largest timestamp of any applied change: authors observe it before writing.
-    public private(set) var maxTimestamp = HybridTimestamp.zero
-    public private(set) var changeCount = 0
+    public internal(set) var maxTimestamp = HybridTimestamp.zero
+    public internal(set) var changeCount = 0
     /// Held changes whose bytes changed because a forget erased blocks in them, since the last
     /// `takeRewrittenChanges()`: a store must overwrite its copies.
     var rewritten: [Change] = []
-    public private(set) var opCount = 0
+    public internal(set) var opCount = 0
     /// Contacts whose state may have changed since the last `takeChangedContacts()` (applied
     /// edits, forgets), for indexes kept beside the replica; nil once more changed than is worth
     /// listing (rebuild everything).
@@ -76,7 +76,7 @@ public struct Replica: Sendable {
     var awaiting: [(device: UInt32, seq: UInt64, blocks: [Int])] = []
     /// Blocks skipped for good because they did not authenticate or parse (encrypted mode);
     /// the change itself is kept and relayed, like a blind relay would.
-    public private(set) var unreadableBlocks: [String] = []
+    public internal(set) var unreadableBlocks: [String] = []
 
     public init(scope: ScopeID, configuration: ReplicaConfiguration = .init(), mode: ScopeMode = .plain,
                 epochKeys: [EpochRef: SymmetricKey] = [:]) {

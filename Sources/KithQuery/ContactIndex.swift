@@ -24,7 +24,8 @@ public struct ContactIndex: Sendable {
         let bytes: [UInt8]
         let id: ContactID
         static func < (a: Term, b: Term) -> Bool {
-            a.bytes == b.bytes ? a.id < b.id : a.bytes.lexicographicallyPrecedes(b.bytes)
+            let c = compareBytes(a.bytes, b.bytes)
+            return c == 0 ? a.id < b.id : c < 0
         }
     }
 
@@ -33,7 +34,8 @@ public struct ContactIndex: Sendable {
         public let name: [UInt8]
         public let id: ContactID
         public static func < (a: OrderKey, b: OrderKey) -> Bool {
-            a.name == b.name ? a.id < b.id : a.name.lexicographicallyPrecedes(b.name)
+            let c = compareBytes(a.name, b.name)
+            return c == 0 ? a.id < b.id : c < 0
         }
 
         /// An opaque paging cursor: base64url(name ‖ 16-byte id).
@@ -150,8 +152,8 @@ public struct ContactIndex: Sendable {
             for t in e.tokens { tokenMembers[t, default: []].insert(id) }
             for l in e.links { linkedFrom[l, default: []].insert(id) }
         }
-        terms = SortedChunks(allTerms)
-        order = SortedChunks(keys)
+        terms = SortedChunks(ContactIndex.sortedTerms(allTerms)) // sorting sorted input is one pass
+        order = SortedChunks(ContactIndex.sortedKeys(keys))
         sharedTokens = Set(tokenMembers.filter { $0.value.count > 1 }.keys)
     }
 

@@ -259,6 +259,8 @@ struct KithDaemon: AsyncParsableCommand {
             log.error("service group ended with an error", metadata: ["reason": "\(error)"])
         }
         log.info("kithd stopping: peers and the HTTP API closed")
+        let snapshots = await node.writeSnapshots()
+        log.info("store snapshots written", metadata: ["stores": "\(snapshots)"])
         try? FileManager.default.removeItem(atPath: dir.path + "/kithd.port")
         try? FileManager.default.removeItem(atPath: dir.path + "/kithd.api")
         try? FileManager.default.removeItem(atPath: dir.path + "/kithd.gui")

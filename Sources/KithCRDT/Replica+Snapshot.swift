@@ -1,0 +1,273 @@
+import KithCrypto
+
+/// A replica's materialized state as bytes (Protocol/store.md §Snapshots), so a store can open
+/// by loading it and applying only the changes written after it, instead of replaying every
+/// change. The changes themselves are not in it: the store reads them from its rows and hands
+/// them to `restoring`, which checks that they are exactly the ones the state was built from.
+///
+/// The encoding is generic over fields and set kinds (their raw byte values), so new ones need
+/// no change here; a new kind of per-contact state needs a new `stateFormat`.
+extension Replica {
+    /// Version of the state encoding. A reader MUST ignore a snapshot of another version.
+    public static let stateFormat: UInt8 = 1
+
+    /// Why a snapshot could not be used (the store then rebuilds from its changes).
+    public struct SnapshotMismatch: Error, Sendable, CustomStringConvertible {
+        public let reason: String
+        public init(_ reason: String) { self.reason = reason }
+        public var description: String { reason }
+    }
+
+    /// The state, without the changes (see the type's documentation).
+    public func snapshotState() -> [UInt8] {
+        var w = ByteWriter(capacity: 64 + records.count * 160)
+        w.u8(Self.stateFormat)
+        w.u8(mode.snapshotCode)
+        w.lengthPrefixed(scope.bytes)
+        w.u64(maxTimestamp.rawValue)
+        w.uvarint(changeCount)
+        w.uvarint(opCount)
+        w.uvarint(devices.keys.count)
+        for (i, key) in devices.keys.enumerated() {
+            w.raw(key.bytes)
+            let chain = i < chains.count ? chains[i].changes : []
+            w.uvarint(chain.count)
+            if let head = chain.last { w.raw(head.id.bytes) }
+        }
+        w.uvarint(forgotten.count)
+        for id in forgotten.sorted() { w.raw(id.bytes) }
+        w.uvarint(records.count)
+        for (i, r) in records.enumerated() {
+            w.raw(contactIDs[i].bytes)
+            r.encode(into: &w)
+        }
+        w.uvarint(awaiting.count)
+        for a in awaiting {
+            w.uvarint(UInt64(a.device))
+            w.uvarint(a.seq)
+            w.uvarint(a.blocks.count)
+            for b in a.blocks { w.uvarint(b) }
+        }
+        w.uvarint(unreadableBlocks.count)
+        for u in unreadableBlocks { w.text(u) }
+        return w.bytes
+    }
+
+    /// Rebuilds a replica from `snapshotState()` bytes and the changes held, per device in seq
+    /// order from 1. Returns it with the held changes the state does not include yet (the tail,
+    /// to be received in order). Throws `SnapshotMismatch` when the bytes do not parse or the
+    /// held changes are not a superset of the ones the state was built from (a stale snapshot:
+    /// a chain's head differs, is missing, or the scope or mode differs).
+    public static func restoring(snapshot bytes: [UInt8], scope: ScopeID, mode: ScopeMode,
+                                 epochKeys: [EpochRef: SymmetricKey] = [:], configuration: ReplicaConfiguration = .init(),
+                                 held: [DeviceKey: [Change]]) throws(SnapshotMismatch) -> (replica: Replica, tail: [Change]) {
+        var r = Replica(scope: scope, configuration: configuration, mode: mode, epochKeys: mode == .encrypted ? [:] : epochKeys)
+        var tail: [Change] = []
+        do {
+            var reader = ByteReader(bytes)
+            guard try reader.u8() == stateFormat else { throw SnapshotMismatch("snapshot state format is not \(stateFormat)") }
+            guard try reader.u8() == mode.snapshotCode else { throw SnapshotMismatch("snapshot is of another scope mode") }
+            guard Array(try reader.lengthPrefixed(max: ScopeID.maxLength)) == scope.bytes else {
+                throw SnapshotMismatch("snapshot is of another scope")
+            }
+            r.maxTimestamp = HybridTimestamp(rawValue: try reader.u64())
+            r.changeCount = try reader.count(max: Int(Int32.max), "change count")
+            r.opCount = try reader.count(max: Int.max / 2, "op count")
+            let deviceCount = try reader.count(max: reader.remaining / 33, "device count")
+            var counted = 0
+            var seen = Set<DeviceKey>()
+            for d in 0..<deviceCount {
+                let key = try DeviceKey(bytes: try reader.raw(32))
+                guard Int(r.devices.intern(key)) == d else { throw SnapshotMismatch("snapshot lists a device twice") }
+                seen.insert(key)
+                let count = try reader.count(max: Int(UInt32.max), "chain length")
+                var chain = Chain()
+                if count > 0 {
+                    let head = try ChangeID(bytes: try reader.raw(32))
+                    guard let list = held[key], list.count >= count, list[count - 1].id == head else {
+                        throw SnapshotMismatch("stale snapshot: the store does not hold change \(count) of device \(key) it was built from")
+                    }
+                    // The head's id commits to its predecessors (each header names the previous id),
+                    // so a matching head means the whole prefix matches; the seqs are checked here.
+                    for (i, c) in list.enumerated() where c.seq != UInt64(i + 1) {
+                        throw SnapshotMismatch("the held changes of device \(key) skip from seq \(i) to \(c.seq)")
+                    }
+                    chain.changes = Array(list[0..<count])
+                    chain.lastTimestamp = list[count - 1].timestamp
+                    tail += list[count...]
+                    counted += count
+                } else if let list = held[key] {
+                    tail += list
+                }
+                r.chains.append(chain)
+            }
+            guard counted == r.changeCount else { throw SnapshotMismatch("snapshot counts \(r.changeCount) changes, its chains \(counted)") }
+            for (key, list) in held where !seen.contains(key) { tail += list }
+
+            let forgottenCount = try reader.count(max: reader.remaining / 16, "forgotten count")
+            r.forgotten.reserveCapacity(forgottenCount)
+            for _ in 0..<forgottenCount { r.forgotten.insert(try ContactID(bytes: try reader.raw(16))) }
+            let recordCount = try reader.count(max: reader.remaining / 21, "record count")
+            r.records.reserveCapacity(recordCount)
+            r.contactIDs.reserveCapacity(recordCount)
+            r.contactIndex.reserveCapacity(recordCount)
+            for i in 0..<recordCount {
+                let id = try ContactID(bytes: try reader.raw(16))
+                guard r.contactIndex.updateValue(i, forKey: id) == nil, !r.forgotten.contains(id) else {
+                    throw SnapshotMismatch("snapshot holds contact \(id) twice, or forgotten")
+                }
+                r.contactIDs.append(id)
+                r.records.append(try ContactState(decoding: &reader, deviceCount: UInt32(deviceCount)))
+            }
+            let awaitingCount = try reader.count(max: reader.remaining / 3, "awaiting count")
+            for _ in 0..<awaitingCount {
+                let d = Int(try reader.deviceIndex(below: UInt32(deviceCount)))
+                let seq = try reader.uvarint()
+                guard seq >= 1, seq <= UInt64(r.chains[d].changes.count) else { throw SnapshotMismatch("an awaiting block names a change not held") }
+                let n = try reader.count(max: Change.maxBlocks, "block count")
+                var blocks: [Int] = []
+                for _ in 0..<n {
+                    let b = try reader.count(max: r.chains[d].changes[Int(seq) - 1].blockCount - 1, "block index")
+                    blocks.append(b)
+                }
+                r.awaiting.append((UInt32(d), seq, blocks))
+            }
+            let unreadableCount = try reader.count(max: 1000, "unreadable count")
+            for _ in 0..<unreadableCount { r.unreadableBlocks.append(try reader.text(max: 1 << 16)) }
+            guard reader.isAtEnd else { throw SnapshotMismatch("\(reader.remaining) trailing bytes after the snapshot state") }
+        } catch let e as SnapshotMismatch {
+            throw e
+        } catch {
+            throw SnapshotMismatch("snapshot state does not parse: \(error)")
+        }
+        r.changed = nil // indexes kept beside the replica rebuild
+        // Blocks that waited for keys given now are applied (addEpochKeys needs keys it lacks).
+        r.addEpochKeys(epochKeys)
+        return (r, tail)
+    }
+}
+
+extension ByteReader {
+    /// A varint index into a device table of `count` entries.
+    mutating func deviceIndex(below count: UInt32) throws(DecodeError) -> UInt32 {
+        let v = try uvarint()
+        guard v < UInt64(count) else { throw DecodeError("device index \(v) is not below \(count)") }
+        return UInt32(v)
+    }
+}
+
+extension ScopeMode {
+    var snapshotCode: UInt8 {
+        switch self {
+        case .plain: 0
+        case .encrypted: 1
+        case .opaque: 2
+        }
+    }
+}
+
+extension Stamp {
+    func encode(into w: inout ByteWriter) {
+        w.u64(hlc)
+        w.uvarint(UInt64(device))
+        w.uvarint(UInt64(seq))
+        w.uvarint(UInt64(block))
+        w.uvarint(UInt64(op))
+    }
+
+    init(decoding r: inout ByteReader, deviceCount: UInt32) throws(DecodeError) {
+        hlc = try r.u64()
+        device = try r.deviceIndex(below: deviceCount)
+        seq = UInt32(try r.count(max: Int(UInt32.max), "stamp seq"))
+        block = UInt32(try r.count(max: Int(UInt32.max), "stamp block"))
+        op = UInt16(try r.count(max: Int(UInt16.max), "stamp op"))
+    }
+}
+
+extension ContactState {
+    private static let maxText = 1 << 20
+
+    func encode(into w: inout ByteWriter) {
+        w.uvarint(fields.count)
+        for f in fields {
+            f.stamp.encode(into: &w)
+            w.u8(f.field.rawValue)
+            w.text(f.value)
+        }
+        w.uvarint(members.count)
+        for m in members {
+            m.stamp.encode(into: &w)
+            w.u8(m.kind.rawValue)
+            w.text(m.key)
+            w.text(m.payload)
+        }
+        w.uvarint(removed.count)
+        for x in removed {
+            w.u8(x.kind.rawValue)
+            w.text(x.key)
+            w.uvarint(UInt64(x.op.device))
+            w.uvarint(UInt64(x.op.seq))
+            w.uvarint(UInt64(x.op.block))
+            w.uvarint(UInt64(x.op.op))
+        }
+        w.uvarint(log.count)
+        for l in log {
+            l.stamp.encode(into: &w)
+            w.uvarint(UInt64(l.entry.day))
+            w.u8(l.entry.channel.rawValue)
+            w.text(l.entry.outcome)
+            w.text(l.entry.note)
+        }
+        w.u8((deletedAt == nil ? 0 : 1) | (touchedAt == nil ? 0 : 2))
+        deletedAt?.encode(into: &w)
+        touchedAt?.encode(into: &w)
+    }
+
+    init(decoding r: inout ByteReader, deviceCount: UInt32) throws(DecodeError) {
+        func kind(_ raw: UInt8) throws(DecodeError) -> SetKind {
+            guard let k = SetKind(rawValue: raw) else { throw DecodeError("unknown set kind \(raw)") }
+            return k
+        }
+        let fieldCount = try r.count(max: r.remaining / 13, "field count")
+        fields.reserveCapacity(fieldCount)
+        for _ in 0..<fieldCount {
+            let stamp = try Stamp(decoding: &r, deviceCount: deviceCount)
+            let raw = try r.u8()
+            guard let field = Field(rawValue: raw) else { throw DecodeError("unknown field \(raw)") }
+            fields.append(FieldSlot(field: field, value: try r.text(max: Self.maxText), stamp: stamp))
+        }
+        let memberCount = try r.count(max: r.remaining / 14, "member count")
+        members.reserveCapacity(memberCount)
+        for _ in 0..<memberCount {
+            let stamp = try Stamp(decoding: &r, deviceCount: deviceCount)
+            let k = try kind(try r.u8())
+            let key = try r.text(max: Self.maxText)
+            members.append(Member(kind: k, key: key, payload: try r.text(max: Self.maxText), stamp: stamp))
+        }
+        let removedCount = try r.count(max: r.remaining / 6, "removed count")
+        for _ in 0..<removedCount {
+            let k = try kind(try r.u8())
+            let key = try r.text(max: Self.maxText)
+            let op = OpKey(device: try r.deviceIndex(below: deviceCount),
+                           seq: UInt32(try r.count(max: Int(UInt32.max), "op seq")),
+                           block: UInt32(try r.count(max: Int(UInt32.max), "op block")),
+                           op: UInt32(try r.count(max: Int(UInt32.max), "op index")))
+            removed.insert(RemovedAdd(kind: k, key: key, op: op))
+        }
+        let logCount = try r.count(max: r.remaining / 15, "log count")
+        log.reserveCapacity(logCount)
+        for _ in 0..<logCount {
+            let stamp = try Stamp(decoding: &r, deviceCount: deviceCount)
+            let day = UInt32(try r.count(max: Int(UInt32.max), "day"))
+            let rawChannel = try r.u8()
+            guard let channel = Channel(rawValue: rawChannel) else { throw DecodeError("unknown channel \(rawChannel)") }
+            let outcome = try r.text(max: Self.maxText)
+            let note = try r.text(max: Self.maxText)
+            log.append(LogEntry(entry: ConversationEntry(day: day, channel: channel, outcome: outcome, note: note), stamp: stamp))
+        }
+        let flags = try r.u8()
+        guard flags < 4 else { throw DecodeError("unknown record flags \(flags)") }
+        if flags & 1 != 0 { deletedAt = try Stamp(decoding: &r, deviceCount: deviceCount) }
+        if flags & 2 != 0 { touchedAt = try Stamp(decoding: &r, deviceCount: deviceCount) }
+    }
+}

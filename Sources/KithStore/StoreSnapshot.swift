@@ -1,0 +1,341 @@
+import KithCRDT
+import KithCrypto
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// What the store did with its snapshot when it opened (Protocol/store.md §Snapshots).
+public enum SnapshotStatus: Sendable, Equatable {
+    /// No snapshot file: every change was replayed.
+    case absent
+    /// Loaded; `tail` changes written after it were applied on top.
+    case loaded(tail: Int)
+    /// Present but not used (damaged, of another key or scope, or stale): every change was
+    /// replayed, and the file will be replaced.
+    case ignored(reason: String)
+}
+
+/// When a store writes a snapshot: after `minimumOps` new ops and at least `1/fraction` of all
+/// ops since the last one (in the background), and at close when anything is new.
+public struct SnapshotPolicy: Sendable {
+    public var minimumOps: Int
+    public var fraction: Int
+
+    public init(minimumOps: Int = 20_000, fraction: Int = 8) {
+        self.minimumOps = minimumOps
+        self.fraction = fraction
+    }
+
+    func isDue(behind: Int, total: Int) -> Bool {
+        behind > 0 && behind >= max(minimumOps, total / max(fraction, 1))
+    }
+}
+
+/// One store's snapshot file: `<dir>/store.snapshot`, written whole to `store.snapshot.tmp`,
+/// fsynced and renamed over it, so a crash leaves the old snapshot, the new one or a temporary
+/// file that the next open deletes. Forget zeroes and deletes it (`invalidate`) before the
+/// erasing transaction commits; a write that started before is then discarded, never renamed.
+///
+/// `@unchecked Sendable`: `generation`, `writing` and `opsInSnapshot` are only touched under `mutex`.
+final class StoreSnapshotFile: @unchecked Sendable {
+    static let magic = Array("KITHSNP1".utf8)
+    static let domain = Array("kith/store/snapshot/v1".utf8)
+
+    let path: String
+    let tempPath: String
+    private let key: SymmetricKey
+    private let associatedData: [UInt8]
+    private let mutex: UnsafeMutablePointer<pthread_mutex_t>
+    private let idle: UnsafeMutablePointer<pthread_cond_t>
+    private var generation: UInt64 = 0
+    private var writing = false
+    private var opsInSnapshot = 0
+    /// Test hook (`KITH_TEST_SNAPSHOT_PAUSE=<file>`): a store closing with anything new writes a
+    /// snapshot, and after half of the temporary file creates `<file>` and stops, so a test can
+    /// kill -9 the process mid-write (after everything it acknowledged was committed).
+    private let pauseMarker: String?
+
+    init(directory: String, scope: ScopeID, key: SymmetricKey) {
+        path = directory + "/store.snapshot"
+        tempPath = path + ".tmp"
+        self.key = key
+        associatedData = Self.domain + [UInt8(scope.bytes.count)] + scope.bytes
+        mutex = .allocate(capacity: 1)
+        pthread_mutex_init(mutex, nil)
+        idle = .allocate(capacity: 1)
+        pthread_cond_init(idle, nil)
+        pauseMarker = getenv("KITH_TEST_SNAPSHOT_PAUSE").map { String(cString: $0) }
+    }
+
+    deinit {
+        pthread_cond_destroy(idle)
+        idle.deallocate()
+        pthread_mutex_destroy(mutex)
+        mutex.deallocate()
+    }
+
+    private func locked<T>(_ body: () -> T) -> T {
+        pthread_mutex_lock(mutex)
+        defer { pthread_mutex_unlock(mutex) }
+        return body()
+    }
+
+    var hasTestPause: Bool { pauseMarker != nil }
+    /// Set once the store has opened: a store whose open failed half-way writes no snapshot.
+    var isOpen = false
+
+    var opsCovered: Int { locked { opsInSnapshot } }
+
+    // MARK: Reading
+
+    enum ReadResult {
+        case absent
+        case state([UInt8])
+        case unusable(String)
+    }
+
+    /// The snapshot's plaintext state, after the magic and the AEAD tag (the checksum) are checked.
+    func read() -> ReadResult {
+        guard let file = Self.readAll(path) else { return .absent }
+        guard file.count > Self.magic.count, Array(file[0..<Self.magic.count]) == Self.magic else {
+            return .unusable("the snapshot file does not start with \(String(decoding: Self.magic, as: UTF8.self))")
+        }
+        guard let state = try? XChaCha20Poly1305.open(file[Self.magic.count...], key: key, associatedData: associatedData) else {
+            return .unusable("the snapshot failed authentication (damaged, truncated, or sealed under another key or scope)")
+        }
+        return .state(state)
+    }
+
+    func noteLoaded(opCount: Int) { locked { opsInSnapshot = opCount } }
+
+    // MARK: Writing
+
+    /// Starts writing `replica` in the background unless a write is running. Returns at once.
+    func writeInBackground(_ replica: Replica) {
+        let started: UInt64? = locked {
+            if writing { return nil }
+            writing = true
+            return generation
+        }
+        guard let started else { return }
+        let file = self
+        Task.detached(priority: .utility) {
+            _ = file.write(replica, generation: started)
+            file.locked { file.writing = false; pthread_cond_broadcast(file.idle) }
+        }
+    }
+
+    /// Writes `replica` now (waits for a background write first). False when it failed (the old
+    /// snapshot, if any, stays: it is only older, and its tail is replayed).
+    @discardableResult
+    func writeNow(_ replica: Replica) -> Bool {
+        let started: UInt64 = locked {
+            while writing { pthread_cond_wait(idle, mutex) }
+            writing = true
+            return generation
+        }
+        let ok = write(replica, generation: started, pausable: true)
+        locked {
+            writing = false
+            pthread_cond_broadcast(idle)
+        }
+        return ok
+    }
+
+    /// Waits for a background write to finish.
+    func waitIdle() { locked { while writing { pthread_cond_wait(idle, mutex) } } }
+
+    /// Bumped by every `invalidate`; a write renames its file into place only if unchanged.
+    var currentGeneration: UInt64 { locked { generation } }
+
+    func write(_ replica: Replica, generation started: UInt64, pausable: Bool = false) -> Bool {
+        var plain = replica.snapshotState()
+        let sealed = Self.magic + XChaCha20Poly1305.seal(plain, key: key, associatedData: associatedData)
+        for i in plain.indices { plain[i] = 0 }
+        guard writeFile(tempPath, sealed, pausable: pausable) else {
+            Self.erase(tempPath)
+            return false
+        }
+        // The rename happens under the lock, so an `invalidate` is either before it (the write
+        // is discarded) or after it (the new file is zeroed and deleted).
+        return locked {
+            guard generation == started, rename(tempPath, path) == 0 else {
+                Self.erase(tempPath)
+                return false
+            }
+            Self.syncDirectory(of: path)
+            opsInSnapshot = replica.opCount
+            return true
+        }
+    }
+
+    /// Zeroes and deletes the snapshot (a forget or a rewrite of held changes makes it hold what
+    /// must be erased, or makes it stale in a way the chain heads cannot show). A write already
+    /// running is discarded.
+    func invalidate() {
+        locked {
+            generation &+= 1
+            opsInSnapshot = 0
+            Self.erase(path)
+        }
+    }
+
+    private func writeFile(_ path: String, _ bytes: [UInt8], pausable: Bool) -> Bool {
+        let fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o600)
+        guard fd >= 0 else { return false }
+        defer { close(fd) }
+        let pause = pausable ? pauseMarker : nil
+        let half = pause == nil ? bytes.count : bytes.count / 2
+        guard Self.writeAll(fd, bytes[0..<half]) else { return false }
+        if let pause {
+            _ = fsync(fd)
+            let m = open(pause, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o600)
+            if m >= 0 { close(m) }
+            while true { sleep(60) } // killed here by the test
+        }
+        guard Self.writeAll(fd, bytes[half...]) else { return false }
+        return fsync(fd) == 0
+    }
+
+    private static func writeAll(_ fd: Int32, _ bytes: ArraySlice<UInt8>) -> Bool {
+        bytes.withUnsafeBytes { buf in
+            var off = 0
+            while off < buf.count {
+                let n = Glibc.write(fd, buf.baseAddress! + off, buf.count - off)
+                if n < 0 && errno == EINTR { continue }
+                guard n > 0 else { return false }
+                off += n
+            }
+            return true
+        }
+    }
+
+    private static func readAll(_ path: String) -> [UInt8]? {
+        let fd = open(path, O_RDONLY | O_CLOEXEC)
+        guard fd >= 0 else { return nil }
+        defer { close(fd) }
+        var st = stat()
+        guard fstat(fd, &st) == 0 else { return nil }
+        let size = Int(st.st_size)
+        var out = [UInt8](repeating: 0, count: size)
+        let got = out.withUnsafeMutableBytes { buf -> Int in
+            var off = 0
+            while off < size {
+                let n = Glibc.read(fd, buf.baseAddress! + off, size - off)
+                if n < 0 && errno == EINTR { continue }
+                if n <= 0 { break }
+                off += n
+            }
+            return off
+        }
+        return got == size ? out : Array(out[0..<got])
+    }
+
+    /// Overwrites a file with zeros, syncs it and deletes it (a no-op when it does not exist).
+    static func erase(_ path: String) {
+        let fd = open(path, O_WRONLY | O_CLOEXEC)
+        guard fd >= 0 else { return }
+        var st = stat()
+        if fstat(fd, &st) == 0 {
+            let zeros = [UInt8](repeating: 0, count: 1 << 16)
+            var left = Int(st.st_size)
+            while left > 0 {
+                let n = min(left, zeros.count)
+                guard writeAll(fd, zeros[0..<n]) else { break }
+                left -= n
+            }
+            _ = fsync(fd)
+        }
+        close(fd)
+        unlink(path)
+        syncDirectory(of: path)
+    }
+
+    private static func syncDirectory(of path: String) {
+        let dir = path.split(separator: "/", omittingEmptySubsequences: false).dropLast().joined(separator: "/")
+        let fd = open(dir.isEmpty ? "." : dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+        guard fd >= 0 else { return }
+        _ = fsync(fd)
+        close(fd)
+    }
+}
+
+extension ContactStore {
+    /// Reads the rows' changes (already decrypted and checked) into a replica: from the snapshot
+    /// plus the changes after it when the snapshot is usable, else by replaying every change.
+    func restore(held: [(device: DeviceKey, changes: [Change])]) throws(StoreError) {
+        let file = snapshotFile
+        StoreSnapshotFile.erase(file.tempPath) // left by a write that did not finish
+        switch file.read() {
+        case .absent:
+            snapshotStatus = .absent
+        case let .unusable(reason):
+            snapshotStatus = .ignored(reason: reason)
+        case let .state(state):
+            var byDevice: [DeviceKey: [Change]] = [:]
+            for h in held { byDevice[h.device] = h.changes }
+            let restored: (replica: Replica, tail: [Change])
+            do {
+                restored = try Replica.restoring(snapshot: state, scope: replica.scope, mode: replica.mode,
+                                                 epochKeys: replica.epochKeys, configuration: replica.configuration,
+                                                 held: byDevice)
+            } catch {
+                snapshotStatus = .ignored(reason: error.reason)
+                break
+            }
+            replica = restored.replica
+            file.noteLoaded(opCount: restored.replica.opCount)
+            try replay(restored.tail)
+            snapshotStatus = .loaded(tail: restored.tail.count)
+            file.isOpen = true
+            snapshotIfDue()
+            return
+        }
+        try replay(held.flatMap(\.changes))
+        file.isOpen = true
+        snapshotIfDue() // replace a missing or unusable snapshot of a large store
+    }
+
+    private func replay(_ changes: [Change]) throws(StoreError) {
+        for change in changes {
+            do {
+                try replica.receive(change, nowMilliseconds: clock())
+            } catch {
+                throw StoreError(.corrupt, "store record change seq \(change.seq) of device \(change.author) does not apply: \(error)")
+            }
+        }
+    }
+
+    /// Starts a background snapshot when enough ops were applied since the last one.
+    func snapshotIfDue() {
+        guard replica.mode != .opaque, !isPoisoned, snapshotFile.isOpen else { return }
+        let behind = replica.opCount - snapshotFile.opsCovered
+        guard snapshotPolicy.isDue(behind: behind, total: replica.opCount) else { return }
+        snapshotFile.writeInBackground(replica)
+    }
+
+    /// Writes a snapshot now if any op was applied since the last one (clean shutdown), after
+    /// waiting for a background write. Returns true when a snapshot of the present state is on
+    /// disk afterwards.
+    @discardableResult
+    public func writeSnapshot() -> Bool {
+        guard replica.mode != .opaque, !isPoisoned, snapshotFile.isOpen else { return false }
+        snapshotFile.waitIdle()
+        if replica.opCount == snapshotFile.opsCovered { return replica.opCount > 0 }
+        return snapshotFile.writeNow(replica)
+    }
+
+    /// At process exit (the CLI): waits for a background snapshot, and writes one when the ops
+    /// since the last are due by the policy (a small edit to a large store does not rewrite it).
+    public func closeSnapshot() {
+        guard replica.mode != .opaque, !isPoisoned, snapshotFile.isOpen else { return }
+        snapshotFile.waitIdle()
+        let behind = replica.opCount - snapshotFile.opsCovered
+        if snapshotPolicy.isDue(behind: behind, total: replica.opCount) || (snapshotFile.hasTestPause && behind > 0) {
+            snapshotFile.writeNow(replica)
+        }
+    }
+
+    /// Where the snapshot is kept (for tests and recovery tools).
+    public var snapshotPath: String { snapshotFile.path }
+}
