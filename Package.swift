@@ -98,6 +98,12 @@ let package = Package(
             ],
             swiftSettings: strict
         ),
+        // Where the hub's records go beyond it: CSV files for staff (Action Network, VAN) and their deletion lists.
+        .target(
+            name: "KithHubConnectors",
+            dependencies: ["KithNetwork", "KithConsent", "KithCrypto"],
+            swiftSettings: strict
+        ),
         // vCard and CSV import/export: text ↔ contacts, no I/O.
         .target(
             name: "KithInterchange",
@@ -122,7 +128,7 @@ let package = Package(
         .executableTarget(
             name: "kithd",
             dependencies: [
-                "KithNode", "KithCrypto", "KithNetwork", "KithCRDT", "KithChapter", "KithConsent", "KithStore", "KithAPI", "KithHubPostgres",
+                "KithNode", "KithCrypto", "KithNetwork", "KithCRDT", "KithChapter", "KithConsent", "KithStore", "KithAPI", "KithHubPostgres", "KithHubConnectors",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
@@ -165,7 +171,7 @@ let package = Package(
         .testTarget(
             name: "KithHubStorageTests",
             dependencies: [
-                "KithHubPostgres", "KithNetwork", "KithConsent", "KithChapter", "KithCRDT", "KithCrypto", "KithStore",
+                "KithHubPostgres", "KithHubConnectors", "KithNetwork", "KithConsent", "KithChapter", "KithCRDT", "KithCrypto", "KithStore",
                 .product(name: "PostgresNIO", package: "postgres-nio"),
                 .product(name: "Logging", package: "swift-log"),
             ],

@@ -22,8 +22,13 @@ public protocol HubStorage: AnyObject, Sendable {
     func closedGrants() async throws -> [(member: Ed25519.PublicKey?, grant: [UInt8], version: UInt64)]
     func decisions() async throws -> [[UInt8]]
     func chapterOps() async throws -> [ChapterID: [[UInt8]]]
+    /// Record trails (`RecordTrail` rows, id `member ‖ grant id`).
+    func trails() async throws -> [(id: [UInt8], bytes: [UInt8])]
     func put(_ key: GrantKey, record: [UInt8], answer: [UInt8], chapterName: String) async throws
-    func close(_ key: GrantKey, version: UInt64) async throws
+    /// Deletes the held record, closes the grant and writes its trail, in one transaction.
+    func close(_ key: GrantKey, version: UInt64, trail: [UInt8]) async throws
+    /// Writes (replaces) record trails, in one transaction.
+    func putTrails(_ trails: [(key: GrantKey, bytes: [UInt8])]) async throws
     func putDecision(_ decision: ChapterDecision) async throws
     func putChapterOps(_ chapter: ChapterID, _ ops: [(id: [UInt8], bytes: [UInt8])]) async throws
     /// Releases the store (its lock, its connections); the storage is not used after.
@@ -91,10 +96,17 @@ public final class SQLiteHubStorage: HubStorage, @unchecked Sendable {
         try locked { try $0.putRecords(.hubRecord, [(key.bytes, HubStoreSchema.encodeHeld(record: record, answer: answer, chapterName: chapterName))]) }
     }
 
-    public func close(_ key: GrantKey, version: UInt64) throws {
+    public func trails() throws -> [(id: [UInt8], bytes: [UInt8])] { try locked { try $0.records(.hubTrail) } }
+
+    public func close(_ key: GrantKey, version: UInt64, trail: [UInt8]) throws {
         var v: [UInt8] = []
         v.appendBigEndian(version)
-        try locked { try $0.replaceRecords(delete: [(.hubRecord, key.bytes)], put: [(.hubClosed, key.bytes, v)]) }
+        try locked { try $0.replaceRecords(delete: [(.hubRecord, key.bytes)], put: [(.hubClosed, key.bytes, v), (.hubTrail, key.bytes, trail)]) }
+    }
+
+    public func putTrails(_ trails: [(key: GrantKey, bytes: [UInt8])]) throws {
+        guard !trails.isEmpty else { return }
+        try locked { try $0.putRecords(.hubTrail, trails.map { ($0.key.bytes, $0.bytes) }) }
     }
 
     public func putDecision(_ decision: ChapterDecision) throws {
@@ -111,11 +123,16 @@ public final class SQLiteHubStorage: HubStorage, @unchecked Sendable {
 /// answer, and exports what it holds.
 public actor HubNode {
     public nonisolated let keys: OrganizationKeys
-    private var ledger: HubLedger
+    var ledger: HubLedger
     private var chapters: [ChapterID: MembershipLog] = [:]
-    private let storage: any HubStorage
-    private let logger: Logger
-    private let clock: @Sendable () -> UInt64
+    let storage: any HubStorage
+    let logger: Logger
+    let clock: @Sendable () -> UInt64
+    /// Where records go beyond the hub (Hub+Connectors.swift), and how each is doing.
+    let connectors: [any HubConnector]
+    var health: [String: ConnectorHealth] = [:]
+    /// A deletion outstanding longer than this is "overdue" in `kithd hub status`.
+    let overdueAfter: UInt64
     /// Chapters the hub keeps logs of without a decision yet (each is a request the organization
     /// sees in `kithd hub chapters`); beyond this, new requests are ignored.
     public static let maxUndecidedChapters = 1_000
@@ -126,21 +143,24 @@ public actor HubNode {
     private var queue: [CheckedContinuation<Void, Never>] = []
 
     public init(keys: OrganizationKeys, storage: any HubStorage, limits: HubLimits = .defaults, logger: Logger,
+                connectors: [any HubConnector] = [], overdueAfterMilliseconds: UInt64 = 72 * 3_600_000,
                 clock: @escaping @Sendable () -> UInt64 = ContactStore.systemClock) async throws {
         self.keys = keys
         self.storage = storage
         self.logger = logger
         self.clock = clock
+        self.connectors = connectors
+        self.overdueAfter = overdueAfterMilliseconds
         var ledger = HubLedger(keys: keys, limits: limits)
         try ledger.restore(records: try await storage.records(), closed: try await storage.closedGrants(), decisions: try await storage.decisions(),
-                           nowMilliseconds: clock())
+                           trails: try await storage.trails(), nowMilliseconds: clock())
         self.ledger = ledger
         for (id, ops) in try await storage.chapterOps() {
             if let log = try? MembershipLog(chapter: id, ops: ops) { chapters[id] = log }
         }
     }
 
-    private func enter() async {
+    func enter() async {
         if busy {
             await withCheckedContinuation { queue.append($0) }
         } else {
@@ -148,7 +168,7 @@ public actor HubNode {
         }
     }
 
-    private func leave() {
+    func leave() {
         if queue.isEmpty { busy = false } else { queue.removeFirst().resume() }
     }
 
@@ -220,12 +240,13 @@ public actor HubNode {
         let answer = ledger.answer(revocation: revocation, nowMilliseconds: now)
         guard answer.kind == .deleted, let member = try? Ed25519.PublicKey(bytes: answer.memberKey) else { return answer.encoded }
         let key = GrantKey(member: member, grant: answer.grantID)
-        do { try await storage.close(key, version: answer.version) } catch {
+        do { try await storage.close(key, version: answer.version, trail: ledger.trails[key]?.encoded ?? RecordTrail().encoded) } catch {
             logger.error("could not delete a record", metadata: ["reason": "\(error)"])
             return HubAnswer.make(for: ConsentError(.unavailable, "the hub could not delete the record; send the revocation again later"),
                                   request: revocation, member: member, grantID: key.grant, at: now, signer: keys.signing).encoded
         }
-        logger.info("record deleted on revocation", metadata: ["grant": "\(Base64URL.encode(key.grant))"])
+        logger.info("record deleted on revocation", metadata: ["grant": "\(Base64URL.encode(key.grant))",
+                                                               "places": "\(PlaceReport.summary(answer.places))"])
         return answer.encoded
     }
 
@@ -235,7 +256,7 @@ public actor HubNode {
         defer { leave() }
         for key in ledger.expire(nowMilliseconds: clock()) {
             do {
-                try await storage.close(key, version: ledger.highestVersion[key] ?? 0)
+                try await storage.close(key, version: ledger.highestVersion[key] ?? 0, trail: ledger.trails[key]?.encoded ?? RecordTrail().encoded)
                 logger.info("record deleted on expiry", metadata: ["grant": "\(Base64URL.encode(key.grant))"])
             } catch {
                 logger.error("could not delete an expired record (the store still holds it until the next start)", metadata: ["reason": "\(error)"])
@@ -289,6 +310,7 @@ public actor HubNode {
         var byStatus: [String: Int] = [:]
         for c in list { byStatus[c["status"] as? String ?? "?", default: 0] += 1 }
         return [
+            "connectors": connectorStatus(), "deletions": deletionStatus(),
             "organization": keys.name, "key": keys.signing.publicKey.description, "store": storage.location,
             "records": ledger.held.count, "bytes": ledger.usage.values.reduce(UInt64(0)) { $0 + $1.bytes },
             "chapters": byStatus, "perChapter": list.map { c in
@@ -383,7 +405,7 @@ extension HubNode {
     /// Handles one control request (the socket's, or the CLI's on a stopped hub's store):
     /// `{"op":"export"}`, `{"op":"chapters"}`,
     /// `{"op":"approve","chapter":…,"allowWithoutContactConsent":bool,"maxRecords":n,"maxBytes":n}`,
-    /// `{"op":"refuse","chapter":…}`. Answers `{"ok":true,…}` or `{"ok":false,"error":…}`.
+    /// `{"op":"refuse","chapter":…}`, `{"op":"retractions"}`, `{"op":"confirm-file","file":…}`. Answers `{"ok":true,…}` or `{"ok":false,"error":…}`.
     public func control(json data: Data) async -> Data {
         Self.json(await control((try? JSONSerialization.jsonObject(with: data)) as? [String: Any] ?? [:]))
     }
@@ -397,6 +419,11 @@ extension HubNode {
             return ["ok": true, "chapters": chapterList()]
         case "status":
             return ["ok": true, "status": status()]
+        case "retractions":
+            return ["ok": true, "retractions": retractionList()]
+        case "confirm-file":
+            guard let file = request["file"] as? String, !file.isEmpty else { return ["ok": false, "error": "name the exported file"] }
+            do { return ["ok": true, "confirmed": try await confirmFile(file)] } catch { return ["ok": false, "error": error.detail] }
         case let op? where op == "approve" || op == "refuse":
             guard let reference = request["chapter"] as? String, !reference.isEmpty else { return ["ok": false, "error": "name the chapter"] }
             do {
@@ -407,7 +434,7 @@ extension HubNode {
                 return ["ok": false, "error": error.detail]
             }
         default:
-            return ["ok": false, "error": "the hub's control socket knows the ops export, chapters, status, approve and refuse"]
+            return ["ok": false, "error": "the hub's control socket knows the ops export, chapters, status, retractions, confirm-file, approve and refuse"]
         }
     }
 

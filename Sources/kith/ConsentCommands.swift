@@ -85,6 +85,11 @@ struct ConsentCommand: ParsableCommand {
                 let holds = g["organizationHolds"] as? [String: String] ?? [:]
                 if holds.isEmpty { print("  the organization holds nothing under it") }
                 for (k, v) in holds.sorted(by: { $0.key < $1.key }) { print("  \(k): \(v)") }
+                // The organization's signed deletion receipt, place by place (Protocol/consent.md §4.5).
+                if let places = g["deletion"] as? [[String: Any]] {
+                    print("  deletion\(g["deletionComplete"] as? Bool == true ? " (finished)" : " (in progress: kithd asks the hub again)"):")
+                    for p in places { print("    \(p["place"] ?? "?"): \(p["state"] ?? "?")") }
+                }
             }
         }
     }
