@@ -98,10 +98,16 @@ let package = Package(
             ],
             swiftSettings: strict
         ),
-        // Where the hub's records go beyond it: CSV files for staff (Action Network, VAN) and their deletion lists.
+        // Where the hub's records go beyond it: Action Network over OSDI, CSV files for staff (Action
+        // Network, VAN), and the deletions there.
         .target(
             name: "KithHubConnectors",
-            dependencies: ["KithNetwork", "KithConsent", "KithCrypto"],
+            dependencies: [
+                "KithNetwork", "KithConsent", "KithCrypto",
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+            ],
             swiftSettings: strict
         ),
         // vCard and CSV import/export: text ↔ contacts, no I/O.
@@ -140,6 +146,8 @@ let package = Package(
             name: "kith-bench",
             dependencies: [
                 "KithCRDT", "KithCrypto", "KithChapter", "KithSampleData", "KithStore", "KithInterchange", "KithNetwork", "KithNode", "KithSync", "KithQuery",
+                "KithConsent", "KithHubPostgres",
+                .product(name: "PostgresNIO", package: "postgres-nio"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "NIOCore", package: "swift-nio"),
@@ -173,6 +181,9 @@ let package = Package(
             dependencies: [
                 "KithHubPostgres", "KithHubConnectors", "KithNetwork", "KithConsent", "KithChapter", "KithCRDT", "KithCrypto", "KithStore",
                 .product(name: "PostgresNIO", package: "postgres-nio"),
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "HTTPTypes", package: "swift-http-types"),
+                .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: strict

@@ -183,7 +183,7 @@ public actor HubNode {
 
     /// Merges a chapter's log a member sent; kept only if the chapter is affiliated with this
     /// hub. A new chapter is a request for the organization's approval.
-    func receiveLog(chapter bytes: [UInt8], ops encoded: [[UInt8]]) async {
+    public func receiveLog(chapter bytes: [UInt8], ops encoded: [[UInt8]]) async {
         guard let id = try? ChapterID(bytes: bytes) else { return }
         await enter()
         defer { leave() }
@@ -208,7 +208,7 @@ public actor HubNode {
     }
 
     /// Answers a record (always with a signed answer) and stores what it accepted.
-    func accept(_ record: [UInt8]) async -> [UInt8] {
+    public func accept(_ record: [UInt8]) async -> [UInt8] {
         await enter()
         defer { leave() }
         let now = clock()
@@ -233,7 +233,7 @@ public actor HubNode {
     }
 
     /// Answers a revocation (always with a signed answer) and deletes what it names.
-    func revoke(_ revocation: [UInt8]) async -> [UInt8] {
+    public func revoke(_ revocation: [UInt8]) async -> [UInt8] {
         await enter()
         defer { leave() }
         let now = clock()

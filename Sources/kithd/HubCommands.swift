@@ -35,6 +35,10 @@ struct HubCommand: AsyncParsableCommand {
               export_dir = "/srv/hub/exports"                     # CSV files for staff
               export_formats = ["action-network-csv", "van-csv"]
               deletions_overdue_after_hours = 72
+              osdi_endpoint = "https://actionnetwork.org/api/v2/"   # Action Network (OSDI)
+              osdi_api_key_file = "/srv/hub/osdi.key"              # 0600, the API key alone
+              osdi_subscribe_purposes = ["Newsletter"]             # grants that subscribe (if the contact agreed)
+              osdi_delete_people = false                           # Action Network does not allow it
             """,
         subcommands: [Init.self, Run.self, Status.self, Chapters.self, Approve.self, Refuse.self, Export.self, Retractions.self, ConfirmDeletion.self]
     )
@@ -103,11 +107,18 @@ struct HubCommand: AsyncParsableCommand {
 
     /// `<hub-dir>/hub.toml`: where the hub stores, where records go beyond it, when a deletion is overdue.
     struct HubConfig {
-        static let keys = ["store", "export_dir", "export_formats", "deletions_overdue_after_hours"]
+        static let keys = ["store", "export_dir", "export_formats", "deletions_overdue_after_hours", "osdi_endpoint", "osdi_api_key_file", "osdi_name",
+                           "osdi_subscribe_purposes", "osdi_delete_people", "osdi_timeout_seconds"]
         var store: String?
         var exportDir: String?
         var exportFormats: [FileExportConnector.Format] = []
         var overdueAfterHours = 72
+        var osdiEndpoint: String?
+        var osdiKeyFile: String?
+        var osdiName = "Action Network"
+        var osdiSubscribePurposes: [String] = []
+        var osdiDeletePeople = false
+        var osdiTimeout = 15
 
         init() {}
 
@@ -130,22 +141,54 @@ struct HubCommand: AsyncParsableCommand {
                 case let ("deletions_overdue_after_hours", .integer(n)):
                     guard n > 0 else { throw bad("a positive number of hours") }
                     overdueAfterHours = n
-                case ("store", _), ("export_dir", _): throw bad("a string")
-                case ("export_formats", _): throw bad("a list of strings")
-                case ("deletions_overdue_after_hours", _): throw bad("an integer")
+                case let ("osdi_endpoint", .string(v)):
+                    guard v.hasPrefix("https://") || v.hasPrefix("http://127.0.0.1") || v.hasPrefix("http://localhost") else {
+                        throw bad("an https:// URL (the API key travels with every request)")
+                    }
+                    osdiEndpoint = v
+                case let ("osdi_api_key_file", .string(v)): osdiKeyFile = v
+                case let ("osdi_name", .string(v)) where !v.isEmpty: osdiName = v
+                case let ("osdi_subscribe_purposes", .array(items)):
+                    osdiSubscribePurposes = try items.map { item in
+                        guard case let .string(v) = item else { throw bad("a list of grant purposes") }
+                        return v
+                    }
+                case let ("osdi_delete_people", .bool(b)): osdiDeletePeople = b
+                case let ("osdi_timeout_seconds", .integer(n)):
+                    guard n > 0 else { throw bad("a positive number of seconds") }
+                    osdiTimeout = n
+                case ("store", _), ("export_dir", _), ("osdi_endpoint", _), ("osdi_api_key_file", _), ("osdi_name", _): throw bad("a string")
+                case ("export_formats", _), ("osdi_subscribe_purposes", _): throw bad("a list of strings")
+                case ("deletions_overdue_after_hours", _), ("osdi_timeout_seconds", _): throw bad("an integer")
+                case ("osdi_delete_people", _): throw bad("true or false")
                 default: throw ValidationError("\(path) line \(line): unknown key '\(key)' (known: \(Self.keys.joined(separator: ", ")))")
                 }
             }
             if !exportFormats.isEmpty && exportDir == nil {
                 throw ValidationError("\(path): export_formats needs export_dir (the directory staff pick files up from)")
             }
+            if (osdiEndpoint == nil) != (osdiKeyFile == nil) {
+                throw ValidationError("\(path): osdi_endpoint and osdi_api_key_file go together")
+            }
         }
 
-        func connectors(clock: @escaping @Sendable () -> UInt64) -> [any HubConnector] {
-            guard let exportDir else { return [] }
-            return exportFormats.map { f in
-                FileExportConnector(name: f == .actionNetwork ? "Action Network CSV files" : "VAN CSV files", format: f, directory: exportDir, clock: clock)
+        /// The connectors hub.toml configures; the OSDI API key is read from its file (0600).
+        func connectors(clock: @escaping @Sendable () -> UInt64) throws -> [any HubConnector] {
+            var out: [any HubConnector] = []
+            if let exportDir {
+                out += exportFormats.map { f in
+                    FileExportConnector(name: f == .actionNetwork ? "Action Network CSV files" : "VAN CSV files", format: f, directory: exportDir, clock: clock)
+                }
             }
+            if let osdiEndpoint, let osdiKeyFile {
+                var key = try SecureFiles.readSecret(osdiKeyFile)
+                defer { ConstantTime.wipe(&key) }
+                let text = String(decoding: key, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
+                guard !text.isEmpty else { throw ValidationError("\(osdiKeyFile) is empty: it holds the OSDI API key") }
+                out.append(OSDIConnector(.init(name: osdiName, endpoint: osdiEndpoint, apiKey: text, subscribePurposes: Set(osdiSubscribePurposes),
+                                               deletePeople: osdiDeletePeople, timeout: .seconds(Int64(osdiTimeout)))))
+            }
+            return out
         }
     }
 
@@ -218,7 +261,7 @@ struct HubCommand: AsyncParsableCommand {
             log.info("hub store opened", metadata: ["store": "\((storage as? PostgresHubStorage)?.url.description ?? dir.dataDir)"])
             let config = try dir.config()
             let hub = try await HubNode(keys: keys, storage: storage, limits: HubLimits(maxRecordsPerChapter: maxRecords, maxBytesPerChapter: maxBytes), logger: log,
-                                        connectors: config.connectors(clock: ContactStore.systemClock),
+                                        connectors: try config.connectors(clock: ContactStore.systemClock),
                                         overdueAfterMilliseconds: UInt64(config.overdueAfterHours) * 3_600_000)
             guard let (host, port) = KithDaemon.hostPort(listen) else { throw ValidationError("listen must be host:port") }
             let (bound, serve) = try await hub.listen(host: host, port: port)
