@@ -177,7 +177,10 @@ struct HubBench: AsyncParsableCommand {
                 log.logLevel = .critical
                 let admin = try await PostgresConnection.connect(configuration: try server.configuration, id: 1, logger: log)
                 try await admin.query(PostgresQuery(unsafeSQL: "CREATE DATABASE \(name)"), logger: log)
-                let url = try PostgresStoreURL(postgres.replacingOccurrences(of: "/\(server.database)", with: "/\(name)"))
+                // The same server, the scratch database: the URL's path is its database.
+                let parts = postgres.split(separator: "?", maxSplits: 1).map(String.init)
+                guard let slash = parts[0].lastIndex(of: "/") else { throw ValidationError("--postgres: postgres://USER@HOST/DATABASE") }
+                let url = try PostgresStoreURL(parts[0][...slash] + name + (parts.count > 1 ? "?" + parts[1] : ""))
                 let storage = try await PostgresHubStorage.open(url, keys: w.org, storageKey: SymmetricKey(), logger: log)
                 do {
                     results.append(try await run(kind, w, storage: storage))

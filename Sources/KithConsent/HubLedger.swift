@@ -133,17 +133,33 @@ public struct HubLedger: Sendable {
     // MARK: Records
 
     /// Answers a record with a signed answer of any kind (stored, refused, pending).
-    public mutating func answer(record bytes: [UInt8], chapter: ChapterState?, nowMilliseconds now: UInt64) -> HubAnswer {
-        do { return try accept(bytes, chapter: chapter, nowMilliseconds: now) } catch {
-            let r = try? UpwardRecord(encoded: bytes, nowSeconds: now / 1000)
-            return HubAnswer.make(for: error, request: bytes, member: r?.grant.member, grantID: r?.grant.id, at: now, signer: keys.signing)
+    /// `parsed`: the record as `UpwardRecord(encoded: bytes)` already parsed and verified it (a hub
+    /// checks signatures before its one-at-a-time section); nil parses here.
+    public mutating func answer(record bytes: [UInt8], parsed: Result<UpwardRecord, ConsentError>? = nil, chapter: ChapterState?,
+                                nowMilliseconds now: UInt64) -> HubAnswer {
+        let r = parsed ?? Self.parse(bytes, now: now)
+        do throws(ConsentError) {
+            let record = try r.get()
+            guard record.encoded == bytes else { throw ConsentError(.malformed, "the parsed record is not the one answered") }
+            return try accept(bytes, parsed: record, chapter: chapter, nowMilliseconds: now)
+        } catch {
+            let p = try? r.get()
+            return HubAnswer.make(for: error, request: bytes, member: p?.grant.member, grantID: p?.grant.id, at: now, signer: keys.signing)
         }
+    }
+
+    /// Parses and verifies a record (signatures, certificates, ownership): what `answer` needs.
+    public static func parse(_ bytes: [UInt8], now: UInt64) -> Result<UpwardRecord, ConsentError> {
+        do { return .success(try UpwardRecord(encoded: bytes, nowSeconds: now / 1000)) } catch { return .failure(error) }
     }
 
     /// Checks and stores a record; returns the signed receipt. `chapter` is the hub's copy of
     /// the grant's chapter log state (nil when the hub has not received that chapter's log).
     public mutating func accept(_ bytes: [UInt8], chapter: ChapterState?, nowMilliseconds now: UInt64) throws(ConsentError) -> HubAnswer {
-        let record = try UpwardRecord(encoded: bytes, nowSeconds: now / 1000)
+        try accept(bytes, parsed: try UpwardRecord(encoded: bytes, nowSeconds: now / 1000), chapter: chapter, nowMilliseconds: now)
+    }
+
+    mutating func accept(_ bytes: [UInt8], parsed record: UpwardRecord, chapter: ChapterState?, nowMilliseconds now: UInt64) throws(ConsentError) -> HubAnswer {
         let grant = record.grant
         let key = GrantKey(member: grant.member, grant: grant.id)
         let gid = Base64URL.encode(grant.id)

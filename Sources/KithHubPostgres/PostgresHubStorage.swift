@@ -278,6 +278,25 @@ public actor PostgresHubStorage: HubStorage {
         try await write("deleting a record", delete: [(.hubRecord, key.bytes)], put: [(.hubClosed, key.bytes, v), (.hubTrail, key.bytes, trail)])
     }
 
+    /// One transaction, every write in order.
+    public func write(_ batch: [HubWrite]) async throws {
+        let key = storageKey, logger = logger
+        let steps: [(deletes: [(Int16, ByteBuffer)], puts: [(Int16, ByteBuffer, ByteBuffer)])] = batch.map { w in
+            let r = w.rows
+            return (r.delete.map { (Int16($0.0.rawValue), ByteBuffer(bytes: $0.1)) },
+                    r.put.map { (k, id, bytes) in (Int16(k.rawValue), ByteBuffer(bytes: id), ByteBuffer(bytes: ContactStore.sealRecord(k, id: id, bytes, key: key))) })
+        }
+        guard !steps.isEmpty else { return }
+        try await withConnection("storing \(batch.count) writes") { c in
+            try await c.withTransaction(logger: logger) { t in
+                for step in steps {
+                    for (k, id) in step.deletes { try await t.query("DELETE FROM kith_hub_rows WHERE kind = \(k) AND id = \(id)", logger: logger) }
+                    for (k, id, s) in step.puts { try await t.query(PostgresHubSchema.upsert(k, id, s), logger: logger) }
+                }
+            }
+        }
+    }
+
     public func putTrails(_ trails: [(key: GrantKey, bytes: [UInt8])]) async throws {
         guard !trails.isEmpty else { return }
         try await write("storing record trails", put: trails.map { (.hubTrail, $0.key.bytes, $0.bytes) })

@@ -116,7 +116,7 @@ extension HubNode {
                 note(c.name, failure: f, now: now)
             }
         }
-        do { try await storage.putTrails(rows) } catch {
+        do { try await commit([.trails(rows)]) } catch {
             // The places stay known in memory; a restart before the next write delivers again (an update downstream).
             logger.error("could not store where records went", metadata: ["connector": "\(c.name)", "reason": "\(error)"])
         }
@@ -144,7 +144,7 @@ extension HubNode {
                                                               "state": "\(state.label)", "error": "\(t.entry(item.entry.place)?.lastError ?? "")"])
             }
         }
-        do { try await storage.putTrails(rows) } catch {
+        do { try await commit([.trails(rows)]) } catch {
             logger.error("could not store deletion results (they are made again)", metadata: ["connector": "\(c.name)", "reason": "\(error)"])
         }
     }
@@ -165,7 +165,7 @@ extension HubNode {
         guard known else { throw ConsentError(.malformed, "no record went into an exported file named \"\(name)\" (kithd hub retractions lists the files awaiting staff)") }
         var next = ledger
         let changed = next.confirmFile(name, nowMilliseconds: clock())
-        do { try await storage.putTrails(changed.map { ($0.key, $0.value.encoded) }) } catch {
+        do { try await commit([.trails(changed.map { ($0.key, $0.value.encoded) })]) } catch {
             throw ConsentError(.unavailable, "the hub could not store the confirmation: \(error)")
         }
         ledger = next

@@ -31,6 +31,8 @@ public protocol HubStorage: AnyObject, Sendable {
     func putTrails(_ trails: [(key: GrantKey, bytes: [UInt8])]) async throws
     func putDecision(_ decision: ChapterDecision) async throws
     func putChapterOps(_ chapter: ChapterID, _ ops: [(id: [UInt8], bytes: [UInt8])]) async throws
+    /// Makes every write of `batch`, in order, in one transaction (the hub's group commit).
+    func write(_ batch: [HubWrite]) async throws
     /// Releases the store (its lock, its connections); the storage is not used after.
     func shutdown() async
     /// Where the rows are, for `kithd hub status` (no password).
@@ -39,6 +41,33 @@ public protocol HubStorage: AnyObject, Sendable {
 
 extension HubStorage {
     public func shutdown() async {}
+}
+
+/// One write of the hub's, as rows (`HubStoreSchema`): what `HubStorage.write` commits together.
+public enum HubWrite: Sendable {
+    case put(GrantKey, record: [UInt8], answer: [UInt8], chapterName: String)
+    case close(GrantKey, version: UInt64, trail: [UInt8])
+    case trails([(key: GrantKey, bytes: [UInt8])])
+    case decision(ChapterDecision)
+    case chapterOps(ChapterID, [(id: [UInt8], bytes: [UInt8])])
+
+    /// The rows it deletes and writes, in order.
+    public var rows: (delete: [(ContactStore.RecordKind, [UInt8])], put: [(ContactStore.RecordKind, [UInt8], [UInt8])]) {
+        switch self {
+        case let .put(key, record, answer, name):
+            return ([], [(.hubRecord, key.bytes, HubStoreSchema.encodeHeld(record: record, answer: answer, chapterName: name))])
+        case let .close(key, version, trail):
+            var v: [UInt8] = []
+            v.appendBigEndian(version)
+            return ([(.hubRecord, key.bytes)], [(.hubClosed, key.bytes, v), (.hubTrail, key.bytes, trail)])
+        case let .trails(list):
+            return ([], list.map { (.hubTrail, $0.key.bytes, $0.bytes) })
+        case let .decision(d):
+            return ([], [(.hubDecision, d.chapter.bytes, d.encoded)])
+        case let .chapterOps(chapter, ops):
+            return ([], ops.map { (.hubChapterOp, chapter.bytes + $0.id, $0.bytes) })
+        }
+    }
 }
 
 /// The default hub storage: the sealed-records table of a Kith store in the hub's directory.
@@ -109,6 +138,33 @@ public final class SQLiteHubStorage: HubStorage, @unchecked Sendable {
         try locked { try $0.putRecords(.hubTrail, trails.map { ($0.key.bytes, $0.bytes) }) }
     }
 
+    /// One transaction. A row deleted and written again in the same batch ends as written
+    /// (`replaceRecords` deletes first), so the batch is applied in runs that keep that order.
+    public func write(_ batch: [HubWrite]) throws {
+        var delete: [(kind: ContactStore.RecordKind, id: [UInt8])] = [], put: [(kind: ContactStore.RecordKind, id: [UInt8], bytes: [UInt8])] = []
+        var runs: [(delete: [(kind: ContactStore.RecordKind, id: [UInt8])], put: [(kind: ContactStore.RecordKind, id: [UInt8], bytes: [UInt8])])] = []
+        for w in batch {
+            let r = w.rows
+            // A deletion after a write of the same row starts a new run (it must win).
+            if r.delete.contains(where: { d in put.contains { $0.kind == d.0 && $0.id == d.1 } }) {
+                runs.append((delete, put))
+                delete = []
+                put = []
+            }
+            delete += r.delete.map { ($0.0, $0.1) }
+            put += r.put.map { ($0.0, $0.1, $0.2) }
+        }
+        runs.append((delete, put))
+        try locked { store in
+            if runs.count == 1 {
+                try store.replaceRecords(delete: runs[0].delete, put: runs[0].put)
+            } else {
+                // Rare (a record and its revocation in one batch): one transaction per run, in order.
+                for run in runs { try store.replaceRecords(delete: run.delete, put: run.put) }
+            }
+        }
+    }
+
     public func putDecision(_ decision: ChapterDecision) throws {
         try locked { try $0.putRecords(.hubDecision, [(decision.chapter.bytes, decision.encoded)]) }
     }
@@ -172,6 +228,42 @@ public actor HubNode {
         if queue.isEmpty { busy = false } else { queue.removeFirst().resume() }
     }
 
+    // MARK: Group commit
+
+    /// Writes waiting for the next transaction, in the order the ledger made them.
+    private var pendingWrites: [(writes: [HubWrite], done: CheckedContinuation<Void, any Error>)] = []
+    private var flushing = false
+
+    /// Queues `writes` behind every write the ledger made before them and returns once they are
+    /// durable (throws when their transaction failed). Writes queued while a transaction runs
+    /// go together in the next one, so many members' records share one commit. Call it before
+    /// any suspension after the ledger change it persists (to keep the order), and after
+    /// `leave()` to let the next operation join the batch.
+    func commit(_ writes: [HubWrite]) async throws {
+        guard !writes.isEmpty else { return }
+        try await withCheckedThrowingContinuation { (c: CheckedContinuation<Void, any Error>) in
+            pendingWrites.append((writes, c))
+            if !flushing {
+                flushing = true
+                Task { await self.flush() }
+            }
+        }
+    }
+
+    private func flush() async {
+        while !pendingWrites.isEmpty {
+            let batch = pendingWrites
+            pendingWrites = []
+            do {
+                try await storage.write(batch.flatMap(\.writes))
+                for b in batch { b.done.resume() }
+            } catch {
+                for b in batch { b.done.resume(throwing: error) }
+            }
+        }
+        flushing = false
+    }
+
     /// Records held now (for status and tests).
     public var heldCount: Int { ledger.held.count }
 
@@ -201,28 +293,38 @@ public actor HubNode {
             }
             let new = chapters[id] == nil ? log.allOps : added
             chapters[id] = log
-            try await storage.putChapterOps(id, new.map { ($0.id.bytes, $0.encoded) })
+            if !new.isEmpty { try await commit([.chapterOps(id, new.map { ($0.id.bytes, $0.encoded) })]) }
         } catch {
             logger.warning("refused a chapter log", metadata: ["reason": "\(error)"])
         }
     }
 
-    /// Answers a record (always with a signed answer) and stores what it accepted.
-    public func accept(_ record: [UInt8]) async -> [UInt8] {
+    /// Answers a record (always with a signed answer) and stores what it accepted. Its
+    /// signatures are checked first, on the caller's task, so that many members' connections
+    /// verify in parallel; only the ledger's decision and the write run one at a time.
+    public nonisolated func accept(_ record: [UInt8]) async -> [UInt8] {
+        await accept(record, parsed: HubLedger.parse(record, now: clock()))
+    }
+
+    private func accept(_ record: [UInt8], parsed verified: Result<UpwardRecord, ConsentError>) async -> [UInt8] {
         await enter()
-        defer { leave() }
         let now = clock()
-        let parsed = try? UpwardRecord(encoded: record, nowSeconds: now / 1000)
-        let answer = ledger.answer(record: record, chapter: parsed.flatMap { chapters[$0.grant.chapter]?.state }, nowMilliseconds: now)
+        let parsed = try? verified.get()
+        let answer = ledger.answer(record: record, parsed: verified, chapter: parsed.flatMap { chapters[$0.grant.chapter]?.state }, nowMilliseconds: now)
         guard answer.kind == .stored, let parsed else {
+            leave()
             logger.warning("record not taken", metadata: ["kind": "\(answer.kind)", "reason": "\(answer.reason)"])
             return answer.encoded
         }
         let key = GrantKey(member: parsed.grant.member, grant: parsed.grant.id)
-        guard let held = ledger.held[key], held.answer == answer else { return answer.encoded }
+        guard let held = ledger.held[key], held.answer == answer else {
+            leave()
+            return answer.encoded
+        }
+        leave() // the next record may join this one's transaction; the write is queued before anything else runs
         do {
             // Written on every stored answer (also an identical retry): a write that failed once is made again.
-            try await storage.put(key, record: held.record.encoded, answer: answer.encoded, chapterName: held.chapterName)
+            try await commit([.put(key, record: held.record.encoded, answer: answer.encoded, chapterName: held.chapterName)])
         } catch {
             logger.error("could not store a record", metadata: ["reason": "\(error)"])
             return HubAnswer.make(for: ConsentError(.unavailable, "the hub could not store the record; send it again later"), request: record,
@@ -235,12 +337,16 @@ public actor HubNode {
     /// Answers a revocation (always with a signed answer) and deletes what it names.
     public func revoke(_ revocation: [UInt8]) async -> [UInt8] {
         await enter()
-        defer { leave() }
         let now = clock()
         let answer = ledger.answer(revocation: revocation, nowMilliseconds: now)
-        guard answer.kind == .deleted, let member = try? Ed25519.PublicKey(bytes: answer.memberKey) else { return answer.encoded }
+        guard answer.kind == .deleted, let member = try? Ed25519.PublicKey(bytes: answer.memberKey) else {
+            leave()
+            return answer.encoded
+        }
         let key = GrantKey(member: member, grant: answer.grantID)
-        do { try await storage.close(key, version: answer.version, trail: ledger.trails[key]?.encoded ?? RecordTrail().encoded) } catch {
+        let close = HubWrite.close(key, version: answer.version, trail: ledger.trails[key]?.encoded ?? RecordTrail().encoded)
+        leave()
+        do { try await commit([close]) } catch {
             logger.error("could not delete a record", metadata: ["reason": "\(error)"])
             return HubAnswer.make(for: ConsentError(.unavailable, "the hub could not delete the record; send the revocation again later"),
                                   request: revocation, member: member, grantID: key.grant, at: now, signer: keys.signing).encoded
@@ -254,13 +360,12 @@ public actor HubNode {
     public func expire() async {
         await enter()
         defer { leave() }
-        for key in ledger.expire(nowMilliseconds: clock()) {
-            do {
-                try await storage.close(key, version: ledger.highestVersion[key] ?? 0, trail: ledger.trails[key]?.encoded ?? RecordTrail().encoded)
-                logger.info("record deleted on expiry", metadata: ["grant": "\(Base64URL.encode(key.grant))"])
-            } catch {
-                logger.error("could not delete an expired record (the store still holds it until the next start)", metadata: ["reason": "\(error)"])
-            }
+        let gone = ledger.expire(nowMilliseconds: clock())
+        do {
+            try await commit(gone.map { .close($0, version: ledger.highestVersion[$0] ?? 0, trail: ledger.trails[$0]?.encoded ?? RecordTrail().encoded) })
+            for key in gone { logger.info("record deleted on expiry", metadata: ["grant": "\(Base64URL.encode(key.grant))"]) }
+        } catch {
+            logger.error("could not delete expired records (the store still holds them until the next start)", metadata: ["reason": "\(error)"])
         }
     }
 
@@ -341,7 +446,7 @@ public actor HubNode {
         var next = ledger
         let d = try next.decide(id, state: state, approve: approve, allowWithoutContactConsent: allowWithoutContactConsent,
                                 maxRecords: maxRecords, maxBytes: maxBytes, nowMilliseconds: clock())
-        do { try await storage.putDecision(d) } catch { throw ConsentError(.unavailable, "the hub could not store its decision: \(error)") }
+        do { try await commit([.decision(d)]) } catch { throw ConsentError(.unavailable, "the hub could not store its decision: \(error)") }
         ledger = next
         logger.info(approve ? "chapter approved" : "chapter refused", metadata: ["chapter": "\(id)", "name": "\(state.name)"])
         return summary(id, state)
