@@ -160,3 +160,39 @@ struct RetractionLedgerTests {
 
     static let golden = "02026557cac9f89c3ee7fca6e87ce3807dd3fbbd75069a4e4a36dec74b4e95c213e78a88e3dd7409f195fd52db2d3cba5d72ca6709bf1d94121bf3748801b40f6f5c0202020202020202020202020202020201000000000001a3185c500003010002000001a3185c5000020e416374696f6e204e6574776f726b03000001a3185d3a600308616e2d312e63737604000001a3185c500074a37b0f56af1fb55078ea4f700aefa3df3b7821b9a03d2d583645afb1f49223e2656c2c0f6394158cc872a702d441aafcee040a7b742daf808cfb0304fdeb0a"
 }
+
+/// A record and its grant usually carry the same device certificate, which the hub then checks
+/// once: a grant carrying a *different*, forged certificate is still checked and refused.
+@Suite("Upward records: certificates checked once, never skipped")
+struct CertificateCheckedOnceTests {
+    @Test func aGrantWithAForgedCertificateInsideAValidRecordIsRefused() throws {
+        let w = try World()
+        // Mallory's device certificate, edited to name Alice as its member: its signature no longer verifies.
+        var forged = w.mallory.certificate.encoded
+        forged.replaceSubrange(1..<33, with: w.alice.member.publicKey.bytes)
+        let cert = try DeviceCertificate(encoded: forged)
+        var body = ByteWriter()
+        body.u8(1)
+        body.raw(SecureRandom.bytes(16))
+        body.raw(w.log.chapter.bytes)
+        body.raw(party.signing.publicKey.bytes)
+        body.raw(ContactID(high: 1, low: 2).bytes)
+        body.text("name")
+        body.text("GOTV calls")
+        body.u64(now)
+        body.u64(0)
+        let grantBytes = DeviceSigned.make(domain: Grant.domain, body: body.bytes, certificate: cert, device: w.mallory.device)
+        #expect(throws: ConsentError.self) { try Grant(encoded: grantBytes, nowSeconds: now / 1000) }
+        // Wrapped in a record Alice's real device signs: the record's certificate verifies, the grant's does not.
+        var r = ByteWriter()
+        r.u8(1)
+        r.lengthPrefixed(grantBytes)
+        r.uvarint(1)
+        r.lengthPrefixed(SealedBox.seal([0], to: party.agreement.publicKey))
+        let record = DeviceSigned.make(domain: UpwardRecord.domain, body: r.bytes, certificate: w.alice.certificate, device: w.alice.device)
+        #expect { try UpwardRecord(encoded: record, nowSeconds: now / 1000) } throws: { ($0 as? ConsentError)?.kind == .badSignature }
+        // And the same record with an honest grant of Alice's parses (its certificate checked once).
+        let honest = w.record(w.grant(w.alice))
+        #expect(try UpwardRecord(encoded: honest, nowSeconds: now / 1000).grant.member == w.alice.member.publicKey)
+    }
+}
