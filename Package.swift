@@ -117,6 +117,18 @@ let package = Package(
             ],
             swiftSettings: strict
         ),
+        // Where the hub's records go beyond it: Action Network over OSDI, CSV files for staff (Action
+        // Network, VAN), and the deletions there.
+        .target(
+            name: "KithHubConnectors",
+            dependencies: [
+                "KithNetwork", "KithConsent", "KithCrypto",
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+            ],
+            swiftSettings: strict
+        ),
         // vCard and CSV import/export: text ↔ contacts, no I/O.
         .target(
             name: "KithInterchange",
@@ -145,7 +157,7 @@ let package = Package(
         .executableTarget(
             name: "kithd",
             dependencies: [
-                "KithNode", "KithCrypto", "KithNetwork", "KithCRDT", "KithChapter", "KithConsent", "KithStore", "KithAPI", "KithHubPostgres",
+                "KithNode", "KithCrypto", "KithNetwork", "KithCRDT", "KithChapter", "KithConsent", "KithStore", "KithAPI", "KithHubPostgres", "KithHubConnectors",
                 "KithLogging", "KithSystemd",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
@@ -159,6 +171,8 @@ let package = Package(
             name: "kith-bench",
             dependencies: [
                 "KithCRDT", "KithCrypto", "KithChapter", "KithSampleData", "KithStore", "KithInterchange", "KithNetwork", "KithNode", "KithSync", "KithQuery",
+                "KithConsent", "KithHubPostgres",
+                .product(name: "PostgresNIO", package: "postgres-nio"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "NIOCore", package: "swift-nio"),
@@ -190,8 +204,11 @@ let package = Package(
         .testTarget(
             name: "KithHubStorageTests",
             dependencies: [
-                "KithHubPostgres", "KithNetwork", "KithConsent", "KithChapter", "KithCRDT", "KithCrypto", "KithStore",
+                "KithHubPostgres", "KithHubConnectors", "KithNetwork", "KithConsent", "KithChapter", "KithCRDT", "KithCrypto", "KithStore",
                 .product(name: "PostgresNIO", package: "postgres-nio"),
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "HTTPTypes", package: "swift-http-types"),
+                .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: strict

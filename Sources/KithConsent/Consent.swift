@@ -128,14 +128,20 @@ struct DeviceSigned {
         return signed + device.signature(for: domain + signed)
     }
 
+    /// The certificate's bytes as they came.
+    let certificateBytes: [UInt8]
+
     /// Splits and verifies: the certificate (at `now` seconds) and the device signature.
-    init(encoded b: [UInt8], domain: [UInt8], what: String, nowSeconds: UInt64) throws(ConsentError) {
+    /// `verified`: a certificate's bytes already verified at this time — a record and its grant
+    /// usually carry the same device's certificate, which is then checked once, not twice.
+    init(encoded b: [UInt8], domain: [UInt8], what: String, nowSeconds: UInt64, verified: [UInt8]? = nil) throws(ConsentError) {
         let tail = DeviceCertificate.encodedLength + 64
         guard b.count > tail else { throw ConsentError(.malformed, "\(what) is too short") }
         body = Array(b[0..<(b.count - tail)])
+        certificateBytes = Array(b[(b.count - tail)..<(b.count - 64)])
         do {
-            certificate = try DeviceCertificate(encoded: Array(b[(b.count - tail)..<(b.count - 64)]))
-            try certificate.verify(now: nowSeconds)
+            certificate = try DeviceCertificate(encoded: certificateBytes)
+            if certificateBytes != verified { try certificate.verify(now: nowSeconds) }
         } catch {
             throw ConsentError(.badSignature, "\(what): the device certificate is not valid: \(error)")
         }
@@ -186,7 +192,11 @@ public struct Grant: Sendable, Equatable {
     }
 
     public init(encoded: [UInt8], nowSeconds: UInt64) throws(ConsentError) {
-        let s = try DeviceSigned(encoded: encoded, domain: Self.domain, what: "grant", nowSeconds: nowSeconds)
+        try self.init(encoded: encoded, nowSeconds: nowSeconds, verifiedCertificate: nil)
+    }
+
+    init(encoded: [UInt8], nowSeconds: UInt64, verifiedCertificate: [UInt8]?) throws(ConsentError) {
+        let s = try DeviceSigned(encoded: encoded, domain: Self.domain, what: "grant", nowSeconds: nowSeconds, verified: verifiedCertificate)
         var r = ByteReader(s.body)
         do {
             guard try r.u8() == 1 else { throw DecodeError("unsupported grant version") }
@@ -263,7 +273,7 @@ public struct UpwardRecord: Sendable, Equatable {
         } catch {
             throw ConsentError(.malformed, "malformed upward record: \(error)")
         }
-        grant = try Grant(encoded: grantBytes, nowSeconds: nowSeconds)
+        grant = try Grant(encoded: grantBytes, nowSeconds: nowSeconds, verifiedCertificate: s.certificateBytes)
         guard s.certificate.memberKey == grant.member else {
             throw ConsentError(.notOwner, "the record is signed by member \(s.certificate.memberKey), but the grant is member \(grant.member)'s")
         }

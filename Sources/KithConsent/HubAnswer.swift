@@ -11,6 +11,10 @@ import KithCrypto
 /// key over `"kith/hub-answer/v1\0" ‖ body`. `request_hash` is BLAKE2b-256 of the exact record
 /// or revocation answered, so an answer cannot be moved onto another request; `member_key` and
 /// `grant_id` are zeros when the request did not parse.
+///
+/// Version 2 (deletion receipts only) appends, before the signature, where the record went and
+/// what is true there now: `uvarint n ‖ n × (u8 place_kind ‖ text place_name ‖ u8 state ‖ u64 at_ms)`
+/// (`RecordPlace`, `PlaceState`); version-1 answers still parse and verify.
 public struct HubAnswer: Sendable, Equatable {
     public enum Kind: UInt8, Sendable { case stored = 1, deleted = 2, refused = 3, pending = 4 }
     /// Which consent rule let the record up.
@@ -27,12 +31,19 @@ public struct HubAnswer: Sendable, Equatable {
     public let code: ConsentError.Kind?
     public let reason: String
     public let at: UInt64
+    /// A version-2 deletion receipt's places (empty in version 1: it speaks for the hub only).
+    public let places: [PlaceReport]
     public let encoded: [UInt8]
 
+    /// The answer's format version: 2 when it reports places.
+    public var formatVersion: UInt8 { encoded.first ?? 1 }
+
     public static func make(_ kind: Kind, request: [UInt8], member: Ed25519.PublicKey?, grantID: [UInt8]?, version: UInt64, rule: Rule = .none,
-                            code: ConsentError.Kind? = nil, reason: String = "", at: UInt64, signer: Ed25519.PrivateKey) -> HubAnswer {
+                            code: ConsentError.Kind? = nil, reason: String = "", at: UInt64, places: [PlaceReport] = [],
+                            signer: Ed25519.PrivateKey) -> HubAnswer {
+        precondition(places.isEmpty || kind == .deleted, "only a deletion receipt reports places")
         var w = ByteWriter()
-        w.u8(1)
+        w.u8(places.isEmpty ? 1 : 2)
         w.u8(kind.rawValue)
         w.raw(BLAKE2b.hash(request))
         w.raw(member?.bytes ?? [UInt8](repeating: 0, count: 32))
@@ -42,6 +53,15 @@ public struct HubAnswer: Sendable, Equatable {
         w.u8(code?.code ?? 0)
         w.text(String(reason.prefix(500)))
         w.u64(at)
+        if !places.isEmpty {
+            w.uvarint(places.count)
+            for p in places {
+                w.u8(p.place.kind.rawValue)
+                w.text(p.place.name)
+                w.u8(p.state.rawValue)
+                w.u64(p.at)
+            }
+        }
         let body = w.bytes
         return try! HubAnswer(encoded: body + signer.signature(for: domain + body), organization: signer.publicKey)
     }
@@ -55,14 +75,15 @@ public struct HubAnswer: Sendable, Equatable {
 
     /// Parses and verifies against the organization's signing key.
     public init(encoded b: [UInt8], organization: Ed25519.PublicKey) throws(ConsentError) {
-        guard b.count > 64, b.count <= 4_096 else { throw ConsentError(.malformed, "a hub answer is too short or too long") }
+        guard b.count > 64, b.count <= Self.maxLength else { throw ConsentError(.malformed, "a hub answer is too short or too long") }
         let body = Array(b[0..<(b.count - 64)])
         guard organization.isValidSignature(b[(b.count - 64)...], for: Self.domain + body) else {
             throw ConsentError(.badSignature, "the hub's answer is not signed by organization \(organization)")
         }
         var r = ByteReader(body)
         do {
-            guard try r.u8() == 1 else { throw DecodeError("unsupported hub answer version") }
+            let format = try r.u8()
+            guard format == 1 || format == 2 else { throw DecodeError("unsupported hub answer version \(format)") }
             guard let k = Kind(rawValue: try r.u8()) else { throw DecodeError("unknown answer kind") }
             kind = k
             requestHash = Array(try r.raw(32))
@@ -75,6 +96,19 @@ public struct HubAnswer: Sendable, Equatable {
             code = c == 0 ? nil : ConsentError.Kind(code: c) ?? .malformed
             reason = try r.text(max: 2_000)
             at = try r.u64()
+            var places: [PlaceReport] = []
+            if format == 2 {
+                guard k == .deleted else { throw DecodeError("only a deletion receipt reports places") }
+                let n = try r.count(max: 200, "places")
+                guard n > 0 else { throw DecodeError("a version-2 receipt reports at least one place") }
+                for _ in 0..<n {
+                    guard let pk = RecordPlace.Kind(rawValue: try r.u8()) else { throw DecodeError("unknown place kind") }
+                    let name = try r.text(max: 200)
+                    guard let st = PlaceState(rawValue: try r.u8()), st != .delivered else { throw DecodeError("unknown place state") }
+                    places.append(PlaceReport(place: RecordPlace(kind: pk, name: name), state: st, at: try r.u64()))
+                }
+            }
+            self.places = places
             guard r.isAtEnd else { throw DecodeError("trailing bytes") }
             guard (k == .stored || k == .deleted) == (code == nil) else { throw DecodeError("a refusal or pending answer carries a code, a receipt none") }
         } catch {
@@ -82,6 +116,12 @@ public struct HubAnswer: Sendable, Equatable {
         }
         encoded = b
     }
+
+    /// The longest answer accepted: the `hub-answer` message's limit (sync.md §4).
+    public static let maxLength = 4_096
+
+    /// Whether every place reported has finished deleting (a version-1 receipt: the hub only, yes).
+    public var deletionComplete: Bool { places.allSatisfy(\.state.isFinal) }
 
     /// Whether this answers exactly `request` (the bytes the member sent).
     public func answers(_ request: [UInt8]) -> Bool { requestHash == BLAKE2b.hash(request) }

@@ -58,6 +58,9 @@ public struct HubLedger: Sendable {
     public private(set) var usage: [ChapterID: Usage] = [:]
     /// Grants answered "pending approval", per chapter (since the hub started).
     public private(set) var waiting: [ChapterID: Set<GrantKey>] = [:]
+    /// Where each record went beyond the hub, and the deletion at each place of every closed
+    /// grant (§4.5). A grant absent here went nowhere but the hub.
+    public private(set) var trails: [GrantKey: RecordTrail] = [:]
 
     public init(keys: OrganizationKeys, limits: HubLimits = .defaults) {
         self.keys = keys
@@ -130,17 +133,33 @@ public struct HubLedger: Sendable {
     // MARK: Records
 
     /// Answers a record with a signed answer of any kind (stored, refused, pending).
-    public mutating func answer(record bytes: [UInt8], chapter: ChapterState?, nowMilliseconds now: UInt64) -> HubAnswer {
-        do { return try accept(bytes, chapter: chapter, nowMilliseconds: now) } catch {
-            let r = try? UpwardRecord(encoded: bytes, nowSeconds: now / 1000)
-            return HubAnswer.make(for: error, request: bytes, member: r?.grant.member, grantID: r?.grant.id, at: now, signer: keys.signing)
+    /// `parsed`: the record as `UpwardRecord(encoded: bytes)` already parsed and verified it (a hub
+    /// checks signatures before its one-at-a-time section); nil parses here.
+    public mutating func answer(record bytes: [UInt8], parsed: Result<UpwardRecord, ConsentError>? = nil, chapter: ChapterState?,
+                                nowMilliseconds now: UInt64) -> HubAnswer {
+        let r = parsed ?? Self.parse(bytes, now: now)
+        do throws(ConsentError) {
+            let record = try r.get()
+            guard record.encoded == bytes else { throw ConsentError(.malformed, "the parsed record is not the one answered") }
+            return try accept(bytes, parsed: record, chapter: chapter, nowMilliseconds: now)
+        } catch {
+            let p = try? r.get()
+            return HubAnswer.make(for: error, request: bytes, member: p?.grant.member, grantID: p?.grant.id, at: now, signer: keys.signing)
         }
+    }
+
+    /// Parses and verifies a record (signatures, certificates, ownership): what `answer` needs.
+    public static func parse(_ bytes: [UInt8], now: UInt64) -> Result<UpwardRecord, ConsentError> {
+        do { return .success(try UpwardRecord(encoded: bytes, nowSeconds: now / 1000)) } catch { return .failure(error) }
     }
 
     /// Checks and stores a record; returns the signed receipt. `chapter` is the hub's copy of
     /// the grant's chapter log state (nil when the hub has not received that chapter's log).
     public mutating func accept(_ bytes: [UInt8], chapter: ChapterState?, nowMilliseconds now: UInt64) throws(ConsentError) -> HubAnswer {
-        let record = try UpwardRecord(encoded: bytes, nowSeconds: now / 1000)
+        try accept(bytes, parsed: try UpwardRecord(encoded: bytes, nowSeconds: now / 1000), chapter: chapter, nowMilliseconds: now)
+    }
+
+    mutating func accept(_ bytes: [UInt8], parsed record: UpwardRecord, chapter: ChapterState?, nowMilliseconds now: UInt64) throws(ConsentError) -> HubAnswer {
         let grant = record.grant
         let key = GrantKey(member: grant.member, grant: grant.id)
         let gid = Base64URL.encode(grant.id)
@@ -222,7 +241,9 @@ public struct HubLedger: Sendable {
         let version = highestVersion[key] ?? 0
         setHeld(key, nil)
         closed.insert(key)
-        return HubAnswer.make(.deleted, request: bytes, member: r.member, grantID: r.grantID, version: version, at: now, signer: keys.signing)
+        trails[key, default: RecordTrail()].startRetraction(.revoked, now: now)
+        return HubAnswer.make(.deleted, request: bytes, member: r.member, grantID: r.grantID, version: version, at: now,
+                              places: trails[key]?.report ?? [], signer: keys.signing)
     }
 
     /// Deletes every record whose grant has expired; returns their keys.
@@ -231,8 +252,60 @@ public struct HubLedger: Sendable {
         for key in gone {
             setHeld(key, nil)
             closed.insert(key)
+            trails[key, default: RecordTrail()].startRetraction(.expired, now: now)
         }
         return gone
+    }
+
+    // MARK: Places and deletion work (§4.5)
+
+    /// The record of `key` (that version) reached `place`; returns the trail to store. A
+    /// delivery that lands after the grant closed gets its deletion item at once.
+    public mutating func delivered(_ key: GrantKey, to place: RecordPlace, version: UInt64, externalID: String = "", nowMilliseconds now: UInt64) -> RecordTrail {
+        if closed.contains(key) { trails[key, default: RecordTrail()].startRetraction(.revoked, now: now) }
+        trails[key, default: RecordTrail()].delivered(to: place, version: version, externalID: externalID, now: now)
+        return trails[key]!
+    }
+
+    /// A connector's deletion attempt ended; returns the trail to store.
+    public mutating func settle(_ key: GrantKey, at place: RecordPlace, result: Result<PlaceState, RetractionFailure>, reference: String = "",
+                                nowMilliseconds now: UInt64) -> RecordTrail? {
+        guard trails[key] != nil else { return nil }
+        trails[key]!.settle(place, result: result, reference: reference, now: now)
+        return trails[key]
+    }
+
+    /// Staff confirmed they deleted the listed rows of exported file `name`; returns the trails changed.
+    public mutating func confirmFile(_ name: String, nowMilliseconds now: UInt64) -> [GrantKey: RecordTrail] {
+        var changed: [GrantKey: RecordTrail] = [:]
+        for key in trails.keys where trails[key]!.entry(.file(name))?.state == .awaitingStaff {
+            if trails[key]!.confirmFile(name, now: now) { changed[key] = trails[key] }
+        }
+        return changed
+    }
+
+    /// Deletion work due now (`RecordTrail.isDue`), oldest request first.
+    public func dueDeletions(nowMilliseconds now: UInt64) -> [(key: GrantKey, entry: RecordTrail.Entry)] {
+        trails.flatMap { key, t in
+            t.isRetracting ? t.entries.filter { RecordTrail.isDue($0, now: now) }.map { (key, $0, t.requestedAt) } : []
+        }.sorted { ($0.2, $0.0) < ($1.2, $1.0) }.map { ($0.0, $0.1) }
+    }
+
+    /// Every deletion not finished: (grant, place entry, asked at).
+    public func outstandingDeletions() -> [(key: GrantKey, entry: RecordTrail.Entry, requestedAt: UInt64)] {
+        trails.flatMap { key, t in t.isRetracting ? t.entries.filter { !$0.state.isFinal }.map { (key, $0, t.requestedAt) } : [] }
+            .sorted { ($0.requestedAt, $0.key) < ($1.requestedAt, $1.key) }
+    }
+
+    /// Held records not (or not in this version) at any place `owns` accepts: what a connector
+    /// delivers next.
+    public func undelivered(limit: Int, to owns: (RecordPlace) -> Bool) -> [Held] {
+        var out: [Held] = []
+        for h in held.values where (trails[h.key]?.entries.filter({ owns($0.place) }).map(\.version).max() ?? 0) < h.record.version {
+            out.append(h)
+            if out.count == limit { break }
+        }
+        return out
     }
 
     // MARK: Storage
@@ -241,7 +314,13 @@ public struct HubLedger: Sendable {
     /// (`member` nil for a schema-1 closure of unknown owner), and decisions.
     public mutating func restore(records: [(record: [UInt8], answer: [UInt8], chapterName: String)],
                                  closed: [(member: Ed25519.PublicKey?, grant: [UInt8], version: UInt64)],
-                                 decisions: [[UInt8]], nowMilliseconds now: UInt64) throws(ConsentError) {
+                                 decisions: [[UInt8]], trails: [(id: [UInt8], bytes: [UInt8])] = [], nowMilliseconds now: UInt64) throws(ConsentError) {
+        for row in trails {
+            guard let k = HubStoreSchema.decodeGrantKey(row.id), let t = try? RecordTrail(encoded: row.bytes) else {
+                throw ConsentError(.malformed, "a record trail in the hub's store does not parse")
+            }
+            self.trails[k] = t
+        }
         for (bytes, answerBytes, name) in records {
             let record = try UpwardRecord(encoded: bytes, nowSeconds: now / 1000)
             let answer = try HubAnswer(encoded: answerBytes, organization: keys.signing.publicKey)

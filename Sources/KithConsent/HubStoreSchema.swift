@@ -5,7 +5,13 @@ import KithCrypto
 /// The rows a hub keeps (Protocol/consent.md §4.4), their versions, and the migration from
 /// earlier versions, sans I/O so that any storage back end runs the same migration.
 ///
-/// Schema 2 (current):
+/// Schema 3 (current) adds:
+/// - record trail: id = `member[32] ‖ grant_id[16]`; bytes = a `RecordTrail` (where the record
+///   went; for a closed grant, the deletion at each place)
+/// A schema-2 store has no trails (nothing went anywhere but the hub): migrating it only writes
+/// the version.
+///
+/// Schema 2:
 /// - held record: id = `member[32] ‖ grant_id[16]`; bytes = `bytes record ‖ bytes answer ‖ text chapter_name`
 /// - closed grant: id = `member[32] ‖ grant_id[16]` (member all zeros: closed in schema 1, owner
 ///   unknown, closed for every member); bytes = `u64 highest_version`
@@ -15,7 +21,7 @@ import KithCrypto
 /// Schema 1 (no version row): held records and closed grants keyed by grant id alone, receipts
 /// in the version-1 format (`"kith/receipt/v1\0"`).
 public enum HubStoreSchema {
-    public static let current: UInt64 = 2
+    public static let current: UInt64 = 3
     /// The member part of a closed-grant id whose owner is unknown (schema 1).
     public static let unknownOwner = [UInt8](repeating: 0, count: 32)
 
@@ -31,6 +37,12 @@ public enum HubStoreSchema {
         var r = ByteReader(bytes)
         guard let rec = try? r.lengthPrefixed(max: 1 << 20), let ans = try? r.lengthPrefixed(max: 4_096), let name = try? r.text(max: 200) else { return nil }
         return (Array(rec), Array(ans), name)
+    }
+
+    /// A `member[32] ‖ grant_id[16]` row id with a known member.
+    public static func decodeGrantKey(_ id: [UInt8]) -> GrantKey? {
+        guard id.count == 48, let m = try? Ed25519.PublicKey(bytes: id[0..<32]) else { return nil }
+        return GrantKey(member: m, grant: Array(id[32...]))
     }
 
     /// A closed-grant row's (member, grant id); member nil when unknown (schema 1).
@@ -67,7 +79,7 @@ public enum HubStoreSchema {
         public var unreadable = 0
     }
 
-    /// Schema 1 → 2: re-keys held records by (member, grant id) — the member is the grant's
+    /// Schema 1 → 2 (a no-op on schema-2 rows, whose ids are 48 bytes; 2 → 3 adds nothing): re-keys held records by (member, grant id) — the member is the grant's
     /// signer, inside the record — and re-signs their receipts as hub answers (same rule and
     /// time); re-keys closed grants with an unknown owner, so they stay closed for everyone.
     public static func migrateFrom1(records: [(id: [UInt8], bytes: [UInt8])], closed: [(id: [UInt8], bytes: [UInt8])],

@@ -38,6 +38,9 @@ public actor PostgresHubStorage: HubStorage {
     /// Times the storage re-established its connection after losing it.
     public private(set) var reconnects = 0
 
+    /// How long opening waits for another session's lock to go (a restarting hub's old backend).
+    static let lockWait: Duration = .seconds(3)
+
     /// Session advisory lock key of a hub's database ("kithhub1").
     static let lockKey: Int64 = 0x6B69_7468_6875_6231
 
@@ -89,12 +92,19 @@ public actor PostgresHubStorage: HubStorage {
         } catch {
             throw StoreError(.io, "cannot connect to the hub's database \(url): \(Self.describe(error))")
         }
-        let got: Bool
+        // A hub that just stopped (a restart) may still hold the lock for a moment: its backend
+        // ends after the client has gone. Wait a little before calling the database taken.
+        var got = false
+        let lockDeadline = ContinuousClock.now + Self.lockWait
         do {
-            got = try await Self.within(attemptTimeout) {
-                var got = false
-                for try await b in try await c.query("SELECT pg_try_advisory_lock(\(Self.lockKey))", logger: logger).decode(Bool.self) { got = b }
-                return got
+            while true {
+                got = try await Self.within(attemptTimeout) {
+                    var got = false
+                    for try await b in try await c.query("SELECT pg_try_advisory_lock(\(Self.lockKey))", logger: logger).decode(Bool.self) { got = b }
+                    return got
+                }
+                if got || ContinuousClock.now >= lockDeadline { break }
+                try await Task.sleep(for: .milliseconds(100))
             }
         } catch {
             try? await c.close()
@@ -260,10 +270,36 @@ public actor PostgresHubStorage: HubStorage {
         try await write("storing a record", put: [(.hubRecord, key.bytes, HubStoreSchema.encodeHeld(record: record, answer: answer, chapterName: chapterName))])
     }
 
-    public func close(_ key: GrantKey, version: UInt64) async throws {
+    public func trails() async throws -> [(id: [UInt8], bytes: [UInt8])] { try await rows(.hubTrail) }
+
+    public func close(_ key: GrantKey, version: UInt64, trail: [UInt8]) async throws {
         var v: [UInt8] = []
         v.appendBigEndian(version)
-        try await write("deleting a record", delete: [(.hubRecord, key.bytes)], put: [(.hubClosed, key.bytes, v)])
+        try await write("deleting a record", delete: [(.hubRecord, key.bytes)], put: [(.hubClosed, key.bytes, v), (.hubTrail, key.bytes, trail)])
+    }
+
+    /// One transaction, every write in order.
+    public func write(_ batch: [HubWrite]) async throws {
+        let key = storageKey, logger = logger
+        let steps: [(deletes: [(Int16, ByteBuffer)], puts: [(Int16, ByteBuffer, ByteBuffer)])] = batch.map { w in
+            let r = w.rows
+            return (r.delete.map { (Int16($0.0.rawValue), ByteBuffer(bytes: $0.1)) },
+                    r.put.map { (k, id, bytes) in (Int16(k.rawValue), ByteBuffer(bytes: id), ByteBuffer(bytes: ContactStore.sealRecord(k, id: id, bytes, key: key))) })
+        }
+        guard !steps.isEmpty else { return }
+        try await withConnection("storing \(batch.count) writes") { c in
+            try await c.withTransaction(logger: logger) { t in
+                for step in steps {
+                    for (k, id) in step.deletes { try await t.query("DELETE FROM kith_hub_rows WHERE kind = \(k) AND id = \(id)", logger: logger) }
+                    for (k, id, s) in step.puts { try await t.query(PostgresHubSchema.upsert(k, id, s), logger: logger) }
+                }
+            }
+        }
+    }
+
+    public func putTrails(_ trails: [(key: GrantKey, bytes: [UInt8])]) async throws {
+        guard !trails.isEmpty else { return }
+        try await write("storing record trails", put: trails.map { (.hubTrail, $0.key.bytes, $0.bytes) })
     }
 
     public func putDecision(_ decision: ChapterDecision) async throws {

@@ -81,7 +81,7 @@ public struct PostgresStoreURL: Sendable, CustomStringConvertible, Equatable {
         }
     }
 
-    var configuration: PostgresConnection.Configuration {
+    public var configuration: PostgresConnection.Configuration {
         get throws {
             switch endpoint {
             case let .socket(dir, port):

@@ -22,10 +22,17 @@ public protocol HubStorage: AnyObject, Sendable {
     func closedGrants() async throws -> [(member: Ed25519.PublicKey?, grant: [UInt8], version: UInt64)]
     func decisions() async throws -> [[UInt8]]
     func chapterOps() async throws -> [ChapterID: [[UInt8]]]
+    /// Record trails (`RecordTrail` rows, id `member ‖ grant id`).
+    func trails() async throws -> [(id: [UInt8], bytes: [UInt8])]
     func put(_ key: GrantKey, record: [UInt8], answer: [UInt8], chapterName: String) async throws
-    func close(_ key: GrantKey, version: UInt64) async throws
+    /// Deletes the held record, closes the grant and writes its trail, in one transaction.
+    func close(_ key: GrantKey, version: UInt64, trail: [UInt8]) async throws
+    /// Writes (replaces) record trails, in one transaction.
+    func putTrails(_ trails: [(key: GrantKey, bytes: [UInt8])]) async throws
     func putDecision(_ decision: ChapterDecision) async throws
     func putChapterOps(_ chapter: ChapterID, _ ops: [(id: [UInt8], bytes: [UInt8])]) async throws
+    /// Makes every write of `batch`, in order, in one transaction (the hub's group commit).
+    func write(_ batch: [HubWrite]) async throws
     /// Releases the store (its lock, its connections); the storage is not used after.
     func shutdown() async
     /// Where the rows are, for `kithd hub status` (no password).
@@ -34,6 +41,33 @@ public protocol HubStorage: AnyObject, Sendable {
 
 extension HubStorage {
     public func shutdown() async {}
+}
+
+/// One write of the hub's, as rows (`HubStoreSchema`): what `HubStorage.write` commits together.
+public enum HubWrite: Sendable {
+    case put(GrantKey, record: [UInt8], answer: [UInt8], chapterName: String)
+    case close(GrantKey, version: UInt64, trail: [UInt8])
+    case trails([(key: GrantKey, bytes: [UInt8])])
+    case decision(ChapterDecision)
+    case chapterOps(ChapterID, [(id: [UInt8], bytes: [UInt8])])
+
+    /// The rows it deletes and writes, in order.
+    public var rows: (delete: [(ContactStore.RecordKind, [UInt8])], put: [(ContactStore.RecordKind, [UInt8], [UInt8])]) {
+        switch self {
+        case let .put(key, record, answer, name):
+            return ([], [(.hubRecord, key.bytes, HubStoreSchema.encodeHeld(record: record, answer: answer, chapterName: name))])
+        case let .close(key, version, trail):
+            var v: [UInt8] = []
+            v.appendBigEndian(version)
+            return ([(.hubRecord, key.bytes)], [(.hubClosed, key.bytes, v), (.hubTrail, key.bytes, trail)])
+        case let .trails(list):
+            return ([], list.map { (.hubTrail, $0.key.bytes, $0.bytes) })
+        case let .decision(d):
+            return ([], [(.hubDecision, d.chapter.bytes, d.encoded)])
+        case let .chapterOps(chapter, ops):
+            return ([], ops.map { (.hubChapterOp, chapter.bytes + $0.id, $0.bytes) })
+        }
+    }
 }
 
 /// The default hub storage: the sealed-records table of a Kith store in the hub's directory.
@@ -91,10 +125,44 @@ public final class SQLiteHubStorage: HubStorage, @unchecked Sendable {
         try locked { try $0.putRecords(.hubRecord, [(key.bytes, HubStoreSchema.encodeHeld(record: record, answer: answer, chapterName: chapterName))]) }
     }
 
-    public func close(_ key: GrantKey, version: UInt64) throws {
+    public func trails() throws -> [(id: [UInt8], bytes: [UInt8])] { try locked { try $0.records(.hubTrail) } }
+
+    public func close(_ key: GrantKey, version: UInt64, trail: [UInt8]) throws {
         var v: [UInt8] = []
         v.appendBigEndian(version)
-        try locked { try $0.replaceRecords(delete: [(.hubRecord, key.bytes)], put: [(.hubClosed, key.bytes, v)]) }
+        try locked { try $0.replaceRecords(delete: [(.hubRecord, key.bytes)], put: [(.hubClosed, key.bytes, v), (.hubTrail, key.bytes, trail)]) }
+    }
+
+    public func putTrails(_ trails: [(key: GrantKey, bytes: [UInt8])]) throws {
+        guard !trails.isEmpty else { return }
+        try locked { try $0.putRecords(.hubTrail, trails.map { ($0.key.bytes, $0.bytes) }) }
+    }
+
+    /// One transaction. A row deleted and written again in the same batch ends as written
+    /// (`replaceRecords` deletes first), so the batch is applied in runs that keep that order.
+    public func write(_ batch: [HubWrite]) throws {
+        var delete: [(kind: ContactStore.RecordKind, id: [UInt8])] = [], put: [(kind: ContactStore.RecordKind, id: [UInt8], bytes: [UInt8])] = []
+        var runs: [(delete: [(kind: ContactStore.RecordKind, id: [UInt8])], put: [(kind: ContactStore.RecordKind, id: [UInt8], bytes: [UInt8])])] = []
+        for w in batch {
+            let r = w.rows
+            // A deletion after a write of the same row starts a new run (it must win).
+            if r.delete.contains(where: { d in put.contains { $0.kind == d.0 && $0.id == d.1 } }) {
+                runs.append((delete, put))
+                delete = []
+                put = []
+            }
+            delete += r.delete.map { ($0.0, $0.1) }
+            put += r.put.map { ($0.0, $0.1, $0.2) }
+        }
+        runs.append((delete, put))
+        try locked { store in
+            if runs.count == 1 {
+                try store.replaceRecords(delete: runs[0].delete, put: runs[0].put)
+            } else {
+                // Rare (a record and its revocation in one batch): one transaction per run, in order.
+                for run in runs { try store.replaceRecords(delete: run.delete, put: run.put) }
+            }
+        }
     }
 
     public func putDecision(_ decision: ChapterDecision) throws {
@@ -111,11 +179,16 @@ public final class SQLiteHubStorage: HubStorage, @unchecked Sendable {
 /// answer, and exports what it holds.
 public actor HubNode {
     public nonisolated let keys: OrganizationKeys
-    private var ledger: HubLedger
+    var ledger: HubLedger
     private var chapters: [ChapterID: MembershipLog] = [:]
-    private let storage: any HubStorage
-    private let logger: Logger
-    private let clock: @Sendable () -> UInt64
+    let storage: any HubStorage
+    let logger: Logger
+    let clock: @Sendable () -> UInt64
+    /// Where records go beyond the hub (Hub+Connectors.swift), and how each is doing.
+    let connectors: [any HubConnector]
+    var health: [String: ConnectorHealth] = [:]
+    /// A deletion outstanding longer than this is "overdue" in `kithd hub status`.
+    let overdueAfter: UInt64
     /// Chapters the hub keeps logs of without a decision yet (each is a request the organization
     /// sees in `kithd hub chapters`); beyond this, new requests are ignored.
     public static let maxUndecidedChapters = 1_000
@@ -126,21 +199,24 @@ public actor HubNode {
     private var queue: [CheckedContinuation<Void, Never>] = []
 
     public init(keys: OrganizationKeys, storage: any HubStorage, limits: HubLimits = .defaults, logger: Logger,
+                connectors: [any HubConnector] = [], overdueAfterMilliseconds: UInt64 = 72 * 3_600_000,
                 clock: @escaping @Sendable () -> UInt64 = ContactStore.systemClock) async throws {
         self.keys = keys
         self.storage = storage
         self.logger = logger
         self.clock = clock
+        self.connectors = connectors
+        self.overdueAfter = overdueAfterMilliseconds
         var ledger = HubLedger(keys: keys, limits: limits)
         try ledger.restore(records: try await storage.records(), closed: try await storage.closedGrants(), decisions: try await storage.decisions(),
-                           nowMilliseconds: clock())
+                           trails: try await storage.trails(), nowMilliseconds: clock())
         self.ledger = ledger
         for (id, ops) in try await storage.chapterOps() {
             if let log = try? MembershipLog(chapter: id, ops: ops) { chapters[id] = log }
         }
     }
 
-    private func enter() async {
+    func enter() async {
         if busy {
             await withCheckedContinuation { queue.append($0) }
         } else {
@@ -148,8 +224,44 @@ public actor HubNode {
         }
     }
 
-    private func leave() {
+    func leave() {
         if queue.isEmpty { busy = false } else { queue.removeFirst().resume() }
+    }
+
+    // MARK: Group commit
+
+    /// Writes waiting for the next transaction, in the order the ledger made them.
+    private var pendingWrites: [(writes: [HubWrite], done: CheckedContinuation<Void, any Error>)] = []
+    private var flushing = false
+
+    /// Queues `writes` behind every write the ledger made before them and returns once they are
+    /// durable (throws when their transaction failed). Writes queued while a transaction runs
+    /// go together in the next one, so many members' records share one commit. Call it before
+    /// any suspension after the ledger change it persists (to keep the order), and after
+    /// `leave()` to let the next operation join the batch.
+    func commit(_ writes: [HubWrite]) async throws {
+        guard !writes.isEmpty else { return }
+        try await withCheckedThrowingContinuation { (c: CheckedContinuation<Void, any Error>) in
+            pendingWrites.append((writes, c))
+            if !flushing {
+                flushing = true
+                Task { await self.flush() }
+            }
+        }
+    }
+
+    private func flush() async {
+        while !pendingWrites.isEmpty {
+            let batch = pendingWrites
+            pendingWrites = []
+            do {
+                try await storage.write(batch.flatMap(\.writes))
+                for b in batch { b.done.resume() }
+            } catch {
+                for b in batch { b.done.resume(throwing: error) }
+            }
+        }
+        flushing = false
     }
 
     /// Records held now (for status and tests).
@@ -163,7 +275,7 @@ public actor HubNode {
 
     /// Merges a chapter's log a member sent; kept only if the chapter is affiliated with this
     /// hub. A new chapter is a request for the organization's approval.
-    func receiveLog(chapter bytes: [UInt8], ops encoded: [[UInt8]]) async {
+    public func receiveLog(chapter bytes: [UInt8], ops encoded: [[UInt8]]) async {
         guard let id = try? ChapterID(bytes: bytes) else { return }
         await enter()
         defer { leave() }
@@ -181,28 +293,38 @@ public actor HubNode {
             }
             let new = chapters[id] == nil ? log.allOps : added
             chapters[id] = log
-            try await storage.putChapterOps(id, new.map { ($0.id.bytes, $0.encoded) })
+            if !new.isEmpty { try await commit([.chapterOps(id, new.map { ($0.id.bytes, $0.encoded) })]) }
         } catch {
             logger.warning("refused a chapter log", metadata: ["reason": "\(error)"])
         }
     }
 
-    /// Answers a record (always with a signed answer) and stores what it accepted.
-    func accept(_ record: [UInt8]) async -> [UInt8] {
+    /// Answers a record (always with a signed answer) and stores what it accepted. Its
+    /// signatures are checked first, on the caller's task, so that many members' connections
+    /// verify in parallel; only the ledger's decision and the write run one at a time.
+    public nonisolated func accept(_ record: [UInt8]) async -> [UInt8] {
+        await accept(record, parsed: HubLedger.parse(record, now: clock()))
+    }
+
+    private func accept(_ record: [UInt8], parsed verified: Result<UpwardRecord, ConsentError>) async -> [UInt8] {
         await enter()
-        defer { leave() }
         let now = clock()
-        let parsed = try? UpwardRecord(encoded: record, nowSeconds: now / 1000)
-        let answer = ledger.answer(record: record, chapter: parsed.flatMap { chapters[$0.grant.chapter]?.state }, nowMilliseconds: now)
+        let parsed = try? verified.get()
+        let answer = ledger.answer(record: record, parsed: verified, chapter: parsed.flatMap { chapters[$0.grant.chapter]?.state }, nowMilliseconds: now)
         guard answer.kind == .stored, let parsed else {
+            leave()
             logger.warning("record not taken", metadata: ["kind": "\(answer.kind)", "reason": "\(answer.reason)"])
             return answer.encoded
         }
         let key = GrantKey(member: parsed.grant.member, grant: parsed.grant.id)
-        guard let held = ledger.held[key], held.answer == answer else { return answer.encoded }
+        guard let held = ledger.held[key], held.answer == answer else {
+            leave()
+            return answer.encoded
+        }
+        leave() // the next record may join this one's transaction; the write is queued before anything else runs
         do {
             // Written on every stored answer (also an identical retry): a write that failed once is made again.
-            try await storage.put(key, record: held.record.encoded, answer: answer.encoded, chapterName: held.chapterName)
+            try await commit([.put(key, record: held.record.encoded, answer: answer.encoded, chapterName: held.chapterName)])
         } catch {
             logger.error("could not store a record", metadata: ["reason": "\(error)"])
             return HubAnswer.make(for: ConsentError(.unavailable, "the hub could not store the record; send it again later"), request: record,
@@ -213,19 +335,24 @@ public actor HubNode {
     }
 
     /// Answers a revocation (always with a signed answer) and deletes what it names.
-    func revoke(_ revocation: [UInt8]) async -> [UInt8] {
+    public func revoke(_ revocation: [UInt8]) async -> [UInt8] {
         await enter()
-        defer { leave() }
         let now = clock()
         let answer = ledger.answer(revocation: revocation, nowMilliseconds: now)
-        guard answer.kind == .deleted, let member = try? Ed25519.PublicKey(bytes: answer.memberKey) else { return answer.encoded }
+        guard answer.kind == .deleted, let member = try? Ed25519.PublicKey(bytes: answer.memberKey) else {
+            leave()
+            return answer.encoded
+        }
         let key = GrantKey(member: member, grant: answer.grantID)
-        do { try await storage.close(key, version: answer.version) } catch {
+        let close = HubWrite.close(key, version: answer.version, trail: ledger.trails[key]?.encoded ?? RecordTrail().encoded)
+        leave()
+        do { try await commit([close]) } catch {
             logger.error("could not delete a record", metadata: ["reason": "\(error)"])
             return HubAnswer.make(for: ConsentError(.unavailable, "the hub could not delete the record; send the revocation again later"),
                                   request: revocation, member: member, grantID: key.grant, at: now, signer: keys.signing).encoded
         }
-        logger.info("record deleted on revocation", metadata: ["grant": "\(Base64URL.encode(key.grant))"])
+        logger.info("record deleted on revocation", metadata: ["grant": "\(Base64URL.encode(key.grant))",
+                                                               "places": "\(PlaceReport.summary(answer.places))"])
         return answer.encoded
     }
 
@@ -233,13 +360,12 @@ public actor HubNode {
     public func expire() async {
         await enter()
         defer { leave() }
-        for key in ledger.expire(nowMilliseconds: clock()) {
-            do {
-                try await storage.close(key, version: ledger.highestVersion[key] ?? 0)
-                logger.info("record deleted on expiry", metadata: ["grant": "\(Base64URL.encode(key.grant))"])
-            } catch {
-                logger.error("could not delete an expired record (the store still holds it until the next start)", metadata: ["reason": "\(error)"])
-            }
+        let gone = ledger.expire(nowMilliseconds: clock())
+        do {
+            try await commit(gone.map { .close($0, version: ledger.highestVersion[$0] ?? 0, trail: ledger.trails[$0]?.encoded ?? RecordTrail().encoded) })
+            for key in gone { logger.info("record deleted on expiry", metadata: ["grant": "\(Base64URL.encode(key.grant))"]) }
+        } catch {
+            logger.error("could not delete expired records (the store still holds them until the next start)", metadata: ["reason": "\(error)"])
         }
     }
 
@@ -289,6 +415,7 @@ public actor HubNode {
         var byStatus: [String: Int] = [:]
         for c in list { byStatus[c["status"] as? String ?? "?", default: 0] += 1 }
         return [
+            "connectors": connectorStatus(), "deletions": deletionStatus(),
             "organization": keys.name, "key": keys.signing.publicKey.description, "store": storage.location,
             "records": ledger.held.count, "bytes": ledger.usage.values.reduce(UInt64(0)) { $0 + $1.bytes },
             "chapters": byStatus, "perChapter": list.map { c in
@@ -319,7 +446,7 @@ public actor HubNode {
         var next = ledger
         let d = try next.decide(id, state: state, approve: approve, allowWithoutContactConsent: allowWithoutContactConsent,
                                 maxRecords: maxRecords, maxBytes: maxBytes, nowMilliseconds: clock())
-        do { try await storage.putDecision(d) } catch { throw ConsentError(.unavailable, "the hub could not store its decision: \(error)") }
+        do { try await commit([.decision(d)]) } catch { throw ConsentError(.unavailable, "the hub could not store its decision: \(error)") }
         ledger = next
         logger.info(approve ? "chapter approved" : "chapter refused", metadata: ["chapter": "\(id)", "name": "\(state.name)"])
         return summary(id, state)
@@ -383,7 +510,7 @@ extension HubNode {
     /// Handles one control request (the socket's, or the CLI's on a stopped hub's store):
     /// `{"op":"export"}`, `{"op":"chapters"}`,
     /// `{"op":"approve","chapter":…,"allowWithoutContactConsent":bool,"maxRecords":n,"maxBytes":n}`,
-    /// `{"op":"refuse","chapter":…}`. Answers `{"ok":true,…}` or `{"ok":false,"error":…}`.
+    /// `{"op":"refuse","chapter":…}`, `{"op":"retractions"}`, `{"op":"confirm-file","file":…}`. Answers `{"ok":true,…}` or `{"ok":false,"error":…}`.
     public func control(json data: Data) async -> Data {
         Self.json(await control((try? JSONSerialization.jsonObject(with: data)) as? [String: Any] ?? [:]))
     }
@@ -397,6 +524,11 @@ extension HubNode {
             return ["ok": true, "chapters": chapterList()]
         case "status":
             return ["ok": true, "status": status()]
+        case "retractions":
+            return ["ok": true, "retractions": retractionList()]
+        case "confirm-file":
+            guard let file = request["file"] as? String, !file.isEmpty else { return ["ok": false, "error": "name the exported file"] }
+            do { return ["ok": true, "confirmed": try await confirmFile(file)] } catch { return ["ok": false, "error": error.detail] }
         case let op? where op == "approve" || op == "refuse":
             guard let reference = request["chapter"] as? String, !reference.isEmpty else { return ["ok": false, "error": "name the chapter"] }
             do {
@@ -407,7 +539,7 @@ extension HubNode {
                 return ["ok": false, "error": error.detail]
             }
         default:
-            return ["ok": false, "error": "the hub's control socket knows the ops export, chapters, status, approve and refuse"]
+            return ["ok": false, "error": "the hub's control socket knows the ops export, chapters, status, retractions, confirm-file, approve and refuse"]
         }
     }
 

@@ -19,6 +19,12 @@ extension SyncNode {
         var state: String            // active, revoking, revoked, expired
         var pendingRevocation: String?
         var receipts: [String]
+        /// The latest deletion receipt's places (`[place, state, at_ms]`), when it reported any.
+        var deletion: [[String]]? = nil
+        /// While a deletion receipt reports places not finished, the revocation is sent again
+        /// (the hub answers with a fresh receipt) at this time, backing off (30 s doubling, ≤ 1 h).
+        var recheckAt: UInt64? = nil
+        var rechecks: UInt64? = nil
     }
 
     public struct AuditEntry: Codable, Sendable {
@@ -225,9 +231,25 @@ extension SyncNode {
             state.receipts.append(Base64URL.encode(answer.encoded))
             if answer.kind == .deleted {
                 state.state = state.state == "expired" ? "expired" : "revoked"
-                state.pendingRevocation = nil
                 state.pendingRecord = nil
-                audit("deletion-receipt", grant: grant, "the hub deleted the record (receipt verified)")
+                let places = answer.places.map { [$0.place.description, $0.state.label, String($0.at)] }
+                let changed = state.deletion.map { $0.map { Array($0.prefix(2)) } } != places.map { Array($0.prefix(2)) }
+                if answer.deletionComplete {
+                    state.pendingRevocation = nil
+                    state.recheckAt = nil
+                } else {
+                    // Ask again later: the hub's receipt says what is still being deleted.
+                    let n = changed ? 0 : (state.rechecks ?? 0) + 1
+                    state.rechecks = n
+                    state.recheckAt = clock() + min(30_000 << min(n, 7), 3_600_000)
+                }
+                if changed || state.deletion == nil {
+                    state.deletion = places
+                    audit("deletion-receipt", grant: grant, (answer.places.isEmpty ? "the hub deleted the record" : PlaceReport.summary(answer.places))
+                        + " (receipt verified)")
+                } else {
+                    state.receipts.removeLast() // the same statement again: keep one
+                }
             } else {
                 state.acknowledged = answer.version
                 state.pendingRecord = nil
@@ -352,7 +374,8 @@ extension SyncNode {
     public func consentMaintenance() async {
         guard let grants = try? loadGrants() else { return }
         let now = clock()
-        for (id, var state) in grants where state.state == "active" || state.state == "revoking" {
+        for (id, var state) in grants where state.state == "active" || state.state == "revoking" || state.pendingRevocation != nil {
+            if let at = state.recheckAt, at > now { continue }
             guard let bytes = Base64URL.decode(state.grant), let grant = try? Grant(encoded: bytes, nowSeconds: clock() / 1000),
                   let ch = chapters[grant.chapter], let a = ch.log?.state.affiliation else { continue }
             if state.state == "active" && grant.isExpired(nowMilliseconds: now) {
@@ -381,6 +404,10 @@ extension SyncNode {
             var entry: [String: Any] = ["grant": Base64URL.encode(g.id), "organization": org, "purpose": g.purpose, "fields": g.fields,
                                         "state": s.state, "receipts": s.receipts.count, "acknowledgedVersion": s.acknowledged]
             if let e = g.expiresAt { entry["expires"] = e }
+            if let d = s.deletion, !d.isEmpty {
+                entry["deletion"] = d.map { ["place": $0[0], "state": $0[1], "at": UInt64($0[2]) ?? 0] as [String: Any] }
+                entry["deletionComplete"] = s.pendingRevocation == nil
+            }
             // The contact's consent as the contact object shows it ({level, date, method}), not its packed field text.
             let held = s.lastValues.map { v -> (String, Any) in
                 if v[0] == "consent", let c = try? ContactConsent(encoded: v[1]) { return (v[0], ["level": c.level.rawValue, "date": c.date, "method": c.method]) }

@@ -142,6 +142,9 @@ public final class ContactStore {
         case hubDecision = 12
         /// Hub side: id = "schema"; bytes = u64 version of the hub's rows.
         case hubMeta = 13
+        /// Hub side: id = member ‖ grant id; bytes = where the record went and, once the grant
+        /// closed, its deletion at each place (consent.md §4.5, `RecordTrail`).
+        case hubTrail = 14
     }
 
     private func recordAD(_ kind: RecordKind, _ id: [UInt8]) -> [UInt8] {

@@ -96,6 +96,11 @@ struct ConsentCommand: ParsableCommand {
                         print("  \(k): \(v)")
                     }
                 }
+                // The organization's signed deletion receipt, place by place (Protocol/consent.md §4.5).
+                if let places = g["deletion"] as? [[String: Any]] {
+                    print("  deletion\(g["deletionComplete"] as? Bool == true ? " (finished)" : " (in progress: kithd asks the hub again)"):")
+                    for p in places { print("    \(p["place"] ?? "?"): \(p["state"] ?? "?")") }
+                }
             }
         }
     }

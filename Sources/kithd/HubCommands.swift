@@ -2,6 +2,7 @@ import ArgumentParser
 import Foundation
 import KithConsent
 import KithCrypto
+import KithHubConnectors
 import KithHubPostgres
 import KithLogging
 import KithNetwork
@@ -27,8 +28,20 @@ struct HubCommand: AsyncParsableCommand {
               kithd hub approve "Ward 5" --hub-dir /srv/hub
               kithd hub refuse "Ward 9" --hub-dir /srv/hub
               kithd hub export --hub-dir /srv/hub --format csv > records.csv
+              kithd hub retractions --hub-dir /srv/hub
+              kithd hub confirm-deletion action-network-20261203T071000Z-000.csv --hub-dir /srv/hub
+
+            <hub-dir>/hub.toml (all keys optional):
+              store = "postgres://kith@/kith_hub?host=/run/postgresql"
+              export_dir = "/srv/hub/exports"                     # CSV files for staff
+              export_formats = ["action-network-csv", "van-csv"]
+              deletions_overdue_after_hours = 72
+              osdi_endpoint = "https://actionnetwork.org/api/v2/"   # Action Network (OSDI)
+              osdi_api_key_file = "/srv/hub/osdi.key"              # 0600, the API key alone
+              osdi_subscribe_purposes = ["Newsletter"]             # grants that subscribe (if the contact agreed)
+              osdi_delete_people = false                           # Action Network does not allow it
             """,
-        subcommands: [Init.self, Run.self, Status.self, Chapters.self, Approve.self, Refuse.self, Export.self]
+        subcommands: [Init.self, Run.self, Status.self, Chapters.self, Approve.self, Refuse.self, Export.self, Retractions.self, ConfirmDeletion.self]
     )
 
     /// Sends a control request to the running hub, or — when none runs — performs it on the
@@ -82,22 +95,101 @@ struct HubCommand: AsyncParsableCommand {
         var configPath: String { dataDir + "/hub.toml" }
 
         /// The store's location: --store, else hub.toml's `store`, else nil (SQLite in the hub's directory).
-        func storeLocation() throws -> String? {
-            if let store { return store }
-            guard FileManager.default.fileExists(atPath: configPath) else { return nil }
+        func storeLocation() throws -> String? { try store ?? config().store }
+
+        /// hub.toml, or the defaults when there is none.
+        func config() throws -> HubConfig {
+            guard FileManager.default.fileExists(atPath: configPath) else { return HubConfig() }
             let text: String
             do { text = try String(contentsOfFile: configPath, encoding: .utf8) } catch { throw ValidationError("cannot read \(configPath): \(error)") }
-            var found: String?
-            do {
-                for (key, (value, line)) in try DaemonConfig.parse(text) {
-                    guard key == "store" else { throw ValidationError("\(configPath) line \(line): unknown key '\(key)' (known: store)") }
-                    guard case let .string(s) = value else { throw ValidationError("\(configPath) line \(line): store must be a string") }
-                    found = s
+            return try HubConfig(parsing: text, path: configPath)
+        }
+    }
+
+    /// `<hub-dir>/hub.toml`: where the hub stores, where records go beyond it, when a deletion is overdue.
+    struct HubConfig {
+        static let keys = ["store", "export_dir", "export_formats", "deletions_overdue_after_hours", "osdi_endpoint", "osdi_api_key_file", "osdi_name",
+                           "osdi_subscribe_purposes", "osdi_delete_people", "osdi_timeout_seconds"]
+        var store: String?
+        var exportDir: String?
+        var exportFormats: [FileExportConnector.Format] = []
+        var overdueAfterHours = 72
+        var osdiEndpoint: String?
+        var osdiKeyFile: String?
+        var osdiName = "Action Network"
+        var osdiSubscribePurposes: [String] = []
+        var osdiDeletePeople = false
+        var osdiTimeout = 15
+
+        init() {}
+
+        init(parsing text: String, path: String) throws {
+            let entries: [(String, (DaemonConfig.Value, Int))]
+            do { entries = try DaemonConfig.parse(text) } catch { throw ValidationError("\(path) \(error)") }
+            for (key, (value, line)) in entries {
+                let bad = { (what: String) in ValidationError("\(path) line \(line): \(key) must be \(what)") }
+                switch (key, value) {
+                case let ("store", .string(v)): store = v
+                case let ("export_dir", .string(v)): exportDir = v
+                case let ("export_formats", .array(items)):
+                    exportFormats = []
+                    for item in items {
+                        guard case let .string(v) = item, let f = FileExportConnector.Format(rawValue: v) else {
+                            throw bad("a list of " + FileExportConnector.Format.allCases.map(\.rawValue).joined(separator: ", "))
+                        }
+                        exportFormats.append(f)
+                    }
+                case let ("deletions_overdue_after_hours", .integer(n)):
+                    guard n > 0 else { throw bad("a positive number of hours") }
+                    overdueAfterHours = n
+                case let ("osdi_endpoint", .string(v)):
+                    guard v.hasPrefix("https://") || v.hasPrefix("http://127.0.0.1") || v.hasPrefix("http://localhost") else {
+                        throw bad("an https:// URL (the API key travels with every request)")
+                    }
+                    osdiEndpoint = v
+                case let ("osdi_api_key_file", .string(v)): osdiKeyFile = v
+                case let ("osdi_name", .string(v)) where !v.isEmpty: osdiName = v
+                case let ("osdi_subscribe_purposes", .array(items)):
+                    osdiSubscribePurposes = try items.map { item in
+                        guard case let .string(v) = item else { throw bad("a list of grant purposes") }
+                        return v
+                    }
+                case let ("osdi_delete_people", .bool(b)): osdiDeletePeople = b
+                case let ("osdi_timeout_seconds", .integer(n)):
+                    guard n > 0 else { throw bad("a positive number of seconds") }
+                    osdiTimeout = n
+                case ("store", _), ("export_dir", _), ("osdi_endpoint", _), ("osdi_api_key_file", _), ("osdi_name", _): throw bad("a string")
+                case ("export_formats", _), ("osdi_subscribe_purposes", _): throw bad("a list of strings")
+                case ("deletions_overdue_after_hours", _), ("osdi_timeout_seconds", _): throw bad("an integer")
+                case ("osdi_delete_people", _): throw bad("true or false")
+                default: throw ValidationError("\(path) line \(line): unknown key '\(key)' (known: \(Self.keys.joined(separator: ", ")))")
                 }
-            } catch let e as DaemonConfig.ParseError {
-                throw ValidationError("\(configPath) \(e)")
             }
-            return found
+            if !exportFormats.isEmpty && exportDir == nil {
+                throw ValidationError("\(path): export_formats needs export_dir (the directory staff pick files up from)")
+            }
+            if (osdiEndpoint == nil) != (osdiKeyFile == nil) {
+                throw ValidationError("\(path): osdi_endpoint and osdi_api_key_file go together")
+            }
+        }
+
+        /// The connectors hub.toml configures; the OSDI API key is read from its file (0600).
+        func connectors(clock: @escaping @Sendable () -> UInt64) throws -> [any HubConnector] {
+            var out: [any HubConnector] = []
+            if let exportDir {
+                out += exportFormats.map { f in
+                    FileExportConnector(name: f == .actionNetwork ? "Action Network CSV files" : "VAN CSV files", format: f, directory: exportDir, clock: clock)
+                }
+            }
+            if let osdiEndpoint, let osdiKeyFile {
+                var key = try SecureFiles.readSecret(osdiKeyFile)
+                defer { ConstantTime.wipe(&key) }
+                let text = String(decoding: key, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
+                guard !text.isEmpty else { throw ValidationError("\(osdiKeyFile) is empty: it holds the OSDI API key") }
+                out.append(OSDIConnector(.init(name: osdiName, endpoint: osdiEndpoint, apiKey: text, subscribePurposes: Set(osdiSubscribePurposes),
+                                               deletePeople: osdiDeletePeople, timeout: .seconds(Int64(osdiTimeout)))))
+            }
+            return out
         }
     }
 
@@ -159,6 +251,7 @@ struct HubCommand: AsyncParsableCommand {
         var maxRecords: UInt64 = HubLimits.defaults.maxRecordsPerChapter
         @Option(name: .customLong("max-bytes-per-chapter"), help: "Bytes of records the hub holds per chapter at most, unless its approval says otherwise.")
         var maxBytes: UInt64 = HubLimits.defaults.maxBytesPerChapter
+        @Option(name: .customLong("connector-interval-ms"), help: "How often connectors deliver and delete downstream.") var connectorInterval: UInt64 = 5_000
 
         func run() async throws {
             let logSettings = try KithDaemon.logSettings(level: logLevel, levelOrigin: "--hub-log-level", format: logFormat)
@@ -167,7 +260,10 @@ struct HubCommand: AsyncParsableCommand {
             let (keys, storageKey) = try HubCommand.loadKeys(dir)
             let storage = try await HubCommand.openStorage(dir, keys: keys, storageKey: storageKey, logger: log)
             log.info("hub store opened", metadata: ["store": "\((storage as? PostgresHubStorage)?.url.description ?? dir.dataDir)"])
-            let hub = try await HubNode(keys: keys, storage: storage, limits: HubLimits(maxRecordsPerChapter: maxRecords, maxBytesPerChapter: maxBytes), logger: log)
+            let config = try dir.config()
+            let hub = try await HubNode(keys: keys, storage: storage, limits: HubLimits(maxRecordsPerChapter: maxRecords, maxBytesPerChapter: maxBytes), logger: log,
+                                        connectors: try config.connectors(clock: ContactStore.systemClock),
+                                        overdueAfterMilliseconds: UInt64(config.overdueAfterHours) * 3_600_000)
             guard let (host, port) = KithDaemon.hostPort(listen) else {
                 throw ValidationError("--address must be host:port, got '\(listen)': \(KithDaemon.hostPortProblem(listen, allowAnyPort: true) ?? "")")
             }
@@ -184,6 +280,13 @@ struct HubCommand: AsyncParsableCommand {
                         await hub.expire()
                     }
                 }, serviceName: "expiry"),
+                .init(service: TaskService {
+                    // Deliveries downstream and the deletion work items (retried with backoff).
+                    while !Task.isCancelled {
+                        await hub.connectorRound()
+                        try? await Task.sleep(nanoseconds: connectorInterval * 1_000_000)
+                    }
+                }, serviceName: "connectors"),
             ]
             let group = ServiceGroup(configuration: .init(services: services, gracefulShutdownSignals: [.sigterm, .sigint], logger: log))
             try? await group.run()
@@ -230,6 +333,53 @@ struct HubCommand: AsyncParsableCommand {
             for c in s["perChapter"] as? [[String: Any]] ?? [] {
                 print("  \(c["chapter"] ?? "?")  \"\(c["name"] ?? "")\"  \(c["status"] ?? "?")  \(c["records"] ?? 0) records  \(c["bytes"] ?? 0) bytes  \(c["waiting"] ?? 0) waiting")
             }
+            let connectors = s["connectors"] as? [[String: Any]] ?? []
+            print("connectors: \(connectors.isEmpty ? "none (hub.toml configures them)" : "")")
+            for c in connectors {
+                let health = c["healthy"] as? Bool == false ? "FAILING: \(c["lastError"] ?? "")" : "ok"
+                print("  \(c["name"] ?? "?")  \(health)  \(c["delivered"] ?? 0) delivered  \(c["failures"] ?? 0) failures")
+            }
+            let d = s["deletions"] as? [String: Any] ?? [:]
+            let overdue = d["overdue"] as? Int ?? 0
+            print("deletions outstanding: \(d["outstanding"] ?? 0)" + (overdue > 0 ? "  DELETIONS OVERDUE: \(overdue) (older than \(d["overdueAfterHours"] ?? 0) h; kithd hub retractions lists them)" : ""))
+        }
+    }
+
+    struct Retractions: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "List the deletions not finished, oldest first: grant, place, state, age, attempts, last error.",
+            discussion: """
+                A revoked or expired grant's record is erased at the hub at once; every other place it went gets a deletion work item: a connector retries (with backoff) until the downstream system confirms it erased or suppressed the record; an exported file waits until staff confirm its rows are deleted (kithd hub confirm-deletion FILE). Items older than deletions_overdue_after_hours (hub.toml, default 72) are marked OVERDUE.
+                """)
+        @OptionGroup var dir: HubDir
+        @Flag(help: "Print JSON.") var json = false
+
+        func run() async throws {
+            let list = try await HubCommand.control(dir, ["op": "retractions"])["retractions"] as? [[String: Any]] ?? []
+            if json { return try HubCommand.printJSON(list) }
+            if list.isEmpty { print("no deletion outstanding") }
+            for r in list {
+                let age = r["ageSeconds"] as? Int ?? 0
+                let ageText = age >= 86_400 ? "\(age / 86_400) d" : age >= 3_600 ? "\(age / 3_600) h" : age >= 60 ? "\(age / 60) min" : "\(age) s"
+                var line = "\(r["overdue"] as? Bool == true ? "OVERDUE  " : "")grant \(r["grant"] ?? "?")  \(r["kithID"] ?? "")  \(r["place"] ?? "?")  \(r["state"] ?? "?")  age \(ageText)  \(r["attempts"] ?? 0) attempts"
+                if let list = r["deletionList"] { line += "  on \(list)" }
+                if let e = r["lastError"] { line += "  last error: \(e)" }
+                print(line)
+            }
+        }
+    }
+
+    struct ConfirmDeletion: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            commandName: "confirm-deletion",
+            abstract: "Confirm that staff deleted an exported file's rows listed for deletion (from the file and from where they uploaded it).",
+            discussion: "Completes every deletion awaiting staff for that file; the members' deletion receipts then say so.")
+        @OptionGroup var dir: HubDir
+        @Argument(help: "The exported file's name, as kithd hub retractions shows it.") var file: String
+
+        func run() async throws {
+            let n = try await HubCommand.control(dir, ["op": "confirm-file", "file": file])["confirmed"] as? Int ?? 0
+            print("confirmed: \(n) deletion\(n == 1 ? "" : "s") of \(file) finished")
         }
     }
 

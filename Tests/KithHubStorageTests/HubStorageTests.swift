@@ -24,8 +24,13 @@ struct HubStorageTests {
             try await s.put(k1, record: [1, 2, 3], answer: [4, 5], chapterName: "Ward 5")
             try await s.put(k2, record: [6], answer: [7], chapterName: "Ward 6")
             try await s.put(k2, record: [6, 6], answer: [7, 7], chapterName: "Ward 6") // replaced, not added
-            try await s.close(k1, version: 3)
-            try await s.close(k1, version: 4) // a retry of a close: the same row, the newer version
+            var trail = RecordTrail()
+            trail.delivered(to: .connector("Action Network"), version: 1, externalID: "p1", now: 1)
+            try await s.putTrails([(k1, trail.encoded)])
+            trail.startRetraction(.revoked, now: 2)
+            try await s.close(k1, version: 3, trail: trail.encoded)
+            try await s.close(k1, version: 4, trail: trail.encoded) // a retry of a close: the same row, the newer version
+            try await s.putTrails([])
             try await s.putDecision(decision)
             try await s.putChapterOps(chapter, [(SecureRandom.bytes(32), [9, 9]), (SecureRandom.bytes(32), [8])])
             try await s.putChapterOps(chapter, [])
@@ -37,6 +42,9 @@ struct HubStorageTests {
         let closed = try await s.closedGrants()
         #expect(closed.count == 1 && closed.first?.member == a && closed.first?.grant == k1.grant && closed.first?.version == 4)
         #expect(try await s.decisions() == [decision.encoded])
+        let trails = try await s.trails()
+        #expect(trails.count == 1 && trails.first?.id == k1.bytes)
+        #expect(try trails.first.map { try RecordTrail(encoded: $0.bytes) }?.entry(.connector("Action Network"))?.state == .outstanding)
         #expect(try await s.chapterOps()[chapter].map { Set($0) } == [[9, 9], [8]])
         await s.shutdown()
         await store.cleanup()

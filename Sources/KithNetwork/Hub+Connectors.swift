@@ -1,0 +1,208 @@
+import Foundation
+import KithConsent
+import KithCRDT
+import KithCrypto
+
+/// A downstream system the hub delivers held records to, and deletes them from when their grant
+/// is revoked or expires (Protocol/consent.md §4.5): Action Network over OSDI, or CSV files for
+/// staff (KithHubConnectors). The hub calls it from one loop, never from a member's connection.
+public protocol HubConnector: Sendable {
+    /// Its name in receipts and `kithd hub status` ("Action Network").
+    var name: String { get }
+    /// Whether `place` is one of this connector's (its name, or one of the files it wrote).
+    func owns(_ place: RecordPlace) -> Bool
+    /// Delivers records (new ones, or newer versions); one result per record, in order: where it
+    /// now is and the downstream's reference to it, or why not (delivered again next round).
+    func deliver(_ records: [HubDelivery]) async -> [Result<Delivered, RetractionFailure>]
+    /// Deletes what was delivered (one result per item, in order): `erased` or `suppressed` for a
+    /// connector — only what the downstream confirmed —, `awaitingStaff` once a file's rows are on
+    /// a deletion list; an error leaves the item outstanding (tried again after a backoff).
+    func retract(_ items: [HubRetractionItem]) async -> [Result<Retracted, RetractionFailure>]
+}
+
+public struct Delivered: Sendable, Equatable {
+    public let place: RecordPlace
+    public let externalID: String
+    public init(place: RecordPlace, externalID: String) {
+        self.place = place
+        self.externalID = externalID
+    }
+}
+
+public struct Retracted: Sendable, Equatable {
+    public let state: PlaceState
+    /// For a file: the deletion list it is on.
+    public let reference: String
+    public init(_ state: PlaceState, reference: String = "") {
+        self.state = state
+        self.reference = reference
+    }
+}
+
+/// A held record on its way downstream.
+public struct HubDelivery: Sendable {
+    public let key: GrantKey
+    public let version: UInt64
+    public let grant: Grant
+    public let chapterName: String
+    public let values: [(String, String)]
+
+    public init(key: GrantKey, version: UInt64, grant: Grant, chapterName: String, values: [(String, String)]) {
+        self.key = key
+        self.version = version
+        self.grant = grant
+        self.chapterName = chapterName
+        self.values = values
+    }
+
+    /// The record's id downstream, naming no one: base64url(BLAKE2b-256(member ‖ grant id))'s
+    /// first 22 characters. A deletion list names rows by it.
+    public var kithID: String { HubDelivery.kithID(key) }
+
+    public static func kithID(_ key: GrantKey) -> String { "kith-" + String(Base64URL.encode(BLAKE2b.hash(key.bytes)).prefix(22)) }
+
+    public func value(_ field: String) -> String? { values.first { $0.0 == field }?.1 }
+}
+
+/// A deletion to perform downstream.
+public struct HubRetractionItem: Sendable {
+    public let key: GrantKey
+    public let entry: RecordTrail.Entry
+    public let requestedAt: UInt64
+    public var kithID: String { HubDelivery.kithID(key) }
+}
+
+/// How a connector is doing, for `kithd hub status`.
+public struct ConnectorHealth: Sendable {
+    public var lastSuccessAt: UInt64 = 0
+    public var lastFailureAt: UInt64 = 0
+    public var lastError = ""
+    public var delivered = 0
+    public var failures = 0
+    public var healthy: Bool { lastFailureAt <= lastSuccessAt }
+}
+
+extension HubNode {
+    /// Records a connector may take in one round.
+    static let connectorBatch = 200
+
+    /// One round of every connector: deliver what is new, then the deletions due. Called
+    /// periodically by `kithd hub run` (and by tests). Network calls are made outside the
+    /// hub's write order, so members are answered while a downstream system is slow.
+    public func connectorRound() async {
+        for c in connectors {
+            await deliverRound(c)
+            await retractRound(c)
+        }
+    }
+
+    private func deliverRound(_ c: any HubConnector) async {
+        let batch = ledger.undelivered(limit: Self.connectorBatch, to: c.owns).map {
+            HubDelivery(key: $0.key, version: $0.record.version, grant: $0.record.grant, chapterName: $0.chapterName, values: $0.values)
+        }
+        guard !batch.isEmpty else { return }
+        let results = await c.deliver(batch)
+        await enter()
+        defer { leave() }
+        let now = clock()
+        var rows: [(key: GrantKey, bytes: [UInt8])] = []
+        for (d, r) in zip(batch, results) {
+            switch r {
+            case let .success(got):
+                rows.append((d.key, ledger.delivered(d.key, to: got.place, version: d.version, externalID: got.externalID, nowMilliseconds: now).encoded))
+                health[c.name, default: ConnectorHealth()].delivered += 1
+                health[c.name, default: ConnectorHealth()].lastSuccessAt = now
+            case let .failure(f):
+                note(c.name, failure: f, now: now)
+            }
+        }
+        do { try await commit([.trails(rows)]) } catch {
+            // The places stay known in memory; a restart before the next write delivers again (an update downstream).
+            logger.error("could not store where records went", metadata: ["connector": "\(c.name)", "reason": "\(error)"])
+        }
+        if !rows.isEmpty { logger.info("records delivered", metadata: ["connector": "\(c.name)", "count": "\(rows.count)"]) }
+    }
+
+    private func retractRound(_ c: any HubConnector) async {
+        let now = clock()
+        let due = ledger.dueDeletions(nowMilliseconds: now).filter { c.owns($0.entry.place) }.prefix(Self.connectorBatch).map {
+            HubRetractionItem(key: $0.key, entry: $0.entry, requestedAt: ledger.trails[$0.key]?.requestedAt ?? 0)
+        }
+        guard !due.isEmpty else { return }
+        let results = await c.retract(Array(due))
+        await enter()
+        defer { leave() }
+        let done = clock()
+        var rows: [(key: GrantKey, bytes: [UInt8])] = []
+        for (item, r) in zip(due, results) {
+            let result = r.map(\.state)
+            if case let .failure(f) = r { note(c.name, failure: f, now: done) } else { health[c.name, default: ConnectorHealth()].lastSuccessAt = done }
+            if let t = ledger.settle(item.key, at: item.entry.place, result: result, reference: (try? r.get())?.reference ?? "", nowMilliseconds: done) {
+                rows.append((item.key, t.encoded))
+                let state = t.entry(item.entry.place)?.state ?? .outstanding
+                logger.info("deletion downstream", metadata: ["grant": "\(Base64URL.encode(item.key.grant))", "place": "\(item.entry.place)",
+                                                              "state": "\(state.label)", "error": "\(t.entry(item.entry.place)?.lastError ?? "")"])
+            }
+        }
+        do { try await commit([.trails(rows)]) } catch {
+            logger.error("could not store deletion results (they are made again)", metadata: ["connector": "\(c.name)", "reason": "\(error)"])
+        }
+    }
+
+    private func note(_ name: String, failure: RetractionFailure, now: UInt64) {
+        health[name, default: ConnectorHealth()].failures += 1
+        health[name, default: ConnectorHealth()].lastFailureAt = now
+        health[name, default: ConnectorHealth()].lastError = failure.reason
+        logger.warning("connector failed", metadata: ["connector": "\(name)", "reason": "\(failure.reason)"])
+    }
+
+    /// Staff confirmed they deleted the rows of exported file `name` (every row on its deletion
+    /// lists so far); returns how many deletions that completed.
+    func confirmFile(_ name: String) async throws(ConsentError) -> Int {
+        await enter()
+        defer { leave() }
+        let known = ledger.trails.values.contains { $0.entry(.file(name)) != nil }
+        guard known else { throw ConsentError(.malformed, "no record went into an exported file named \"\(name)\" (kithd hub retractions lists the files awaiting staff)") }
+        var next = ledger
+        let changed = next.confirmFile(name, nowMilliseconds: clock())
+        do { try await commit([.trails(changed.map { ($0.key, $0.value.encoded) })]) } catch {
+            throw ConsentError(.unavailable, "the hub could not store the confirmation: \(error)")
+        }
+        ledger = next
+        logger.info("staff confirmed a file's deletions", metadata: ["file": "\(name)", "count": "\(changed.count)"])
+        return changed.count
+    }
+
+    /// `kithd hub retractions`: every deletion not finished, oldest first, with its age.
+    func retractionList() -> [[String: Any]] {
+        let now = clock()
+        return ledger.outstandingDeletions().map { item in
+            var row: [String: Any] = [
+                "grant": Base64URL.encode(item.key.grant), "member": item.key.member.description, "kithID": HubDelivery.kithID(item.key),
+                "place": item.entry.place.description, "placeKind": "\(item.entry.place.kind)", "state": item.entry.state.label,
+                "ageSeconds": (now &- item.requestedAt) / 1000, "attempts": item.entry.attempts,
+                "overdue": now &- item.requestedAt > overdueAfter,
+            ]
+            if !item.entry.lastError.isEmpty { row["lastError"] = item.entry.lastError }
+            if item.entry.place.kind == .file && !item.entry.externalID.isEmpty { row["deletionList"] = item.entry.externalID }
+            return row
+        }
+    }
+
+    func deletionStatus() -> [String: Any] {
+        let now = clock()
+        let open = ledger.outstandingDeletions()
+        return ["outstanding": open.count, "overdue": open.filter { now &- $0.requestedAt > overdueAfter }.count,
+                "oldestAgeSeconds": open.map { (now &- $0.requestedAt) / 1000 }.max() ?? 0, "overdueAfterHours": overdueAfter / 3_600_000]
+    }
+
+    func connectorStatus() -> [[String: Any]] {
+        connectors.map { c in
+            let h = health[c.name] ?? ConnectorHealth()
+            var row: [String: Any] = ["name": c.name, "healthy": h.healthy, "delivered": h.delivered, "failures": h.failures]
+            if h.lastSuccessAt > 0 { row["lastSuccessAt"] = h.lastSuccessAt }
+            if !h.lastError.isEmpty { row["lastError"] = h.lastError }
+            return row
+        }
+    }
+}
