@@ -56,6 +56,7 @@ public struct NodeCommands: Sendable {
                 "peers": await node.peerNames(), "scope": own.scope, "contacts": own.contacts,
                 "changes": own.changes, "pending": own.pending,
                 "scopes": Self.object(scopes),
+                "notices": await node.notices(),
             ]
         case "peers":
             return ["peers": Self.object(await node.peerInfo())]

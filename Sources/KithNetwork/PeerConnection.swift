@@ -229,7 +229,8 @@ enum PeerConnection {
                 let message: SyncMessage
                 do { message = try SyncMessage(decoding: plain) } catch { throw Closed(reason: "malformed sync message: \(error)") }
                 let snapshot = await node.replicas(scopes)
-                try await perform(session.receive(message, replica: { snapshot[$0] }))
+                let vectors = await node.advertisedVectors(scopes)
+                try await perform(session.receive(message, replica: { snapshot[$0] }, vector: { vectors[$0] }))
                 continue
             }
             switch await iterator.next() {
@@ -247,7 +248,8 @@ enum PeerConnection {
                 }
             case .antiEntropy?:
                 let snapshot = await node.replicas(scopes)
-                try await perform(session.antiEntropy(replica: { snapshot[$0] }))
+                let vectors = await node.advertisedVectors(scopes)
+                try await perform(session.antiEntropy(replica: { snapshot[$0] }, vector: { vectors[$0] }))
             case let .close(reason)?: throw Closed(reason: reason)
             case .closed?, nil: throw Closed(reason: "connection closed by peer")
             }

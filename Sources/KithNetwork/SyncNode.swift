@@ -81,6 +81,8 @@ public actor SyncNode {
         public let awaitingKeys: Int
         public let peers: Int
         public let lastCaughtUp: UInt64?
+        /// Devices caught signing two different changes with one seq (evidence held in memory).
+        public let equivocations: Int
     }
 
     public func peerInfo() -> [PeerInfo] {
@@ -98,7 +100,7 @@ public actor SyncNode {
             let connected = peers.values.filter { $0.scopes.contains(scope) }
             return ScopeInfo(scope: scope.description, kind: kind, name: name, contacts: s.replica.mode == .opaque ? 0 : index(of: s).count,
                              changes: r.changeCount, pending: r.pendingCount, awaitingKeys: r.awaitingBlockCount, peers: connected.count,
-                             lastCaughtUp: connected.compactMap { $0.caughtUp[scope] }.max())
+                             lastCaughtUp: connected.compactMap { $0.caughtUp[scope] }.max(), equivocations: r.equivocations.count)
         }
         out.append(info("private", "your contacts", store))
         for ch in chapters.values.sorted(by: { $0.id < $1.id }) {
@@ -142,6 +144,12 @@ public actor SyncNode {
     var queryIndexes: [ScopeID: ContactIndex] = [:]
     /// Live events for API clients (`GET /v1/events`).
     public nonisolated let events = NodeEvents()
+
+    /// Per scope, the highest seq of this device's own chain a peer sent back identical
+    /// (SyncNode+OwnChain): advertised vectors do not claim more.
+    var ownConfirmed: [ScopeID: UInt64] = [:]
+    /// What the node did about a store found behind its peers (shown by `kith status`).
+    var restoreNotices: [String] = []
 
     /// Chapters whose peers sent changes by devices the log did not list yet.
     var chaptersAwaitingAuthors: Set<ChapterID> = []
@@ -209,6 +217,7 @@ public actor SyncNode {
                 revokedDevices.insert(rev.device)
             }
         }
+        ownConfirmed = Self.ownConfirmedSeqs(store, private: ScopeID.privateScope(of: identity.member), chapters: opened)
     }
 
     static func openChapter(_ id: ChapterID, path: String, relay: Bool, identity: Identity, storageKey: SymmetricKey,
@@ -356,7 +365,10 @@ public actor SyncNode {
         guard let target = contactStore(for: scope) else { return }
         let accepted = authorizedChanges(changes, scope: scope, peerName: peerName)
         guard !accepted.isEmpty else { return }
+        let own = accepted.contains { $0.author == identity.device }
+        if own, handleOwnFork(accepted, in: target, scope: scope, peerName: peerName) { return }
         let before = target.replica.versionVector()
+        let ownHeadBefore = before[identity.device]
         do {
             let results = try target.receive(accepted)
             for case let .failure(rejection) in results {
@@ -366,6 +378,7 @@ public actor SyncNode {
             logger.error("could not store changes from a peer", metadata: ["peer": "\(peerName)", "reason": "\(error)"])
             return
         }
+        if own { noteOwnChangesBack(accepted, in: target, scope: scope, headBefore: ownHeadBefore, peerName: peerName) }
         let fresh = target.replica.changes(missingFrom: before)
         guard !fresh.isEmpty else { return }
         push(fresh, scope: scope, except: peer)

@@ -135,6 +135,9 @@ public final class ContactStore {
         case hubDecision = 12
         /// Hub side: id = "schema"; bytes = u64 version of the hub's rows.
         case hubMeta = 13
+        /// id = empty; bytes = u64 big-endian: the highest seq of this device's own chain that a
+        /// peer has sent back identical (sync.md §5.3). Own changes above it may have forked.
+        case ownConfirmed = 14
     }
 
     private func recordAD(_ kind: RecordKind, _ id: [UInt8]) -> [UInt8] {
@@ -366,14 +369,94 @@ public final class ContactStore {
         // Everything that became contiguous (including buffered changes now applied).
         toWrite = replica.changes(missingFrom: before)
         try persist(toWrite)
+        // This device's own changes may have come back from a peer (the store was behind it):
+        // the next change continues after them, never reusing a seq.
+        author.resume(from: replica)
         return results
     }
 
-    private func persist(_ changes: [Change]) throws(StoreError) {
+    /// What `reauthorOwnFork` did.
+    public struct OwnFork: Sendable {
+        /// The first seq at which this device's held chain differed from the peer's.
+        public let seq: UInt64
+        /// This device's changes that were dropped (from `seq` on).
+        public let dropped: [Change]
+        /// The same edits authored again after the real tail.
+        public let reauthored: [Change]
+    }
+
+    /// This device's own chain here forked from the one in `real` (changes a peer sent, its
+    /// own among them): the store was restored from an older copy and written again. Drops its
+    /// changes from the first differing seq on, takes the peer's changes, and authors the
+    /// dropped edits again after the real tail, all in one durable transaction. Returns nil
+    /// when `real` holds no own change that differs from the one held.
+    public func reauthorOwnFork(real: [Change], sealer: BlockSealer? = nil) throws(StoreError) -> OwnFork? {
+        try checkUsable()
+        let me = author.device
+        let forkSeq = real.filter { c in
+            c.author == me && replica.change(device: me, seq: c.seq).map { $0.id != c.id } == true
+        }.map(\.seq).min()
+        guard let forkSeq, let head = replica.head(of: me) else { return nil }
+        let dropped = (forkSeq...head.seq).compactMap { replica.change(device: me, seq: $0) }
+        var fresh = replica.dropping(device: me, from: forkSeq)
+        let base = fresh.versionVector()
+        for c in real.sorted(by: { $0.author != $1.author ? $0.author < $1.author : $0.seq < $1.seq }) {
+            _ = try? fresh.receive(c, nowMilliseconds: clock())
+        }
+        guard fresh.versionVector()[me] >= forkSeq else {
+            throw StoreError(.rejected, "the peer's changes of this device from seq \(forkSeq) do not chain onto the ones held before it")
+        }
+        var newAuthor = ChangeAuthor(signer: author.signer, clock: author.clock)
+        newAuthor.resume(from: fresh)
+        var reauthored: [Change] = []
+        for c in dropped {
+            let edits = replica.readableEdits(of: c)
+            guard !edits.isEmpty else { continue }
+            do {
+                reauthored.append(try newAuthor.commit(edits, to: &fresh, wallMilliseconds: clock(), sealer: sealer))
+            } catch {
+                throw StoreError(.rejected, "could not author again the edits of this device's change \(c.seq): \(error.detail)")
+            }
+        }
+        let old = replica, oldAuthor = author
+        replica = fresh
+        author = newAuthor
+        do {
+            try persist(replica.changes(missingFrom: base), droppingOwnFrom: forkSeq)
+        } catch {
+            replica = old
+            author = oldAuthor
+            poisoned = nil
+            throw error
+        }
+        return OwnFork(seq: forkSeq, dropped: dropped, reauthored: reauthored)
+    }
+
+    /// The highest seq of this device's own chain a peer has sent back identical (0 if none).
+    public func ownConfirmedSeq() throws(StoreError) -> UInt64 {
+        guard let r = try records(.ownConfirmed).first, r.bytes.count == 8 else { return 0 }
+        return r.bytes.reduce(0) { $0 << 8 | UInt64($1) }
+    }
+
+    /// Records that a peer holds this device's own chain up to `seq`, identical.
+    public func setOwnConfirmedSeq(_ seq: UInt64) throws(StoreError) {
+        var bytes: [UInt8] = []
+        bytes.appendBigEndian(seq)
+        try putRecords(.ownConfirmed, [([], bytes)])
+    }
+
+    private func persist(_ changes: [Change], droppingOwnFrom dropSeq: UInt64? = nil) throws(StoreError) {
         let rewrites = replica.takeRewrittenChanges()
-        guard !changes.isEmpty || !rewrites.isEmpty else { return }
+        guard !changes.isEmpty || !rewrites.isEmpty || dropSeq != nil else { return }
         do {
             try db.transaction {
+                if let dropSeq {
+                    let d = try db.prepare("DELETE FROM changes WHERE scope = ? AND device = ? AND seq >= ?")
+                    d.bind(1, replica.scope.bytes)
+                    d.bind(2, author.device.bytes)
+                    d.bind(3, Int64(dropSeq))
+                    try d.run()
+                }
                 for c in changes {
                     let held = replica.change(device: c.author, seq: c.seq) ?? c
                     insert.bind(1, held.scope.bytes)

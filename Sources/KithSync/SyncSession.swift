@@ -43,8 +43,11 @@ public struct SyncSession: Sendable {
         return [.close(reason: reason)]
     }
 
-    /// Handles one message from the peer. `replica(scope)` gives the current replica of a scope.
-    public mutating func receive(_ message: SyncMessage, replica: (ScopeID) -> Replica?) -> [Action] {
+    /// Handles one message from the peer. `replica(scope)` gives the current replica of a scope;
+    /// `vector(scope)`, when given, the vector to advertise for it (a node advertises its own
+    /// device's entry only up to what a peer confirmed, §5.3), else the replica's.
+    public mutating func receive(_ message: SyncMessage, replica: (ScopeID) -> Replica?,
+                                 vector: ((ScopeID) -> VersionVector?)? = nil) -> [Action] {
         guard !closed else { return [] }
         switch message {
         case let .hello(version, scopes):
@@ -54,9 +57,7 @@ public struct SyncSession: Sendable {
             }
             helloReceived = true
             sharedScopes = localScopes.intersection(scopes)
-            return sharedScopes.sorted { $0.bytes.lexicographicallyPrecedes($1.bytes) }.compactMap { s in
-                replica(s).map { .send(.vector(scope: s, $0.versionVector())) }
-            }
+            return antiEntropy(replica: replica, vector: vector)
         case let .vector(scope, vv):
             guard helloReceived else { return close("vector before hello") }
             guard sharedScopes.contains(scope) else { return close("vector for scope \(scope), which was not negotiated") }
@@ -96,10 +97,10 @@ public struct SyncSession: Sendable {
 
     /// Anti-entropy: re-send our vectors so the peer sends anything we missed (a change lost
     /// in a crash, a push dropped while a replica was busy). Cheap when nothing is missing.
-    public func antiEntropy(replica: (ScopeID) -> Replica?) -> [Action] {
+    public func antiEntropy(replica: (ScopeID) -> Replica?, vector: ((ScopeID) -> VersionVector?)? = nil) -> [Action] {
         guard !closed, helloReceived else { return [] }
         return sharedScopes.sorted { $0.bytes.lexicographicallyPrecedes($1.bytes) }.compactMap { s in
-            replica(s).map { .send(.vector(scope: s, $0.versionVector())) }
+            (vector?(s) ?? replica(s)?.versionVector()).map { .send(.vector(scope: s, $0)) }
         }
     }
 
