@@ -39,13 +39,20 @@ public final class ContactStore {
     /// Opens (creating if needed) the store in `directory` for the device whose keys are given.
     /// Fails with `.locked` when another process has it open, `.corrupt` when any record does
     /// not authenticate, `.tooNew` for a newer schema.
+    /// `acceptLoss` (`kith repair`) opens a store that is behind what it acknowledged, or creates
+    /// a missing one, and records its present state as acknowledged.
     public init(directory: String, scope: ScopeID, deviceKey: Ed25519.PrivateKey, storageKey: SymmetricKey,
                 mode: ScopeMode = .plain, epochKeys: [EpochRef: SymmetricKey] = [:],
-                clock: @escaping @Sendable () -> UInt64 = ContactStore.systemClock) throws(StoreError) {
+                clock: @escaping @Sendable () -> UInt64 = ContactStore.systemClock, acceptLoss: Bool = false) throws(StoreError) {
         path = directory + "/store.sqlite"
+        ackPath = directory + "/store.ack"
         lock = try StoreLock(path: directory + "/store.lock")
         self.storageKey = storageKey
         self.clock = clock
+        let acknowledged = StoreAcknowledgement.read(ackPath, scope: scope, key: storageKey)
+        if case let .valid(ack) = acknowledged, !acceptLoss, ack.changes > 0, access(path, F_OK) != 0 {
+            throw StoreError(.behind, "the store \(path) is missing, but \(ackPath) records \(ack.changes) acknowledged changes: restore the data directory from a backup, or run `kith repair` to start an empty store that fetches this device's changes back from its peers")
+        }
         do {
             db = try SQLiteDatabase(path: path)
             _ = chmod(path, 0o600)
@@ -63,8 +70,34 @@ public final class ContactStore {
         for suffix in ["-wal", "-shm"] { _ = chmod(path + suffix, 0o600) }
         replica = Replica(scope: scope, mode: mode, epochKeys: epochKeys)
         author = ChangeAuthor(signer: deviceKey)
-        try load()
+        do {
+            try load()
+        } catch let e where e.code == .corrupt {
+            if case .unreadable = acknowledged {
+                throw StoreError(.keyRing, "the storage key in the key ring opens neither this store's records nor \(ackPath): the key ring file is damaged or belongs to another data directory. Restore the key ring (keyring) from a backup; do not delete the store, it is probably intact")
+            }
+            throw e
+        }
         author.resume(from: replica)
+        let now = StoreAcknowledgement(replica, device: author.device)
+        if case let .valid(ack) = acknowledged, !acceptLoss {
+            if now.changes < ack.changes || now.ownSeq < ack.ownSeq {
+                throw StoreError(.behind, "the store \(path) holds \(now.changes) changes (\(now.ownSeq) of this device's), but \(ack.changes) (\(ack.ownSeq)) were acknowledged: its write-ahead log was lost or it was replaced by an older copy. Run `kith repair` to keep what it holds and fetch the rest back from peers, or restore the data directory from a backup")
+            }
+            if now == ack { return }
+        }
+        if !acceptLoss, case .unreadable = acknowledged, replica.changeCount == 0 {
+            throw StoreError(.keyRing, "\(ackPath) does not open with the key ring's storage key and the store holds no changes: the key ring is damaged or belongs to another data directory (restore it from a backup), or the store was emptied (`kith repair`)")
+        }
+        writeAcknowledgement()
+    }
+
+    /// Where `StoreAcknowledgement` is kept.
+    public let ackPath: String
+
+    /// Records the present state as acknowledged (best effort: a stale record is only lower).
+    private func writeAcknowledgement() {
+        try? StoreAcknowledgement(replica, device: author.device).write(ackPath, scope: replica.scope, key: storageKey)
     }
 
     // MARK: Schema
@@ -478,6 +511,7 @@ public final class ContactStore {
                 // Push the erased versions out of the WAL into the zeroing main file now.
                 try? db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
             }
+            writeAcknowledgement()
         } catch {
             poisoned = "\(error)"
             if let e = error as? SQLiteError { throw StoreError.from(e, "writing \(path)") }

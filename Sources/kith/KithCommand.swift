@@ -36,7 +36,7 @@ struct Kith: AsyncParsableCommand {
         version: KithVersion.describe(tool: "kith"),
         subcommands: [Init.self, WhoAmI.self, ContactCommand.self, TagCommand.self, NoteCommand.self, LogConversation.self,
                       LinkCommand.self, UnlinkCommand.self, ImportCommand.self, ExportCommand.self, DeviceCommand.self, StatusCommand.self, PeersCommand.self, SyncCommand.self, GUIPasswordCommand.self,
-                      ChapterCommand.self, ShareCommand.self, UnshareCommand.self, ConsentCommand.self, AuditCommand.self]
+                      ChapterCommand.self, ShareCommand.self, UnshareCommand.self, ConsentCommand.self, AuditCommand.self, RepairCommand.self]
     )
 }
 

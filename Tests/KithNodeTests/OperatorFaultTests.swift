@@ -95,3 +95,78 @@ struct RestoreFromBackupTests {
         db.stop()
     }
 }
+
+/// Issue 19, finding 3: a missing, emptied or rolled-back store is refused with a clear message
+/// (not silently started over), `kith repair` accepts it and peers fill it again; a damaged
+/// storage key is reported as a key-ring problem.
+@Suite("a damaged or missing store", .serialized)
+struct DamagedStoreTests {
+    func list(_ data: String) throws -> Binaries.Result {
+        try Binaries.run("kith", ["contact", "list", "--data-dir", data])
+    }
+
+    @Test func aMissingOrEmptiedStoreIsAnError() throws {
+        let tmp = try TempDir()
+        let a = tmp.path("a")
+        #expect(try Binaries.run("kith", ["init", "--data-dir", a]).status == 0)
+        for n in ["One", "Two"] { try addContact(a, n) }
+        for suffix in ["", "-wal", "-shm"] { try? FileManager.default.removeItem(atPath: a + "/store.sqlite" + suffix) }
+        let r = try list(a)
+        #expect(r.status != 0 && r.stderr.contains("is missing") && r.stderr.contains("kith repair"), "\(r.stderr)")
+        let d = try Daemon(data: a, logName: "missing")
+        d.process.waitUntilExit()
+        #expect(d.process.terminationStatus != 0)
+        #expect(d.logText.contains("is missing"), "\(d.logText)")
+        // An empty file in its place is no better.
+        #expect(FileManager.default.createFile(atPath: a + "/store.sqlite", contents: nil))
+        #expect(try list(a).stderr.contains("were acknowledged"))
+        #expect(try Binaries.run("kith", ["repair", "--data-dir", a]).status == 0)
+        #expect(try list(a).status == 0)
+    }
+
+    @Test func aLostWriteAheadLogIsRefusedAndRepairedFromPeers() throws {
+        let tmp = try TempDir()
+        let a = tmp.path("a"), b = tmp.path("b")
+        #expect(try Binaries.run("kith", ["init", "--data-dir", a]).status == 0)
+        #expect(try Binaries.run("kith", ["device", "add", "--from", a, "--data-dir", b]).status == 0)
+        let db = try Daemon(data: b, logName: "b")
+        let pb = try db.port
+        var da: Daemon? = try Daemon(data: a, peers: [pb], logName: "1")
+        _ = try da!.port
+        let added = (1...12).map { "Person\($0)" }
+        for n in added { try addContact(a, n) }
+        _ = try waitFor("B holds A's edits") { try names(b).isSuperset(of: added) ? true : nil }
+        // A crash leaves the acknowledged edits in the write-ahead log; the log is then lost.
+        da!.kill9()
+        da = nil
+        #expect(FileManager.default.fileExists(atPath: a + "/store.sqlite-wal"))
+        try FileManager.default.removeItem(atPath: a + "/store.sqlite-wal")
+        try? FileManager.default.removeItem(atPath: a + "/store.sqlite-shm")
+        let r = try list(a)
+        #expect(r.status != 0 && r.stderr.contains("were acknowledged") && r.stderr.contains("kith repair"), "\(r.stderr)")
+
+        let repaired = try Binaries.run("kith", ["repair", "--data-dir", a])
+        #expect(repaired.status == 0, "\(repaired.stderr)")
+        da = try Daemon(data: a, peers: [pb], logName: "2")
+        _ = try da!.port
+        _ = try waitFor("A fetched its edits back", seconds: 60) { try names(a).isSuperset(of: added) ? true : nil }
+        try addContact(a, "AfterRepair")
+        _ = try waitFor("B holds the new edit", seconds: 60) { try names(b).contains("AfterRepair") ? true : nil }
+        #expect(try equivocations(b) == 0)
+        da!.stop()
+        db.stop()
+    }
+
+    @Test func aFlippedStorageKeyIsAKeyRingProblem() throws {
+        let tmp = try TempDir()
+        let a = tmp.path("a")
+        #expect(try Binaries.run("kith", ["init", "--data-dir", a]).status == 0)
+        try addContact(a, "One")
+        var ring = try [UInt8](Data(contentsOf: URL(fileURLWithPath: a + "/keyring")))
+        ring[ring.count - 1] ^= 0x01 // the storage key is the last entry of an unprotected key ring
+        try Data(ring).write(to: URL(fileURLWithPath: a + "/keyring"))
+        let r = try list(a)
+        #expect(r.status != 0 && r.stderr.contains("key ring") && r.stderr.contains("do not delete the store"), "\(r.stderr)")
+        #expect(!r.stderr.contains("the database was modified or damaged"))
+    }
+}
