@@ -51,12 +51,14 @@ public struct NodeCommands: Sendable {
         case "status":
             let scopes = await node.scopeInfo()
             let own = scopes[0]
+            let problems = await node.problems()
             return [
                 "member": node.identity.member.description, "device": node.identity.certificate.deviceSigningKey.description,
                 "peers": await node.peerNames(), "scope": own.scope, "contacts": own.contacts,
                 "changes": own.changes, "pending": own.pending,
                 "scopes": Self.object(scopes),
                 "notices": await node.notices(),
+                "problems": problems, "healthy": problems.isEmpty,
             ]
         case "peers":
             return ["peers": Self.object(await node.peerInfo())]

@@ -57,6 +57,8 @@ public actor SyncNode {
         let connectedAt: UInt64
         /// When the peer last finished sending what we lacked, per scope (ms).
         var caughtUp: [ScopeID: UInt64] = [:]
+        /// The peer's wall clock minus ours (ms), from its `clock` message (sync.md §5.4).
+        var clockSkew: Int64?
     }
 
     /// A connected peer as `kith peers` shows it.
@@ -150,6 +152,8 @@ public actor SyncNode {
     var ownConfirmed: [ScopeID: UInt64] = [:]
     /// What the node did about a store found behind its peers (shown by `kith status`).
     var restoreNotices: [String] = []
+    /// Stores whose latest write failed (path → reason), so the failure is logged once.
+    var storeWriteFailures: [String: String] = [:]
 
     /// Chapters whose peers sent changes by devices the log did not list yet.
     var chaptersAwaitingAuthors: Set<ChapterID> = []
@@ -312,17 +316,15 @@ public actor SyncNode {
         if let p = peers.removeValue(forKey: id) { events.emit(NodeEvent(type: "peer-disconnected", at: clock(), peer: p.name)) }
     }
 
-    /// Most inbound connections open at once (authenticated or not); more are closed at accept.
+    /// Most inbound connections open at once (authenticated or not); more are closed at accept,
+    /// after evicting unauthenticated ones (ConnectionGate).
     public static let maxInboundConnections = 256
-    private var inbound = 0
-
-    func openInbound() -> Bool {
-        guard inbound < Self.maxInboundConnections else { return false }
-        inbound += 1
-        return true
-    }
-
-    func closeInbound() { inbound -= 1 }
+    /// Most inbound connections from one IP address.
+    public static let maxInboundPerAddress = 32
+    /// Admits inbound connections to the peer port.
+    public nonisolated let inboundGate = ConnectionGate(maxTotal: SyncNode.maxInboundConnections, maxPerAddress: SyncNode.maxInboundPerAddress)
+    /// Keeps warnings about hostile or broken peers from flooding the log.
+    public nonisolated let logLimiter = LogRateLimiter()
 
     /// Bytes received from and sent to peers (TCP payload: framing and Noise included).
     public private(set) var wireBytesIn = 0
@@ -372,12 +374,14 @@ public actor SyncNode {
         do {
             let results = try target.receive(accepted)
             for case let .failure(rejection) in results {
-                logger.warning("refused a change from a peer", metadata: ["peer": "\(peerName)", "reason": "\(rejection.detail)"])
+                logger.warning(limitedBy: logLimiter, "refused-change", "refused a change from a peer", metadata: ["peer": "\(peerName)", "reason": "\(rejection.detail)"])
             }
         } catch {
-            logger.error("could not store changes from a peer", metadata: ["peer": "\(peerName)", "reason": "\(error)"])
+            noteStoreWrite(target)
+            logger.warning(limitedBy: logLimiter, "store-changes-from-peer", "could not store changes from a peer", metadata: ["peer": "\(peerName)", "reason": "\(error)"])
             return
         }
+        noteStoreWrite(target)
         if own { noteOwnChangesBack(accepted, in: target, scope: scope, headBefore: ownHeadBefore, peerName: peerName) }
         let fresh = target.replica.changes(missingFrom: before)
         guard !fresh.isEmpty else { return }
@@ -402,6 +406,7 @@ public actor SyncNode {
     /// Authors local changes of the private scope durably and gossips them (the control API's
     /// writes); shared contacts touched by them are re-projected into their chapters.
     public func commit(batches: [[ContactEdit]]) throws -> [Change] {
+        defer { noteStoreWrite(store) }
         let made = try store.commit(batches: batches)
         push(made, scope: privateScope)
         let touched = Set(batches.flatMap { $0.map(\.contact) })

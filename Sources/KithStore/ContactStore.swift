@@ -43,33 +43,57 @@ public final class ContactStore {
     /// a missing one, and records its present state as acknowledged.
     public init(directory: String, scope: ScopeID, deviceKey: Ed25519.PrivateKey, storageKey: SymmetricKey,
                 mode: ScopeMode = .plain, epochKeys: [EpochRef: SymmetricKey] = [:],
-                clock: @escaping @Sendable () -> UInt64 = ContactStore.systemClock, acceptLoss: Bool = false) throws(StoreError) {
+                clock: @escaping @Sendable () -> UInt64 = ContactStore.systemClock, acceptLoss: Bool = false,
+                readOnly: Bool = false) throws(StoreError) {
         path = directory + "/store.sqlite"
         ackPath = directory + "/store.ack"
-        lock = try StoreLock(path: directory + "/store.lock")
+        self.readOnly = readOnly
+        lock = try StoreLock(path: directory + "/store.lock", readOnly: readOnly)
         self.storageKey = storageKey
         self.clock = clock
         let acknowledged = StoreAcknowledgement.read(ackPath, scope: scope, key: storageKey)
         if case let .valid(ack) = acknowledged, !acceptLoss, ack.changes > 0, access(path, F_OK) != 0 {
             throw StoreError(.behind, "the store \(path) is missing, but \(ackPath) records \(ack.changes) acknowledged changes: restore the data directory from a backup, or run `kith repair` to start an empty store that fetches this device's changes back from its peers")
         }
-        do {
-            db = try SQLiteDatabase(path: path)
-            _ = chmod(path, 0o600)
-            try db.execute("PRAGMA journal_mode=WAL")
-            try db.execute("PRAGMA synchronous=FULL")
-            try db.execute("PRAGMA secure_delete=ON")
-            try db.execute("PRAGMA temp_store=MEMORY")
-            try db.execute("PRAGMA journal_size_limit=8388608")
-            try Self.migrate(db)
+        if readOnly && access(path, F_OK) != 0 {
+            throw StoreError(.readOnly, "the data directory \(directory) is read-only and holds no store yet")
+        }
+        do throws(SQLiteError) {
+            db = try SQLiteDatabase(path: path, readOnly: readOnly)
+            if readOnly {
+                guard try db.scalarInt("PRAGMA user_version") == Self.schemaVersion else {
+                    throw SQLiteError(code: -1, message: "the store needs an upgrade, which a read-only data directory does not allow", context: "opening read-only")
+                }
+                try db.execute("PRAGMA temp_store=MEMORY")
+            } else {
+                try Self.prepareWritable(db, path: path)
+            }
             insert = try db.prepare("INSERT OR IGNORE INTO changes(scope, device, seq, change_id, sealed) VALUES (?, ?, ?, ?, ?)")
             update = try db.prepare("UPDATE changes SET sealed = ? WHERE scope = ? AND device = ? AND seq = ?")
         } catch {
             throw StoreError.from(error, "opening the store \(path)")
         }
-        for suffix in ["-wal", "-shm"] { _ = chmod(path + suffix, 0o600) }
+        if !readOnly { for suffix in ["-wal", "-shm"] { _ = chmod(path + suffix, 0o600) } }
         replica = Replica(scope: scope, mode: mode, epochKeys: epochKeys)
         author = ChangeAuthor(signer: deviceKey)
+        try loadChecked(acknowledged: acknowledged, acceptLoss: acceptLoss)
+    }
+
+    /// Opened read-only (a read-only data directory): every write is refused.
+    public let readOnly: Bool
+
+    static func prepareWritable(_ db: SQLiteDatabase, path: String) throws(SQLiteError) {
+        _ = chmod(path, 0o600)
+        try db.execute("PRAGMA journal_mode=WAL")
+        try db.execute("PRAGMA synchronous=FULL")
+        try db.execute("PRAGMA secure_delete=ON")
+        try db.execute("PRAGMA temp_store=MEMORY")
+        try db.execute("PRAGMA journal_size_limit=8388608")
+        try Self.migrate(db)
+    }
+
+    /// Loads the changes and checks them against what was acknowledged (`store.ack`).
+    private func loadChecked(acknowledged: StoreAcknowledgement.Read, acceptLoss: Bool) throws(StoreError) {
         do {
             try load()
         } catch let e where e.code == .corrupt {
@@ -84,8 +108,9 @@ public final class ContactStore {
             if now.changes < ack.changes || now.ownSeq < ack.ownSeq {
                 throw StoreError(.behind, "the store \(path) holds \(now.changes) changes (\(now.ownSeq) of this device's), but \(ack.changes) (\(ack.ownSeq)) were acknowledged: its write-ahead log was lost or it was replaced by an older copy. Run `kith repair` to keep what it holds and fetch the rest back from peers, or restore the data directory from a backup")
             }
-            if now == ack { return }
+            if now == ack || readOnly { return }
         }
+        if readOnly { return }
         if !acceptLoss, case .unreadable = acknowledged, replica.changeCount == 0 {
             throw StoreError(.keyRing, "\(ackPath) does not open with the key ring's storage key and the store holds no changes: the key ring is damaged or belongs to another data directory (restore it from a backup), or the store was emptied (`kith repair`)")
         }
@@ -208,9 +233,11 @@ public final class ContactStore {
                 }
             }
         } catch {
-            if let e = error as? SQLiteError { throw StoreError.from(e, "writing \(path)") }
-            throw StoreError(.io, "writing \(path): \(error)")
+            let failure = (error as? SQLiteError).map { StoreError.from($0, "writing \(path)") } ?? StoreError(.io, "writing \(path): \(error)")
+            writeFailure = failure.detail
+            throw failure
         }
+        writeFailure = nil
     }
 
     /// Deletes and writes records of any kinds in one transaction (deletions first): a
@@ -241,6 +268,7 @@ public final class ContactStore {
 
     /// Deletes records by id.
     public func deleteRecords(_ kind: RecordKind, ids: [[UInt8]]) throws(StoreError) {
+        try checkUsable()
         do {
             let s = try db.prepare("DELETE FROM records WHERE kind = ? AND id = ?")
             try db.transaction {
@@ -346,7 +374,39 @@ public final class ContactStore {
     // MARK: Writing
 
     private func checkUsable() throws(StoreError) {
+        if readOnly {
+            throw StoreError(.readOnly, "the data directory of \(path) is read-only: only reading commands work (export, contact show, list and search)")
+        }
+        if poisoned != nil { reloadAfterFailedWrite() }
         if let poisoned { throw StoreError(.poisoned, "an earlier write failed (\(poisoned)); reopen the store") }
+    }
+
+    /// Why the latest write failed (a full disk…), until a write succeeds again.
+    public private(set) var writeFailure: String?
+
+    /// After a failed write the replica in memory may be ahead of the disk: read it back from
+    /// the database (whose transaction was rolled back), so the store goes on working once the
+    /// cause (a full disk) is gone, without a restart.
+    private func reloadAfterFailedWrite() {
+        let keys = replica.epochKeys
+        let saved = replica, savedAuthor = author
+        replica = Replica(scope: saved.scope, configuration: saved.configuration, mode: saved.mode, epochKeys: keys)
+        author = ChangeAuthor(signer: savedAuthor.signer, clock: savedAuthor.clock)
+        do {
+            try load()
+            author.resume(from: replica)
+            poisoned = nil
+        } catch {
+            replica = saved
+            author = savedAuthor
+        }
+    }
+
+    /// Tries a small durable write (the own-confirmed record, unchanged): clears
+    /// `writeFailure` when it succeeds.
+    public func probeWrite() {
+        guard let seq = try? ownConfirmedSeq() else { return }
+        try? setOwnConfirmedSeq(seq)
     }
 
     /// Authors one change from `edits`, applies it and writes it durably. Returns when committed.
@@ -513,10 +573,13 @@ public final class ContactStore {
             }
             writeAcknowledgement()
         } catch {
-            poisoned = "\(error)"
-            if let e = error as? SQLiteError { throw StoreError.from(e, "writing \(path)") }
-            throw StoreError(.io, "writing \(path): \(error)")
+            let failure = (error as? SQLiteError).map { StoreError.from($0, "writing \(path)") } ?? StoreError(.io, "writing \(path): \(error)")
+            writeFailure = failure.detail
+            poisoned = failure.detail
+            reloadAfterFailedWrite()
+            throw failure
         }
+        writeFailure = nil
     }
 
     // MARK: Reading

@@ -41,6 +41,7 @@ public struct StoreError: Error, Equatable, CustomStringConvertible, Sendable {
 
     static func from(_ e: SQLiteError, _ what: String) -> StoreError {
         if e.isCorruption { return StoreError(.corrupt, "\(what): the database file is damaged: \(e.message)") }
+        if e.isDiskFull { return StoreError(.io, "\(what): the disk is full; free some space (nothing was saved, nothing earlier was lost) (\(e.message))") }
         return StoreError(.io, "\(what): \(e.description)")
     }
 }

@@ -18,6 +18,8 @@ public struct SyncSession: Sendable {
         case forward(id: UInt64, chapter: [UInt8], message: [UInt8])
         /// A hub's answer to a message this node asked the peer to forward.
         case forwardAnswer(id: UInt64, message: [UInt8])
+        /// The peer's wall clock reading (ms) arrived: estimate the skew against ours now.
+        case peerClock(wallMilliseconds: UInt64)
         /// End the connection, logging the reason.
         case close(reason: String)
     }
@@ -33,9 +35,10 @@ public struct SyncSession: Sendable {
 
     public init(scopes: Set<ScopeID>) { localScopes = scopes }
 
-    /// The first message: our hello.
-    public mutating func start() -> [Action] {
+    /// The first messages: our hello, then our wall clock reading when given (§5.4).
+    public mutating func start(wallMilliseconds: UInt64? = nil) -> [Action] {
         [.send(.hello(version: SyncMessage.protocolVersion, scopes: localScopes.sorted { $0.bytes.lexicographicallyPrecedes($1.bytes) }))]
+            + (wallMilliseconds.map { [.send(.clock(wallMilliseconds: $0))] } ?? [])
     }
 
     private mutating func close(_ reason: String) -> [Action] {
@@ -90,6 +93,9 @@ public struct SyncSession: Sendable {
             return [.forwardAnswer(id: id, message: message)]
         case .join, .joinRefused, .joinHeld, .pair, .paired, .upward, .revokeGrant, .hubAnswer, .notDelivered:
             return close("join messages belong to a join connection, not a sync session")
+        case let .clock(ms):
+            guard helloReceived else { return close("clock before hello") }
+            return [.peerClock(wallMilliseconds: ms)]
         case .unknown:
             return [] // forward compatibility: ignore message types we do not know
         }

@@ -16,6 +16,8 @@ struct StatusCommand: ParsableCommand {
             printJSONObject(s)
             return
         }
+        for p in s["problems"] as? [String] ?? [] { print("PROBLEM    \(p)") }
+        for n in s["notices"] as? [String] ?? [] { print("notice     \(n)") }
         print("member     \(s["member"] ?? "")")
         print("device     \(s["device"] ?? "")")
         if let gui = s["gui"] as? [String: Any] {
