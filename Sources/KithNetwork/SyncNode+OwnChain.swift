@@ -4,9 +4,9 @@ import KithStore
 import KithSync
 
 /// A device never reuses a seq of its own chain (Protocol/sync.md §5.3). Its store may be behind
-/// what its peers hold — restored from a backup, or a damaged file — so in every vector it
-/// advertises its own entry only up to the seq a peer has already sent back identical: peers
-/// then send its newer own changes back, and the node
+/// what its peers hold — restored from a backup, or a damaged file — so until a peer has sent
+/// its whole own chain back identical in this run, it advertises its own entry only up to the
+/// seq a peer confirmed: peers then send its newer own changes back, and the node
 /// - takes them when they chain onto what it holds (the next change continues after them), or
 /// - when it wrote different changes with those seqs since the restore, drops its own, takes
 ///   the peers', and authors the dropped edits again after them (nothing acknowledged is lost,
@@ -21,7 +21,9 @@ extension SyncNode {
             guard let r = replica(for: s) else { continue }
             var v = r.versionVector()
             let mine = v[identity.device]
-            if mine > 0 { v[identity.device] = min(mine, ownConfirmed[s] ?? 0) }
+            // Once a peer confirmed the whole chain in this run, later own changes chain onto
+            // it and cannot have forked: advertise them (no echo of every new change).
+            if mine > 0 && !ownSettled.contains(s) { v[identity.device] = min(mine, ownConfirmed[s] ?? 0) }
             out[s] = v
         }
         return out
@@ -78,6 +80,7 @@ extension SyncNode {
     }
 
     private func confirmOwn(_ seq: UInt64, scope: ScopeID, in target: ContactStore) throws {
+        if seq >= target.replica.head(of: identity.device)?.seq ?? 0 { ownSettled.insert(scope) }
         guard seq > ownConfirmed[scope] ?? 0 else { return }
         try target.setOwnConfirmedSeq(seq)
         ownConfirmed[scope] = seq

@@ -150,6 +150,9 @@ public actor SyncNode {
     /// Per scope, the highest seq of this device's own chain a peer sent back identical
     /// (SyncNode+OwnChain): advertised vectors do not claim more.
     var ownConfirmed: [ScopeID: UInt64] = [:]
+    /// Scopes whose whole own chain a peer confirmed since start: later own changes chain onto
+    /// it, so vectors advertise them in full.
+    var ownSettled: Set<ScopeID> = []
     /// What the node did about a store found behind its peers (shown by `kith status`).
     var restoreNotices: [String] = []
     /// Stores whose latest write failed (path → reason), so the failure is logged once.
