@@ -51,7 +51,9 @@ public struct ChangeAuthor: Sendable {
         clock.observe(replica.maxTimestamp)
         let change = try makeChange(scope: replica.scope, edits: edits, wallMilliseconds: wallMilliseconds, sealer: sealer)
         do {
-            try replica.receive(change, nowMilliseconds: wallMilliseconds)
+            // Its own change is never "from the future" for its author: after the wall clock
+            // jumped back, the hybrid clock keeps stamping after its earlier changes.
+            try replica.receive(change, nowMilliseconds: max(wallMilliseconds, change.timestamp.milliseconds))
         } catch {
             self = saved // the change was not kept: do not chain onto it
             throw error

@@ -39,3 +39,17 @@ public struct HybridClock: Sendable, Equatable {
         if remote > last { last = remote }
     }
 }
+
+extension HybridTimestamp {
+    /// A duration as people say it, rounded to the nearest unit: "2 h", "2 h 5 min", "45 min",
+    /// "30 s" (7,199,990 ms is "2 h", not "119 min").
+    public static func spoken(milliseconds ms: UInt64) -> String {
+        let s = (ms + 500) / 1000
+        if s < 120 { return "\(s) s" }
+        let min = (s + 30) / 60
+        if min < 120 { return "\(min) min" }
+        let h = min / 60, rest = min % 60
+        if h >= 48 { return "\(h / 24) days" }
+        return rest == 0 ? "\(h) h" : "\(h) h \(rest) min"
+    }
+}

@@ -142,7 +142,7 @@ public struct Replica: Sendable {
             throw ChangeRejection(.wrongScope, "change \(change.id) is for scope \(change.scope), this replica holds \(scope)")
         }
         if change.timestamp.milliseconds > nowMilliseconds &+ configuration.maxFutureSkewMilliseconds {
-            throw ChangeRejection(.fromTheFuture, "change \(change.id) (device \(change.author), seq \(change.seq)) is stamped \(change.timestamp.milliseconds - nowMilliseconds) ms in the future; the limit is \(configuration.maxFutureSkewMilliseconds) ms")
+            throw ChangeRejection(.fromTheFuture, "change \(change.id) (device \(change.author), seq \(change.seq)) is stamped \(HybridTimestamp.spoken(milliseconds: change.timestamp.milliseconds - nowMilliseconds)) ahead of this device's clock (\(change.timestamp.milliseconds - nowMilliseconds) ms; the limit is \(HybridTimestamp.spoken(milliseconds: configuration.maxFutureSkewMilliseconds))): the author's clock or this one is wrong")
         }
         if let d = devices.lookup(change.author) {
             let chain = chains[Int(d)]

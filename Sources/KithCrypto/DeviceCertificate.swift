@@ -1,3 +1,7 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+
 /// A member's statement, signed with the member key, that a device's keys act for the member.
 ///
 /// Encoding (177 bytes, all integers big-endian; see `Protocol/identity.md`):
@@ -82,11 +86,20 @@ public struct DeviceCertificate: Hashable, Sendable {
             throw CryptoError(.invalidSignature, "device certificate signature does not verify against member key \(memberKey)")
         }
         if createdAt > now &+ clockSkew {
-            throw CryptoError(.certificateNotYetValid, "device certificate is dated \(createdAt), in the future (now \(now))")
+            throw CryptoError(.certificateNotYetValid, "device certificate is dated \(Self.utc(createdAt)), but this computer's clock says it is \(Self.utc(now)): check this computer's clock (and time zone) and fix it")
         }
         if let expiresAt, now >= expiresAt {
-            throw CryptoError(.certificateExpired, "device certificate expired at \(expiresAt) (now \(now))")
+            throw CryptoError(.certificateExpired, "device certificate expired on \(Self.utc(expiresAt)) (this computer's clock says \(Self.utc(now)); if that is wrong, fix the clock)")
         }
+    }
+
+    /// "2026-12-03 07:30:00 UTC" for Unix seconds.
+    public static func utc(_ seconds: UInt64) -> String {
+        var t = time_t(clamping: seconds), parts = tm()
+        guard gmtime_r(&t, &parts) != nil else { return "\(seconds) s after 1970" }
+        var buf = [CChar](repeating: 0, count: 40)
+        let n = strftime(&buf, buf.count, "%Y-%m-%d %H:%M:%S UTC", &parts)
+        return String(decoding: buf[0..<n].map { UInt8(bitPattern: $0) }, as: UTF8.self)
     }
 }
 

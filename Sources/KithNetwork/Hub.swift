@@ -483,16 +483,38 @@ public actor HubNode {
             }
         let bound = server.channel.localAddress?.port ?? port
         let hub = self, logger = self.logger, cert = certificate, agreement = keys.agreement
+        // The same limits as kithd's peer port: a handshake deadline, a connection cap that
+        // evicts unauthenticated connections first, a per-address cap, rate-limited warnings.
+        let gate = ConnectionGate(maxTotal: SyncNode.maxInboundConnections, maxPerAddress: SyncNode.maxInboundPerAddress)
+        let limiter = LogRateLimiter()
         return (bound, {
             do {
                 try await server.executeThenClose { inbound in
                     try await withThrowingDiscardingTaskGroup { group in
                         for try await child in inbound {
                             let label = child.channel.remoteAddress?.description ?? "member"
+                            guard let ticket = ConnectionGate.admitLogging(child.channel, to: gate, limiter: limiter, logger: logger, what: "hub port") else {
+                                try? await child.channel.close()
+                                continue
+                            }
                             group.addTask {
+                                defer { gate.release(ticket) }
+                                let channel = child.channel
+                                let deadline = Task {
+                                    try await Task.sleep(nanoseconds: 10_000_000_000)
+                                    logger.warning(limitedBy: limiter, "hub-handshake-deadline", "closed a hub connection that did not complete its handshake within 10 seconds", metadata: ["peer": "\(label)"])
+                                    channel.close(promise: nil)
+                                }
                                 try? await child.executeThenClose { i, o in
                                     let link = NoiseLink(inbound: i, outbound: o)
-                                    try await link.handshake(role: .responder, staticKey: agreement, certificate: cert, now: ContactStore.systemClock() / 1000)
+                                    do {
+                                        try await link.handshake(role: .responder, staticKey: agreement, certificate: cert, now: ContactStore.systemClock() / 1000)
+                                    } catch {
+                                        deadline.cancel()
+                                        throw error
+                                    }
+                                    deadline.cancel()
+                                    gate.authenticated(ticket)
                                     await hub.serve(link, label: label)
                                 }
                             }

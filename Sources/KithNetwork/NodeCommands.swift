@@ -59,6 +59,7 @@ public struct NodeCommands: Sendable {
         case "status":
             let scopes = await node.scopeInfo()
             let own = scopes[0]
+            let problems = await node.problems()
             return [
                 "member": node.identity.member.description, "device": node.identity.certificate.deviceSigningKey.description,
                 "peers": await node.peerNames(), "scope": own.scope, "contacts": own.contacts,
@@ -66,6 +67,8 @@ public struct NodeCommands: Sendable {
                 "scopes": Self.object(scopes),
                 "listen": listen, "advertise": inviteHint, "version": version,
                 "startedAt": startedAt, "uptime": (node.clock() - min(startedAt, node.clock())) / 1000,
+                "notices": await node.notices(),
+                "problems": problems, "healthy": problems.isEmpty,
             ]
         case "peers":
             return ["peers": Self.object(await node.peerInfo())]

@@ -16,8 +16,11 @@ enum PeerConnection {
         var description: String { reason }
     }
 
+    /// `onHandshake` runs once the Noise handshake completed (the gate stops counting the
+    /// connection as evictable).
     static func run(_ channel: NIOAsyncChannel<ByteBuffer, ByteBuffer>, role: NoiseHandshake.Role, node: SyncNode,
-                    label: String, logger: Logger, now: @escaping @Sendable () -> UInt64, purpose: Purpose = .sync) async {
+                    label: String, logger: Logger, now: @escaping @Sendable () -> UInt64, purpose: Purpose = .sync,
+                    onHandshake: @escaping @Sendable () -> Void = {}) async {
         do {
             try await channel.executeThenClose { inbound, outbound in
                 let (events, eventsIn) = AsyncStream<ConnectionEvent>.makeStream()
@@ -43,15 +46,15 @@ enum PeerConnection {
                         group.cancelAll()
                     }
                     try await process(events: events, eventsIn: eventsIn, send: send,
-                                      role: role, node: node, label: label, logger: logger, now: now, purpose: purpose)
+                                      role: role, node: node, label: label, logger: logger, now: now, purpose: purpose, onHandshake: onHandshake)
                 }
             }
         } catch let e as Closed {
             logger.info("peer connection closed", metadata: ["peer": "\(label)", "reason": "\(e.reason)"])
         } catch let e as PeerIdentity.Refusal {
-            logger.warning("peer refused", metadata: ["peer": "\(label)", "reason": "\(e.reason)"])
+            logger.warning(limitedBy: node.logLimiter, "peer-refused", "peer refused", metadata: ["peer": "\(label)", "reason": "\(e.reason)"])
         } catch let e as Noise.Error {
-            logger.warning("peer handshake or transport failed", metadata: ["peer": "\(label)", "reason": "\(e.detail)"])
+            logger.warning(limitedBy: node.logLimiter, "handshake-failed", "peer handshake or transport failed", metadata: ["peer": "\(label)", "reason": "\(e.detail)"])
         } catch {
             logger.info("peer connection ended", metadata: ["peer": "\(label)", "reason": "\(error)"])
         }
@@ -65,7 +68,8 @@ enum PeerConnection {
 
     static func process(events: AsyncStream<ConnectionEvent>, eventsIn: AsyncStream<ConnectionEvent>.Continuation,
                         send: @escaping @Sendable ([UInt8]) async throws -> Void, role: NoiseHandshake.Role, node: SyncNode,
-                        label: String, logger: Logger, now: @escaping @Sendable () -> UInt64, purpose: Purpose = .sync) async throws {
+                        label: String, logger: Logger, now: @escaping @Sendable () -> UInt64, purpose: Purpose = .sync,
+                        onHandshake: @Sendable () -> Void = {}) async throws {
         var reader = LengthPrefixedReader()
         var iterator = events.makeAsyncIterator()
         var pendingPushes: [Change] = []
@@ -106,6 +110,7 @@ enum PeerConnection {
         }
         let handshakeHash = hs.handshakeHash
         handshakeDeadline.cancel()
+        onHandshake()
         guard var transport = hs.transport() else { throw Closed(reason: "handshake did not complete") }
         let peer = try PeerIdentity.authenticate(payload: peerPayload, remoteStatic: transport.remoteStatic, now: now() / 1000,
                                                  allowed: { _ in true })
@@ -213,13 +218,15 @@ enum PeerConnection {
                     }
                 case let .forwardAnswer(requestID, message):
                     await node.completeForward(requestID, message)
+                case let .peerClock(ms):
+                    await node.notePeerClock(id, wallMilliseconds: ms)
                 case let .close(reason):
                     throw Closed(reason: reason)
                 }
             }
         }
 
-        try await perform(session.start())
+        try await perform(session.start(wallMilliseconds: now()))
         for m in await node.membershipMessages(for: scopes) { try await sendMessage(m) }
         if peer.member == identity.member, let r = await node.revocationMessage() { try await sendMessage(r) }
         if !pendingPushes.isEmpty { try await perform(session.localChanges(pendingPushes)) }
@@ -229,7 +236,8 @@ enum PeerConnection {
                 let message: SyncMessage
                 do { message = try SyncMessage(decoding: plain) } catch { throw Closed(reason: "malformed sync message: \(error)") }
                 let snapshot = await node.replicas(scopes)
-                try await perform(session.receive(message, replica: { snapshot[$0] }))
+                let vectors = await node.advertisedVectors(scopes)
+                try await perform(session.receive(message, replica: { snapshot[$0] }, vector: { vectors[$0] }))
                 continue
             }
             switch await iterator.next() {
@@ -247,7 +255,8 @@ enum PeerConnection {
                 }
             case .antiEntropy?:
                 let snapshot = await node.replicas(scopes)
-                try await perform(session.antiEntropy(replica: { snapshot[$0] }))
+                let vectors = await node.advertisedVectors(scopes)
+                try await perform(session.antiEntropy(replica: { snapshot[$0] }, vector: { vectors[$0] }))
             case let .close(reason)?: throw Closed(reason: reason)
             case .closed?, nil: throw Closed(reason: "connection closed by peer")
             }

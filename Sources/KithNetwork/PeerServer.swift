@@ -35,14 +35,14 @@ public struct PeerNetwork: Sendable {
                     try await withThrowingDiscardingTaskGroup { group in
                         for try await child in inbound {
                             let label = child.channel.remoteAddress?.description ?? "peer"
-                            guard await node.openInbound() else {
-                                logger.warning("refused a connection: too many open", metadata: ["peer": "\(label)", "limit": "\(SyncNode.maxInboundConnections)"])
+                            guard let ticket = ConnectionGate.admitLogging(child.channel, to: node.inboundGate, limiter: node.logLimiter, logger: logger, what: "peer port") else {
                                 try? await child.channel.close()
                                 continue
                             }
                             group.addTask {
-                                await PeerConnection.run(child, role: .responder, node: node, label: label, logger: logger, now: now)
-                                await node.closeInbound()
+                                await PeerConnection.run(child, role: .responder, node: node, label: label, logger: logger, now: now,
+                                                         onHandshake: { node.inboundGate.authenticated(ticket) })
+                                node.inboundGate.release(ticket)
                             }
                         }
                     }

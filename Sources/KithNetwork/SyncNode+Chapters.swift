@@ -366,6 +366,7 @@ extension SyncNode {
         guard let epoch = log.state.currentEpoch, let key = EpochKeys.open(epoch, device: id.device, agreement: id.agreementKey) else {
             throw ChapterCommandError("this device has not received the chapter's current key yet; it arrives when another member's daemon is reached")
         }
+        defer { noteStoreWrite(ch.store) }
         let made = try wrap { try ch.store.commit(batches: batches, sealer: BlockSealer(epoch: epoch.ref, key: key)) }
         push(made, scope: ch.id.contentScope)
         return made

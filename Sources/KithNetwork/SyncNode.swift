@@ -57,6 +57,8 @@ public actor SyncNode {
         let connectedAt: UInt64
         /// When the peer last finished sending what we lacked, per scope (ms).
         var caughtUp: [ScopeID: UInt64] = [:]
+        /// The peer's wall clock minus ours (ms), from its `clock` message (sync.md §5.4).
+        var clockSkew: Int64?
     }
 
     /// A connected peer as `kith peers` shows it.
@@ -87,6 +89,8 @@ public actor SyncNode {
         /// Of the `peers` connected for this scope, how many have sent everything this node lacked
         /// since they connected (the sync session's catch-up finished): "up to date with 2 of 3".
         public let peersCaughtUp: Int
+        /// Devices caught signing two different changes with one seq (evidence held in memory).
+        public let equivocations: Int
     }
 
     public func peerInfo() -> [PeerInfo] {
@@ -106,7 +110,7 @@ public actor SyncNode {
             return ScopeInfo(scope: scope.description, kind: kind, name: name, contacts: s.replica.mode == .opaque ? 0 : index(of: s).count,
                              changes: r.changeCount, pending: r.pendingCount, awaitingKeys: r.awaitingBlockCount, peers: connected.count,
                              lastCaughtUp: connected.compactMap { $0.caughtUp[scope] }.max(),
-                             peersCaughtUp: connected.filter { $0.caughtUp[scope] != nil }.count)
+                             peersCaughtUp: connected.filter { $0.caughtUp[scope] != nil }.count, equivocations: r.equivocations.count)
         }
         out.append(info("private", "your contacts", store))
         for ch in chapters.values.sorted(by: { $0.id < $1.id }) {
@@ -150,6 +154,17 @@ public actor SyncNode {
     var queryIndexes: [ScopeID: ContactIndex] = [:]
     /// Live events for API clients (`GET /v1/events`).
     public nonisolated let events = NodeEvents()
+
+    /// Per scope, the highest seq of this device's own chain a peer sent back identical
+    /// (SyncNode+OwnChain): advertised vectors do not claim more.
+    var ownConfirmed: [ScopeID: UInt64] = [:]
+    /// Scopes whose whole own chain a peer confirmed since start: later own changes chain onto
+    /// it, so vectors advertise them in full.
+    var ownSettled: Set<ScopeID> = []
+    /// What the node did about a store found behind its peers (shown by `kith status`).
+    var restoreNotices: [String] = []
+    /// Stores whose latest write failed (path → reason), so the failure is logged once.
+    var storeWriteFailures: [String: String] = [:]
 
     /// Chapters whose peers sent changes by devices the log did not list yet.
     var chaptersAwaitingAuthors: Set<ChapterID> = []
@@ -217,6 +232,7 @@ public actor SyncNode {
                 revokedDevices.insert(rev.device)
             }
         }
+        ownConfirmed = Self.ownConfirmedSeqs(store, private: ScopeID.privateScope(of: identity.member), chapters: opened)
     }
 
     static func openChapter(_ id: ChapterID, path: String, relay: Bool, identity: Identity, storageKey: SymmetricKey,
@@ -311,17 +327,15 @@ public actor SyncNode {
         if let p = peers.removeValue(forKey: id) { events.emit(NodeEvent(type: "peer-disconnected", at: clock(), peer: p.name)) }
     }
 
-    /// Most inbound connections open at once (authenticated or not); more are closed at accept.
+    /// Most inbound connections open at once (authenticated or not); more are closed at accept,
+    /// after evicting unauthenticated ones (ConnectionGate).
     public static let maxInboundConnections = 256
-    private var inbound = 0
-
-    func openInbound() -> Bool {
-        guard inbound < Self.maxInboundConnections else { return false }
-        inbound += 1
-        return true
-    }
-
-    func closeInbound() { inbound -= 1 }
+    /// Most inbound connections from one IP address.
+    public static let maxInboundPerAddress = 32
+    /// Admits inbound connections to the peer port.
+    public nonisolated let inboundGate = ConnectionGate(maxTotal: SyncNode.maxInboundConnections, maxPerAddress: SyncNode.maxInboundPerAddress)
+    /// Keeps warnings about hostile or broken peers from flooding the log.
+    public nonisolated let logLimiter = LogRateLimiter()
 
     /// Bytes received from and sent to peers (TCP payload: framing and Noise included).
     public private(set) var wireBytesIn = 0
@@ -364,16 +378,22 @@ public actor SyncNode {
         guard let target = contactStore(for: scope) else { return }
         let accepted = authorizedChanges(changes, scope: scope, peerName: peerName)
         guard !accepted.isEmpty else { return }
+        let own = accepted.contains { $0.author == identity.device }
+        if own, handleOwnFork(accepted, in: target, scope: scope, peerName: peerName) { return }
         let before = target.replica.versionVector()
+        let ownHeadBefore = before[identity.device]
         do {
             let results = try target.receive(accepted)
             for case let .failure(rejection) in results {
-                logger.warning("refused a change from a peer", metadata: ["peer": "\(peerName)", "reason": "\(rejection.detail)"])
+                logger.warning(limitedBy: logLimiter, "refused-change", "refused a change from a peer", metadata: ["peer": "\(peerName)", "reason": "\(rejection.detail)"])
             }
         } catch {
-            logger.error("could not store changes from a peer", metadata: ["peer": "\(peerName)", "reason": "\(error)"])
+            noteStoreWrite(target)
+            logger.warning(limitedBy: logLimiter, "store-changes-from-peer", "could not store changes from a peer", metadata: ["peer": "\(peerName)", "reason": "\(error)"])
             return
         }
+        noteStoreWrite(target)
+        if own { noteOwnChangesBack(accepted, in: target, scope: scope, headBefore: ownHeadBefore, peerName: peerName) }
         let fresh = target.replica.changes(missingFrom: before)
         guard !fresh.isEmpty else { return }
         push(fresh, scope: scope, except: peer)
@@ -397,6 +417,7 @@ public actor SyncNode {
     /// Authors local changes of the private scope durably and gossips them (the control API's
     /// writes); shared contacts touched by them are re-projected into their chapters.
     public func commit(batches: [[ContactEdit]]) throws -> [Change] {
+        defer { noteStoreWrite(store) }
         let made = try store.commit(batches: batches)
         push(made, scope: privateScope)
         let touched = Set(batches.flatMap { $0.map(\.contact) })

@@ -46,32 +46,90 @@ public final class ContactStore {
     /// Opens (creating if needed) the store in `directory` for the device whose keys are given.
     /// Fails with `.locked` when another process has it open, `.corrupt` when any record does
     /// not authenticate, `.tooNew` for a newer schema.
+    /// `acceptLoss` (`kith repair`) opens a store that is behind what it acknowledged, or creates
+    /// a missing one, and records its present state as acknowledged.
     public init(directory: String, scope: ScopeID, deviceKey: Ed25519.PrivateKey, storageKey: SymmetricKey,
                 mode: ScopeMode = .plain, epochKeys: [EpochRef: SymmetricKey] = [:],
-                clock: @escaping @Sendable () -> UInt64 = ContactStore.systemClock) throws(StoreError) {
+                clock: @escaping @Sendable () -> UInt64 = ContactStore.systemClock, acceptLoss: Bool = false,
+                readOnly: Bool = false) throws(StoreError) {
         path = directory + "/store.sqlite"
-        lock = try StoreLock(path: directory + "/store.lock")
+        ackPath = directory + "/store.ack"
+        self.readOnly = readOnly
+        lock = try StoreLock(path: directory + "/store.lock", readOnly: readOnly)
         self.storageKey = storageKey
         self.clock = clock
-        do {
-            db = try SQLiteDatabase(path: path)
-            _ = chmod(path, 0o600)
-            try db.execute("PRAGMA journal_mode=WAL")
-            try db.execute("PRAGMA synchronous=FULL")
-            try db.execute("PRAGMA secure_delete=ON")
-            try db.execute("PRAGMA temp_store=MEMORY")
-            try db.execute("PRAGMA journal_size_limit=8388608")
-            try Self.migrate(db)
+        let acknowledged = StoreAcknowledgement.read(ackPath, scope: scope, key: storageKey)
+        if case let .valid(ack) = acknowledged, !acceptLoss, ack.changes > 0, access(path, F_OK) != 0 {
+            throw StoreError(.behind, "the store \(path) is missing, but \(ackPath) records \(ack.changes) acknowledged changes: restore the data directory from a backup, or run `kith repair` to start an empty store that fetches this device's changes back from its peers")
+        }
+        if readOnly && access(path, F_OK) != 0 {
+            throw StoreError(.readOnly, "the data directory \(directory) is read-only and holds no store yet")
+        }
+        do throws(SQLiteError) {
+            db = try SQLiteDatabase(path: path, readOnly: readOnly)
+            if readOnly {
+                guard try db.scalarInt("PRAGMA user_version") == Self.schemaVersion else {
+                    throw SQLiteError(code: -1, message: "the store needs an upgrade, which a read-only data directory does not allow", context: "opening read-only")
+                }
+                try db.execute("PRAGMA temp_store=MEMORY")
+            } else {
+                try Self.prepareWritable(db, path: path)
+            }
             insert = try db.prepare("INSERT OR IGNORE INTO changes(scope, device, seq, change_id, sealed) VALUES (?, ?, ?, ?, ?)")
             update = try db.prepare("UPDATE changes SET sealed = ? WHERE scope = ? AND device = ? AND seq = ?")
         } catch {
             throw StoreError.from(error, "opening the store \(path)")
         }
-        for suffix in ["-wal", "-shm"] { _ = chmod(path + suffix, 0o600) }
+        if !readOnly { for suffix in ["-wal", "-shm"] { _ = chmod(path + suffix, 0o600) } }
         replica = Replica(scope: scope, mode: mode, epochKeys: epochKeys)
         author = ChangeAuthor(signer: deviceKey)
-        try load()
+        try loadChecked(acknowledged: acknowledged, acceptLoss: acceptLoss)
+    }
+
+    /// Opened read-only (a read-only data directory): every write is refused.
+    public let readOnly: Bool
+
+    static func prepareWritable(_ db: SQLiteDatabase, path: String) throws(SQLiteError) {
+        _ = chmod(path, 0o600)
+        try db.execute("PRAGMA journal_mode=WAL")
+        try db.execute("PRAGMA synchronous=FULL")
+        try db.execute("PRAGMA secure_delete=ON")
+        try db.execute("PRAGMA temp_store=MEMORY")
+        try db.execute("PRAGMA journal_size_limit=8388608")
+        try Self.migrate(db)
+    }
+
+    /// Loads the changes and checks them against what was acknowledged (`store.ack`).
+    private func loadChecked(acknowledged: StoreAcknowledgement.Read, acceptLoss: Bool) throws(StoreError) {
+        do {
+            try load()
+        } catch let e where e.code == .corrupt {
+            if case .unreadable = acknowledged {
+                throw StoreError(.keyRing, "the storage key in the key ring opens neither this store's records nor \(ackPath): the key ring file is damaged or belongs to another data directory. Restore the key ring (keyring) from a backup; do not delete the store, it is probably intact")
+            }
+            throw e
+        }
         author.resume(from: replica)
+        let now = StoreAcknowledgement(replica, device: author.device)
+        if case let .valid(ack) = acknowledged, !acceptLoss {
+            if now.changes < ack.changes || now.ownSeq < ack.ownSeq {
+                throw StoreError(.behind, "the store \(path) holds \(now.changes) changes (\(now.ownSeq) of this device's), but \(ack.changes) (\(ack.ownSeq)) were acknowledged: its write-ahead log was lost or it was replaced by an older copy. Run `kith repair` to keep what it holds and fetch the rest back from peers, or restore the data directory from a backup")
+            }
+            if now == ack || readOnly { return }
+        }
+        if readOnly { return }
+        if !acceptLoss, case .unreadable = acknowledged, replica.changeCount == 0 {
+            throw StoreError(.keyRing, "\(ackPath) does not open with the key ring's storage key and the store holds no changes: the key ring is damaged or belongs to another data directory (restore it from a backup), or the store was emptied (`kith repair`)")
+        }
+        writeAcknowledgement()
+    }
+
+    /// Where `StoreAcknowledgement` is kept.
+    public let ackPath: String
+
+    /// Records the present state as acknowledged (best effort: a stale record is only lower).
+    private func writeAcknowledgement() {
+        try? StoreAcknowledgement(replica, device: author.device).write(ackPath, scope: replica.scope, key: storageKey)
     }
 
     // MARK: Schema
@@ -145,6 +203,9 @@ public final class ContactStore {
         /// Hub side: id = member ‖ grant id; bytes = where the record went and, once the grant
         /// closed, its deletion at each place (consent.md §4.5, `RecordTrail`).
         case hubTrail = 14
+        /// id = empty; bytes = u64 big-endian: the highest seq of this device's own chain that a
+        /// peer has sent back identical (sync.md §5.3). Own changes above it may have forked.
+        case ownConfirmed = 15
     }
 
     private func recordAD(_ kind: RecordKind, _ id: [UInt8]) -> [UInt8] {
@@ -182,9 +243,11 @@ public final class ContactStore {
                 }
             }
         } catch {
-            if let e = error as? SQLiteError { throw StoreError.from(e, "writing \(path)") }
-            throw StoreError(.io, "writing \(path): \(error)")
+            let failure = (error as? SQLiteError).map { StoreError.from($0, "writing \(path)") } ?? StoreError(.io, "writing \(path): \(error)")
+            writeFailure = failure.detail
+            throw failure
         }
+        writeFailure = nil
     }
 
     /// Deletes and writes records of any kinds in one transaction (deletions first): a
@@ -215,6 +278,7 @@ public final class ContactStore {
 
     /// Deletes records by id.
     public func deleteRecords(_ kind: RecordKind, ids: [[UInt8]]) throws(StoreError) {
+        try checkUsable()
         do {
             let s = try db.prepare("DELETE FROM records WHERE kind = ? AND id = ?")
             try db.transaction {
@@ -323,7 +387,39 @@ public final class ContactStore {
     // MARK: Writing
 
     private func checkUsable() throws(StoreError) {
+        if readOnly {
+            throw StoreError(.readOnly, "the data directory of \(path) is read-only: only reading commands work (export, contact show, list and search)")
+        }
+        if poisoned != nil { reloadAfterFailedWrite() }
         if let poisoned { throw StoreError(.poisoned, "an earlier write failed (\(poisoned)); reopen the store") }
+    }
+
+    /// Why the latest write failed (a full disk…), until a write succeeds again.
+    public private(set) var writeFailure: String?
+
+    /// After a failed write the replica in memory may be ahead of the disk: read it back from
+    /// the database (whose transaction was rolled back), so the store goes on working once the
+    /// cause (a full disk) is gone, without a restart.
+    private func reloadAfterFailedWrite() {
+        let keys = replica.epochKeys
+        let saved = replica, savedAuthor = author
+        replica = Replica(scope: saved.scope, configuration: saved.configuration, mode: saved.mode, epochKeys: keys)
+        author = ChangeAuthor(signer: savedAuthor.signer, clock: savedAuthor.clock)
+        do {
+            try load()
+            author.resume(from: replica)
+            poisoned = nil
+        } catch {
+            replica = saved
+            author = savedAuthor
+        }
+    }
+
+    /// Tries a small durable write (the own-confirmed record, unchanged): clears
+    /// `writeFailure` when it succeeds.
+    public func probeWrite() {
+        guard let seq = try? ownConfirmedSeq() else { return }
+        try? setOwnConfirmedSeq(seq)
     }
 
     /// Authors one change from `edits`, applies it and writes it durably. Returns when committed.
@@ -381,16 +477,96 @@ public final class ContactStore {
         // Everything that became contiguous (including buffered changes now applied).
         toWrite = replica.changes(missingFrom: before)
         try persist(toWrite)
+        // This device's own changes may have come back from a peer (the store was behind it):
+        // the next change continues after them, never reusing a seq.
+        author.resume(from: replica)
         return results
     }
 
-    private func persist(_ changes: [Change]) throws(StoreError) {
+    /// What `reauthorOwnFork` did.
+    public struct OwnFork: Sendable {
+        /// The first seq at which this device's held chain differed from the peer's.
+        public let seq: UInt64
+        /// This device's changes that were dropped (from `seq` on).
+        public let dropped: [Change]
+        /// The same edits authored again after the real tail.
+        public let reauthored: [Change]
+    }
+
+    /// This device's own chain here forked from the one in `real` (changes a peer sent, its
+    /// own among them): the store was restored from an older copy and written again. Drops its
+    /// changes from the first differing seq on, takes the peer's changes, and authors the
+    /// dropped edits again after the real tail, all in one durable transaction. Returns nil
+    /// when `real` holds no own change that differs from the one held.
+    public func reauthorOwnFork(real: [Change], sealer: BlockSealer? = nil) throws(StoreError) -> OwnFork? {
+        try checkUsable()
+        let me = author.device
+        let forkSeq = real.filter { c in
+            c.author == me && replica.change(device: me, seq: c.seq).map { $0.id != c.id } == true
+        }.map(\.seq).min()
+        guard let forkSeq, let head = replica.head(of: me) else { return nil }
+        let dropped = (forkSeq...head.seq).compactMap { replica.change(device: me, seq: $0) }
+        var fresh = replica.dropping(device: me, from: forkSeq)
+        let base = fresh.versionVector()
+        for c in real.sorted(by: { $0.author != $1.author ? $0.author < $1.author : $0.seq < $1.seq }) {
+            _ = try? fresh.receive(c, nowMilliseconds: clock())
+        }
+        guard fresh.versionVector()[me] >= forkSeq else {
+            throw StoreError(.rejected, "the peer's changes of this device from seq \(forkSeq) do not chain onto the ones held before it")
+        }
+        var newAuthor = ChangeAuthor(signer: author.signer, clock: author.clock)
+        newAuthor.resume(from: fresh)
+        var reauthored: [Change] = []
+        for c in dropped {
+            let edits = replica.readableEdits(of: c)
+            guard !edits.isEmpty else { continue }
+            do {
+                reauthored.append(try newAuthor.commit(edits, to: &fresh, wallMilliseconds: clock(), sealer: sealer))
+            } catch {
+                throw StoreError(.rejected, "could not author again the edits of this device's change \(c.seq): \(error.detail)")
+            }
+        }
+        let old = replica, oldAuthor = author
+        replica = fresh
+        author = newAuthor
+        do {
+            try persist(replica.changes(missingFrom: base), droppingOwnFrom: forkSeq)
+        } catch {
+            replica = old
+            author = oldAuthor
+            poisoned = nil
+            throw error
+        }
+        return OwnFork(seq: forkSeq, dropped: dropped, reauthored: reauthored)
+    }
+
+    /// The highest seq of this device's own chain a peer has sent back identical (0 if none).
+    public func ownConfirmedSeq() throws(StoreError) -> UInt64 {
+        guard let r = try records(.ownConfirmed).first, r.bytes.count == 8 else { return 0 }
+        return r.bytes.reduce(0) { $0 << 8 | UInt64($1) }
+    }
+
+    /// Records that a peer holds this device's own chain up to `seq`, identical.
+    public func setOwnConfirmedSeq(_ seq: UInt64) throws(StoreError) {
+        var bytes: [UInt8] = []
+        bytes.appendBigEndian(seq)
+        try putRecords(.ownConfirmed, [([], bytes)])
+    }
+
+    private func persist(_ changes: [Change], droppingOwnFrom dropSeq: UInt64? = nil) throws(StoreError) {
         let rewrites = replica.takeRewrittenChanges()
-        guard !changes.isEmpty || !rewrites.isEmpty else { return }
+        guard !changes.isEmpty || !rewrites.isEmpty || dropSeq != nil else { return }
         do {
             // A forget must not survive in the snapshot; a restored block would not show in it.
             if !rewrites.isEmpty { snapshotFile.invalidate() }
             try db.transaction {
+                if let dropSeq {
+                    let d = try db.prepare("DELETE FROM changes WHERE scope = ? AND device = ? AND seq >= ?")
+                    d.bind(1, replica.scope.bytes)
+                    d.bind(2, author.device.bytes)
+                    d.bind(3, Int64(dropSeq))
+                    try d.run()
+                }
                 for c in changes {
                     let held = replica.change(device: c.author, seq: c.seq) ?? c
                     insert.bind(1, held.scope.bytes)
@@ -412,11 +588,15 @@ public final class ContactStore {
                 // Push the erased versions out of the WAL into the zeroing main file now.
                 try? db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
             }
+            writeAcknowledgement()
         } catch {
-            poisoned = "\(error)"
-            if let e = error as? SQLiteError { throw StoreError.from(e, "writing \(path)") }
-            throw StoreError(.io, "writing \(path): \(error)")
+            let failure = (error as? SQLiteError).map { StoreError.from($0, "writing \(path)") } ?? StoreError(.io, "writing \(path): \(error)")
+            writeFailure = failure.detail
+            poisoned = failure.detail
+            reloadAfterFailedWrite()
+            throw failure
         }
+        writeFailure = nil
     }
 
     // MARK: Reading

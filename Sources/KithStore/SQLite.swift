@@ -10,6 +10,8 @@ public struct SQLiteError: Error, CustomStringConvertible, Sendable {
 
     /// SQLITE_CORRUPT or SQLITE_NOTADB: the file is damaged, not merely busy.
     public var isCorruption: Bool { code & 0xff == SQLITE_CORRUPT || code & 0xff == SQLITE_NOTADB }
+    /// SQLITE_FULL, or an I/O error writing because the file system is full.
+    public var isDiskFull: Bool { code & 0xff == SQLITE_FULL || message.contains("disk is full") }
 }
 
 /// One SQLite connection. Not Sendable: a connection belongs to one thread or task at a time
@@ -18,9 +20,19 @@ final class SQLiteDatabase {
     let handle: OpaquePointer
     let path: String
 
-    init(path: String) throws(SQLiteError) {
+    /// `readOnly` opens the file as immutable (a read-only data directory: no -wal or -shm can
+    /// be made, and nothing can change it).
+    init(path: String, readOnly: Bool = false) throws(SQLiteError) {
         var db: OpaquePointer?
-        let rc = sqlite3_open_v2(path, &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, nil)
+        let rc: Int32
+        if readOnly {
+            let escaped = path.utf8.map { b -> String in
+                b >= 0x80 || b == UInt8(ascii: "%") || b == UInt8(ascii: "?") || b == UInt8(ascii: "#") ? "%" + String(b, radix: 16, uppercase: true) : String(UnicodeScalar(b))
+            }.joined()
+            rc = sqlite3_open_v2("file:" + escaped + "?immutable=1", &db, SQLITE_OPEN_READONLY | SQLITE_OPEN_URI | SQLITE_OPEN_NOMUTEX, nil)
+        } else {
+            rc = sqlite3_open_v2(path, &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, nil)
+        }
         guard rc == SQLITE_OK, let db else {
             let msg = db.map { String(cString: sqlite3_errmsg($0)) } ?? "cannot open"
             if let db { sqlite3_close_v2(db) }

@@ -20,6 +20,12 @@ public struct StoreError: Error, Equatable, CustomStringConvertible, Sendable {
         public static let ambiguous = Code("ambiguous")
         /// An earlier write failed; the in-memory state may be ahead of disk. Reopen the store.
         public static let poisoned = Code("poisoned")
+        /// The store holds fewer changes than it acknowledged (`store.ack`), or is missing.
+        public static let behind = Code("behind")
+        /// The storage key of the key ring does not open this store at all.
+        public static let keyRing = Code("key-ring")
+        /// The data directory is read-only: only reads are possible.
+        public static let readOnly = Code("read-only")
     }
 
     public let code: Code
@@ -35,6 +41,7 @@ public struct StoreError: Error, Equatable, CustomStringConvertible, Sendable {
 
     static func from(_ e: SQLiteError, _ what: String) -> StoreError {
         if e.isCorruption { return StoreError(.corrupt, "\(what): the database file is damaged: \(e.message)") }
+        if e.isDiskFull { return StoreError(.io, "\(what): the disk is full; free some space (nothing was saved, nothing earlier was lost) (\(e.message))") }
         return StoreError(.io, "\(what): \(e.description)")
     }
 }

@@ -10,8 +10,18 @@ final class StoreLock {
     private let fd: Int32
     let path: String
 
-    init(path: String) throws(StoreError) {
+    /// `readOnly`: the data directory cannot be written (a read-only mount): no writer can open
+    /// the store either, so a shared lock is taken when the lock file exists, and none otherwise.
+    init(path: String, readOnly: Bool = false) throws(StoreError) {
         self.path = path
+        if readOnly {
+            fd = open(path, O_RDONLY | O_CLOEXEC)
+            if fd >= 0, flock(fd, LOCK_SH | LOCK_NB) != 0 {
+                close(fd)
+                throw StoreError(.locked, "the store is in use by another process; if kithd is running, stop it or use the CLI against it")
+            }
+            return
+        }
         let fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0o600)
         guard fd >= 0 else { throw StoreError(.io, "cannot open lock file \(path): \(String(cString: strerror(errno)))") }
         if flock(fd, LOCK_EX | LOCK_NB) != 0 {
@@ -28,6 +38,7 @@ final class StoreLock {
     }
 
     deinit {
+        guard fd >= 0 else { return }
         flock(fd, LOCK_UN)
         close(fd)
     }

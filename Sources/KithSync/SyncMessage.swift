@@ -44,6 +44,9 @@ public enum SyncMessage: Equatable, Sendable {
     case forwardUpward(id: UInt64, chapter: [UInt8], message: [UInt8])
     /// The answer (an encoded `hub-answer`, or `not-delivered`) to a forwarded message.
     case forwardAnswer(id: UInt64, message: [UInt8])
+    /// The sender's wall clock (ms since the Unix epoch) when it sent this, right after its
+    /// `hello` (sync.md §5.4): the receiver estimates the clock skew between them.
+    case clock(wallMilliseconds: UInt64)
     /// A message type this build does not know (ignored, for forward compatibility).
     case unknown(type: UInt8)
 
@@ -124,6 +127,9 @@ public enum SyncMessage: Equatable, Sendable {
             w.u8(0x12)
             w.u64(id)
             w.lengthPrefixed(message)
+        case let .clock(ms):
+            w.u8(0x14)
+            w.u64(ms)
         case let .unknown(t):
             w.u8(t)
         }
@@ -198,6 +204,8 @@ public enum SyncMessage: Equatable, Sendable {
             let id = try r.u64()
             let chapter = Array(try r.raw(16))
             self = .forwardUpward(id: id, chapter: chapter, message: Array(try r.lengthPrefixed(max: 1 << 20)))
+        case 0x14:
+            self = .clock(wallMilliseconds: try r.u64())
         case 0x12:
             let id = try r.u64()
             self = .forwardAnswer(id: id, message: Array(try r.lengthPrefixed(max: 1 << 16)))

@@ -18,6 +18,8 @@ public struct SyncSession: Sendable {
         case forward(id: UInt64, chapter: [UInt8], message: [UInt8])
         /// A hub's answer to a message this node asked the peer to forward.
         case forwardAnswer(id: UInt64, message: [UInt8])
+        /// The peer's wall clock reading (ms) arrived: estimate the skew against ours now.
+        case peerClock(wallMilliseconds: UInt64)
         /// End the connection, logging the reason.
         case close(reason: String)
     }
@@ -33,9 +35,10 @@ public struct SyncSession: Sendable {
 
     public init(scopes: Set<ScopeID>) { localScopes = scopes }
 
-    /// The first message: our hello.
-    public mutating func start() -> [Action] {
+    /// The first messages: our hello, then our wall clock reading when given (§5.4).
+    public mutating func start(wallMilliseconds: UInt64? = nil) -> [Action] {
         [.send(.hello(version: SyncMessage.protocolVersion, scopes: localScopes.sorted { $0.bytes.lexicographicallyPrecedes($1.bytes) }))]
+            + (wallMilliseconds.map { [.send(.clock(wallMilliseconds: $0))] } ?? [])
     }
 
     private mutating func close(_ reason: String) -> [Action] {
@@ -43,8 +46,11 @@ public struct SyncSession: Sendable {
         return [.close(reason: reason)]
     }
 
-    /// Handles one message from the peer. `replica(scope)` gives the current replica of a scope.
-    public mutating func receive(_ message: SyncMessage, replica: (ScopeID) -> Replica?) -> [Action] {
+    /// Handles one message from the peer. `replica(scope)` gives the current replica of a scope;
+    /// `vector(scope)`, when given, the vector to advertise for it (a node advertises its own
+    /// device's entry only up to what a peer confirmed, §5.3), else the replica's.
+    public mutating func receive(_ message: SyncMessage, replica: (ScopeID) -> Replica?,
+                                 vector: ((ScopeID) -> VersionVector?)? = nil) -> [Action] {
         guard !closed else { return [] }
         switch message {
         case let .hello(version, scopes):
@@ -54,9 +60,7 @@ public struct SyncSession: Sendable {
             }
             helloReceived = true
             sharedScopes = localScopes.intersection(scopes)
-            return sharedScopes.sorted { $0.bytes.lexicographicallyPrecedes($1.bytes) }.compactMap { s in
-                replica(s).map { .send(.vector(scope: s, $0.versionVector())) }
-            }
+            return antiEntropy(replica: replica, vector: vector)
         case let .vector(scope, vv):
             guard helloReceived else { return close("vector before hello") }
             guard sharedScopes.contains(scope) else { return close("vector for scope \(scope), which was not negotiated") }
@@ -89,6 +93,9 @@ public struct SyncSession: Sendable {
             return [.forwardAnswer(id: id, message: message)]
         case .join, .joinRefused, .joinHeld, .pair, .paired, .upward, .revokeGrant, .hubAnswer, .notDelivered:
             return close("join messages belong to a join connection, not a sync session")
+        case let .clock(ms):
+            guard helloReceived else { return close("clock before hello") }
+            return [.peerClock(wallMilliseconds: ms)]
         case .unknown:
             return [] // forward compatibility: ignore message types we do not know
         }
@@ -96,10 +103,10 @@ public struct SyncSession: Sendable {
 
     /// Anti-entropy: re-send our vectors so the peer sends anything we missed (a change lost
     /// in a crash, a push dropped while a replica was busy). Cheap when nothing is missing.
-    public func antiEntropy(replica: (ScopeID) -> Replica?) -> [Action] {
+    public func antiEntropy(replica: (ScopeID) -> Replica?, vector: ((ScopeID) -> VersionVector?)? = nil) -> [Action] {
         guard !closed, helloReceived else { return [] }
         return sharedScopes.sorted { $0.bytes.lexicographicallyPrecedes($1.bytes) }.compactMap { s in
-            replica(s).map { .send(.vector(scope: s, $0.versionVector())) }
+            (vector?(s) ?? replica(s)?.versionVector()).map { .send(.vector(scope: s, $0)) }
         }
     }
 

@@ -49,7 +49,7 @@ struct Kith: AsyncParsableCommand {
         subcommands: [Init.self, WhoAmI.self, ContactCommand.self, TagCommand.self, NoteCommand.self, LogConversation.self,
                       LinkCommand.self, UnlinkCommand.self, ImportCommand.self, ExportCommand.self, DeviceCommand.self, StatusCommand.self, PeersCommand.self, SyncCommand.self, GUIPasswordCommand.self, OpenCommand.self,
                       CompletionsCommand.self,
-                      ChapterCommand.self, NameCommand.self, ShareCommand.self, UnshareCommand.self, ConsentCommand.self, AuditCommand.self]
+                      ChapterCommand.self, NameCommand.self, ShareCommand.self, UnshareCommand.self, ConsentCommand.self, AuditCommand.self, RepairCommand.self]
     )
 
     /// Parses the arguments with the global options moved after the subcommand.

@@ -76,6 +76,8 @@ struct StatusCommand: ParsableCommand {
             let advertise = (s["advertise"] as? String).flatMap { $0.isEmpty ? nil : $0 }
             print("listening   \(listen)" + (advertise.map { "; invites and pairing codes point to \($0)" } ?? ""))
         }
+        for p in s["problems"] as? [String] ?? [] { print("PROBLEM     \(p)") }
+        for n in s["notices"] as? [String] ?? [] { print("notice      \(n)") }
         if let gui = s["gui"] as? [String: Any] {
             print("web GUI     https on \(gui["listen"] ?? "?")  certificate \(gui["fingerprint"] ?? "?")")
         }

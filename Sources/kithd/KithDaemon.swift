@@ -186,7 +186,9 @@ struct KithDaemon: AsyncParsableCommand {
                 // Build the query indexes now, not on the first request (a 100k store: ~1.5 s).
                 Task { _ = await node.scopeInfo() }
                 // Written last: a client that sees kithd.port can reach the API.
-                try? "\(bound)\n".write(toFile: dir.path + "/kithd.port", atomically: true, encoding: .utf8)
+                do { try SecureFiles.writeSecret(Array("\(bound)\n".utf8), to: dir.path + "/kithd.port", exclusive: false) } catch {
+                    log.error("could not write the port file; clients and scripts will not find this daemon", metadata: ["path": "\(dir.path)/kithd.port", "reason": "\(error)"])
+                }
                 Self.notifyReady(notifier, status: "serving peers on \(host):\(bound)", logger: log)
             }
             api = app

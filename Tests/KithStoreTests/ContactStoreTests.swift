@@ -134,9 +134,10 @@ struct ContactStoreTests {
             #expect(e.code == .corrupt)
             #expect(e.detail.contains("change seq 2 of device \(keys.device.publicKey)"))
         }
-        // The wrong storage key: every record fails, reported, no crash.
+        // The wrong storage key: neither the acknowledgement record nor any change opens; reported
+        // as a key-ring problem (the database is fine), no crash.
         let other = Keys()
-        #expect(throws: StoreError(.corrupt, "")) {
+        #expect(throws: StoreError(.keyRing, "")) {
             _ = try ContactStore(directory: dir.path, scope: keys.scope, deviceKey: keys.device, storageKey: other.storage)
         }
     }

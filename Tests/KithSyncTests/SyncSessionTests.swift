@@ -30,7 +30,7 @@ struct Node {
                 for c in changes { _ = try? replica.receive(c, nowMilliseconds: now + 1_000_000) }
             case let .caughtUp(scope):
                 caughtUp.insert(scope)
-            case .membership, .revocations, .forward, .forwardAnswer:
+            case .membership, .revocations, .forward, .forwardAnswer, .peerClock:
                 break // chapters are exercised in KithChapterTests and the daemon tests
             case let .close(reason):
                 closedReason = reason
@@ -151,6 +151,21 @@ struct SyncSessionTests {
         #expect(try SyncMessage(decoding: [0x7f, 1, 2, 3]) == .unknown(type: 0x7f))
         #expect(throws: DecodeError.self) { _ = try SyncMessage(decoding: SyncMessage.caughtUp(scope: scope).encoded + [0]) }
         #expect(throws: DecodeError.self) { _ = try SyncMessage(decoding: [0x03, 1, 0x41, 1, 5, 1, 2]) }
+    }
+
+    /// sync.md §5.4: the wall clock reading follows the hello; it is a fixed 9-byte message, and
+    /// an older build that does not know type 0x14 ignores it.
+    @Test func clockReadingAfterHello() throws {
+        var a = SyncSession(scopes: [scope])
+        let start = a.start(wallMilliseconds: 1_796_073_637_000)
+        #expect(start.count == 2 && start[1] == .send(.clock(wallMilliseconds: 1_796_073_637_000)))
+        #expect(SyncMessage.clock(wallMilliseconds: 0x0102_0304_0506_0708).encoded == [0x14, 1, 2, 3, 4, 5, 6, 7, 8])
+        var b = SyncSession(scopes: [scope])
+        #expect(b.receive(.clock(wallMilliseconds: 5), replica: { _ in nil }) == [.close(reason: "clock before hello")])
+        var c = SyncSession(scopes: [scope])
+        _ = c.receive(.hello(version: 1, scopes: [scope]), replica: { _ in nil })
+        #expect(c.receive(.clock(wallMilliseconds: 5), replica: { _ in nil }) == [.peerClock(wallMilliseconds: 5)])
+        #expect(throws: DecodeError.self) { _ = try SyncMessage(decoding: [0x14, 1, 2]) }
     }
 
     @Test func framingLimits() throws {
