@@ -210,12 +210,13 @@ struct APIGuard: RouterMiddleware {
         }
         // The web page (WebRoutes) checks its own session: a page load carries no header, a
         // form its CSRF token in the form. Host, Origin and Sec-Fetch-Site are checked above.
-        if !request.uri.path.hasPrefix("/v1/") { return }
+        // Which it is, is decided by the path's segments as the router sees them: the router
+        // skips empty segments, so `//v1/contacts` is the API route `/v1/contacts`.
+        let segments = request.uri.path.split(separator: "/")
+        if segments.first != "v1" { return }
         // Logging in needs no key (the password is the credential).
-        if request.uri.path == "/v1/session", request.method == .post { return }
-        let given = request.headers[HTTPField.Name("X-API-Key")!]
-            ?? request.headers[.authorization].flatMap { $0.hasPrefix("Bearer ") ? String($0.dropFirst(7)) : nil }
-        if let given {
+        if segments == ["v1", "session"], request.method == .post { return }
+        if let given = Self.presentedKey(request) {
             guard ConstantTime.equals(Array(given.utf8), Array(configuration.apiKey.utf8)) else {
                 throw APIError(.unauthorized, "unauthorized", "wrong API key")
             }
@@ -231,7 +232,7 @@ struct APIGuard: RouterMiddleware {
             // server on another port of this host; the token never leaves the page). EventSource
             // cannot set headers: /v1/events takes it as `csrf=`.
             let sent = request.headers[HTTPField.Name("X-CSRF-Token")!]
-                ?? (request.uri.path == "/v1/events" ? request.uri.queryParameters.get("csrf") : nil)
+                ?? (segments == ["v1", "events"] ? request.uri.queryParameters.get("csrf") : nil)
             guard let sent, ConstantTime.equals(Array(sent.utf8), Array(csrf.utf8)) else {
                 throw APIError(.forbidden, "csrf", "refused: a request of a browser session needs its X-CSRF-Token")
             }
@@ -241,6 +242,14 @@ struct APIGuard: RouterMiddleware {
     }
 
     static let cookieName = "kith_session"
+
+    /// The API key a request presents (`X-API-Key`, or `Authorization: Bearer`), nil if none.
+    /// A request that reaches a handler with one presented the right key (`check` refuses a
+    /// wrong one); without one it came with a browser session.
+    static func presentedKey(_ request: Request) -> String? {
+        request.headers[HTTPField.Name("X-API-Key")!]
+            ?? request.headers[.authorization].flatMap { $0.hasPrefix("Bearer ") ? String($0.dropFirst(7)) : nil }
+    }
 
     static func sessionCookie(_ header: String?) -> String? {
         guard let header else { return nil }
