@@ -16,7 +16,7 @@ struct APIHandlers: Sendable {
     let configuration: APIConfiguration
     let sessions: APISessions
 
-    func respond(_ route: APIRoute, _ request: Request, _ context: BasicRequestContext) async throws -> Response {
+    func respond(_ route: APIRoute, _ request: Request, _ context: KithRequestContext) async throws -> Response {
         var request = request
         var fields: [String: Any] = [:]
         // Query parameters carry a GET's or DELETE's fields; a route with a body takes its fields

@@ -93,7 +93,7 @@ public struct APIServer: Sendable {
 
     /// The Hummingbird application; `onBound` gets the port actually bound.
     public func application(onBound: @escaping @Sendable (Int) async -> Void) throws -> some ApplicationProtocol {
-        let router = Router(context: BasicRequestContext.self)
+        let router = Router(context: KithRequestContext.self)
         router.add(middleware: APIGuard(configuration: configuration, sessions: sessions, logger: logger))
         let handlers = self.handlers
         for route in APIRoute.all {
@@ -150,7 +150,7 @@ public struct APIServer: Sendable {
 /// this API (DNS rebinding), a cross-origin browser request; and turns every error into the
 /// one JSON shape.
 struct APIGuard: RouterMiddleware {
-    typealias Context = BasicRequestContext
+    typealias Context = KithRequestContext
     let configuration: APIConfiguration
     let sessions: APISessions
     let logger: Logger
@@ -167,7 +167,7 @@ struct APIGuard: RouterMiddleware {
 
     func answer(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
         do {
-            try check(request)
+            try check(request, context)
             return try await next(request, context)
         } catch let e as APIError {
             return e.response
@@ -190,7 +190,13 @@ struct APIGuard: RouterMiddleware {
         }
     }
 
-    func check(_ request: Request) throws(APIError) {
+    func check(_ request: Request, _ context: Context) throws(APIError) {
+        // Another user of this computer: a browser sends a 127.0.0.1 cookie to every port of
+        // 127.0.0.1, so a server of theirs on another port gets the session cookie when the
+        // browser visits it. On loopback only kithd's own user is served (LoopbackPeer).
+        guard LoopbackPeer.isOwnUser(remote: context.remoteAddress, local: context.localAddress) else {
+            throw APIError(.forbidden, "other_user", "refused: this connection comes from another user of this computer")
+        }
         // DNS rebinding: a page on evil.example resolving to 127.0.0.1 sends Host: evil.example.
         let host = request.head.authority ?? ""
         guard allowedHost(host) else {

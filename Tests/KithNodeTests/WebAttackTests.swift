@@ -60,17 +60,72 @@ struct WebAttackTests {
         }
     }
 
-    /// The router ignores empty path segments (`//v1/contacts` is `/v1/contacts`): the guard
-    /// must not take such a path for a web page and let it past the API key.
-    @Test func apiRoutesNeedTheKeyWhateverTheSlashes() throws {
+    /// A kithd with a fresh data directory (and a contact named `contact`): the directory, its
+    /// path, the daemon, its API port and API key.
+    static func start(_ log: String, contact: String? = "Secret") throws -> (TempDir, String, Daemon, Int, String) {
         let tmp = try TempDir()
         let a = tmp.path("a")
         #expect(try Binaries.run("kith", ["init", "--data-dir", a]).status == 0)
-        #expect(try Binaries.run("kith", ["contact", "add", "--given", "Secret", "--data-dir", a]).status == 0)
-        let daemon = try Daemon(data: a, logName: "attack")
+        if let contact { #expect(try Binaries.run("kith", ["contact", "add", "--given", contact, "--data-dir", a]).status == 0) }
+        let daemon = try Daemon(data: a, logName: log)
         _ = try daemon.port
-        let port = try Self.apiPort(a)
         let key = try String(contentsOfFile: a + "/api-key", encoding: .utf8).trimmingCharacters(in: .whitespacesAndNewlines)
+        return (tmp, a, daemon, try apiPort(a), key)
+    }
+
+    /// A browser session through a link made with the key (what `kith open` does): its cookie
+    /// (`kith_session=…`) and the page's CSRF token, as a script on the page would read it.
+    static func session(_ port: Int, key: String) throws -> (cookie: String, csrf: String) {
+        let made = try raw(port, "POST", "/v1/session/links", headers: [("X-API-Key", key)])
+        #expect(made.status == 201)
+        let path = try #require(made.body.range(of: #"/login/link\?token=[A-Za-z0-9_-]+"#, options: .regularExpression).map { String(made.body[$0]) })
+        let opened = try raw(port, "GET", path)
+        let cookie = try #require(opened.header("Set-Cookie")?.split(separator: ";").first.map(String.init))
+        let form = try raw(port, "GET", "/contacts/new", headers: [("Cookie", cookie)])
+        let csrf = try #require(form.body.range(of: #"name="csrf" value="[^"]+""#, options: .regularExpression)
+            .map { String(form.body[$0].dropFirst(#"name="csrf" value=""#.count).dropLast()) })
+        return (cookie, csrf)
+    }
+
+    /// A browser sends a 127.0.0.1 cookie to every port of 127.0.0.1: another user of this
+    /// computer whose server there the browser visits gets the session cookie. Replayed from that
+    /// user's own client, it must open nothing (pages need only the cookie). Needs root, to run
+    /// the attacker's client as another user (`setpriv`, uid 65534).
+    @Test(.enabled(if: getuid() == 0, "needs root to run a client as another user"))
+    func anotherLocalUserCannotReplayASessionCookie() throws {
+        let (tmp, _, daemon, port, key) = try Self.start("uid")
+        defer { withExtendedLifetime(tmp) {} }
+        let (cookie, csrf) = try Self.session(port, key: key)
+        // kithd's own user: the session works.
+        #expect(try Self.raw(port, "GET", "/contacts", headers: [("Cookie", cookie)]).body.contains("Secret"))
+        let script = """
+            import sys, urllib.request, urllib.error
+            def get(path, headers):
+                try:
+                    r = urllib.request.urlopen(urllib.request.Request("http://127.0.0.1:\(port)" + path, headers=headers))
+                    return r.status, r.read().decode()
+                except urllib.error.HTTPError as e:
+                    return e.code, e.read().decode()
+            for path, headers in [("/contacts", {"Cookie": sys.argv[1]}), ("/v1/contacts", {"Cookie": sys.argv[1], "X-CSRF-Token": sys.argv[2]}), ("/v1/contacts", {"X-API-Key": sys.argv[3]})]:
+                status, body = get(path, headers)
+                print(status, "Secret" in body, body[:200].replace("\\n", " "))
+            """
+        let other = try Binaries.runAny("/usr/bin/setpriv", ["--reuid=65534", "--regid=65534", "--clear-groups", "/usr/bin/python3", "-c", script, cookie, csrf, key])
+        #expect(other.status == 0, "\(other.stderr)")
+        let lines = other.stdout.split(separator: "\n")
+        #expect(lines.count == 3, "\(other.stdout)")
+        for line in lines {
+            #expect(line.hasPrefix("403 False") && line.contains("other_user"), "another user's request: \(line)")
+        }
+        #expect(try Self.raw(port, "GET", "/contacts", headers: [("Cookie", cookie)]).body.contains("Secret"), "kithd serves its own user still")
+        daemon.stop()
+    }
+
+    /// The router ignores empty path segments (`//v1/contacts` is `/v1/contacts`): the guard
+    /// must not take such a path for a web page and let it past the API key.
+    @Test func apiRoutesNeedTheKeyWhateverTheSlashes() throws {
+        let (tmp, a, daemon, port, key) = try Self.start("attack")
+        defer { withExtendedLifetime(tmp) {} }
 
         for target in ["/v1/contacts", "//v1/contacts", "///v1/contacts", "//v1//contacts"] {
             let r = try Self.raw(port, "GET", target)
@@ -91,23 +146,9 @@ struct WebAttackTests {
     /// `POST /v1/session/links` is for the API key only: a browser session that adds some other
     /// `Authorization` header (not a Bearer key) must not mint login links.
     @Test func aBrowserSessionCannotMakeLoginLinks() throws {
-        let tmp = try TempDir()
-        let a = tmp.path("a")
-        #expect(try Binaries.run("kith", ["init", "--data-dir", a]).status == 0)
-        let daemon = try Daemon(data: a, logName: "links")
-        _ = try daemon.port
-        let port = try Self.apiPort(a)
-        let key = try String(contentsOfFile: a + "/api-key", encoding: .utf8).trimmingCharacters(in: .whitespacesAndNewlines)
-        // A session through a link made with the key (what `kith open` does).
-        let made = try Self.raw(port, "POST", "/v1/session/links", headers: [("X-API-Key", key)])
-        #expect(made.status == 201)
-        let path = try #require(made.body.range(of: #"/login/link\?token=[A-Za-z0-9_-]+"#, options: .regularExpression).map { String(made.body[$0]) })
-        let opened = try Self.raw(port, "GET", path)
-        let cookie = try #require(opened.header("Set-Cookie")?.split(separator: ";").first.map(String.init))
-        // The page's CSRF token, as a script on the page would read it.
-        let form = try Self.raw(port, "GET", "/contacts/new", headers: [("Cookie", cookie)])
-        let csrf = try #require(form.body.range(of: #"name="csrf" value="[^"]+""#, options: .regularExpression)
-            .map { String(form.body[$0].dropFirst(#"name="csrf" value=""#.count).dropLast()) })
+        let (tmp, a, daemon, port, key) = try Self.start("links", contact: nil)
+        defer { withExtendedLifetime((tmp, a)) {} }
+        let (cookie, csrf) = try Self.session(port, key: key)
         for extra in [[], [("Authorization", "Basic eDp5")], [("Authorization", "Bearer")], [("Authorization", "Negotiate x")]] {
             let r = try Self.raw(port, "POST", "/v1/session/links", headers: [("Cookie", cookie), ("X-CSRF-Token", csrf)] + extra)
             #expect(r.status == 403 && !r.body.contains("token="), "session + \(extra): \(r.status) \(r.body)")
