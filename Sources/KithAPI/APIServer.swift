@@ -194,7 +194,7 @@ struct APIGuard: RouterMiddleware {
         // Another user of this computer: a browser sends a 127.0.0.1 cookie to every port of
         // 127.0.0.1, so a server of theirs on another port gets the session cookie when the
         // browser visits it. On loopback only kithd's own user is served (LoopbackPeer).
-        guard LoopbackPeer.isOwnUser(remote: context.remoteAddress, local: context.localAddress) else {
+        guard context.ownUser else {
             throw APIError(.forbidden, "other_user", "refused: this connection comes from another user of this computer")
         }
         // DNS rebinding: a page on evil.example resolving to 127.0.0.1 sends Host: evil.example.

@@ -1,6 +1,7 @@
 import Foundation
 import Hummingbird
 import NIOCore
+import Synchronization
 
 #if canImport(Glibc)
 import Glibc
@@ -22,19 +23,33 @@ enum LoopbackPeer {
 
     /// A /proc file to its end (its size reads as 0, and it is read in pages: a busy machine's
     /// socket table is many pages long).
-    static func readAll(_ path: String) -> String? {
+    static func readAll(_ path: String) -> Data? {
         let fd = open(path, O_RDONLY)
         guard fd >= 0 else { return nil }
         defer { close(fd) }
-        var bytes: [UInt8] = []
+        var bytes = Data()
         var buffer = [UInt8](repeating: 0, count: 65536)
         while true {
             let n = buffer.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
             if n < 0 { return nil }
             if n == 0 { break }
-            bytes += buffer[0..<n]
+            bytes.append(contentsOf: buffer[0..<n])
         }
-        return String(decoding: bytes, as: UTF8.self)
+        return bytes
+    }
+
+    /// Per connection, the answer of `isOwnUser` (reading the kernel's socket table costs
+    /// milliseconds on a busy machine; a browser keeps its few connections open). Dropped when
+    /// the connection closes.
+    private static let answers = Mutex<[ObjectIdentifier: Bool]>([:])
+
+    static func isOwnUser(_ channel: any Channel) -> Bool {
+        let id = ObjectIdentifier(channel)
+        if let known = answers.withLock({ $0[id] }) { return known }
+        let answer = isOwnUser(remote: channel.remoteAddress, local: channel.localAddress)
+        answers.withLock { $0[id] = answer }
+        channel.closeFuture.whenComplete { _ in answers.withLock { $0[id] = nil } }
+        return answer
     }
 
     static func isLoopback(_ address: SocketAddress) -> Bool {
@@ -48,12 +63,18 @@ enum LoopbackPeer {
     static func owner(clientPort: Int, serverPort: Int) -> uid_t? {
         #if os(Linux)
         let local = String(format: ":%04X", clientPort), remote = String(format: ":%04X", serverPort)
+        let needle = Data((local + " ").utf8)
         for table in ["/proc/net/tcp", "/proc/net/tcp6"] {
-            guard let text = readAll(table) else { continue }
-            for line in text.split(separator: "\n").dropFirst() where line.contains(local) {
-                let columns = line.split(separator: " ", omittingEmptySubsequences: true)
-                guard columns.count > 7, columns[1].hasSuffix(local), columns[2].hasSuffix(remote), let uid = uid_t(columns[7]) else { continue }
-                return uid
+            guard let all = readAll(table) else { continue }
+            // Foundation finds the rows naming the client's port (a busy machine lists hundreds
+            // of sockets; only those rows are split into columns).
+            var from = all.startIndex
+            while let hit = all.range(of: needle, in: from..<all.endIndex) {
+                from = hit.upperBound
+                let start = all[..<hit.lowerBound].lastIndex(of: UInt8(ascii: "\n")).map { $0 + 1 } ?? all.startIndex
+                let end = all[hit.upperBound...].firstIndex(of: UInt8(ascii: "\n")) ?? all.endIndex
+                let columns = String(decoding: all[start..<end], as: UTF8.self).split(separator: " ")
+                if columns.count > 7, columns[1].hasSuffix(local), columns[2].hasSuffix(remote), let uid = uid_t(columns[7]) { return uid }
             }
         }
         return nil
@@ -64,16 +85,15 @@ enum LoopbackPeer {
     }
 }
 
-/// The request context of the API and the web page: Hummingbird's basics plus the connection's
-/// two addresses (for `LoopbackPeer`).
+/// The request context of the API and the web page: Hummingbird's basics plus whether the
+/// connection is kithd's own user's (`LoopbackPeer`).
 struct KithRequestContext: RequestContext {
     var coreContext: CoreRequestContextStorage
-    let remoteAddress: SocketAddress?
-    let localAddress: SocketAddress?
+    /// `LoopbackPeer.isOwnUser` of the request's connection.
+    let ownUser: Bool
 
     init(source: ApplicationRequestContextSource) {
         coreContext = .init(source: source)
-        remoteAddress = source.channel.remoteAddress
-        localAddress = source.channel.localAddress
+        ownUser = LoopbackPeer.isOwnUser(source.channel)
     }
 }
