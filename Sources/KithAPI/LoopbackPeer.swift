@@ -64,8 +64,10 @@ enum LoopbackPeer {
         #if os(Linux)
         let local = String(format: ":%04X", clientPort), remote = String(format: ":%04X", serverPort)
         let needle = Data((local + " ").utf8)
+        var readable = false
         for table in ["/proc/net/tcp", "/proc/net/tcp6"] {
             guard let all = readAll(table) else { continue }
+            readable = true
             // Foundation finds the rows naming the client's port (a busy machine lists hundreds
             // of sockets; only those rows are split into columns).
             var from = all.startIndex
@@ -77,7 +79,9 @@ enum LoopbackPeer {
                 if columns.count > 7, columns[1].hasSuffix(local), columns[2].hasSuffix(remote), let uid = uid_t(columns[7]) { return uid }
             }
         }
-        return nil
+        // No /proc to read (a sandbox without it): not enforceable, and another user cannot
+        // hide kithd's /proc; serve as before rather than refuse kithd's own user too.
+        return readable ? nil : getuid()
         #else
         // No /proc: not enforced (SECURITY.md); any loopback client is served as before.
         return getuid()
