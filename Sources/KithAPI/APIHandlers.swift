@@ -16,7 +16,7 @@ struct APIHandlers: Sendable {
     let configuration: APIConfiguration
     let sessions: APISessions
 
-    func respond(_ route: APIRoute, _ request: Request, _ context: BasicRequestContext) async throws -> Response {
+    func respond(_ route: APIRoute, _ request: Request, _ context: KithRequestContext) async throws -> Response {
         var request = request
         var fields: [String: Any] = [:]
         // Query parameters carry a GET's or DELETE's fields; a route with a body takes its fields
@@ -78,12 +78,13 @@ struct APIHandlers: Sendable {
             return Response(status: .ok, headers: [.contentType: type, .cacheControl: "no-store"],
                             body: ResponseBody(byteBuffer: ByteBuffer(string: text)))
         case "events":
-            return events(session: APIGuard.sessionCookie(request.headers[.cookie]).flatMap { request.headers[HTTPField.Name("X-API-Key")!] == nil ? $0 : nil })
+            return events(session: APIGuard.sessionCookie(request.headers[.cookie]).flatMap { APIGuard.presentedKey(request) == nil ? $0 : nil })
         case "session-open":
             return try await openSession(body)
         case "session-link":
-            // Only with the API key (the local user's secret), never from a browser session.
-            guard request.headers[HTTPField.Name("X-API-Key")!] != nil || request.headers[.authorization] != nil else {
+            // Only with the API key (the local user's secret), never from a browser session (which
+            // may carry some other Authorization header, e.g. Basic: that is no key).
+            guard APIGuard.presentedKey(request) != nil else {
                 throw APIError(.forbidden, "refused", "login links are made with the API key (kith open), not from a browser session")
             }
             let link = sessions.makeLink()

@@ -93,7 +93,7 @@ public struct APIServer: Sendable {
 
     /// The Hummingbird application; `onBound` gets the port actually bound.
     public func application(onBound: @escaping @Sendable (Int) async -> Void) throws -> some ApplicationProtocol {
-        let router = Router(context: BasicRequestContext.self)
+        let router = Router(context: KithRequestContext.self)
         router.add(middleware: APIGuard(configuration: configuration, sessions: sessions, logger: logger))
         let handlers = self.handlers
         for route in APIRoute.all {
@@ -150,7 +150,7 @@ public struct APIServer: Sendable {
 /// this API (DNS rebinding), a cross-origin browser request; and turns every error into the
 /// one JSON shape.
 struct APIGuard: RouterMiddleware {
-    typealias Context = BasicRequestContext
+    typealias Context = KithRequestContext
     let configuration: APIConfiguration
     let sessions: APISessions
     let logger: Logger
@@ -167,7 +167,7 @@ struct APIGuard: RouterMiddleware {
 
     func answer(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
         do {
-            try check(request)
+            try check(request, context)
             return try await next(request, context)
         } catch let e as APIError {
             return e.response
@@ -190,7 +190,13 @@ struct APIGuard: RouterMiddleware {
         }
     }
 
-    func check(_ request: Request) throws(APIError) {
+    func check(_ request: Request, _ context: Context) throws(APIError) {
+        // Another user of this computer: a browser sends a 127.0.0.1 cookie to every port of
+        // 127.0.0.1, so a server of theirs on another port gets the session cookie when the
+        // browser visits it. On loopback only kithd's own user is served (LoopbackPeer).
+        guard context.ownUser else {
+            throw APIError(.forbidden, "other_user", "refused: this connection comes from another user of this computer")
+        }
         // DNS rebinding: a page on evil.example resolving to 127.0.0.1 sends Host: evil.example.
         let host = request.head.authority ?? ""
         guard allowedHost(host) else {
@@ -210,12 +216,13 @@ struct APIGuard: RouterMiddleware {
         }
         // The web page (WebRoutes) checks its own session: a page load carries no header, a
         // form its CSRF token in the form. Host, Origin and Sec-Fetch-Site are checked above.
-        if !request.uri.path.hasPrefix("/v1/") { return }
+        // Which it is, is decided by the path's segments as the router sees them: the router
+        // skips empty segments, so `//v1/contacts` is the API route `/v1/contacts`.
+        let segments = request.uri.path.split(separator: "/")
+        if segments.first != "v1" { return }
         // Logging in needs no key (the password is the credential).
-        if request.uri.path == "/v1/session", request.method == .post { return }
-        let given = request.headers[HTTPField.Name("X-API-Key")!]
-            ?? request.headers[.authorization].flatMap { $0.hasPrefix("Bearer ") ? String($0.dropFirst(7)) : nil }
-        if let given {
+        if segments == ["v1", "session"], request.method == .post { return }
+        if let given = Self.presentedKey(request) {
             guard ConstantTime.equals(Array(given.utf8), Array(configuration.apiKey.utf8)) else {
                 throw APIError(.unauthorized, "unauthorized", "wrong API key")
             }
@@ -231,7 +238,7 @@ struct APIGuard: RouterMiddleware {
             // server on another port of this host; the token never leaves the page). EventSource
             // cannot set headers: /v1/events takes it as `csrf=`.
             let sent = request.headers[HTTPField.Name("X-CSRF-Token")!]
-                ?? (request.uri.path == "/v1/events" ? request.uri.queryParameters.get("csrf") : nil)
+                ?? (segments == ["v1", "events"] ? request.uri.queryParameters.get("csrf") : nil)
             guard let sent, ConstantTime.equals(Array(sent.utf8), Array(csrf.utf8)) else {
                 throw APIError(.forbidden, "csrf", "refused: a request of a browser session needs its X-CSRF-Token")
             }
@@ -241,6 +248,14 @@ struct APIGuard: RouterMiddleware {
     }
 
     static let cookieName = "kith_session"
+
+    /// The API key a request presents (`X-API-Key`, or `Authorization: Bearer`), nil if none.
+    /// A request that reaches a handler with one presented the right key (`check` refuses a
+    /// wrong one); without one it came with a browser session.
+    static func presentedKey(_ request: Request) -> String? {
+        request.headers[HTTPField.Name("X-API-Key")!]
+            ?? request.headers[.authorization].flatMap { $0.hasPrefix("Bearer ") ? String($0.dropFirst(7)) : nil }
+    }
 
     static func sessionCookie(_ header: String?) -> String? {
         guard let header else { return nil }

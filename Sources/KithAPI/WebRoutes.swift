@@ -37,7 +37,7 @@ struct WebRoutes: Sendable {
 
     static let fragmentHeader = HTTPField.Name("X-Kith-Fragment")!
 
-    typealias Context = BasicRequestContext
+    typealias Context = KithRequestContext
     typealias Handler = @Sendable (Request, Context, Session) async throws -> Response
     typealias FormHandler = @Sendable (Request, Context, Session, WebForm) async throws -> Response
 
