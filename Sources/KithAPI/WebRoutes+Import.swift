@@ -64,9 +64,9 @@ extension WebRoutes {
     func planData(_ job: String, _ plan: ImportPlan, committed: Int, finished: Bool, failure: String?) -> [String: Any] {
         let total = plan.edits.count
         var d: [String: Any] = [
-            "job": job, "filename": plan.filename, "format": plan.format, "created": plan.created, "merged": plan.merged, "unchanged": plan.unchanged,
-            "dropped": plan.dropped.map { ["field": $0.field, "count": $0.count] },
-            "skipped": plan.problems.count, "total": total, "committed": committed, "finished": finished,
+            "job": job, "filename": plan.filename, "format": plan.formatSummary, "created": plan.created, "merged": plan.merged, "unchanged": plan.unchanged,
+            "dropped": plan.dropped.map { ["field": $0.field, "count": $0.count] }, "hasDropped": !plan.dropped.isEmpty,
+            "skipped": plan.skipped, "total": total, "committed": committed, "finished": finished,
             "percent": total == 0 ? 100 : committed * 100 / total,
             "problems": plan.problems.prefix(500).map { ["origin": $0.origin, "reason": $0.reason] },
         ]

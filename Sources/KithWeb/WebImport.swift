@@ -7,6 +7,8 @@ import KithQuery
 /// `ImportSession` matching by id, external id, email and phone), without committing.
 public struct ImportPlan: Sendable {
     public let filename: String
+    /// The format's name for people ("vCard 2.1, 3.0 and 4.0 (…)", "NGP VAN / EveryAction export").
+    public var formatSummary: String { Interchange.formats.first { $0.name == format }?.summary ?? format }
     /// The detected (or chosen) format's name, e.g. "vcard", "google-csv".
     public let format: String
     /// One edit per contact to write, in file order.
@@ -19,6 +21,8 @@ public struct ImportPlan: Sendable {
     /// Records that will not be imported, each with where it is and why (unreadable records,
     /// conflicts), then values dropped from records that were kept.
     public let problems: [ImportIssue]
+    /// Records not imported: unreadable, skipped on purpose (a group card) or in conflict.
+    public let skipped: Int
     /// Fields present in the file and not kept, with how often (`PHOTO` ×120).
     public let dropped: [(field: String, count: Int)]
 
@@ -31,11 +35,12 @@ public struct ImportPlan: Sendable {
         session.take(batch.contacts)
         let edits = session.takeBatch()
         var problems = batch.issues + session.issues + batch.skipped
+        let skipped = problems.count + session.summary.conflicts.count
         problems += session.summary.conflicts.map { ImportIssue(origin: "conflict", reason: $0) }
         problems += session.warnings
         let dropped = batch.dropped.sorted { $0.value != $1.value ? $0.value > $1.value : $0.key < $1.key }.map { (field: $0.key, count: $0.value) }
         return ImportPlan(filename: filename, format: batch.format, edits: edits, created: session.summary.created,
-                          merged: session.summary.updated, unchanged: session.summary.unchanged, problems: problems, dropped: dropped)
+                          merged: session.summary.updated, unchanged: session.summary.unchanged, skipped: skipped, problems: problems, dropped: dropped)
     }
 
     /// The edits in durable batches of about `ops` operations each (one signed change apiece),

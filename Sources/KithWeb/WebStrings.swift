@@ -181,6 +181,8 @@ public enum WebStrings {
         "import_created": "New contacts",
         "import_merged": "Updates of contacts you have",
         "import_skipped": "Skipped",
+        "import_unchanged": "Already up to date (nothing to write)",
+        "import_dropped": "In the file but not kept",
         "import_confirm": "Import now",
         "import_progress": "Importing",
         "import_done": "Done",

@@ -347,7 +347,7 @@ enum WebTemplates {
     <form method="post" action="/import" enctype="multipart/form-data" class="stack" id="upload-form">
     <input type="hidden" name="csrf" value="{{csrf}}">
     <label for="file">{{t.import_file}}</label><input id="file" name="file" type="file" accept=".vcf,.vcard,.csv,text/vcard,text/csv" required>
-    <label for="country">{{t.import_country}}</label><input id="country" name="country" inputmode="numeric" size="4">
+    <label for="country">{{t.import_country}}</label><input id="country" name="country" size="4" autocapitalize="characters">
     <button type="submit">{{t.import_preview_submit}}</button>
     </form>
     <h2>{{t.import_export}}</h2>
@@ -362,8 +362,11 @@ enum WebTemplates {
     <dt>{{t.import_detected}}</dt><dd id="format">{{format}}</dd>
     <dt>{{t.import_created}}</dt><dd id="created">{{created}}</dd>
     <dt>{{t.import_merged}}</dt><dd id="merged">{{merged}}</dd>
+    <dt>{{t.import_unchanged}}</dt><dd id="unchanged">{{unchanged}}</dd>
     <dt>{{t.import_skipped}}</dt><dd id="skipped">{{skipped}}</dd>
     </dl>
+    {{#hasDropped}}<h2>{{t.import_dropped}}</h2>
+    <ul class="dropped">{{#dropped}}<li>{{field}} ×{{count}}</li>{{/dropped}}</ul>{{/hasDropped}}
     <form method="post" action="/import/{{job}}/start" id="confirm-form"><input type="hidden" name="csrf" value="{{csrf}}"><button type="submit">{{t.import_confirm}}</button></form>
     <h2>{{t.import_problems}}</h2>
     <ul class="problems">{{#problems}}<li><strong>{{origin}}</strong>: {{reason}}</li>{{/problems}}</ul>

@@ -96,7 +96,8 @@ struct ContactCommand: ParsableCommand {
             abstract: "Add a contact; prints its id.",
             discussion: """
                 Examples:
-                  kith contact add --given Ada --family Lovelace --phone "020 7946 0000" --region GB
+                  kith contact add --given Ada --family Lovelace \\
+                      --phone "020 7946 0000" --region GB
                   kith contact add --display "Mx. Rivera" --email rivera@example.org \\
                       --tag gotv --support 4 \\
                       --consent contact --consent-method "asked at the door"

@@ -39,7 +39,7 @@ struct RetractionDaemonTests {
         }
         #expect(try String(contentsOfFile: exports + "/" + file, encoding: .utf8).contains("rosa@example.org"))
 
-        let revoke = try Binaries.run("kith", ["consent", "revoke", "--data-dir", a, "--", rosa])
+        let revoke = try Binaries.run("kith", ["consent", "revoke", "--yes", "--data-dir", a, "--", rosa])
         #expect(revoke.stdout.contains("deleted"), "\(revoke.stdout) \(revoke.stderr)")
         let show = try Binaries.run("kith", ["consent", "show", "--data-dir", a, "--", rosa]).stdout
         #expect(show.contains("in progress") && show.contains("the hub: erased") && show.contains("file export \(file): awaiting staff confirmation"), "\(show)")
