@@ -40,7 +40,7 @@ public struct ImportPlan: Sendable {
         problems += session.warnings
         let dropped = batch.dropped.sorted { $0.value != $1.value ? $0.value > $1.value : $0.key < $1.key }.map { (field: $0.key, count: $0.value) }
         return ImportPlan(filename: filename, format: batch.format, edits: edits, created: session.summary.created,
-                          merged: session.summary.updated, unchanged: session.summary.unchanged, skipped: skipped, problems: problems, dropped: dropped)
+                          merged: session.summary.updated, unchanged: session.summary.unchanged, problems: problems, skipped: skipped, dropped: dropped)
     }
 
     /// The edits in durable batches of about `ops` operations each (one signed change apiece),
