@@ -25,6 +25,15 @@ public enum KeyFingerprint {
         return c == chars[15]
     }
 
+    /// Whether `reference`, as a person types it, names `key`: the whole key, a prefix of 4 or
+    /// more of its characters, or its fingerprint (dashes and case ignored, check character verified).
+    public static func names(_ key: Ed25519.PublicKey, _ reference: String) -> Bool {
+        let text = key.description
+        if text == reference || (reference.count >= 4 && text.hasPrefix(reference)) { return true }
+        guard isValid(reference) else { return false }
+        return of(key).filter { $0 != "-" } == reference.lowercased().filter { $0 != "-" }
+    }
+
     /// Luhn mod 32 over the characters' values (Syncthing's `luhn32`); nil for a character outside the alphabet.
     static func check(_ chars: [Character]) -> Character? {
         var factor = 1, sum = 0

@@ -251,7 +251,7 @@ extension SyncNode {
     public func decideJoin(chapter: String?, member reference: String, approve: Bool) throws(ChapterCommandError) -> String {
         let (ch, log) = try memberChapter(chapter)
         guard log.state.isAdmin(identity.member) else { throw ChapterCommandError("only an admin can approve or deny joins") }
-        let matches = try requests(ch).filter { reference.count >= 4 && $0.cert.memberKey.description.hasPrefix(reference) }
+        let matches = try requests(ch).filter { KeyFingerprint.names($0.cert.memberKey, reference) }
         guard matches.count == 1, let request = matches.first else {
             throw ChapterCommandError(matches.isEmpty ? "no held join request from '\(reference)' (see kith chapter requests)" : "'\(reference)' matches several requests")
         }
@@ -303,7 +303,7 @@ extension SyncNode {
     /// nothing written afterwards is readable with the removed member's keys.
     public func removeMember(chapter: String?, member reference: String) throws(ChapterCommandError) -> String {
         let (ch, log) = try memberChapter(chapter)
-        let matches = log.state.members.keys.filter { $0.description == reference || (reference.count >= 4 && $0.description.hasPrefix(reference)) }
+        let matches = log.state.members.keys.filter { KeyFingerprint.names($0, reference) }
         guard matches.count == 1, let target = matches.first else {
             throw ChapterCommandError(matches.isEmpty ? "no member '\(reference)' in \"\(log.state.name)\" (see `kith chapter members`)" : "'\(reference)' matches several members; give more characters")
         }

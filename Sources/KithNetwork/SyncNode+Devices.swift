@@ -35,7 +35,7 @@ extension SyncNode {
         if let k = try? Ed25519.PublicKey(bytes: Base64URL.decode(reference) ?? []) {
             target = k
         } else {
-            let matches = known.filter { reference.count >= 4 && $0.description.hasPrefix(reference) }
+            let matches = known.filter { KeyFingerprint.names($0, reference) }
             guard matches.count == 1 else {
                 throw ChapterCommandError(matches.isEmpty ? "no known device '\(reference)'; give the full device key (kith whoami on that device)" : "'\(reference)' matches several devices")
             }

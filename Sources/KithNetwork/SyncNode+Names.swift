@@ -57,10 +57,7 @@ extension SyncNode {
         let subject: Ed25519.PublicKey
         if let reference {
             let candidates = ownDevicesKnown().union([identity.device])
-            let matches = candidates.filter {
-                $0.description == reference || (reference.count >= 4 && $0.description.hasPrefix(reference))
-                    || KeyFingerprint.of($0) == reference.lowercased()
-            }
+            let matches = candidates.filter { KeyFingerprint.names($0, reference) }
             guard matches.count == 1, let only = matches.first else {
                 throw ChapterCommandError(matches.isEmpty
                     ? "no device of yours '\(reference)' is known here (see kith device list); you can name only your own devices"

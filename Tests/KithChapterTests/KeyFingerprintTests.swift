@@ -29,4 +29,20 @@ struct KeyFingerprintTests {
             }
         }
     }
+
+    /// What a person may type to name a key in `chapter remove/approve`, `device revoke` and
+    /// `name set --device`: the key, a prefix of 4+ characters, or the fingerprint as shown
+    /// (any case, with or without dashes); a fingerprint with a typo names nothing.
+    @Test func referencesThatNameAKey() {
+        let key = Ed25519.PrivateKey().publicKey, other = Ed25519.PrivateKey().publicKey
+        let fp = KeyFingerprint.of(key)
+        for r in [key.description, String(key.description.prefix(4)), fp, fp.uppercased(), fp.filter { $0 != "-" }] {
+            #expect(KeyFingerprint.names(key, r), "\(r)")
+            #expect(!KeyFingerprint.names(other, r) || other.description.hasPrefix(r), "\(r)")
+        }
+        var typo = Array(fp)
+        typo[0] = typo[0] == "a" ? "b" : "a"
+        #expect(!KeyFingerprint.names(key, String(typo)))
+        #expect(!KeyFingerprint.names(key, String(key.description.prefix(3))))
+    }
 }
