@@ -27,7 +27,7 @@ struct OSDIConnectorTests {
             try await server.start()
         }
 
-        func connector(timeout: Int64 = 10, deletePeople: Bool = false) -> OSDIConnector {
+        func connector(timeout: Int64 = 30, deletePeople: Bool = false) -> OSDIConnector {
             OSDIConnector(.init(endpoint: server.base, apiKey: server.token, subscribePurposes: ["Newsletter"], deletePeople: deletePeople,
                                 timeout: .seconds(timeout)))
         }
@@ -126,7 +126,7 @@ struct OSDIConnectorTests {
     @Test(arguments: StoreKind.available)
     func aFailingDownstreamIsRetriedAndNothingIsClaimed(_ kind: StoreKind) async throws {
         let t = try await Setup(kind)
-        let c = t.connector(timeout: 1)
+        let c = t.connector(timeout: 3)
         let g = t.grant(t.ch.alice, contact: 1, purpose: "GOTV calls")
         do {
         let s = try await t.store.open()
@@ -145,7 +145,7 @@ struct OSDIConnectorTests {
 
         _ = await hub.revoke(t.ch.revocation(g, by: t.ch.alice))
         var attempts: UInt64 = 0
-        for fault in [OSDITestServer.Fault.status(503), .status(429), .status(400), .hang(.seconds(3)), .status(401)] {
+        for fault in [OSDITestServer.Fault.status(503), .status(429), .status(400), .hang(.seconds(8)), .status(401)] {
             t.server.inject([fault])
             t.clock.advance(3_600_000) // past any backoff
             await hub.connectorRound()

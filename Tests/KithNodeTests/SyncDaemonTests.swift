@@ -156,8 +156,8 @@ struct SyncDaemonTests {
             guard r.status == 0, let s = try JSONSerialization.jsonObject(with: Data(r.stdout.utf8)) as? [String: Any] else { return nil }
             return s["contacts"] as? Int
         }
-        _ = try waitFor("B holds everything", seconds: 30) { try contacts(b) == 3_001 ? true : nil }
-        _ = try waitFor("A holds Golf", seconds: 30) { try contacts(a) == 3_001 ? true : nil }
+        _ = try waitFor("B holds everything", seconds: 90) { try contacts(b) == 3_001 ? true : nil }
+        _ = try waitFor("A holds Golf", seconds: 90) { try contacts(a) == 3_001 ? true : nil }
         da.stop()
         db.stop()
         #expect(try names(b).contains("Golf"))
