@@ -104,11 +104,12 @@ extension WebRoutes {
             let (summary, page, duplicates) = try await node.chapterContacts(chapter: chapter.id, q: q, limit: 200, cursor: request.uri.queryParameters.get("cursor"))
             let me = node.identity.member.description
             let names = Dictionary(page.contacts.map { ($0.id, $0.name) }, uniquingKeysWith: { a, _ in a })
+            let memberNames = await memberNames(chapter: chapter.id)
             let contacts = page.contacts.map { c -> ContactDTO in
                 var c = c
                 c.knows = c.knows.map { k in
                     var k = k
-                    k.member = k.member == me ? pages.text("chapter_you") : String(k.member.prefix(12))
+                    k.member = k.member == me ? pages.text("chapter_you") : Self.memberLabel(k.member, names: memberNames)
                     return k
                 }
                 return c
@@ -227,5 +228,16 @@ extension WebRoutes {
         }
         data["grants"] = grants
         return html(request, "party", title: pages.text("party_title"), data: data, session: s, nav: "party", live: true)
+    }
+
+    /// The display names members gave themselves in one chapter (`set name`), by member key.
+    func memberNames(chapter: String) async -> [String: String] {
+        guard let (_, members) = try? await node.members(chapter: chapter) else { return [:] }
+        return Dictionary(members.compactMap { m in m.name.map { (m.member, $0) } }, uniquingKeysWith: { a, _ in a })
+    }
+
+    /// A member as people should see them: the name they set, else the first 12 characters of their key.
+    static func memberLabel(_ member: String, names: [String: String]) -> String {
+        names[member] ?? String(member.prefix(12))
     }
 }

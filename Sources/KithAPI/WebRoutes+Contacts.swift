@@ -150,7 +150,9 @@ extension WebRoutes {
         var out: [[String: Any]] = []
         for ch in await node.chapterList() where ch.role != "relay" {
             guard let c = try? await node.contactDetails(scope: ch.id, reference: id, merged: false), !c.knows.isEmpty else { continue }
-            out.append(["chapter": ch.name, "members": c.knows.map { String($0.member.prefix(12)) }])
+            let names = await memberNames(chapter: ch.id)
+            let me = node.identity.member.description
+            out.append(["chapter": ch.name, "members": c.knows.map { $0.member == me ? pages.text("chapter_you") : Self.memberLabel($0.member, names: names) }])
         }
         return out
     }

@@ -345,8 +345,11 @@ def test_edit_by_second_member_appears_live():
     # Victor's record of Zofia, with her number typed his way: a likely duplicate on the map.
     victor.kith("contact", "add", "--given", "Zosia", "--family", "W", "--phone", "(202) 555-0143", "--default-country", "1", "--tag", "team")
     victor.kith("share", "--tag", "team", "--fields", "name,phones")
+    victor.kith("name", "set", "Victor Okafor")
     A.get(olivia.base + "/chapter/map")
     wait_for("Bruno on Olivia's map", lambda: "Bruno Costa" in text(A, "#map") or A.refresh(), timeout=90)
+    # "Known by" names the member by the name he set, not by his key.
+    wait_for("Victor's name on the map", lambda: "Victor Okafor" in text(A, "#map") or A.refresh(), timeout=90)
     A.execute_script("window.kithNoReload = 42; window.kithLiveUpdates = 0;")
     bruno = json.loads(victor.kith("contact", "search", "bruno", "--json"))[0]["id"]
     B.get(victor.base + "/contacts/" + bruno + "/edit")
