@@ -16,6 +16,25 @@ extension WebRoutes {
         await node.chapterList().filter { $0.role != "relay" }
     }
 
+    /// The chapter a page or form acts on: the one its `c` parameter names when this node is in
+    /// it, else the first (a member of one chapter never sees the parameter).
+    func chapter(named id: String?) async -> SyncNode.ChapterSummary? {
+        let all = await chapters()
+        return all.first { $0.id == id } ?? all.first
+    }
+
+    /// `?c=ID` for the chapter an API answer names (create, join), so the page shows that one.
+    static func chapterQuery(_ answer: [String: Any]) -> String {
+        ((answer["chapter"] as? [String: Any])?["id"] as? String).map { "?c=" + encode($0) } ?? ""
+    }
+
+    /// Links to each chapter for a member of more than one, the shown one marked.
+    func chapterPicker(showing current: SyncNode.ChapterSummary?, path: String) async -> [String: Any]? {
+        let all = await chapters()
+        guard all.count > 1 else { return nil }
+        return ["chapters": all.map { ["name": $0.name, "href": "\(path)?c=\(Self.encode($0.id))", "current": $0.id == current?.id] }]
+    }
+
     // MARK: Share
 
     func registerSharing(on router: Router<Context>) {
@@ -60,18 +79,19 @@ extension WebRoutes {
             var notice: String?
             if request.uri.queryParameters.get("held") != nil { notice = pages.text("chapter_held") }
             if request.uri.queryParameters.get("removed") != nil { notice = pages.text("chapter_removed") }
-            return try await chapterPage(request, s, invite: nil, notice: notice)
+            let chapter = await chapter(named: request.uri.queryParameters.get("c"))
+            return try await chapterPage(request, s, chapter: chapter, invite: nil, notice: notice)
         })
         router.post("/chapter/create", use: form { _, _, _, f in
-            _ = try await commands.perform("chapter-create", ["name": f["name"] ?? ""])
-            return Self.redirect("/chapter")
+            let answer = try await commands.perform("chapter-create", ["name": f["name"] ?? ""])
+            return Self.redirect("/chapter" + Self.chapterQuery(answer))
         })
         router.post("/chapter/join", use: form { _, _, _, f in
             let answer = try await commands.perform("chapter-join", ["invite": f["invite"] ?? ""])
-            return Self.redirect(answer["held"] != nil ? "/chapter?held=1" : "/chapter")
+            return Self.redirect(answer["held"] != nil ? "/chapter?held=1" : "/chapter" + Self.chapterQuery(answer))
         })
         router.post("/chapter/invites", use: form { request, _, s, f in
-            guard let chapter = await chapters().first else { throw Refusal(status: .badRequest, message: pages.text("chapter_none")) }
+            guard let chapter = await chapter(named: f["c"]) else { throw Refusal(status: .badRequest, message: pages.text("chapter_none")) }
             var fields: [String: Any] = ["chapter": chapter.id, "uses": Int(f["uses"] ?? "1") ?? 1]
             if f["approve"] != nil { fields["approve"] = true }
             let answer = try await commands.perform("chapter-invite", fields)
@@ -79,27 +99,27 @@ extension WebRoutes {
             let qr: String
             do { qr = try QRCode(text).svg(title: pages.text("chapter_invite_qr")) } catch { qr = "" }
             // Shown in the answer, never put in an address (it admits whoever has it).
-            return try await chapterPage(request, s, invite: ["text": text, "svg": qr], notice: nil)
+            return try await chapterPage(request, s, chapter: chapter, invite: ["text": text, "svg": qr], notice: nil)
         })
-        router.post("/chapter/requests/{member}/{decision}", use: form { _, context, _, _ in
+        router.post("/chapter/requests/{member}/{decision}", use: form { _, context, _, f in
             let decision = context.parameters.get("decision") ?? ""
             guard decision == "approve" || decision == "deny" else { throw Refusal(status: .notFound, message: pages.text("error_no_decision")) }
-            let chapter = await chapters().first?.id ?? ""
+            let chapter = await chapter(named: f["c"])?.id ?? ""
             _ = try await commands.perform("chapter-" + decision, ["chapter": chapter, "member": context.parameters.get("member") ?? ""])
-            return Self.redirect("/chapter")
+            return Self.redirect("/chapter?c=" + Self.encode(chapter))
         })
-        router.post("/chapter/members/{member}/remove", use: form { _, context, _, _ in
-            let chapter = await chapters().first?.id ?? ""
+        router.post("/chapter/members/{member}/remove", use: form { _, context, _, f in
+            let chapter = await chapter(named: f["c"])?.id ?? ""
             _ = try await commands.perform("chapter-remove", ["chapter": chapter, "member": context.parameters.get("member") ?? ""])
-            return Self.redirect("/chapter?removed=1")
+            return Self.redirect("/chapter?removed=1&c=" + Self.encode(chapter))
         })
-        router.post("/chapter/leave", use: form { _, _, _, _ in
-            let chapter = await chapters().first?.id ?? ""
+        router.post("/chapter/leave", use: form { _, _, _, f in
+            let chapter = await chapter(named: f["c"])?.id ?? ""
             _ = try await commands.perform("chapter-leave", ["chapter": chapter])
             return Self.redirect("/chapter")
         })
         router.get("/chapter/map", use: page { request, _, s in
-            guard let chapter = await chapters().first else { return Self.redirect("/chapter") }
+            guard let chapter = await chapter(named: request.uri.queryParameters.get("c")) else { return Self.redirect("/chapter") }
             let q = request.uri.queryParameters.get("q").flatMap { $0.trimmingCharacters(in: .whitespaces).isEmpty ? nil : $0 }
             let (summary, page, duplicates) = try await node.chapterContacts(chapter: chapter.id, q: q, limit: 200, cursor: request.uri.queryParameters.get("cursor"))
             let me = node.identity.member.description
@@ -116,14 +136,18 @@ extension WebRoutes {
             }
             let map: [String: Any] = ["chapter": summary, "contacts": contacts, "total": page.total,
                                       "duplicates": duplicates.map { group in group.map { id in names[id.description].map { "\($0) (\(id.description.prefix(8)))" } ?? id.description } }]
-            return html(request, "chapter-map", title: pages.text("chapter_map"), data: ["map": map, "q": q ?? ""], session: s, nav: "chapter", live: true)
+            var data: [String: Any] = ["map": map, "q": q ?? "", "chapterId": chapter.id]
+            if let picker = await chapterPicker(showing: chapter, path: "/chapter/map") { data["picker"] = picker }
+            return html(request, "chapter-map", title: pages.text("chapter_map"), data: data, session: s, nav: "chapter", live: true)
         })
     }
 
-    func chapterPage(_ request: Request, _ s: Session, invite: [String: String]?, notice: String?) async throws -> Response {
+    func chapterPage(_ request: Request, _ s: Session, chapter: SyncNode.ChapterSummary?, invite: [String: String]?, notice: String?) async throws -> Response {
         var data: [String: Any] = [:]
         if let notice { data["notice"] = notice }
-        if let chapter = await chapters().first {
+        if let picker = await chapterPicker(showing: chapter, path: "/chapter") { data["picker"] = picker }
+        if let chapter {
+            data["chapterId"] = chapter.id
             let members = try await commands.perform("chapter-members", ["chapter": chapter.id])
             let isAdmin = chapter.role == "admin"
             data["chapter"] = chapter
@@ -133,6 +157,8 @@ extension WebRoutes {
                 var m = m
                 let key = m["member"] as? String ?? ""
                 m["short"] = String(key.prefix(12))
+                m["label"] = (m["name"] as? String) ?? String(key.prefix(12))
+                m["named"] = m["name"] is String
                 m["you"] = (m["you"] as? Bool) ?? false
                 m["admin"] = (m["admin"] as? Bool) ?? false
                 m["canRemove"] = isAdmin && !((m["you"] as? Bool) ?? false)

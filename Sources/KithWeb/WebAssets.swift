@@ -12,6 +12,10 @@ public enum WebAssets {
     nav a, nav button.link { color: #fff; padding: .4rem .5rem; text-decoration: none; border-radius: .25rem; font-size: .95rem; }
     nav a[aria-current="page"] { background: #fff; color: #1d2b3a; font-weight: 600; }
     nav form { margin-left: auto; }
+    nav.chapters { display: block; max-width: none; margin: 0 0 .5rem; padding: 0; }
+    nav.chapters ul { list-style: none; padding: 0; margin: 0; display: flex; flex-wrap: wrap; gap: .5rem; }
+    nav.chapters a { color: var(--accent); border: 1px solid var(--accent); }
+    nav.chapters a[aria-current="page"] { background: var(--accent); color: #fff; }
     a { color: var(--accent); }
     a:focus, button:focus, input:focus, select:focus, textarea:focus, summary:focus { outline: 3px solid var(--focus); outline-offset: 2px; }
     .skip { position: absolute; left: -999px; }

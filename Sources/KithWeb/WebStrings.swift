@@ -114,6 +114,8 @@ public enum WebStrings {
         "field_consent": "Consent",
         "chapter_title": "Chapter",
         "chapter_none": "You are not in a chapter.",
+        "chapter_pick": "Your chapters",
+        "chapter_another": "Create or join another chapter",
         "chapter_create": "Create a chapter",
         "chapter_name": "Chapter name",
         "chapter_join": "Join with an invite",

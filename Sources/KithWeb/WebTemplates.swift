@@ -137,7 +137,7 @@ enum WebTemplates {
 
     <section aria-labelledby="knows-h">
     <h2 id="knows-h">{{t.contact_knows}}</h2>
-    {{#knownBy}}<ul>{{#.}}<li>{{chapter}}: {{#members}}<code>{{.}}</code> {{/members}}</li>{{/.}}</ul>{{/knownBy}}
+    {{#knownBy}}<ul>{{#.}}<li>{{chapter}}: {{#members}}<span class="member">{{.}}</span> {{/members}}</li>{{/.}}</ul>{{/knownBy}}
     {{^knownBy}}<p>{{t.contact_knows_none}}</p>{{/knownBy}}
     </section>
 
@@ -248,47 +248,52 @@ enum WebTemplates {
 
     static let chapter = """
     <h1>{{t.chapter_title}}</h1>
+    {{#picker}}<nav class="chapters" aria-label="{{t.chapter_pick}}"><ul>{{#chapters}}<li><a href="{{href}}"{{#current}} aria-current="page"{{/current}}>{{name}}</a></li>{{/chapters}}</ul></nav>{{/picker}}
     {{#message}}<p class="error" role="alert">{{message}}</p>{{/message}}
     {{#notice}}<p class="notice" role="status">{{notice}}</p>{{/notice}}
     {{^chapter}}
     <p>{{t.chapter_none}}</p>
-    <form method="post" action="/chapter/create" class="row"><input type="hidden" name="csrf" value="{{csrf}}">
-    <label for="name">{{t.chapter_name}}</label><input id="name" name="name" required><button>{{t.chapter_create}}</button></form>
-    <form method="post" action="/chapter/join" class="stack"><input type="hidden" name="csrf" value="{{csrf}}">
-    <label for="invite">{{t.chapter_invite_text}}</label><textarea id="invite" name="invite" rows="3" required></textarea><button>{{t.chapter_join}}</button></form>
     {{/chapter}}
     {{#chapter}}
     <h2 id="chapter-name">{{name}}</h2>
-    <p>{{t.chapter_role}}: {{roleText}} · {{contacts}} {{t.chapter_contacts}} · <a href="/chapter/map">{{t.chapter_map}}</a></p>
+    <p>{{t.chapter_role}}: {{roleText}} · {{contacts}} {{t.chapter_contacts}} · <a href="/chapter/map?c={{chapterId}}">{{t.chapter_map}}</a></p>
     <h2>{{t.chapter_members}}</h2>
     <table><thead><tr><th scope="col">{{t.chapter_member}}</th><th scope="col">{{t.chapter_devices}}</th><th scope="col"></th></tr></thead><tbody>
-    {{#memberList}}<tr><td><code>{{short}}</code>{{#admin}} · {{t.chapter_admin}}{{/admin}}{{#you}} · <strong>{{t.chapter_you}}</strong>{{/you}}</td><td>{{devices}}</td>
-    <td>{{#canRemove}}<form method="post" action="/chapter/members/{{member}}/remove" class="inline"><input type="hidden" name="csrf" value="{{csrf}}"><button class="small danger" aria-describedby="remove-warning">{{t.chapter_remove}}</button></form>{{/canRemove}}</td></tr>{{/memberList}}
+    {{#memberList}}<tr><td>{{#named}}{{label}}{{/named}}{{^named}}<code>{{short}}</code>{{/named}}{{#admin}} · {{t.chapter_admin}}{{/admin}}{{#you}} · <strong>{{t.chapter_you}}</strong>{{/you}}</td><td>{{devices}}</td>
+    <td>{{#canRemove}}<form method="post" action="/chapter/members/{{member}}/remove" class="inline"><input type="hidden" name="csrf" value="{{csrf}}"><input type="hidden" name="c" value="{{chapterId}}"><button class="small danger" aria-describedby="remove-warning">{{t.chapter_remove}}</button></form>{{/canRemove}}</td></tr>{{/memberList}}
     </tbody></table>
     {{#isAdmin}}
     <p class="muted" id="remove-warning">{{t.chapter_remove_warning}}</p>
     <h2>{{t.chapter_requests}}</h2>
     <ul>{{#requests}}<li><code>{{short}}</code> {{detail}}
-    <form method="post" action="/chapter/requests/{{member}}/approve" class="inline"><input type="hidden" name="csrf" value="{{csrf}}"><button class="small">{{t.chapter_approve}}</button></form>
-    <form method="post" action="/chapter/requests/{{member}}/deny" class="inline"><input type="hidden" name="csrf" value="{{csrf}}"><button class="small secondary">{{t.chapter_deny}}</button></form></li>{{/requests}}</ul>
+    <form method="post" action="/chapter/requests/{{member}}/approve" class="inline"><input type="hidden" name="csrf" value="{{csrf}}"><input type="hidden" name="c" value="{{chapterId}}"><button class="small">{{t.chapter_approve}}</button></form>
+    <form method="post" action="/chapter/requests/{{member}}/deny" class="inline"><input type="hidden" name="csrf" value="{{csrf}}"><input type="hidden" name="c" value="{{chapterId}}"><button class="small secondary">{{t.chapter_deny}}</button></form></li>{{/requests}}</ul>
     {{^requests}}<p>{{t.chapter_requests_none}}</p>{{/requests}}
     <h2>{{t.chapter_invite}}</h2>
     {{#invite}}<div class="notice" role="status"><p>{{t.chapter_invite_made}}</p><p><code id="invite-text" class="wrap">{{text}}</code></p>
     <figure class="qr"><div role="img" aria-label="{{t.chapter_invite_qr}}">{{{svg}}}</div></figure></div>{{/invite}}
-    <form method="post" action="/chapter/invites" class="row"><input type="hidden" name="csrf" value="{{csrf}}">
+    <form method="post" action="/chapter/invites" class="row"><input type="hidden" name="csrf" value="{{csrf}}"><input type="hidden" name="c" value="{{chapterId}}">
     <label for="uses">{{t.chapter_invite_uses}}</label><input id="uses" name="uses" value="1" inputmode="numeric" size="3">
     <label class="chip"><input type="checkbox" name="approve" value="1"> {{t.chapter_invite_approve}}</label>
     <button>{{t.chapter_invite_submit}}</button></form>
     {{/isAdmin}}
     <h2>{{t.chapter_leave}}</h2>
-    <form method="post" action="/chapter/leave" class="row"><input type="hidden" name="csrf" value="{{csrf}}">
+    <form method="post" action="/chapter/leave" class="row"><input type="hidden" name="csrf" value="{{csrf}}"><input type="hidden" name="c" value="{{chapterId}}">
     <span class="muted">{{t.chapter_leave_warning}}</span> <button class="danger">{{t.chapter_leave}}</button></form>
     {{/chapter}}
+    {{#chapter}}<details class="another"><summary>{{t.chapter_another}}</summary>{{/chapter}}
+    <form method="post" action="/chapter/create" class="row"><input type="hidden" name="csrf" value="{{csrf}}">
+    <label for="name">{{t.chapter_name}}</label><input id="name" name="name" required><button>{{t.chapter_create}}</button></form>
+    <form method="post" action="/chapter/join" class="stack"><input type="hidden" name="csrf" value="{{csrf}}">
+    <label for="invite">{{t.chapter_invite_text}}</label><textarea id="invite" name="invite" rows="3" required></textarea><button>{{t.chapter_join}}</button></form>
+    {{#chapter}}</details>{{/chapter}}
     """
 
     static let chapterMap = """
     <h1>{{t.chapter_map}}{{#map.chapter}}: {{name}}{{/map.chapter}}</h1>
+    {{#picker}}<nav class="chapters" aria-label="{{t.chapter_pick}}"><ul>{{#chapters}}<li><a href="{{href}}"{{#current}} aria-current="page"{{/current}}>{{name}}</a></li>{{/chapters}}</ul></nav>{{/picker}}
     <form method="get" action="/chapter/map" role="search" class="search">
+    <input type="hidden" name="c" value="{{chapterId}}">
     <label for="q">{{t.contacts_search}}</label>
     <input id="q" name="q" type="search" value="{{q}}" placeholder="{{t.contacts_search_hint}}" autocomplete="off">
     <button type="submit">{{t.contacts_search_submit}}</button>
@@ -296,7 +301,7 @@ enum WebTemplates {
     {{#map}}
     <p class="muted">{{total}} {{t.contacts_total}}</p>
     <table id="map"><thead><tr><th scope="col">{{t.contact_title}}</th><th scope="col">{{t.contact_phones}}</th><th scope="col">{{t.contact_emails}}</th><th scope="col">{{t.contact_support}}</th><th scope="col">{{t.chapter_map_knows}}</th></tr></thead><tbody>
-    {{#contacts}}<tr id="c-{{id}}"><td>{{name}}{{#tags}} <span class="tag">#{{.}}</span>{{/tags}}</td><td>{{#phones}}{{raw}}<br>{{/phones}}</td><td>{{#emails}}{{raw}}<br>{{/emails}}</td><td>{{support}}</td><td>{{#knows}}<code>{{member}}</code> {{/knows}}</td></tr>{{/contacts}}
+    {{#contacts}}<tr id="c-{{id}}"><td>{{name}}{{#tags}} <span class="tag">#{{.}}</span>{{/tags}}</td><td>{{#phones}}{{raw}}<br>{{/phones}}</td><td>{{#emails}}{{raw}}<br>{{/emails}}</td><td>{{support}}</td><td>{{#knows}}<span class="member">{{member}}</span> {{/knows}}</td></tr>{{/contacts}}
     </tbody></table>
     <h2>{{t.chapter_duplicates}}</h2>
     <ul id="duplicates">{{#duplicates}}<li>{{#.}}<span class="dup">{{.}}</span> {{/.}}</li>{{/duplicates}}</ul>

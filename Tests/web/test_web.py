@@ -482,6 +482,34 @@ def test_join_request_approved_and_member_removed():
     shot(A, "25-chapter-removed")
 
 
+def test_second_chapter_picker():
+    # Olivia starts a second chapter: the chapter pages offer both, and each acts on the one shown.
+    A.get(olivia.base + "/chapter")
+    A.find_element(By.CSS_SELECTOR, "details.another summary").click()
+    A.find_element(By.ID, "name").send_keys("Ward 6")
+    submit(A, "form[action='/chapter/create']")
+    wait_for("the new chapter shown", lambda: text(A, "#chapter-name") == "Ward 6")
+    links = {a.text: a.get_attribute("href") for a in A.find_elements(By.CSS_SELECTOR, "nav.chapters a")}
+    assert set(links) == {"Ward 5", "Ward 6"}, links
+    assert len(A.find_elements(By.CSS_SELECTOR, "nav.chapters")) == 1
+    assert text(A, "nav.chapters a[aria-current=page]") == "Ward 6"
+    assert len(A.find_elements(By.CSS_SELECTOR, "tbody tr")) == 1  # only Olivia in the new one
+    shot(A, "26-chapter-picker")
+    A.get(links["Ward 5"])
+    wait_for("Ward 5 again", lambda: text(A, "#chapter-name") == "Ward 5")
+    assert len(A.find_elements(By.CSS_SELECTOR, "tbody tr")) == 2, "Ward 5 keeps Olivia and Vera"
+    # The forms on Ward 5's page act on Ward 5, whichever chapter sorts first.
+    ward5 = [c for c in json.loads(olivia.kith("chapter", "list", "--json")) if c["name"] == "Ward 5"][0]["id"]
+    for form in A.find_elements(By.CSS_SELECTOR, "form[action^='/chapter/']:not([action$='/create']):not([action$='/join'])"):
+        assert form.find_element(By.CSS_SELECTOR, "input[name=c]").get_attribute("value") == ward5, form.get_attribute("action")
+    A.find_element(By.LINK_TEXT, "Shared map").click()
+    wait_for("Ward 5's map", lambda: "Ward 5" in text(A, "h1"))
+    assert "Zofia" in text(A, "#map"), text(A, "#map")
+    A.find_element(By.LINK_TEXT, "Ward 6").click()
+    wait_for("Ward 6's map", lambda: "Ward 6" in text(A, "h1"))
+    assert "Zofia" not in text(A, "#map")
+
+
 def test_core_forms_without_javascript():
     plain = browser(javascript=False)
     try:
@@ -526,7 +554,7 @@ TESTS = [test_login_page_and_password, test_add_contact_in_page_found_by_cli, te
          test_chapter_invite_qr_and_join_in_page, test_share_checkbox_fields_seen_by_second_member,
          test_edit_by_second_member_appears_live, test_grant_and_revoke_consent_with_deletion_receipt, test_status_page,
          test_phone_width_layout, test_join_request_approved_and_member_removed, test_core_forms_without_javascript,
-         test_export_download_and_logout]
+         test_second_chapter_picker, test_export_download_and_logout]
 
 
 def main():
