@@ -94,7 +94,8 @@ public struct APIServer: Sendable {
     /// The Hummingbird application; `onBound` gets the port actually bound.
     public func application(onBound: @escaping @Sendable (Int) async -> Void) throws -> some ApplicationProtocol {
         let router = Router(context: KithRequestContext.self)
-        router.add(middleware: APIGuard(configuration: configuration, sessions: sessions, logger: logger))
+        let pages = WebPages()
+        router.add(middleware: APIGuard(configuration: configuration, sessions: sessions, logger: logger, pages: pages))
         let handlers = self.handlers
         for route in APIRoute.all {
             let path = RouterPath(route.path)
@@ -103,7 +104,7 @@ public struct APIServer: Sendable {
             }
         }
         WebRoutes(node: handlers.node, commands: handlers.commands, configuration: configuration, sessions: sessions,
-                  pages: WebPages(), imports: WebImportJobs()).register(on: router)
+                  pages: pages, imports: WebImportJobs()).register(on: router)
         let deadline = configuration.requestDeadline
         let http1: HTTPServerBuilder = .http1(configuration: .init(
             additionalChannelHandlers: [RequestDeadlineHandler(deadline: deadline)],
@@ -154,6 +155,8 @@ struct APIGuard: RouterMiddleware {
     let configuration: APIConfiguration
     let sessions: APISessions
     let logger: Logger
+    /// Renders refusals as a page for a browser loading a page (not the API, not a script).
+    let pages: WebPages
 
     func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
         let start = ContinuousClock.now
@@ -170,24 +173,39 @@ struct APIGuard: RouterMiddleware {
             try check(request, context)
             return try await next(request, context)
         } catch let e as APIError {
-            return e.response
+            return reply(e, request)
         } catch let e as QueryError {
-            return APIError(e).response
+            return reply(APIError(e), request)
         } catch let e as HTTPError {
             switch e.status {
             case .notFound:
-                return APIError(.notFound, "no_route", "no such route: \(request.method) \(request.uri.path) (see Protocol/openapi.yaml)").response
+                return reply(APIError(.notFound, "no_route", "no such route: \(request.method) \(request.uri.path) (see Protocol/openapi.yaml)"), request)
             case .methodNotAllowed:
-                return APIError(.methodNotAllowed, "method_not_allowed", "\(request.method) is not allowed on \(request.uri.path)").response
+                return reply(APIError(.methodNotAllowed, "method_not_allowed", "\(request.method) is not allowed on \(request.uri.path)"), request)
             case .contentTooLarge:
-                return APIError(.contentTooLarge, "too_large", "the request body is larger than this route accepts").response
+                return reply(APIError(.contentTooLarge, "too_large", "the request body is larger than this route accepts"), request)
             default:
-                return APIError(e.status, "http_error", e.body ?? "\(e.status)").response
+                return reply(APIError(e.status, "http_error", e.body ?? "\(e.status)"), request)
             }
         } catch {
             logger.error("API handler failed", metadata: ["route": "\(request.method) \(request.uri.path)", "reason": "\(error)"])
-            return APIError(.internalServerError, "failed", "kithd could not answer: \(error)").response
+            return reply(APIError(.internalServerError, "failed", "kithd could not answer: \(error)"), request)
         }
+    }
+
+    /// The API's JSON refusal; for a person loading a page (another user's browser, a foreign
+    /// Host, an unknown address) a page that says why.
+    func reply(_ e: APIError, _ request: Request) -> Response {
+        guard Self.wantsPage(request) else { return e.response }
+        let message = e.code == "no_route" ? pages.text("error_no_page") + " " + request.uri.path : e.message
+        let text = pages.page("error", title: pages.text("error_title"), data: ["message": message, "back": "/"], viewer: WebPages.Viewer(csrf: nil))
+        return Response(status: e.status, headers: WebRoutes.pageHeaders(type: "text/html; charset=utf-8"),
+                        body: ResponseBody(byteBuffer: ByteBuffer(string: text)))
+    }
+
+    /// A browser navigating to a page: outside `/v1`, asking for HTML (scripts' fetches ask for `*/*`).
+    static func wantsPage(_ request: Request) -> Bool {
+        request.uri.path.split(separator: "/").first != "v1" && (request.headers[.accept]?.contains("text/html") ?? false)
     }
 
     func check(_ request: Request, _ context: Context) throws(APIError) {

@@ -115,6 +115,7 @@ public enum WebStrings {
         "chapter_title": "Chapter",
         "chapter_none": "You are not in a chapter.",
         "chapter_pick": "Your chapters",
+        "error_no_page": "There is no page at this address:",
         "chapter_another": "Create or join another chapter",
         "chapter_create": "Create a chapter",
         "chapter_name": "Chapter name",

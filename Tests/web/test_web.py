@@ -240,6 +240,12 @@ def test_no_csrf_token_and_foreign_host_refused():
     # A page load with a foreign Host (DNS rebinding) is refused, cookie or not.
     status, _, body = request(olivia, "GET", "/contacts", {"Cookie": cookie, "Host": "evil.example"})
     assert status == 403 and b"bad_host" in body, (status, body[:200])
+    # A person's browser loading a page gets the refusal as a page, not the API's JSON.
+    status, headers, body = request(olivia, "GET", "/contacts", {"Cookie": cookie, "Host": "evil.example", "Accept": "text/html"})
+    assert status == 403 and headers.get("Content-Type", "").startswith("text/html") and b"DNS rebinding" in body, (status, body[:300])
+    A.get(olivia.base + "/no-such-page")
+    assert "There is no page at this address: /no-such-page" in text(A, "#error"), text(A, "#error")
+    A.get(olivia.base + "/contacts")
     # A cross-origin form post is refused before it reaches the page.
     csrf = A.execute_script("return document.querySelector('meta[name=kith-csrf]').content")
     status, _, body = request(olivia, "POST", "/contacts", {"Cookie": cookie, "Origin": "http://evil.example",
