@@ -1,4 +1,5 @@
 import KithCRDT
+import KithCrypto
 import KithStore
 
 /// What keeps the node from working normally, in plain words for `kith status` and the API:
@@ -19,10 +20,25 @@ extension SyncNode {
         }
     }
 
-    /// The median skew of the connected peers that told their clock (peer minus ours, ms).
-    var medianPeerSkew: Int64? {
-        let skews = peers.values.compactMap(\.clockSkew).sorted()
-        return skews.isEmpty ? nil : skews[skews.count / 2]
+    /// What the operator is told about this computer's clock, from the clock readings of the
+    /// connected peers (peer minus ours, ms, with each peer's member), or nil when it agrees.
+    ///
+    /// A peer's reading is only its word: one hostile member (or one wrong device) must not make
+    /// a correct computer's owner "fix" its clock. The median of the readings is used, and this
+    /// computer is called wrong only when at least 3 peers of at least 2 members (any of them
+    /// our own devices) agree; otherwise both clocks are named as suspects.
+    static func clockVerdict(_ readings: [(member: Ed25519.PublicKey, skew: Int64)], own: Ed25519.PublicKey) -> String? {
+        let skews = readings.map(\.skew).sorted()
+        guard !skews.isEmpty else { return nil }
+        let m = skews[skews.count / 2]
+        guard abs(m) > clockSkewThreshold else { return nil }
+        let words = HybridTimestamp.spoken(milliseconds: UInt64(abs(m)))
+        let members = Set(readings.map(\.member))
+        if readings.count >= 3, members.count >= 2 || members == [own] {
+            return "this computer's clock is \(words) \(m < 0 ? "ahead of" : "behind") your peers'; fix it (peers refuse changes stamped more than 1 h ahead of their clocks)"
+        }
+        let who = readings.count == 1 ? "the one peer" : "the \(readings.count) peers"
+        return "this computer's clock is \(words) \(m < 0 ? "ahead of" : "behind") \(who) it can compare with: check both clocks and fix the wrong one (peers refuse changes stamped more than 1 h ahead of their clocks)"
     }
 
     /// After a write to `s`: logs when it starts failing and when it works again (once each,
@@ -48,10 +64,8 @@ extension SyncNode {
             noteStoreWrite(s)
             if let failure = storeWriteFailures[s.path] { out.append("cannot save changes to \(s.path): \(failure)") }
         }
-        if let m = medianPeerSkew, abs(m) > Self.clockSkewThreshold {
-            let words = HybridTimestamp.spoken(milliseconds: UInt64(abs(m)))
-            out.append("this computer's clock is \(words) \(m < 0 ? "ahead of" : "behind") your peers'; fix it (peers refuse changes stamped more than 1 h ahead of their clocks)")
-        }
+        let readings = peers.values.compactMap { p in p.clockSkew.map { (member: p.identity.member, skew: $0) } }
+        if let verdict = Self.clockVerdict(readings, own: identity.member) { out.append(verdict) }
         out += undeliveredEdits()
         return out
     }
