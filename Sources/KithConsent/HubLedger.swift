@@ -62,12 +62,18 @@ public struct HubLedger: Sendable {
     /// grant (§4.5). A grant absent here went nowhere but the hub.
     public private(set) var trails: [GrantKey: RecordTrail] = [:]
 
-    public init(keys: OrganizationKeys, limits: HubLimits = .defaults) {
+    /// Certificates and grants whose signatures were checked (shared with whoever prepares
+    /// records for this ledger, `prepare`); a revoked or expired grant is forgotten here.
+    public let verified: VerificationCache
+
+    public init(keys: OrganizationKeys, limits: HubLimits = .defaults, verified: VerificationCache = VerificationCache()) {
         self.keys = keys
         self.limits = limits
+        self.verified = verified
     }
 
     private mutating func setHeld(_ key: GrantKey, _ h: Held?) {
+        if let old = held[key], h == nil { verified.forget(domain: Grant.domain, old.record.grant.encoded) }
         if let old = held[key] {
             usage[old.record.grant.chapter, default: Usage()].records -= 1
             usage[old.record.grant.chapter, default: Usage()].bytes -= UInt64(old.record.encoded.count)
@@ -149,8 +155,48 @@ public struct HubLedger: Sendable {
     }
 
     /// Parses and verifies a record (signatures, certificates, ownership): what `answer` needs.
-    public static func parse(_ bytes: [UInt8], now: UInt64) -> Result<UpwardRecord, ConsentError> {
-        do { return .success(try UpwardRecord(encoded: bytes, nowSeconds: now / 1000)) } catch { return .failure(error) }
+    public static func parse(_ bytes: [UInt8], now: UInt64, cache: VerificationCache? = nil) -> Result<UpwardRecord, ConsentError> {
+        do { return .success(try UpwardRecord(encoded: bytes, nowSeconds: now / 1000, cache: cache)) } catch { return .failure(error) }
+    }
+
+    /// A record made ready outside the hub's one-at-a-time section, where many members'
+    /// records are handled in parallel: parsed and verified (`parse`), its sealed fields opened,
+    /// and the receipt it gets if stored signed in advance. None of it depends on the ledger's
+    /// state; `answer(prepared:)` decides, and uses the receipt only if it is the one it would sign.
+    public struct Prepared: Sendable {
+        public let bytes: [UInt8]
+        public let parsed: Result<UpwardRecord, ConsentError>
+        let values: Result<[(String, String)], ConsentError>?
+        let receipt: HubAnswer?
+    }
+
+    public static func prepare(_ bytes: [UInt8], keys: OrganizationKeys, now: UInt64, cache: VerificationCache?) -> Prepared {
+        let parsed = parse(bytes, now: now, cache: cache)
+        guard let record = try? parsed.get(), record.grant.organization == keys.signing.publicKey else {
+            return Prepared(bytes: bytes, parsed: parsed, values: nil, receipt: nil)
+        }
+        let values: Result<[(String, String)], ConsentError>
+        do { values = .success(try record.open(with: keys.agreement)) } catch { values = .failure(error) }
+        // The rule it most likely gets: "contact" consent counts only in a chapter that relaxes
+        // it, which `accept` checks (and signs afresh when the rule differs).
+        let consent = ContactConsent(field: (try? values.get())?.first { $0.0 == "consent" }?.1)
+        let receipt = consent.rule(chapterAllowsWithoutContactConsent: true).map {
+            HubAnswer.make(.stored, request: bytes, member: record.grant.member, grantID: record.grant.id, version: record.version, rule: $0,
+                           at: now, signer: keys.signing)
+        }
+        return Prepared(bytes: bytes, parsed: parsed, values: values, receipt: receipt)
+    }
+
+    /// `answer(record:…)` for a record `prepare` made ready.
+    public mutating func answer(prepared p: Prepared, chapter: ChapterState?, nowMilliseconds now: UInt64) -> HubAnswer {
+        do throws(ConsentError) {
+            let record = try p.parsed.get()
+            guard record.encoded == p.bytes else { throw ConsentError(.malformed, "the parsed record is not the one answered") }
+            return try accept(p.bytes, parsed: record, opened: p.values, receipt: p.receipt, chapter: chapter, nowMilliseconds: now)
+        } catch {
+            let r = try? p.parsed.get()
+            return HubAnswer.make(for: error, request: p.bytes, member: r?.grant.member, grantID: r?.grant.id, at: now, signer: keys.signing)
+        }
     }
 
     /// Checks and stores a record; returns the signed receipt. `chapter` is the hub's copy of
@@ -159,7 +205,8 @@ public struct HubLedger: Sendable {
         try accept(bytes, parsed: try UpwardRecord(encoded: bytes, nowSeconds: now / 1000), chapter: chapter, nowMilliseconds: now)
     }
 
-    mutating func accept(_ bytes: [UInt8], parsed record: UpwardRecord, chapter: ChapterState?, nowMilliseconds now: UInt64) throws(ConsentError) -> HubAnswer {
+    mutating func accept(_ bytes: [UInt8], parsed record: UpwardRecord, opened: Result<[(String, String)], ConsentError>? = nil, receipt: HubAnswer? = nil,
+                         chapter: ChapterState?, nowMilliseconds now: UInt64) throws(ConsentError) -> HubAnswer {
         let grant = record.grant
         let key = GrantKey(member: grant.member, grant: grant.id)
         let gid = Base64URL.encode(grant.id)
@@ -190,7 +237,8 @@ public struct HubLedger: Sendable {
         guard record.version > highestVersion[key] ?? 0 else {
             throw ConsentError(.replayed, "record version \(record.version) of grant \(gid) is not newer than \(highestVersion[key] ?? 0)")
         }
-        let values = try record.open(with: keys.agreement)
+        let values: [(String, String)]
+        if let opened { values = try opened.get() } else { values = try record.open(with: keys.agreement) }
         let allowed = Set(grant.fields + ["consent"])
         if let extra = values.first(where: { !allowed.contains($0.0) }) {
             throw ConsentError(.notCovered, "the record carries '\(extra.0)', which the grant does not cover (\(grant.fields.joined(separator: ",")))")
@@ -210,8 +258,9 @@ public struct HubLedger: Sendable {
         guard after.records <= lim.maxRecordsPerChapter, after.bytes <= lim.maxBytesPerChapter else {
             throw ConsentError(.overLimit, "chapter \"\(chapter.name)\" is at \(keys.name)'s limit (\(lim.maxRecordsPerChapter) records, \(lim.maxBytesPerChapter) bytes); the organization can raise it")
         }
-        let answer = HubAnswer.make(.stored, request: bytes, member: grant.member, grantID: grant.id, version: record.version, rule: rule,
-                                    at: now, signer: keys.signing)
+        let answer = receipt.flatMap { $0.kind == .stored && $0.rule == rule && $0.version == record.version && $0.grantID == grant.id ? $0 : nil }
+            ?? HubAnswer.make(.stored, request: bytes, member: grant.member, grantID: grant.id, version: record.version, rule: rule,
+                              at: now, signer: keys.signing)
         setHeld(key, Held(record: record, values: values, rule: rule, answer: answer, chapterName: chapter.name))
         highestVersion[key] = record.version
         waiting[grant.chapter]?.remove(key)
@@ -221,9 +270,10 @@ public struct HubLedger: Sendable {
     // MARK: Revocations
 
     /// Answers a revocation with a signed answer (deleted, or refused).
-    public mutating func answer(revocation bytes: [UInt8], nowMilliseconds now: UInt64) -> HubAnswer {
-        do { return try revoke(bytes, nowMilliseconds: now) } catch {
-            let r = try? GrantRevocation(encoded: bytes, nowSeconds: now / 1000)
+    /// `parsed`: `GrantRevocation(encoded: bytes, …)` made before the one-at-a-time section (`parseRevocation`).
+    public mutating func answer(revocation bytes: [UInt8], parsed: Result<GrantRevocation, ConsentError>? = nil, nowMilliseconds now: UInt64) -> HubAnswer {
+        do { return try revoke(bytes, parsed: parsed, nowMilliseconds: now) } catch {
+            let r = parsed.flatMap { try? $0.get() } ?? (try? GrantRevocation(encoded: bytes, nowSeconds: now / 1000))
             return HubAnswer.make(for: error, request: bytes, member: r?.member, grantID: r?.grantID, at: now, signer: keys.signing)
         }
     }
@@ -232,8 +282,9 @@ public struct HubLedger: Sendable {
     /// revocation acts only on the grant of that id *of the member who signed it*: another
     /// member's revocation of the same id touches nothing of the owner's. Revoking a grant the
     /// hub never saw is acknowledged too (nothing is held), and closes it for that member.
-    public mutating func revoke(_ bytes: [UInt8], nowMilliseconds now: UInt64) throws(ConsentError) -> HubAnswer {
-        let r = try GrantRevocation(encoded: bytes, nowSeconds: now / 1000)
+    public mutating func revoke(_ bytes: [UInt8], parsed: Result<GrantRevocation, ConsentError>? = nil, nowMilliseconds now: UInt64) throws(ConsentError) -> HubAnswer {
+        let r = try (parsed ?? Self.parseRevocation(bytes, now: now, cache: nil)).get()
+        guard r.encoded == bytes else { throw ConsentError(.malformed, "the parsed revocation is not the one answered") }
         guard r.organization == keys.signing.publicKey else {
             throw ConsentError(.wrongOrganization, "the revocation is addressed to organization \(r.organization)")
         }
@@ -244,6 +295,11 @@ public struct HubLedger: Sendable {
         trails[key, default: RecordTrail()].startRetraction(.revoked, now: now)
         return HubAnswer.make(.deleted, request: bytes, member: r.member, grantID: r.grantID, version: version, at: now,
                               places: trails[key]?.report ?? [], signer: keys.signing)
+    }
+
+    /// Parses and verifies a revocation (its certificate through `cache`).
+    public static func parseRevocation(_ bytes: [UInt8], now: UInt64, cache: VerificationCache?) -> Result<GrantRevocation, ConsentError> {
+        do { return .success(try GrantRevocation(encoded: bytes, nowSeconds: now / 1000, cache: cache)) } catch { return .failure(error) }
     }
 
     /// Deletes every record whose grant has expired; returns their keys.
