@@ -298,13 +298,20 @@ public actor HubNode {
             let batch = Array(pendingWrites[..<n])
             pendingWrites.removeFirst(n)
             do {
-                try await storage.write(batch.flatMap(\.writes))
+                try await Self.write(batch.flatMap(\.writes), to: storage)
                 for b in batch { b.done.resume() }
             } catch {
                 for b in batch { b.done.resume(throwing: error) }
             }
         }
         flushing = false
+    }
+
+    /// Runs a transaction off the actor (a nonisolated async function runs on the global
+    /// executor): SQLite's synchronous commit and its fsync do not hold up the ledger's
+    /// decisions on the records and revocations arriving meanwhile.
+    private nonisolated static func write(_ batch: [HubWrite], to storage: any HubStorage) async throws {
+        try await storage.write(batch)
     }
 
     /// Records held now (for status and tests).
