@@ -24,14 +24,46 @@ public struct GrantKey: Hashable, Sendable, Comparable {
 /// answers it signs. A storage layer persists `held`, the closed grants and the decisions; the
 /// network layer feeds chapter logs, records and revocations in.
 public struct HubLedger: Sendable {
-    /// A record the hub currently holds, opened.
+    /// A record the hub currently holds: its bytes (verified when it arrived), its receipt's,
+    /// and the few facts the ledger decides on. The parsed record, its receipt and its opened
+    /// fields are made when asked for (`record`, `answer`, `values`), not kept: a hub holding a
+    /// million records keeps about a kilobyte for each, not the whole parsed and opened record.
     public struct Held: Sendable {
-        public let record: UpwardRecord
-        public let values: [(String, String)]
+        public let key: GrantKey
+        /// The record's bytes, as received.
+        public let encoded: [UInt8]
+        /// The signed receipt's bytes.
+        public let answerBytes: [UInt8]
+        public let chapter: ChapterID
+        public let version: UInt64
+        public let createdAt: UInt64
+        public let expiresAt: UInt64?
         public let rule: HubAnswer.Rule
-        public let answer: HubAnswer
         public let chapterName: String
-        public var key: GrantKey { GrantKey(member: record.grant.member, grant: record.grant.id) }
+        /// The organization's key, to open the sealed fields when asked (a reference, shared).
+        let agreement: X25519.PrivateKey
+
+        init(record: UpwardRecord, answer: HubAnswer, chapterName: String, agreement: X25519.PrivateKey) {
+            key = GrantKey(member: record.grant.member, grant: record.grant.id)
+            encoded = record.encoded
+            answerBytes = answer.encoded
+            chapter = record.grant.chapter
+            version = record.version
+            createdAt = record.grant.createdAt
+            expiresAt = record.grant.expiresAt
+            rule = answer.rule
+            self.chapterName = chapterName
+            self.agreement = agreement
+        }
+
+        /// The record, parsed again (its signatures were checked when it arrived).
+        public var record: UpwardRecord { try! UpwardRecord(trusted: encoded) }
+        /// The receipt the hub signed for it.
+        public var answer: HubAnswer { try! HubAnswer(trusted: answerBytes) }
+        /// Its fields, opened (an X25519 operation each time: for delivery, not for every decision).
+        public var values: [(String, String)] { (try? record.open(with: agreement)) ?? [] }
+
+        public func isExpired(nowMilliseconds now: UInt64) -> Bool { expiresAt.map { now >= $0 } ?? false }
     }
 
     /// What the hub holds for one chapter.
@@ -75,12 +107,12 @@ public struct HubLedger: Sendable {
     private mutating func setHeld(_ key: GrantKey, _ h: Held?) {
         if let old = held[key], h == nil { verified.forget(domain: Grant.domain, old.record.grant.encoded) }
         if let old = held[key] {
-            usage[old.record.grant.chapter, default: Usage()].records -= 1
-            usage[old.record.grant.chapter, default: Usage()].bytes -= UInt64(old.record.encoded.count)
+            usage[old.chapter, default: Usage()].records -= 1
+            usage[old.chapter, default: Usage()].bytes -= UInt64(old.encoded.count)
         }
         if let h {
-            usage[h.record.grant.chapter, default: Usage()].records += 1
-            usage[h.record.grant.chapter, default: Usage()].bytes += UInt64(h.record.encoded.count)
+            usage[h.chapter, default: Usage()].records += 1
+            usage[h.chapter, default: Usage()].bytes += UInt64(h.encoded.count)
         }
         held[key] = h
     }
@@ -233,7 +265,7 @@ public struct HubLedger: Sendable {
         }
         guard !closed.contains(key), !legacyClosed.contains(grant.id) else { throw ConsentError(.replayed, "grant \(gid) was revoked or expired") }
         guard !grant.isExpired(nowMilliseconds: now) else { throw ConsentError(.expired, "grant \(gid) has expired") }
-        if let h = held[key], h.record.version == record.version, h.record.encoded == bytes { return h.answer } // a retry
+        if let h = held[key], h.version == record.version, h.encoded == bytes { return h.answer } // a retry
         guard record.version > highestVersion[key] ?? 0 else {
             throw ConsentError(.replayed, "record version \(record.version) of grant \(gid) is not newer than \(highestVersion[key] ?? 0)")
         }
@@ -251,7 +283,7 @@ public struct HubLedger: Sendable {
         var after = usage[grant.chapter] ?? Usage()
         if let old = held[key] {
             after.records -= 1
-            after.bytes -= UInt64(old.record.encoded.count)
+            after.bytes -= UInt64(old.encoded.count)
         }
         after.records += 1
         after.bytes += UInt64(bytes.count)
@@ -261,7 +293,7 @@ public struct HubLedger: Sendable {
         let answer = receipt.flatMap { $0.kind == .stored && $0.rule == rule && $0.version == record.version && $0.grantID == grant.id ? $0 : nil }
             ?? HubAnswer.make(.stored, request: bytes, member: grant.member, grantID: grant.id, version: record.version, rule: rule,
                               at: now, signer: keys.signing)
-        setHeld(key, Held(record: record, values: values, rule: rule, answer: answer, chapterName: chapter.name))
+        setHeld(key, Held(record: record, answer: answer, chapterName: chapter.name, agreement: keys.agreement))
         highestVersion[key] = record.version
         waiting[grant.chapter]?.remove(key)
         return answer
@@ -304,7 +336,7 @@ public struct HubLedger: Sendable {
 
     /// Deletes every record whose grant has expired; returns their keys.
     public mutating func expire(nowMilliseconds now: UInt64) -> [GrantKey] {
-        let gone = held.filter { $0.value.record.grant.isExpired(nowMilliseconds: now) }.map(\.key)
+        let gone = held.filter { $0.value.isExpired(nowMilliseconds: now) }.map(\.key)
         for key in gone {
             setHeld(key, nil)
             closed.insert(key)
@@ -357,7 +389,7 @@ public struct HubLedger: Sendable {
     /// delivers next.
     public func undelivered(limit: Int, to owns: (RecordPlace) -> Bool) -> [Held] {
         var out: [Held] = []
-        for h in held.values where (trails[h.key]?.entries.filter({ owns($0.place) }).map(\.version).max() ?? 0) < h.record.version {
+        for h in held.values where (trails[h.key]?.entries.filter({ owns($0.place) }).map(\.version).max() ?? 0) < h.version {
             out.append(h)
             if out.count == limit { break }
         }
@@ -378,9 +410,13 @@ public struct HubLedger: Sendable {
             self.trails[k] = t
         }
         for (bytes, answerBytes, name) in records {
-            let record = try UpwardRecord(encoded: bytes, nowSeconds: now / 1000)
-            let answer = try HubAnswer(encoded: answerBytes, organization: keys.signing.publicKey)
-            let h = Held(record: record, values: try record.open(with: keys.agreement), rule: answer.rule, answer: answer, chapterName: name)
+            // The store's rows are authenticated (sealed under the storage key) and were
+            // verified when they arrived: parsed, not verified or opened again (a restart of a
+            // hub holding a million records would otherwise check three million signatures).
+            let record = try UpwardRecord(trusted: bytes)
+            let answer = try HubAnswer(trusted: answerBytes)
+            guard answer.kind == .stored, answer.answers(bytes) else { throw ConsentError(.malformed, "a held record's receipt in the hub's store is not its own") }
+            let h = Held(record: record, answer: answer, chapterName: name, agreement: keys.agreement)
             setHeld(h.key, h)
             highestVersion[h.key] = max(highestVersion[h.key] ?? 0, record.version)
         }

@@ -368,20 +368,20 @@ public actor HubNode {
             return answer.encoded
         }
         let key = GrantKey(member: parsed.grant.member, grant: parsed.grant.id)
-        guard let held = ledger.held[key], held.answer == answer else {
+        guard let held = ledger.held[key], held.answerBytes == answer.encoded else {
             leave()
             return answer.encoded
         }
         leave() // the next record may join this one's transaction; the write is queued before anything else runs
         do {
             // Written on every stored answer (also an identical retry): a write that failed once is made again.
-            try await commit([.put(key, record: held.record.encoded, answer: answer.encoded, chapterName: held.chapterName)])
+            try await commit([.put(key, record: held.encoded, answer: answer.encoded, chapterName: held.chapterName)])
         } catch {
             logger.error("could not store a record", metadata: ["reason": "\(error)"])
             return HubAnswer.make(for: ConsentError(.unavailable, "the hub could not store the record; send it again later"), request: record,
                                   member: key.member, grantID: key.grant, at: now, signer: keys.signing).encoded
         }
-        logger.info("record stored", metadata: ["grant": "\(Base64URL.encode(key.grant))", "version": "\(held.record.version)"])
+        logger.info("record stored", metadata: ["grant": "\(Base64URL.encode(key.grant))", "version": "\(held.version)"])
         return answer.encoded
     }
 
@@ -428,7 +428,7 @@ public actor HubNode {
 
     /// What the hub holds now, one row per record: for the organization's CRM.
     public func export() -> [[String: String]] {
-        ledger.held.values.sorted { ($0.record.grant.createdAt, $0.key) < ($1.record.grant.createdAt, $1.key) }.map { h in
+        ledger.held.values.sorted { ($0.createdAt, $0.key) < ($1.createdAt, $1.key) }.map { h in
             var row: [String: String] = [
                 "grant": Base64URL.encode(h.record.grant.id), "chapter": h.chapterName, "chapter_id": h.record.grant.chapter.description,
                 "contact": h.record.grant.contact.description, "purpose": h.record.grant.purpose, "granted_by": h.record.grant.member.description,
