@@ -173,8 +173,13 @@ public final class SQLiteHubStorage: HubStorage, @unchecked Sendable {
         try locked { try $0.putRecords(.hubTrail, trails.map { ($0.key.bytes, $0.bytes) }) }
     }
 
-    /// One transaction (see `HubWrite.runs`).
-    public func write(_ batch: [HubWrite]) throws {
+    /// One transaction (see `HubWrite.runs`), on a thread of NIO's blocking-I/O pool: SQLite's
+    /// synchronous commit and its fsync do not take one of the few threads that verify records.
+    public func write(_ batch: [HubWrite]) async throws {
+        try await NIOThreadPool.singleton.runIfActive { try self.writeNow(batch) }
+    }
+
+    func writeNow(_ batch: [HubWrite]) throws {
         let runs = HubWrite.runs(batch)
         try locked { store in
             if runs.count == 1 {
@@ -282,7 +287,8 @@ public actor HubNode {
             pendingWrites.append((writes, c))
             if !flushing {
                 flushing = true
-                Task { await self.flush() }
+                // Ahead of the records still being verified: a commit answers everyone in it.
+                Task(priority: .high) { await self.flush() }
             }
         }
     }
@@ -389,7 +395,11 @@ public actor HubNode {
     /// the caller's task; it then goes before the records waiting, and its deletion shares the
     /// next (short) transaction.
     public nonisolated func revoke(_ revocation: [UInt8]) async -> [UInt8] {
-        await revoke(revocation, parsed: HubLedger.parseRevocation(revocation, now: clock(), cache: verified))
+        // At high priority: its deletion receipt should not wait for the records being verified.
+        let hub = self
+        return await Task(priority: .high) {
+            await hub.revoke(revocation, parsed: HubLedger.parseRevocation(revocation, now: hub.clock(), cache: hub.verified))
+        }.value
     }
 
     private func revoke(_ revocation: [UInt8], parsed: Result<GrantRevocation, ConsentError>) async -> [UInt8] {
