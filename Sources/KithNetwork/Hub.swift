@@ -173,13 +173,8 @@ public final class SQLiteHubStorage: HubStorage, @unchecked Sendable {
         try locked { try $0.putRecords(.hubTrail, trails.map { ($0.key.bytes, $0.bytes) }) }
     }
 
-    /// One transaction (see `HubWrite.runs`), on a thread of NIO's blocking-I/O pool: SQLite's
-    /// synchronous commit and its fsync do not take one of the few threads that verify records.
-    public func write(_ batch: [HubWrite]) async throws {
-        try await NIOThreadPool.singleton.runIfActive { try self.writeNow(batch) }
-    }
-
-    func writeNow(_ batch: [HubWrite]) throws {
+    /// One transaction (see `HubWrite.runs`).
+    public func write(_ batch: [HubWrite]) throws {
         let runs = HubWrite.runs(batch)
         try locked { store in
             if runs.count == 1 {
