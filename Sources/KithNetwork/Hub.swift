@@ -268,7 +268,7 @@ public actor HubNode {
     // MARK: Group commit
 
     /// Writes waiting for the next transaction, in the order the ledger made them.
-    private var pendingWrites: [(writes: [HubWrite], done: CheckedContinuation<Void, any Error>)] = []
+    private var pendingWrites: [(writes: [HubWrite], urgent: Bool, done: CheckedContinuation<Void, any Error>)] = []
     private var flushing = false
 
     /// Queues `writes` behind every write the ledger made before them and returns once they are
@@ -276,14 +276,15 @@ public actor HubNode {
     /// go together in the next one, so many members' records share one commit. Call it before
     /// any suspension after the ledger change it persists (to keep the order), and after
     /// `leave()` to let the next operation join the batch.
-    func commit(_ writes: [HubWrite]) async throws {
+    /// `urgent`: a revocation's; its transaction runs at high priority (not the records', which
+    /// would then crowd out the verification of the next ones).
+    func commit(_ writes: [HubWrite], urgent: Bool = false) async throws {
         guard !writes.isEmpty else { return }
         try await withCheckedThrowingContinuation { (c: CheckedContinuation<Void, any Error>) in
-            pendingWrites.append((writes, c))
+            pendingWrites.append((writes, urgent, c))
             if !flushing {
                 flushing = true
-                // Ahead of the records still being verified: a commit answers everyone in it.
-                Task(priority: .high) { await self.flush() }
+                Task { await self.flush() }
             }
         }
     }
@@ -299,7 +300,12 @@ public actor HubNode {
             let batch = Array(pendingWrites[..<n])
             pendingWrites.removeFirst(n)
             do {
-                try await Self.write(batch.flatMap(\.writes), to: storage)
+                let writes = batch.flatMap(\.writes), storage = storage
+                if batch.contains(where: \.urgent) {
+                    try await Task(priority: .high) { try await Self.write(writes, to: storage) }.value
+                } else {
+                    try await Self.write(writes, to: storage)
+                }
                 for b in batch { b.done.resume() }
             } catch {
                 for b in batch { b.done.resume(throwing: error) }
@@ -408,7 +414,7 @@ public actor HubNode {
         let key = GrantKey(member: member, grant: answer.grantID)
         let close = HubWrite.close(key, version: answer.version, trail: ledger.trails[key]?.encoded ?? RecordTrail().encoded)
         leave()
-        do { try await commit([close]) } catch {
+        do { try await commit([close], urgent: true) } catch {
             logger.error("could not delete a record", metadata: ["reason": "\(error)"])
             return HubAnswer.make(for: ConsentError(.unavailable, "the hub could not delete the record; send the revocation again later"),
                                   request: revocation, member: member, grantID: key.grant, at: now, signer: keys.signing).encoded
