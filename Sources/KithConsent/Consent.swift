@@ -134,22 +134,51 @@ struct DeviceSigned {
     /// Splits and verifies: the certificate (at `now` seconds) and the device signature.
     /// `verified`: a certificate's bytes already verified at this time — a record and its grant
     /// usually carry the same device's certificate, which is then checked once, not twice.
-    init(encoded b: [UInt8], domain: [UInt8], what: String, nowSeconds: UInt64, verified: [UInt8]? = nil) throws(ConsentError) {
+    ///
+    /// `cache`: signatures already checked (`VerificationCache`). The certificate's signature is
+    /// looked up there, its validity period checked on every use all the same; the object's own
+    /// signature is looked up and remembered only when `cacheSignature` (a grant, which many
+    /// records repeat — not a record, which is new each time).
+    ///
+    /// `trusted`: bytes this hub verified when they arrived and kept since (in memory, or in its
+    /// authenticated store): parsed without checking a signature again.
+    init(encoded b: [UInt8], domain: [UInt8], what: String, nowSeconds: UInt64, verified: [UInt8]? = nil,
+         cache: VerificationCache? = nil, cacheSignature: Bool = false, trusted: Bool = false) throws(ConsentError) {
         let tail = DeviceCertificate.encodedLength + 64
         guard b.count > tail else { throw ConsentError(.malformed, "\(what) is too short") }
         body = Array(b[0..<(b.count - tail)])
         certificateBytes = Array(b[(b.count - tail)..<(b.count - 64)])
+        let c: DeviceCertificate, certificateBytes = certificateBytes
         do {
-            certificate = try DeviceCertificate(encoded: certificateBytes)
-            if certificateBytes != verified { try certificate.verify(now: nowSeconds) }
+            c = try DeviceCertificate(encoded: certificateBytes)
+            if certificateBytes != verified && !trusted {
+                let key = cache == nil ? nil : VerificationCache.key(domain: Self.certificateCacheDomain, certificateBytes)
+                // A cached certificate skips only its signature check; outside its validity
+                // period (or near its start, within the clock skew) it is verified in full, which
+                // refuses an expired one with its own error.
+                let inPeriod = c.createdAt <= nowSeconds && (c.expiresAt.map { nowSeconds < $0 } ?? true)
+                var known = false
+                if inPeriod, let key, let cache { known = cache.contains(key) }
+                if !known {
+                    try c.verify(now: nowSeconds)
+                    if let key { cache?.insert(key) }
+                }
+            }
         } catch {
             throw ConsentError(.badSignature, "\(what): the device certificate is not valid: \(error)")
         }
+        certificate = c
         signature = Array(b[(b.count - 64)...])
+        let key = cacheSignature && cache != nil ? VerificationCache.key(domain: domain, b) : nil
+        if trusted { return }
+        if let key, let cache, cache.contains(key) { return }
         guard certificate.deviceSigningKey.isValidSignature(signature, for: domain + b[0..<(b.count - 64)]) else {
             throw ConsentError(.badSignature, "\(what): signature does not verify against device \(certificate.deviceSigningKey)")
         }
+        if let key { cache?.insert(key) }
     }
+
+    static let certificateCacheDomain = Array("kith/device-certificate\0".utf8)
 }
 
 /// A member's consent grant: this contact's chosen fields may go to this organization, for this
@@ -195,8 +224,9 @@ public struct Grant: Sendable, Equatable {
         try self.init(encoded: encoded, nowSeconds: nowSeconds, verifiedCertificate: nil)
     }
 
-    init(encoded: [UInt8], nowSeconds: UInt64, verifiedCertificate: [UInt8]?) throws(ConsentError) {
-        let s = try DeviceSigned(encoded: encoded, domain: Self.domain, what: "grant", nowSeconds: nowSeconds, verified: verifiedCertificate)
+    init(encoded: [UInt8], nowSeconds: UInt64, verifiedCertificate: [UInt8]?, cache: VerificationCache? = nil, trusted: Bool = false) throws(ConsentError) {
+        let s = try DeviceSigned(encoded: encoded, domain: Self.domain, what: "grant", nowSeconds: nowSeconds, verified: verifiedCertificate,
+                                 cache: cache, cacheSignature: true, trusted: trusted)
         var r = ByteReader(s.body)
         do {
             guard try r.u8() == 1 else { throw DecodeError("unsupported grant version") }
@@ -260,8 +290,19 @@ public struct UpwardRecord: Sendable, Equatable {
         return DeviceSigned.make(domain: domain, body: w.bytes, certificate: certificate, device: device)
     }
 
-    public init(encoded: [UInt8], nowSeconds: UInt64) throws(ConsentError) {
-        let s = try DeviceSigned(encoded: encoded, domain: Self.domain, what: "upward record", nowSeconds: nowSeconds)
+    /// `cache`: certificates and grants already verified (a hub's), see `VerificationCache`.
+    public init(encoded: [UInt8], nowSeconds: UInt64, cache: VerificationCache? = nil) throws(ConsentError) {
+        try self.init(encoded: encoded, nowSeconds: nowSeconds, cache: cache, trusted: false)
+    }
+
+    /// A record this hub verified when it arrived and has kept since (`DeviceSigned`'s `trusted`):
+    /// parsed without checking its signatures again.
+    init(trusted encoded: [UInt8]) throws(ConsentError) {
+        try self.init(encoded: encoded, nowSeconds: 0, cache: nil, trusted: true)
+    }
+
+    init(encoded: [UInt8], nowSeconds: UInt64, cache: VerificationCache?, trusted: Bool) throws(ConsentError) {
+        let s = try DeviceSigned(encoded: encoded, domain: Self.domain, what: "upward record", nowSeconds: nowSeconds, cache: cache, trusted: trusted)
         var r = ByteReader(s.body)
         let grantBytes: [UInt8]
         do {
@@ -273,7 +314,7 @@ public struct UpwardRecord: Sendable, Equatable {
         } catch {
             throw ConsentError(.malformed, "malformed upward record: \(error)")
         }
-        grant = try Grant(encoded: grantBytes, nowSeconds: nowSeconds, verifiedCertificate: s.certificateBytes)
+        grant = try Grant(encoded: grantBytes, nowSeconds: nowSeconds, verifiedCertificate: s.certificateBytes, cache: cache, trusted: trusted)
         guard s.certificate.memberKey == grant.member else {
             throw ConsentError(.notOwner, "the record is signed by member \(s.certificate.memberKey), but the grant is member \(grant.member)'s")
         }
@@ -323,8 +364,8 @@ public struct GrantRevocation: Sendable, Equatable {
                                     nowSeconds: at / 1000)
     }
 
-    public init(encoded: [UInt8], nowSeconds: UInt64) throws(ConsentError) {
-        let s = try DeviceSigned(encoded: encoded, domain: Self.domain, what: "revocation", nowSeconds: nowSeconds)
+    public init(encoded: [UInt8], nowSeconds: UInt64, cache: VerificationCache? = nil) throws(ConsentError) {
+        let s = try DeviceSigned(encoded: encoded, domain: Self.domain, what: "revocation", nowSeconds: nowSeconds, cache: cache)
         var r = ByteReader(s.body)
         do {
             guard try r.u8() == 1 else { throw DecodeError("unsupported revocation version") }

@@ -75,9 +75,19 @@ public struct HubAnswer: Sendable, Equatable {
 
     /// Parses and verifies against the organization's signing key.
     public init(encoded b: [UInt8], organization: Ed25519.PublicKey) throws(ConsentError) {
+        try self.init(encoded: b, verifyingWith: organization)
+    }
+
+    /// An answer this hub signed itself and kept (a held record's receipt): parsed without
+    /// checking its signature again.
+    init(trusted b: [UInt8]) throws(ConsentError) {
+        try self.init(encoded: b, verifyingWith: nil)
+    }
+
+    private init(encoded b: [UInt8], verifyingWith organization: Ed25519.PublicKey?) throws(ConsentError) {
         guard b.count > 64, b.count <= Self.maxLength else { throw ConsentError(.malformed, "a hub answer is too short or too long") }
         let body = Array(b[0..<(b.count - 64)])
-        guard organization.isValidSignature(b[(b.count - 64)...], for: Self.domain + body) else {
+        if let organization, !organization.isValidSignature(b[(b.count - 64)...], for: Self.domain + body) {
             throw ConsentError(.badSignature, "the hub's answer is not signed by organization \(organization)")
         }
         var r = ByteReader(body)

@@ -24,14 +24,46 @@ public struct GrantKey: Hashable, Sendable, Comparable {
 /// answers it signs. A storage layer persists `held`, the closed grants and the decisions; the
 /// network layer feeds chapter logs, records and revocations in.
 public struct HubLedger: Sendable {
-    /// A record the hub currently holds, opened.
+    /// A record the hub currently holds: its bytes (verified when it arrived), its receipt's,
+    /// and the few facts the ledger decides on. The parsed record, its receipt and its opened
+    /// fields are made when asked for (`record`, `answer`, `values`), not kept: a hub holding a
+    /// million records keeps about a kilobyte for each, not the whole parsed and opened record.
     public struct Held: Sendable {
-        public let record: UpwardRecord
-        public let values: [(String, String)]
+        public let key: GrantKey
+        /// The record's bytes, as received.
+        public let encoded: [UInt8]
+        /// The signed receipt's bytes.
+        public let answerBytes: [UInt8]
+        public let chapter: ChapterID
+        public let version: UInt64
+        public let createdAt: UInt64
+        public let expiresAt: UInt64?
         public let rule: HubAnswer.Rule
-        public let answer: HubAnswer
         public let chapterName: String
-        public var key: GrantKey { GrantKey(member: record.grant.member, grant: record.grant.id) }
+        /// The organization's key, to open the sealed fields when asked (a reference, shared).
+        let agreement: X25519.PrivateKey
+
+        init(record: UpwardRecord, answer: HubAnswer, chapterName: String, agreement: X25519.PrivateKey) {
+            key = GrantKey(member: record.grant.member, grant: record.grant.id)
+            encoded = record.encoded
+            answerBytes = answer.encoded
+            chapter = record.grant.chapter
+            version = record.version
+            createdAt = record.grant.createdAt
+            expiresAt = record.grant.expiresAt
+            rule = answer.rule
+            self.chapterName = chapterName
+            self.agreement = agreement
+        }
+
+        /// The record, parsed again (its signatures were checked when it arrived).
+        public var record: UpwardRecord { try! UpwardRecord(trusted: encoded) }
+        /// The receipt the hub signed for it.
+        public var answer: HubAnswer { try! HubAnswer(trusted: answerBytes) }
+        /// Its fields, opened (an X25519 operation each time: for delivery, not for every decision).
+        public var values: [(String, String)] { (try? record.open(with: agreement)) ?? [] }
+
+        public func isExpired(nowMilliseconds now: UInt64) -> Bool { expiresAt.map { now >= $0 } ?? false }
     }
 
     /// What the hub holds for one chapter.
@@ -62,19 +94,25 @@ public struct HubLedger: Sendable {
     /// grant (§4.5). A grant absent here went nowhere but the hub.
     public private(set) var trails: [GrantKey: RecordTrail] = [:]
 
-    public init(keys: OrganizationKeys, limits: HubLimits = .defaults) {
+    /// Certificates and grants whose signatures were checked (shared with whoever prepares
+    /// records for this ledger, `prepare`); a revoked or expired grant is forgotten here.
+    public let verified: VerificationCache
+
+    public init(keys: OrganizationKeys, limits: HubLimits = .defaults, verified: VerificationCache = VerificationCache()) {
         self.keys = keys
         self.limits = limits
+        self.verified = verified
     }
 
     private mutating func setHeld(_ key: GrantKey, _ h: Held?) {
+        if let old = held[key], h == nil { verified.forget(domain: Grant.domain, old.record.grant.encoded) }
         if let old = held[key] {
-            usage[old.record.grant.chapter, default: Usage()].records -= 1
-            usage[old.record.grant.chapter, default: Usage()].bytes -= UInt64(old.record.encoded.count)
+            usage[old.chapter, default: Usage()].records -= 1
+            usage[old.chapter, default: Usage()].bytes -= UInt64(old.encoded.count)
         }
         if let h {
-            usage[h.record.grant.chapter, default: Usage()].records += 1
-            usage[h.record.grant.chapter, default: Usage()].bytes += UInt64(h.record.encoded.count)
+            usage[h.chapter, default: Usage()].records += 1
+            usage[h.chapter, default: Usage()].bytes += UInt64(h.encoded.count)
         }
         held[key] = h
     }
@@ -149,8 +187,48 @@ public struct HubLedger: Sendable {
     }
 
     /// Parses and verifies a record (signatures, certificates, ownership): what `answer` needs.
-    public static func parse(_ bytes: [UInt8], now: UInt64) -> Result<UpwardRecord, ConsentError> {
-        do { return .success(try UpwardRecord(encoded: bytes, nowSeconds: now / 1000)) } catch { return .failure(error) }
+    public static func parse(_ bytes: [UInt8], now: UInt64, cache: VerificationCache? = nil) -> Result<UpwardRecord, ConsentError> {
+        do { return .success(try UpwardRecord(encoded: bytes, nowSeconds: now / 1000, cache: cache)) } catch { return .failure(error) }
+    }
+
+    /// A record made ready outside the hub's one-at-a-time section, where many members'
+    /// records are handled in parallel: parsed and verified (`parse`), its sealed fields opened,
+    /// and the receipt it gets if stored signed in advance. None of it depends on the ledger's
+    /// state; `answer(prepared:)` decides, and uses the receipt only if it is the one it would sign.
+    public struct Prepared: Sendable {
+        public let bytes: [UInt8]
+        public let parsed: Result<UpwardRecord, ConsentError>
+        let values: Result<[(String, String)], ConsentError>?
+        let receipt: HubAnswer?
+    }
+
+    public static func prepare(_ bytes: [UInt8], keys: OrganizationKeys, now: UInt64, cache: VerificationCache?) -> Prepared {
+        let parsed = parse(bytes, now: now, cache: cache)
+        guard let record = try? parsed.get(), record.grant.organization == keys.signing.publicKey else {
+            return Prepared(bytes: bytes, parsed: parsed, values: nil, receipt: nil)
+        }
+        let values: Result<[(String, String)], ConsentError>
+        do { values = .success(try record.open(with: keys.agreement)) } catch { values = .failure(error) }
+        // The rule it most likely gets: "contact" consent counts only in a chapter that relaxes
+        // it, which `accept` checks (and signs afresh when the rule differs).
+        let consent = ContactConsent(field: (try? values.get())?.first { $0.0 == "consent" }?.1)
+        let receipt = consent.rule(chapterAllowsWithoutContactConsent: true).map {
+            HubAnswer.make(.stored, request: bytes, member: record.grant.member, grantID: record.grant.id, version: record.version, rule: $0,
+                           at: now, signer: keys.signing)
+        }
+        return Prepared(bytes: bytes, parsed: parsed, values: values, receipt: receipt)
+    }
+
+    /// `answer(record:…)` for a record `prepare` made ready.
+    public mutating func answer(prepared p: Prepared, chapter: ChapterState?, nowMilliseconds now: UInt64) -> HubAnswer {
+        do throws(ConsentError) {
+            let record = try p.parsed.get()
+            guard record.encoded == p.bytes else { throw ConsentError(.malformed, "the parsed record is not the one answered") }
+            return try accept(p.bytes, parsed: record, opened: p.values, receipt: p.receipt, chapter: chapter, nowMilliseconds: now)
+        } catch {
+            let r = try? p.parsed.get()
+            return HubAnswer.make(for: error, request: p.bytes, member: r?.grant.member, grantID: r?.grant.id, at: now, signer: keys.signing)
+        }
     }
 
     /// Checks and stores a record; returns the signed receipt. `chapter` is the hub's copy of
@@ -159,7 +237,8 @@ public struct HubLedger: Sendable {
         try accept(bytes, parsed: try UpwardRecord(encoded: bytes, nowSeconds: now / 1000), chapter: chapter, nowMilliseconds: now)
     }
 
-    mutating func accept(_ bytes: [UInt8], parsed record: UpwardRecord, chapter: ChapterState?, nowMilliseconds now: UInt64) throws(ConsentError) -> HubAnswer {
+    mutating func accept(_ bytes: [UInt8], parsed record: UpwardRecord, opened: Result<[(String, String)], ConsentError>? = nil, receipt: HubAnswer? = nil,
+                         chapter: ChapterState?, nowMilliseconds now: UInt64) throws(ConsentError) -> HubAnswer {
         let grant = record.grant
         let key = GrantKey(member: grant.member, grant: grant.id)
         let gid = Base64URL.encode(grant.id)
@@ -186,11 +265,12 @@ public struct HubLedger: Sendable {
         }
         guard !closed.contains(key), !legacyClosed.contains(grant.id) else { throw ConsentError(.replayed, "grant \(gid) was revoked or expired") }
         guard !grant.isExpired(nowMilliseconds: now) else { throw ConsentError(.expired, "grant \(gid) has expired") }
-        if let h = held[key], h.record.version == record.version, h.record.encoded == bytes { return h.answer } // a retry
+        if let h = held[key], h.version == record.version, h.encoded == bytes { return h.answer } // a retry
         guard record.version > highestVersion[key] ?? 0 else {
             throw ConsentError(.replayed, "record version \(record.version) of grant \(gid) is not newer than \(highestVersion[key] ?? 0)")
         }
-        let values = try record.open(with: keys.agreement)
+        let values: [(String, String)]
+        if let opened { values = try opened.get() } else { values = try record.open(with: keys.agreement) }
         let allowed = Set(grant.fields + ["consent"])
         if let extra = values.first(where: { !allowed.contains($0.0) }) {
             throw ConsentError(.notCovered, "the record carries '\(extra.0)', which the grant does not cover (\(grant.fields.joined(separator: ",")))")
@@ -203,16 +283,17 @@ public struct HubLedger: Sendable {
         var after = usage[grant.chapter] ?? Usage()
         if let old = held[key] {
             after.records -= 1
-            after.bytes -= UInt64(old.record.encoded.count)
+            after.bytes -= UInt64(old.encoded.count)
         }
         after.records += 1
         after.bytes += UInt64(bytes.count)
         guard after.records <= lim.maxRecordsPerChapter, after.bytes <= lim.maxBytesPerChapter else {
             throw ConsentError(.overLimit, "chapter \"\(chapter.name)\" is at \(keys.name)'s limit (\(lim.maxRecordsPerChapter) records, \(lim.maxBytesPerChapter) bytes); the organization can raise it")
         }
-        let answer = HubAnswer.make(.stored, request: bytes, member: grant.member, grantID: grant.id, version: record.version, rule: rule,
-                                    at: now, signer: keys.signing)
-        setHeld(key, Held(record: record, values: values, rule: rule, answer: answer, chapterName: chapter.name))
+        let answer = receipt.flatMap { $0.kind == .stored && $0.rule == rule && $0.version == record.version && $0.grantID == grant.id ? $0 : nil }
+            ?? HubAnswer.make(.stored, request: bytes, member: grant.member, grantID: grant.id, version: record.version, rule: rule,
+                              at: now, signer: keys.signing)
+        setHeld(key, Held(record: record, answer: answer, chapterName: chapter.name, agreement: keys.agreement))
         highestVersion[key] = record.version
         waiting[grant.chapter]?.remove(key)
         return answer
@@ -221,9 +302,10 @@ public struct HubLedger: Sendable {
     // MARK: Revocations
 
     /// Answers a revocation with a signed answer (deleted, or refused).
-    public mutating func answer(revocation bytes: [UInt8], nowMilliseconds now: UInt64) -> HubAnswer {
-        do { return try revoke(bytes, nowMilliseconds: now) } catch {
-            let r = try? GrantRevocation(encoded: bytes, nowSeconds: now / 1000)
+    /// `parsed`: `GrantRevocation(encoded: bytes, …)` made before the one-at-a-time section (`parseRevocation`).
+    public mutating func answer(revocation bytes: [UInt8], parsed: Result<GrantRevocation, ConsentError>? = nil, nowMilliseconds now: UInt64) -> HubAnswer {
+        do { return try revoke(bytes, parsed: parsed, nowMilliseconds: now) } catch {
+            let r = parsed.flatMap { try? $0.get() } ?? (try? GrantRevocation(encoded: bytes, nowSeconds: now / 1000))
             return HubAnswer.make(for: error, request: bytes, member: r?.member, grantID: r?.grantID, at: now, signer: keys.signing)
         }
     }
@@ -232,8 +314,9 @@ public struct HubLedger: Sendable {
     /// revocation acts only on the grant of that id *of the member who signed it*: another
     /// member's revocation of the same id touches nothing of the owner's. Revoking a grant the
     /// hub never saw is acknowledged too (nothing is held), and closes it for that member.
-    public mutating func revoke(_ bytes: [UInt8], nowMilliseconds now: UInt64) throws(ConsentError) -> HubAnswer {
-        let r = try GrantRevocation(encoded: bytes, nowSeconds: now / 1000)
+    public mutating func revoke(_ bytes: [UInt8], parsed: Result<GrantRevocation, ConsentError>? = nil, nowMilliseconds now: UInt64) throws(ConsentError) -> HubAnswer {
+        let r = try (parsed ?? Self.parseRevocation(bytes, now: now, cache: nil)).get()
+        guard r.encoded == bytes else { throw ConsentError(.malformed, "the parsed revocation is not the one answered") }
         guard r.organization == keys.signing.publicKey else {
             throw ConsentError(.wrongOrganization, "the revocation is addressed to organization \(r.organization)")
         }
@@ -246,9 +329,14 @@ public struct HubLedger: Sendable {
                               places: trails[key]?.report ?? [], signer: keys.signing)
     }
 
+    /// Parses and verifies a revocation (its certificate through `cache`).
+    public static func parseRevocation(_ bytes: [UInt8], now: UInt64, cache: VerificationCache?) -> Result<GrantRevocation, ConsentError> {
+        do { return .success(try GrantRevocation(encoded: bytes, nowSeconds: now / 1000, cache: cache)) } catch { return .failure(error) }
+    }
+
     /// Deletes every record whose grant has expired; returns their keys.
     public mutating func expire(nowMilliseconds now: UInt64) -> [GrantKey] {
-        let gone = held.filter { $0.value.record.grant.isExpired(nowMilliseconds: now) }.map(\.key)
+        let gone = held.filter { $0.value.isExpired(nowMilliseconds: now) }.map(\.key)
         for key in gone {
             setHeld(key, nil)
             closed.insert(key)
@@ -301,7 +389,7 @@ public struct HubLedger: Sendable {
     /// delivers next.
     public func undelivered(limit: Int, to owns: (RecordPlace) -> Bool) -> [Held] {
         var out: [Held] = []
-        for h in held.values where (trails[h.key]?.entries.filter({ owns($0.place) }).map(\.version).max() ?? 0) < h.record.version {
+        for h in held.values where (trails[h.key]?.entries.filter({ owns($0.place) }).map(\.version).max() ?? 0) < h.version {
             out.append(h)
             if out.count == limit { break }
         }
@@ -322,9 +410,13 @@ public struct HubLedger: Sendable {
             self.trails[k] = t
         }
         for (bytes, answerBytes, name) in records {
-            let record = try UpwardRecord(encoded: bytes, nowSeconds: now / 1000)
-            let answer = try HubAnswer(encoded: answerBytes, organization: keys.signing.publicKey)
-            let h = Held(record: record, values: try record.open(with: keys.agreement), rule: answer.rule, answer: answer, chapterName: name)
+            // The store's rows are authenticated (sealed under the storage key) and were
+            // verified when they arrived: parsed, not verified or opened again (a restart of a
+            // hub holding a million records would otherwise check three million signatures).
+            let record = try UpwardRecord(trusted: bytes)
+            let answer = try HubAnswer(trusted: answerBytes)
+            guard answer.kind == .stored, answer.answers(bytes) else { throw ConsentError(.malformed, "a held record's receipt in the hub's store is not its own") }
+            let h = Held(record: record, answer: answer, chapterName: name, agreement: keys.agreement)
             setHeld(h.key, h)
             highestVersion[h.key] = max(highestVersion[h.key] ?? 0, record.version)
         }

@@ -35,6 +35,19 @@ public enum PostgresHubSchema {
         "INSERT INTO kith_hub_rows(kind, id, sealed) VALUES (\(kind), \(id), \(sealed)) ON CONFLICT (kind, id) DO UPDATE SET sealed = EXCLUDED.sealed"
     }
 
+    /// Writes (or replaces) many rows in one statement; a row must not appear twice.
+    static func upsertAll(_ kinds: [Int16], _ ids: [ByteBuffer], _ sealed: [ByteBuffer]) -> PostgresQuery {
+        """
+        INSERT INTO kith_hub_rows(kind, id, sealed) SELECT * FROM unnest(\(kinds)::smallint[], \(ids)::bytea[], \(sealed)::bytea[]) \
+        ON CONFLICT (kind, id) DO UPDATE SET sealed = EXCLUDED.sealed
+        """
+    }
+
+    /// Deletes many rows in one statement.
+    static func deleteAll(_ kinds: [Int16], _ ids: [ByteBuffer]) -> PostgresQuery {
+        "DELETE FROM kith_hub_rows r USING unnest(\(kinds)::smallint[], \(ids)::bytea[]) AS d(kind, id) WHERE r.kind = d.kind AND r.id = d.id"
+    }
+
     /// Every row of a kind, opened, ordered by id (as `ContactStore.records`).
     static func rows(_ c: PostgresConnection, _ kind: ContactStore.RecordKind, key: SymmetricKey, logger: Logger,
                      place: String = "the hub's database") async throws -> [(id: [UInt8], bytes: [UInt8])] {

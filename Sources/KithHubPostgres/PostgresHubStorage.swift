@@ -278,20 +278,22 @@ public actor PostgresHubStorage: HubStorage {
         try await write("deleting a record", delete: [(.hubRecord, key.bytes)], put: [(.hubClosed, key.bytes, v), (.hubTrail, key.bytes, trail)])
     }
 
-    /// One transaction, every write in order.
+    /// One transaction, every write in order (`HubWrite.runs`): per run, one statement deletes
+    /// and one writes all its rows (arrays bound as parameters), so a group commit of many
+    /// records costs a few round trips, not one per row.
     public func write(_ batch: [HubWrite]) async throws {
         let key = storageKey, logger = logger
-        let steps: [(deletes: [(Int16, ByteBuffer)], puts: [(Int16, ByteBuffer, ByteBuffer)])] = batch.map { w in
-            let r = w.rows
-            return (r.delete.map { (Int16($0.0.rawValue), ByteBuffer(bytes: $0.1)) },
-                    r.put.map { (k, id, bytes) in (Int16(k.rawValue), ByteBuffer(bytes: id), ByteBuffer(bytes: ContactStore.sealRecord(k, id: id, bytes, key: key))) })
+        let runs: [(kinds: [Int16], ids: [ByteBuffer], putKinds: [Int16], putIDs: [ByteBuffer], sealed: [ByteBuffer])] = HubWrite.runs(batch).map { run in
+            (run.delete.map { Int16($0.kind.rawValue) }, run.delete.map { ByteBuffer(bytes: $0.id) },
+             run.put.map { Int16($0.kind.rawValue) }, run.put.map { ByteBuffer(bytes: $0.id) },
+             run.put.map { ByteBuffer(bytes: ContactStore.sealRecord($0.kind, id: $0.id, $0.bytes, key: key)) })
         }
-        guard !steps.isEmpty else { return }
+        guard runs.contains(where: { !$0.ids.isEmpty || !$0.putIDs.isEmpty }) else { return }
         try await withConnection("storing \(batch.count) writes") { c in
             try await c.withTransaction(logger: logger) { t in
-                for step in steps {
-                    for (k, id) in step.deletes { try await t.query("DELETE FROM kith_hub_rows WHERE kind = \(k) AND id = \(id)", logger: logger) }
-                    for (k, id, s) in step.puts { try await t.query(PostgresHubSchema.upsert(k, id, s), logger: logger) }
+                for run in runs {
+                    if !run.ids.isEmpty { try await t.query(PostgresHubSchema.deleteAll(run.kinds, run.ids), logger: logger) }
+                    if !run.putIDs.isEmpty { try await t.query(PostgresHubSchema.upsertAll(run.putKinds, run.putIDs, run.sealed), logger: logger) }
                 }
             }
         }

@@ -70,6 +70,41 @@ public enum HubWrite: Sendable {
     }
 }
 
+extension HubWrite {
+    /// A row of `HubStoreSchema` (kind and id).
+    public struct RowID: Hashable, Sendable {
+        public let kind: ContactStore.RecordKind
+        public let id: [UInt8]
+    }
+
+    /// `batch` as runs of (deletions, then writes) that, applied in order, leave the rows as the
+    /// writes in order would: a deletion after a write of the same row starts a new run (it must
+    /// win), and within a run only the last write of a row is kept (one statement may then
+    /// write them all). Usually one run: a record and its revocation in one batch make two.
+    public static func runs(_ batch: [HubWrite]) -> [(delete: [(kind: ContactStore.RecordKind, id: [UInt8])], put: [(kind: ContactStore.RecordKind, id: [UInt8], bytes: [UInt8])])] {
+        var out: [(delete: [(kind: ContactStore.RecordKind, id: [UInt8])], put: [(kind: ContactStore.RecordKind, id: [UInt8], bytes: [UInt8])])] = []
+        var delete: [(kind: ContactStore.RecordKind, id: [UInt8])] = [], put: [(kind: ContactStore.RecordKind, id: [UInt8], bytes: [UInt8])] = []
+        var written: [RowID: Int] = [:] // row → its index in `put`
+        func close() {
+            out.append((delete, put.enumerated().filter { written[RowID(kind: $0.element.kind, id: $0.element.id)] == $0.offset }.map(\.element)))
+            delete = []
+            put = []
+            written = [:]
+        }
+        for w in batch {
+            let r = w.rows
+            if r.delete.contains(where: { written[RowID(kind: $0.0, id: $0.1)] != nil }) { close() }
+            delete += r.delete.map { ($0.0, $0.1) }
+            for p in r.put {
+                written[RowID(kind: p.0, id: p.1)] = put.count
+                put.append((p.0, p.1, p.2))
+            }
+        }
+        close()
+        return out
+    }
+}
+
 /// The default hub storage: the sealed-records table of a Kith store in the hub's directory.
 /// Opening it migrates older rows to the current `HubStoreSchema` in one transaction.
 ///
@@ -138,23 +173,9 @@ public final class SQLiteHubStorage: HubStorage, @unchecked Sendable {
         try locked { try $0.putRecords(.hubTrail, trails.map { ($0.key.bytes, $0.bytes) }) }
     }
 
-    /// One transaction. A row deleted and written again in the same batch ends as written
-    /// (`replaceRecords` deletes first), so the batch is applied in runs that keep that order.
+    /// One transaction (see `HubWrite.runs`).
     public func write(_ batch: [HubWrite]) throws {
-        var delete: [(kind: ContactStore.RecordKind, id: [UInt8])] = [], put: [(kind: ContactStore.RecordKind, id: [UInt8], bytes: [UInt8])] = []
-        var runs: [(delete: [(kind: ContactStore.RecordKind, id: [UInt8])], put: [(kind: ContactStore.RecordKind, id: [UInt8], bytes: [UInt8])])] = []
-        for w in batch {
-            let r = w.rows
-            // A deletion after a write of the same row starts a new run (it must win).
-            if r.delete.contains(where: { d in put.contains { $0.kind == d.0 && $0.id == d.1 } }) {
-                runs.append((delete, put))
-                delete = []
-                put = []
-            }
-            delete += r.delete.map { ($0.0, $0.1) }
-            put += r.put.map { ($0.0, $0.1, $0.2) }
-        }
-        runs.append((delete, put))
+        let runs = HubWrite.runs(batch)
         try locked { store in
             if runs.count == 1 {
                 try store.replaceRecords(delete: runs[0].delete, put: runs[0].put)
@@ -197,6 +218,13 @@ public actor HubNode {
     /// (`enter`/`leave`), so the store sees writes in the order the ledger made them.
     private var busy = false
     private var queue: [CheckedContinuation<Void, Never>] = []
+    /// Revocations waiting to enter: they go before the records waiting (`enter(urgent:)`).
+    private var urgent: [CheckedContinuation<Void, Never>] = []
+    /// Certificates and grants already verified, shared by every member connection (bounded).
+    public nonisolated let verified: VerificationCache
+    /// Writes per transaction at most: a transaction stays short, so a revocation that arrives
+    /// during a big ingest waits for little more than one small commit.
+    static let maxWritesPerTransaction = 256
 
     public init(keys: OrganizationKeys, storage: any HubStorage, limits: HubLimits = .defaults, logger: Logger,
                 connectors: [any HubConnector] = [], overdueAfterMilliseconds: UInt64 = 72 * 3_600_000,
@@ -207,7 +235,8 @@ public actor HubNode {
         self.clock = clock
         self.connectors = connectors
         self.overdueAfter = overdueAfterMilliseconds
-        var ledger = HubLedger(keys: keys, limits: limits)
+        verified = VerificationCache()
+        var ledger = HubLedger(keys: keys, limits: limits, verified: verified)
         try ledger.restore(records: try await storage.records(), closed: try await storage.closedGrants(), decisions: try await storage.decisions(),
                            trails: try await storage.trails(), nowMilliseconds: clock())
         self.ledger = ledger
@@ -216,22 +245,30 @@ public actor HubNode {
         }
     }
 
-    func enter() async {
+    /// `urgent`: a revocation, which goes before every record waiting (its decision does not
+    /// depend on theirs, and its deletion receipt should not wait behind a whole ingest).
+    func enter(urgent isUrgent: Bool = false) async {
         if busy {
-            await withCheckedContinuation { queue.append($0) }
+            await withCheckedContinuation { if isUrgent { urgent.append($0) } else { queue.append($0) } }
         } else {
             busy = true
         }
     }
 
     func leave() {
-        if queue.isEmpty { busy = false } else { queue.removeFirst().resume() }
+        if !urgent.isEmpty {
+            urgent.removeFirst().resume()
+        } else if !queue.isEmpty {
+            queue.removeFirst().resume()
+        } else {
+            busy = false
+        }
     }
 
     // MARK: Group commit
 
     /// Writes waiting for the next transaction, in the order the ledger made them.
-    private var pendingWrites: [(writes: [HubWrite], done: CheckedContinuation<Void, any Error>)] = []
+    private var pendingWrites: [(writes: [HubWrite], urgent: Bool, done: CheckedContinuation<Void, any Error>)] = []
     private var flushing = false
 
     /// Queues `writes` behind every write the ledger made before them and returns once they are
@@ -239,10 +276,12 @@ public actor HubNode {
     /// go together in the next one, so many members' records share one commit. Call it before
     /// any suspension after the ledger change it persists (to keep the order), and after
     /// `leave()` to let the next operation join the batch.
-    func commit(_ writes: [HubWrite]) async throws {
+    /// `urgent`: a revocation's; its transaction runs at high priority (not the records', which
+    /// would then crowd out the verification of the next ones).
+    func commit(_ writes: [HubWrite], urgent: Bool = false) async throws {
         guard !writes.isEmpty else { return }
         try await withCheckedThrowingContinuation { (c: CheckedContinuation<Void, any Error>) in
-            pendingWrites.append((writes, c))
+            pendingWrites.append((writes, urgent, c))
             if !flushing {
                 flushing = true
                 Task { await self.flush() }
@@ -252,16 +291,34 @@ public actor HubNode {
 
     private func flush() async {
         while !pendingWrites.isEmpty {
-            let batch = pendingWrites
-            pendingWrites = []
+            // At most `maxWritesPerTransaction` writes (and whole operations) per transaction.
+            var n = 0, count = 0
+            while n < pendingWrites.count && (n == 0 || count + pendingWrites[n].writes.count <= Self.maxWritesPerTransaction) {
+                count += pendingWrites[n].writes.count
+                n += 1
+            }
+            let batch = Array(pendingWrites[..<n])
+            pendingWrites.removeFirst(n)
             do {
-                try await storage.write(batch.flatMap(\.writes))
+                let writes = batch.flatMap(\.writes), storage = storage
+                if batch.contains(where: \.urgent) {
+                    try await Task(priority: .high) { try await Self.write(writes, to: storage) }.value
+                } else {
+                    try await Self.write(writes, to: storage)
+                }
                 for b in batch { b.done.resume() }
             } catch {
                 for b in batch { b.done.resume(throwing: error) }
             }
         }
         flushing = false
+    }
+
+    /// Runs a transaction off the actor (a nonisolated async function runs on the global
+    /// executor): SQLite's synchronous commit and its fsync do not hold up the ledger's
+    /// decisions on the records and revocations arriving meanwhile.
+    private nonisolated static func write(_ batch: [HubWrite], to storage: any HubStorage) async throws {
+        try await storage.write(batch)
     }
 
     /// Records held now (for status and tests).
@@ -300,45 +357,56 @@ public actor HubNode {
     }
 
     /// Answers a record (always with a signed answer) and stores what it accepted. Its
-    /// signatures are checked first, on the caller's task, so that many members' connections
-    /// verify in parallel; only the ledger's decision and the write run one at a time.
+    /// signatures are checked, its fields opened and its receipt signed first, on the caller's
+    /// task (`HubLedger.prepare`), so that many members' connections do that in parallel; only
+    /// the ledger's decision and the write run one at a time.
     public nonisolated func accept(_ record: [UInt8]) async -> [UInt8] {
-        await accept(record, parsed: HubLedger.parse(record, now: clock()))
+        await accept(HubLedger.prepare(record, keys: keys, now: clock(), cache: verified))
     }
 
-    private func accept(_ record: [UInt8], parsed verified: Result<UpwardRecord, ConsentError>) async -> [UInt8] {
+    private func accept(_ prepared: HubLedger.Prepared) async -> [UInt8] {
         await enter()
-        let now = clock()
-        let parsed = try? verified.get()
-        let answer = ledger.answer(record: record, parsed: verified, chapter: parsed.flatMap { chapters[$0.grant.chapter]?.state }, nowMilliseconds: now)
+        let now = clock(), record = prepared.bytes
+        let parsed = try? prepared.parsed.get()
+        let answer = ledger.answer(prepared: prepared, chapter: parsed.flatMap { chapters[$0.grant.chapter]?.state }, nowMilliseconds: now)
         guard answer.kind == .stored, let parsed else {
             leave()
             logger.warning("record not taken", metadata: ["kind": "\(answer.kind)", "reason": "\(answer.reason)"])
             return answer.encoded
         }
         let key = GrantKey(member: parsed.grant.member, grant: parsed.grant.id)
-        guard let held = ledger.held[key], held.answer == answer else {
+        guard let held = ledger.held[key], held.answerBytes == answer.encoded else {
             leave()
             return answer.encoded
         }
         leave() // the next record may join this one's transaction; the write is queued before anything else runs
         do {
             // Written on every stored answer (also an identical retry): a write that failed once is made again.
-            try await commit([.put(key, record: held.record.encoded, answer: answer.encoded, chapterName: held.chapterName)])
+            try await commit([.put(key, record: held.encoded, answer: answer.encoded, chapterName: held.chapterName)])
         } catch {
             logger.error("could not store a record", metadata: ["reason": "\(error)"])
             return HubAnswer.make(for: ConsentError(.unavailable, "the hub could not store the record; send it again later"), request: record,
                                   member: key.member, grantID: key.grant, at: now, signer: keys.signing).encoded
         }
-        logger.info("record stored", metadata: ["grant": "\(Base64URL.encode(key.grant))", "version": "\(held.record.version)"])
+        logger.info("record stored", metadata: ["grant": "\(Base64URL.encode(key.grant))", "version": "\(held.version)"])
         return answer.encoded
     }
 
-    /// Answers a revocation (always with a signed answer) and deletes what it names.
-    public func revoke(_ revocation: [UInt8]) async -> [UInt8] {
-        await enter()
+    /// Answers a revocation (always with a signed answer) and deletes what it names. Verified on
+    /// the caller's task; it then goes before the records waiting, and its deletion shares the
+    /// next (short) transaction.
+    public nonisolated func revoke(_ revocation: [UInt8]) async -> [UInt8] {
+        // At high priority: its deletion receipt should not wait for the records being verified.
+        let hub = self
+        return await Task(priority: .high) {
+            await hub.revoke(revocation, parsed: HubLedger.parseRevocation(revocation, now: hub.clock(), cache: hub.verified))
+        }.value
+    }
+
+    private func revoke(_ revocation: [UInt8], parsed: Result<GrantRevocation, ConsentError>) async -> [UInt8] {
+        await enter(urgent: true)
         let now = clock()
-        let answer = ledger.answer(revocation: revocation, nowMilliseconds: now)
+        let answer = ledger.answer(revocation: revocation, parsed: parsed, nowMilliseconds: now)
         guard answer.kind == .deleted, let member = try? Ed25519.PublicKey(bytes: answer.memberKey) else {
             leave()
             return answer.encoded
@@ -346,7 +414,7 @@ public actor HubNode {
         let key = GrantKey(member: member, grant: answer.grantID)
         let close = HubWrite.close(key, version: answer.version, trail: ledger.trails[key]?.encoded ?? RecordTrail().encoded)
         leave()
-        do { try await commit([close]) } catch {
+        do { try await commit([close], urgent: true) } catch {
             logger.error("could not delete a record", metadata: ["reason": "\(error)"])
             return HubAnswer.make(for: ConsentError(.unavailable, "the hub could not delete the record; send the revocation again later"),
                                   request: revocation, member: member, grantID: key.grant, at: now, signer: keys.signing).encoded
@@ -371,7 +439,7 @@ public actor HubNode {
 
     /// What the hub holds now, one row per record: for the organization's CRM.
     public func export() -> [[String: String]] {
-        ledger.held.values.sorted { ($0.record.grant.createdAt, $0.key) < ($1.record.grant.createdAt, $1.key) }.map { h in
+        ledger.held.values.sorted { ($0.createdAt, $0.key) < ($1.createdAt, $1.key) }.map { h in
             var row: [String: String] = [
                 "grant": Base64URL.encode(h.record.grant.id), "chapter": h.chapterName, "chapter_id": h.record.grant.chapter.description,
                 "contact": h.record.grant.contact.description, "purpose": h.record.grant.purpose, "granted_by": h.record.grant.member.description,
