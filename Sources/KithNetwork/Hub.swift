@@ -24,6 +24,9 @@ public protocol HubStorage: AnyObject, Sendable {
     func chapterOps() async throws -> [ChapterID: [[UInt8]]]
     /// Record trails (`RecordTrail` rows, id `member ‖ grant id`).
     func trails() async throws -> [(id: [UInt8], bytes: [UInt8])]
+    /// One page of held-record rows (id `member ‖ grant id`, bytes as `HubStoreSchema.encodeHeld`)
+    /// in id order, the first `limit` with an id greater than `after`: what a streamed export reads.
+    func heldPage(after: [UInt8]?, limit: Int) async throws -> [(id: [UInt8], bytes: [UInt8])]
     func put(_ key: GrantKey, record: [UInt8], answer: [UInt8], chapterName: String) async throws
     /// Deletes the held record, closes the grant and writes its trail, in one transaction.
     func close(_ key: GrantKey, version: UInt64, trail: [UInt8]) async throws
@@ -126,6 +129,10 @@ public final class SQLiteHubStorage: HubStorage, @unchecked Sendable {
     }
 
     public func trails() throws -> [(id: [UInt8], bytes: [UInt8])] { try locked { try $0.records(.hubTrail) } }
+
+    public func heldPage(after: [UInt8]?, limit: Int) throws -> [(id: [UInt8], bytes: [UInt8])] {
+        try locked { try $0.records(.hubRecord, after: after, limit: limit) }
+    }
 
     public func close(_ key: GrantKey, version: UInt64, trail: [UInt8]) throws {
         var v: [UInt8] = []
@@ -369,20 +376,6 @@ public actor HubNode {
         }
     }
 
-    /// What the hub holds now, one row per record: for the organization's CRM.
-    public func export() -> [[String: String]] {
-        ledger.held.values.sorted { ($0.record.grant.createdAt, $0.key) < ($1.record.grant.createdAt, $1.key) }.map { h in
-            var row: [String: String] = [
-                "grant": Base64URL.encode(h.record.grant.id), "chapter": h.chapterName, "chapter_id": h.record.grant.chapter.description,
-                "contact": h.record.grant.contact.description, "purpose": h.record.grant.purpose, "granted_by": h.record.grant.member.description,
-                "expires": h.record.grant.expiresAt.map { String($0 / 1000) } ?? "", "rule": "\(h.rule)",
-                "version": String(h.record.version),
-            ]
-            for (k, v) in h.values where row[k] == nil { row[k] = v }
-            return row
-        }
-    }
-
     // MARK: Chapters
 
     /// Every chapter that asked to affiliate (its log reached the hub), with the organization's
@@ -530,7 +523,7 @@ public actor HubNode {
 
 extension HubNode {
     /// Handles one control request (the socket's, or the CLI's on a stopped hub's store):
-    /// `{"op":"export"}`, `{"op":"chapters"}`,
+    /// `{"op":"chapters"}` (an export streams: `bindControl`, Hub+Export.swift),
     /// `{"op":"approve","chapter":…,"allowWithoutContactConsent":bool,"maxRecords":n,"maxBytes":n}`,
     /// `{"op":"refuse","chapter":…}`, `{"op":"retractions"}`, `{"op":"confirm-file","file":…}`. Answers `{"ok":true,…}` or `{"ok":false,"error":…}`.
     public func control(json data: Data) async -> Data {
@@ -541,7 +534,7 @@ extension HubNode {
         let number = { (k: String) -> UInt64 in (request[k] as? NSNumber).map { UInt64(max(0, $0.int64Value)) } ?? 0 }
         switch request["op"] as? String {
         case "export":
-            return ["ok": true, "rows": export()]
+            return ["ok": false, "error": "an export streams: send {\"op\":\"export\",\"format\":\"json|jsonl|csv\"} alone on the control socket (Hub+Export.swift)"]
         case "chapters":
             return ["ok": true, "chapters": chapterList()]
         case "status":
@@ -576,6 +569,7 @@ extension HubNode {
                 for try await chunk in i {
                     buffer += chunk.readableBytesView
                     guard buffer.contains(0x0A) else { continue }
+                    if let format = HubNode.exportRequest(Data(buffer)) { return try await hub.streamExport(format, to: o) }
                     let data = await hub.control(json: Data(buffer))
                     try await o.write(ByteBuffer(bytes: Array(data) + [0x0A]))
                     return

@@ -423,17 +423,42 @@ struct HubCommand: AsyncParsableCommand {
 
     struct Export: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
-            abstract: "Print the records the hub holds now, with purpose and expiry (from the running hub, or its store when stopped).",
-            discussion: "CSV cells that a spreadsheet would evaluate (starting with = + - @, a tab or a carriage return) get a leading ' (OWASP).")
+            abstract: "Write the records the hub holds now, with purpose and expiry (from the running hub, or its store when stopped).",
+            discussion: """
+                The export streams: the hub reads its store a page at a time and the rows are written as they come, so an export of millions of records uses little memory, and a running hub keeps serving members meanwhile. Rows come in a stable order (by member and grant id).
+                json: an array, one object per line; jsonl: one object per line; csv: the columns grant, granted_by, chapter, chapter_id, contact, purpose, expires, rule, version, then every field a member can share, then other (a field this build does not know, as "name: value" lines). CSV cells that a spreadsheet would evaluate (starting with = + - @, a tab or a carriage return) get a leading ' (OWASP).
+                """)
         @OptionGroup var dir: HubDir
-        @Option(help: "json or csv.") var format = "json"
+        @Option(help: "json, jsonl or csv.") var format = "json"
 
         func run() async throws {
-            let rows = (try await HubCommand.control(dir, ["op": "export"])["rows"] as? [[String: String]]) ?? []
-            if format == "csv" {
-                print(HubExport.csv(rows), terminator: "")
+            guard let f = HubExport.Format(rawValue: format) else {
+                throw ValidationError("--format must be json, jsonl or csv, got '\(format)'")
+            }
+            let out = FileHandle.standardOutput
+            let sink: @Sendable ([UInt8]) throws -> Void = { try out.write(contentsOf: Data($0)) }
+            let summary: HubExportStream.Summary
+            if let live = try await HubNode.exportFromRunningHub(socket: dir.dataDir + "/hub.sock", format: f, sink: sink) {
+                summary = live
             } else {
-                try HubCommand.printJSON(rows)
+                let (keys, storageKey) = try HubCommand.loadKeys(dir)
+                var log = Logger(label: "kithd-hub")
+                log.logLevel = .error
+                let storage: any HubStorage
+                do { storage = try await HubCommand.openStorage(dir, keys: keys, storageKey: storageKey, logger: log, retryWindow: .seconds(2)) } catch {
+                    throw ValidationError("cannot open the hub's store: \(error)")
+                }
+                do {
+                    summary = try await HubExportStream.write(storage: storage, organization: keys.agreement, format: f) { try sink($0) }
+                    await storage.shutdown()
+                } catch {
+                    await storage.shutdown()
+                    throw ValidationError("the export stopped part way (what was written is incomplete): \(error)")
+                }
+            }
+            if summary.unreadable > 0 {
+                FileHandle.standardError.write(Data("kithd hub export: \(summary.unreadable) held record\(summary.unreadable == 1 ? "" : "s") could not be read and \(summary.unreadable == 1 ? "is" : "are") not in the export (the store is damaged, or holds another organization's rows)\n".utf8))
+                throw ExitCode(1)
             }
         }
     }
