@@ -268,7 +268,10 @@ struct HubCommand: AsyncParsableCommand {
                 throw ValidationError("--address must be host:port, got '\(listen)': \(KithDaemon.hostPortProblem(listen, allowAnyPort: true) ?? "")")
             }
             let (bound, serve) = try await hub.listen(host: host, port: port)
-            try? "\(bound)\n".write(toFile: dir.dataDir + "/hub.port", atomically: true, encoding: .utf8)
+            // 0600 like kithd.port: the port is for the organization's own tools, not every local user.
+            do { try SecureFiles.writeSecret(Array("\(bound)\n".utf8), to: dir.dataDir + "/hub.port", exclusive: false) } catch {
+                log.error("could not write the port file; scripts will not find this hub", metadata: ["path": "\(dir.dataDir)/hub.port", "reason": "\(error)"])
+            }
             log.info("hub started", metadata: ["organization": "\(keys.name)", "key": "\(keys.signing.publicKey)", "listen": "\(host):\(bound)"])
             let control = try await hub.bindControl(path: dir.dataDir + "/hub.sock")
             let services: [ServiceGroupConfiguration.ServiceConfiguration] = [
