@@ -194,6 +194,10 @@ public actor HubNode {
     /// Where records go beyond the hub (Hub+Connectors.swift), and how each is doing.
     let connectors: [any HubConnector]
     var health: [String: ConnectorHealth] = [:]
+    /// Records a connector is sending now (Hub+Connectors.swift), by the connectors sending them.
+    var inFlight: [GrantKey: Set<String>] = [:]
+    /// Why the latest write to the store failed (a full disk…), until one succeeds: `kithd hub status` is unhealthy meanwhile.
+    var storeFailure: String?
     /// A deletion outstanding longer than this is "overdue" in `kithd hub status`.
     let overdueAfter: UInt64
     /// Chapters the hub keeps logs of without a decision yet (each is a request the organization
@@ -263,8 +267,10 @@ public actor HubNode {
             pendingWrites = []
             do {
                 try await storage.write(batch.flatMap(\.writes))
+                noteStore(failure: nil)
                 for b in batch { b.done.resume() }
             } catch {
+                noteStore(failure: error)
                 for b in batch { b.done.resume(throwing: error) }
             }
         }
@@ -345,7 +351,7 @@ public actor HubNode {
     public func revoke(_ revocation: [UInt8]) async -> [UInt8] {
         await enter()
         let now = clock()
-        let answer = ledger.answer(revocation: revocation, nowMilliseconds: now)
+        let answer = reportingDeliveriesInFlight(ledger.answer(revocation: revocation, nowMilliseconds: now), request: revocation, now: now)
         guard answer.kind == .deleted, let member = try? Ed25519.PublicKey(bytes: answer.memberKey) else {
             leave()
             return answer.encoded
@@ -408,7 +414,7 @@ public actor HubNode {
         var byStatus: [String: Int] = [:]
         for c in list { byStatus[c["status"] as? String ?? "?", default: 0] += 1 }
         return [
-            "connectors": connectorStatus(), "deletions": deletionStatus(),
+            "connectors": connectorStatus(), "deletions": deletionStatus(), "healthy": healthProblems().isEmpty, "problems": healthProblems(),
             "organization": keys.name, "key": keys.signing.publicKey.description, "store": storage.location,
             "records": ledger.held.count, "bytes": ledger.usage.values.reduce(UInt64(0)) { $0 + $1.bytes },
             "chapters": byStatus, "perChapter": list.map { c in

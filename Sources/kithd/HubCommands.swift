@@ -72,6 +72,11 @@ struct HubCommand: AsyncParsableCommand {
         return answer
     }
 
+    /// "3 d", "5 h", "12 min", "40 s".
+    static func age(_ seconds: Int) -> String {
+        seconds >= 86_400 ? "\(seconds / 86_400) d" : seconds >= 3_600 ? "\(seconds / 3_600) h" : seconds >= 60 ? "\(seconds / 60) min" : "\(seconds) s"
+    }
+
     static func printJSON(_ value: Any) throws {
         let data = try JSONSerialization.data(withJSONObject: value, options: [.sortedKeys, .prettyPrinted, .withoutEscapingSlashes])
         print(String(decoding: data, as: UTF8.self))
@@ -330,6 +335,8 @@ struct HubCommand: AsyncParsableCommand {
             if json { return try HubCommand.printJSON(s) }
             let chapters = (s["chapters"] as? [String: Int] ?? [:]).sorted { $0.key < $1.key }.map { "\($0.value) \($0.key)" }.joined(separator: ", ")
             print("organization \"\(s["organization"] ?? "")\"  \(running ? "running" : "not running")")
+            let problems = s["problems"] as? [String] ?? []
+            print(problems.isEmpty ? "health: ok" : "UNHEALTHY: " + problems.joined(separator: "; "))
             print("store: \(s["store"] ?? "?")")
             print("records held: \(s["records"] ?? 0) (\(s["bytes"] ?? 0) bytes)")
             print("chapters: \(chapters.isEmpty ? "none has asked to affiliate" : chapters)")
@@ -345,6 +352,9 @@ struct HubCommand: AsyncParsableCommand {
             let d = s["deletions"] as? [String: Any] ?? [:]
             let overdue = d["overdue"] as? Int ?? 0
             print("deletions outstanding: \(d["outstanding"] ?? 0)" + (overdue > 0 ? "  DELETIONS OVERDUE: \(overdue) (older than \(d["overdueAfterHours"] ?? 0) h; kithd hub retractions lists them)" : ""))
+            for item in d["overdueItems"] as? [[String: Any]] ?? [] {
+                print("  OVERDUE  grant \(item["grant"] ?? "?")  \(item["place"] ?? "?")  \(item["state"] ?? "?")  age \(HubCommand.age(item["ageSeconds"] as? Int ?? 0))  \(item["attempts"] ?? 0) attempts")
+            }
         }
     }
 
@@ -362,8 +372,7 @@ struct HubCommand: AsyncParsableCommand {
             if json { return try HubCommand.printJSON(list) }
             if list.isEmpty { print("no deletion outstanding") }
             for r in list {
-                let age = r["ageSeconds"] as? Int ?? 0
-                let ageText = age >= 86_400 ? "\(age / 86_400) d" : age >= 3_600 ? "\(age / 3_600) h" : age >= 60 ? "\(age / 60) min" : "\(age) s"
+                let ageText = HubCommand.age(r["ageSeconds"] as? Int ?? 0)
                 var line = "\(r["overdue"] as? Bool == true ? "OVERDUE  " : "")grant \(r["grant"] ?? "?")  \(r["kithID"] ?? "")  \(r["place"] ?? "?")  \(r["state"] ?? "?")  age \(ageText)  \(r["attempts"] ?? 0) attempts"
                 if let list = r["deletionList"] { line += "  on \(list)" }
                 if let e = r["lastError"] { line += "  last error: \(e)" }
