@@ -53,7 +53,7 @@ public enum HubExportStream {
     }
 
     /// Writes the export in `format` to `sink`, one chunk of bytes at a time (the header with the
-    /// first rows; the footer last).
+    /// first rows; the footer last); never an empty chunk.
     public static func write(storage: any HubStorage, organization: X25519.PrivateKey, format: HubExport.Format, pageSize: Int = pageSize,
                              keep: (@Sendable ([[UInt8]]) async -> [Bool])? = nil,
                              sink: ([UInt8]) async throws -> Void) async throws -> Summary {
@@ -85,7 +85,8 @@ public enum HubExportStream {
             if !chunk.isEmpty { try await sink(chunk) }
             chunk = []
         }
-        try await sink(chunk + writer.footer(empty: summary.rows == 0))
+        let last = chunk + writer.footer(empty: summary.rows == 0)
+        if !last.isEmpty { try await sink(last) }
         return summary
     }
 
@@ -261,6 +262,7 @@ extension HubNode {
         let trailer: [String: Any]
         do {
             let s = try await HubExportStream.write(storage: storage, organization: keys.agreement, format: format, keep: { await hub.stillOpen($0) }) { chunk in
+                guard !chunk.isEmpty else { return } // a zero length ends the stream
                 try await o.write(ByteBuffer(string: String(chunk.count, radix: 16) + "\n"))
                 try await o.write(ByteBuffer(bytes: chunk))
             }
