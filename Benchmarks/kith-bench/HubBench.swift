@@ -207,7 +207,7 @@ struct HubBench: AsyncParsableCommand {
         let rssHeld = memory().rss - rssBefore
         let peakBefore = memory().peak
         let t = seconds()
-        let rows = await hub.export()
+        let rows = try await hub.export()
         let exportSeconds = seconds() - t
         let exportPeakGrowth = memory().peak - peakBefore
         precondition(rows.count == held)

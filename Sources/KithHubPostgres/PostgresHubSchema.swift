@@ -63,6 +63,26 @@ public enum PostgresHubSchema {
         return out
     }
 
+    /// One page of a kind's rows (id, plaintext) in id order: the first `limit` with an id greater
+    /// than `after` (keyset pagination on the primary key `(kind, id)`).
+    static func page(_ c: PostgresConnection, _ kind: ContactStore.RecordKind, after: [UInt8]?, limit: Int, key: SymmetricKey, logger: Logger,
+                     place: String = "the hub's database") async throws -> [(id: [UInt8], bytes: [UInt8])] {
+        var out: [(id: [UInt8], bytes: [UInt8])] = []
+        out.reserveCapacity(max(0, limit))
+        let rows = try await c.query("""
+            SELECT id, sealed FROM kith_hub_rows WHERE kind = \(Int16(kind.rawValue)) AND id > \(ByteBuffer(bytes: after ?? []))
+            ORDER BY id LIMIT \(Int64(max(0, limit)))
+            """, logger: logger)
+        for try await (idBuffer, sealedBuffer) in rows.decode((ByteBuffer, ByteBuffer).self) {
+            let id = Array(idBuffer.readableBytesView)
+            guard let plain = ContactStore.openRecord(kind, id: id, Array(sealedBuffer.readableBytesView), key: key) else {
+                throw StoreError(.corrupt, "a \(kind) row in \(place) failed authentication: the database was modified or damaged")
+            }
+            out.append((id, plain))
+        }
+        return out
+    }
+
     /// The database's schema version (0: no Kith tables).
     public static func version(_ c: PostgresConnection, logger: Logger) async throws -> Int {
         let exists = try await c.query("SELECT to_regclass('kith_schema_version') IS NOT NULL", logger: logger)

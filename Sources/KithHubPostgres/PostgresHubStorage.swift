@@ -272,6 +272,14 @@ public actor PostgresHubStorage: HubStorage {
 
     public func trails() async throws -> [(id: [UInt8], bytes: [UInt8])] { try await rows(.hubTrail) }
 
+    /// A short query per page (reconnecting like every read), so the hub's writes run between pages.
+    public func heldPage(after: [UInt8]?, limit: Int) async throws -> [(id: [UInt8], bytes: [UInt8])] {
+        let key = storageKey, url = url, logger = logger
+        return try await withConnection("reading held records") { c in
+            try await PostgresHubSchema.page(c, .hubRecord, after: after, limit: limit, key: key, logger: logger, place: "\(url)")
+        }
+    }
+
     public func close(_ key: GrantKey, version: UInt64, trail: [UInt8]) async throws {
         var v: [UInt8] = []
         v.appendBigEndian(version)

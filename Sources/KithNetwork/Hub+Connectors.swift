@@ -101,9 +101,14 @@ extension HubNode {
             HubDelivery(key: $0.key, version: $0.record.version, grant: $0.record.grant, chapterName: $0.chapterName, values: $0.values)
         }
         guard !batch.isEmpty else { return }
+        for d in batch { inFlight[d.key, default: []].insert(c.name) }
         let results = await c.deliver(batch)
         await enter()
         defer { leave() }
+        for d in batch {
+            inFlight[d.key]?.remove(c.name)
+            if inFlight[d.key]?.isEmpty == true { inFlight[d.key] = nil }
+        }
         let now = clock()
         var rows: [(key: GrantKey, bytes: [UInt8])] = []
         for (d, r) in zip(batch, results) {
@@ -149,6 +154,20 @@ extension HubNode {
         }
     }
 
+    /// A deletion receipt for a record a connector is sending right now reports that connector as
+    /// outstanding: the record may land there after the hub erased its copy (its delivery then
+    /// opens the deletion item, `HubLedger.delivered`), so "erased everywhere" would not be true.
+    func reportingDeliveriesInFlight(_ answer: HubAnswer, request: [UInt8], now: UInt64) -> HubAnswer {
+        guard answer.kind == .deleted, let member = try? Ed25519.PublicKey(bytes: answer.memberKey),
+              let sending = inFlight[GrantKey(member: member, grant: answer.grantID)], !sending.isEmpty else { return answer }
+        let known = Set(answer.places.map(\.place))
+        let extra = sending.sorted().map { RecordPlace.connector($0) }.filter { !known.contains($0) }.map { PlaceReport(place: $0, state: .outstanding, at: now) }
+        guard !extra.isEmpty else { return answer }
+        let places = answer.places.isEmpty ? [PlaceReport(place: .hub, state: .erased, at: now)] + extra : answer.places + extra
+        return HubAnswer.make(.deleted, request: request, member: member, grantID: answer.grantID, version: answer.version, at: answer.at, places: places,
+                              signer: keys.signing)
+    }
+
     private func note(_ name: String, failure: RetractionFailure, now: UInt64) {
         health[name, default: ConnectorHealth()].failures += 1
         health[name, default: ConnectorHealth()].lastFailureAt = now
@@ -189,11 +208,51 @@ extension HubNode {
         }
     }
 
+    /// Deletions outstanding and overdue, with the oldest overdue items (place and age) for `kithd hub status`.
     func deletionStatus() -> [String: Any] {
         let now = clock()
         let open = ledger.outstandingDeletions()
-        return ["outstanding": open.count, "overdue": open.filter { now &- $0.requestedAt > overdueAfter }.count,
-                "oldestAgeSeconds": open.map { (now &- $0.requestedAt) / 1000 }.max() ?? 0, "overdueAfterHours": overdueAfter / 3_600_000]
+        let overdue = open.filter { now &- $0.requestedAt > overdueAfter }
+        return ["outstanding": open.count, "overdue": overdue.count,
+                "oldestAgeSeconds": open.map { (now &- $0.requestedAt) / 1000 }.max() ?? 0, "overdueAfterHours": overdueAfter / 3_600_000,
+                "overdueItems": overdue.prefix(Self.overdueShown).map { item in
+                    ["grant": Base64URL.encode(item.key.grant), "place": item.entry.place.description, "state": item.entry.state.label,
+                     "ageSeconds": (now &- item.requestedAt) / 1000, "attempts": item.entry.attempts] as [String: Any]
+                }]
+    }
+
+    /// Overdue deletions `kithd hub status` lists (oldest first; `kithd hub retractions` lists all).
+    static let overdueShown = 10
+
+    /// What is wrong now, in words (empty: healthy): the store refusing writes, a connector
+    /// failing, deletions overdue.
+    func healthProblems() -> [String] {
+        var out: [String] = []
+        if let storeFailure { out.append("the hub cannot store records: \(storeFailure)") }
+        for c in connectors {
+            let h = health[c.name] ?? ConnectorHealth()
+            if !h.healthy { out.append("connector \(c.name) is failing: \(h.lastError)") }
+        }
+        let now = clock()
+        let overdue = ledger.outstandingDeletions().filter { now &- $0.requestedAt > overdueAfter }.count
+        if overdue > 0 { out.append("\(overdue) deletion\(overdue == 1 ? " is" : "s are") overdue") }
+        return out
+    }
+
+    /// Records whether the latest write to the store failed; logs the change (once, not per write).
+    func noteStore(failure error: (any Error)?) {
+        switch (storeFailure, error) {
+        case (nil, let e?):
+            storeFailure = "\(e)"
+            logger.error("the hub cannot store records; members are answered \"send it again later\"", metadata: ["reason": "\(e)"])
+        case (_?, nil):
+            storeFailure = nil
+            logger.notice("the hub stores records again")
+        case (_?, let e?):
+            storeFailure = "\(e)"
+        case (nil, nil):
+            break
+        }
     }
 
     func connectorStatus() -> [[String: Any]] {

@@ -24,6 +24,9 @@ public protocol HubStorage: AnyObject, Sendable {
     func chapterOps() async throws -> [ChapterID: [[UInt8]]]
     /// Record trails (`RecordTrail` rows, id `member ‖ grant id`).
     func trails() async throws -> [(id: [UInt8], bytes: [UInt8])]
+    /// One page of held-record rows (id `member ‖ grant id`, bytes as `HubStoreSchema.encodeHeld`)
+    /// in id order, the first `limit` with an id greater than `after`: what a streamed export reads.
+    func heldPage(after: [UInt8]?, limit: Int) async throws -> [(id: [UInt8], bytes: [UInt8])]
     func put(_ key: GrantKey, record: [UInt8], answer: [UInt8], chapterName: String) async throws
     /// Deletes the held record, closes the grant and writes its trail, in one transaction.
     func close(_ key: GrantKey, version: UInt64, trail: [UInt8]) async throws
@@ -162,6 +165,10 @@ public final class SQLiteHubStorage: HubStorage, @unchecked Sendable {
 
     public func trails() throws -> [(id: [UInt8], bytes: [UInt8])] { try locked { try $0.records(.hubTrail) } }
 
+    public func heldPage(after: [UInt8]?, limit: Int) throws -> [(id: [UInt8], bytes: [UInt8])] {
+        try locked { try $0.records(.hubRecord, after: after, limit: limit) }
+    }
+
     public func close(_ key: GrantKey, version: UInt64, trail: [UInt8]) throws {
         var v: [UInt8] = []
         v.appendBigEndian(version)
@@ -208,6 +215,10 @@ public actor HubNode {
     /// Where records go beyond the hub (Hub+Connectors.swift), and how each is doing.
     let connectors: [any HubConnector]
     var health: [String: ConnectorHealth] = [:]
+    /// Records a connector is sending now (Hub+Connectors.swift), by the connectors sending them.
+    var inFlight: [GrantKey: Set<String>] = [:]
+    /// Why the latest write to the store failed (a full disk…), until one succeeds: `kithd hub status` is unhealthy meanwhile.
+    var storeFailure: String?
     /// A deletion outstanding longer than this is "overdue" in `kithd hub status`.
     let overdueAfter: UInt64
     /// Chapters the hub keeps logs of without a decision yet (each is a request the organization
@@ -306,8 +317,10 @@ public actor HubNode {
                 } else {
                     try await Self.write(writes, to: storage)
                 }
+                noteStore(failure: nil)
                 for b in batch { b.done.resume() }
             } catch {
+                noteStore(failure: error)
                 for b in batch { b.done.resume(throwing: error) }
             }
         }
@@ -406,7 +419,7 @@ public actor HubNode {
     private func revoke(_ revocation: [UInt8], parsed: Result<GrantRevocation, ConsentError>) async -> [UInt8] {
         await enter(urgent: true)
         let now = clock()
-        let answer = ledger.answer(revocation: revocation, parsed: parsed, nowMilliseconds: now)
+        let answer = reportingDeliveriesInFlight(ledger.answer(revocation: revocation, parsed: parsed, nowMilliseconds: now), request: revocation, now: now)
         guard answer.kind == .deleted, let member = try? Ed25519.PublicKey(bytes: answer.memberKey) else {
             leave()
             return answer.encoded
@@ -434,20 +447,6 @@ public actor HubNode {
             for key in gone { logger.info("record deleted on expiry", metadata: ["grant": "\(Base64URL.encode(key.grant))"]) }
         } catch {
             logger.error("could not delete expired records (the store still holds them until the next start)", metadata: ["reason": "\(error)"])
-        }
-    }
-
-    /// What the hub holds now, one row per record: for the organization's CRM.
-    public func export() -> [[String: String]] {
-        ledger.held.values.sorted { ($0.createdAt, $0.key) < ($1.createdAt, $1.key) }.map { h in
-            var row: [String: String] = [
-                "grant": Base64URL.encode(h.record.grant.id), "chapter": h.chapterName, "chapter_id": h.record.grant.chapter.description,
-                "contact": h.record.grant.contact.description, "purpose": h.record.grant.purpose, "granted_by": h.record.grant.member.description,
-                "expires": h.record.grant.expiresAt.map { String($0 / 1000) } ?? "", "rule": "\(h.rule)",
-                "version": String(h.record.version),
-            ]
-            for (k, v) in h.values where row[k] == nil { row[k] = v }
-            return row
         }
     }
 
@@ -483,7 +482,7 @@ public actor HubNode {
         var byStatus: [String: Int] = [:]
         for c in list { byStatus[c["status"] as? String ?? "?", default: 0] += 1 }
         return [
-            "connectors": connectorStatus(), "deletions": deletionStatus(),
+            "connectors": connectorStatus(), "deletions": deletionStatus(), "healthy": healthProblems().isEmpty, "problems": healthProblems(),
             "organization": keys.name, "key": keys.signing.publicKey.description, "store": storage.location,
             "records": ledger.held.count, "bytes": ledger.usage.values.reduce(UInt64(0)) { $0 + $1.bytes },
             "chapters": byStatus, "perChapter": list.map { c in
@@ -598,7 +597,7 @@ public actor HubNode {
 
 extension HubNode {
     /// Handles one control request (the socket's, or the CLI's on a stopped hub's store):
-    /// `{"op":"export"}`, `{"op":"chapters"}`,
+    /// `{"op":"chapters"}` (an export streams: `bindControl`, Hub+Export.swift),
     /// `{"op":"approve","chapter":…,"allowWithoutContactConsent":bool,"maxRecords":n,"maxBytes":n}`,
     /// `{"op":"refuse","chapter":…}`, `{"op":"retractions"}`, `{"op":"confirm-file","file":…}`. Answers `{"ok":true,…}` or `{"ok":false,"error":…}`.
     public func control(json data: Data) async -> Data {
@@ -609,7 +608,7 @@ extension HubNode {
         let number = { (k: String) -> UInt64 in (request[k] as? NSNumber).map { UInt64(max(0, $0.int64Value)) } ?? 0 }
         switch request["op"] as? String {
         case "export":
-            return ["ok": true, "rows": export()]
+            return ["ok": false, "error": "an export streams: send {\"op\":\"export\",\"format\":\"json|jsonl|csv\"} alone on the control socket (Hub+Export.swift)"]
         case "chapters":
             return ["ok": true, "chapters": chapterList()]
         case "status":
@@ -644,6 +643,7 @@ extension HubNode {
                 for try await chunk in i {
                     buffer += chunk.readableBytesView
                     guard buffer.contains(0x0A) else { continue }
+                    if let format = HubNode.exportRequest(Data(buffer)) { return try await hub.streamExport(format, to: o) }
                     let data = await hub.control(json: Data(buffer))
                     try await o.write(ByteBuffer(bytes: Array(data) + [0x0A]))
                     return

@@ -318,6 +318,35 @@ public final class ContactStore {
         }
     }
 
+    /// One page of a kind's records (id, plaintext) in id order: the first `limit` whose id is
+    /// greater than `after` (from the first when nil). Keyset pagination on the primary key, so
+    /// a reader walks any number of records holding one page at a time, and writers run between
+    /// pages. A record that does not authenticate is corruption.
+    public func records(_ kind: RecordKind, after: [UInt8]?, limit: Int) throws(StoreError) -> [(id: [UInt8], bytes: [UInt8])] {
+        do {
+            let s = try db.prepare("SELECT id, sealed FROM records WHERE kind = ? AND id > ? ORDER BY id LIMIT ?")
+            s.bind(1, kind.rawValue)
+            s.bind(2, after ?? [])
+            s.bind(3, Int64(max(0, limit)))
+            var out: [(id: [UInt8], bytes: [UInt8])] = []
+            out.reserveCapacity(max(0, limit))
+            while try s.step() {
+                let id = s.blob(0)
+                guard let plain = try? XChaCha20Poly1305.open(s.blob(1), key: storageKey, associatedData: recordAD(kind, id)) else {
+                    throw StoreError(.corrupt, "a \(kind) record in \(path) failed authentication: the database was modified or damaged")
+                }
+                out.append((id, plain))
+            }
+            return out
+        } catch let e as StoreError {
+            throw e
+        } catch let e as SQLiteError {
+            throw StoreError.from(e, "reading \(path)")
+        } catch {
+            throw StoreError(.io, "reading \(path): \(error)")
+        }
+    }
+
     /// Adds chapter epoch keys (encrypted scopes); blocks waiting for them are applied.
     public func addEpochKeys(_ keys: [EpochRef: SymmetricKey]) {
         replica.addEpochKeys(keys) // blocks applied now are listed by takeChangedContacts

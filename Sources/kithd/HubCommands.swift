@@ -72,6 +72,11 @@ struct HubCommand: AsyncParsableCommand {
         return answer
     }
 
+    /// "3 d", "5 h", "12 min", "40 s".
+    static func age(_ seconds: Int) -> String {
+        seconds >= 86_400 ? "\(seconds / 86_400) d" : seconds >= 3_600 ? "\(seconds / 3_600) h" : seconds >= 60 ? "\(seconds / 60) min" : "\(seconds) s"
+    }
+
     static func printJSON(_ value: Any) throws {
         let data = try JSONSerialization.data(withJSONObject: value, options: [.sortedKeys, .prettyPrinted, .withoutEscapingSlashes])
         print(String(decoding: data, as: UTF8.self))
@@ -268,7 +273,10 @@ struct HubCommand: AsyncParsableCommand {
                 throw ValidationError("--address must be host:port, got '\(listen)': \(KithDaemon.hostPortProblem(listen, allowAnyPort: true) ?? "")")
             }
             let (bound, serve) = try await hub.listen(host: host, port: port)
-            try? "\(bound)\n".write(toFile: dir.dataDir + "/hub.port", atomically: true, encoding: .utf8)
+            // 0600 like kithd.port: the port is for the organization's own tools, not every local user.
+            do { try SecureFiles.writeSecret(Array("\(bound)\n".utf8), to: dir.dataDir + "/hub.port", exclusive: false) } catch {
+                log.error("could not write the port file; scripts will not find this hub", metadata: ["path": "\(dir.dataDir)/hub.port", "reason": "\(error)"])
+            }
             log.info("hub started", metadata: ["organization": "\(keys.name)", "key": "\(keys.signing.publicKey)", "listen": "\(host):\(bound)"])
             let control = try await hub.bindControl(path: dir.dataDir + "/hub.sock")
             let services: [ServiceGroupConfiguration.ServiceConfiguration] = [
@@ -327,6 +335,8 @@ struct HubCommand: AsyncParsableCommand {
             if json { return try HubCommand.printJSON(s) }
             let chapters = (s["chapters"] as? [String: Int] ?? [:]).sorted { $0.key < $1.key }.map { "\($0.value) \($0.key)" }.joined(separator: ", ")
             print("organization \"\(s["organization"] ?? "")\"  \(running ? "running" : "not running")")
+            let problems = s["problems"] as? [String] ?? []
+            print(problems.isEmpty ? "health: ok" : "UNHEALTHY: " + problems.joined(separator: "; "))
             print("store: \(s["store"] ?? "?")")
             print("records held: \(s["records"] ?? 0) (\(s["bytes"] ?? 0) bytes)")
             print("chapters: \(chapters.isEmpty ? "none has asked to affiliate" : chapters)")
@@ -342,6 +352,9 @@ struct HubCommand: AsyncParsableCommand {
             let d = s["deletions"] as? [String: Any] ?? [:]
             let overdue = d["overdue"] as? Int ?? 0
             print("deletions outstanding: \(d["outstanding"] ?? 0)" + (overdue > 0 ? "  DELETIONS OVERDUE: \(overdue) (older than \(d["overdueAfterHours"] ?? 0) h; kithd hub retractions lists them)" : ""))
+            for item in d["overdueItems"] as? [[String: Any]] ?? [] {
+                print("  OVERDUE  grant \(item["grant"] ?? "?")  \(item["place"] ?? "?")  \(item["state"] ?? "?")  age \(HubCommand.age(item["ageSeconds"] as? Int ?? 0))  \(item["attempts"] ?? 0) attempts")
+            }
         }
     }
 
@@ -359,8 +372,7 @@ struct HubCommand: AsyncParsableCommand {
             if json { return try HubCommand.printJSON(list) }
             if list.isEmpty { print("no deletion outstanding") }
             for r in list {
-                let age = r["ageSeconds"] as? Int ?? 0
-                let ageText = age >= 86_400 ? "\(age / 86_400) d" : age >= 3_600 ? "\(age / 3_600) h" : age >= 60 ? "\(age / 60) min" : "\(age) s"
+                let ageText = HubCommand.age(r["ageSeconds"] as? Int ?? 0)
                 var line = "\(r["overdue"] as? Bool == true ? "OVERDUE  " : "")grant \(r["grant"] ?? "?")  \(r["kithID"] ?? "")  \(r["place"] ?? "?")  \(r["state"] ?? "?")  age \(ageText)  \(r["attempts"] ?? 0) attempts"
                 if let list = r["deletionList"] { line += "  on \(list)" }
                 if let e = r["lastError"] { line += "  last error: \(e)" }
@@ -423,17 +435,42 @@ struct HubCommand: AsyncParsableCommand {
 
     struct Export: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
-            abstract: "Print the records the hub holds now, with purpose and expiry (from the running hub, or its store when stopped).",
-            discussion: "CSV cells that a spreadsheet would evaluate (starting with = + - @, a tab or a carriage return) get a leading ' (OWASP).")
+            abstract: "Write the records the hub holds now, with purpose and expiry (from the running hub, or its store when stopped).",
+            discussion: """
+                The export streams: the hub reads its store a page at a time and the rows are written as they come, so an export of millions of records uses little memory, and a running hub keeps serving members meanwhile. Rows come in a stable order (by member and grant id).
+                json: an array, one object per line; jsonl: one object per line; csv: the columns grant, granted_by, chapter, chapter_id, contact, purpose, expires, rule, version, then every field a member can share, then other (a field this build does not know, as "name: value" lines). CSV cells that a spreadsheet would evaluate (starting with = + - @, a tab or a carriage return) get a leading ' (OWASP).
+                """)
         @OptionGroup var dir: HubDir
-        @Option(help: "json or csv.") var format = "json"
+        @Option(help: "json, jsonl or csv.") var format = "json"
 
         func run() async throws {
-            let rows = (try await HubCommand.control(dir, ["op": "export"])["rows"] as? [[String: String]]) ?? []
-            if format == "csv" {
-                print(HubExport.csv(rows), terminator: "")
+            guard let f = HubExport.Format(rawValue: format) else {
+                throw ValidationError("--format must be json, jsonl or csv, got '\(format)'")
+            }
+            let out = FileHandle.standardOutput
+            let sink: @Sendable ([UInt8]) throws -> Void = { try out.write(contentsOf: Data($0)) }
+            let summary: HubExportStream.Summary
+            if let live = try await HubNode.exportFromRunningHub(socket: dir.dataDir + "/hub.sock", format: f, sink: sink) {
+                summary = live
             } else {
-                try HubCommand.printJSON(rows)
+                let (keys, storageKey) = try HubCommand.loadKeys(dir)
+                var log = Logger(label: "kithd-hub")
+                log.logLevel = .error
+                let storage: any HubStorage
+                do { storage = try await HubCommand.openStorage(dir, keys: keys, storageKey: storageKey, logger: log, retryWindow: .seconds(2)) } catch {
+                    throw ValidationError("cannot open the hub's store: \(error)")
+                }
+                do {
+                    summary = try await HubExportStream.write(storage: storage, organization: keys.agreement, format: f) { try sink($0) }
+                    await storage.shutdown()
+                } catch {
+                    await storage.shutdown()
+                    throw ValidationError("the export stopped part way (what was written is incomplete): \(error)")
+                }
+            }
+            if summary.unreadable > 0 {
+                FileHandle.standardError.write(Data("kithd hub export: \(summary.unreadable) held record\(summary.unreadable == 1 ? "" : "s") could not be read and \(summary.unreadable == 1 ? "is" : "are") not in the export (the store is damaged, or holds another organization's rows)\n".utf8))
+                throw ExitCode(1)
             }
         }
     }

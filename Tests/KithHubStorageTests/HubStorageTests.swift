@@ -70,7 +70,7 @@ struct HubStorageTests {
         }
         let s = try await store.open()
         let hub = try await HubNode(keys: store.keys, storage: s, logger: quiet)
-        let rows = await hub.export()
+        let rows = try await hub.export()
         #expect(rows.map { $0["name"] ?? "" }.sorted() == [Person(11).name, Person(2).name], "\(rows)")
         #expect(rows.first { $0["grant"] == Base64URL.encode(g1.id) }?["version"] == "2")
         let listed = try JSONSerialization.jsonObject(with: await hub.control(json: Data(#"{"op":"chapters"}"#.utf8))) as? [String: Any]

@@ -86,6 +86,9 @@ struct RetractionStorageTests {
         let status = try await control(hub, #"{"op":"status"}"#)["status"] as? [String: Any]
         let deletions = status?["deletions"] as? [String: Any]
         #expect(deletions?["outstanding"] as? Int == 2 && deletions?["overdue"] as? Int == 2, "\(String(describing: status))")
+        let overdueItems = deletions?["overdueItems"] as? [[String: Any]] ?? []
+        #expect(overdueItems.count == 2 && overdueItems.allSatisfy { ($0["ageSeconds"] as? Int ?? 0) >= 7_200 && ($0["place"] as? String ?? "").contains("file") }, "\(overdueItems)")
+        #expect(status?["healthy"] as? Bool == false && (status?["problems"] as? [String]) == ["2 deletions are overdue"], "\(String(describing: status))")
         #expect((status?["connectors"] as? [[String: Any]])?.count == 2)
         await s.shutdown()
         return retractions

@@ -111,7 +111,11 @@ struct ConsentDaemonTests {
         #expect(!audit.contains("version 3"), "the notes edit sent nothing: \(audit)")
 
         // What the hub holds: exactly the granted fields, current values, nothing of Sam.
+        #expect(try mode(hub.dir + "/hub.port") == 0o600, "hub.port is for the organization's own tools, like kithd.port")
         let rows = try hub.export() // live, from the running hub's control socket
+        let csv = try Binaries.run("kithd", ["hub", "export", "--format", "csv", "--hub-dir", hub.dir]) // streamed in chunks over the socket
+        #expect(csv.status == 0 && csv.stdout.hasPrefix("grant,granted_by,chapter,") && csv.stdout.contains(",Rosa Diaz,"), "\(csv.stdout) \(csv.stderr)")
+        #expect(try Binaries.run("kithd", ["hub", "export", "--format", "xml", "--hub-dir", hub.dir]).stderr.contains("json, jsonl or csv"))
         hub.stop()
         #expect(try hub.export().count == 1) // and from its store when stopped
         #expect(rows.count == 1)
