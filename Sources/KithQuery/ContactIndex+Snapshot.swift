@@ -237,31 +237,22 @@ extension ContactIndex {
         let frozenTermCount = frozen?.termCount ?? 0
         termOffsets.reserveCapacity(frozenTermCount + overlayTerms.count + 1)
         owners.reserveCapacity(frozenTermCount + overlayTerms.count)
-        do {
-            var a = 0, b = 0
-            func nextFrozen() { while a < frozenTermCount, newOrdinalOfFrozen[Int(frozen!.termOwners[a])] == .max { a += 1 } }
-            nextFrozen()
-            while a < frozenTermCount || b < overlayTerms.count {
-                var takeFrozen = b == overlayTerms.count
-                if !takeFrozen && a < frozenTermCount {
-                    let f = frozen!, t = overlayTerms[b]
-                    let c = f.compareTerm(a, t.bytes)
-                    takeFrozen = c < 0 || (c == 0 && f.ids[Int(f.termOwners[a])] < t.id)
-                }
-                if takeFrozen {
-                    let f = frozen!
-                    termBytes.append(contentsOf: f.termBytes[Int(f.termOffsets[a])..<Int(f.termOffsets[a + 1])])
-                    owners.append(newOrdinalOfFrozen[Int(f.termOwners[a])])
-                    a += 1
-                    nextFrozen()
-                } else {
-                    termBytes.append(contentsOf: overlayTerms[b].bytes)
-                    owners.append(newOrdinalOfOverlay[overlayTerms[b].id]!)
-                    b += 1
-                }
-                termOffsets.append(UInt32(termBytes.count))
-            }
-        }
+        Self.merge(frozenTermCount, overlayTerms.count, skip: { newOrdinalOfFrozen[Int(frozen!.termOwners[$0])] == .max },
+                   frozenFirst: { a, b in
+                       let f = frozen!, t = overlayTerms[b]
+                       let c = f.compareTerm(a, t.bytes)
+                       return c < 0 || (c == 0 && f.ids[Int(f.termOwners[a])] < t.id)
+                   }, take: { isFrozen, i in
+                       if isFrozen {
+                           let f = frozen!
+                           termBytes.append(contentsOf: f.termBytes[Int(f.termOffsets[i])..<Int(f.termOffsets[i + 1])])
+                           owners.append(newOrdinalOfFrozen[Int(f.termOwners[i])])
+                       } else {
+                           termBytes.append(contentsOf: overlayTerms[i].bytes)
+                           owners.append(newOrdinalOfOverlay[overlayTerms[i].id]!)
+                       }
+                       termOffsets.append(UInt32(termBytes.count))
+                   })
         // Each contact's terms, by a counting pass over the owners.
         var starts = [UInt32](repeating: 0, count: ids.count + 1)
         for o in owners { starts[Int(o) + 1] += 1 }
@@ -276,31 +267,20 @@ extension ContactIndex {
         var order: [UInt32] = [], nameOffsets: [UInt32] = [0], nameBytes: [UInt8] = []
         order.reserveCapacity(ids.count)
         nameOffsets.reserveCapacity(ids.count + 1)
-        do {
-            let overlayOrder = self.order.elements
-            let frozenOrderCount = frozen?.order.count ?? 0
-            var a = 0, b = 0
-            func nextFrozen() { while a < frozenOrderCount, newOrdinalOfFrozen[Int(frozen!.order[a])] == .max { a += 1 } }
-            nextFrozen()
-            while a < frozenOrderCount || b < overlayOrder.count {
-                var takeFrozen = b == overlayOrder.count
-                if !takeFrozen && a < frozenOrderCount {
-                    takeFrozen = frozen!.key(atOrder: a) < overlayOrder[b]
-                }
-                if takeFrozen {
-                    let f = frozen!
-                    nameBytes.append(contentsOf: f.nameBytes[Int(f.nameOffsets[a])..<Int(f.nameOffsets[a + 1])])
-                    order.append(newOrdinalOfFrozen[Int(f.order[a])])
-                    a += 1
-                    nextFrozen()
-                } else {
-                    nameBytes.append(contentsOf: overlayOrder[b].name)
-                    order.append(newOrdinalOfOverlay[overlayOrder[b].id]!)
-                    b += 1
-                }
-                nameOffsets.append(UInt32(nameBytes.count))
-            }
-        }
+        let overlayOrder = self.order.elements
+        Self.merge(frozen?.order.count ?? 0, overlayOrder.count, skip: { newOrdinalOfFrozen[Int(frozen!.order[$0])] == .max },
+                   frozenFirst: { a, b in frozen!.key(atOrder: a) < overlayOrder[b] },
+                   take: { isFrozen, i in
+                       if isFrozen {
+                           let f = frozen!
+                           nameBytes.append(contentsOf: f.nameBytes[Int(f.nameOffsets[i])..<Int(f.nameOffsets[i + 1])])
+                           order.append(newOrdinalOfFrozen[Int(f.order[i])])
+                       } else {
+                           nameBytes.append(contentsOf: overlayOrder[i].name)
+                           order.append(newOrdinalOfOverlay[overlayOrder[i].id]!)
+                       }
+                       nameOffsets.append(UInt32(nameBytes.count))
+                   })
         var w = FlatWriter()
         w.u8(FrozenIndex.format)
         w.u32(UInt32(ids.count))
@@ -395,6 +375,24 @@ extension ContactIndex {
                             contactTerms: contactTerms, order: order, nameOffsets: nameOffsets, nameBytes: nameBytes,
                             orderPosition: orderPosition, tokens: tokens, links: links)
         self.init(frozen: f)
+    }
+
+    /// Merges the sorted frozen run `0..<frozenCount` (without the entries `skip` names) with
+    /// the sorted overlay run `0..<overlayCount`: `take(isFrozen, i)` gets each in order.
+    private static func merge(_ frozenCount: Int, _ overlayCount: Int, skip: (Int) -> Bool, frozenFirst: (Int, Int) -> Bool,
+                              take: (Bool, Int) -> Void) {
+        var a = 0, b = 0
+        while a < frozenCount, skip(a) { a += 1 }
+        while a < frozenCount || b < overlayCount {
+            if b == overlayCount || (a < frozenCount && frozenFirst(a, b)) {
+                take(true, a)
+                a += 1
+                while a < frozenCount, skip(a) { a += 1 }
+            } else {
+                take(false, b)
+                b += 1
+            }
+        }
     }
 
     private static func ascending(_ offsets: [UInt32], end: Int) -> Bool {

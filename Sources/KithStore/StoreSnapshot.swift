@@ -109,24 +109,39 @@ final class StoreSnapshotFile: @unchecked Sendable {
     /// The snapshot's plaintext state and index section, after the magic and each section's AEAD
     /// tag (its checksum, bound to the snapshot's id) are checked.
     func read() -> ReadResult {
-        guard let file = Self.readAll(path) else { return .absent }
+        // Mapped, not read: the sections are decrypted straight from the page cache, so the
+        // tens of megabytes of a large store are not copied (and zeroed) once more first.
+        guard let mapped = MappedFile(path) else { return .absent }
+        return mapped.withBytes { read($0) }
+    }
+
+    private func read(_ file: UnsafeRawBufferPointer) -> ReadResult {
         let head = Self.magic.count + Self.idLength + 8
         guard file.count > Self.magic.count, Array(file[0..<Self.magic.count]) == Self.magic else {
             return .unusable("the snapshot file does not start with \(String(decoding: Self.magic, as: UTF8.self))")
         }
         guard file.count >= head else { return .unusable("the snapshot file is truncated (\(file.count) bytes)") }
-        let id = file[Self.magic.count..<(Self.magic.count + Self.idLength)]
+        let id = Array(file[Self.magic.count..<(Self.magic.count + Self.idLength)])
         let stateLength = file[(head - 8)..<head].reduce(UInt64(0)) { $0 << 8 | UInt64($1) }
         guard stateLength <= UInt64(file.count - head) else { return .unusable("the snapshot file is truncated in its state section") }
         let stateEnd = head + Int(stateLength)
-        guard let state = try? XChaCha20Poly1305.open(file[head..<stateEnd], key: key, associatedData: sectionAD("state", id)) else {
+        guard let state = Self.openSection(file, head..<stateEnd, key: key, associatedData: sectionAD("state", id)) else {
             return .unusable("the snapshot failed authentication (damaged, truncated, or sealed under another key or scope)")
         }
         guard stateEnd < file.count else { return .state(state, index: nil) }
-        guard let index = try? XChaCha20Poly1305.open(file[stateEnd...], key: key, associatedData: sectionAD("index", id)) else {
+        guard let index = Self.openSection(file, stateEnd..<file.count, key: key, associatedData: sectionAD("index", id)) else {
             return .state(state, index: .failure(IndexUnusable(reason: "the snapshot's index section failed authentication (damaged, truncated, or of another snapshot)")))
         }
         return .state(state, index: .success(index))
+    }
+
+    /// Opens `nonce ‖ ciphertext ‖ tag` at `range` of `file` without copying it first.
+    private static func openSection(_ file: UnsafeRawBufferPointer, _ range: Range<Int>, key: SymmetricKey, associatedData: [UInt8]) -> [UInt8]? {
+        let n = XChaCha20Poly1305.nonceLength
+        guard range.count >= n + XChaCha20Poly1305.tagLength else { return nil }
+        let nonce = Array(file[range.lowerBound..<(range.lowerBound + n)])
+        let body = RawBytes(buffer: UnsafeRawBufferPointer(rebasing: file[(range.lowerBound + n)..<range.upperBound]))
+        return try? XChaCha20Poly1305.decrypt(body, key: key, nonce: nonce, associatedData: associatedData)
     }
 
     func noteLoaded(opCount: Int, index: Bool) {
@@ -250,27 +265,6 @@ final class StoreSnapshotFile: @unchecked Sendable {
         }
     }
 
-    private static func readAll(_ path: String) -> [UInt8]? {
-        let fd = open(path, O_RDONLY | O_CLOEXEC)
-        guard fd >= 0 else { return nil }
-        defer { close(fd) }
-        var st = stat()
-        guard fstat(fd, &st) == 0 else { return nil }
-        let size = Int(st.st_size)
-        var out = [UInt8](repeating: 0, count: size)
-        let got = out.withUnsafeMutableBytes { buf -> Int in
-            var off = 0
-            while off < size {
-                let n = Glibc.read(fd, buf.baseAddress! + off, size - off)
-                if n < 0 && errno == EINTR { continue }
-                if n <= 0 { break }
-                off += n
-            }
-            return off
-        }
-        return got == size ? out : Array(out[0..<got])
-    }
-
     /// Overwrites a file with zeros, syncs it and deletes it (a no-op when it does not exist).
     static func erase(_ path: String) {
         let fd = open(path, O_WRONLY | O_CLOEXEC)
@@ -297,6 +291,42 @@ final class StoreSnapshotFile: @unchecked Sendable {
         guard fd >= 0 else { return }
         _ = fsync(fd)
         close(fd)
+    }
+}
+
+/// Bytes the caller keeps alive (a mapped file) seen as `ContiguousBytesView`, for the AEAD.
+private struct RawBytes: ContiguousBytesView {
+    let buffer: UnsafeRawBufferPointer
+    func withBytes<R>(_ body: (UnsafeRawBufferPointer) throws -> R) rethrows -> R { try body(buffer) }
+}
+
+/// A whole file mapped read-only (private), unmapped when done. The snapshot is never truncated
+/// in place (a write renames a new file over it; an erase overwrites it with zeros and unlinks it,
+/// and happens only after the store opened), so reading the mapping cannot fault.
+private final class MappedFile {
+    private let base: UnsafeMutableRawPointer?
+    private let size: Int
+
+    init?(_ path: String) {
+        let fd = open(path, O_RDONLY | O_CLOEXEC)
+        guard fd >= 0 else { return nil }
+        defer { close(fd) }
+        var st = stat()
+        guard fstat(fd, &st) == 0 else { return nil }
+        size = Int(st.st_size)
+        if size == 0 {
+            base = nil
+            return
+        }
+        let p = mmap(nil, size, PROT_READ, MAP_PRIVATE | MAP_POPULATE, fd, 0)
+        guard let p, p != MAP_FAILED else { return nil }
+        base = p
+    }
+
+    deinit { if let base { munmap(base, size) } }
+
+    func withBytes<R>(_ body: (UnsafeRawBufferPointer) -> R) -> R {
+        body(UnsafeRawBufferPointer(start: base, count: size))
     }
 }
 
