@@ -330,13 +330,55 @@ private final class MappedFile {
     }
 }
 
+/// Reads (maps and decrypts) the snapshot on a thread of its own while the opening thread reads
+/// and decrypts the change rows: the two are independent until the snapshot is matched against
+/// the rows. A raw thread, not a task: the opener blocks on it, and may itself run on the
+/// cooperative pool.
+///
+/// `@unchecked Sendable`: `result` is written by the thread before it exits and read only after
+/// `pthread_join`, which orders the two.
+final class SnapshotPrefetch: @unchecked Sendable {
+    private let file: StoreSnapshotFile
+    private var result: StoreSnapshotFile.ReadResult?
+    private var thread: pthread_t?
+
+    init(_ file: StoreSnapshotFile) {
+        self.file = file
+        StoreSnapshotFile.erase(file.tempPath) // left by a write that did not finish
+        var t = pthread_t()
+        let box = Unmanaged.passRetained(self)
+        if pthread_create(&t, nil, { arg in
+            let me = Unmanaged<SnapshotPrefetch>.fromOpaque(arg!).takeRetainedValue()
+            me.result = me.file.read()
+            return nil
+        }, box.toOpaque()) == 0 {
+            thread = t
+        } else {
+            box.release()
+        }
+    }
+
+    /// The read's result (read here when no thread could be started). Call once.
+    func wait() -> StoreSnapshotFile.ReadResult {
+        if let t = thread {
+            pthread_join(t, nil)
+            thread = nil
+        }
+        if let result { return result }
+        let r = file.read()
+        result = r
+        return r
+    }
+
+    deinit { if let t = thread { pthread_join(t, nil) } }
+}
+
 extension ContactStore {
     /// Reads the rows' changes (already decrypted and checked) into a replica: from the snapshot
     /// plus the changes after it when the snapshot is usable, else by replaying every change.
-    func restore(held: [(device: DeviceKey, changes: [Change])]) throws(StoreError) {
+    func restore(held: [(device: DeviceKey, changes: [Change])], snapshot: StoreSnapshotFile.ReadResult) throws(StoreError) {
         let file = snapshotFile
-        StoreSnapshotFile.erase(file.tempPath) // left by a write that did not finish
-        switch file.read() {
+        switch snapshot {
         case .absent:
             snapshotStatus = .absent
         case let .unusable(reason):
