@@ -22,17 +22,16 @@ extension SyncNode {
 
     /// The index of `store`'s scope, brought up to date.
     func index(of store: ContactStore) -> ContactIndex {
+        store.currentIndex(indexCache(of: store))
+    }
+
+    /// The index cache of `store`'s scope (made on first use).
+    func indexCache(of store: ContactStore) -> ContactIndexCache {
         let scope = store.replica.scope
-        var index = queryIndexes.removeValue(forKey: scope) ?? {
-            _ = store.takeChangedContacts()
-            return ContactIndex(replica: store.replica)
-        }()
-        switch store.takeChangedContacts() {
-        case .all: index = ContactIndex(replica: store.replica)
-        case let .some(ids): index.update(ids, from: store.replica)
-        }
-        queryIndexes[scope] = index
-        return index
+        if let cache = queryIndexes[scope] { return cache }
+        let cache = ContactIndexCache()
+        queryIndexes[scope] = cache
+        return cache
     }
 
     public func contactPage(scope: String?, q: String?, tag: String?, limit: Int?, cursor: String?, merged: Bool) throws(QueryError) -> ContactPage {

@@ -1,3 +1,4 @@
+import KithQuery
 import KithStore
 
 extension SyncNode {
@@ -6,8 +7,13 @@ extension SyncNode {
     /// Returns how many stores have a snapshot of their present state.
     @discardableResult
     public func writeSnapshots() -> Int {
+        // With the index of each (saved in the snapshot; built now if no query needed it yet).
+        _ = index(of: store)
         var written = store.writeSnapshot() ? 1 : 0
-        for ch in chapters.values where ch.store.writeSnapshot() { written += 1 }
+        for ch in chapters.values {
+            _ = index(of: ch.store)
+            if ch.store.writeSnapshot() { written += 1 }
+        }
         return written
     }
 }

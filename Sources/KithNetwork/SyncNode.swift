@@ -151,7 +151,7 @@ public actor SyncNode {
     var membershipAllowances: [Ed25519.PublicKey: (allowance: Double, at: Double)] = [:]
 
     /// The query index of each scope (SyncNode+Queries), patched when a query comes.
-    var queryIndexes: [ScopeID: ContactIndex] = [:]
+    var queryIndexes: [ScopeID: ContactIndexCache] = [:]
     /// Live events for API clients (`GET /v1/events`).
     public nonisolated let events = NodeEvents()
 

@@ -4,7 +4,8 @@ import KithInterchange
 import KithCRDT
 
 /// The in-memory indexes of one scope's visible contacts, kept beside its replica and patched
-/// from `Replica.takeChangedContacts()` (nothing of it is written to disk). Pure: no I/O.
+/// from `Replica.takeChangedContacts()`, and saved in the store's snapshot (index section,
+/// ContactIndex+Snapshot.swift). Pure: no I/O.
 ///
 /// - Terms (bytes, sorted with the contact id): name words (case- and accent-folded) for prefix
 ///   search; phone digits reversed for "ends with" search in any format; emails for prefix
@@ -15,6 +16,10 @@ import KithCRDT
 ///
 /// Patching one contact costs O(log n + chunk) per term; a change touching more than a quarter
 /// of the contacts rebuilds instead.
+///
+/// An index loaded from a snapshot answers from its flat arrays (`frozen`); contacts changed
+/// since are `retired` from them and indexed in the chunked structures beside (the overlay), so
+/// every answer is the union of the two.
 public struct ContactIndex: Sendable {
     public enum Kind: CaseIterable, Sendable {
         case name, phone, email, tag
@@ -61,16 +66,31 @@ public struct ContactIndex: Sendable {
         var links: [ContactID]
     }
 
-    private var terms = SortedChunks<Term>()
-    private var order = SortedChunks<OrderKey>()
-    private var entries: [ContactID: Entry] = [:]
+    var terms = SortedChunks<Term>()
+    var order = SortedChunks<OrderKey>()
+    var entries: [ContactID: Entry] = [:]
     private var tokenMembers: [String: Set<ContactID>] = [:]
     /// Match tokens held by two or more contacts.
     private var sharedTokens: Set<String> = []
     /// Reverse "same person" links: who links to a contact.
-    private var linkedFrom: [ContactID: Set<ContactID>] = [:]
+    var linkedFrom: [ContactID: Set<ContactID>] = [:]
+    /// The index as loaded from a snapshot, and its contacts indexed anew since (or gone).
+    var frozen: FrozenIndex?
+    var retired: Set<ContactID> = []
+    private var retiredTerms = 0
 
     public init() {}
+
+    init(frozen f: FrozenIndex) {
+        frozen = f
+        for (o, ts) in f.tokens {
+            for t in ts { tokenMembers[t, default: []].insert(f.ids[Int(o)]) }
+        }
+        sharedTokens = Set(tokenMembers.filter { $0.value.count > 1 }.keys)
+        for (o, ls) in f.links {
+            for l in ls { linkedFrom[l, default: []].insert(f.ids[Int(o)]) }
+        }
+    }
 
     /// Indexes every visible contact of `replica`.
     public init(replica: Replica) {
@@ -78,8 +98,27 @@ public struct ContactIndex: Sendable {
     }
 
     /// Visible contacts indexed.
-    public var count: Int { entries.count }
-    public var termCount: Int { terms.count }
+    public var count: Int { entries.count + (frozen?.count ?? 0) - retired.count }
+    public var termCount: Int { terms.count + (frozen?.termCount ?? 0) - retiredTerms }
+
+    /// A contact's ordinal in `frozen` while it is indexed from there.
+    private func frozenOrdinal(_ id: ContactID) -> Int? {
+        guard let frozen, retired.isEmpty || !retired.contains(id) else { return nil }
+        return frozen.ordinal(of: id)
+    }
+
+    private func isIndexed(_ id: ContactID) -> Bool { entries[id] != nil || frozenOrdinal(id) != nil }
+
+    private func links(of id: ContactID) -> [ContactID] {
+        if let e = entries[id] { return e.links }
+        return frozenOrdinal(id).flatMap { frozen!.links[UInt32($0)] } ?? []
+    }
+
+    /// Whether the indexed contact `id` has a term starting with `prefix` (equal when `exact`).
+    private func has(_ id: ContactID, _ prefix: [UInt8], exact: Bool) -> Bool {
+        if let e = entries[id] { return e.terms.contains { $0.starts(with: prefix) && (!exact || $0.count == prefix.count) } }
+        return frozenOrdinal(id).map { frozen!.has($0, prefix, exact: exact) } ?? false
+    }
 
     // MARK: Building
 
@@ -138,6 +177,9 @@ public struct ContactIndex: Sendable {
         // A visible contact with no indexed text still has a place in the order.
         for id in replica.visibleContactIDs where collected[id] == nil { collected[id] = Collector() }
         entries = [:]
+        frozen = nil
+        retired = []
+        retiredTerms = 0
         entries.reserveCapacity(collected.count)
         var allTerms: [Term] = []
         var keys: [OrderKey] = []
@@ -168,7 +210,7 @@ public struct ContactIndex: Sendable {
     /// Re-indexes `ids` from `replica` (each removed if no longer visible).
     public mutating func update(_ ids: Set<ContactID>, from replica: Replica) {
         guard !ids.isEmpty else { return }
-        if ids.count > max(1024, entries.count / 4) { return rebuild(from: replica) }
+        if ids.count > max(1024, count / 4) { return rebuild(from: replica) }
         var collected: [ContactID: Collector] = [:]
         replica.forEachSearchTerm(of: ids) { id, field, set, text in collected[id, default: Collector()].take(field, set, text) }
         for id in ids {
@@ -177,6 +219,14 @@ public struct ContactIndex: Sendable {
                 order.remove(old.key)
                 for t in old.tokens { dropToken(t, id) }
                 for l in old.links {
+                    linkedFrom[l]?.remove(id)
+                    if linkedFrom[l]?.isEmpty == true { linkedFrom[l] = nil }
+                }
+            } else if let o = frozenOrdinal(id), let f = frozen {
+                retired.insert(id)
+                retiredTerms += Int(f.contactTermStarts[o + 1] - f.contactTermStarts[o])
+                for t in f.tokens[UInt32(o)] ?? [] { dropToken(t, id) }
+                for l in f.links[UInt32(o)] ?? [] {
                     linkedFrom[l]?.remove(id)
                     if linkedFrom[l]?.isEmpty == true { linkedFrom[l] = nil }
                 }
@@ -343,14 +393,18 @@ public struct ContactIndex: Sendable {
         terms.scan(from: terms.position(of: Term(bytes: prefix, id: ContactID(high: 0, low: 0)))) { t in
             guard t.bytes.starts(with: prefix) else { return false }
             guard !exact || t.bytes.count == prefix.count else { return true }
-            if others.isEmpty {
-                out.insert(t.id)
-            } else if let entry = entries[t.id], others.allSatisfy({ part in
-                entry.terms.contains { $0.starts(with: part.prefix) && (!part.exact || $0.count == part.prefix.count) }
-            }) {
-                out.insert(t.id)
-            }
+            if others.allSatisfy({ has(t.id, $0.prefix, exact: $0.exact) }) { out.insert(t.id) }
             return true
+        }
+        if let f = frozen {
+            var i = f.lowerBound(prefix)
+            while i < f.termCount, f.compareTerm(i, prefix, prefixOnly: true) == 0 {
+                defer { i += 1 }
+                guard !exact || f.termLength(i) == prefix.count else { continue }
+                let o = Int(f.termOwners[i]), id = f.ids[o]
+                guard retired.isEmpty || !retired.contains(id) else { continue }
+                if others.allSatisfy({ f.has(o, $0.prefix, exact: $0.exact) }) { out.insert(id) }
+            }
         }
         return out
     }
@@ -366,12 +420,27 @@ public struct ContactIndex: Sendable {
             out.append(t.id)
             return true
         }
+        if let f = frozen {
+            var i = f.lowerBound(start)
+            var more: [ContactID] = []
+            while i < f.termCount, more.count < limit, f.termLength(i) == 2 + ContactID.length {
+                let t = f.term(i)
+                guard t.starts(with: start.prefix(2)), prefix.matches(t.dropFirst(2)) else { break }
+                let id = f.ids[Int(f.termOwners[i])]
+                if retired.isEmpty || !retired.contains(id) { more.append(id) }
+                i += 1
+            }
+            out = Array((out + more).sorted().prefix(limit))
+        }
         return out
     }
 
     // MARK: Order and paging
 
-    public func orderKey(of id: ContactID) -> OrderKey? { entries[id]?.key }
+    public func orderKey(of id: ContactID) -> OrderKey? {
+        if let e = entries[id] { return e.key }
+        return frozenOrdinal(id).map { frozen!.key(atOrder: Int(frozen!.orderPosition[$0])) }
+    }
 
     /// One page of contacts in list order, after `cursor`: of `subset` when given (a search
     /// result), else of every visible contact. Costs O(log n + limit) for the whole list, and
@@ -381,7 +450,7 @@ public struct ContactIndex: Sendable {
         var out: [ContactID] = []
         var last: OrderKey?
         if let subset {
-            var keys = subset.compactMap { entries[$0]?.key }
+            var keys = subset.compactMap { orderKey(of: $0) }
             if let cursor { keys.removeAll { !(cursor < $0) } }
             if keys.count > limit {
                 // Partial selection would do; a sort of the matches is proportional to them, not the store.
@@ -394,13 +463,35 @@ public struct ContactIndex: Sendable {
         }
         let start = cursor.map { order.position(of: $0, after: true) } ?? order.startIndex
         var more = false
-        order.scan(from: start) { k in
-            if out.count == limit { more = true; return false }
-            out.append(k.id)
-            last = k
-            return true
+        guard let f = frozen else {
+            order.scan(from: start) { k in
+                if out.count == limit { more = true; return false }
+                out.append(k.id)
+                last = k
+                return true
+            }
+            return (out, more ? last : nil)
         }
-        return (out, more ? last : nil)
+        // The overlay's keys and the frozen ones (not retired), merged: limit + 1 of each.
+        var keys: [OrderKey] = []
+        order.scan(from: start) { k in
+            keys.append(k)
+            return keys.count <= limit
+        }
+        var p = cursor.map { f.orderPosition(of: $0, after: true) } ?? 0
+        var taken = 0
+        while p < f.order.count, taken <= limit {
+            let id = f.ids[Int(f.order[p])]
+            if retired.isEmpty || !retired.contains(id) {
+                keys.append(f.key(atOrder: p))
+                taken += 1
+            }
+            p += 1
+        }
+        keys.sort()
+        more = keys.count > limit
+        let page = keys.prefix(limit)
+        return (page.map(\.id), more ? page.last : nil)
     }
 
     // MARK: Same person
@@ -409,12 +500,12 @@ public struct ContactIndex: Sendable {
     /// (`Replica.sameAsGroups`' group of it), sorted; `[id]` when it has no links. Costs the
     /// size of the group, not of the store.
     public func sameGroup(of id: ContactID) -> [ContactID] {
-        guard entries[id] != nil else { return [id] }
+        guard isIndexed(id) else { return [id] }
         var seen: Set<ContactID> = [id]
         var queue = [id]
         while let x = queue.popLast() {
-            let neighbours = (entries[x]?.links ?? []) + Array(linkedFrom[x] ?? [])
-            for y in neighbours where entries[y] != nil && seen.insert(y).inserted { queue.append(y) }
+            let neighbours = links(of: x) + Array(linkedFrom[x] ?? [])
+            for y in neighbours where isIndexed(y) && seen.insert(y).inserted { queue.append(y) }
         }
         return seen.sorted()
     }

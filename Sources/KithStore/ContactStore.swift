@@ -34,6 +34,15 @@ public final class ContactStore {
     public internal(set) var snapshotStatus = SnapshotStatus.absent
     /// When snapshots are written (tests lower it).
     public var snapshotPolicy = SnapshotPolicy()
+    /// Set by the store's owner to save its index in the snapshot (Protocol/store.md §Snapshots,
+    /// index section): called on the owner's thread when a snapshot starts, it brings the index
+    /// up to date with `replica` (through `takeChangedContacts()`) and returns an encoder of that
+    /// index, which the snapshot writer runs (possibly in the background). Nil: no index section.
+    public var snapshotIndexSource: ((ContactStore) -> (@Sendable () -> [UInt8])?)?
+    /// The index section loaded at open, until the owner takes it (`takeSnapshotIndex`).
+    var loadedIndex: [UInt8]?
+    /// Why the snapshot's index section was not used, when it was there but damaged.
+    public internal(set) var indexIgnoredReason: String?
     var isPoisoned: Bool { poisoned != nil }
 
     /// Milliseconds since the Unix epoch from the system clock.
@@ -374,6 +383,7 @@ public final class ContactStore {
         replica.configuration = ReplicaConfiguration(maxFutureSkewMilliseconds: .max / 2, verifySignatures: false)
         defer { replica.configuration = started }
         var held: [(device: DeviceKey, changes: [Change])] = []
+        let snapshot = SnapshotPrefetch(snapshotFile) // read beside the rows; joined on every path
         do {
             let s = try db.prepare("SELECT device, seq, sealed FROM changes WHERE scope = ? ORDER BY device, seq")
             s.bind(1, replica.scope.bytes)
@@ -409,7 +419,7 @@ public final class ContactStore {
         } catch {
             throw StoreError(.io, "reading \(path): \(error)")
         }
-        try restore(held: held)
+        try restore(held: held, snapshot: snapshot.wait())
         _ = replica.takeRewrittenChanges()
     }
 

@@ -38,18 +38,21 @@ public struct SnapshotPolicy: Sendable {
 ///
 /// `@unchecked Sendable`: `generation`, `writing` and `opsInSnapshot` are only touched under `mutex`.
 final class StoreSnapshotFile: @unchecked Sendable {
-    static let magic = Array("KITHSNP1".utf8)
-    static let domain = Array("kith/store/snapshot/v1".utf8)
+    static let magic = Array("KITHSNP2".utf8)
+    static let domain = Array("kith/store/snapshot/v2".utf8)
+    static let idLength = 16
 
     let path: String
     let tempPath: String
     private let key: SymmetricKey
+    /// Domain and scope; each section's associated data adds its name and the snapshot's id.
     private let associatedData: [UInt8]
     private let mutex: UnsafeMutablePointer<pthread_mutex_t>
     private let idle: UnsafeMutablePointer<pthread_cond_t>
     private var generation: UInt64 = 0
     private var writing = false
     private var opsInSnapshot = 0
+    private var indexInSnapshot = false
     /// Test hook (`KITH_TEST_SNAPSHOT_PAUSE=<file>`): a store closing with anything new writes a
     /// snapshot, and after half of the temporary file creates `<file>` and stops, so a test can
     /// kill -9 the process mid-write (after everything it acknowledged was committed).
@@ -85,33 +88,74 @@ final class StoreSnapshotFile: @unchecked Sendable {
     var isOpen = false
 
     var opsCovered: Int { locked { opsInSnapshot } }
+    /// Whether the snapshot on disk holds an index section.
+    var hasIndex: Bool { locked { indexInSnapshot } }
+
+    private func sectionAD(_ name: String, _ id: some Collection<UInt8>) -> [UInt8] {
+        associatedData + Array(name.utf8) + id
+    }
 
     // MARK: Reading
 
     enum ReadResult {
         case absent
-        case state([UInt8])
+        /// The state, and the index section when there is one that authenticates (else why not).
+        case state([UInt8], index: Result<[UInt8], IndexUnusable>?)
         case unusable(String)
     }
 
-    /// The snapshot's plaintext state, after the magic and the AEAD tag (the checksum) are checked.
+    struct IndexUnusable: Error { let reason: String }
+
+    /// The snapshot's plaintext state and index section, after the magic and each section's AEAD
+    /// tag (its checksum, bound to the snapshot's id) are checked.
     func read() -> ReadResult {
-        guard let file = Self.readAll(path) else { return .absent }
+        // Mapped, not read: the sections are decrypted straight from the page cache, so the
+        // tens of megabytes of a large store are not copied (and zeroed) once more first.
+        guard let mapped = MappedFile(path) else { return .absent }
+        return mapped.withBytes { read($0) }
+    }
+
+    private func read(_ file: UnsafeRawBufferPointer) -> ReadResult {
+        let head = Self.magic.count + Self.idLength + 8
         guard file.count > Self.magic.count, Array(file[0..<Self.magic.count]) == Self.magic else {
             return .unusable("the snapshot file does not start with \(String(decoding: Self.magic, as: UTF8.self))")
         }
-        guard let state = try? XChaCha20Poly1305.open(file[Self.magic.count...], key: key, associatedData: associatedData) else {
+        guard file.count >= head else { return .unusable("the snapshot file is truncated (\(file.count) bytes)") }
+        let id = Array(file[Self.magic.count..<(Self.magic.count + Self.idLength)])
+        let stateLength = file[(head - 8)..<head].reduce(UInt64(0)) { $0 << 8 | UInt64($1) }
+        guard stateLength <= UInt64(file.count - head) else { return .unusable("the snapshot file is truncated in its state section") }
+        let stateEnd = head + Int(stateLength)
+        guard let state = Self.openSection(file, head..<stateEnd, key: key, associatedData: sectionAD("state", id)) else {
             return .unusable("the snapshot failed authentication (damaged, truncated, or sealed under another key or scope)")
         }
-        return .state(state)
+        guard stateEnd < file.count else { return .state(state, index: nil) }
+        guard let index = Self.openSection(file, stateEnd..<file.count, key: key, associatedData: sectionAD("index", id)) else {
+            return .state(state, index: .failure(IndexUnusable(reason: "the snapshot's index section failed authentication (damaged, truncated, or of another snapshot)")))
+        }
+        return .state(state, index: .success(index))
     }
 
-    func noteLoaded(opCount: Int) { locked { opsInSnapshot = opCount } }
+    /// Opens `nonce ‖ ciphertext ‖ tag` at `range` of `file` without copying it first.
+    private static func openSection(_ file: UnsafeRawBufferPointer, _ range: Range<Int>, key: SymmetricKey, associatedData: [UInt8]) -> [UInt8]? {
+        let n = XChaCha20Poly1305.nonceLength
+        guard range.count >= n + XChaCha20Poly1305.tagLength else { return nil }
+        let nonce = Array(file[range.lowerBound..<(range.lowerBound + n)])
+        let body = RawBytes(buffer: UnsafeRawBufferPointer(rebasing: file[(range.lowerBound + n)..<range.upperBound]))
+        return try? XChaCha20Poly1305.decrypt(body, key: key, nonce: nonce, associatedData: associatedData)
+    }
+
+    func noteLoaded(opCount: Int, index: Bool) {
+        locked {
+            opsInSnapshot = opCount
+            indexInSnapshot = index
+        }
+    }
 
     // MARK: Writing
 
-    /// Starts writing `replica` in the background unless a write is running. Returns at once.
-    func writeInBackground(_ replica: Replica) {
+    /// Starts writing `replica` (and the index `index` encodes, which must be of that replica) in
+    /// the background unless a write is running. Returns at once.
+    func writeInBackground(_ replica: Replica, index: (@Sendable () -> [UInt8])?) {
         let started: UInt64? = locked {
             if writing { return nil }
             writing = true
@@ -120,7 +164,7 @@ final class StoreSnapshotFile: @unchecked Sendable {
         guard let started else { return }
         let file = self
         Task.detached(priority: .utility) {
-            _ = file.write(replica, generation: started)
+            _ = file.write(replica, index: index, generation: started)
             file.locked { file.writing = false; pthread_cond_broadcast(file.idle) }
         }
     }
@@ -128,13 +172,13 @@ final class StoreSnapshotFile: @unchecked Sendable {
     /// Writes `replica` now (waits for a background write first). False when it failed (the old
     /// snapshot, if any, stays: it is only older, and its tail is replayed).
     @discardableResult
-    func writeNow(_ replica: Replica) -> Bool {
+    func writeNow(_ replica: Replica, index: (@Sendable () -> [UInt8])?) -> Bool {
         let started: UInt64 = locked {
             while writing { pthread_cond_wait(idle, mutex) }
             writing = true
             return generation
         }
-        let ok = write(replica, generation: started, pausable: true)
+        let ok = write(replica, index: index, generation: started, pausable: true)
         locked {
             writing = false
             pthread_cond_broadcast(idle)
@@ -148,10 +192,19 @@ final class StoreSnapshotFile: @unchecked Sendable {
     /// Bumped by every `invalidate`; a write renames its file into place only if unchanged.
     var currentGeneration: UInt64 { locked { generation } }
 
-    func write(_ replica: Replica, generation started: UInt64, pausable: Bool = false) -> Bool {
+    func write(_ replica: Replica, index: (@Sendable () -> [UInt8])? = nil, generation started: UInt64, pausable: Bool = false) -> Bool {
+        let id = SecureRandom.bytes(Self.idLength)
         var plain = replica.snapshotState()
-        let sealed = Self.magic + XChaCha20Poly1305.seal(plain, key: key, associatedData: associatedData)
+        let state = XChaCha20Poly1305.seal(plain, key: key, associatedData: sectionAD("state", id))
         for i in plain.indices { plain[i] = 0 }
+        var sealed = Self.magic + id
+        sealed.appendBigEndian(UInt64(state.count))
+        sealed += state
+        if let index {
+            var plainIndex = index()
+            sealed += XChaCha20Poly1305.seal(plainIndex, key: key, associatedData: sectionAD("index", id))
+            for i in plainIndex.indices { plainIndex[i] = 0 }
+        }
         guard writeFile(tempPath, sealed, pausable: pausable) else {
             Self.erase(tempPath)
             return false
@@ -165,6 +218,7 @@ final class StoreSnapshotFile: @unchecked Sendable {
             }
             Self.syncDirectory(of: path)
             opsInSnapshot = replica.opCount
+            indexInSnapshot = index != nil
             return true
         }
     }
@@ -176,6 +230,7 @@ final class StoreSnapshotFile: @unchecked Sendable {
         locked {
             generation &+= 1
             opsInSnapshot = 0
+            indexInSnapshot = false
             Self.erase(path)
         }
     }
@@ -210,27 +265,6 @@ final class StoreSnapshotFile: @unchecked Sendable {
         }
     }
 
-    private static func readAll(_ path: String) -> [UInt8]? {
-        let fd = open(path, O_RDONLY | O_CLOEXEC)
-        guard fd >= 0 else { return nil }
-        defer { close(fd) }
-        var st = stat()
-        guard fstat(fd, &st) == 0 else { return nil }
-        let size = Int(st.st_size)
-        var out = [UInt8](repeating: 0, count: size)
-        let got = out.withUnsafeMutableBytes { buf -> Int in
-            var off = 0
-            while off < size {
-                let n = Glibc.read(fd, buf.baseAddress! + off, size - off)
-                if n < 0 && errno == EINTR { continue }
-                if n <= 0 { break }
-                off += n
-            }
-            return off
-        }
-        return got == size ? out : Array(out[0..<got])
-    }
-
     /// Overwrites a file with zeros, syncs it and deletes it (a no-op when it does not exist).
     static func erase(_ path: String) {
         let fd = open(path, O_WRONLY | O_CLOEXEC)
@@ -260,18 +294,96 @@ final class StoreSnapshotFile: @unchecked Sendable {
     }
 }
 
+/// Bytes the caller keeps alive (a mapped file) seen as `ContiguousBytesView`, for the AEAD.
+private struct RawBytes: ContiguousBytesView {
+    let buffer: UnsafeRawBufferPointer
+    func withBytes<R>(_ body: (UnsafeRawBufferPointer) throws -> R) rethrows -> R { try body(buffer) }
+}
+
+/// A whole file mapped read-only (private), unmapped when done. The snapshot is never truncated
+/// in place (a write renames a new file over it; an erase overwrites it with zeros and unlinks it,
+/// and happens only after the store opened), so reading the mapping cannot fault.
+private final class MappedFile {
+    private let base: UnsafeMutableRawPointer?
+    private let size: Int
+
+    init?(_ path: String) {
+        let fd = open(path, O_RDONLY | O_CLOEXEC)
+        guard fd >= 0 else { return nil }
+        defer { close(fd) }
+        var st = stat()
+        guard fstat(fd, &st) == 0 else { return nil }
+        size = Int(st.st_size)
+        if size == 0 {
+            base = nil
+            return
+        }
+        let p = mmap(nil, size, PROT_READ, MAP_PRIVATE | MAP_POPULATE, fd, 0)
+        guard let p, p != MAP_FAILED else { return nil }
+        base = p
+    }
+
+    deinit { if let base { munmap(base, size) } }
+
+    func withBytes<R>(_ body: (UnsafeRawBufferPointer) -> R) -> R {
+        body(UnsafeRawBufferPointer(start: base, count: size))
+    }
+}
+
+/// Reads (maps and decrypts) the snapshot on a thread of its own while the opening thread reads
+/// and decrypts the change rows: the two are independent until the snapshot is matched against
+/// the rows. A raw thread, not a task: the opener blocks on it, and may itself run on the
+/// cooperative pool.
+///
+/// `@unchecked Sendable`: `result` is written by the thread before it exits and read only after
+/// `pthread_join`, which orders the two.
+final class SnapshotPrefetch: @unchecked Sendable {
+    private let file: StoreSnapshotFile
+    private var result: StoreSnapshotFile.ReadResult?
+    private var thread: pthread_t?
+
+    init(_ file: StoreSnapshotFile) {
+        self.file = file
+        StoreSnapshotFile.erase(file.tempPath) // left by a write that did not finish
+        var t = pthread_t()
+        let box = Unmanaged.passRetained(self)
+        if pthread_create(&t, nil, { arg in
+            let me = Unmanaged<SnapshotPrefetch>.fromOpaque(arg!).takeRetainedValue()
+            me.result = me.file.read()
+            return nil
+        }, box.toOpaque()) == 0 {
+            thread = t
+        } else {
+            box.release()
+        }
+    }
+
+    /// The read's result (read here when no thread could be started). Call once.
+    func wait() -> StoreSnapshotFile.ReadResult {
+        if let t = thread {
+            pthread_join(t, nil)
+            thread = nil
+        }
+        if let result { return result }
+        let r = file.read()
+        result = r
+        return r
+    }
+
+    deinit { if let t = thread { pthread_join(t, nil) } }
+}
+
 extension ContactStore {
     /// Reads the rows' changes (already decrypted and checked) into a replica: from the snapshot
     /// plus the changes after it when the snapshot is usable, else by replaying every change.
-    func restore(held: [(device: DeviceKey, changes: [Change])]) throws(StoreError) {
+    func restore(held: [(device: DeviceKey, changes: [Change])], snapshot: StoreSnapshotFile.ReadResult) throws(StoreError) {
         let file = snapshotFile
-        StoreSnapshotFile.erase(file.tempPath) // left by a write that did not finish
-        switch file.read() {
+        switch snapshot {
         case .absent:
             snapshotStatus = .absent
         case let .unusable(reason):
             snapshotStatus = .ignored(reason: reason)
-        case let .state(state):
+        case let .state(state, index):
             var byDevice: [DeviceKey: [Change]] = [:]
             for h in held { byDevice[h.device] = h.changes }
             let restored: (replica: Replica, tail: [Change])
@@ -284,7 +396,14 @@ extension ContactStore {
                 break
             }
             replica = restored.replica
-            file.noteLoaded(opCount: restored.replica.opCount)
+            if case let .success(bytes) = index, !file.isOpen {
+                // The owner loads the index section and patches it with what the tail changes.
+                _ = replica.takeChangedContacts()
+                loadedIndex = bytes
+            } else if case let .failure(e) = index {
+                indexIgnoredReason = e.reason
+            }
+            file.noteLoaded(opCount: restored.replica.opCount, index: index.map { (try? $0.get()) != nil } ?? false)
             try replay(restored.tail)
             snapshotStatus = .loaded(tail: restored.tail.count)
             file.isOpen = true
@@ -311,7 +430,15 @@ extension ContactStore {
         guard replica.mode != .opaque, !isPoisoned, snapshotFile.isOpen else { return }
         let behind = replica.opCount - snapshotFile.opsCovered
         guard snapshotPolicy.isDue(behind: behind, total: replica.opCount) else { return }
-        snapshotFile.writeInBackground(replica)
+        let index = snapshotIndexSource?(self) // brings the index up to date with `replica` first
+        snapshotFile.writeInBackground(replica, index: index)
+    }
+
+    /// The index section of the snapshot loaded at open (once: the owner decodes it, patches it
+    /// with `takeChangedContacts()`, and keeps it); nil when there was none or it was taken.
+    public func takeSnapshotIndex() -> [UInt8]? {
+        defer { loadedIndex = nil }
+        return loadedIndex
     }
 
     /// Writes a snapshot now if any op was applied since the last one (clean shutdown), after
@@ -321,8 +448,9 @@ extension ContactStore {
     public func writeSnapshot() -> Bool {
         guard replica.mode != .opaque, !isPoisoned, snapshotFile.isOpen else { return false }
         snapshotFile.waitIdle()
-        if replica.opCount == snapshotFile.opsCovered { return replica.opCount > 0 }
-        return snapshotFile.writeNow(replica)
+        if replica.opCount == snapshotFile.opsCovered && (snapshotFile.hasIndex || snapshotIndexSource == nil) { return replica.opCount > 0 }
+        let index = snapshotIndexSource?(self)
+        return snapshotFile.writeNow(replica, index: index)
     }
 
     /// At process exit (the CLI): waits for a background snapshot, and writes one when the ops
@@ -331,8 +459,11 @@ extension ContactStore {
         guard replica.mode != .opaque, !isPoisoned, snapshotFile.isOpen else { return }
         snapshotFile.waitIdle()
         let behind = replica.opCount - snapshotFile.opsCovered
-        if snapshotPolicy.isDue(behind: behind, total: replica.opCount) || (snapshotFile.hasTestPause && behind > 0) {
-            snapshotFile.writeNow(replica)
+        // A snapshot without an index section is replaced once an index exists to save in it.
+        let indexMissing = snapshotIndexSource != nil && !snapshotFile.hasIndex && replica.opCount >= snapshotPolicy.minimumOps
+        if snapshotPolicy.isDue(behind: behind, total: replica.opCount) || (snapshotFile.hasTestPause && behind > 0) || indexMissing {
+            let index = snapshotIndexSource?(self)
+            snapshotFile.writeNow(replica, index: index)
         }
     }
 

@@ -2,6 +2,7 @@ import Foundation
 import KithCRDT
 import KithCrypto
 import KithInterchange
+import KithNetwork
 import KithNode
 import KithQuery
 import KithStore
@@ -188,24 +189,16 @@ final class AutoClient: ContactClient {
 final class LocalClient: ContactClient {
     let store: ContactStore
     let directory: DataDirectory
-    private var cachedIndex: ContactIndex?
+    private let indexCache = ContactIndexCache()
 
     init(store: ContactStore, directory: DataDirectory) {
         self.store = store
         self.directory = directory
     }
 
-    var index: ContactIndex {
-        if var i = cachedIndex {
-            if case let .some(ids) = store.takeChangedContacts() { i.update(ids, from: store.replica) } else { i = ContactIndex(replica: store.replica) }
-            cachedIndex = i
-            return i
-        }
-        _ = store.takeChangedContacts()
-        let i = ContactIndex(replica: store.replica)
-        cachedIndex = i
-        return i
-    }
+    /// Loaded from the snapshot's index section when it has one; saved in the snapshot the
+    /// store writes when it closes.
+    var index: ContactIndex { store.currentIndex(indexCache) }
 
     func localOnly(_ scope: String?) throws {
         if let scope, scope != "private" { throw CLIFailure(message: daemonNotRunning(directory, detail: "chapter maps are read from it")) }

@@ -200,7 +200,10 @@ struct SnapshotTests {
             var hits: [String] = []
             for f in files(in: dir) {
                 var bytes = fileBytes(f)
-                if f == s.snapshotPath, case let .state(plain) = s.snapshotFile.read() { bytes += plain }
+                if f == s.snapshotPath, case let .state(plain, index) = s.snapshotFile.read() {
+                    bytes += plain
+                    if case let .success(section)? = index { bytes += section }
+                }
                 if bytes.contains(bytes: Array(needle.utf8)) { hits.append(f) }
             }
             return hits
@@ -274,5 +277,115 @@ struct SnapshotTests {
         #expect(throws: Replica.SnapshotMismatch.self) {
             _ = try Replica.restoring(snapshot: state, scope: self.keys.scope, mode: .plain, held: fewer)
         }
+    }
+
+    /// An index source that saves every visible contact's text (what an index holds), so the
+    /// tests below can see what the index section of each snapshot holds.
+    static func attachTextIndex(_ s: ContactStore, calls: Calls? = nil) {
+        s.snapshotIndexSource = { store in
+            calls?.count += 1
+            let text = store.replica.contacts().map { "\($0.id) \($0.fields.values.sorted())" }.joined(separator: "\n")
+            return { Array(text.utf8) }
+        }
+    }
+
+    final class Calls { var count = 0 }
+
+    /// The index section is saved with the state, handed to the owner once at open, and
+    /// replaced with each snapshot; a snapshot without one is rewritten with one at close.
+    @Test func indexSectionIsSavedAndLoadedOnce() throws {
+        let dir = StoreDir()
+        do {
+            let s = try open(dir)
+            try s.commit(knownContacts())
+            #expect(s.writeSnapshot()) // no index source: no index section
+            #expect(!s.snapshotFile.hasIndex)
+            Self.attachTextIndex(s)
+            #expect(s.writeSnapshot()) // nothing new, but the index section was missing
+            #expect(s.snapshotFile.hasIndex)
+        }
+        let s = try open(dir)
+        #expect(s.snapshotStatus == .loaded(tail: 0))
+        let section = try #require(s.takeSnapshotIndex())
+        #expect(String(decoding: section, as: UTF8.self).contains("Quillon7"))
+        #expect(s.takeSnapshotIndex() == nil) // handed over once
+        // Contacts changed after the snapshot are reported as changed (not "all"), so a loaded
+        // index is patched with the tail only.
+        #expect(s.takeChangedContacts() == .some([]))
+    }
+
+    /// A damaged index section is ignored on its own: the state still loads, the index is
+    /// rebuilt by its owner (never a wrong index), and the next snapshot replaces it.
+    @Test func damagedIndexSectionIsIgnored() throws {
+        let dir = StoreDir()
+        do {
+            let s = try open(dir)
+            try s.commit(knownContacts())
+            Self.attachTextIndex(s)
+            #expect(s.writeSnapshot())
+        }
+        let path = dir.path + "/store.snapshot"
+        let good = fileBytes(path)
+        let section: [UInt8]
+        do {
+            let s = try open(dir)
+            guard case let .state(_, index) = s.snapshotFile.read(), case let .success(b)? = index else {
+                Issue.record("no index section written"); return
+            }
+            section = b
+        }
+        var flipped = good
+        flipped[good.count - section.count / 2] ^= 0x01 // inside the index section's ciphertext
+        for (what, bytes) in [("flipped", flipped), ("truncated", Array(good.prefix(good.count - 5)))] {
+            try Data(bytes).write(to: URL(fileURLWithPath: path))
+            let s = try open(dir)
+            #expect(s.snapshotStatus == .loaded(tail: 0), "\(what)")
+            #expect(s.takeSnapshotIndex() == nil, "\(what)")
+            #expect(s.indexIgnoredReason != nil, "\(what)")
+            #expect(s.takeChangedContacts() == .all, "\(what): the owner must rebuild")
+            #expect(s.replica.contacts().count == 50)
+        }
+        // The index section of another snapshot of the same store (each section is bound to its
+        // snapshot's id) behind this one's state is refused too.
+        do {
+            try Data(good).write(to: URL(fileURLWithPath: path))
+            let s = try open(dir)
+            Self.attachTextIndex(s)
+            try s.commit([ContactEdit(contact: ContactID(high: 9, low: 9), ops: [.setField(.givenName, "Newcomer")])])
+            #expect(s.writeSnapshot())
+        }
+        let newer = fileBytes(path)
+        // magic[8] ‖ id[16] ‖ u64 state length ‖ sealed state ‖ sealed index
+        func stateEnd(_ f: [UInt8]) -> Int { 32 + Int(f[24..<32].reduce(UInt64(0)) { $0 << 8 | UInt64($1) }) }
+        #expect(stateEnd(good) == good.count - section.count - 40)
+        try Data(Array(good.prefix(stateEnd(good))) + Array(newer[stateEnd(newer)...])).write(to: URL(fileURLWithPath: path))
+        let s = try open(dir)
+        #expect(s.snapshotStatus == .loaded(tail: 1))
+        #expect(s.takeSnapshotIndex() == nil)
+        #expect(s.indexIgnoredReason != nil)
+    }
+
+    /// A forget rewrites the snapshot without the contact in the index section either, and the
+    /// store asks its owner for the index again for that snapshot.
+    @Test func forgetErasesTheIndexSection() throws {
+        let dir = StoreDir()
+        let calls = Calls()
+        let s = try open(dir)
+        Self.attachTextIndex(s, calls: calls)
+        try s.commit(knownContacts())
+        s.snapshotFile.waitIdle()
+        #expect(s.writeSnapshot())
+        let before = calls.count
+        func section() -> [UInt8] {
+            guard case let .state(_, index) = s.snapshotFile.read(), case let .success(b)? = index else { return [] }
+            return b
+        }
+        #expect(section().contains(bytes: Array("Quillon49".utf8)))
+        try s.commit([ContactEdit(contact: ContactID(high: 7, low: 49), ops: [.forget])])
+        s.snapshotFile.waitIdle()
+        #expect(calls.count > before)
+        #expect(!section().isEmpty)
+        #expect(!section().contains(bytes: Array("Quillon49".utf8)))
+        #expect(section().contains(bytes: Array("Quillon48".utf8)))
     }
 }
