@@ -100,7 +100,7 @@ struct GossipBench: AsyncParsableCommand {
             }
         }
         var sides: [String: Any] = [:]
-        var mergeSeconds = 0.0
+        var mergeSeconds = 0.0, mergeCPUSeconds = 0.0
         for (label, perChange) in [("oneChangePerEdit", true), ("editsBatchedInOneChange", false)] {
             var bytesEachWay: [Int] = []
             var replicas: [Replica] = []
@@ -124,7 +124,7 @@ struct GossipBench: AsyncParsableCommand {
                 // Merge: each side decodes the other's run messages and applies them as a node
                 // does (one batch per message).
                 let messagesFor = [deltas[1], deltas[0]]
-                let t = seconds()
+                let t = seconds(), cpu = cpuSeconds()
                 for k in 0..<2 {
                     for m in messagesFor[k] {
                         if case let .run(_, cs) = try SyncMessage(decoding: m) {
@@ -133,6 +133,7 @@ struct GossipBench: AsyncParsableCommand {
                     }
                 }
                 mergeSeconds = seconds() - t
+                mergeCPUSeconds = cpuSeconds() - cpu
                 let id = gen.contact(0).id
                 precondition(replicas[0].contact(id)?[.city] == replicas[1].contact(id)?[.city], "the two sides converged")
             }
@@ -142,6 +143,7 @@ struct GossipBench: AsyncParsableCommand {
         out["concurrentEdits"] = edits
         out["deltaWireBytesEachWay"] = sides
         out["mergeSeconds"] = mergeSeconds
+        out["mergeCPUSeconds"] = mergeCPUSeconds
         out["mergeReplicaContacts"] = max(replicaContacts, edits)
         emit(out)
         note(String(format: "ring of %d: one edit reaches every node in %.1f ms median (max %.1f)", nodes,
