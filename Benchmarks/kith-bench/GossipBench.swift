@@ -19,6 +19,7 @@ struct GossipBench: AsyncParsableCommand {
     @Option(help: "Nodes in the ring.") var nodes = 10
     @Option(help: "Edits to time.") var trials = 20
     @Option(help: "Concurrent edits on each side for the delta measurement.") var edits = 1_000
+    @Option(help: "Contacts both replicas hold before the concurrent edits (the merge target's size).") var replicaContacts = 100_000
 
     func run() async throws {
         let root = FileManager.default.temporaryDirectory.appendingPathComponent("kith-gossip-\(UUID().uuidString)").path
@@ -73,12 +74,24 @@ struct GossipBench: AsyncParsableCommand {
                 "allNodesReachedMillisecondsMax": latencies.last!,
             ]
         }
-        // Concurrent edits: two replicas that share 1,000 contacts each edit every one of them
-        // while apart, then exchange what the other lacks.
+        // Concurrent edits: two replicas of the same `replicaContacts` contacts each edit the
+        // first `edits` of them while apart, then exchange what the other lacks (as pycrdt_bench.py
+        // does with Yrs: the merge time covers both directions, into replicas already built).
         let gen = SyntheticContacts(seed: 42)
         var base = Replica(scope: scope)
         var author0 = ChangeAuthor(signer: Ed25519.PrivateKey())
-        _ = try author0.commit((0..<edits).map { gen.contact($0).edit }, to: &base, wallMilliseconds: 1_790_000_000_000)
+        var batch: [ContactEdit] = [], batchOps = 0
+        for i in 0..<max(replicaContacts, edits) {
+            let e = gen.contact(i).edit
+            if batchOps + e.ops.count > 1_000, !batch.isEmpty {
+                _ = try author0.commit(batch, to: &base, wallMilliseconds: 1_790_000_000_000)
+                batch.removeAll(keepingCapacity: true)
+                batchOps = 0
+            }
+            batch.append(e)
+            batchOps += e.ops.count
+        }
+        if !batch.isEmpty { _ = try author0.commit(batch, to: &base, wallMilliseconds: 1_790_000_000_000) }
         /// Bytes on the wire for `changes` as a session sends them: its messages, fragmented,
         /// each fragment with its 2-byte length prefix and 16-byte Noise tag.
         func wireBytes(_ changes: [Change]) -> Int {
@@ -87,9 +100,11 @@ struct GossipBench: AsyncParsableCommand {
             }
         }
         var sides: [String: Any] = [:]
-        var mergeSeconds = 0.0
+        var mergeSeconds = 0.0, mergeCPUSeconds = 0.0
         for (label, perChange) in [("oneChangePerEdit", true), ("editsBatchedInOneChange", false)] {
             var bytesEachWay: [Int] = []
+            var replicas: [Replica] = []
+            var deltas: [[[UInt8]]] = [] // per side: the encoded messages of its edits
             for k in 0..<2 {
                 var r = base
                 var a = ChangeAuthor(signer: Ed25519.PrivateKey())
@@ -102,16 +117,25 @@ struct GossipBench: AsyncParsableCommand {
                 }
                 let delta = r.changes(missingFrom: before)
                 bytesEachWay.append(wireBytes(delta))
-                if perChange && k == 0 {
-                    // Merge: the other side decodes the run messages and applies them.
-                    var other = base
-                    let messages = SyncSession.messages(for: delta, scope: scope).map(\.encoded)
-                    let t = seconds()
-                    for m in messages {
-                        if case let .run(_, cs) = try SyncMessage(decoding: m) { for c in cs { try other.receive(c, nowMilliseconds: 1_790_000_100_000) } }
+                replicas.append(r) // its own copy of the base's storage (written by the commits)
+                deltas.append(SyncSession.messages(for: delta, scope: scope).map(\.encoded))
+            }
+            if perChange {
+                // Merge: each side decodes the other's run messages and applies them as a node
+                // does (one batch per message).
+                let messagesFor = [deltas[1], deltas[0]]
+                let t = seconds(), cpu = cpuSeconds()
+                for k in 0..<2 {
+                    for m in messagesFor[k] {
+                        if case let .run(_, cs) = try SyncMessage(decoding: m) {
+                            for case let .failure(e) in replicas[k].receive(cs, nowMilliseconds: 1_790_000_100_000) { throw e }
+                        }
                     }
-                    mergeSeconds = seconds() - t
                 }
+                mergeSeconds = seconds() - t
+                mergeCPUSeconds = cpuSeconds() - cpu
+                let id = gen.contact(0).id
+                precondition(replicas[0].contact(id)?[.city] == replicas[1].contact(id)?[.city], "the two sides converged")
             }
             sides[label] = bytesEachWay
         }
@@ -119,6 +143,8 @@ struct GossipBench: AsyncParsableCommand {
         out["concurrentEdits"] = edits
         out["deltaWireBytesEachWay"] = sides
         out["mergeSeconds"] = mergeSeconds
+        out["mergeCPUSeconds"] = mergeCPUSeconds
+        out["mergeReplicaContacts"] = max(replicaContacts, edits)
         emit(out)
         note(String(format: "ring of %d: one edit reaches every node in %.1f ms median (max %.1f)", nodes,
                     result["allNodesReachedMillisecondsMedian"] as! Double, result["allNodesReachedMillisecondsMax"] as! Double))

@@ -55,13 +55,15 @@ struct SyncBench: AsyncParsableCommand {
         note("syncing to the empty node B over 127.0.0.1:\(portA)…")
         let result: [String: Any] = try await withThrowingTaskGroup(of: Void.self) { group in
             group.addTask { await serveA() }
-            let t0 = seconds()
+            let t0 = seconds(), cpu0 = cpuSeconds()
             group.addTask { await netB.dial(host: "127.0.0.1", port: portA) }
-            while await nodeB.replica().changeCount < changeCount {
+            // Polled through the actor (a replica copy per poll would copy on B's next write).
+            while await nodeB.replicaChangeCount < changeCount {
                 try await Task.sleep(nanoseconds: 2_000_000)
                 if seconds() - t0 > 120 { throw ValidationError("initial sync did not finish in 120 s") }
             }
             let initial = seconds() - t0
+            let initialCPU = cpuSeconds() - cpu0
             let wire = await nodeA.wireBytesOut
             // Propagation of one small edit A → B, and its bytes.
             var latencies: [Double] = []
@@ -83,6 +85,7 @@ struct SyncBench: AsyncParsableCommand {
                 "machine": machine(),
                 "workload": ["contacts": contacts, "changes": changeCount, "seed": seed, "transport": "in-process nodes, loopback TCP"],
                 "initialSyncSeconds": initial,
+                "initialSyncCPUSeconds": initialCPU,
                 "encodedChangeSetBytes": encodedBytes,
                 "wireBytes": wire,
                 "wireToEncodedRatio": Double(wire) / Double(encodedBytes),
@@ -92,6 +95,7 @@ struct SyncBench: AsyncParsableCommand {
             ]
         }
         emit(result)
+        note(String(format: "initial sync CPU (both nodes, user + system): %.2f s", result["initialSyncCPUSeconds"] as! Double))
         note(String(format: "initial sync of %d contacts: %.2f s; wire %.1f MB for %.1f MB of changes; one edit: %.2f ms median, %d bytes",
                     contacts, result["initialSyncSeconds"] as! Double, Double(result["wireBytes"] as! Int) / 1e6, Double(encodedBytes) / 1e6,
                     result["editPropagationMillisecondsMedian"] as! Double, result["editWireBytesMedian"] as! Int))

@@ -23,7 +23,10 @@ rows = [
      f'Kith/Yrs {sync["initialSyncSeconds"] / y["applySeconds"]:.2f}', "≤ 1"),
     (f'{y["concurrentEdits"]} concurrent edits per side, delta bytes each way (Kith: one signed change per edit, wire bytes)',
      f'{delta_k / 1e3:.1f} KB', f'{delta_y / 1e3:.1f} KB', f'Kith/Yrs {delta_k / delta_y:.2f}', "≤ 1.2"),
-    ("merge that delta", f'{gossip["mergeSeconds"] * 1e3:.1f} ms', f'{y["mergeSeconds"] * 1e3:.1f} ms', "", ""),
+    (f'merge that delta, both directions, into replicas of {gossip.get("mergeReplicaContacts", y["concurrentEdits"])} contacts'
+     + (f' (Kith CPU {gossip["mergeCPUSeconds"] * 1e3:.1f} ms)' if "mergeCPUSeconds" in gossip else ""),
+     f'{gossip["mergeSeconds"] * 1e3:.1f} ms', f'{y["mergeSeconds"] * 1e3:.1f} ms',
+     f'Kith/Yrs {gossip["mergeSeconds"] / y["mergeSeconds"]:.2f}', "≤ 1"),
     ("resident memory per contact after apply (Kith: RSS growth + its change log)", f'{kith_mem:.0f} B',
      f'{y["applyRSSBytesPerContact"]:.0f} B', f'Kith/Yrs {kith_mem / y["applyRSSBytesPerContact"]:.2f}', "≤ 0.25"),
 ]

@@ -118,6 +118,14 @@ public struct ByteReader {
         return try Self.utf8(slice)
     }
 
+    /// Checks that `slice` is valid UTF-8 without building a string (ASCII needs no allocation).
+    public static func checkUTF8(_ slice: ArraySlice<UInt8>) throws(DecodeError) {
+        for b in slice where b >= 0x80 {
+            guard String(validating: slice, as: UTF8.self) != nil else { throw DecodeError("text is not valid UTF-8") }
+            return
+        }
+    }
+
     public static func utf8(_ slice: ArraySlice<UInt8>) throws(DecodeError) -> String {
         // Fast path: ASCII needs no validation beyond the high bit.
         var ascii = true

@@ -53,27 +53,70 @@ public struct Change: Sendable, Hashable {
     static let signatureDomain = Array("kith/change/v1\0".utf8)
     static let bodyDomain = Array("kith/body/v1".utf8)
 
-    public let scope: ScopeID
-    public let author: DeviceKey
-    public let seq: UInt64
-    public let previous: ChangeID
-    public let timestamp: HybridTimestamp
-    public let blockCount: Int
-    public let bodyDigest: [UInt8]
-    public let signature: [UInt8]
+    /// The parsed change, shared by every copy: a change is copied wherever it is held or
+    /// passed, and one reference to count is cheaper than the nine arrays it holds.
+    final class Parsed: Sendable {
+        let scope: ScopeID
+        let author: DeviceKey
+        let seq: UInt64
+        let previous: ChangeID
+        let timestamp: HybridTimestamp
+        let blockCount: Int
+        let bodyDigest: [UInt8]
+        let signature: [UInt8]
+        let id: ChangeID
+        let encoded: [UInt8]
+        let headerLength: Int
+        let blockRanges: [Range<Int>?]
+        let erasedHashRanges: [Range<Int>?]
+
+        init(scope: ScopeID, author: DeviceKey, seq: UInt64, previous: ChangeID, timestamp: HybridTimestamp, blockCount: Int,
+             bodyDigest: [UInt8], signature: [UInt8], id: ChangeID, encoded: [UInt8], headerLength: Int,
+             blockRanges: [Range<Int>?], erasedHashRanges: [Range<Int>?]) {
+            self.scope = scope
+            self.author = author
+            self.seq = seq
+            self.previous = previous
+            self.timestamp = timestamp
+            self.blockCount = blockCount
+            self.bodyDigest = bodyDigest
+            self.signature = signature
+            self.id = id
+            self.encoded = encoded
+            self.headerLength = headerLength
+            self.blockRanges = blockRanges
+            self.erasedHashRanges = erasedHashRanges
+        }
+    }
+    let parsed: Parsed
+
+    public var scope: ScopeID { parsed.scope }
+    public var author: DeviceKey { parsed.author }
+    public var seq: UInt64 { parsed.seq }
+    public var previous: ChangeID { parsed.previous }
+    public var timestamp: HybridTimestamp { parsed.timestamp }
+    public var blockCount: Int { parsed.blockCount }
+    public var bodyDigest: [UInt8] { parsed.bodyDigest }
+    public var signature: [UInt8] { parsed.signature }
     /// BLAKE2b-256 of the signed header.
-    public let id: ChangeID
+    public var id: ChangeID { parsed.id }
     /// The complete encoding: signed header ‖ signature ‖ blocks.
-    public let encoded: [UInt8]
-    let headerLength: Int
+    public var encoded: [UInt8] { parsed.encoded }
+    var headerLength: Int { parsed.headerLength }
     /// Where each block's bytes are in `encoded`, or nil when the block is erased.
-    let blockRanges: [Range<Int>?]
+    var blockRanges: [Range<Int>?] { parsed.blockRanges }
     /// For erased blocks, where their 32-byte hash is in `encoded`.
-    let erasedHashRanges: [Range<Int>?]
+    var erasedHashRanges: [Range<Int>?] { parsed.erasedHashRanges }
     /// Set only by `ChangeRun.decode` after checking the signature of the run's last change,
     /// whose header commits to this one through the hash chain: such a change may travel
     /// without its own signature (stored as 64 zero bytes). Never read from the wire.
     public internal(set) var authenticatedByChain = false
+    /// Set only by `prepare` (before a replica takes a batch) after `verify()` passed on these
+    /// very bytes, so the replica need not check again. Never read from the wire, never stored.
+    var preverified = false
+    /// The decoded edits of a plaintext change, set only by `prepare` from these very bytes,
+    /// so the replica need not decode again; dropped before the change is held.
+    var prepared: [(block: Int, edit: ContactEdit)]?
 
     /// False when the signature was omitted (a change received inside a run).
     public var isSigned: Bool { signature.contains { $0 != 0 } }
@@ -208,6 +251,9 @@ public struct Change: Sendable, Hashable {
             throw ChangeRejection(.malformed, "change is \(bytes.count) bytes, more than \(Self.maxEncodedLength)")
         }
         var r = ByteReader(bytes)
+        let scope: ScopeID, author: DeviceKey, seq: UInt64, previous: ChangeID, timestamp: HybridTimestamp
+        let blockCount: Int, bodyDigest: [UInt8], headerLength: Int, signature: [UInt8]
+        let blockRanges: [Range<Int>?], erasedHashRanges: [Range<Int>?]
         do {
             let format = try r.u8()
             guard format == Self.format else {
@@ -260,8 +306,9 @@ public struct Change: Sendable, Hashable {
         } catch {
             throw ChangeRejection(.malformed, "malformed change: \(error)")
         }
-        encoded = bytes
-        id = ChangeID(unchecked: BLAKE2b.hash(bytes[0..<headerLength]))
+        parsed = Parsed(scope: scope, author: author, seq: seq, previous: previous, timestamp: timestamp, blockCount: blockCount,
+                        bodyDigest: bodyDigest, signature: signature, id: ChangeID(unchecked: BLAKE2b.hash(bytes[0..<headerLength])),
+                        encoded: bytes, headerLength: headerLength, blockRanges: blockRanges, erasedHashRanges: erasedHashRanges)
     }
 
     // MARK: Verification
@@ -295,11 +342,17 @@ public struct Change: Sendable, Hashable {
         let contact = try ContactID(bytes: bytes[range.lowerBound..<(range.lowerBound + 16)])
         var r = ByteReader(bytes, from: range.lowerBound + 16, to: range.upperBound)
         var ops: [Operation] = []
+        // Sized for ~12 bytes an op (a contact's fields and set members): growth by doubling
+        // reallocated the array four or five times per block.
+        ops.reserveCapacity(min((range.count - 16) / 12 + 1, Self.maxOpsPerBlock))
+        var forget = false
         while !r.isAtEnd {
             guard ops.count < Self.maxOpsPerBlock else { throw DecodeError("more than \(Self.maxOpsPerBlock) ops") }
-            ops.append(try Operation.decode(&r, author: author))
+            let op = try Operation.decode(&r, author: author)
+            if case .forget = op { forget = true }
+            ops.append(op)
         }
-        if ops.contains(.forget) && ops.count != 1 { throw DecodeError("forget must be the only op of its block") }
+        if forget && ops.count != 1 { throw DecodeError("forget must be the only op of its block") }
         return ContactEdit(contact: contact, ops: ops)
     }
 

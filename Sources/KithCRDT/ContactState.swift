@@ -125,7 +125,7 @@ struct ContactState: Sendable {
         case let .add(kind, key, payload):
             touch(stamp, devices)
             let keyText = Self.keyText(kind, key)
-            guard !removed.contains(RemovedAdd(kind: kind, key: keyText, op: stamp.key)) else { return }
+            guard removed.isEmpty || !removed.contains(RemovedAdd(kind: kind, key: keyText, op: stamp.key)) else { return }
             members.append(Member(kind: kind, key: keyText, payload: Self.payloadText(kind, payload), stamp: stamp))
         case let .remove(kind, key, observed):
             touch(stamp, devices)

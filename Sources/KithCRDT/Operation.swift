@@ -82,11 +82,13 @@ public enum Field: UInt8, CaseIterable, Sendable, Comparable, CustomStringConver
         case .relationship:
             guard Field.relationships.contains(value) else { throw DecodeError("relationship '\(value)' is not one of \(Field.relationships.sorted().joined(separator: ", "))") }
         case .support:
-            guard ["1", "2", "3", "4", "5"].contains(value) else { throw DecodeError("support '\(value)' is not 1...5 or empty") }
+            guard value.utf8.count == 1, let d = value.utf8.first, (49...53).contains(d) else { throw DecodeError("support '\(value)' is not 1...5 or empty") }
         case .consent:
-            _ = try ContactConsent(encoded: value)
+            // Checked without building the parts (every received contact carries one): the
+            // same grammar `ContactConsent(encoded:)` parses, which gives the error's wording.
+            if !ContactConsent.isEncoded(value) { _ = try ContactConsent(encoded: value) }
         case .birthday:
-            guard ContactConsent.isDate(Substring(value)) || (value.hasPrefix("--") && ContactConsent.isDate(Substring("2000" + value.dropFirst(1)))) else {
+            guard ContactConsent.isDate(value.utf8) || ContactConsent.isYearlessDate(value.utf8) else {
                 throw DecodeError("birthday '\(value)' is not yyyy-mm-dd or --mm-dd")
             }
         case .emailSubscription, .smsSubscription:
@@ -132,15 +134,45 @@ public struct ContactConsent: Hashable, Sendable {
         guard parts.count == 3, let level = Level(rawValue: String(parts[0])) else {
             throw DecodeError("consent '\(s)' is not <none|contact|share>;<yyyy-mm-dd>;<method>")
         }
-        guard ContactConsent.isDate(parts[1]) else { throw DecodeError("consent date '\(parts[1])' is not yyyy-mm-dd") }
+        guard ContactConsent.isDate(parts[1].utf8) else { throw DecodeError("consent date '\(parts[1])' is not yyyy-mm-dd") }
         self.init(level: level, date: String(parts[1]), method: String(parts[2]))
     }
 
-    static func isDate(_ s: Substring) -> Bool {
-        let u = Array(s.utf8)
-        guard u.count == 10, u[4] == 45, u[7] == 45 else { return false }
-        for i in [0, 1, 2, 3, 5, 6, 8, 9] where !(48...57).contains(u[i]) { return false }
-        let month = Int(u[5] - 48) * 10 + Int(u[6] - 48), day = Int(u[8] - 48) * 10 + Int(u[9] - 48)
+    /// True when `s` is `<level>;<yyyy-mm-dd>;<method>` (what `init(encoded:)` accepts),
+    /// checked on the UTF-8 bytes without allocating.
+    static func isEncoded(_ s: String) -> Bool {
+        let u = s.utf8
+        guard let first = u.firstIndex(of: 59) else { return false }
+        let level = u[u.startIndex..<first]
+        guard Level.allCases.contains(where: { $0.rawValue.utf8.elementsEqual(level) }) else { return false }
+        let dateStart = u.index(after: first)
+        guard let second = u[dateStart...].firstIndex(of: 59) else { return false }
+        return isDate(u[dateStart..<second])
+    }
+
+    /// True for `yyyy-mm-dd` (month 1...12, day 1...31).
+    static func isDate<C: Collection<UInt8>>(_ s: C) -> Bool {
+        guard s.count == 10, s.prefix(4).allSatisfy({ (48...57).contains($0) }) else { return false }
+        return isMonthDay(s.dropFirst(4))
+    }
+
+    /// True for `--mm-dd` (a birthday without its year).
+    static func isYearlessDate(_ s: String.UTF8View) -> Bool {
+        s.count == 7 && s.first == 45 && isMonthDay(s.dropFirst())
+    }
+
+    /// True for `-mm-dd` (month 1...12, day 1...31).
+    private static func isMonthDay<C: Collection<UInt8>>(_ s: C) -> Bool {
+        guard s.count == 6 else { return false }
+        var month = 0, day = 0
+        for (i, b) in s.enumerated() {
+            if i == 0 || i == 3 {
+                guard b == 45 else { return false }
+                continue
+            }
+            guard (48...57).contains(b) else { return false }
+            if i < 3 { month = month * 10 + Int(b - 48) } else { day = day * 10 + Int(b - 48) }
+        }
         return (1...12).contains(month) && (1...31).contains(day)
     }
 }
@@ -213,13 +245,13 @@ public enum SetKind: UInt8, CaseIterable, Sendable, CustomStringConvertible {
         case .phones, .emails, .tags:
             guard !key.isEmpty, key.count <= 320 else { throw DecodeError("\(self) key must be 1...320 bytes, got \(key.count)") }
             guard payload.count <= 1_024 else { throw DecodeError("\(self) payload is \(payload.count) bytes, more than 1024") }
-            _ = try ByteReader.utf8(key)
-            _ = try ByteReader.utf8(payload)
+            try ByteReader.checkUTF8(key)
+            try ByteReader.checkUTF8(payload)
             if self == .tags, !payload.isEmpty { throw DecodeError("a tag has no payload") }
         case .urls, .events:
             guard !key.isEmpty else { throw DecodeError("\(self) key must not be empty") }
-            _ = try ByteReader.utf8(key)
-            _ = try ByteReader.utf8(payload)
+            try ByteReader.checkUTF8(key)
+            try ByteReader.checkUTF8(payload)
         case .externalIDs:
             guard !key.isEmpty, key.count <= 320 else { throw DecodeError("an external id must be 1...320 bytes, got \(key.count)") }
             guard SetKind.isExternalID(try ByteReader.utf8(key)) else {
@@ -232,7 +264,7 @@ public enum SetKind: UInt8, CaseIterable, Sendable, CustomStringConvertible {
                 throw DecodeError("a label's key is tel:<phone> or email:<address>")
             }
             guard (1...64).contains(payload.count) else { throw DecodeError("a label is 1...64 bytes") }
-            _ = try ByteReader.utf8(payload)
+            try ByteReader.checkUTF8(payload)
         case .knows:
             guard key.count == 32 else { throw DecodeError("a knows key is a 32-byte member key, got \(key.count)") }
             guard payload.count == 1, (1...5).contains(payload.first!) else { throw DecodeError("knows strength must be one byte 1...5") }

@@ -135,9 +135,26 @@ public struct Replica: Sendable {
         try receive(Change(decoding: encoded), nowMilliseconds: nowMilliseconds)
     }
 
+    /// Receives a batch in order (as `receive(_:nowMilliseconds:)` one by one), after checking
+    /// signatures and decoding blocks of the whole batch in parallel across cores.
+    public mutating func receive(_ changes: [Change], nowMilliseconds: UInt64) -> [Result<ReceiveOutcome, ChangeRejection>] {
+        var batch = changes
+        Change.prepare(&batch, verify: configuration.verifySignatures, decode: mode == .plain)
+        var results: [Result<ReceiveOutcome, ChangeRejection>] = []
+        results.reserveCapacity(batch.count)
+        for c in batch {
+            do { results.append(.success(try receive(c, nowMilliseconds: nowMilliseconds))) } catch { results.append(.failure(error)) }
+        }
+        return results
+    }
+
     /// Validates `change` and applies it, or buffers it until its predecessor arrives.
     @discardableResult
-    public mutating func receive(_ change: Change, nowMilliseconds: UInt64) throws(ChangeRejection) -> ReceiveOutcome {
+    public mutating func receive(_ incoming: Change, nowMilliseconds: UInt64) throws(ChangeRejection) -> ReceiveOutcome {
+        // Edits decoded by `prepare` are used once, never held with the change.
+        var change = incoming
+        let prepared = change.prepared
+        change.prepared = nil
         guard change.scope == scope else {
             throw ChangeRejection(.wrongScope, "change \(change.id) is for scope \(change.scope), this replica holds \(scope)")
         }
@@ -159,8 +176,12 @@ public struct Replica: Sendable {
         if mode != .plain && change.hasErasedBlocks {
             throw ChangeRejection(.malformed, "change \(change.id) has erased blocks, which encrypted scopes do not use")
         }
-        if configuration.verifySignatures && !change.authenticatedByChain { try change.verify() }
-        if mode == .plain { _ = try change.decodeEdits() } // refuse malformed ops before buffering
+        if configuration.verifySignatures && !change.authenticatedByChain && !change.preverified { try change.verify() }
+        // Malformed ops are refused before buffering; the edits are decoded once.
+        var decoded: [(block: Int, edit: ContactEdit)]?
+        if mode == .plain {
+            if let prepared { decoded = prepared } else { decoded = try change.decodeEdits() }
+        }
 
         let d = devices.intern(change.author)
         if Int(d) == chains.count { chains.append(Chain()) }
@@ -170,8 +191,12 @@ public struct Replica: Sendable {
             return .pending
         }
         try checkChain(change, device: d)
-        let (edits, missing) = try contents(of: change)
-        integrate(change, device: d, edits: edits, missing: missing)
+        if let decoded {
+            integrate(change, device: d, edits: decoded)
+        } else {
+            let (edits, missing) = try contents(of: change)
+            integrate(change, device: d, edits: edits, missing: missing)
+        }
         drainPending(device: d)
         return .applied
     }
@@ -187,7 +212,7 @@ public struct Replica: Sendable {
             heldContacts[i] == nil && incomingContacts[i].map { !forgotten.contains($0) } == true
         }
         guard !restorable.isEmpty else { return .duplicate }
-        if configuration.verifySignatures && !incoming.authenticatedByChain { try incoming.verify() }
+        if configuration.verifySignatures && !incoming.authenticatedByChain && !incoming.preverified { try incoming.verify() }
         let restored = incoming.erasing(forgotten)
         if pending {
             chains[Int(d)].pending[incoming.seq] = restored
@@ -205,7 +230,7 @@ public struct Replica: Sendable {
 
     private mutating func recordEquivocation(held: Change, incoming: Change) throws(ChangeRejection) {
         // Only a validly signed conflicting change is evidence; anything else is just garbage.
-        if configuration.verifySignatures && !incoming.authenticatedByChain { try incoming.verify() }
+        if configuration.verifySignatures && !incoming.authenticatedByChain && !incoming.preverified { try incoming.verify() }
         let e = Equivocation(device: incoming.author, seq: incoming.seq, kept: held, refused: incoming)
         if !equivocations.contains(e) { equivocations.append(e) }
         throw ChangeRejection(.equivocation, "device \(incoming.author) signed two different changes with seq \(incoming.seq) (\(held.id) and \(incoming.id)); the first is kept and the evidence recorded")
@@ -262,7 +287,7 @@ public struct Replica: Sendable {
     private mutating func apply(_ edits: [(block: Int, edit: ContactEdit)], of change: Change, device d: UInt32) {
         let seq = UInt32(change.seq)
         let hlc = change.timestamp.rawValue
-        for (block, edit) in edits where !forgotten.contains(edit.contact) {
+        for (block, edit) in edits where forgotten.isEmpty || !forgotten.contains(edit.contact) {
             noteChanged(edit.contact)
             for op in edit.ops {
                 if case let .remove(_, _, observed) = op {

@@ -196,11 +196,16 @@ enum PeerConnection {
         defer { Task { await node.unregister(id) } }
         var session = SyncSession(scopes: scopes)
 
-        func perform(_ actions: [SyncSession.Action]) async throws {
+        /// What the node does with the session's actions, in order. `perform` hands these to
+        /// one task at a time, so the node applies a message's changes while this loop already
+        /// reads, decrypts and decodes the next one (receive → verify → apply → write overlap).
+        /// At most one batch waits behind the one being applied: memory stays bounded, and a slow
+        /// node slows the reads (TCP backpressure) instead of queueing.
+        @Sendable func performOnNode(_ actions: [SyncSession.Action]) async {
             for action in actions {
                 switch action {
-                case let .send(message):
-                    try await sendMessage(message)
+                case .send, .close:
+                    break // done by `perform` on this connection's task
                 case let .deliver(scope, changes):
                     await node.receive(changes, scope: scope, from: id, peerName: peerName)
                 case let .caughtUp(scope):
@@ -220,10 +225,44 @@ enum PeerConnection {
                     await node.completeForward(requestID, message)
                 case let .peerClock(ms):
                     await node.notePeerClock(id, wallMilliseconds: ms)
-                case let .close(reason):
-                    throw Closed(reason: reason)
                 }
             }
+        }
+        var nodeWork: Task<Void, Never>?
+
+        /// The session's answer to `message`. Only a hello or a vector needs the replicas, and
+        /// their copies end with this call: a copy held while the node applies changes would make
+        /// the node copy its whole replica (copy-on-write) for every message.
+        func sessionActions(_ message: SyncMessage) async -> [SyncSession.Action] {
+            switch message {
+            case .hello, .vector:
+                let snapshot = await node.replicas(scopes)
+                let vectors = await node.advertisedVectors(scopes)
+                return session.receive(message, replica: { snapshot[$0] }, vector: { vectors[$0] })
+            default:
+                return session.receive(message, replica: { _ in nil }, vector: { _ in nil })
+            }
+        }
+
+        func perform(_ actions: [SyncSession.Action]) async throws {
+            var forNode: [SyncSession.Action] = []
+            for action in actions {
+                switch action {
+                case let .send(message):
+                    try await sendMessage(message)
+                case let .close(reason):
+                    throw Closed(reason: reason)
+                default:
+                    forNode.append(action)
+                }
+            }
+            guard !forNode.isEmpty else { return }
+            let previous = nodeWork
+            nodeWork = Task {
+                await previous?.value
+                await performOnNode(forNode)
+            }
+            await previous?.value
         }
 
         try await perform(session.start(wallMilliseconds: now()))
@@ -235,9 +274,7 @@ enum PeerConnection {
                 guard let plain = try reassembler.feedOrThrow(try transport.open(m)) else { continue }
                 let message: SyncMessage
                 do { message = try SyncMessage(decoding: plain) } catch { throw Closed(reason: "malformed sync message: \(error)") }
-                let snapshot = await node.replicas(scopes)
-                let vectors = await node.advertisedVectors(scopes)
-                try await perform(session.receive(message, replica: { snapshot[$0] }, vector: { vectors[$0] }))
+                try await perform(sessionActions(message))
                 continue
             }
             switch await iterator.next() {

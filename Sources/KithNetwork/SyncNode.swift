@@ -360,6 +360,10 @@ public actor SyncNode {
 
     public func replica() -> Replica { store.replica }
 
+    /// Changes held in the private scope, without copying the replica out of the actor (a copy
+    /// alive while the node writes makes the write copy the whole replica).
+    public var replicaChangeCount: Int { store.replica.changeCount }
+
     public func replica(for scope: ScopeID) -> Replica? {
         if scope == store.replica.scope { return store.replica }
         return ChapterID(contentScope: scope).flatMap { chapters[$0]?.store.replica }

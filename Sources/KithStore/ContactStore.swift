@@ -503,16 +503,10 @@ public final class ContactStore {
     public func receive(_ changes: [Change]) throws(StoreError) -> [Result<ReceiveOutcome, ChangeRejection>] {
         try checkUsable()
         defer { snapshotIfDue() }
-        var results: [Result<ReceiveOutcome, ChangeRejection>] = []
         var toWrite: [Change] = []
         let before = replica.versionVector()
-        for c in changes {
-            do {
-                results.append(.success(try replica.receive(c, nowMilliseconds: clock())))
-            } catch {
-                results.append(.failure(error))
-            }
-        }
+        // Signatures and decoding of the batch run across cores, then it applies in order.
+        let results = replica.receive(changes, nowMilliseconds: clock())
         // Everything that became contiguous (including buffered changes now applied).
         toWrite = replica.changes(missingFrom: before)
         try persist(toWrite)

@@ -1,0 +1,105 @@
+@testable import KithCRDT
+import KithCrypto
+import Testing
+
+/// `Replica.receive(_ changes:)` checks signatures and decodes a batch across cores before
+/// applying it in order: it must accept and refuse exactly what receiving one by one does.
+@Suite("Batch receive")
+struct BatchReceiveTests {
+    /// Devices' changes big enough (> 64 KiB together) that the batch is prepared in parallel.
+    func honestChanges(devices: [UInt8], perDevice: Int) throws -> [Change] {
+        var out: [Change] = []
+        for d in devices {
+            var author = ChangeAuthor(signer: deviceKey(d))
+            for s in 0..<perDevice {
+                let edits = (0..<40).map { i in
+                    ContactEdit(contact: contactID(UInt64(d) << 32 | UInt64(s * 40 + i)), ops: [
+                        .setField(.givenName, "Given \(d)-\(s)-\(i) with a longer name"),
+                        .setField(.consent, "contact;2026-0\(1 + i % 9)-1\(i % 10);verbal, at the door"),
+                        .setField(.birthday, i % 2 == 0 ? "1990-12-31" : "--02-29"),
+                        .setField(.support, "\(1 + i % 5)"),
+                        .add(.emails, "someone.\(d).\(s).\(i)@example.org"),
+                    ])
+                }
+                out.append(try author.makeChange(scope: testScope, edits: edits, wallMilliseconds: now + UInt64(s)))
+            }
+        }
+        return out
+    }
+
+    /// The same bytes with one byte of the last block flipped (the digest no longer matches).
+    func tampered(_ c: Change) throws -> Change {
+        var bytes = c.encoded
+        bytes[bytes.count - 2] ^= 0x01
+        return try Change(decoding: bytes)
+    }
+
+    /// The same change with one byte of its signature flipped.
+    func badlySigned(_ c: Change) throws -> Change {
+        var bytes = c.encoded
+        bytes[c.headerLength + 5] ^= 0x80
+        return try Change(decoding: bytes)
+    }
+
+    func oneByOne(_ changes: [Change]) -> (Replica, [Result<ReceiveOutcome, ChangeRejection>]) {
+        var r = Replica(scope: testScope)
+        let results = changes.map { c in Result { () throws(ChangeRejection) in try r.receive(c, nowMilliseconds: now + 10_000_000) } }
+        return (r, results)
+    }
+
+    @Test("a batch is applied as receiving one by one")
+    func honestBatch() throws {
+        let changes = try honestChanges(devices: [1, 2, 3], perDevice: 6)
+        #expect(changes.reduce(0) { $0 + $1.encoded.count } > Change.parallelThreshold)
+        var batch = Replica(scope: testScope)
+        let results = batch.receive(changes, nowMilliseconds: now + 10_000_000)
+        let (serial, expected) = oneByOne(changes)
+        #expect(results == expected)
+        #expect(results.allSatisfy { $0 == .success(.applied) })
+        #expect(batch.contacts() == serial.contacts())
+        #expect(batch.knownContactCount == 3 * 6 * 40)
+        // The decoded edits are not held with the changes.
+        #expect(batch.allChanges().allSatisfy { $0.prepared == nil })
+    }
+
+    @Test("tampered, badly signed and malformed changes in a parallel batch are refused as alone")
+    func attacksInABatch() throws {
+        var changes = try honestChanges(devices: [4, 5], perDevice: 8)
+        changes[2] = try tampered(changes[2])
+        changes[9] = try badlySigned(changes[9])
+        // A validly signed change whose field breaks its grammar (support must be 1...5).
+        var forger = ChangeAuthor(signer: deviceKey(6))
+        let good = try forger.makeChange(scope: testScope, edits: [ContactEdit(contact: contactID(77), ops: [.setField(.city, "x")])], wallMilliseconds: now)
+        let bad = try Change.build(scope: testScope, signer: deviceKey(6), seq: 2, previous: good.id,
+                                   timestamp: HybridTimestamp(rawValue: (now + 5) << 16),
+                                   edits: [ContactEdit(contact: contactID(78), ops: [.setField(.support, "9")])])
+        changes.insert(contentsOf: [good, bad], at: 5)
+        var batch = Replica(scope: testScope)
+        let results = batch.receive(changes, nowMilliseconds: now + 10_000_000)
+        let (serial, expected) = oneByOne(changes)
+        #expect(results == expected)
+        #expect(results[2] == .failure(ChangeRejection(.tampered, "")))
+        #expect(results[6] == .failure(ChangeRejection(.malformed, "")))
+        #expect(results[11] == .failure(ChangeRejection(.badSignature, "")))
+        // Later changes of the tampered device wait for the seq it lacks; nothing of it applied.
+        #expect(results[3] == .success(.pending))
+        #expect(batch.contacts() == serial.contacts())
+        #expect(batch.contact(contactID(78)) == nil)
+        #expect(batch.contact(contactID(77))?[.city] == "x")
+        #expect(batch.versionVector() == serial.versionVector())
+        #expect(batch.pendingChanges().allSatisfy { $0.prepared == nil })
+    }
+
+    @Test("field grammar checked without allocating agrees with the parser")
+    func fieldGrammar() {
+        for (field, value, ok) in [
+            (Field.consent, "share;2026-01-31;signed form; twice", true), (.consent, "share;2026-13-01;x", false),
+            (.consent, "maybe;2026-01-01;x", false), (.consent, "share;2026-01-01", false), (.consent, "none;;x", false),
+            (.birthday, "2000-02-29", true), (.birthday, "--12-31", true), (.birthday, "--13-01", false),
+            (.birthday, "-12-31", false), (.birthday, "1999-1-01", false), (.birthday, "１999-01-01", false),
+            (.support, "5", true), (.support, "0", false), (.support, "55", false), (.support, "", true),
+        ] as [(Field, String, Bool)] {
+            #expect(((try? field.validate(value)) != nil) == ok, "\(field) '\(value)'")
+        }
+    }
+}
