@@ -44,24 +44,52 @@ public struct ImportMatcher: Sendable {
         for c in existing { learn(existing: c) }
     }
 
+    /// A matcher over every visible contact of `replica`, read from its views directly: no
+    /// search index, no pages of DTOs (what `kith import` does when it opens the store itself).
+    public init(replica: Replica) {
+        for id in replica.visibleContactIDs {
+            if let v = replica.contact(id) { learn(existing: v) }
+        }
+    }
+
     /// Adds one contact the node holds (page by page: the pages need not be kept).
     public mutating func learn(existing c: ContactDTO) {
         guard let id = ContactID(text: c.id) else { return }
         var members: [String] = []
         for f in Field.allCases { if let v = c.value(of: f) { members.append(Self.field(f, v)) } }
-        for p in c.phones {
-            members.append(Self.member(.phones, p.number, ""))
-            if let l = p.label { members.append(Self.member(.labels, "tel:" + p.number, l)) }
-        }
-        for e in c.emails {
-            members.append(Self.member(.emails, e.address, ""))
-            if let l = e.label { members.append(Self.member(.labels, "email:" + e.address, l)) }
-        }
-        for t in c.tags { members.append(Self.member(.tags, t, "")) }
-        for x in c.externalIds ?? [] { members.append(Self.member(.externalIDs, x, "")) }
-        for u in c.urls ?? [] { members.append(Self.member(.urls, u.url, "")) }
-        for e in c.events ?? [] { members.append(Self.member(.events, e.event, "")) }
+        members += Self.setMembers(phones: c.phones.map { ($0.number, $0.label) }, emails: c.emails.map { ($0.address, $0.label) }, tags: c.tags,
+                                   externalIDs: c.externalIds ?? [], urls: (c.urls ?? []).map(\.url), events: (c.events ?? []).map(\.event))
         learn(id, members, name: Self.name(given: c.givenName, family: c.familyName, display: c.displayName), postalCode: c.postalCode)
+    }
+
+    /// Adds one contact the node holds, from the replica's view: the same members as the
+    /// contact's `ContactDTO` gives (a label only for a phone or email the contact has).
+    public mutating func learn(existing c: ContactView) {
+        var members: [String] = []
+        for f in Field.allCases { if let v = c[f] { members.append(Self.field(f, v)) } }
+        let labels = Dictionary(c.values(.labels).map { ($0.key, $0.payload) }, uniquingKeysWith: { a, _ in a })
+        members += Self.setMembers(phones: c.phones.map { ($0, labels["tel:" + $0]) }, emails: c.emails.map { ($0, labels["email:" + $0]) },
+                                   tags: c.tags, externalIDs: c.values(.externalIDs).map(\.key), urls: c.values(.urls).map(\.key),
+                                   events: c.values(.events).map(\.key))
+        learn(c.id, members, name: Self.name(given: c[.givenName], family: c[.familyName], display: c[.displayName]), postalCode: c[.postalCode])
+    }
+
+    private static func setMembers(phones: [(String, String?)], emails: [(String, String?)], tags: [String], externalIDs: [String],
+                                   urls: [String], events: [String]) -> [String] {
+        var members: [String] = []
+        for (number, label) in phones {
+            members.append(member(.phones, number, ""))
+            if let label { members.append(member(.labels, "tel:" + number, label)) }
+        }
+        for (address, label) in emails {
+            members.append(member(.emails, address, ""))
+            if let label { members.append(member(.labels, "email:" + address, label)) }
+        }
+        for t in tags { members.append(member(.tags, t, "")) }
+        for x in externalIDs { members.append(member(.externalIDs, x, "")) }
+        for u in urls { members.append(member(.urls, u, "")) }
+        for e in events { members.append(member(.events, e, "")) }
+        return members
     }
 
     public var contactCount: Int { known.count }
@@ -239,12 +267,29 @@ public struct ImportSession: Sendable {
     public var pendingCount: Int { pending.count }
 
     public mutating func take(_ contacts: [ImportedContact]) {
-        for c in contacts {
+        take(converted: Self.convert(contacts, region: region))
+    }
+
+    /// Each record converted to ops (normalized phones, emails…), or why it cannot be imported.
+    /// Pure, so it can run on another thread than `take(converted:)` (the CLI reads, parses and
+    /// converts on one thread while the other matches and commits).
+    public static func convert(_ contacts: [ImportedContact], region: PhoneRegion?) -> [Result<ConvertedContact, ImportIssue>] {
+        contacts.map { c in
+            do throws(ImportIssue) { return .success(try c.convert(region: region)) } catch { return .failure(error) }
+        }
+    }
+
+    /// Matches records `convert` made (with this session's region) and gathers their edits.
+    public mutating func take(converted records: [Result<ConvertedContact, ImportIssue>]) {
+        for r in records {
             let converted: ConvertedContact
-            do { converted = try c.convert(region: region) } catch {
-                issues.append(error)
+            switch r {
+            case let .success(c): converted = c
+            case let .failure(issue):
+                issues.append(issue)
                 continue
             }
+            let c = converted
             warnings += converted.warnings
             let (decision, suggestion) = matcher.plan(converted)
             switch decision {

@@ -76,9 +76,10 @@ struct ImportCommand: ParsableCommand {
             mapping[parts[0]] = t
         }
         let client = try node.open()
-        var importer = Importer(session: ImportSession(matcher: try existingContacts(client), region: region), client: client, dryRun: dryRun,
+        var importer = Importer(session: ImportSession(matcher: try failing { try client.importMatcher() }, region: region), client: client, dryRun: dryRun,
                                 batchSize: max(1, batchSize), progress: Progress(total: 0, json: node.json))
-        let chunkSize = 4 << 20
+        // 1 MiB (~3,000 cards): the committing thread starts soon after the reader does.
+        let chunkSize = 1 << 20
         var first = [UInt8](input.readData(ofLength: chunkSize))
         let kind: String
         if let format {
@@ -88,19 +89,36 @@ struct ImportCommand: ParsableCommand {
         }
         var summary = ImportBatch()
         if kind == "vcard" || kind == "vcf" {
-            // Streaming: cards are parsed, matched and committed in durable batches while the
-            // file is read, so memory stays flat however large it is.
+            // Streaming: cards are parsed, converted, matched and committed in durable batches
+            // while the file is read, so memory stays flat however large it is. A second thread
+            // reads, parses and converts (phones through libphonenumber) while this one matches,
+            // signs and commits.
             if let k = Interchange.binaryKind(first.prefix(8_192)) { fail("\(file) is a binary file (\(k)), not a vCard") }
-            var stream = VCard.Stream()
-            while !first.isEmpty {
-                let b = stream.feed(first)
-                try importer.take(b.contacts)
-                summary.append(ImportBatch(withoutContacts: b))
-                first = [UInt8](input.readData(ofLength: chunkSize))
+            let handoff = Handoff<(converted: [Result<ConvertedContact, ImportIssue>], rest: ImportBatch)>(capacity: 3)
+            let reader = UncheckedHandle(handle: input)
+            let firstChunk = first
+            Thread.detachNewThread {
+                var stream = VCard.Stream()
+                var chunk = firstChunk
+                while !chunk.isEmpty {
+                    let b = stream.feed(chunk)
+                    guard handoff.put((ImportSession.convert(b.contacts, region: region), ImportBatch(withoutContacts: b))) else { return }
+                    chunk = [UInt8](reader.handle.readData(ofLength: chunkSize))
+                }
+                let b = stream.finish()
+                _ = handoff.put((ImportSession.convert(b.contacts, region: region), ImportBatch(withoutContacts: b)))
+                handoff.close()
             }
-            let b = stream.finish()
-            try importer.take(b.contacts)
-            summary.append(ImportBatch(withoutContacts: b))
+            first = []
+            do {
+                while let next = handoff.take() {
+                    try importer.take(converted: next.converted)
+                    summary.append(next.rest)
+                }
+            } catch {
+                handoff.close()
+                throw error
+            }
             summary.format = "vcard"
             if summary.cards == 0 { fail("\(file) has no BEGIN:VCARD: not a vCard file") }
         } else {
@@ -121,6 +139,7 @@ struct ImportCommand: ParsableCommand {
             summary.contacts = []
         }
         try importer.flush()
+        client.importFinished()
         importer.progress.finish()
         for n in summary.notices { FileHandle.standardError.write(Data("kith: \(n)\n".utf8)) }
         let session = importer.session
@@ -148,6 +167,16 @@ struct ImportCommand: ParsableCommand {
             }
         }
 
+        mutating func take(converted records: [Result<ConvertedContact, ImportIssue>]) throws {
+            var start = 0
+            while start < records.count {
+                let end = min(records.count, start + batchSize)
+                session.take(converted: Array(records[start..<end]))
+                start = end
+                if session.pendingCount >= batchSize { try flush() }
+            }
+        }
+
         mutating func flush() throws {
             let edits = session.takeBatch()
             guard !dryRun, !edits.isEmpty else { return }
@@ -155,18 +184,6 @@ struct ImportCommand: ParsableCommand {
             committed += edits.count
             progress.committed(committed)
         }
-    }
-
-    /// A matcher over every contact the node holds (read page by page; pages are not kept).
-    func existingContacts(_ client: any ContactClient) throws -> ImportMatcher {
-        var matcher = ImportMatcher()
-        var cursor: String?
-        repeat {
-            let page = try failing { try client.page(q: nil, tag: nil, limit: 1_000, cursor: cursor, merged: false, scope: nil) }
-            for c in page.contacts { matcher.learn(existing: c) }
-            cursor = page.next
-        } while cursor != nil
-        return matcher
     }
 
     func report(batch: ImportBatch, issues: [ImportIssue], warnings: [ImportIssue], summary: ImportSummary, committed: Int) {
@@ -195,6 +212,50 @@ struct ImportCommand: ParsableCommand {
         print(line + (dryRun ? " (dry run: nothing written)" : ""))
         if !dropped.isEmpty { print("dropped: " + dropped.map { "\($0.key) ×\($0.value)" }.joined(separator: ", ")) }
     }
+}
+
+/// Hands batches from the thread that reads and converts a file to the one that commits them.
+/// Bounded: the reader stays at most `capacity` batches ahead, so memory stays flat.
+final class Handoff<T: Sendable>: @unchecked Sendable { // every var is read and written under `condition`
+    private let condition = NSCondition()
+    private var items: [T] = []
+    private var closed = false
+    private let capacity: Int
+
+    init(capacity: Int) { self.capacity = capacity }
+
+    /// Waits for room; false once closed (the taker gave up: the putter stops).
+    func put(_ item: T) -> Bool {
+        condition.lock()
+        defer { condition.unlock() }
+        while items.count >= capacity && !closed { condition.wait() }
+        guard !closed else { return false }
+        items.append(item)
+        condition.broadcast()
+        return true
+    }
+
+    /// The next item, waiting for it; nil when closed and drained.
+    func take() -> T? {
+        condition.lock()
+        defer { condition.unlock() }
+        while items.isEmpty && !closed { condition.wait() }
+        guard !items.isEmpty else { return nil }
+        condition.broadcast()
+        return items.removeFirst()
+    }
+
+    func close() {
+        condition.lock()
+        closed = true
+        condition.broadcast()
+        condition.unlock()
+    }
+}
+
+/// The file being imported, read only by the reading thread once the import starts.
+struct UncheckedHandle: @unchecked Sendable { // used by one thread at a time: main hands it over
+    let handle: FileHandle
 }
 
 func printJSONLine(_ object: [String: Any]) {
@@ -272,5 +333,37 @@ struct ExportCommand: ParsableCommand {
         } else {
             FileHandle.standardOutput.write(Data(text.utf8))
         }
+    }
+}
+
+extension ContactClient {
+    /// A matcher over every contact the node holds, read page by page through the API (pages
+    /// are not kept).
+    func importMatcher() throws -> ImportMatcher {
+        var matcher = ImportMatcher()
+        var cursor: String?
+        repeat {
+            let page = try page(q: nil, tag: nil, limit: 1_000, cursor: cursor, merged: false, scope: nil)
+            for c in page.contacts { matcher.learn(existing: c) }
+            cursor = page.next
+        } while cursor != nil
+        return matcher
+    }
+
+    func importFinished() {}
+}
+
+extension LocalClient {
+    /// Straight from the replica (no search index, no pages). The store writes no snapshot
+    /// while the import runs — each would encode the whole growing replica again — but one at
+    /// the end (`importFinished`), which the next open starts from.
+    func importMatcher() throws -> ImportMatcher {
+        store.snapshotPolicy = SnapshotPolicy(minimumOps: .max)
+        return ImportMatcher(replica: store.replica)
+    }
+
+    func importFinished() {
+        store.snapshotPolicy = SnapshotPolicy()
+        store.writeSnapshot()
     }
 }

@@ -19,6 +19,10 @@ protocol ContactClient: AnyObject {
     func delete(_ reference: String, forget: Bool) throws -> String
     func commitEdits(_ batches: [[ContactEdit]]) throws
     func export(format: String) throws -> (text: String, count: Int)
+    /// What an import matches against: every contact the node holds (ImportExport.swift).
+    func importMatcher() throws -> ImportMatcher
+    /// The import is over (the local store writes its snapshot once, not during the import).
+    func importFinished()
 }
 
 /// The running kithd's local HTTP API (Protocol/api.md), from `<data-dir>/kithd.api` and
@@ -183,6 +187,8 @@ final class AutoClient: ContactClient {
     func delete(_ reference: String, forget: Bool) throws -> String { try run { try $0.delete(reference, forget: forget) } }
     func commitEdits(_ batches: [[ContactEdit]]) throws { try run { try $0.commitEdits(batches) } }
     func export(format: String) throws -> (text: String, count: Int) { try run { try $0.export(format: format) } }
+    func importMatcher() throws -> ImportMatcher { try run { try $0.importMatcher() } }
+    func importFinished() { local?.importFinished() }
 }
 
 /// No kithd: the CLI opens the store itself (under its lock) and answers with `ContactQueries`.

@@ -57,6 +57,57 @@ struct ImportMatcherTests {
         #expect(k.contact == ContactID(high: 77, low: 77))
     }
 
+    /// `kith import` without kithd builds its matcher from the replica's views, not from pages
+    /// of DTOs: both must hold the same members, or a re-import would write again (or skip).
+    @Test func aMatcherFromTheReplicaDecidesAsOneFromDTOs() throws {
+        var r = Replica(scope: ScopeID(name: "p"))
+        var a = ChangeAuthor(signer: .init())
+        let id = ContactID(high: 5, low: 5)
+        let full = try Self.record("card 1") {
+            $0.fields = [.givenName: "Rosa", .familyName: "Parks", .organization: "NAACP", .title: "Secretary", .postalCode: "36104"]
+            $0.phones = [ImportedValue("+1 334 555 0100", label: "work"), ImportedValue("+1 334 555 0101", label: "mobile")]
+            $0.emails = [ImportedValue("rosa@example.org", label: "home")]
+            $0.urls = [ImportedValue("https://example.org/rosa")]
+            $0.externalIDs = ["van:7"]
+            $0.events = [ImportedValue("mobilize:9@2026-10-03", label: "Canvass")]
+            $0.tags = ["volunteer"]
+        }
+        try a.commit([ContactEdit(contact: id, ops: full.edit.ops)], to: &r, wallMilliseconds: 1_790_000_000_000)
+        // A phone removed later: its label stays in the set but no longer counts.
+        let adds = r.liveAdds(of: "+13345550101", in: .phones, contact: id)
+        #expect(adds.count == 1)
+        try a.commit([ContactEdit(contact: id, ops: [.remove(.phones, "+13345550101", observed: adds)])], to: &r, wallMilliseconds: 1_790_000_000_001)
+        var fromDTOs = ImportMatcher(existing: r.contacts().map(ContactDTO.init))
+        var fromReplica = ImportMatcher(replica: r)
+        #expect(fromReplica.contactCount == 1)
+        func decide(_ m: inout ImportMatcher, _ c: ConvertedContact) -> String {
+            switch m.plan(c).decision {
+            case let .create(e): "create \(e.ops.count)"
+            case let .update(e, how): "update \(e.contact) \(how) \(e.ops)"
+            case let .unchanged(i, how): "unchanged \(i) \(how)"
+            case let .conflict(ids, how): "conflict \(ids) \(how)"
+            }
+        }
+        let same = try Self.record("card 2") {
+            $0.fields = [.givenName: "Rosa", .organization: "NAACP"]
+            $0.phones = [ImportedValue("+1 (334) 555-0100", label: "work")]
+            $0.emails = [ImportedValue("ROSA@example.org", label: "home")]
+            $0.urls = [ImportedValue("https://example.org/rosa")]
+            $0.externalIDs = ["van:7"]
+            $0.tags = ["volunteer"]
+        }
+        let newer = try Self.record("card 3") {
+            $0.emails = [ImportedValue("rosa@example.org", label: "work")]
+            $0.phones = [ImportedValue("+1 334 555 0101", label: "mobile")]
+            $0.fields = [.title: "President"]
+        }
+        for c in [same, newer, full] {
+            #expect(decide(&fromDTOs, c) == decide(&fromReplica, c))
+        }
+        var fresh = ImportMatcher(replica: r)
+        guard case .unchanged(id, "external id") = fresh.plan(same).decision else { Issue.record("not unchanged"); return }
+    }
+
     @Test func conflictsAndSuggestionsAreReportedNotActedOn() throws {
         let (r, ids) = try Self.existing()
         var m = ImportMatcher(existing: r.contacts().map(ContactDTO.init))
