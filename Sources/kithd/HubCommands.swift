@@ -438,6 +438,7 @@ struct HubCommand: AsyncParsableCommand {
             abstract: "Write the records the hub holds now, with purpose and expiry (from the running hub, or its store when stopped).",
             discussion: """
                 The export streams: the hub reads its store a page at a time and the rows are written as they come, so an export of millions of records uses little memory, and a running hub keeps serving members meanwhile. Rows come in a stable order (by member and grant id).
+
                 json: an array, one object per line; jsonl: one object per line; csv: the columns grant, granted_by, chapter, chapter_id, contact, purpose, expires, rule, version, then every field a member can share, then other (a field this build does not know, as "name: value" lines). CSV cells that a spreadsheet would evaluate (starting with = + - @, a tab or a carriage return) get a leading ' (OWASP).
                 """)
         @OptionGroup var dir: HubDir
