@@ -279,16 +279,7 @@ extension HubNode {
     /// Throws when the hub refuses or the export fails part way.
     public static func exportFromRunningHub(socket path: String, format: HubExport.Format,
                                             sink: @escaping @Sendable ([UInt8]) throws -> Void) async throws -> HubExportStream.Summary? {
-        guard FileManager.default.fileExists(atPath: path) else { return nil }
-        let channel: NIOAsyncChannel<ByteBuffer, ByteBuffer>
-        do {
-            channel = try await ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton)
-                .connect(unixDomainSocketPath: path) { ch in
-                    ch.eventLoop.makeCompletedFuture { try NIOAsyncChannel<ByteBuffer, ByteBuffer>(wrappingChannelSynchronously: ch) }
-                }
-        } catch {
-            return nil
-        }
+        guard let channel = await connectControl(socket: path) else { return nil }
         let request = Array(json(["op": "export", "format": format.rawValue])) + [0x0A]
         return try await channel.executeThenClose { i, o in
             try await o.write(ByteBuffer(bytes: request))

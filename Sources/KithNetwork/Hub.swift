@@ -652,6 +652,15 @@ extension HubNode {
         }
     }
 
+    /// A connection to a running hub's control socket; nil when no hub answers there.
+    static func connectControl(socket path: String) async -> NIOAsyncChannel<ByteBuffer, ByteBuffer>? {
+        guard FileManager.default.fileExists(atPath: path) else { return nil }
+        return try? await ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+            .connect(unixDomainSocketPath: path) { ch in
+                ch.eventLoop.makeCompletedFuture { try NIOAsyncChannel<ByteBuffer, ByteBuffer>(wrappingChannelSynchronously: ch) }
+            }
+    }
+
     nonisolated static func json(_ answer: [String: Any]) -> Data {
         (try? JSONSerialization.data(withJSONObject: answer, options: [.sortedKeys])) ?? Data("{\"ok\":false}".utf8)
     }
@@ -659,16 +668,7 @@ extension HubNode {
     /// Sends one request (a JSON object) to a running hub's control socket; its JSON answer, or
     /// nil when no hub answers there.
     public static func requestRunningHub(socket path: String, _ request: Data) async -> Data? {
-        guard FileManager.default.fileExists(atPath: path) else { return nil }
-        let channel: NIOAsyncChannel<ByteBuffer, ByteBuffer>
-        do {
-            channel = try await ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton)
-                .connect(unixDomainSocketPath: path) { ch in
-                    ch.eventLoop.makeCompletedFuture { try NIOAsyncChannel<ByteBuffer, ByteBuffer>(wrappingChannelSynchronously: ch) }
-                }
-        } catch {
-            return nil
-        }
+        guard let channel = await connectControl(socket: path) else { return nil }
         let line = Array(request) + [0x0A]
         let data: Data? = try? await channel.executeThenClose { i, o in
             try await o.write(ByteBuffer(bytes: line))

@@ -306,24 +306,10 @@ public final class ContactStore {
     /// Every record of a kind (id, plaintext), ordered by id. A record that does not
     /// authenticate is corruption.
     public func records(_ kind: RecordKind) throws(StoreError) -> [(id: [UInt8], bytes: [UInt8])] {
-        do {
+        try openedRows(kind, capacity: 0) {
             let s = try db.prepare("SELECT id, sealed FROM records WHERE kind = ? ORDER BY id")
             s.bind(1, kind.rawValue)
-            var out: [(id: [UInt8], bytes: [UInt8])] = []
-            while try s.step() {
-                let id = s.blob(0)
-                guard let plain = try? XChaCha20Poly1305.open(s.blob(1), key: storageKey, associatedData: recordAD(kind, id)) else {
-                    throw StoreError(.corrupt, "a \(kind) record in \(path) failed authentication: the database was modified or damaged")
-                }
-                out.append((id, plain))
-            }
-            return out
-        } catch let e as StoreError {
-            throw e
-        } catch let e as SQLiteError {
-            throw StoreError.from(e, "reading \(path)")
-        } catch {
-            throw StoreError(.io, "reading \(path): \(error)")
+            return s
         }
     }
 
@@ -332,13 +318,22 @@ public final class ContactStore {
     /// a reader walks any number of records holding one page at a time, and writers run between
     /// pages. A record that does not authenticate is corruption.
     public func records(_ kind: RecordKind, after: [UInt8]?, limit: Int) throws(StoreError) -> [(id: [UInt8], bytes: [UInt8])] {
-        do {
+        try openedRows(kind, capacity: max(0, limit)) {
             let s = try db.prepare("SELECT id, sealed FROM records WHERE kind = ? AND id > ? ORDER BY id LIMIT ?")
             s.bind(1, kind.rawValue)
             s.bind(2, after ?? [])
             s.bind(3, Int64(max(0, limit)))
+            return s
+        }
+    }
+
+    /// The rows of `query` (id, sealed) opened with the storage key; a row that does not
+    /// authenticate is corruption.
+    private func openedRows(_ kind: RecordKind, capacity: Int, _ query: () throws -> SQLiteStatement) throws(StoreError) -> [(id: [UInt8], bytes: [UInt8])] {
+        do {
+            let s = try query()
             var out: [(id: [UInt8], bytes: [UInt8])] = []
-            out.reserveCapacity(max(0, limit))
+            out.reserveCapacity(capacity)
             while try s.step() {
                 let id = s.blob(0)
                 guard let plain = try? XChaCha20Poly1305.open(s.blob(1), key: storageKey, associatedData: recordAD(kind, id)) else {
