@@ -16,11 +16,27 @@ extension WebRoutes {
         await node.chapterList().filter { $0.role != "relay" }
     }
 
-    /// The chapter a page or form acts on: the one its `c` parameter names when this node is in
-    /// it, else the first (a member of one chapter never sees the parameter).
+    /// The chapter a page shows: the one its `c` parameter names when this node is in it, else the
+    /// first (a member of one chapter never sees the parameter). Forms use `formChapter`.
     func chapter(named id: String?) async -> SyncNode.ChapterSummary? {
         let all = await chapters()
         return all.first { $0.id == id } ?? all.first
+    }
+
+    /// The chapter a form acts on: exactly the one its `c` field names. A form from a stale page
+    /// (the chapter was left, or this computer was removed from it, after the page was loaded) is
+    /// refused rather than acting on whichever chapter comes first; without `c`, only a member of
+    /// exactly one chapter has an answer.
+    func formChapter(_ f: WebForm) async throws -> SyncNode.ChapterSummary {
+        let all = await chapters()
+        if let id = f["c"], !id.isEmpty {
+            guard let chapter = all.first(where: { $0.id == id }), chapter.role != "removed" else { throw Refusal(status: .conflict, message: pages.text("chapter_gone")) }
+            return chapter
+        }
+        let current = all.filter { $0.role != "removed" }
+        guard let only = current.first else { throw Refusal(status: .badRequest, message: pages.text("chapter_none")) }
+        guard current.count == 1 else { throw Refusal(status: .badRequest, message: pages.text("chapter_which")) }
+        return only
     }
 
     /// `?c=ID` for the chapter an API answer names (create, join), so the page shows that one.
@@ -91,7 +107,7 @@ extension WebRoutes {
             return Self.redirect(answer["held"] != nil ? "/chapter?held=1" : "/chapter" + Self.chapterQuery(answer))
         })
         router.post("/chapter/invites", use: form { request, _, s, f in
-            guard let chapter = await chapter(named: f["c"]) else { throw Refusal(status: .badRequest, message: pages.text("chapter_none")) }
+            let chapter = try await formChapter(f)
             var fields: [String: Any] = ["chapter": chapter.id, "uses": Int(f["uses"] ?? "1") ?? 1]
             if f["approve"] != nil { fields["approve"] = true }
             let answer = try await commands.perform("chapter-invite", fields)
@@ -104,17 +120,17 @@ extension WebRoutes {
         router.post("/chapter/requests/{member}/{decision}", use: form { _, context, _, f in
             let decision = context.parameters.get("decision") ?? ""
             guard decision == "approve" || decision == "deny" else { throw Refusal(status: .notFound, message: pages.text("error_no_decision")) }
-            let chapter = await chapter(named: f["c"])?.id ?? ""
+            let chapter = try await formChapter(f).id
             _ = try await commands.perform("chapter-" + decision, ["chapter": chapter, "member": context.parameters.get("member") ?? ""])
             return Self.redirect("/chapter?c=" + Self.encode(chapter))
         })
         router.post("/chapter/members/{member}/remove", use: form { _, context, _, f in
-            let chapter = await chapter(named: f["c"])?.id ?? ""
+            let chapter = try await formChapter(f).id
             _ = try await commands.perform("chapter-remove", ["chapter": chapter, "member": context.parameters.get("member") ?? ""])
             return Self.redirect("/chapter?removed=1&c=" + Self.encode(chapter))
         })
         router.post("/chapter/leave", use: form { _, _, _, f in
-            let chapter = await chapter(named: f["c"])?.id ?? ""
+            let chapter = try await formChapter(f).id
             _ = try await commands.perform("chapter-leave", ["chapter": chapter])
             return Self.redirect("/chapter")
         })

@@ -114,6 +114,8 @@ public enum WebStrings {
         "field_consent": "Consent",
         "chapter_title": "Chapter",
         "chapter_none": "You are not in a chapter.",
+        "chapter_gone": "This page was for a chapter this computer is no longer in, so nothing was done. Open the chapter page again.",
+        "chapter_which": "You are in more than one chapter: open the chapter page and use the form there, which names its chapter.",
         "chapter_pick": "Your chapters",
         "error_no_page": "There is no page at this address:",
         "chapter_another": "Create or join another chapter",

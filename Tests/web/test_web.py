@@ -514,6 +514,29 @@ def test_second_chapter_picker():
     A.find_element(By.LINK_TEXT, "Ward 6").click()
     wait_for("Ward 6's map", lambda: "Ward 6" in text(A, "h1"))
     assert "Zofia" not in text(A, "#map")
+    # A form naming a chapter this computer is not in acts on no other chapter (it used to fall
+    # back to the first one).
+    def roles():
+        return {c["name"]: c["role"] for c in json.loads(olivia.kith("chapter", "list", "--json"))}
+    A.get(links["Ward 6"])
+    wait_for("Ward 6's page", lambda: text(A, "#chapter-name") == "Ward 6")
+    A.execute_script("document.querySelector(\"form[action='/chapter/leave'] input[name=c]\").value = arguments[0]", "0" * 64)
+    submit(A, "form[action='/chapter/leave']", "button")
+    wait_for("the refusal of an unknown chapter", lambda: "no longer in" in A.page_source)
+    assert roles() == {"Ward 5": "admin", "Ward 6": "admin"}, roles()
+    # A stale page likewise: Olivia leaves Ward 6 from the command line while its page is open;
+    # the page's Leave button is then refused with the same explanation.
+    A.get(links["Ward 6"])
+    wait_for("Ward 6's page", lambda: text(A, "#chapter-name") == "Ward 6")
+    olivia.kith("chapter", "leave", "--chapter", ward6_id(olivia))
+    submit(A, "form[action='/chapter/leave']", "button")
+    wait_for("the refusal of a stale page", lambda: "no longer in" in A.page_source)
+    shot(A, "27-chapter-stale-form")
+    assert roles()["Ward 5"] == "admin" and roles()["Ward 6"] not in ("admin", "member"), roles()
+
+
+def ward6_id(node):
+    return [c for c in json.loads(node.kith("chapter", "list", "--json")) if c["name"] == "Ward 6"][0]["id"]
 
 
 def test_core_forms_without_javascript():
