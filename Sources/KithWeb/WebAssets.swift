@@ -60,6 +60,7 @@ public enum WebAssets {
     .big { font-size: 1.3rem; font-weight: 600; }
     code { font-size: .9rem; overflow-wrap: anywhere; }
     .wrap { word-break: break-all; }
+    .phones { white-space: nowrap; }
     table { border-collapse: collapse; width: 100%; }
     th, td { text-align: left; padding: .35rem; border-bottom: 1px solid var(--line); vertical-align: top; }
     .grant { border: 1px solid var(--line); border-radius: .4rem; padding: .25rem 1rem 1rem; margin: 1rem 0; }
@@ -71,7 +72,13 @@ public enum WebAssets {
       html { font-size: 106%; }
       .fields { grid-template-columns: 1fr; }
       .fields dd { margin-bottom: .5rem; }
-      #map th:nth-child(3), #map td:nth-child(3) { display: none; }
+      .search label, .search input { flex-basis: 100%; }
+      #map thead { display: none; }
+      #map tr { display: block; padding: .4rem 0; border-bottom: 1px solid var(--line); }
+      #map td { display: block; border: none; padding: .1rem .35rem; }
+      #map td:first-child { font-weight: 600; }
+      #map td:empty { display: none; }
+      #map td[data-label]::before { content: attr(data-label) ": "; color: var(--muted); font-weight: 400; }
     }
     """
 

@@ -22,7 +22,7 @@ public enum WebStrings {
         "login_link_used": "This login link was already used or has expired. Run kith open again.",
         "contacts_title": "Contacts",
         "contacts_search": "Search",
-        "contacts_search_hint": "Name, phone in any format, email, or #tag",
+        "contacts_search_hint": "Name, phone, email or #tag",
         "contacts_search_submit": "Search",
         "contacts_total": "contacts",
         "contacts_none": "No contacts match.",

@@ -301,7 +301,7 @@ enum WebTemplates {
     {{#map}}
     <p class="muted">{{total}} {{t.contacts_total}}</p>
     <table id="map"><thead><tr><th scope="col">{{t.contact_title}}</th><th scope="col">{{t.contact_phones}}</th><th scope="col">{{t.contact_emails}}</th><th scope="col">{{t.contact_support}}</th><th scope="col">{{t.chapter_map_knows}}</th></tr></thead><tbody>
-    {{#contacts}}<tr id="c-{{id}}"><td>{{name}}{{#tags}} <span class="tag">#{{.}}</span>{{/tags}}</td><td>{{#phones}}{{raw}}<br>{{/phones}}</td><td>{{#emails}}{{raw}}<br>{{/emails}}</td><td>{{support}}</td><td>{{#knows}}<span class="member">{{member}}</span> {{/knows}}</td></tr>{{/contacts}}
+    {{#contacts}}<tr id="c-{{id}}"><td>{{name}}{{#tags}} <span class="tag">#{{.}}</span>{{/tags}}</td><td class="phones" data-label="{{t.contact_phones}}">{{#phones}}{{raw}}<br>{{/phones}}</td><td data-label="{{t.contact_emails}}">{{#emails}}{{raw}}<br>{{/emails}}</td><td data-label="{{t.contact_support}}">{{support}}</td><td data-label="{{t.chapter_map_knows}}">{{#knows}}<span class="member">{{member}}</span> {{/knows}}</td></tr>{{/contacts}}
     </tbody></table>
     <h2>{{t.chapter_duplicates}}</h2>
     <ul id="duplicates">{{#duplicates}}<li>{{#.}}<span class="dup">{{.}}</span> {{/.}}</li>{{/duplicates}}</ul>

@@ -458,7 +458,19 @@ def test_phone_width_layout():
                 " return w;")
             shot(phone, name)
             assert wide <= 1, f"{path} is {wide}px wider than the phone (widest: {culprit})"
-            shot(phone, name)
+            # The search box shows its whole hint, and a phone number is never broken over lines.
+            clipped = phone.execute_script(
+                "var q = document.getElementById('q'); if (!q) return null; var s = getComputedStyle(q);"
+                " var c = document.createElement('canvas').getContext('2d'); c.font = s.font;"
+                " var room = q.clientWidth - parseFloat(s.paddingLeft) - parseFloat(s.paddingRight);"
+                " var need = c.measureText(q.placeholder).width; return need > room ? [need, room] : null;")
+            assert clipped is None, f"{path}: the search hint needs {clipped[0]:.0f}px and has {clipped[1]:.0f}px"
+            broken = phone.execute_script(
+                "var bad = []; document.querySelectorAll('#map td.phones').forEach(function (td) {"
+                " td.childNodes.forEach(function (n) { if (n.nodeType !== 3) return; var r = document.createRange(); r.selectNodeContents(n);"
+                " var lines = new Set(Array.from(r.getClientRects()).map(function (x) { return Math.round(x.top); }));"
+                " if (lines.size > 1) bad.push(n.textContent); }); }); return bad;")
+            assert not broken, f"{path}: phone numbers broken over lines: {broken}"
         # Keyboard alone: the skip link is the first stop, and every button is reachable.
         phone.get(olivia.base + "/contacts")
         phone.find_element(By.TAG_NAME, "body").send_keys("\t")
