@@ -214,6 +214,7 @@ struct WebRoutes: Sendable {
         let peerList: [[String: Any]] = peers.map { p in
             var d: [String: Any] = ["name": p.name, "memberShort": String(p.member.prefix(12)), "ownDevice": p.ownDevice, "connected": time(p.connectedAt)]
             if let c = p.lastCaughtUp { d["caughtUp"] = time(c) }
+            if let who = p.ownDevice ? p.deviceName : p.memberName { d["who"] = who }
             return d
         }
         let ownDevices: [[String: Any]] = peers.filter(\.ownDevice).map { ["device": String($0.device.prefix(16)), "name": $0.name] }

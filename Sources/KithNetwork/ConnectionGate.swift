@@ -175,3 +175,13 @@ extension Logger {
         warning("\(message)\(LogRateLimiter.suffix(suppressed))", metadata: metadata)
     }
 }
+
+extension SocketAddress {
+    /// `203.0.113.5:7400` or `[2001:db8::1]:7400`: how people write an address, for logs and
+    /// status pages (NIO's description reads `[IPv4]203.0.113.5/203.0.113.5:7400`).
+    public var hostAndPort: String {
+        guard let ip = ipAddress else { return description }
+        let host = ip.contains(":") ? "[\(ip)]" : ip
+        return port.map { "\(host):\($0)" } ?? host
+    }
+}

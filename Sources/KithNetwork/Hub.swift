@@ -559,7 +559,7 @@ public actor HubNode {
                 try await server.executeThenClose { inbound in
                     try await withThrowingDiscardingTaskGroup { group in
                         for try await child in inbound {
-                            let label = child.channel.remoteAddress?.description ?? "member"
+                            let label = child.channel.remoteAddress?.hostAndPort ?? "member"
                             guard let ticket = ConnectionGate.admitLogging(child.channel, to: gate, limiter: limiter, logger: logger, what: "hub port") else {
                                 try? await child.channel.close()
                                 continue

@@ -34,7 +34,7 @@ public struct PeerNetwork: Sendable {
                 try await server.executeThenClose { inbound in
                     try await withThrowingDiscardingTaskGroup { group in
                         for try await child in inbound {
-                            let label = child.channel.remoteAddress?.description ?? "peer"
+                            let label = child.channel.remoteAddress?.hostAndPort ?? "peer"
                             guard let ticket = ConnectionGate.admitLogging(child.channel, to: node.inboundGate, limiter: node.logLimiter, logger: logger, what: "peer port") else {
                                 try? await child.channel.close()
                                 continue

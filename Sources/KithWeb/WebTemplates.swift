@@ -200,7 +200,7 @@ enum WebTemplates {
     <p class="big" id="summary">{{summary}}</p>
     {{#pendingText}}<p>{{pendingText}}</p>{{/pendingText}}
     <h2>{{t.status_peers}}</h2>
-    <ul id="peers">{{#peerList}}<li>{{#ownDevice}}{{t.status_own_device}}{{/ownDevice}}{{^ownDevice}}{{t.chapter_member}}{{/ownDevice}} <code>{{memberShort}}</code> · {{t.status_peer_since}} {{connected}}{{#caughtUp}} · {{t.status_peer_caughtup}} {{caughtUp}}{{/caughtUp}}<br><span class="muted">{{name}}</span></li>{{/peerList}}</ul>
+    <ul id="peers">{{#peerList}}<li>{{#ownDevice}}{{t.status_own_device}}{{/ownDevice}}{{^ownDevice}}{{t.chapter_member}}{{/ownDevice}} {{#who}}<strong class="peer-name">{{who}}</strong>{{/who}}{{^who}}<code>{{memberShort}}</code>{{/who}} · {{t.status_peer_since}} {{connected}}{{#caughtUp}} · {{t.status_peer_caughtup}} {{caughtUp}}{{/caughtUp}}<br><span class="muted">{{name}}</span></li>{{/peerList}}</ul>
     <h2>{{t.status_identity}}</h2>
     <dl class="fields">
     <dt>{{t.status_member}}</dt><dd><code>{{status.member}}</code></dd>

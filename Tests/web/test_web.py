@@ -418,6 +418,9 @@ def test_status_page():
     A.get(olivia.base + "/status")
     wait_for("a peer", lambda: "Up to date with 1 peer" in text(A, "#summary") or "Syncing" in text(A, "#summary"))
     assert "Member" in text(A, "#peers")
+    # The peer under the name Victor set, at an address written as people write one.
+    wait_for("Victor's name", lambda: "Victor Okafor" in text(A, "#peers") or A.refresh())
+    assert "[IPv4]" not in text(A, "#peers") and "127.0.0.1:" in text(A, "#peers"), text(A, "#peers")
     assert olivia.address in text(A, "#web-address")
     shot(A, "50-status")
     # The TLS listener for phones on the network: the password logs in, the cookie is Secure, and
