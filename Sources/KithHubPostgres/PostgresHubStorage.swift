@@ -321,13 +321,23 @@ public actor PostgresHubStorage: HubStorage {
 
     private func write(_ batch: [HubWrite], side onSide: Bool) async throws {
         let key = storageKey, logger = logger
-        let runs: [(kinds: [Int16], ids: [ByteBuffer], putKinds: [Int16], putIDs: [ByteBuffer], sealed: [ByteBuffer])] = HubWrite.runs(batch).map { run in
+        let plan = HubWrite.runs(batch)
+        let runs: [(kinds: [Int16], ids: [ByteBuffer], putKinds: [Int16], putIDs: [ByteBuffer], sealed: [ByteBuffer])] = plan.map { run in
             (run.delete.map { Int16($0.kind.rawValue) }, run.delete.map { ByteBuffer(bytes: $0.id) },
              run.put.map { Int16($0.kind.rawValue) }, run.put.map { ByteBuffer(bytes: $0.id) },
              run.put.map { ByteBuffer(bytes: ContactStore.sealRecord($0.kind, id: $0.id, $0.bytes, key: key)) })
         }
         guard runs.contains(where: { !$0.ids.isEmpty || !$0.putIDs.isEmpty }) else { return }
+        // One run whose deletions and writes are different rows (a revocation's deletion; a batch
+        // of records): one statement, one round trip, no BEGIN/COMMIT.
+        let single = plan.count == 1 && Set(plan[0].delete.map { HubWrite.RowID(kind: $0.kind, id: $0.id) })
+            .isDisjoint(with: plan[0].put.map { HubWrite.RowID(kind: $0.kind, id: $0.id) })
         try await withConnection("storing \(batch.count) writes", side: onSide) { c in
+            if single {
+                let run = runs[0]
+                try await c.query(PostgresHubSchema.deleteAndUpsertAll(run.kinds, run.ids, run.putKinds, run.putIDs, run.sealed), logger: logger)
+                return
+            }
             try await c.withTransaction(logger: logger) { t in
                 for run in runs {
                     if !run.ids.isEmpty { try await t.query(PostgresHubSchema.deleteAll(run.kinds, run.ids), logger: logger) }

@@ -96,6 +96,11 @@ extension HubWrite {
     public struct RowID: Hashable, Sendable {
         public let kind: ContactStore.RecordKind
         public let id: [UInt8]
+
+        public init(kind: ContactStore.RecordKind, id: [UInt8]) {
+            self.kind = kind
+            self.id = id
+        }
     }
 
     /// `batch` as runs of (deletions, then writes) that, applied in order, leave the rows as the
