@@ -15,7 +15,9 @@ import PostgresNIO
 /// and a row can move between the two back ends byte for byte.
 ///
 /// One connection, which holds a session advisory lock for as long as the hub runs: one hub per
-/// database, as the SQLite store's lock file allows one process per directory. Every write is a
+/// database, as the SQLite store's lock file allows one process per directory. A second
+/// connection (no lock; used only while the first is up) writes revocations' deletions beside a
+/// running batch of records (`writeBeside`; the hub never writes one grant on both). Every write is a
 /// single statement or one transaction, committed before the call returns (the hub signs a
 /// receipt only then). When the connection drops (server restart, `pg_terminate_backend`, a
 /// network cut) the call reconnects, takes the lock again and repeats the write: writes are
