@@ -88,12 +88,9 @@ struct HubBench: AsyncParsableCommand {
             var out: [[UInt8]] = [], revs: [(Int, [UInt8])] = []
             for i in stride(from: slice * total / slices, to: (slice + 1) * total / slices, by: 1) {
                 let s = senders[i % logs.count], cert = s.certificate
-                let g = Grant.make(chapter: logs[i % logs.count].chapter, organization: org.signing.publicKey, contact: ContactID(high: 1, low: UInt64(i)),
-                                   fields: ["name", "emails", "phones"], purpose: "GOTV calls", createdAt: now - 1_000, expiresAt: nil,
-                                   certificate: cert, device: s.device)
-                let values = [("name", "Person \(i) Benchmark"), ("emails", "person\(i)@example.org"), ("phones", "+44 7700 9\(String(format: "%05d", i % 100_000))"),
-                              ("consent", "share;2026-11-01;form")]
-                out.append(try! UpwardRecord.make(grant: g, version: 1, values: values, to: org.agreement.publicKey, certificate: cert, device: s.device).encoded)
+                let (g, record) = HubWorkload.record(i, chapter: logs[i % logs.count].chapter, organization: org, certificate: cert, device: s.device,
+                                                     createdAt: now - 1_000)
+                out.append(record.encoded)
                 if i < total / 2 && i % revokeEvery == 0 && i / revokeEvery < maxRevocations {
                     revs.append((i, GrantRevocation.make(grant: g, at: now, certificate: cert, device: s.device).encoded))
                 }

@@ -32,7 +32,8 @@ struct HubExportBench: AsyncParsableCommand {
     @Option(help: "Rows per page read from the store.") var pageSize = HubExportStream.pageSize
     @Option(help: "A file holding generated rows (made when missing, reused when it has the same record count).") var cache: String?
 
-    static let magic = Array("KITHHX1\n".utf8)
+    /// Version 2: the rows carry their opened fields (hub store schema 4); a version-1 file is made again.
+    static let magic = Array("KITHHX2\n".utf8)
 
     /// The organization's keys and the rows' file (made now when `cache` is missing or for another count).
     func workload() throws -> (OrganizationKeys, String, temporary: Bool) {
@@ -68,15 +69,13 @@ struct HubExportBench: AsyncParsableCommand {
                 let member = Ed25519.PrivateKey(), device = Ed25519.PrivateKey(), agreement = X25519.PrivateKey()
                 let cert = DeviceCertificate.issue(member: member, deviceSigningKey: device.publicKey, deviceAgreementKey: agreement.publicKey, createdAt: 1_700_000_000)
                 for i in parts[k] {
-                    let g = Grant.make(chapter: chapterIDs[i % chapterIDs.count], organization: org.signing.publicKey, contact: ContactID(high: 1, low: UInt64(i)),
-                                       fields: ["name", "emails", "phones"], purpose: "GOTV calls", createdAt: 1_700_000_000_000, expiresAt: nil,
-                                       certificate: cert, device: device)
-                    let values = [("name", "Person \(i) Benchmark"), ("emails", "person\(i)@example.org"), ("phones", "+44 7700 9\(String(format: "%05d", i % 100_000))"),
-                                  ("consent", "share;2026-11-01;form")]
-                    let record = try! UpwardRecord.make(grant: g, version: 1, values: values, to: org.agreement.publicKey, certificate: cert, device: device)
+                    let (g, record) = HubWorkload.record(i, chapter: chapterIDs[i % chapterIDs.count], organization: org, certificate: cert, device: device,
+                                                         createdAt: 1_700_000_000_000)
                     let answer = HubAnswer.make(.stored, request: record.encoded, member: g.member, grantID: g.id, version: 1, rule: .contactAgreed,
                                                 at: 1_700_000_000_000, signer: org.signing)
-                    let held = HubStoreSchema.encodeHeld(record: record.encoded, answer: answer.encoded, chapterName: "Chapter \(i % chapterIDs.count)")
+                    // As the hub stores it on arrival (schema 4): with the fields it opened.
+                    let held = HubStoreSchema.encodeHeld(record: record.encoded, answer: answer.encoded, chapterName: "Chapter \(i % chapterIDs.count)",
+                                                         fields: HubWorkload.values(i))
                     bytes += g.member.bytes + g.id
                     bytes.appendBigEndian(UInt64(held.count))
                     bytes += held
@@ -118,9 +117,9 @@ struct HubExportBench: AsyncParsableCommand {
             guard buffer.count - at >= 56 else { throw ValidationError("\(path) ends early") }
             let id = Array(buffer[at..<(at + 48)]), n = Int(UInt64(bigEndianBytes: buffer[(at + 48)..<(at + 56)]))
             guard buffer.count - at >= 56 + n, let key = HubStoreSchema.decodeGrantKey(id),
-                  let held = HubStoreSchema.decodeHeld(Array(buffer[(at + 56)..<(at + 56 + n)])) else { throw ValidationError("\(path) is damaged") }
+                  let held = HubStoreSchema.decodeHeldRow(Array(buffer[(at + 56)..<(at + 56 + n)])) else { throw ValidationError("\(path) is damaged") }
             at += 56 + n
-            batch.append(.put(key, record: held.record, answer: held.answer, chapterName: held.chapterName))
+            batch.append(.put(key, record: held.record, answer: held.answer, chapterName: held.chapterName, fields: held.fields))
             loaded += 1
             if batch.count == 500 || loaded == records { // short transactions: PostgreSQL gives an attempt 5 s
                 try await storage.write(batch)

@@ -58,7 +58,7 @@ extension HubExport {
     public static let metadataColumns = ["grant", "granted_by", "chapter", "chapter_id", "contact", "purpose", "expires", "rule", "version"]
 
     /// Reads a stored held-record row (id `member ‖ grant id`, bytes `HubStoreSchema.encodeHeld`)
-    /// and opens its sealed fields with the organization's key.
+    /// and its fields: the row's own (schema 4), else its sealed fields opened with the organization's key.
     ///
     /// Signatures are not checked again: the hub verified the record and signed its answer
     /// before storing them, and the row is authenticated at rest (the storage key's AEAD, bound
@@ -66,7 +66,7 @@ extension HubExport {
     /// would make a full export five times slower for no gain. The structure is still checked,
     /// and the row's id must name the grant and member inside the record.
     public static func row(id: [UInt8], held: [UInt8], organization: X25519.PrivateKey) throws(ConsentError) -> Row {
-        guard id.count == 48, let parts = HubStoreSchema.decodeHeld(held) else { throw ConsentError(.malformed, "a held-record row does not parse") }
+        guard id.count == 48, let parts = HubStoreSchema.decodeHeldRow(held) else { throw ConsentError(.malformed, "a held-record row does not parse") }
         let tail = DeviceCertificate.encodedLength + 64
         do {
             // The record: body ‖ certificate ‖ signature (`DeviceSigned`).
@@ -101,16 +101,9 @@ extension HubExport {
             try a.skip(32 + 32 + 16)
             _ = try a.uvarint()
             guard let rule = HubAnswer.Rule(rawValue: try a.u8()) else { throw DecodeError("unknown rule in the stored answer") }
-            let opened: [UInt8]
-            do { opened = try SealedBox.open(sealed, with: organization) } catch {
-                throw DecodeError("the sealed fields do not open with this organization's key")
-            }
-            var v = ByteReader(opened)
-            let n = try v.count(max: 100, "field count")
-            var values: [(String, String)] = []
-            values.reserveCapacity(n)
-            for _ in 0..<n { values.append((try v.text(max: 200), try v.text(max: 1 << 16))) }
-            guard v.isAtEnd else { throw DecodeError("trailing bytes after the sealed fields") }
+            // Schema 4 rows carry the fields as opened at ingest (one symmetric open per row, done
+            // by the store); older rows are opened here with the organization's key.
+            let values = try parts.fields ?? openFields(sealed, organization: organization)
             return Row(grantID: grantID, member: try Ed25519.PublicKey(bytes: id[0..<32]), chapterName: parts.chapterName, chapter: chapter,
                        contact: contact, purpose: purpose, expiresAt: expires == 0 ? nil : expires, rule: rule, version: version, values: values)
         } catch let e as DecodeError {
@@ -118,6 +111,20 @@ extension HubExport {
         } catch {
             throw ConsentError(.malformed, "a held record in the hub's store does not parse: \(error)")
         }
+    }
+
+    private static func openFields(_ sealed: ArraySlice<UInt8>, organization: X25519.PrivateKey) throws -> [(String, String)] {
+        let opened: [UInt8]
+        do { opened = try SealedBox.open(sealed, with: organization) } catch {
+            throw DecodeError("the sealed fields do not open with this organization's key")
+        }
+        var v = ByteReader(opened)
+        let n = try v.count(max: 100, "field count")
+        var values: [(String, String)] = []
+        values.reserveCapacity(n)
+        for _ in 0..<n { values.append((try v.text(max: 200), try v.text(max: 1 << 16))) }
+        guard v.isAtEnd else { throw DecodeError("trailing bytes after the sealed fields") }
+        return values
     }
 
     /// What `kithd hub export` writes: `json` (an array, one object per line), `jsonl` (one

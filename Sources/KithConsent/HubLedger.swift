@@ -198,7 +198,8 @@ public struct HubLedger: Sendable {
     public struct Prepared: Sendable {
         public let bytes: [UInt8]
         public let parsed: Result<UpwardRecord, ConsentError>
-        let values: Result<[(String, String)], ConsentError>?
+        /// Its sealed fields, opened (nil when the record is not for this organization or did not parse).
+        public let values: Result<[(String, String)], ConsentError>?
         let receipt: HubAnswer?
     }
 

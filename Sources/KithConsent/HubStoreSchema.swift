@@ -5,7 +5,15 @@ import KithCrypto
 /// The rows a hub keeps (Protocol/consent.md §4.4), their versions, and the migration from
 /// earlier versions, sans I/O so that any storage back end runs the same migration.
 ///
-/// Schema 3 (current) adds:
+/// Schema 4 (current) adds, after a held record's `text chapter_name`, an optional tail
+/// `u8 1 ‖ uvarint n ‖ (text name ‖ text value)×n`: the record's fields as the hub opened them
+/// when it accepted the record (the plaintext of the record's sealed box). The row is sealed at
+/// rest under the storage key like every row, so an export reads the fields with one symmetric
+/// open per row instead of an X25519 open. A row without the tail (written by schema 3, or by a
+/// caller that had no opened fields) is still valid: its fields are opened from the record.
+/// Migrating a schema-3 store only writes the version (its rows stay valid as they are).
+///
+/// Schema 3 adds:
 /// - record trail: id = `member[32] ‖ grant_id[16]`; bytes = a `RecordTrail` (where the record
 ///   went; for a closed grant, the deletion at each place)
 /// A schema-2 store has no trails (nothing went anywhere but the hub): migrating it only writes
@@ -21,22 +29,48 @@ import KithCrypto
 /// Schema 1 (no version row): held records and closed grants keyed by grant id alone, receipts
 /// in the version-1 format (`"kith/receipt/v1\0"`).
 public enum HubStoreSchema {
-    public static let current: UInt64 = 3
+    public static let current: UInt64 = 4
     /// The member part of a closed-grant id whose owner is unknown (schema 1).
     public static let unknownOwner = [UInt8](repeating: 0, count: 32)
 
-    public static func encodeHeld(record: [UInt8], answer: [UInt8], chapterName: String) -> [UInt8] {
+    /// A held record's row bytes; `fields`: the record's opened fields (schema 4's tail), when known.
+    public static func encodeHeld(record: [UInt8], answer: [UInt8], chapterName: String, fields: [(String, String)]? = nil) -> [UInt8] {
         var w = ByteWriter()
         w.lengthPrefixed(record)
         w.lengthPrefixed(answer)
         w.text(chapterName)
+        if let fields {
+            w.u8(1)
+            w.uvarint(fields.count)
+            for (k, v) in fields {
+                w.text(k)
+                w.text(v)
+            }
+        }
         return w.bytes
     }
 
     public static func decodeHeld(_ bytes: [UInt8]) -> (record: [UInt8], answer: [UInt8], chapterName: String)? {
+        decodeHeldRow(bytes).map { ($0.record, $0.answer, $0.chapterName) }
+    }
+
+    /// A held record's row: its parts, and its opened fields when the row has them (nil: a
+    /// schema-3 row, whose fields are opened from the record).
+    public static func decodeHeldRow(_ bytes: [UInt8]) -> (record: [UInt8], answer: [UInt8], chapterName: String, fields: [(String, String)]?)? {
         var r = ByteReader(bytes)
-        guard let rec = try? r.lengthPrefixed(max: 1 << 20), let ans = try? r.lengthPrefixed(max: 4_096), let name = try? r.text(max: 200) else { return nil }
-        return (Array(rec), Array(ans), name)
+        do {
+            let rec = Array(try r.lengthPrefixed(max: 1 << 20)), ans = Array(try r.lengthPrefixed(max: 4_096)), name = try r.text(max: 200)
+            guard !r.isAtEnd else { return (rec, ans, name, nil) }
+            guard try r.u8() == 1 else { return nil }
+            let n = try r.count(max: 100, "field count")
+            var fields: [(String, String)] = []
+            fields.reserveCapacity(n)
+            for _ in 0..<n { fields.append((try r.text(max: 200), try r.text(max: 1 << 16))) }
+            guard r.isAtEnd else { return nil }
+            return (rec, ans, name, fields)
+        } catch {
+            return nil
+        }
     }
 
     /// A `member[32] ‖ grant_id[16]` row id with a known member.
@@ -79,7 +113,7 @@ public enum HubStoreSchema {
         public var unreadable = 0
     }
 
-    /// Schema 1 → 2 (a no-op on schema-2 rows, whose ids are 48 bytes; 2 → 3 adds nothing): re-keys held records by (member, grant id) — the member is the grant's
+    /// Schema 1 → 2 (a no-op on schema-2 rows, whose ids are 48 bytes; 2 → 3 and 3 → 4 change no row): re-keys held records by (member, grant id) — the member is the grant's
     /// signer, inside the record — and re-signs their receipts as hub answers (same rule and
     /// time); re-keys closed grants with an unknown owner, so they stay closed for everyone.
     public static func migrateFrom1(records: [(id: [UInt8], bytes: [UInt8])], closed: [(id: [UInt8], bytes: [UInt8])],

@@ -48,6 +48,17 @@ public enum PostgresHubSchema {
         "DELETE FROM kith_hub_rows r USING unnest(\(kinds)::smallint[], \(ids)::bytea[]) AS d(kind, id) WHERE r.kind = d.kind AND r.id = d.id"
     }
 
+    /// Deletes rows and writes (or replaces) others in one statement, so in one round trip and
+    /// atomically without a BEGIN/COMMIT around it. The deleted and written rows must be
+    /// different rows (a statement's data-modifying parts see the same snapshot).
+    static func deleteAndUpsertAll(_ kinds: [Int16], _ ids: [ByteBuffer], _ putKinds: [Int16], _ putIDs: [ByteBuffer], _ sealed: [ByteBuffer]) -> PostgresQuery {
+        """
+        WITH gone AS (DELETE FROM kith_hub_rows r USING unnest(\(kinds)::smallint[], \(ids)::bytea[]) AS d(kind, id) WHERE r.kind = d.kind AND r.id = d.id) \
+        INSERT INTO kith_hub_rows(kind, id, sealed) SELECT * FROM unnest(\(putKinds)::smallint[], \(putIDs)::bytea[], \(sealed)::bytea[]) \
+        ON CONFLICT (kind, id) DO UPDATE SET sealed = EXCLUDED.sealed
+        """
+    }
+
     /// Every row of a kind, opened, ordered by id (as `ContactStore.records`).
     static func rows(_ c: PostgresConnection, _ kind: ContactStore.RecordKind, key: SymmetricKey, logger: Logger,
                      place: String = "the hub's database") async throws -> [(id: [UInt8], bytes: [UInt8])] {

@@ -15,7 +15,9 @@ import PostgresNIO
 /// and a row can move between the two back ends byte for byte.
 ///
 /// One connection, which holds a session advisory lock for as long as the hub runs: one hub per
-/// database, as the SQLite store's lock file allows one process per directory. Every write is a
+/// database, as the SQLite store's lock file allows one process per directory. A second
+/// connection (no lock; used only while the first is up) writes revocations' deletions beside a
+/// running batch of records (`writeBeside`; the hub never writes one grant on both). Every write is a
 /// single statement or one transaction, committed before the call returns (the hub signs a
 /// receipt only then). When the connection drops (server restart, `pg_terminate_backend`, a
 /// network cut) the call reconnects, takes the lock again and repeats the write: writes are
@@ -31,6 +33,10 @@ public actor PostgresHubStorage: HubStorage {
     private let retryWindow: Duration
     private let attemptTimeout: Duration
     private var connection: PostgresConnection?
+    /// The second connection, for revocations' deletions (`writeBeside`): they do not queue
+    /// behind a batch of records on `connection`. It holds no lock: it is used only while
+    /// `connection` (which holds the database's lock) is up.
+    private var side: PostgresConnection?
     private var nextConnectionID = 1
     private var closed = false
     /// The database's schema version before this open, when it was migrated (nil: fresh or current).
@@ -75,14 +81,16 @@ public actor PostgresHubStorage: HubStorage {
 
     public func shutdown() async {
         closed = true
-        if let c = connection { _ = try? await Self.within(.seconds(2)) { try await c.close() } }
+        for c in [connection, side].compactMap({ $0 }) { _ = try? await Self.within(.seconds(2)) { try await c.close() } }
         connection = nil
+        side = nil
     }
 
     // MARK: Connection
 
     /// A new connection holding the lock; throws `.locked` if another session has it.
-    private func connect() async throws -> PostgresConnection {
+    /// `forSide`: the side connection instead (no lock).
+    private func connect(forSide: Bool = false) async throws -> PostgresConnection {
         let id = nextConnectionID
         nextConnectionID += 1
         let c: PostgresConnection
@@ -91,6 +99,10 @@ public actor PostgresHubStorage: HubStorage {
             c = try await Self.within(attemptTimeout, late: { try? await $0.close() }) { try await PostgresConnection.connect(configuration: configuration, id: id, logger: logger) }
         } catch {
             throw StoreError(.io, "cannot connect to the hub's database \(url): \(Self.describe(error))")
+        }
+        if forSide {
+            side = c
+            return c
         }
         // A hub that just stopped (a restart) may still hold the lock for a moment: its backend
         // ends after the client has gone. Wait a little before calling the database taken.
@@ -120,7 +132,8 @@ public actor PostgresHubStorage: HubStorage {
 
     /// Runs `body` on the connection; when the connection is lost, reconnects (backing off) and
     /// runs it again, for at most `retryWindow`. `body` must be idempotent and atomic.
-    private func withConnection<T: Sendable>(_ what: String, _ body: @escaping @Sendable (PostgresConnection) async throws -> T) async throws -> T {
+    private func withConnection<T: Sendable>(_ what: String, side onSide: Bool = false,
+                                             _ body: @escaping @Sendable (PostgresConnection) async throws -> T) async throws -> T {
         guard !closed else { throw StoreError(.io, "the hub's database connection is closed") }
         let deadline = ContinuousClock.now + retryWindow
         var delay = Duration.milliseconds(20)
@@ -128,8 +141,11 @@ public actor PostgresHubStorage: HubStorage {
         while true {
             do {
                 let c: PostgresConnection
-                if let existing = connection, !existing.isClosed {
+                if let existing = onSide ? side : connection, !existing.isClosed {
                     c = existing
+                } else if onSide {
+                    side = nil
+                    c = try await connect(forSide: true)
                 } else {
                     connection = nil
                     c = try await connect()
@@ -141,7 +157,7 @@ public actor PostgresHubStorage: HubStorage {
                 // is abandoned, the connection closed, and the write made again on a new one.
                 return try await Self.within(attemptTimeout) { try await body(c) }
             } catch {
-                guard Self.isConnectionFailure(error, connection: connection), !closed else {
+                guard Self.isConnectionFailure(error, connection: onSide ? side : connection), !closed else {
                     throw error as? StoreError ?? StoreError(.io, "\(what) in \(url): \(Self.describe(error))")
                 }
                 guard ContinuousClock.now < deadline else {
@@ -152,8 +168,13 @@ public actor PostgresHubStorage: HubStorage {
                     logger.warning("lost the hub's database connection; reconnecting", metadata: ["what": "\(what)", "reason": "\(Self.describe(error))"])
                     failing = true
                 }
-                if let c = connection { try? await c.close() }
-                connection = nil
+                if onSide {
+                    if let c = side { try? await c.close() }
+                    side = nil
+                } else {
+                    if let c = connection { try? await c.close() }
+                    connection = nil
+                }
                 try? await Task.sleep(for: delay)
                 delay = min(delay * 2, .seconds(1))
             }
@@ -290,14 +311,35 @@ public actor PostgresHubStorage: HubStorage {
     /// and one writes all its rows (arrays bound as parameters), so a group commit of many
     /// records costs a few round trips, not one per row.
     public func write(_ batch: [HubWrite]) async throws {
+        try await write(batch, side: false)
+    }
+
+    public nonisolated var writesBeside: Bool { true }
+
+    /// `write` on the side connection, while the lock-holding connection is up (else on it).
+    public func writeBeside(_ batch: [HubWrite]) async throws {
+        try await write(batch, side: connection.map { !$0.isClosed } ?? false)
+    }
+
+    private func write(_ batch: [HubWrite], side onSide: Bool) async throws {
         let key = storageKey, logger = logger
-        let runs: [(kinds: [Int16], ids: [ByteBuffer], putKinds: [Int16], putIDs: [ByteBuffer], sealed: [ByteBuffer])] = HubWrite.runs(batch).map { run in
+        let plan = HubWrite.runs(batch)
+        let runs: [(kinds: [Int16], ids: [ByteBuffer], putKinds: [Int16], putIDs: [ByteBuffer], sealed: [ByteBuffer])] = plan.map { run in
             (run.delete.map { Int16($0.kind.rawValue) }, run.delete.map { ByteBuffer(bytes: $0.id) },
              run.put.map { Int16($0.kind.rawValue) }, run.put.map { ByteBuffer(bytes: $0.id) },
              run.put.map { ByteBuffer(bytes: ContactStore.sealRecord($0.kind, id: $0.id, $0.bytes, key: key)) })
         }
         guard runs.contains(where: { !$0.ids.isEmpty || !$0.putIDs.isEmpty }) else { return }
-        try await withConnection("storing \(batch.count) writes") { c in
+        // One run whose deletions and writes are different rows (a revocation's deletion; a batch
+        // of records): one statement, one round trip, no BEGIN/COMMIT.
+        let single = plan.count == 1 && Set(plan[0].delete.map { HubWrite.RowID(kind: $0.kind, id: $0.id) })
+            .isDisjoint(with: plan[0].put.map { HubWrite.RowID(kind: $0.kind, id: $0.id) })
+        try await withConnection("storing \(batch.count) writes", side: onSide) { c in
+            if single {
+                let run = runs[0]
+                try await c.query(PostgresHubSchema.deleteAndUpsertAll(run.kinds, run.ids, run.putKinds, run.putIDs, run.sealed), logger: logger)
+                return
+            }
             try await c.withTransaction(logger: logger) { t in
                 for run in runs {
                     if !run.ids.isEmpty { try await t.query(PostgresHubSchema.deleteAll(run.kinds, run.ids), logger: logger) }

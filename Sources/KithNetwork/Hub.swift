@@ -36,6 +36,12 @@ public protocol HubStorage: AnyObject, Sendable {
     func putChapterOps(_ chapter: ChapterID, _ ops: [(id: [UInt8], bytes: [UInt8])]) async throws
     /// Makes every write of `batch`, in order, in one transaction (the hub's group commit).
     func write(_ batch: [HubWrite]) async throws
+    /// Whether `writeBeside` may run while a `write` runs (its own connection), so that a
+    /// revocation's deletion does not wait for a batch of records to commit. `HubNode` never
+    /// writes one grant's rows in both at once.
+    var writesBeside: Bool { get }
+    /// `write`, beside a running `write` (when `writesBeside`; else the same as `write`).
+    func writeBeside(_ batch: [HubWrite]) async throws
     /// Releases the store (its lock, its connections); the storage is not used after.
     func shutdown() async
     /// Where the rows are, for `kithd hub status` (no password).
@@ -44,11 +50,14 @@ public protocol HubStorage: AnyObject, Sendable {
 
 extension HubStorage {
     public func shutdown() async {}
+    public var writesBeside: Bool { false }
+    public func writeBeside(_ batch: [HubWrite]) async throws { try await write(batch) }
 }
 
 /// One write of the hub's, as rows (`HubStoreSchema`): what `HubStorage.write` commits together.
 public enum HubWrite: Sendable {
-    case put(GrantKey, record: [UInt8], answer: [UInt8], chapterName: String)
+    /// `fields`: the record's fields as opened on arrival (kept in the sealed row: schema 4).
+    case put(GrantKey, record: [UInt8], answer: [UInt8], chapterName: String, fields: [(String, String)]? = nil)
     case close(GrantKey, version: UInt64, trail: [UInt8])
     case trails([(key: GrantKey, bytes: [UInt8])])
     case decision(ChapterDecision)
@@ -57,8 +66,8 @@ public enum HubWrite: Sendable {
     /// The rows it deletes and writes, in order.
     public var rows: (delete: [(ContactStore.RecordKind, [UInt8])], put: [(ContactStore.RecordKind, [UInt8], [UInt8])]) {
         switch self {
-        case let .put(key, record, answer, name):
-            return ([], [(.hubRecord, key.bytes, HubStoreSchema.encodeHeld(record: record, answer: answer, chapterName: name))])
+        case let .put(key, record, answer, name, fields):
+            return ([], [(.hubRecord, key.bytes, HubStoreSchema.encodeHeld(record: record, answer: answer, chapterName: name, fields: fields))])
         case let .close(key, version, trail):
             var v: [UInt8] = []
             v.appendBigEndian(version)
@@ -74,10 +83,24 @@ public enum HubWrite: Sendable {
 }
 
 extension HubWrite {
+    /// The grants whose rows it writes.
+    public var grantKeys: [GrantKey] {
+        switch self {
+        case let .put(key, _, _, _, _), let .close(key, _, _): return [key]
+        case let .trails(list): return list.map(\.key)
+        case .decision, .chapterOps: return []
+        }
+    }
+
     /// A row of `HubStoreSchema` (kind and id).
     public struct RowID: Hashable, Sendable {
         public let kind: ContactStore.RecordKind
         public let id: [UInt8]
+
+        public init(kind: ContactStore.RecordKind, id: [UInt8]) {
+            self.kind = kind
+            self.id = id
+        }
     }
 
     /// `batch` as runs of (deletions, then writes) that, applied in order, leave the rows as the
@@ -278,9 +301,16 @@ public actor HubNode {
 
     // MARK: Group commit
 
-    /// Writes waiting for the next transaction, in the order the ledger made them.
-    private var pendingWrites: [(writes: [HubWrite], urgent: Bool, done: CheckedContinuation<Void, any Error>)] = []
-    private var flushing = false
+    /// Writes waiting for the next transaction, in the order the ledger made them: the main lane
+    /// (every write), and the side lane (revocations' deletions on a store that `writesBeside`).
+    private var lanes: [Lane] = [Lane(), Lane()]
+    private enum LaneID: Int { case main = 0, side = 1 }
+    private struct Lane {
+        var pending: [(writes: [HubWrite], urgent: Bool, done: CheckedContinuation<Void, any Error>)] = []
+        var flushing = false
+        /// Grants with a write queued or being written in this lane (how many).
+        var keys: [GrantKey: Int] = [:]
+    }
 
     /// Queues `writes` behind every write the ledger made before them and returns once they are
     /// durable (throws when their transaction failed). Writes queued while a transaction runs
@@ -288,43 +318,82 @@ public actor HubNode {
     /// any suspension after the ledger change it persists (to keep the order), and after
     /// `leave()` to let the next operation join the batch.
     /// `urgent`: a revocation's; its transaction runs at high priority (not the records', which
-    /// would then crowd out the verification of the next ones).
+    /// would then crowd out the verification of the next ones). On a store that writes beside
+    /// its batches (PostgreSQL: a second connection), a revocation's deletion goes in the side
+    /// lane unless a write of the same grant is queued or running in the main lane (then it
+    /// must follow it): it does not wait for the records' transaction to commit. A main-lane
+    /// batch that touches a grant the side lane is writing waits for that write first, so each
+    /// grant's rows are written in the order the ledger made them.
     func commit(_ writes: [HubWrite], urgent: Bool = false) async throws {
         guard !writes.isEmpty else { return }
+        let keys = writes.flatMap(\.grantKeys)
+        let lane: LaneID = urgent && storage.writesBeside && !keys.isEmpty && keys.allSatisfy({ lanes[LaneID.main.rawValue].keys[$0] == nil }) ? .side : .main
         try await withCheckedThrowingContinuation { (c: CheckedContinuation<Void, any Error>) in
-            pendingWrites.append((writes, urgent, c))
-            if !flushing {
-                flushing = true
-                Task { await self.flush() }
+            lanes[lane.rawValue].pending.append((writes, urgent, c))
+            for k in keys { lanes[lane.rawValue].keys[k, default: 0] += 1 }
+            if !lanes[lane.rawValue].flushing {
+                lanes[lane.rawValue].flushing = true
+                Task { await self.flush(lane) }
             }
         }
     }
 
-    private func flush() async {
-        while !pendingWrites.isEmpty {
+    private func flush(_ lane: LaneID) async {
+        let l = lane.rawValue
+        while !lanes[l].pending.isEmpty {
             // At most `maxWritesPerTransaction` writes (and whole operations) per transaction.
             var n = 0, count = 0
-            while n < pendingWrites.count && (n == 0 || count + pendingWrites[n].writes.count <= Self.maxWritesPerTransaction) {
-                count += pendingWrites[n].writes.count
+            while n < lanes[l].pending.count && (n == 0 || count + lanes[l].pending[n].writes.count <= Self.maxWritesPerTransaction) {
+                count += lanes[l].pending[n].writes.count
                 n += 1
             }
-            let batch = Array(pendingWrites[..<n])
-            pendingWrites.removeFirst(n)
+            let batch = Array(lanes[l].pending[..<n])
+            lanes[l].pending.removeFirst(n)
+            let writes = batch.flatMap(\.writes), storage = storage
+            let keys = writes.flatMap(\.grantKeys)
+            if lane == .main {
+                // The side lane's deletions of these grants were ordered before these writes.
+                while keys.contains(where: { lanes[LaneID.side.rawValue].keys[$0] != nil }) {
+                    await withCheckedContinuation { sideDone.append($0) }
+                }
+            }
             do {
-                let writes = batch.flatMap(\.writes), storage = storage
                 if batch.contains(where: \.urgent) {
-                    try await Task(priority: .high) { try await Self.write(writes, to: storage) }.value
+                    try await Task(priority: .high) {
+                        if lane == .side { try await Self.writeBeside(writes, to: storage) } else { try await Self.write(writes, to: storage) }
+                    }.value
                 } else {
                     try await Self.write(writes, to: storage)
                 }
                 noteStore(failure: nil)
+                release(keys, in: lane)
                 for b in batch { b.done.resume() }
             } catch {
                 noteStore(failure: error)
+                release(keys, in: lane)
                 for b in batch { b.done.resume(throwing: error) }
             }
         }
-        flushing = false
+        lanes[l].flushing = false
+    }
+
+    /// Main-lane flushes waiting for side-lane writes of their grants to end.
+    private var sideDone: [CheckedContinuation<Void, Never>] = []
+
+    private func release(_ keys: [GrantKey], in lane: LaneID) {
+        for k in keys {
+            let left = (lanes[lane.rawValue].keys[k] ?? 1) - 1
+            lanes[lane.rawValue].keys[k] = left > 0 ? left : nil
+        }
+        if lane == .side, !sideDone.isEmpty {
+            let waiting = sideDone
+            sideDone = []
+            for w in waiting { w.resume() } // each checks its grants again
+        }
+    }
+
+    private nonisolated static func writeBeside(_ batch: [HubWrite], to storage: any HubStorage) async throws {
+        try await storage.writeBeside(batch)
     }
 
     /// Runs a transaction off the actor (a nonisolated async function runs on the global
@@ -395,7 +464,9 @@ public actor HubNode {
         leave() // the next record may join this one's transaction; the write is queued before anything else runs
         do {
             // Written on every stored answer (also an identical retry): a write that failed once is made again.
-            try await commit([.put(key, record: held.encoded, answer: answer.encoded, chapterName: held.chapterName)])
+            // The fields opened while preparing it go into the sealed row, so an export need not open the record again.
+            try await commit([.put(key, record: held.encoded, answer: answer.encoded, chapterName: held.chapterName,
+                                   fields: try? prepared.values?.get())])
         } catch {
             logger.error("could not store a record", metadata: ["reason": "\(error)"])
             return HubAnswer.make(for: ConsentError(.unavailable, "the hub could not store the record; send it again later"), request: record,

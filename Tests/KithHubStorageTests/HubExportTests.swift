@@ -124,11 +124,8 @@ struct HubExportTests {
     /// A damaged row is left out and counted (the CLI then exits 1 and says so); the rest is exported.
     @Test(arguments: StoreKind.available)
     func aRowThatDoesNotReadIsCountedNotFatal(_ kind: StoreKind) async throws {
-        let store = try await TestStore(kind)
-        let ch = try Chapter(org: store.keys)
-        let s = try await store.open()
-        let hub = try await HubNode(keys: store.keys, storage: s, logger: quiet)
-        try await hub.approve(ch)
+        let setup = try await HubSetup(kind)
+        let (store, ch, s, hub) = (setup.store, setup.chapter, setup.storage, setup.hub)
         for i in 1...3 { #expect(try answerKind(await hub.accept(ch.record(ch.grant(ch.alice, contact: UInt64(i)), by: ch.alice, person: Person(i))), store.keys) == .stored) }
         // A row whose record is not a record, and one whose fields are sealed to another organization.
         try await s.put(GrantKey(member: ch.bob.member.publicKey, grant: SecureRandom.bytes(16)), record: [1, 2, 3], answer: [4], chapterName: "Ward 5")
@@ -143,6 +140,68 @@ struct HubExportTests {
         #expect(String(decoding: out.bytes, as: UTF8.self).split(separator: "\n").count == 3)
         await s.shutdown()
         await store.cleanup()
+    }
+
+    /// Schema 4: a record stored on arrival keeps its fields as opened then, inside its sealed row,
+    /// so the export opens no X25519 box (it exports even with another organization's agreement
+    /// key); a schema-3 row (no fields in it) is still exported, its fields opened from the record.
+    @Test(arguments: StoreKind.available)
+    func aStoredRowCarriesItsOpenedFieldsAndAnOlderRowStillExports(_ kind: StoreKind) async throws {
+        let setup = try await HubSetup(kind)
+        let (store, ch, s, hub) = (setup.store, setup.chapter, setup.storage, setup.hub)
+        let g1 = ch.grant(ch.alice, contact: 1)
+        #expect(try answerKind(await hub.accept(ch.record(g1, by: ch.alice, person: Person(1))), store.keys) == .stored)
+        let row = try #require(try await s.heldPage(after: nil, limit: 10).first)
+        let fields = try #require(HubStoreSchema.decodeHeldRow(row.bytes)?.fields)
+        #expect(fields.map { "\($0.0)=\($0.1)" } == ["name=Zebulon Quarrington1", "phones=+44 7700 900001", "emails=zeb.quarrington1@example.org", "consent=share"])
+        // The row's own fields are exported: the organization's X25519 key is not used.
+        let stranger = OrganizationKeys.generate(name: "Stranger")
+        let blind = try HubExport.row(id: row.id, held: row.bytes, organization: stranger.agreement)
+        #expect(blind.cells["name"] == "Zebulon Quarrington1" && blind.grantID == g1.id)
+
+        // A row as schema 3 wrote it (no fields): exported with the organization's key, unreadable without it.
+        let g2 = ch.grant(ch.bob, contact: 2)
+        let r2 = try ch.record(g2, by: ch.bob, person: Person(2))
+        let a2 = HubAnswer.make(.stored, request: r2, member: g2.member, grantID: g2.id, version: 1, rule: .contactAgreed, at: 1, signer: store.keys.signing)
+        try await s.put(GrantKey(member: g2.member, grant: g2.id), record: r2, answer: a2.encoded, chapterName: "Ward 5")
+        let old = try #require(try await s.heldPage(after: nil, limit: 10).first { $0.id == g2.member.bytes + g2.id })
+        #expect(HubStoreSchema.decodeHeldRow(old.bytes).map { $0.fields == nil } == true)
+        #expect(try HubExport.row(id: old.id, held: old.bytes, organization: store.keys.agreement).cells["name"] == "Zebulon Quarrington2")
+        #expect(throws: ConsentError.self) { try HubExport.row(id: old.id, held: old.bytes, organization: stranger.agreement) }
+        let out = try await Self.export(s, store.keys, .jsonl, pageSize: 1)
+        #expect(out.summary == HubExportStream.Summary(rows: 2))
+        // The golden vector of Protocol/consent.md §4.4.
+        #expect(HubStoreSchema.encodeHeld(record: [0xAA], answer: [0xBB], chapterName: "W", fields: [("name", "Ana")])
+            == [0x01, 0xAA, 0x01, 0xBB, 0x01, 0x57, 0x01, 0x01, 0x04, 0x6E, 0x61, 0x6D, 0x65, 0x03, 0x41, 0x6E, 0x61])
+        // A row whose fields tail is damaged (not the tail format) does not read: counted, not guessed.
+        #expect(HubStoreSchema.decodeHeldRow(row.bytes + [0]) == nil)
+        #expect(HubStoreSchema.decodeHeldRow(HubStoreSchema.encodeHeld(record: [1], answer: [2], chapterName: "W") + [2]) == nil)
+        await s.shutdown()
+        await store.cleanup()
+    }
+
+    /// A schema-3 SQLite store (its rows have no fields) is migrated to 4 by writing the version;
+    /// its rows read as they are.
+    @Test func aSchema3SQLiteStoreIsMigratedTo4() async throws {
+        let store = try await TestStore(.sqlite)
+        let ch = try Chapter(org: store.keys)
+        let g = ch.grant(ch.alice, contact: 3)
+        let r = try ch.record(g, by: ch.alice, person: Person(3))
+        let a = HubAnswer.make(.stored, request: r, member: g.member, grantID: g.id, version: 1, rule: .contactAgreed, at: 1, signer: store.keys.signing)
+        do {
+            let raw = try ContactStore(directory: store.directory, scope: ScopeID(name: "hub"), deviceKey: store.keys.signing, storageKey: store.storageKey, mode: .opaque)
+            try raw.putRecords(.hubMeta, [(Array("schema".utf8), [0, 0, 0, 0, 0, 0, 0, 3])])
+            try raw.putRecords(.hubRecord, [(g.member.bytes + g.id, HubStoreSchema.encodeHeld(record: r, answer: a.encoded, chapterName: "Ward 5"))])
+        }
+        do {
+            let s = try SQLiteHubStorage(directory: store.directory, keys: store.keys, storageKey: store.storageKey)
+            #expect(s.migratedFrom == 3)
+            #expect(try s.records().map(\.chapterName) == ["Ward 5"])
+            let out = try await Self.export(s, store.keys, .csv, pageSize: 10)
+            #expect(out.summary == HubExportStream.Summary(rows: 1) && String(decoding: out.bytes, as: UTF8.self).contains("Zebulon Quarrington3"))
+        }
+        let again = try SQLiteHubStorage(directory: store.directory, keys: store.keys, storageKey: store.storageKey)
+        #expect(again.migratedFrom == nil)
     }
 
     /// Member-supplied values reach staff: quotes, commas, newlines and formula starts stay cells of text.

@@ -85,11 +85,8 @@ struct HubStorageTests {
 
     @Test(arguments: StoreKind.available)
     func nothingPersonalIsKeptInTheClear(_ kind: StoreKind) async throws {
-        let store = try await TestStore(kind)
-        let ch = try Chapter(org: store.keys)
-        let s = try await store.open()
-        let hub = try await HubNode(keys: store.keys, storage: s, logger: quiet)
-        try await hub.approve(ch)
+        let setup = try await HubSetup(kind)
+        let (store, ch, s, hub) = (setup.store, setup.chapter, setup.storage, setup.hub)
         var grants: [Grant] = []
         for i in 1...20 {
             let g = ch.grant(i % 2 == 0 ? ch.alice : ch.bob, contact: UInt64(i))

@@ -203,6 +203,22 @@ struct Person {
     }
 }
 
+/// A fresh store of a kind, opened, with a hub on it that approved one chapter.
+struct HubSetup {
+    let store: TestStore
+    let chapter: Chapter
+    let storage: any HubStorage
+    let hub: HubNode
+
+    init(_ kind: StoreKind) async throws {
+        store = try await TestStore(kind)
+        chapter = try Chapter(org: store.keys)
+        storage = try await store.open()
+        hub = try await HubNode(keys: store.keys, storage: storage, logger: quiet)
+        try await hub.approve(chapter)
+    }
+}
+
 extension HubNode {
     /// Approves `chapter` (its log first reaches the hub, as a member's daemon sends it).
     func approve(_ chapter: Chapter) async throws {

@@ -170,11 +170,11 @@ struct HubStoreMigrationTests {
         #expect(rows.count == 1 && rows.first?["name"] == "Rosa" && rows.first?["version"] == "2", "\(rows)")
         let chapters = try hub.chapters()
         #expect(chapters.count == 1 && chapters.first?["status"] as? String == "pending" && chapters.first?["records"] as? Int == 1, "\(chapters)")
-        // And it is current now (schema 3; 2 re-keyed the rows by member and re-signed the receipt, 3 adds record trails).
+        // And it is current now (schema 4; 2 re-keyed the rows by member and re-signed the receipt, 3 adds record trails, 4 the opened fields).
         let store = try ContactStore(directory: hubDir, scope: ScopeID(name: "hub"), deviceKey: keys.signing, storageKey: storageKey, mode: .opaque)
         #expect(try store.records(.hubRecord).map(\.id) == [member.publicKey.bytes + grant.id])
         #expect(try store.records(.hubClosed).allSatisfy { $0.id.count == 48 && $0.id.prefix(32).allSatisfy { $0 == 0 } })
-        #expect(try store.records(.hubMeta).first?.bytes == [0, 0, 0, 0, 0, 0, 0, 3])
+        #expect(try store.records(.hubMeta).first?.bytes == [0, 0, 0, 0, 0, 0, 0, 4])
         let row = try #require(try store.records(.hubRecord).first)
         let held = try #require(HubStoreSchema.decodeHeld(row.bytes))
         #expect(try HubAnswer(encoded: held.answer, organization: keys.signing.publicKey).answers(record.encoded))
