@@ -269,11 +269,11 @@ public struct Replica: Sendable {
         var newlyForgotten = Set<ContactID>()
         if !missing.isEmpty { awaiting.append((d, change.seq, missing)) }
         // Erasure works on plaintext blocks only; encrypted scopes retract with delete.
-        for (_, e) in edits where mode == .plain && e.ops.first == .forget && !forgotten.contains(e.contact) {
+        for (_, e) in edits where mode == .plain && Self.isForget(e) && !forgotten.contains(e.contact) {
             newlyForgotten.insert(e.contact)
         }
         if !newlyForgotten.isEmpty { forget(newlyForgotten) }
-        if !forgotten.isEmpty, edits.contains(where: { forgotten.contains($0.edit.contact) && $0.edit.ops.first != .forget }) {
+        if !forgotten.isEmpty, edits.contains(where: { forgotten.contains($0.edit.contact) && !Self.isForget($0.edit) }) {
             change = change.erasing(forgotten)
         }
         apply(edits, of: change, device: d)
@@ -283,24 +283,23 @@ public struct Replica: Sendable {
         changeCount += 1
     }
 
+    /// A forget edit (its first op), matched without comparing (copying) whole operations.
+    @inline(__always)
+    private static func isForget(_ e: ContactEdit) -> Bool {
+        guard case .forget? = e.ops.first else { return false }
+        return true
+    }
+
     /// Applies the ops of `edits` (blocks of `change`), skipping forgotten contacts.
     private mutating func apply(_ edits: [(block: Int, edit: ContactEdit)], of change: Change, device d: UInt32) {
         let seq = UInt32(change.seq)
         let hlc = change.timestamp.rawValue
         for (block, edit) in edits where forgotten.isEmpty || !forgotten.contains(edit.contact) {
             noteChanged(edit.contact)
-            for op in edit.ops {
-                if case let .remove(_, _, observed) = op {
-                    for ref in observed { _ = devices.intern(ref.device) }
-                    while chains.count < devices.keys.count { chains.append(Chain()) }
-                }
-            }
-            let idx: Int
-            if let i = contactIndex[edit.contact] {
-                idx = i
-            } else {
-                idx = records.count
-                contactIndex[edit.contact] = idx
+            // One hash of the id: found, or inserted as the next record.
+            let next = records.count
+            let idx = Self.value(&contactIndex[edit.contact, default: next])
+            if idx == next {
                 contactIDs.append(edit.contact)
                 // Size the arrays for what this first edit writes (usually the whole contact):
                 // growth by doubling would leave up to half of each array unused.
@@ -319,12 +318,20 @@ public struct Replica: Sendable {
             }
             var opIndex: UInt16 = 0
             for op in edit.ops {
+                if case let .remove(_, _, observed) = op {
+                    // The state compares stamps through the device table: intern first.
+                    for ref in observed { _ = devices.intern(ref.device) }
+                    while chains.count < devices.keys.count { chains.append(Chain()) }
+                }
                 records[idx].apply(op, at: Stamp(hlc: hlc, device: d, seq: seq, block: UInt32(block), op: opIndex), devices: devices)
                 opIndex += 1
             }
             opCount += edit.ops.count
         }
     }
+
+    @inline(__always)
+    private static func value(_ slot: inout Int) -> Int { slot }
 
     /// Drops the contacts' state and erases their blocks from every held change.
     private mutating func forget(_ ids: Set<ContactID>) {

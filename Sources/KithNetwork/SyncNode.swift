@@ -119,8 +119,17 @@ public actor SyncNode {
         return out
     }
 
+    /// The peer sent everything this node lacked in `scope`: the snapshot the catch-up put off
+    /// is written now (in the background), once, instead of several times during the transfer.
     func noteCaughtUp(_ peer: Int, scope: ScopeID) {
         peers[peer]?.caughtUp[scope] = clock()
+        endCatchUp(scope)
+    }
+
+    private func endCatchUp(_ scope: ScopeID) {
+        guard let target = contactStore(for: scope), target.catchingUp else { return }
+        target.catchingUp = false
+        target.snapshotIfDue()
     }
 
     public nonisolated let identity: Identity
@@ -324,7 +333,10 @@ public actor SyncNode {
     }
 
     func unregister(_ id: Int) {
-        if let p = peers.removeValue(forKey: id) { events.emit(NodeEvent(type: "peer-disconnected", at: clock(), peer: p.name)) }
+        guard let p = peers.removeValue(forKey: id) else { return }
+        events.emit(NodeEvent(type: "peer-disconnected", at: clock(), peer: p.name))
+        // A catch-up cut short: what arrived is snapshotted by the usual policy from now on.
+        for scope in p.scopes where p.caughtUp[scope] == nil { endCatchUp(scope) }
     }
 
     /// Most inbound connections open at once (authenticated or not); more are closed at accept,
@@ -386,6 +398,9 @@ public actor SyncNode {
         if own, handleOwnFork(accepted, in: target, scope: scope, peerName: peerName) { return }
         let before = target.replica.versionVector()
         let ownHeadBefore = before[identity.device]
+        // Until the peer says it sent everything we lacked, this is a catch-up (an initial
+        // sync): the store puts its background snapshot off until `noteCaughtUp`.
+        target.catchingUp = peers[peer].map { $0.caughtUp[scope] == nil } ?? false
         do {
             let results = try target.receive(accepted)
             for case let .failure(rejection) in results {

@@ -34,6 +34,10 @@ public final class ContactStore {
     public internal(set) var snapshotStatus = SnapshotStatus.absent
     /// When snapshots are written (tests lower it).
     public var snapshotPolicy = SnapshotPolicy()
+    /// Set by the owner while a peer is still sending what this store lacked (an initial sync):
+    /// background snapshots then follow `SnapshotPolicy.catchUpMinimumOps`; the owner calls
+    /// `snapshotIfDue()` once the peer is caught up.
+    public var catchingUp = false
     /// Set by the store's owner to save its index in the snapshot (Protocol/store.md §Snapshots,
     /// index section): called on the owner's thread when a snapshot starts, it brings the index
     /// up to date with `replica` (through `takeChangedContacts()`) and returns an encoder of that

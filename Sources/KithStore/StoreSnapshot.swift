@@ -21,13 +21,21 @@ public struct SnapshotPolicy: Sendable {
     public var minimumOps: Int
     public var fraction: Int
 
-    public init(minimumOps: Int = 20_000, fraction: Int = 8) {
+    public init(minimumOps: Int = 20_000, fraction: Int = 8, catchUpMinimumOps: Int = 2_000_000) {
         self.minimumOps = minimumOps
         self.fraction = fraction
+        self.catchUpMinimumOps = catchUpMinimumOps
     }
 
-    func isDue(behind: Int, total: Int) -> Bool {
-        behind > 0 && behind >= max(minimumOps, total / max(fraction, 1))
+    /// While a peer is still sending what the store lacked (`ContactStore.catchingUp`): a
+    /// snapshot only once the ops since the last one reach `catchUpMinimumOps` and as many as
+    /// it covers, so an initial sync is not slowed by rewrites of a growing snapshot, and a crash
+    /// in the middle still replays at most max(`catchUpMinimumOps`, half the store's ops).
+    public var catchUpMinimumOps: Int
+
+    func isDue(behind: Int, total: Int, catchingUp: Bool = false) -> Bool {
+        if catchingUp { return behind > 0 && behind >= max(catchUpMinimumOps, total / 2) }
+        return behind > 0 && behind >= max(minimumOps, total / max(fraction, 1))
     }
 }
 
@@ -425,11 +433,12 @@ extension ContactStore {
         }
     }
 
-    /// Starts a background snapshot when enough ops were applied since the last one.
-    func snapshotIfDue() {
+    /// Starts a background snapshot when enough ops were applied since the last one (fewer
+    /// snapshots while `catchingUp`). The owner calls it when a catch-up ends.
+    public func snapshotIfDue() {
         guard replica.mode != .opaque, !isPoisoned, snapshotFile.isOpen else { return }
         let behind = replica.opCount - snapshotFile.opsCovered
-        guard snapshotPolicy.isDue(behind: behind, total: replica.opCount) else { return }
+        guard snapshotPolicy.isDue(behind: behind, total: replica.opCount, catchingUp: catchingUp) else { return }
         let index = snapshotIndexSource?(self) // brings the index up to date with `replica` first
         snapshotFile.writeInBackground(replica, index: index)
     }
