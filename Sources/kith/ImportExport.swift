@@ -75,8 +75,8 @@ struct ImportCommand: ParsableCommand {
             }
             mapping[parts[0]] = t
         }
-        let client = try node.open()
-        var importer = Importer(session: ImportSession(matcher: try failing { try client.importMatcher() }, region: region), client: client, dryRun: dryRun,
+        let (target, matcher) = try failing { try node.openImport() }
+        var importer = Importer(session: ImportSession(matcher: matcher, region: region), target: target, dryRun: dryRun,
                                 batchSize: max(1, batchSize), progress: Progress(total: 0, json: node.json))
         // 1 MiB (~3,000 cards): the committing thread starts soon after the reader does.
         let chunkSize = 1 << 20
@@ -139,7 +139,7 @@ struct ImportCommand: ParsableCommand {
             summary.contacts = []
         }
         try importer.flush()
-        client.importFinished()
+        try failing { try target.finish(matcher: importer.session.matcher, dryRun: dryRun) }
         importer.progress.finish()
         for n in summary.notices { FileHandle.standardError.write(Data("kith: \(n)\n".utf8)) }
         let session = importer.session
@@ -151,7 +151,7 @@ struct ImportCommand: ParsableCommand {
     /// Commits an `ImportSession`'s edits in durable batches as records are read.
     struct Importer {
         var session: ImportSession
-        let client: any ContactClient
+        let target: any ImportTarget
         let dryRun: Bool
         let batchSize: Int
         let progress: Progress
@@ -180,7 +180,7 @@ struct ImportCommand: ParsableCommand {
         mutating func flush() throws {
             let edits = session.takeBatch()
             guard !dryRun, !edits.isEmpty else { return }
-            try failing { try client.commitEdits(ImportSession.changes(edits)) }
+            try failing { try target.commit(ImportSession.changes(edits)) }
             committed += edits.count
             progress.committed(committed)
         }
