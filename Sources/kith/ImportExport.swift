@@ -90,10 +90,11 @@ struct ImportCommand: ParsableCommand {
         var summary = ImportBatch()
         if kind == "vcard" || kind == "vcf" {
             // Streaming: cards are parsed, converted, matched and committed in durable batches
-            // while the file is read, so memory stays flat however large it is. A second thread
-            // reads, parses and converts (phones through libphonenumber) while this one matches,
-            // signs and commits.
+            // while the file is read, so memory stays flat however large it is. Three stages in
+            // order, each on its thread: one reads and parses, one converts (phones through
+            // libphonenumber), this one matches, signs and commits.
             if let k = Interchange.binaryKind(first.prefix(8_192)) { fail("\(file) is a binary file (\(k)), not a vCard") }
+            let parsed = Handoff<(contacts: [ImportedContact], rest: ImportBatch)>(capacity: 3)
             let handoff = Handoff<(converted: [Result<ConvertedContact, ImportIssue>], rest: ImportBatch)>(capacity: 3)
             let reader = UncheckedHandle(handle: input)
             let firstChunk = first
@@ -102,11 +103,18 @@ struct ImportCommand: ParsableCommand {
                 var chunk = firstChunk
                 while !chunk.isEmpty {
                     let b = stream.feed(chunk)
-                    guard handoff.put((ImportSession.convert(b.contacts, region: region), ImportBatch(withoutContacts: b))) else { return }
+                    guard parsed.put((b.contacts, ImportBatch(withoutContacts: b))) else { return }
                     chunk = [UInt8](reader.handle.readData(ofLength: chunkSize))
                 }
                 let b = stream.finish()
-                _ = handoff.put((ImportSession.convert(b.contacts, region: region), ImportBatch(withoutContacts: b)))
+                _ = parsed.put((b.contacts, ImportBatch(withoutContacts: b)))
+                parsed.close()
+            }
+            Thread.detachNewThread {
+                while let next = parsed.take() {
+                    guard handoff.put((ImportSession.convert(next.contacts, region: region), next.rest)) else { break }
+                }
+                parsed.close() // the committer gave up: the reader stops too
                 handoff.close()
             }
             first = []
