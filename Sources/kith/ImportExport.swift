@@ -78,8 +78,9 @@ struct ImportCommand: ParsableCommand {
         let (target, matcher) = try failing { try node.openImport() }
         var importer = Importer(session: ImportSession(matcher: matcher, region: region), target: target, dryRun: dryRun,
                                 batchSize: max(1, batchSize), progress: Progress(total: 0, json: node.json))
-        // 1 MiB (~3,000 cards): the committing thread starts soon after the reader does.
-        let chunkSize = 1 << 20
+        // 512 KiB (~1,700 cards): the committing thread starts soon after the reader does, and the
+        // batches in flight between the three stages (two waiting at each handoff) stay small.
+        let chunkSize = 1 << 19
         var first = [UInt8](input.readData(ofLength: chunkSize))
         let kind: String
         if let format {
@@ -94,8 +95,8 @@ struct ImportCommand: ParsableCommand {
             // order, each on its thread: one reads and parses, one converts (phones through
             // libphonenumber), this one matches, signs and commits.
             if let k = Interchange.binaryKind(first.prefix(8_192)) { fail("\(file) is a binary file (\(k)), not a vCard") }
-            let parsed = Handoff<(contacts: [ImportedContact], rest: ImportBatch)>(capacity: 3)
-            let handoff = Handoff<(converted: [Result<ConvertedContact, ImportIssue>], rest: ImportBatch)>(capacity: 3)
+            let parsed = Handoff<(contacts: [ImportedContact], rest: ImportBatch)>(capacity: 2)
+            let handoff = Handoff<(converted: [Result<ConvertedContact, ImportIssue>], rest: ImportBatch)>(capacity: 2)
             let reader = UncheckedHandle(handle: input)
             let firstChunk = first
             Thread.detachNewThread {
