@@ -185,6 +185,12 @@ public final class ContactStoreAppender {
         [1, UInt8(truncatingIfNeeded: i >> 24), UInt8(truncatingIfNeeded: i >> 16), UInt8(truncatingIfNeeded: i >> 8), UInt8(truncatingIfNeeded: i)]
     }
 
+    /// The stored index's bytes, handed over once (not kept beside the matcher made from them).
+    public func takeStoredIndex() -> [UInt8]? {
+        defer { storedIndex = nil }
+        return storedIndex
+    }
+
     /// Takes the state of a `ContactStore` opened (and closed) just before: true when the store
     /// is still at it (no other process wrote in between).
     public func adopt(_ s: ImportIndexState) -> Bool {

@@ -70,7 +70,7 @@ extension NodeOptions {
         }
         do {
             let a = try appender()
-            if let bytes = a.storedIndex, let matcher = ImportMatcher(encoded: bytes) { return (AppendImport(a, indexChanged: false), matcher) }
+            if let bytes = a.takeStoredIndex(), let matcher = ImportMatcher(encoded: bytes) { return (AppendImport(a, indexChanged: false), matcher) }
         }
         // No index, or one built over another state of the store: build it from the replica
         // (the store checks itself as every open does), close the store, then append.

@@ -59,8 +59,8 @@ struct ContactStoreAppenderTests {
         }
         do {
             let a = try appender(dir, keys)
-            #expect(a.storedIndex == index)
             #expect(a.state == saved && saved?.changeCount == 2)
+            #expect(a.takeStoredIndex() == index && a.storedIndex == nil) // handed over once
         }
         // Opening the store (reading, a snapshot) changes no head: the index stays usable.
         _ = try keys.open(dir)
