@@ -27,9 +27,12 @@ public enum Normalization {
     public static func email(_ raw: String) -> String? {
         let s = raw.trimmingCharacters(in: .whitespacesAndNewlines).lowercased()
         let parts = s.split(separator: "@", omittingEmptySubsequences: false)
-        guard parts.count == 2, !parts[0].isEmpty, parts[1].contains("."), !parts[1].hasPrefix("."), !parts[1].hasSuffix("."),
-              !s.contains(where: { $0.isWhitespace })
-        else { return nil }
+        guard parts.count == 2, !parts[0].isEmpty, parts[1].contains("."), !parts[1].hasPrefix("."), !parts[1].hasSuffix(".") else { return nil }
+        // ASCII (almost every address): whitespace is a byte test, no Character to build.
+        if s.utf8.allSatisfy({ $0 < 0x80 }) {
+            return s.utf8.contains(where: { $0 == 0x20 || (0x09...0x0D).contains($0) }) ? nil : s
+        }
+        guard !s.contains(where: { $0.isWhitespace }) else { return nil }
         return s
     }
 
@@ -43,6 +46,8 @@ public enum Normalization {
 
 extension String {
     func trimmingCharacters(in set: CharacterSetLite) -> String {
+        // Starts and ends with a printable ASCII byte: nothing to trim, no Character to build.
+        if let f = utf8.first, let l = utf8.last, (0x21...0x7E).contains(f), (0x21...0x7E).contains(l) { return self }
         var s = Substring(self)
         while let f = s.first, f.isWhitespace || f.isNewline { s = s.dropFirst() }
         while let l = s.last, l.isWhitespace || l.isNewline { s = s.dropLast() }

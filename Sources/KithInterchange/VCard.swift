@@ -367,6 +367,8 @@ public enum VCard {
     }
 
     static func trimmed(_ s: String) -> String {
+        // Most values start and end with a printable ASCII byte: no Character to build.
+        if let f = s.utf8.first, let l = s.utf8.last, (0x21...0x7E).contains(f), (0x21...0x7E).contains(l) { return s }
         guard let f = s.first, let l = s.last, f.isWhitespace || l.isWhitespace else { return s }
         return String(s.drop(while: { $0.isWhitespace }).reversed().drop(while: { $0.isWhitespace }).reversed())
     }

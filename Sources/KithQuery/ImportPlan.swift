@@ -12,17 +12,17 @@ import KithInterchange
 public struct ImportMatcher: Sendable {
     /// What an existing (or already planned) contact holds: a 64-bit hash of each field value
     /// and set member (`member`), so a matcher over 100,000 contacts stays a few tens of MB.
-    struct Known: Sendable {
+    struct Known: Sendable, Equatable {
         var values: Set<UInt64> = []
         var name = ""
         var postalCode = ""
     }
 
-    private var known: [ContactID: Known] = [:]
+    var known: [ContactID: Known] = [:]
     /// Match key hash → the contacts that hold it (one, almost always).
-    private var index: [UInt64: ContactID] = [:]
-    private var shared: [UInt64: Set<ContactID>] = [:]
-    private var byNamePostal: [UInt64: ContactID] = [:]
+    var index: [UInt64: ContactID] = [:]
+    var shared: [UInt64: Set<ContactID>] = [:]
+    var byNamePostal: [UInt64: ContactID] = [:]
 
     /// What to do with one record.
     public enum Decision: Sendable {

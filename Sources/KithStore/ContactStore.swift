@@ -219,6 +219,9 @@ public final class ContactStore {
         /// id = empty; bytes = u64 big-endian: the highest seq of this device's own chain that a
         /// peer has sent back identical (sync.md §5.3). Own changes above it may have forked.
         case ownConfirmed = 15
+        /// `kith import`'s matching index (store.md §Import index): id = [0] for the header
+        /// (what the index was built over), [1] ‖ u32 part number for its parts.
+        case importIndex = 16
     }
 
     private func recordAD(_ kind: RecordKind, _ id: [UInt8]) -> [UInt8] {
@@ -363,12 +366,7 @@ public final class ContactStore {
     // MARK: Sealing
 
     private func associatedData(scope: ScopeID, device: DeviceKey, seq: UInt64) -> [UInt8] {
-        var ad = Self.sealDomain
-        ad.append(UInt8(scope.bytes.count))
-        ad += scope.bytes
-        ad += device.bytes
-        ad.appendBigEndian(seq)
-        return ad
+        Self.changeAssociatedData(scope: scope, device: device, seq: seq)
     }
 
     private func seal(_ c: Change) -> [UInt8] {

@@ -75,11 +75,12 @@ struct ImportCommand: ParsableCommand {
             }
             mapping[parts[0]] = t
         }
-        let client = try node.open()
-        var importer = Importer(session: ImportSession(matcher: try failing { try client.importMatcher() }, region: region), client: client, dryRun: dryRun,
+        let (target, matcher) = try failing { try node.openImport() }
+        var importer = Importer(session: ImportSession(matcher: matcher, region: region), target: target, dryRun: dryRun,
                                 batchSize: max(1, batchSize), progress: Progress(total: 0, json: node.json))
-        // 1 MiB (~3,000 cards): the committing thread starts soon after the reader does.
-        let chunkSize = 1 << 20
+        // 512 KiB (~1,700 cards): the committing thread starts soon after the reader does, and the
+        // batches in flight between the three stages (two waiting at each handoff) stay small.
+        let chunkSize = 1 << 19
         var first = [UInt8](input.readData(ofLength: chunkSize))
         let kind: String
         if let format {
@@ -90,11 +91,12 @@ struct ImportCommand: ParsableCommand {
         var summary = ImportBatch()
         if kind == "vcard" || kind == "vcf" {
             // Streaming: cards are parsed, converted, matched and committed in durable batches
-            // while the file is read, so memory stays flat however large it is. A second thread
-            // reads, parses and converts (phones through libphonenumber) while this one matches,
-            // signs and commits.
+            // while the file is read, so memory stays flat however large it is. Three stages in
+            // order, each on its thread: one reads and parses, one converts (phones through
+            // libphonenumber), this one matches, signs and commits.
             if let k = Interchange.binaryKind(first.prefix(8_192)) { fail("\(file) is a binary file (\(k)), not a vCard") }
-            let handoff = Handoff<(converted: [Result<ConvertedContact, ImportIssue>], rest: ImportBatch)>(capacity: 3)
+            let parsed = Handoff<(contacts: [ImportedContact], rest: ImportBatch)>(capacity: 2)
+            let handoff = Handoff<(converted: [Result<ConvertedContact, ImportIssue>], rest: ImportBatch)>(capacity: 2)
             let reader = UncheckedHandle(handle: input)
             let firstChunk = first
             Thread.detachNewThread {
@@ -102,11 +104,18 @@ struct ImportCommand: ParsableCommand {
                 var chunk = firstChunk
                 while !chunk.isEmpty {
                     let b = stream.feed(chunk)
-                    guard handoff.put((ImportSession.convert(b.contacts, region: region), ImportBatch(withoutContacts: b))) else { return }
+                    guard parsed.put((b.contacts, ImportBatch(withoutContacts: b))) else { return }
                     chunk = [UInt8](reader.handle.readData(ofLength: chunkSize))
                 }
                 let b = stream.finish()
-                _ = handoff.put((ImportSession.convert(b.contacts, region: region), ImportBatch(withoutContacts: b)))
+                _ = parsed.put((b.contacts, ImportBatch(withoutContacts: b)))
+                parsed.close()
+            }
+            Thread.detachNewThread {
+                while let next = parsed.take() {
+                    guard handoff.put((ImportSession.convert(next.contacts, region: region), next.rest)) else { break }
+                }
+                parsed.close() // the committer gave up: the reader stops too
                 handoff.close()
             }
             first = []
@@ -139,7 +148,7 @@ struct ImportCommand: ParsableCommand {
             summary.contacts = []
         }
         try importer.flush()
-        client.importFinished()
+        try failing { try target.finish(matcher: importer.session.matcher, dryRun: dryRun) }
         importer.progress.finish()
         for n in summary.notices { FileHandle.standardError.write(Data("kith: \(n)\n".utf8)) }
         let session = importer.session
@@ -151,7 +160,7 @@ struct ImportCommand: ParsableCommand {
     /// Commits an `ImportSession`'s edits in durable batches as records are read.
     struct Importer {
         var session: ImportSession
-        let client: any ContactClient
+        let target: any ImportTarget
         let dryRun: Bool
         let batchSize: Int
         let progress: Progress
@@ -180,7 +189,7 @@ struct ImportCommand: ParsableCommand {
         mutating func flush() throws {
             let edits = session.takeBatch()
             guard !dryRun, !edits.isEmpty else { return }
-            try failing { try client.commitEdits(ImportSession.changes(edits)) }
+            try failing { try target.commit(ImportSession.changes(edits)) }
             committed += edits.count
             progress.committed(committed)
         }

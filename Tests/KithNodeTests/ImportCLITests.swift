@@ -68,6 +68,53 @@ struct ImportCLITests {
         #expect(try Self.count(data) == 3)
     }
 
+    /// Without kithd the import appends to the store and keeps its matching index there; a
+    /// store changed since (here by `kith contact add`) is detected and the index rebuilt, so
+    /// the new contact is matched, never missed through a stale index.
+    @Test func theKeptIndexFollowsChangesMadeOutsideTheImport() throws {
+        let tmp = try TempDir()
+        let data = tmp.path("node")
+        #expect(try Binaries.run("kith", ["init", "--data-dir", data]).status == 0)
+        let csv = tmp.path("people.csv")
+        try "First Name,Last Name,Email\r\nAda,Lovelace,ada@example.org\r\nAlan,Turing,alan@example.org\r\n".write(toFile: csv, atomically: true, encoding: .utf8)
+        let first = try Self.summary(try Binaries.run("kith", ["import", csv, "--data-dir", data, "--json"]))
+        #expect(first["created"] as? Int == 2)
+        // Reading the store in between changes nothing: the kept index is still right.
+        #expect(try Self.count(data) == 2)
+        let again = try Self.summary(try Binaries.run("kith", ["import", csv, "--data-dir", data, "--json"]))
+        #expect(again["unchanged"] as? Int == 2 && again["created"] as? Int == 0, "\(again)")
+        #expect(try Binaries.run("kith", ["contact", "add", "--given", "Augusta", "--email", "ada@example.org", "--data-dir", data]).status == 0)
+        let third = try Binaries.run("kith", ["import", csv, "--data-dir", data, "--json"])
+        #expect(third.status == 2)
+        let s3 = try Self.summary(third)
+        #expect((s3["conflicts"] as? [String])?.count == 1 && s3["unchanged"] as? Int == 1, "\(s3)")
+        #expect(try Self.count(data) == 3)
+    }
+
+    /// With kithd running the import goes through its API (the store is the daemon's); once it
+    /// stopped, the next import appends itself, its index rebuilt from what kithd wrote.
+    @Test func throughTheDaemonThenWithoutIt() throws {
+        let tmp = try TempDir()
+        let data = tmp.path("node")
+        #expect(try Binaries.run("kith", ["init", "--data-dir", data]).status == 0)
+        let csv = tmp.path("people.csv")
+        try "First Name,Last Name,Email\r\nAda,Lovelace,ada@example.org\r\nAlan,Turing,alan@example.org\r\n".write(toFile: csv, atomically: true, encoding: .utf8)
+        let daemon = try Daemon(data: data, logName: "import")
+        _ = try daemon.port
+        _ = try waitFor("the API address") { FileManager.default.fileExists(atPath: data + "/kithd.api") ? true : nil }
+        let first = try Binaries.run("kith", ["import", csv, "--data-dir", data, "--json"])
+        #expect(first.status == 0, "\(first.stderr)")
+        #expect(try Self.summary(first)["created"] as? Int == 2)
+        let again = try Self.summary(try Binaries.run("kith", ["import", csv, "--data-dir", data, "--json"]))
+        #expect(again["unchanged"] as? Int == 2 && again["created"] as? Int == 0, "\(again)")
+        daemon.stop()
+        let after = try Binaries.run("kith", ["import", csv, "--data-dir", data, "--json"])
+        #expect(after.status == 0, "\(after.stderr)")
+        let s = try Self.summary(after)
+        #expect(s["unchanged"] as? Int == 2 && s["created"] as? Int == 0, "\(s)")
+        #expect(try Self.count(data) == 2)
+    }
+
     @Test func formatsAreListedForcedAndRefused() throws {
         let tmp = try TempDir()
         let data = tmp.path("node")

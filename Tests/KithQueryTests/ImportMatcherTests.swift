@@ -108,6 +108,40 @@ struct ImportMatcherTests {
         guard case .unchanged(id, "external id") = fresh.plan(same).decision else { Issue.record("not unchanged"); return }
     }
 
+    /// The matcher `kith import` keeps in the store decides exactly as the one it was saved from
+    /// (ids, conflicts, suggestions, what is unchanged), and bytes that are not one are refused.
+    @Test func anEncodedMatcherDecidesAsTheOriginal() throws {
+        var (r, ids) = try Self.existing()
+        // A third contact with Grace's email: a key two contacts share.
+        var other = ChangeAuthor(signer: .init())
+        try other.commit([ContactEdit(contact: ContactID(high: 9, low: 7), ops: [.setField(.givenName, "G"), .add(.emails, "grace@example.org")])],
+                         to: &r, wallMilliseconds: 1_790_000_000_000)
+        var m = ImportMatcher(replica: r)
+        // And one learned from a record planned as new.
+        let twin = try Self.record("row 0") { $0.fields = [.givenName: "Twin"]; $0.phones = [ImportedValue("+44 20 7946 0099")] }
+        _ = m.plan(twin)
+        var decoded = try #require(ImportMatcher(encoded: m.encoded))
+        #expect(decoded == m && decoded.contactCount == 4)
+        let records = [
+            twin,
+            try Self.record("row 1") { $0.emails = [ImportedValue("ada@example.org"), ImportedValue("grace@example.org")] },
+            try Self.record("row 2") { $0.phones = [ImportedValue("020 7946 0018")] },
+            try Self.record("row 3") { $0.fields = [.givenName: "Ada", .familyName: "Lovelace", .postalCode: "SW1Y4LB"]; $0.emails = [ImportedValue("x@example.org")] },
+            try Self.record("row 4") { $0.externalIDs = ["van:42"]; $0.fields = [.givenName: "Grace"]; $0.emails = [ImportedValue("grace@example.org")] },
+        ]
+        for c in records {
+            let (a, sa) = m.plan(c), (b, sb) = decoded.plan(c)
+            #expect(String(describing: a) == String(describing: b) && sa == sb, "\(c.origin)")
+        }
+        guard case .unchanged(ids[1], "external id") = decoded.plan(records[4]).decision else { Issue.record("not unchanged"); return }
+        // Truncated, extended or another version: not a matcher (the import rebuilds it).
+        let bytes = m.encoded
+        #expect(ImportMatcher(encoded: Array(bytes.dropLast())) == nil)
+        #expect(ImportMatcher(encoded: bytes + [0]) == nil)
+        #expect(ImportMatcher(encoded: [2] + bytes.dropFirst()) == nil)
+        #expect(ImportMatcher(encoded: []) == nil)
+    }
+
     @Test func conflictsAndSuggestionsAreReportedNotActedOn() throws {
         let (r, ids) = try Self.existing()
         var m = ImportMatcher(existing: r.contacts().map(ContactDTO.init))

@@ -1,0 +1,24 @@
+@testable import KithInterchange
+import Testing
+
+/// `VCard.trimmed`'s ASCII fast path gives what trimming by Character gives, over generated
+/// values mixing ASCII and Unicode whitespace, combining marks and controls.
+@Suite("vCard value trimming")
+struct TrimFastPathTests {
+    @Test func theFastPathAgreesWithTheCharacterPath() {
+        func reference(_ s: String) -> String {
+            String(s.drop(while: { $0.isWhitespace }).reversed().drop(while: { $0.isWhitespace }).reversed())
+        }
+        let pieces = ["a", "Z", "9", ";", "\\", " ", "\t", "\n", "\r\n", "\u{0B}", "\u{1C}", "\u{7F}", "\u{85}", "\u{A0}", "\u{2028}", "é", "\u{301}", "\u{600}", "Ω"]
+        var state: UInt64 = 15
+        func next() -> Int {
+            state = state &* 6364136223846793005 &+ 1442695040888963407
+            return Int(state >> 33)
+        }
+        for _ in 0..<30_000 {
+            var s = ""
+            for _ in 0..<(next() % 8) { s += pieces[next() % pieces.count] }
+            #expect(VCard.trimmed(s) == reference(s), "\(Array(s.unicodeScalars))")
+        }
+    }
+}
