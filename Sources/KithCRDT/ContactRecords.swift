@@ -9,108 +9,160 @@ import Glibc
 /// any string or array (Protocol/store.md §Snapshots, "Records on demand").
 ///
 /// Whether an encoded contact is visible (not deleted) is worked out by that pass and kept in a
-/// bit, so listing the visible contacts decodes nothing.
+/// bit, so listing the visible contacts decodes nothing. While any record is encoded, the
+/// decoded ones are kept apart (`states`, reached through `slots`), so a million encoded
+/// records cost 8 bytes each, not an empty `ContactState` each; once every record is decoded
+/// the states are put back in record order.
 struct ContactRecords: Sendable, RandomAccessCollection {
+    /// By record, or (while `source` is set) by position in `owners`.
     private var states: [ContactState] = []
-    /// Per record while any is encoded (else empty): 0 when `states[i]` holds it, otherwise
-    /// `visible << 63 | offset << 32 | length` of its bytes in `source`.
-    private var encoded: [UInt64] = []
+    /// Per record while `source` is set (else empty): `decodedTag | k` when `states[k]` holds
+    /// it, otherwise `visible << 63 | offset << 32 | length` of its bytes in `source`.
+    private var slots: [UInt64] = []
+    /// Per entry of `states` while `source` is set: the record it is.
+    private var owners: [Int] = []
     private var encodedCount = 0
     private var source: EncodedContactStates?
+
+    private static let visibleBit: UInt64 = 1 << 63
+    private static let decodedTag: UInt64 = 1 << 62
+    /// The largest state section whose offsets fit the 30 bits `slots` gives them.
+    static let maxEncodedBytes = 1 << 30
 
     init() {}
 
     var startIndex: Int { 0 }
-    var endIndex: Int { states.count }
+    var endIndex: Int { source == nil ? states.count : slots.count }
 
     subscript(i: Int) -> ContactState {
         get {
-            if encodedCount > 0, encoded[i] != 0 { return source!.decode(encoded[i]) }
-            return states[i]
+            guard let source else { return states[i] }
+            let slot = slots[i]
+            if slot & Self.decodedTag != 0 { return states[Int(slot & 0xffff_ffff)] }
+            return source.decode(slot)
         }
         set {
-            if encodedCount > 0, encoded[i] != 0 { markDecoded(i) }
-            states[i] = newValue
+            guard source != nil else {
+                states[i] = newValue
+                return
+            }
+            states[materialize(i)] = newValue
+            compactIfDecoded()
         }
         _modify {
-            if encodedCount > 0, encoded[i] != 0 {
-                states[i] = source!.decode(encoded[i])
-                markDecoded(i)
+            if source == nil {
+                yield &states[i]
+            } else {
+                let k = materialize(i)
+                yield &states[k]
+                compactIfDecoded()
             }
-            yield &states[i]
         }
     }
 
     /// Whether the contact at `i` is visible, without decoding an encoded one.
     func isVisible(_ i: Int, _ devices: DeviceTable) -> Bool {
-        if encodedCount > 0, encoded[i] != 0 { return encoded[i] >> 63 == 1 }
-        return states[i].isVisible(devices)
+        guard source != nil else { return states[i].isVisible(devices) }
+        let slot = slots[i]
+        if slot & Self.decodedTag != 0 { return states[Int(slot & 0xffff_ffff)].isVisible(devices) }
+        return slot & Self.visibleBit != 0
     }
 
     /// The record's encoding when it is still the one loaded (a snapshot writer copies it).
     func encodedBytes(_ i: Int) -> ArraySlice<UInt8>? {
-        guard encodedCount > 0, encoded[i] != 0 else { return nil }
-        let (offset, length) = EncodedContactStates.range(encoded[i])
-        return source!.bytes[offset..<(offset + length)]
+        guard let source, slots[i] & Self.decodedTag == 0 else { return nil }
+        let (offset, length) = EncodedContactStates.range(slots[i])
+        return source.bytes[offset..<(offset + length)]
     }
 
     /// Records still encoded (for tests and memory accounting).
     var encodedRecordCount: Int { encodedCount }
 
-    private mutating func markDecoded(_ i: Int) {
-        encoded[i] = 0
+    /// Decodes record `i` into `states` if it is encoded; returns its position there.
+    private mutating func materialize(_ i: Int) -> Int {
+        let slot = slots[i]
+        if slot & Self.decodedTag != 0 { return Int(slot & 0xffff_ffff) }
+        let k = states.count
+        states.append(source!.decode(slot))
+        owners.append(i)
+        slots[i] = Self.decodedTag | UInt64(k)
         encodedCount -= 1
-        if encodedCount == 0 {
-            // Every record was decoded: the state bytes are no longer needed.
-            encoded = []
-            source = nil
-        }
+        return k
+    }
+
+    /// Once no record is encoded, puts the states back in record order and lets the state bytes go.
+    mutating func compactIfDecoded() {
+        guard source != nil, encodedCount == 0 else { return }
+        var ordered: [ContactState] = []
+        ordered.reserveCapacity(slots.count)
+        for slot in slots { ordered.append(states[Int(slot & 0xffff_ffff)]) }
+        states = ordered
+        slots = []
+        owners = []
+        source = nil
     }
 
     mutating func reserveCapacity(_ n: Int) {
-        states.reserveCapacity(n)
+        if source == nil { states.reserveCapacity(n) } else { slots.reserveCapacity(n) }
     }
 
     mutating func append(_ state: ContactState) {
+        guard source != nil else {
+            states.append(state)
+            return
+        }
+        slots.append(Self.decodedTag | UInt64(states.count))
+        owners.append(slots.count - 1)
         states.append(state)
-        if encodedCount > 0 { encoded.append(0) }
     }
 
     mutating func removeLast() {
-        states.removeLast()
-        if encodedCount > 0, encoded.removeLast() != 0 {
-            encodedCount -= 1
-            if encodedCount == 0 {
-                encoded = []
-                source = nil
-            }
+        guard source != nil else {
+            states.removeLast()
+            return
         }
+        let slot = slots.removeLast()
+        if slot & Self.decodedTag != 0 {
+            // Keep `states` dense: its last entry moves into the freed position.
+            let k = Int(slot & 0xffff_ffff), last = states.count - 1
+            if k != last {
+                states.swapAt(k, last)
+                owners[k] = owners[last]
+                slots[owners[k]] = Self.decodedTag | UInt64(k)
+            }
+            states.removeLast()
+            owners.removeLast()
+        } else {
+            encodedCount -= 1
+        }
+        compactIfDecoded()
     }
 
     mutating func swapAt(_ i: Int, _ j: Int) {
-        states.swapAt(i, j)
-        if encodedCount > 0 { encoded.swapAt(i, j) }
+        guard source != nil else {
+            states.swapAt(i, j)
+            return
+        }
+        slots.swapAt(i, j)
+        for r in [i, j] where slots[r] & Self.decodedTag != 0 { owners[Int(slots[r] & 0xffff_ffff)] = r }
     }
 
     /// Starts holding records encoded in `bytes` (appended with `appendEncoded`); only on an
     /// empty collection. False when `bytes` is too large to address this way (the caller then
     /// decodes every record).
     mutating func holdEncoded(in bytes: [UInt8], deviceCount: UInt32, capacity: Int) -> Bool {
-        precondition(states.isEmpty)
-        guard bytes.count < 1 << 31 else { return false }
+        precondition(states.isEmpty && source == nil)
+        guard bytes.count < Self.maxEncodedBytes else { return false }
         source = EncodedContactStates(bytes: bytes, deviceCount: deviceCount)
-        encoded.reserveCapacity(capacity)
-        states.reserveCapacity(capacity)
+        slots.reserveCapacity(capacity)
         return true
     }
 
     /// Appends a record whose encoding (already checked by `ContactState.check`) is
     /// `bytes[offset ..< offset + length]` of `holdEncoded`'s bytes.
     mutating func appendEncoded(offset: Int, length: Int, visible: Bool) {
-        precondition(source != nil && length > 0 && length < 1 << 32)
-        if encodedCount == 0 && !states.isEmpty { encoded = Array(repeating: 0, count: states.count) }
-        states.append(ContactState())
-        encoded.append((visible ? 1 << 63 : 0) | UInt64(offset) << 32 | UInt64(length))
+        precondition(source != nil && length > 0 && length < 1 << 32 && offset < Self.maxEncodedBytes)
+        slots.append((visible ? Self.visibleBit : 0) | UInt64(offset) << 32 | UInt64(length))
         encodedCount += 1
     }
 }
@@ -130,7 +182,7 @@ final class EncodedContactStates: @unchecked Sendable {
     }
 
     static func range(_ packed: UInt64) -> (offset: Int, length: Int) {
-        (Int((packed >> 32) & 0x7fff_ffff), Int(packed & 0xffff_ffff))
+        (Int((packed >> 32) & 0x3fff_ffff), Int(packed & 0xffff_ffff))
     }
 
     /// Decodes a record `ContactState.check` accepted when it was loaded.

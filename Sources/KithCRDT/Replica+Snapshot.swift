@@ -126,6 +126,7 @@ extension Replica {
                     r.records.append(try ContactState(decoding: &reader, deviceCount: UInt32(deviceCount)))
                 }
             }
+            r.records.compactIfDecoded() // a state without records holds nothing encoded
             let awaitingCount = try reader.count(max: reader.remaining / 3, "awaiting count")
             for _ in 0..<awaitingCount {
                 let d = Int(try reader.deviceIndex(below: UInt32(deviceCount)))

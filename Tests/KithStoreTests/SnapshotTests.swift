@@ -444,6 +444,18 @@ struct SnapshotTests {
         #expect(s.replica.contact(gen.contact(0).id)?[.city] == "Nouakchott")
         #expect(s.replica.contact(gen.contact(4).id) == nil)
         expectSameState(s.replica, try replayed(s))
+        // Forgets between decoded and encoded records (swap-removes of both kinds, the last one
+        // included), then an edit of every contact left: all decoded, put back in order.
+        try s.commit([ContactEdit(contact: gen.contact(7).id, ops: [.setField(.city, "Bamako")])])
+        try s.commit([ContactEdit(contact: gen.contact(399).id, ops: [.forget]), ContactEdit(contact: gen.contact(7).id, ops: [.forget]),
+                      ContactEdit(contact: gen.contact(8).id, ops: [.forget])])
+        expectSameState(s.replica, try replayed(s))
+        let left = s.replica.visibleContactIDs + [gen.contact(1).id, gen.contact(3).id] // and the deleted ones
+        #expect(left.count == s.replica.knownContactCount)
+        try s.commit(left.map { ContactEdit(contact: $0, ops: [.setField(.city, "Lomé")]) })
+        #expect(s.replica.encodedContactCount == 0)
+        #expect(s.replica.contacts().allSatisfy { $0[.city] == "Lomé" })
+        expectSameState(s.replica, try replayed(s))
     }
 
     /// The check at open accepts exactly what decoding accepts: every one-byte corruption of the
