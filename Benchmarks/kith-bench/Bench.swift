@@ -25,10 +25,10 @@ func seconds() -> Double {
 }
 
 /// CPU time (user + system) of the whole process so far, in seconds: on a shared machine wall
-/// time grows with the load, CPU time much less.
-func cpuSeconds() -> Double {
+/// time grows with the load, CPU time much less. `RUSAGE_CHILDREN`: of the children waited for.
+func cpuSeconds(_ who: Int32 = RUSAGE_SELF.rawValue) -> Double {
     var u = rusage()
-    getrusage(RUSAGE_SELF.rawValue, &u)
+    getrusage(who, &u)
     return Double(u.ru_utime.tv_sec + u.ru_stime.tv_sec) + Double(u.ru_utime.tv_usec + u.ru_stime.tv_usec) / 1e6
 }
 

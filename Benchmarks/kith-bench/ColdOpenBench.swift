@@ -58,15 +58,16 @@ struct ColdOpenBench: ParsableCommand {
 
         if !skipInProcess {
             // In-process: open + first query, from the snapshot and by replaying everything.
-            func openAndQuery() throws -> (open: Double, firstAnswer: Double, status: String, rss: Int) {
-                let t = seconds()
+            func openAndQuery() throws -> (open: Double, firstAnswer: Double, status: String, rss: Int, cpu: Double) {
+                let t = seconds(), c0 = cpuSeconds(RUSAGE_SELF.rawValue)
                 let store = try NodeAccess.openStore(d, passphrase: nil)
                 let tOpen = seconds() - t
                 store.snapshotPolicy = SnapshotPolicy(minimumOps: .max / 2) // measure, do not write
                 let index = store.currentIndex(ContactIndexCache()) // the snapshot's index section, else built
                 let hits = index.search(first.email)
                 guard !hits.isEmpty else { throw ValidationError("the first contact was not found") }
-                return (tOpen, seconds() - t, "\(store.snapshotStatus)", memory().rss)
+                let firstAnswer = seconds() - t, cpu = cpuSeconds(RUSAGE_SELF.rawValue) - c0
+                return (tOpen, firstAnswer, "\(store.snapshotStatus)", memory().rss, cpu)
             }
             do { // make sure a snapshot of everything exists
                 let store = try NodeAccess.openStore(d, passphrase: nil)
@@ -78,11 +79,12 @@ struct ColdOpenBench: ParsableCommand {
             var st = stat()
             stat(data + "/store.snapshot", &st)
             out["snapshotBytes"] = Int(st.st_size)
-            var snap: [(Double, Double)] = [], replay: [(Double, Double)] = []
+            var snap: [(Double, Double)] = [], replay: [(Double, Double)] = [], snapCPU: [Double] = []
             var statuses: Set<String> = []
             for _ in 0..<runs {
                 let s = try openAndQuery()
                 snap.append((s.open, s.firstAnswer))
+                snapCPU.append(s.cpu * 1000)
                 statuses.insert(s.status)
             }
             let saved = try Data(contentsOf: URL(fileURLWithPath: data + "/store.snapshot"))
@@ -96,28 +98,33 @@ struct ColdOpenBench: ParsableCommand {
             func median(_ xs: [Double]) -> Double { xs.sorted()[xs.count / 2] }
             out["inProcess"] = [
                 "snapshotOpenMsMedian": median(snap.map(\.0)) * 1000, "snapshotFirstAnswerMsMedian": median(snap.map(\.1)) * 1000,
+                "snapshotFirstAnswerCPUMsMedian": median(snapCPU),
                 "replayOpenMsMedian": median(replay.map(\.0)) * 1000, "replayFirstAnswerMsMedian": median(replay.map(\.1)) * 1000,
                 "statuses": statuses.sorted(),
             ]
-            note(String(format: "in-process open: snapshot %.0f ms (first answer %.0f ms), replay %.0f ms (first answer %.0f ms)",
-                        median(snap.map(\.0)) * 1000, median(snap.map(\.1)) * 1000, median(replay.map(\.0)) * 1000, median(replay.map(\.1)) * 1000))
+            note(String(format: "in-process open: snapshot %.0f ms (first answer %.0f ms, CPU %.0f ms), replay %.0f ms (first answer %.0f ms)",
+                        median(snap.map(\.0)) * 1000, median(snap.map(\.1)) * 1000, median(snapCPU), median(replay.map(\.0)) * 1000, median(replay.map(\.1)) * 1000))
         }
 
         // `kith` without kithd: the whole process, to its first answer (a search by email).
         try? FileManager.default.removeItem(atPath: data + "/kithd.api")
-        var cli: [Double] = []
+        var cli: [Double] = [], cliCPU: [Double] = []
         for i in 0...runs {
-            let t = seconds()
+            let t = seconds(), c0 = cpuSeconds(RUSAGE_CHILDREN.rawValue)
             let status = try spawnAndWait(bin + "/kith", ["contact", "search", first.email, "--data-dir", data])
             guard status == 0 else { throw ValidationError("kith contact search failed (status \(status))") }
-            if i > 0 { cli.append((seconds() - t) * 1000) } // the first run warms the page cache
+            if i > 0 { // the first run warms the page cache
+                cli.append((seconds() - t) * 1000)
+                cliCPU.append((cpuSeconds(RUSAGE_CHILDREN.rawValue) - c0) * 1000)
+            }
         }
         cli.sort()
-        out["cliNoDaemonFirstAnswerMs"] = ["median": cli[cli.count / 2], "max": cli.last!]
-        note(String(format: "kith contact search without kithd: %.0f ms median", cli[cli.count / 2]))
+        cliCPU.sort()
+        out["cliNoDaemonFirstAnswerMs"] = ["median": cli[cli.count / 2], "max": cli.last!, "cpuMedian": cliCPU[cliCPU.count / 2]]
+        note(String(format: "kith contact search without kithd: %.0f ms median (CPU user+sys %.0f ms)", cli[cli.count / 2], cliCPU[cliCPU.count / 2]))
 
         // kithd: start to the first answer of GET /v1/contacts?q= (the API), its RSS then and at peak.
-        var starts: [Double] = [], rss: [Int] = [], peak: [Int] = []
+        var starts: [Double] = [], rss: [Int] = [], peak: [Int] = [], daemonCPU: [Double] = []
         let http = HTTPClient(eventLoopGroupProvider: .singleton)
         defer { try? http.syncShutdown() }
         for _ in 0..<max(1, min(runs, 3)) {
@@ -143,6 +150,14 @@ struct ColdOpenBench: ParsableCommand {
                 usleep(2_000)
             }
             starts.append((seconds() - t0) * 1000)
+            // CPU (user+sys, every thread) kithd used up to its first answer: /proc/<pid>/stat fields 14 and 15.
+            if let stat = try? String(contentsOfFile: "/proc/\(daemon.processIdentifier)/stat", encoding: .utf8),
+               let close = stat.lastIndex(of: ")") {
+                let fields = stat[stat.index(after: close)...].split(separator: " ")
+                if fields.count > 13, let u = Double(fields[11]), let k = Double(fields[12]) {
+                    daemonCPU.append((u + k) * 1000 / Double(sysconf(Int32(_SC_CLK_TCK))))
+                }
+            }
             if let text = try? String(contentsOfFile: "/proc/\(daemon.processIdentifier)/status", encoding: .utf8) {
                 func kb(_ name: String) -> Int {
                     text.split(separator: "\n").first(where: { $0.hasPrefix(name) }).flatMap { Int($0.split(separator: " ").dropFirst().first ?? "") } ?? 0
@@ -153,11 +168,11 @@ struct ColdOpenBench: ParsableCommand {
             let tStop = seconds()
             daemon.terminate()
             daemon.waitUntilExit()
-            note(String(format: "kithd: first API answer after %.0f ms, RSS %d MB (peak %d MB); stopped in %.0f ms",
-                        starts.last!, (rss.last ?? 0) / 1024, (peak.last ?? 0) / 1024, (seconds() - tStop) * 1000))
+            note(String(format: "kithd: first API answer after %.0f ms (CPU user+sys %.0f ms), RSS %d MB (peak %d MB); stopped in %.0f ms",
+                        starts.last!, daemonCPU.last ?? 0, (rss.last ?? 0) / 1024, (peak.last ?? 0) / 1024, (seconds() - tStop) * 1000))
         }
         starts.sort()
-        out["kithdStartToFirstAPIAnswerMs"] = ["median": starts[starts.count / 2], "all": starts]
+        out["kithdStartToFirstAPIAnswerMs"] = ["median": starts[starts.count / 2], "all": starts, "cpu": daemonCPU]
         out["kithdRSSKBAtFirstAnswer"] = rss
         out["kithdPeakRSSKB"] = peak
         emit(out)

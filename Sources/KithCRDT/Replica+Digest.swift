@@ -11,7 +11,7 @@ extension Replica {
         for id in ids {
             let i = contactIndex[id]!
             w.raw(id.bytes)
-            guard records[i].isVisible(devices) else {
+            guard records.isVisible(i, devices) else {
                 w.u8(0)
                 continue
             }

@@ -19,10 +19,10 @@ extension Replica {
             guard ra != rb else { return }
             if ra < rb { parent[rb] = ra } else { parent[ra] = rb }
         }
-        for (i, r) in records.enumerated() where r.isVisible(devices) {
-            for m in r.members where m.kind == .links {
+        for i in records.indices where records.isVisible(i, devices) {
+            for m in records[i].members where m.kind == .links {
                 guard let other = ContactID(text: m.key), !forgotten.contains(other),
-                      let j = contactIndex[other], records[j].isVisible(devices) else { continue }
+                      let j = contactIndex[other], records.isVisible(j, devices) else { continue }
                 let me = contactIDs[i]
                 if parent[me] == nil { parent[me] = me }
                 if parent[other] == nil { parent[other] = other }
@@ -48,7 +48,7 @@ extension Replica {
     /// `mergedContact` for a group an index already knows (no scan of every link).
     public func mergedContact(group: [ContactID]) -> ContactView? {
         guard !group.isEmpty else { return nil }
-        let indices = group.compactMap { contactIndex[$0] }.filter { records[$0].isVisible(devices) }
+        let indices = group.compactMap { contactIndex[$0] }.filter { records.isVisible($0, devices) }
         guard !indices.isEmpty else { return nil }
         var merged = ContactState()
         for i in indices {

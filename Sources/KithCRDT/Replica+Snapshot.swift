@@ -37,9 +37,11 @@ extension Replica {
         w.uvarint(forgotten.count)
         for id in forgotten.sorted() { w.raw(id.bytes) }
         w.uvarint(records.count)
-        for (i, r) in records.enumerated() {
+        for i in records.indices {
             w.raw(contactIDs[i].bytes)
-            r.encode(into: &w)
+            // A record still as loaded is copied; its device indices are this replica's (the
+            // device table only grows, in order).
+            if let bytes = records.encodedBytes(i) { w.raw(bytes) } else { records[i].encode(into: &w) }
         }
         w.uvarint(awaiting.count)
         for a in awaiting {
@@ -53,6 +55,16 @@ extension Replica {
         return w.bytes
     }
 
+    /// A snapshot state parsed and checked before the store's changes are read (a store does it
+    /// on another thread, beside reading its rows): everything but the match with the changes held.
+    public struct SnapshotImage: Sendable {
+        fileprivate var replica: Replica
+        /// Per device of the state, in order: how many of its changes it covers, and the last one's id.
+        fileprivate var chains: [(count: Int, head: ChangeID?)]
+        /// Blocks waiting for an epoch key, checked against the held changes by `restoring`.
+        fileprivate var awaiting: [(device: Int, seq: UInt64, blocks: [Int])]
+    }
+
     /// Rebuilds a replica from `snapshotState()` bytes and the changes held, per device in seq
     /// order from 1. Returns it with the held changes the state does not include yet (the tail,
     /// to be received in order). Throws `SnapshotMismatch` when the bytes do not parse or the
@@ -61,8 +73,15 @@ extension Replica {
     public static func restoring(snapshot bytes: [UInt8], scope: ScopeID, mode: ScopeMode,
                                  epochKeys: [EpochRef: SymmetricKey] = [:], configuration: ReplicaConfiguration = .init(),
                                  held: [DeviceKey: [Change]]) throws(SnapshotMismatch) -> (replica: Replica, tail: [Change]) {
-        var r = Replica(scope: scope, configuration: configuration, mode: mode, epochKeys: mode == .encrypted ? [:] : epochKeys)
-        var tail: [Change] = []
+        try restoring(parsingSnapshot(bytes, scope: scope, mode: mode), epochKeys: epochKeys, configuration: configuration, held: held)
+    }
+
+    /// Parses and checks `snapshotState()` bytes of `scope` in `mode`. Records are checked, not
+    /// decoded: they stay encoded in `bytes` until read (`ContactRecords`).
+    public static func parsingSnapshot(_ bytes: [UInt8], scope: ScopeID, mode: ScopeMode) throws(SnapshotMismatch) -> SnapshotImage {
+        var r = Replica(scope: scope, mode: mode)
+        var chains: [(count: Int, head: ChangeID?)] = []
+        var awaiting: [(device: Int, seq: UInt64, blocks: [Int])] = []
         do {
             var reader = ByteReader(bytes)
             guard try reader.u8() == stateFormat else { throw SnapshotMismatch("snapshot state format is not \(stateFormat)") }
@@ -75,62 +94,48 @@ extension Replica {
             r.opCount = try reader.count(max: Int.max / 2, "op count")
             let deviceCount = try reader.count(max: reader.remaining / 33, "device count")
             var counted = 0
-            var seen = Set<DeviceKey>()
             for d in 0..<deviceCount {
                 let key = try DeviceKey(bytes: try reader.raw(32))
                 guard Int(r.devices.intern(key)) == d else { throw SnapshotMismatch("snapshot lists a device twice") }
-                seen.insert(key)
                 let count = try reader.count(max: Int(UInt32.max), "chain length")
-                var chain = Chain()
-                if count > 0 {
-                    let head = try ChangeID(bytes: try reader.raw(32))
-                    guard let list = held[key], list.count >= count, list[count - 1].id == head else {
-                        throw SnapshotMismatch("stale snapshot: the store does not hold change \(count) of device \(key) it was built from")
-                    }
-                    // The head's id commits to its predecessors (each header names the previous id),
-                    // so a matching head means the whole prefix matches; the seqs are checked here.
-                    for (i, c) in list.enumerated() where c.seq != UInt64(i + 1) {
-                        throw SnapshotMismatch("the held changes of device \(key) skip from seq \(i) to \(c.seq)")
-                    }
-                    chain.changes = Array(list[0..<count])
-                    chain.lastTimestamp = list[count - 1].timestamp
-                    tail += list[count...]
-                    counted += count
-                } else if let list = held[key] {
-                    tail += list
-                }
-                r.chains.append(chain)
+                chains.append((count, count > 0 ? try ChangeID(bytes: try reader.raw(32)) : nil))
+                counted += count
             }
             guard counted == r.changeCount else { throw SnapshotMismatch("snapshot counts \(r.changeCount) changes, its chains \(counted)") }
-            for (key, list) in held where !seen.contains(key) { tail += list }
 
             let forgottenCount = try reader.count(max: reader.remaining / 16, "forgotten count")
             r.forgotten.reserveCapacity(forgottenCount)
             for _ in 0..<forgottenCount { r.forgotten.insert(try ContactID(bytes: try reader.raw(16))) }
             let recordCount = try reader.count(max: reader.remaining / 21, "record count")
-            r.records.reserveCapacity(recordCount)
             r.contactIDs.reserveCapacity(recordCount)
             r.contactIndex.reserveCapacity(recordCount)
+            // Records stay encoded in `bytes` until read (ContactRecords); each is checked here.
+            let lazy = r.records.holdEncoded(in: bytes, deviceCount: UInt32(deviceCount), capacity: recordCount)
+            if !lazy { r.records.reserveCapacity(recordCount) }
             for i in 0..<recordCount {
                 let id = try ContactID(bytes: try reader.raw(16))
                 guard r.contactIndex.updateValue(i, forKey: id) == nil, !r.forgotten.contains(id) else {
                     throw SnapshotMismatch("snapshot holds contact \(id) twice, or forgotten")
                 }
                 r.contactIDs.append(id)
-                r.records.append(try ContactState(decoding: &reader, deviceCount: UInt32(deviceCount)))
+                if lazy {
+                    let start = reader.offset
+                    let visible = try ContactState.check(&reader, devices: r.devices)
+                    r.records.appendEncoded(offset: start, length: reader.offset - start, visible: visible)
+                } else {
+                    r.records.append(try ContactState(decoding: &reader, deviceCount: UInt32(deviceCount)))
+                }
             }
+            r.records.compactIfDecoded() // a state without records holds nothing encoded
             let awaitingCount = try reader.count(max: reader.remaining / 3, "awaiting count")
             for _ in 0..<awaitingCount {
                 let d = Int(try reader.deviceIndex(below: UInt32(deviceCount)))
                 let seq = try reader.uvarint()
-                guard seq >= 1, seq <= UInt64(r.chains[d].changes.count) else { throw SnapshotMismatch("an awaiting block names a change not held") }
+                guard seq >= 1, seq <= UInt64(chains[d].count) else { throw SnapshotMismatch("an awaiting block names a change not held") }
                 let n = try reader.count(max: Change.maxBlocks, "block count")
                 var blocks: [Int] = []
-                for _ in 0..<n {
-                    let b = try reader.count(max: r.chains[d].changes[Int(seq) - 1].blockCount - 1, "block index")
-                    blocks.append(b)
-                }
-                r.awaiting.append((UInt32(d), seq, blocks))
+                for _ in 0..<n { blocks.append(try reader.count(max: Change.maxBlocks, "block index")) }
+                awaiting.append((d, seq, blocks))
             }
             let unreadableCount = try reader.count(max: 1000, "unreadable count")
             for _ in 0..<unreadableCount { r.unreadableBlocks.append(try reader.text(max: 1 << 16)) }
@@ -139,6 +144,54 @@ extension Replica {
             throw e
         } catch {
             throw SnapshotMismatch("snapshot state does not parse: \(error)")
+        }
+        return SnapshotImage(replica: r, chains: chains, awaiting: awaiting)
+    }
+
+    /// The replica of a parsed snapshot and the changes held (see `restoring(snapshot:…)`).
+    public static func restoring(_ image: SnapshotImage, epochKeys: [EpochRef: SymmetricKey] = [:], configuration: ReplicaConfiguration = .init(),
+                                 held: [DeviceKey: [Change]]) throws(SnapshotMismatch) -> (replica: Replica, tail: [Change]) {
+        let parsed = image.replica
+        var r = Replica(scope: parsed.scope, configuration: configuration, mode: parsed.mode,
+                        epochKeys: parsed.mode == .encrypted ? [:] : epochKeys)
+        r.devices = parsed.devices
+        r.maxTimestamp = parsed.maxTimestamp
+        r.changeCount = parsed.changeCount
+        r.opCount = parsed.opCount
+        r.forgotten = parsed.forgotten
+        r.contactIDs = parsed.contactIDs
+        r.contactIndex = parsed.contactIndex
+        r.records = parsed.records
+        r.unreadableBlocks = parsed.unreadableBlocks
+        var tail: [Change] = []
+        var seen = Set<DeviceKey>()
+        for (d, entry) in image.chains.enumerated() {
+            let key = r.devices[UInt32(d)]
+            seen.insert(key)
+            var chain = Chain()
+            if let head = entry.head {
+                let count = entry.count
+                guard let list = held[key], list.count >= count, list[count - 1].id == head else {
+                    throw SnapshotMismatch("stale snapshot: the store does not hold change \(count) of device \(key) it was built from")
+                }
+                // The head's id commits to its predecessors (each header names the previous id),
+                // so a matching head means the whole prefix matches; the seqs are checked here.
+                for (i, c) in list.enumerated() where c.seq != UInt64(i + 1) {
+                    throw SnapshotMismatch("the held changes of device \(key) skip from seq \(i) to \(c.seq)")
+                }
+                chain.changes = Array(list[0..<count])
+                chain.lastTimestamp = list[count - 1].timestamp
+                tail += list[count...]
+            } else if let list = held[key] {
+                tail += list
+            }
+            r.chains.append(chain)
+        }
+        for (key, list) in held where !seen.contains(key) { tail += list }
+        for a in image.awaiting {
+            let blockCount = r.chains[a.device].changes[Int(a.seq) - 1].blockCount
+            guard a.blocks.allSatisfy({ $0 < blockCount }) else { throw SnapshotMismatch("snapshot state does not parse: an awaiting block index is out of range") }
+            r.awaiting.append((UInt32(a.device), a.seq, a.blocks))
         }
         r.changed = nil // indexes kept beside the replica rebuild
         // Blocks that waited for keys given now are applied (addEpochKeys needs keys it lacks).
@@ -185,7 +238,7 @@ extension Stamp {
 }
 
 extension ContactState {
-    private static let maxText = 1 << 20
+    static let maxText = 1 << 20
 
     func encode(into w: inout ByteWriter) {
         w.uvarint(fields.count)

@@ -52,7 +52,7 @@ public struct Replica: Sendable {
     var chains: [Chain] = []
     var contactIndex: [ContactID: Int] = [:]
     var contactIDs: [ContactID] = []
-    var records: [ContactState] = []
+    var records = ContactRecords()
     public internal(set) var forgotten: Set<ContactID> = []
     public private(set) var equivocations: [Equivocation] = []
     /// Buffered changes refused when their turn came (their predecessor did not match).
@@ -394,16 +394,19 @@ public struct Replica: Sendable {
     /// Number of known (non-forgotten) contacts, including deleted ones.
     public var knownContactCount: Int { records.count }
 
+    /// Contacts still held as the snapshot encoded them, not decoded yet (`ContactRecords`).
+    public var encodedContactCount: Int { records.encodedRecordCount }
+
     /// The contact as the member sees it, or nil if unknown, forgotten or deleted.
     public func contact(_ id: ContactID) -> ContactView? {
-        guard let i = contactIndex[id], records[i].isVisible(devices) else { return nil }
+        guard let i = contactIndex[id], records.isVisible(i, devices) else { return nil }
         return view(i)
     }
 
     /// True when the contact has a delete marker newer than every other op on it.
     public func isDeleted(_ id: ContactID) -> Bool {
         guard let i = contactIndex[id] else { return false }
-        return !records[i].isVisible(devices)
+        return !records.isVisible(i, devices)
     }
 
     /// Every visible contact, ordered by id.
@@ -413,7 +416,7 @@ public struct Replica: Sendable {
 
     /// Ids of every visible contact (unordered; cheap).
     public var visibleContactIDs: [ContactID] {
-        contactIDs.indices.filter { records[$0].isVisible(devices) }.map { contactIDs[$0] }
+        contactIDs.indices.filter { records.isVisible($0, devices) }.map { contactIDs[$0] }
     }
 
     func view(_ i: Int) -> ContactView {
@@ -450,8 +453,8 @@ public struct Replica: Sendable {
     }
 
     private func searchTerms(at i: Int, _ body: (ContactID, _ field: Field?, _ set: SetKind?, _ text: String) -> Void) {
+        guard records.isVisible(i, devices) else { return }
         let r = records[i]
-        guard r.isVisible(devices) else { return }
         let id = contactIDs[i]
         for f in r.fields where !f.value.isEmpty && (f.field == .givenName || f.field == .familyName || f.field == .displayName) {
             body(id, f.field, nil, f.value)

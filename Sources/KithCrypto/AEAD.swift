@@ -116,12 +116,15 @@ enum AEADCore {
             guard ct.count >= 16 else {
                 throw CryptoError(.malformed, "\(v.name) ciphertext is \(ct.count) bytes, shorter than its 16-byte tag")
             }
-            var out = [UInt8](repeating: 0, count: max(ct.count - 16, 1))
+            // Not zero-filled first: libsodium writes every byte (or zeroes them all when the tag
+            // does not verify), so a large section is written once, not twice.
+            let capacity = max(ct.count - 16, 1)
             var outLen: UInt64 = 0
-            let rc = associatedData.withBytes { ad in
-                key.secret.withBytes { k in
-                    nonce.withUnsafeBytes { n in
-                        out.withUnsafeMutableBufferPointer { o in
+            var rc: Int32 = -1
+            let out = [UInt8](unsafeUninitializedCapacity: capacity) { o, initialized in
+                rc = associatedData.withBytes { ad in
+                    key.secret.withBytes { k in
+                        nonce.withUnsafeBytes { n in
                             let f = v == .xchacha ? crypto_aead_xchacha20poly1305_ietf_decrypt : crypto_aead_chacha20poly1305_ietf_decrypt
                             return f(
                                 o.baseAddress!, &outLen,
@@ -134,11 +137,11 @@ enum AEADCore {
                         }
                     }
                 }
+                initialized = rc == 0 ? Int(outLen) : 0
             }
             guard rc == 0 else {
                 throw CryptoError(.authenticationFailed, "\(v.name) authentication failed: wrong key or tampered data")
             }
-            if out.count != Int(outLen) { out.removeLast(out.count - Int(outLen)) }
             return out
         }
     }

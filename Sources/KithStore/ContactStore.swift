@@ -380,7 +380,7 @@ public final class ContactStore {
         replica.configuration = ReplicaConfiguration(maxFutureSkewMilliseconds: .max / 2, verifySignatures: false)
         defer { replica.configuration = started }
         var held: [(device: DeviceKey, changes: [Change])] = []
-        let snapshot = SnapshotPrefetch(snapshotFile) // read beside the rows; joined on every path
+        let snapshot = prefetchSnapshot(snapshotFile, scope: replica.scope, mode: replica.mode) // beside the rows; joined on every path
         do {
             let s = try db.prepare("SELECT device, seq, sealed FROM changes WHERE scope = ? ORDER BY device, seq")
             s.bind(1, replica.scope.bytes)

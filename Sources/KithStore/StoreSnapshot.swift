@@ -133,11 +133,16 @@ final class StoreSnapshotFile: @unchecked Sendable {
         let stateLength = file[(head - 8)..<head].reduce(UInt64(0)) { $0 << 8 | UInt64($1) }
         guard stateLength <= UInt64(file.count - head) else { return .unusable("the snapshot file is truncated in its state section") }
         let stateEnd = head + Int(stateLength)
+        // The index section is decrypted on a thread of its own while this one does the state.
+        let key = key, indexAD = sectionAD("index", id), whole = RawBytes(buffer: file)
+        let indexJob = BackgroundJob<[UInt8]?>.start {
+            stateEnd < whole.buffer.count ? Self.openSection(whole.buffer, stateEnd..<whole.buffer.count, key: key, associatedData: indexAD) : nil
+        }
         guard let state = Self.openSection(file, head..<stateEnd, key: key, associatedData: sectionAD("state", id)) else {
             return .unusable("the snapshot failed authentication (damaged, truncated, or sealed under another key or scope)")
         }
         guard stateEnd < file.count else { return .state(state, index: nil) }
-        guard let index = Self.openSection(file, stateEnd..<file.count, key: key, associatedData: sectionAD("index", id)) else {
+        guard let index = indexJob.wait() else {
             return .state(state, index: .failure(IndexUnusable(reason: "the snapshot's index section failed authentication (damaged, truncated, or of another snapshot)")))
         }
         return .state(state, index: .success(index))
@@ -303,7 +308,10 @@ final class StoreSnapshotFile: @unchecked Sendable {
 }
 
 /// Bytes the caller keeps alive (a mapped file) seen as `ContiguousBytesView`, for the AEAD.
-private struct RawBytes: ContiguousBytesView {
+///
+/// `@unchecked Sendable`: read-only bytes that the caller keeps mapped until every thread given
+/// them was joined.
+private struct RawBytes: ContiguousBytesView, @unchecked Sendable {
     let buffer: UnsafeRawBufferPointer
     func withBytes<R>(_ body: (UnsafeRawBufferPointer) throws -> R) rethrows -> R { try body(buffer) }
 }
@@ -338,55 +346,104 @@ private final class MappedFile {
     }
 }
 
-/// Reads (maps and decrypts) the snapshot on a thread of its own while the opening thread reads
-/// and decrypts the change rows: the two are independent until the snapshot is matched against
-/// the rows. A raw thread, not a task: the opener blocks on it, and may itself run on the
-/// cooperative pool.
+/// A raw thread that runs `run()` once, joined by `join()` (or at `deinit`). Not generic: the
+/// Swift 6.3 compiler crashes on this `pthread_create` call inside a generic class.
 ///
-/// `@unchecked Sendable`: `result` is written by the thread before it exits and read only after
-/// `pthread_join`, which orders the two.
-final class SnapshotPrefetch: @unchecked Sendable {
-    private let file: StoreSnapshotFile
-    private var result: StoreSnapshotFile.ReadResult?
+/// `@unchecked Sendable`: `thread` is only touched by the thread that owns the job.
+class ThreadJob: @unchecked Sendable {
     private var thread: pthread_t?
 
-    init(_ file: StoreSnapshotFile) {
-        self.file = file
-        StoreSnapshotFile.erase(file.tempPath) // left by a write that did not finish
+    /// The work; a subclass stores its result, which is read only after `join()`.
+    func run() {}
+
+    /// Starts `run()` on a new thread; false when none could be started.
+    final func spawn() -> Bool {
         var t = pthread_t()
         let box = Unmanaged.passRetained(self)
-        if pthread_create(&t, nil, { arg in
-            let me = Unmanaged<SnapshotPrefetch>.fromOpaque(arg!).takeRetainedValue()
-            me.result = me.file.read()
+        guard pthread_create(&t, nil, { arg in
+            let me = Unmanaged<ThreadJob>.fromOpaque(arg!).takeRetainedValue()
+            me.run()
             return nil
-        }, box.toOpaque()) == 0 {
-            thread = t
-        } else {
+        }, box.toOpaque()) == 0 else {
             box.release()
+            return false
         }
+        thread = t
+        return true
     }
 
-    /// The read's result (read here when no thread could be started). Call once.
-    func wait() -> StoreSnapshotFile.ReadResult {
+    /// Waits for the thread, if one was started and not joined yet.
+    final func join() {
         if let t = thread {
             pthread_join(t, nil)
             thread = nil
         }
+    }
+
+    deinit { join() }
+}
+
+/// Runs `body` on a thread of its own from `start` until `wait()`: the snapshot is read (mapped
+/// and decrypted) beside the change rows, and its index section beside its state. A raw thread,
+/// not a task: the caller blocks on it, and may itself run on the cooperative pool.
+///
+/// `@unchecked Sendable`: `result` is written by the thread before it exits and read only after
+/// `pthread_join`, which orders the two.
+final class BackgroundJob<Result: Sendable>: ThreadJob, @unchecked Sendable {
+    private let body: @Sendable () -> Result
+    private var result: Result?
+
+    private init(body: @escaping @Sendable () -> Result) {
+        self.body = body
+    }
+
+    /// Starts `body` on a new thread (or leaves it to `wait()` when none can be started).
+    static func start(_ body: @escaping @Sendable () -> Result) -> BackgroundJob {
+        let job = BackgroundJob(body: body)
+        _ = job.spawn()
+        return job
+    }
+
+    override func run() { result = body() }
+
+    /// The result (computed here when no thread could be started). Call once.
+    func wait() -> Result {
+        join()
         if let result { return result }
-        let r = file.read()
+        let r = body()
         result = r
         return r
     }
+}
 
-    deinit { if let t = thread { pthread_join(t, nil) } }
+/// A snapshot read, and its state parsed and checked, on a thread of its own.
+struct PrefetchedSnapshot: Sendable {
+    let read: StoreSnapshotFile.ReadResult
+    /// The state parsed (nil when there was none to parse).
+    let image: Result<Replica.SnapshotImage, Replica.SnapshotMismatch>?
+}
+
+/// The snapshot read, decrypted and its state parsed and checked beside the change rows
+/// (`BackgroundJob`), after deleting the temporary file a write that did not finish left.
+func prefetchSnapshot(_ file: StoreSnapshotFile, scope: ScopeID, mode: ScopeMode) -> BackgroundJob<PrefetchedSnapshot> {
+    StoreSnapshotFile.erase(file.tempPath)
+    return BackgroundJob.start {
+        let read = file.read()
+        guard case let .state(state, _) = read else { return PrefetchedSnapshot(read: read, image: nil) }
+        do throws(Replica.SnapshotMismatch) {
+            return PrefetchedSnapshot(read: read, image: .success(try Replica.parsingSnapshot(state, scope: scope, mode: mode)))
+        } catch {
+            return PrefetchedSnapshot(read: read, image: .failure(error))
+        }
+    }
 }
 
 extension ContactStore {
     /// Reads the rows' changes (already decrypted and checked) into a replica: from the snapshot
     /// plus the changes after it when the snapshot is usable, else by replaying every change.
-    func restore(held: [(device: DeviceKey, changes: [Change])], snapshot: StoreSnapshotFile.ReadResult) throws(StoreError) {
+    func restore(held: [(device: DeviceKey, changes: [Change])], snapshot: PrefetchedSnapshot) throws(StoreError) {
         let file = snapshotFile
-        switch snapshot {
+        switch snapshot.read {
         case .absent:
             snapshotStatus = .absent
         case let .unusable(reason):
@@ -395,10 +452,14 @@ extension ContactStore {
             var byDevice: [DeviceKey: [Change]] = [:]
             for h in held { byDevice[h.device] = h.changes }
             let restored: (replica: Replica, tail: [Change])
-            do {
-                restored = try Replica.restoring(snapshot: state, scope: replica.scope, mode: replica.mode,
-                                                 epochKeys: replica.epochKeys, configuration: replica.configuration,
-                                                 held: byDevice)
+            do throws(Replica.SnapshotMismatch) {
+                let image: Replica.SnapshotImage
+                switch snapshot.image {
+                case let .success(parsed)?: image = parsed
+                case let .failure(e)?: throw e
+                case nil: image = try Replica.parsingSnapshot(state, scope: replica.scope, mode: replica.mode)
+                }
+                restored = try Replica.restoring(image, epochKeys: replica.epochKeys, configuration: replica.configuration, held: byDevice)
             } catch {
                 snapshotStatus = .ignored(reason: error.reason)
                 break

@@ -53,6 +53,14 @@ private func expectSameState(_ a: Replica, _ b: Replica, sourceLocation: SourceL
     #expect(ta.sorted() == tb.sorted(), sourceLocation: sourceLocation)
 }
 
+/// The store's changes per device in seq order, as `Replica.restoring` takes them.
+private func heldByDevice(_ s: ContactStore) -> [DeviceKey: [Change]] {
+    var byDevice: [DeviceKey: [Change]] = [:]
+    for c in s.replica.allChanges() { byDevice[c.author, default: []].append(c) }
+    for k in byDevice.keys { byDevice[k]!.sort { $0.seq < $1.seq } }
+    return byDevice
+}
+
 private func files(in dir: StoreDir) -> [String] {
     ((try? FileManager.default.contentsOfDirectory(atPath: dir.path)) ?? []).sorted().map { dir.path + "/" + $0 }
 }
@@ -253,9 +261,7 @@ struct SnapshotTests {
         let s = try open(dir)
         try seed(s, from: 0, to: 20, other: &other, otherReplica: &theirs)
         let state = s.replica.snapshotState()
-        var byDevice: [DeviceKey: [Change]] = [:]
-        for c in s.replica.allChanges() { byDevice[c.author, default: []].append(c) }
-        for k in byDevice.keys { byDevice[k]!.sort { $0.seq < $1.seq } }
+        let byDevice = heldByDevice(s)
         let whole = try Replica.restoring(snapshot: state, scope: keys.scope, mode: .plain, held: byDevice)
         #expect(whole.tail.isEmpty)
         expectSameState(whole.replica, s.replica)
@@ -387,5 +393,122 @@ struct SnapshotTests {
         #expect(!section().isEmpty)
         #expect(!section().contains(bytes: Array("Quillon49".utf8)))
         #expect(section().contains(bytes: Array("Quillon48".utf8)))
+    }
+
+    /// Opened from a snapshot, contacts stay encoded until read: reading one decodes it without
+    /// keeping it, editing one keeps it decoded, and a snapshot written from such a replica
+    /// (records copied as loaded, edited ones encoded again) gives the replayed state.
+    @Test func recordsAreDecodedOnDemand() throws {
+        let dir = StoreDir()
+        var theirs = Replica(scope: keys.scope, configuration: ReplicaConfiguration(maxFutureSkewMilliseconds: .max / 2))
+        var other = ChangeAuthor(signer: Ed25519.PrivateKey())
+        do {
+            let s = try open(dir)
+            try seed(s, from: 0, to: 400, other: &other, otherReplica: &theirs)
+            #expect(s.writeSnapshot())
+            #expect(s.replica.encodedContactCount == 0)
+        }
+        let gen = SyntheticContacts(seed: 5)
+        do {
+            let s = try open(dir)
+            #expect(s.snapshotStatus == .loaded(tail: 0))
+            let known = s.replica.knownContactCount
+            #expect(known == 400)
+            #expect(s.replica.encodedContactCount == known)
+            // Visibility comes from the check at open: the deleted contact is not listed.
+            #expect(s.replica.visibleContactIDs.count == known - 1)
+            #expect(s.replica.isDeleted(gen.contact(1).id))
+            #expect(s.replica.encodedContactCount == known)
+            // Reading decodes without keeping.
+            #expect(s.replica.contact(gen.contact(0).id)?.values(.tags).map(\.key).contains("kept-0") == true)
+            #expect(s.replica.contact(gen.contact(2).id)?[.city] == "Ouagadougou 0")
+            #expect(s.replica.encodedContactCount == known)
+            expectSameState(s.replica, try replayed(s))
+            // Editing decodes for good; a remove needs the live adds of the encoded contact.
+            try s.commit([ContactEdit(contact: gen.contact(0).id, ops: [
+                .remove(.tags, "kept-0", observed: s.replica.liveAdds(of: "kept-0", in: .tags, contact: gen.contact(0).id)),
+                .setField(.city, "Nouakchott"),
+            ])])
+            try s.commit([ContactEdit(contact: gen.contact(3).id, ops: [.delete])])
+            try s.commit([ContactEdit(contact: gen.contact(4).id, ops: [.forget])])
+            #expect(s.replica.encodedContactCount == known - 3)
+            #expect(s.replica.contact(gen.contact(0).id)?.values(.tags).map(\.key).contains("kept-0") == false)
+            #expect(s.replica.contact(gen.contact(0).id)?[.city] == "Nouakchott")
+            #expect(s.replica.contact(gen.contact(3).id) == nil)
+            expectSameState(s.replica, try replayed(s))
+            #expect(s.writeSnapshot())
+        }
+        let s = try open(dir)
+        #expect(s.snapshotStatus == .loaded(tail: 0))
+        #expect(s.replica.encodedContactCount == 399)
+        #expect(s.replica.contact(gen.contact(0).id)?[.city] == "Nouakchott")
+        #expect(s.replica.contact(gen.contact(4).id) == nil)
+        expectSameState(s.replica, try replayed(s))
+        // Forgets between decoded and encoded records (swap-removes of both kinds, the last one
+        // included), then an edit of every contact left: all decoded, put back in order.
+        try s.commit([ContactEdit(contact: gen.contact(7).id, ops: [.setField(.city, "Bamako")])])
+        try s.commit([ContactEdit(contact: gen.contact(399).id, ops: [.forget]), ContactEdit(contact: gen.contact(7).id, ops: [.forget]),
+                      ContactEdit(contact: gen.contact(8).id, ops: [.forget])])
+        expectSameState(s.replica, try replayed(s))
+        let left = s.replica.visibleContactIDs + [gen.contact(1).id, gen.contact(3).id] // and the deleted ones
+        #expect(left.count == s.replica.knownContactCount)
+        try s.commit(left.map { ContactEdit(contact: $0, ops: [.setField(.city, "Lomé")]) })
+        #expect(s.replica.encodedContactCount == 0)
+        #expect(s.replica.contacts().allSatisfy { $0[.city] == "Lomé" })
+        expectSameState(s.replica, try replayed(s))
+    }
+
+    /// The check at open accepts exactly what decoding accepts: every one-byte corruption of the
+    /// state's plaintext (as a writer bug would make; the AEAD stops any other) is refused at
+    /// open, or opens to records that all decode — never a trap when a contact is read later.
+    @Test func damagedRecordBytesAreRefusedAtOpenNotWhenRead() throws {
+        let dir = StoreDir()
+        var theirs = Replica(scope: keys.scope)
+        var other = ChangeAuthor(signer: Ed25519.PrivateKey())
+        let s = try open(dir)
+        try seed(s, from: 0, to: 3, other: &other, otherReplica: &theirs)
+        let state = s.replica.snapshotState()
+        let byDevice = heldByDevice(s)
+        var refused = 0
+        for i in state.indices {
+            for value: UInt8 in [0x00, 0x7f, 0x80, 0xff] where state[i] != value {
+                var bad = state
+                bad[i] = value
+                guard let r = try? Replica.restoring(snapshot: bad, scope: keys.scope, mode: .plain, held: byDevice) else {
+                    refused += 1
+                    continue
+                }
+                _ = r.replica.contacts()
+                var terms = 0
+                r.replica.forEachSearchTerm { _, _, _, _ in terms += 1 }
+                _ = r.replica.snapshotState()
+            }
+        }
+        #expect(refused > 0)
+    }
+
+    /// A contact forgotten after a lazy open (still encoded) is in no file afterwards: the
+    /// rewritten snapshot copies the other records' bytes, not the forgotten one's.
+    @Test func forgetAfterALazyOpenErasesTheSnapshot() throws {
+        let dir = StoreDir()
+        let target = ContactID(high: 7, low: 49)
+        do {
+            let s = try open(dir)
+            try s.commit(knownContacts())
+            #expect(s.writeSnapshot())
+        }
+        let s = try open(dir)
+        #expect(s.snapshotStatus == .loaded(tail: 0))
+        #expect(s.replica.encodedContactCount == s.replica.knownContactCount)
+        try s.commit([ContactEdit(contact: target, ops: [.forget])])
+        s.snapshotFile.waitIdle()
+        #expect(s.writeSnapshot())
+        guard case let .state(plain, _) = s.snapshotFile.read() else { Issue.record("no snapshot after the forget"); return }
+        for f in files(in: dir) + ["decrypted"] {
+            let bytes = f == "decrypted" ? plain : fileBytes(f)
+            #expect(!bytes.contains(bytes: Array("quillon49@zabriskie".utf8)), "found in \(f)")
+            #expect(!bytes.contains(bytes: Array("Zabriskie49".utf8)), "found in \(f)")
+        }
+        #expect(plain.contains(bytes: Array("quillon48@zabriskie".utf8)))
     }
 }
