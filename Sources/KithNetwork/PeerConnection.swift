@@ -81,7 +81,7 @@ enum PeerConnection {
                 switch await iterator.next() {
                 case let .bytes(b)?: reader.append(b)
                 case let .push(cs)?: pendingPushes += cs
-                case .antiEntropy?, .membership?, .revocations?, .forward?, .forwardAnswer?: break // the session starts with a full exchange anyway
+                case .antiEntropy?, .membership?, .revocations?, .forward?, .forwardAnswer?, .addresses?: break // the session starts with a full exchange anyway
                 case let .close(reason)?: throw Closed(reason: reason)
                 case .closed?, nil: throw Closed(reason: "connection closed by peer")
                 }
@@ -225,6 +225,8 @@ enum PeerConnection {
                     await node.completeForward(requestID, message)
                 case let .peerClock(ms):
                     await node.notePeerClock(id, wallMilliseconds: ms)
+                case let .addresses(chapter, records):
+                    await node.receiveAddresses(chapter: chapter, records: records, from: id)
                 }
             }
         }
@@ -289,6 +291,10 @@ enum PeerConnection {
             case let .membership(chapter, ops)?:
                 if let cid = try? ChapterID(bytes: chapter), session.sharedScopes.contains(cid.contentScope) {
                     try await sendMessage(.membership(chapter: chapter, ops: ops))
+                }
+            case let .addresses(chapter, records)?:
+                if let cid = try? ChapterID(bytes: chapter), session.sharedScopes.contains(cid.contentScope) {
+                    try await sendMessage(.addresses(chapter: chapter, records: records))
                 }
             case .antiEntropy?:
                 let snapshot = await node.replicas(scopes)

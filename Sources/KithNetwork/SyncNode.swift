@@ -169,6 +169,9 @@ public actor SyncNode {
     /// Chapters whose peers sent changes by devices the log did not list yet.
     var chaptersAwaitingAuthors: Set<ChapterID> = []
 
+    /// The chapter overlay: addresses learned by peer exchange and the dials it keeps (SyncNode+Overlay).
+    var overlay = OverlayState()
+
     /// Chapters this device asked to join and is waiting to be approved in.
     var pendingJoins: [ChapterID: ChapterInvite] = [:]
     /// Pairing codes until they expire: token, expiry (ms), used (kept so a reuse gets a clear refusal).
@@ -210,7 +213,8 @@ public actor SyncNode {
             try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
             opened[id] = try Self.openChapter(id, path: path, relay: true, identity: identity, storageKey: storageKey, clock: clock)
         }
-        for ch in opened.values { for h in Self.hints(ch) { dialContinuation.yield(h) } }
+        // Chapter hints are the overlay's bootstrap addresses (SyncNode+Overlay), dialled while a
+        // chapter has no connection, not kept open for good.
         chapters = opened
         for r in try store.records(.share) where r.id.count == 32 {
             if let cid = try? ChapterID(bytes: r.id[0..<16]), let contact = try? ContactID(bytes: r.id[16...]),
@@ -439,7 +443,7 @@ public actor SyncNode {
         chapters.values.sorted { $0.id < $1.id }.compactMap { ch in
             guard scopes.contains(ch.id.contentScope), let log = ch.log else { return nil }
             return .membership(chapter: ch.id.bytes, ops: log.allOps.map(\.encoded))
-        }
+        } + addressMessages(for: scopes)
     }
 
     /// Merges membership ops a peer sent. Only a peer entitled to the chapter may send them
@@ -518,6 +522,7 @@ public actor SyncNode {
             p.events.yield(.membership(chapter: ch.id.bytes, ops: message))
         }
         afterLogChange(ch, previousEpoch: ch.knownEpoch)
+        overlayLogChanged(ch)
         ch.knownEpoch = ch.log?.state.currentEpoch?.id
         // Rights changed (a removal, a revocation, a new member on an open connection): the
         // connection closes; allowed peers redial and negotiate the new set of scopes.
@@ -534,6 +539,8 @@ enum ConnectionEvent: Sendable {
     case push([Change])
     case membership(chapter: [UInt8], ops: [[UInt8]])
     case revocations([[UInt8]])
+    /// Send this peer address records of a chapter's overlay (sync.md §9).
+    case addresses(chapter: [UInt8], records: [[UInt8]])
     /// Ask this peer to forward a message to a chapter's hub.
     case forward(id: UInt64, chapter: [UInt8], message: [UInt8])
     /// Send this peer the hub's answer to a message it asked us to forward.

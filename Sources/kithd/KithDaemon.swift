@@ -232,6 +232,10 @@ struct KithDaemon: AsyncParsableCommand {
         // Addresses given as static peers at start are dialled by `staticPeers`, not again here.
         let configuredPeers = Set(settings.peers)
         services.append(.init(service: TaskService { await network.dialRequested(except: configuredPeers) }, serviceName: "chapter-dialer"))
+        // The chapter overlay: announce this node's address to its chapters' members and keep a
+        // few connections to random members of each (Protocol/sync.md §9).
+        await node.setAdvertisedAddress(hint)
+        services.append(.init(service: TaskService { await network.maintainOverlay() }, serviceName: "chapter-overlay"))
         if settings.lanDiscovery {
             let discovery = LANDiscovery(network: network, ownPort: bound, multicastPort: settings.lanPort,
                                          interface: settings.lanInterface, logger: log)
