@@ -179,7 +179,15 @@ extension SyncNode {
                     peers[pid] = nil
                 }
             }
-            let room = min(settings.target, settings.maxConnections) - connected.count - inFlight
+            // Rewiring, so a partition left by churn heals: above target + 2 one random
+            // connection closes per round, and every 10th round one extra random member is dialled.
+            if connected.count <= settings.maxConnections, connected.count > settings.target + 2,
+               let (pid, p) = connected.filter({ clock() >= $0.value.connectedAt + UInt64(settings.graceSeconds * 1000) }).randomElement() {
+                p.events.yield(.close(reason: "chapter overlay: rewiring"))
+                peers[pid] = nil
+            }
+            let extra = overlay.rounds % 10 == 0 && connected.count + inFlight < settings.maxConnections ? 1 : 0
+            let room = min(settings.target, settings.maxConnections) - connected.count - inFlight + extra
             guard room > 0 else { continue }
             let usable: (String) -> Bool = { address in
                 self.overlay.dialing[address] == nil && (self.overlay.backoff[address].map { mono >= $0.until } ?? true)
@@ -287,4 +295,14 @@ extension PeerNetwork {
             logger.debug("cannot reach chapter peer", metadata: ["peer": "\(host):\(port)", "reason": "\(error)"])
         }
     }
+}
+
+extension SyncNode {
+    /// Tests: sends `records` as they are to every peer of the chapter (a hostile member's forgeries).
+    func testHookSendAddresses(_ records: [[UInt8]], chapter id: ChapterID) {
+        for (_, p) in chapterPeers(id) { p.events.yield(.addresses(chapter: id.bytes, records: records)) }
+    }
+
+    /// Tests: this node's own current address record in a chapter, encoded.
+    func testHookOwnRecord(chapter id: ChapterID) -> [UInt8]? { overlay.tables[id]?[identity.device]?.encoded }
 }
