@@ -197,7 +197,7 @@ extension SyncNode {
                 .map(\.address)
             candidates = Array(Set(candidates)).shuffled()
             if candidates.isEmpty && connected.isEmpty && inFlight == 0 {
-                candidates = Self.hints(ch).filter(usable)
+                candidates = Self.hints(ch).filter(usable).shuffled()
             }
             for address in candidates.prefix(room) {
                 overlay.dialing[address] = ch.id
@@ -237,14 +237,32 @@ extension SyncNode {
     /// An overlay dial ended after `seconds` (0 = never connected): a short one counts as a
     /// failure and backs the address off (2 s, doubling to 60 s).
     func overlayDialEnded(_ address: String, seconds: Double) {
-        overlay.dialing[address] = nil
+        let chapter = overlay.dialing.removeValue(forKey: address)
         if seconds >= 10 {
             overlay.backoff[address] = nil
+            if let chapter, let ch = chapters[chapter] { rememberAddress(address, in: ch) }
         } else {
             let failures = (overlay.backoff[address]?.failures ?? 0) + 1
             overlay.backoff[address] = (failures, OverlayState.monotonic() + min(60, 2 * pow(2, Double(failures - 1))))
         }
     }
+
+    /// Keeps an address that held a chapter connection for 10 s or more as a bootstrap hint, so
+    /// a restarted node finds the chapter without its admin (at most `maxRememberedHints`).
+    private func rememberAddress(_ address: String, in ch: Chapter) {
+        let hints = Self.hints(ch)
+        guard !hints.contains(address) else { return }
+        do {
+            if hints.count >= Self.maxRememberedHints, let drop = hints.randomElement() {
+                try ch.store.deleteRecords(.peerHint, ids: [Array(drop.utf8)])
+            }
+            try ch.store.putRecords(.peerHint, [(Array(address.utf8), Array(address.utf8))])
+        } catch {
+            logger.warning(limitedBy: logLimiter, "overlay-hint", "could not remember a chapter peer's address", metadata: ["reason": "\(error)"])
+        }
+    }
+
+    static let maxRememberedHints = 16
 
     /// True when a round should run now rather than at the next tick.
     var overlayWanted: Bool { overlay.wakeRequested }

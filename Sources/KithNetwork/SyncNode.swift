@@ -186,8 +186,12 @@ public actor SyncNode {
 
     /// Opens the private store and every chapter store under `directory`; relays the chapters in
     /// `relayChapters` blind. Throws if a store cannot be opened (locked, corrupt…).
+    /// `maxInboundPerAddress`: raised only where many nodes share one IP address (the in-process
+    /// chapter benchmark, whose members all dial from 127.0.0.1).
     public init(directory: String, identity: Identity, storageKey: SymmetricKey, relayChapters: [ChapterID] = [],
-                logger: Logger, clock: @escaping @Sendable () -> UInt64 = ContactStore.systemClock) throws {
+                logger: Logger, clock: @escaping @Sendable () -> UInt64 = ContactStore.systemClock,
+                maxInboundPerAddress: Int = SyncNode.maxInboundPerAddress) throws {
+        inboundGate = ConnectionGate(maxTotal: SyncNode.maxInboundConnections, maxPerAddress: maxInboundPerAddress)
         self.directory = directory
         self.identity = identity
         self.storageKey = storageKey
@@ -337,7 +341,7 @@ public actor SyncNode {
     /// Most inbound connections from one IP address.
     public static let maxInboundPerAddress = 32
     /// Admits inbound connections to the peer port.
-    public nonisolated let inboundGate = ConnectionGate(maxTotal: SyncNode.maxInboundConnections, maxPerAddress: SyncNode.maxInboundPerAddress)
+    public nonisolated let inboundGate: ConnectionGate
     /// Keeps warnings about hostile or broken peers from flooding the log.
     public nonisolated let logLimiter = LogRateLimiter()
 
