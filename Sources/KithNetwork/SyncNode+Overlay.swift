@@ -180,9 +180,14 @@ extension SyncNode {
                 }
             }
             // Rewiring, so a partition left by churn heals: above target + 2 one random
-            // connection closes per round, and every 10th round one extra random member is dialled.
+            // connection this overlay dialled closes per round (never a static peer's or an
+            // inbound one), and every 10th round one extra random member is dialled.
+            let ownDials = Set(overlay.dialing.filter { $0.value == ch.id }.keys)
             if connected.count <= settings.maxConnections, connected.count > settings.target + 2,
-               let (pid, p) = connected.filter({ clock() >= $0.value.connectedAt + UInt64(settings.graceSeconds * 1000) }).randomElement() {
+               let (pid, p) = connected.filter({ c in
+                   clock() >= c.value.connectedAt + UInt64(settings.graceSeconds * 1000)
+                       && ownDials.contains(String(c.value.name.prefix { $0 != " " }))
+               }).randomElement() {
                 p.events.yield(.close(reason: "chapter overlay: rewiring"))
                 peers[pid] = nil
             }
