@@ -225,9 +225,3 @@ struct ChapterBench: AsyncParsableCommand {
     }
 }
 
-/// User + system CPU seconds of this process.
-func cpuSeconds() -> Double {
-    var usage = rusage()
-    getrusage(RUSAGE_SELF.rawValue, &usage)
-    return Double(usage.ru_utime.tv_sec + usage.ru_stime.tv_sec) + Double(usage.ru_utime.tv_usec + usage.ru_stime.tv_usec) / 1e6
-}
