@@ -102,20 +102,20 @@ public struct PeerAddressRecord: Sendable, Equatable {
         return w.bytes
     }
 
-    /// Checks the record against the chapter's state and opens it: the device must be a current
-    /// device of a current member, the signature must verify, the record must be sealed under the
-    /// chapter's current epoch, whose key this node holds (`epochKey`), and the address must
-    /// decrypt. Returns the address text.
+    /// Checks the record against the chapter's state and opens it, the cheap checks first: the
+    /// device must be a current device of a current member, the record must be sealed under the
+    /// chapter's current epoch, whose key this node holds (`epochKey`), the signature must
+    /// verify, and the address must decrypt. Returns the address text.
     public func open(chapter: ChapterID, state: ChapterState, epochKey: SymmetricKey) throws(MembershipError) -> String {
         guard state.isCurrentDevice(device) else {
             throw MembershipError(.notAuthorized, "address record for \(device), which is not a current device of the chapter")
         }
+        guard let current = state.currentEpoch, current.ref == epoch else {
+            throw MembershipError(.notAuthorized, "address record for \(device) is sealed under an epoch that is not the chapter's current one")
+        }
         let ad = Self.associatedData(chapter: chapter, device: device, issued: issuedMilliseconds, epoch: epoch, nonce: nonce)
         guard device.isValidSignature(signature, for: Self.signed(ad: ad, sealed: sealed)) else {
             throw MembershipError(.badSignature, "address record for \(device): the signature does not verify")
-        }
-        guard let current = state.currentEpoch, current.ref == epoch else {
-            throw MembershipError(.notAuthorized, "address record for \(device) is sealed under an epoch that is not the chapter's current one")
         }
         let plain: [UInt8]
         do { plain = try XChaCha20Poly1305.decrypt(sealed, key: Self.key(epochKey: epochKey), nonce: nonce, associatedData: ad) } catch {

@@ -30,35 +30,142 @@ struct OverlayEntry {
     let address: String
 }
 
+/// What an overlay dial is bound to: the address, and the device the address record names
+/// (nil only for a chapter's invite hint, which names no device). The handshake is aborted when
+/// the responder is not that device (sync.md §9.3).
+struct OverlayDial: Sendable, Hashable {
+    let address: String
+    let device: Ed25519.PublicKey?
+}
+
+/// Where a connection came from: the peer dialled in, this node dialled a static peer (or an
+/// invite hint kept for good), or the overlay dialled it.
+enum PeerOrigin: Sendable {
+    case inbound
+    case dialled
+    case overlay(OverlayDial)
+
+    var outbound: Bool { if case .inbound = self { false } else { true } }
+}
+
 /// The overlay's state on one node: the address table per chapter and the dials in flight.
 struct OverlayState {
     var settings = OverlaySettings()
-    /// The address this node announces ("host:port"); nil = it announces none.
+    /// The address this node announces ("host:port"); nil = it announces none (kithd: only
+    /// with `advertise` set).
     var advertised: String?
     var tables: [ChapterID: [Ed25519.PublicKey: OverlayEntry]] = [:]
-    /// Addresses with an overlay dial in flight (connecting or connected), by chapter.
-    var dialing: [String: ChapterID] = [:]
-    /// Addresses that failed lately: failures in a row and when to try again (monotonic s).
-    var backoff: [String: (failures: Int, until: Double)] = [:]
-    /// When a record from each device was last taken (monotonic s): at most one a second.
-    var lastAccepted: [Ed25519.PublicKey: Double] = [:]
+    /// Overlay dials in flight (connecting, handshaking or connected): their chapter, and whether
+    /// the handshake authenticated the device the dial was bound to.
+    var dialing: [OverlayDial: (chapter: ChapterID, authenticated: Bool)] = [:]
+    /// Dials that failed lately: failures in a row and when to try again (monotonic s). Keyed by
+    /// address and device, so a hostile record naming an honest member's address does not back
+    /// that member off.
+    var backoff: [OverlayDial: (failures: Int, until: Double)] = [:]
+    /// When a record from each (chapter, device) was last taken (monotonic s): at most one a second.
+    var lastAccepted: [RateKey: Double] = [:]
     var rounds = 0
     /// Records refused (forged, malformed, for a device that is not current…), for tests and stats.
     var refusedRecords = 0
+    /// Connections closed for sending too many refused records.
+    var closedForRefusals = 0
     /// A round is wanted now (a chapter was joined).
     var wakeRequested = false
 
+    struct RateKey: Hashable {
+        let chapter: ChapterID
+        let device: Ed25519.PublicKey
+    }
+
     static func monotonic() -> Double { ProcessInfo.processInfo.systemUptime }
+}
+
+/// The overlay's decisions, free of I/O (sync.md §9.3): which connections a round closes and
+/// how many members it dials.
+enum OverlayPlan {
+    /// One overlay connection of a chapter as the plan sees it.
+    struct Link: Equatable {
+        let id: Int
+        let member: Ed25519.PublicKey
+        /// This node's overlay dialled it.
+        let ownDial: Bool
+        /// Milliseconds since it registered.
+        let ageMs: UInt64
+    }
+
+    /// The connections to close so at most `maxConnections` remain: always from the member with
+    /// the most connections (ties: at random), inbound before own dials, newest first. Never
+    /// closes an own dial while this node has no more than `target` of them, nor a connection
+    /// younger than the grace period that is its member's only one (a joiner taking the log).
+    static func surplus(_ links: [Link], settings: OverlaySettings) -> [Int] {
+        var left = links
+        var closed: [Int] = []
+        let graceMs = UInt64(settings.graceSeconds * 1000)
+        while left.count > settings.maxConnections {
+            let perMember = Dictionary(grouping: left, by: \.member)
+            let ownDials = left.filter(\.ownDial).count
+            let closable = left.filter { l in
+                if l.ownDial && ownDials <= settings.target { return false }
+                if l.ageMs < graceMs && perMember[l.member]!.count == 1 { return false }
+                return true
+            }
+            guard !closable.isEmpty else { break }
+            let most = closable.map { perMember[$0.member]!.count }.max()!
+            let heavy = Set(closable.filter { perMember[$0.member]!.count == most }.map(\.member))
+            let member = heavy.randomElement()!
+            let victim = closable.filter { $0.member == member }
+                .min { ($0.ownDial ? 1 : 0, $0.ageMs) < ($1.ownDial ? 1 : 0, $1.ageMs) }!
+            closed.append(victim.id)
+            left.removeAll { $0.id == victim.id }
+        }
+        return closed
+    }
+
+    /// How many members to dial now: up to `target` distinct members (a member with many devices
+    /// counts once, so a hostile member's connections never stop a node dialling honest ones),
+    /// counting dials in flight, plus one extra every 10th round while under `maxConnections`.
+    static func room(_ links: [Link], inFlight: Int, round: Int, settings: OverlaySettings) -> Int {
+        let members = Set(links.map(\.member)).count
+        let extra = round % 10 == 0 && links.count + inFlight < settings.maxConnections ? 1 : 0
+        return max(0, min(settings.target, settings.maxConnections) - members - inFlight) + extra
+    }
+
+    /// The own dial a round closes to rewire (so a partition left by churn heals): one at
+    /// random past the grace period, only while this node has more than `target` of them.
+    static func rewire(_ links: [Link], settings: OverlaySettings) -> Int? {
+        let own = links.filter(\.ownDial)
+        guard own.count > settings.target else { return nil }
+        return own.filter { $0.ageMs >= UInt64(settings.graceSeconds * 1000) }.randomElement()?.id
+    }
+
+    /// The entries to dial, at most one per member and none of a member already connected or
+    /// dialled, in random order.
+    static func candidates(_ entries: [(device: Ed25519.PublicKey, member: Ed25519.PublicKey)], excludingMembers: Set<Ed25519.PublicKey>)
+        -> [Ed25519.PublicKey] {
+        var byMember: [Ed25519.PublicKey: [Ed25519.PublicKey]] = [:]
+        for e in entries where !excludingMembers.contains(e.member) { byMember[e.member, default: []].append(e.device) }
+        return byMember.values.compactMap { $0.randomElement() }.shuffled()
+    }
 }
 
 extension SyncNode {
     /// Overlay numbers for one chapter (tests, the benchmark and `kith status`).
     public struct OverlayInfo: Sendable, Codable {
         public let knownAddresses: Int
+        /// Overlay connections: other members' current devices, static peers not counted.
         public let connections: Int
+        /// Distinct members among them.
+        public let members: Int
         public let dialing: Int
         public let refusedRecords: Int
+        /// Connections closed for sending too many refused address records.
+        public let closedForRefusals: Int
     }
+
+    /// Most address records a connection may send that fail a check costing a signature
+    /// verification or a decryption (or that exceed the chapter's device count) before it is
+    /// closed: an honest peer forwards only records it verified.
+    static let maxRefusedAddressRecords = 16
 
     /// Sets the address this node announces to its chapters' members (kithd's `advertise`).
     public func setAdvertisedAddress(_ address: String?) {
@@ -69,8 +176,10 @@ extension SyncNode {
     public func setOverlaySettings(_ settings: OverlaySettings) { overlay.settings = settings }
 
     public func overlayInfo(chapter id: ChapterID) -> OverlayInfo {
-        OverlayInfo(knownAddresses: overlay.tables[id]?.count ?? 0, connections: chapterPeers(id).count,
-                    dialing: overlay.dialing.values.filter { $0 == id }.count, refusedRecords: overlay.refusedRecords)
+        let links = overlayLinks(id)
+        return OverlayInfo(knownAddresses: overlay.tables[id]?.count ?? 0, connections: links.count, members: Set(links.map(\.member)).count,
+                           dialing: overlay.dialing.values.filter { $0.chapter == id }.count, refusedRecords: overlay.refusedRecords,
+                           closedForRefusals: overlay.closedForRefusals)
     }
 
     /// The chapter's address table: device key text → address.
@@ -80,10 +189,27 @@ extension SyncNode {
         return out
     }
 
-    /// Connected peers of a chapter that are other members' devices (the overlay's connections).
+    /// Connected peers of a chapter that are other members' devices (address gossip goes to them).
     func chapterPeers(_ id: ChapterID) -> [Int: Peer] {
         let scope = id.contentScope
         return peers.filter { $0.value.scopes.contains(scope) && $0.value.identity.member != identity.member }
+    }
+
+    /// The chapter's overlay connections: other members' current devices, not static peers nor
+    /// relays (devices the log does not list).
+    func overlayLinks(_ id: ChapterID) -> [OverlayPlan.Link] {
+        guard let state = chapters[id]?.log?.state else { return [] }
+        let now = clock()
+        return chapterPeers(id).compactMap { pid, p in
+            guard state.isCurrentDevice(p.identity.device) else { return nil }
+            let own: Bool
+            switch p.origin {
+            case .dialled: return nil
+            case .inbound: own = false
+            case .overlay: own = true
+            }
+            return OverlayPlan.Link(id: pid, member: p.identity.member, ownDial: own, ageMs: now >= p.connectedAt ? now - p.connectedAt : 0)
+        }
     }
 
     /// This node's current address records of the chapters in `scopes`, for a new connection.
@@ -98,17 +224,24 @@ extension SyncNode {
         return out
     }
 
+    /// True when records may be sent in the chapter now: its current epoch's key reached no
+    /// device that is not current. After a removal or a revocation, until a member starts a new
+    /// epoch, the removed device could open anything sealed now, so nothing is announced or passed on.
+    private func mayPassOnRecords(_ state: ChapterState) -> Bool { !state.needsNewEpoch }
+
     /// Records sealed under the chapter's current epoch (older ones are kept for dialling but
     /// never passed on: a removed member must learn nothing announced after its removal).
     private func currentRecords(_ ch: Chapter) -> [[UInt8]] {
-        guard let epoch = ch.log?.state.currentEpoch?.ref else { return [] }
+        guard let state = ch.log?.state, mayPassOnRecords(state), let epoch = state.currentEpoch?.ref else { return [] }
         return (overlay.tables[ch.id] ?? [:]).values.filter { $0.record.epoch == epoch }
             .sorted { $0.record.device < $1.record.device }.map(\.encoded)
     }
 
-    /// Takes the address records a peer sent: each must be a current device's, signed by it and
-    /// sealed under the current epoch; newer than the one held; at most one per device a
-    /// second. New ones are passed on to the chapter's other peers (push gossip).
+    /// Takes the address records a peer sent (sync.md §9.1): the cheap checks first (parse, a
+    /// current device, the current epoch, newer than the one held, at most one per chapter and
+    /// device a second), then the signature and the decryption. New ones are passed on to the
+    /// chapter's other peers (push gossip). A connection that sends more than
+    /// `maxRefusedAddressRecords` records failing the costly checks is closed.
     func receiveAddresses(chapter bytes: [UInt8], records: [[UInt8]], from peer: Int) {
         guard let p = peers[peer] else { return }
         guard let cid = try? ChapterID(bytes: bytes), let ch = chapters[cid], !ch.relayOnly, let state = ch.log?.state,
@@ -118,95 +251,131 @@ extension SyncNode {
             return
         }
         guard let epoch = state.currentEpoch, let key = ch.store.replica.epochKeys[epoch.ref] else { return }
+        guard records.count <= state.allDevices.count else {
+            overlay.refusedRecords += records.count
+            refuseAddresses(from: peer, count: records.count, reason: "\(records.count) address records, more than the chapter's \(state.allDevices.count) devices")
+            return
+        }
         let now = clock(), mono = OverlayState.monotonic()
         var fresh: [[UInt8]] = []
+        var costly = 0
         for encoded in records {
+            let record: PeerAddressRecord
+            do { record = try PeerAddressRecord(decoding: encoded) } catch {
+                overlay.refusedRecords += 1
+                costly += 1
+                logger.warning(limitedBy: logLimiter, "address-record", "refused an address record", metadata: ["peer": "\(p.name)", "reason": "\(error)"])
+                continue
+            }
+            if record.device == identity.device { continue }
+            if let held = overlay.tables[cid]?[record.device], held.record.issuedMilliseconds >= record.issuedMilliseconds { continue }
+            // Cheap refusals: an honest peer may send them while the two logs differ (a device
+            // removed, an epoch started on one side only); they cost no cryptography.
+            guard state.isCurrentDevice(record.device), record.epoch == epoch.ref, record.issuedMilliseconds <= now + 600_000 else {
+                overlay.refusedRecords += 1
+                logger.info("refused an address record", metadata: ["peer": "\(p.name)", "device": "\(record.device)",
+                                                                    "reason": "not a current device, not the current epoch, or issued more than 10 minutes ahead"])
+                continue
+            }
+            let rateKey = OverlayState.RateKey(chapter: cid, device: record.device)
+            if let last = overlay.lastAccepted[rateKey], mono - last < 1 { continue }
             do {
-                let record = try PeerAddressRecord(decoding: encoded)
-                if record.device == identity.device { continue }
-                if let held = overlay.tables[cid]?[record.device], held.record.issuedMilliseconds >= record.issuedMilliseconds { continue }
-                guard record.issuedMilliseconds <= now + 600_000 else {
-                    throw MembershipError(.malformed, "address record for \(record.device) issued more than 10 minutes in the future")
-                }
                 let address = try record.open(chapter: cid, state: state, epochKey: key)
                 guard HostPort.parse(address) != nil else {
                     throw MembershipError(.malformed, "address record for \(record.device): '\(address.prefix(80))' is not host:port")
                 }
-                if let last = overlay.lastAccepted[record.device], mono - last < 1 { continue }
-                overlay.lastAccepted[record.device] = mono
+                overlay.lastAccepted[rateKey] = mono
                 overlay.tables[cid, default: [:]][record.device] = OverlayEntry(record: record, encoded: encoded, address: address)
                 fresh.append(encoded)
             } catch {
                 overlay.refusedRecords += 1
+                costly += 1
                 logger.warning(limitedBy: logLimiter, "address-record", "refused an address record", metadata: ["peer": "\(p.name)", "reason": "\(error)"])
             }
         }
-        if !fresh.isEmpty {
+        if costly > 0 { refuseAddresses(from: peer, count: costly, reason: "forged or malformed address records") }
+        if !fresh.isEmpty, mayPassOnRecords(state) {
             for (pid, other) in chapterPeers(cid) where pid != peer { other.events.yield(.addresses(chapter: bytes, records: fresh)) }
         }
     }
 
-    /// After a chapter's log changed: forget the addresses of devices that are no longer
-    /// current (removed, left, revoked).
+    /// Counts refused address records against a connection; past the limit it is closed.
+    private func refuseAddresses(from peer: Int, count: Int, reason: String) {
+        guard var p = peers[peer] else { return }
+        p.refusedAddressRecords += count
+        peers[peer] = p
+        if p.refusedAddressRecords > Self.maxRefusedAddressRecords {
+            logger.warning(limitedBy: logLimiter, "address-flood", "peer sent too many refused address records; closing", metadata: ["peer": "\(p.name)", "reason": "\(reason)"])
+            p.events.yield(.close(reason: "too many refused address records (\(reason))"))
+            peers[peer] = nil
+            overlay.closedForRefusals += 1
+        }
+    }
+
+    /// After a chapter's log changed: forget the addresses, remembered hints and rate-limit
+    /// entries of devices that are no longer current (removed, left, revoked).
     func overlayLogChanged(_ ch: Chapter) {
-        guard let state = ch.log?.state, var table = overlay.tables[ch.id] else { return }
-        for device in table.keys where !state.isCurrentDevice(device) { table[device] = nil }
-        overlay.tables[ch.id] = table
         overlay.wakeRequested = true
+        guard let state = ch.log?.state else { return }
+        if var table = overlay.tables[ch.id] {
+            for device in table.keys where !state.isCurrentDevice(device) { table[device] = nil }
+            overlay.tables[ch.id] = table
+        }
+        for key in overlay.lastAccepted.keys where key.chapter == ch.id && !state.isCurrentDevice(key.device) { overlay.lastAccepted[key] = nil }
+        let stale = Self.hintRecords(ch).filter { $0.device.map { !state.isCurrentDevice($0) } ?? false }
+        if !stale.isEmpty {
+            do { try ch.store.deleteRecords(.peerHint, ids: stale.map(\.id)) } catch {
+                logger.warning(limitedBy: logLimiter, "overlay-hint", "could not forget a removed device's address", metadata: ["reason": "\(error)"])
+            }
+        }
     }
 
     /// One overlay round: (re)announces this node's address in each chapter, closes surplus
-    /// connections and returns the addresses to dial now (each marked as in flight until
-    /// `overlayDialEnded`). Never more dials than keep a chapter at `maxConnections`.
-    func overlayRound() -> [String] {
+    /// connections and returns the dials to make now (each marked as in flight until
+    /// `overlayDialEnded`).
+    func overlayRound() -> [OverlayDial] {
         overlay.rounds += 1
         overlay.wakeRequested = false
         let settings = overlay.settings
         let mono = OverlayState.monotonic()
-        var dials: [String] = []
+        pruneOverlayTables(now: mono)
+        var dials: [OverlayDial] = []
         for ch in chapters.values.sorted(by: { $0.id < $1.id }) where !ch.relayOnly {
             guard let state = ch.log?.state, state.isMember(identity.member) else { continue }
             announce(ch, state: state)
-            let connected = chapterPeers(ch.id)
-            let connectedDevices = Set(connected.map(\.value.identity.device))
-            let inFlight = overlay.dialing.values.filter { $0 == ch.id }.count
-            // Surplus: close random connections past the grace period.
-            if connected.count > settings.maxConnections {
-                let graceMs = UInt64(settings.graceSeconds * 1000), now = clock()
-                let old = connected.filter { now >= $0.value.connectedAt + graceMs }.shuffled()
-                for (pid, p) in old.prefix(connected.count - settings.maxConnections) {
-                    p.events.yield(.close(reason: "chapter overlay: more than \(settings.maxConnections) connections"))
-                    peers[pid] = nil
-                }
-            }
-            // Rewiring, so a partition left by churn heals: above target + 2 one random
-            // connection this overlay dialled closes per round (never a static peer's or an
-            // inbound one), and every 10th round one extra random member is dialled.
-            let ownDials = Set(overlay.dialing.filter { $0.value == ch.id }.keys)
-            if connected.count <= settings.maxConnections, connected.count > settings.target + 2,
-               let (pid, p) = connected.filter({ c in
-                   clock() >= c.value.connectedAt + UInt64(settings.graceSeconds * 1000)
-                       && ownDials.contains(String(c.value.name.prefix { $0 != " " }))
-               }).randomElement() {
-                p.events.yield(.close(reason: "chapter overlay: rewiring"))
+            var links = overlayLinks(ch.id)
+            // Surplus: the most represented member's connections first (sync.md §9.3).
+            let close = OverlayPlan.surplus(links, settings: settings)
+            // Rewiring: one random own dial past target closes per round.
+            let rewired = close.isEmpty ? OverlayPlan.rewire(links, settings: settings) : nil
+            for pid in close + (rewired.map { [$0] } ?? []) {
+                peers[pid]?.events.yield(.close(reason: rewired == pid ? "chapter overlay: rewiring"
+                                                    : "chapter overlay: more than \(settings.maxConnections) connections"))
                 peers[pid] = nil
             }
-            let extra = overlay.rounds % 10 == 0 && connected.count + inFlight < settings.maxConnections ? 1 : 0
-            let room = min(settings.target, settings.maxConnections) - connected.count - inFlight + extra
+            links.removeAll { l in close.contains(l.id) || l.id == rewired }
+            let inFlight = overlay.dialing.filter { $0.value.chapter == ch.id && !$0.value.authenticated }
+            let room = OverlayPlan.room(links, inFlight: inFlight.count, round: overlay.rounds, settings: settings)
             guard room > 0 else { continue }
-            let usable: (String) -> Bool = { address in
-                self.overlay.dialing[address] == nil && (self.overlay.backoff[address].map { mono >= $0.until } ?? true)
+            let usable: (OverlayDial) -> Bool = { dial in
+                self.overlay.dialing[dial] == nil && (self.overlay.backoff[dial].map { mono >= $0.until } ?? true)
             }
-            var candidates = (overlay.tables[ch.id] ?? [:]).values
-                .filter { $0.record.device != identity.device && !connectedDevices.contains($0.record.device) && usable($0.address) }
-                .map(\.address)
-            candidates = Array(Set(candidates)).shuffled()
-            if candidates.isEmpty && connected.isEmpty && inFlight == 0 {
-                candidates = Self.hints(ch).filter(usable).shuffled()
+            // Members already connected (any connection, static ones included) or being dialled are not dialled again.
+            var busy = Set(chapterPeers(ch.id).values.map(\.identity.member))
+            for d in inFlight.keys { if let device = d.device, let m = state.member(ofDevice: device) { busy.insert(m) } }
+            let table = overlay.tables[ch.id] ?? [:]
+            let entries = table.values.compactMap { e -> (device: Ed25519.PublicKey, member: Ed25519.PublicKey)? in
+                guard e.record.device != identity.device, let m = state.member(ofDevice: e.record.device), m != identity.member,
+                      usable(OverlayDial(address: e.address, device: e.record.device)) else { return nil }
+                return (e.record.device, m)
             }
-            for address in candidates.prefix(room) {
-                overlay.dialing[address] = ch.id
-                dials.append(address)
+            var chosen = OverlayPlan.candidates(entries, excludingMembers: busy).map { OverlayDial(address: table[$0]!.address, device: $0) }
+            if chosen.isEmpty && links.isEmpty && chapterPeers(ch.id).isEmpty && inFlight.isEmpty {
+                chosen = Self.hintRecords(ch).map { OverlayDial(address: $0.address, device: $0.device) }.filter(usable).shuffled()
+            }
+            for dial in chosen.prefix(room) {
+                overlay.dialing[dial] = (ch.id, false)
+                dials.append(dial)
             }
         }
         // Address anti-entropy: every 10th round, the whole table to one random peer per chapter,
@@ -221,10 +390,24 @@ extension SyncNode {
         return dials
     }
 
+    /// Drops rate-limit entries older than their second and backoff entries of dials no table
+    /// or hint names any more, so the tables stay as small as the chapters.
+    private func pruneOverlayTables(now mono: Double) {
+        overlay.lastAccepted = overlay.lastAccepted.filter { mono - $0.value < 1 }
+        guard overlay.rounds % 10 == 0, !overlay.backoff.isEmpty else { return }
+        var named: Set<OverlayDial> = []
+        for ch in chapters.values where !ch.relayOnly {
+            for e in (overlay.tables[ch.id] ?? [:]).values { named.insert(OverlayDial(address: e.address, device: e.record.device)) }
+            for h in Self.hintRecords(ch) { named.insert(OverlayDial(address: h.address, device: h.device)) }
+        }
+        overlay.backoff = overlay.backoff.filter { named.contains($0.key) }
+    }
+
     /// Issues this node's record in a chapter when it has none, or its address or the epoch
-    /// changed, and pushes it to the chapter's peers.
+    /// changed, and pushes it to the chapter's peers. Nothing while the current epoch's key
+    /// reached a device that is not current (until a member starts a new epoch).
     private func announce(_ ch: Chapter, state: ChapterState) {
-        guard let address = overlay.advertised, state.isCurrentDevice(identity.device), let epoch = state.currentEpoch,
+        guard let address = overlay.advertised, state.isCurrentDevice(identity.device), mayPassOnRecords(state), let epoch = state.currentEpoch,
               let key = ch.store.replica.epochKeys[epoch.ref] else { return }
         let held = overlay.tables[ch.id]?[identity.device]
         if let held, held.address == address, held.record.epoch == epoch.ref { return }
@@ -239,35 +422,57 @@ extension SyncNode {
         for (_, p) in chapterPeers(ch.id) { p.events.yield(.addresses(chapter: ch.id.bytes, records: [encoded])) }
     }
 
-    /// An overlay dial ended after `seconds` (0 = never connected): a short one counts as a
-    /// failure and backs the address off (2 s, doubling to 60 s).
-    func overlayDialEnded(_ address: String, seconds: Double) {
-        let chapter = overlay.dialing.removeValue(forKey: address)
-        if seconds >= 10 {
-            overlay.backoff[address] = nil
-            if let chapter, let ch = chapters[chapter] { rememberAddress(address, in: ch) }
-        } else {
-            let failures = (overlay.backoff[address]?.failures ?? 0) + 1
-            overlay.backoff[address] = (failures, OverlayState.monotonic() + min(60, 2 * pow(2, Double(failures - 1))))
-        }
+    /// An overlay dial's connection registered (`register`): it counts as good only when the
+    /// handshake authenticated the device the dial was bound to (any current device of the
+    /// chapter for an invite hint), and that device is current in the chapter. A good dial clears
+    /// the backoff and is remembered as a bootstrap hint, with its device.
+    func overlayDialAuthenticated(_ dial: OverlayDial, peer: PeerIdentity) {
+        guard let entry = overlay.dialing[dial], let ch = chapters[entry.chapter], let state = ch.log?.state,
+              state.isCurrentDevice(peer.device), dial.device == nil || dial.device == peer.device else { return }
+        overlay.dialing[dial] = (entry.chapter, true)
+        overlay.backoff[dial] = nil
+        if let device = dial.device { rememberAddress(dial.address, device: device, in: ch) }
     }
 
-    /// Keeps an address that held a chapter connection for 10 s or more as a bootstrap hint, so
-    /// a restarted node finds the chapter without its admin (at most `maxRememberedHints`).
-    private func rememberAddress(_ address: String, in ch: Chapter) {
-        let hints = Self.hints(ch)
-        guard !hints.contains(address) else { return }
+    /// An overlay dial ended. One whose handshake never authenticated the bound device (refused,
+    /// timed out, a tarpit, another member's node) backs off: 2 s, doubling to 60 s.
+    func overlayDialEnded(_ dial: OverlayDial) {
+        guard overlay.dialing.removeValue(forKey: dial)?.authenticated != true else { return }
+        let failures = (overlay.backoff[dial]?.failures ?? 0) + 1
+        overlay.backoff[dial] = (failures, OverlayState.monotonic() + min(60, 2 * pow(2, Double(failures - 1))))
+    }
+
+    /// Keeps an address whose dial authenticated the device it was bound to as a bootstrap hint,
+    /// so a restarted node finds the chapter without its admin (at most `maxRememberedHints`).
+    private func rememberAddress(_ address: String, device: Ed25519.PublicKey, in ch: Chapter) {
+        let hints = Self.hintRecords(ch)
+        guard !hints.contains(where: { $0.address == address && $0.device == device }) else { return }
         do {
-            if hints.count >= Self.maxRememberedHints, let drop = hints.randomElement() {
-                try ch.store.deleteRecords(.peerHint, ids: [Array(drop.utf8)])
+            let own = hints.filter { $0.device != nil }
+            if own.count >= Self.maxRememberedHints, let drop = own.randomElement() {
+                try ch.store.deleteRecords(.peerHint, ids: [drop.id])
             }
-            try ch.store.putRecords(.peerHint, [(Array(address.utf8), Array(address.utf8))])
+            let text = Array(address.utf8)
+            try ch.store.putRecords(.peerHint, [(device.bytes + text, text)])
         } catch {
             logger.warning(limitedBy: logLimiter, "overlay-hint", "could not remember a chapter peer's address", metadata: ["reason": "\(error)"])
         }
     }
 
     static let maxRememberedHints = 16
+
+    /// A chapter's bootstrap hints: the invite's (the record id is the address text; no device)
+    /// and the overlay's (id = device key ‖ address text, bound to that device).
+    static func hintRecords(_ ch: Chapter) -> [(id: [UInt8], address: String, device: Ed25519.PublicKey?)] {
+        ((try? ch.store.records(.peerHint)) ?? []).map { r in
+            let address = String(decoding: r.bytes, as: UTF8.self)
+            if r.id.count == 32 + r.bytes.count, Array(r.id.suffix(r.bytes.count)) == r.bytes,
+               let device = try? Ed25519.PublicKey(bytes: Array(r.id.prefix(32))) {
+                return (r.id, address, device)
+            }
+            return (r.id, address, nil)
+        }
+    }
 
     /// True when a round should run now rather than at the next tick.
     var overlayWanted: Bool { overlay.wakeRequested }
@@ -281,15 +486,14 @@ extension PeerNetwork {
             var waited = 0.0
             while !Task.isCancelled {
                 let dials = await node.overlayRound()
-                for address in dials {
-                    guard let (host, port) = HostPort.parse(address) else {
-                        await node.overlayDialEnded(address, seconds: 0)
+                for dial in dials {
+                    guard let (host, port) = HostPort.parse(dial.address) else {
+                        await node.overlayDialEnded(dial)
                         continue
                     }
                     group.addTask {
-                        let start = OverlayState.monotonic()
-                        await dialOnce(host: host, port: port)
-                        await node.overlayDialEnded(address, seconds: OverlayState.monotonic() - start)
+                        await dialOnce(host: host, port: port, dial: dial)
+                        await node.overlayDialEnded(dial)
                     }
                 }
                 waited = 0
@@ -303,8 +507,9 @@ extension PeerNetwork {
         }
     }
 
-    /// One connection to `host:port` (5 s to connect), run until it ends.
-    func dialOnce(host: String, port: Int) async {
+    /// One connection to `host:port` (5 s to connect), run until it ends; an overlay dial
+    /// (`dial`) is bound to the device its record names.
+    func dialOnce(host: String, port: Int, dial: OverlayDial? = nil) async {
         do {
             let channel = try await ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton)
                 .connectTimeout(.seconds(5))
@@ -313,7 +518,8 @@ extension PeerNetwork {
                         try NIOAsyncChannel<ByteBuffer, ByteBuffer>(wrappingChannelSynchronously: channel)
                     }
                 }
-            await PeerConnection.run(channel, role: .initiator, node: node, label: "\(host):\(port)", logger: logger, now: now)
+            await PeerConnection.run(channel, role: .initiator, node: node, label: "\(host):\(port)", logger: logger, now: now,
+                                     purpose: dial.map { .overlay($0) } ?? .sync)
         } catch {
             logger.debug("cannot reach chapter peer", metadata: ["peer": "\(host):\(port)", "reason": "\(error)"])
         }
@@ -328,4 +534,26 @@ extension SyncNode {
 
     /// Tests: this node's own current address record in a chapter, encoded.
     func testHookOwnRecord(chapter id: ChapterID) -> [UInt8]? { overlay.tables[id]?[identity.device]?.encoded }
+
+    /// Tests: whether the chapter waits for a new epoch (its current key reached a device that is not current).
+    func testHookNeedsNewEpoch(chapter id: ChapterID) -> Bool? { chapters[id]?.log?.state.needsNewEpoch }
+
+    /// Tests: the chapter's current epoch and its key (a hostile member's forgeries).
+    func testHookCurrentEpochKey(chapter id: ChapterID) -> (EpochRef, SymmetricKey)? {
+        guard let ch = chapters[id], let ref = ch.log?.state.currentEpoch?.ref, let key = ch.store.replica.epochKeys[ref] else { return nil }
+        return (ref, key)
+    }
+
+    /// Tests: the record held for `device` in a chapter, encoded.
+    func testHookOwnRecordOf(_ device: Ed25519.PublicKey, chapter id: ChapterID) -> [UInt8]? { overlay.tables[id]?[device]?.encoded }
+
+    /// Tests: the chapter's remembered bootstrap hints (address, device).
+    func testHookHints(chapter id: ChapterID) -> [(address: String, device: Ed25519.PublicKey?)] {
+        chapters[id].map { Self.hintRecords($0).map { ($0.address, $0.device) } } ?? []
+    }
+
+    /// Tests: failures in a row of dials to `address` (any device), 0 when none is backed off.
+    func testHookDialFailures(address: String) -> Int {
+        overlay.backoff.filter { $0.key.address == address }.map(\.value.failures).max() ?? 0
+    }
 }

@@ -55,6 +55,12 @@ public actor SyncNode {
         let identity: PeerIdentity
         let scopes: Set<ScopeID>
         let connectedAt: UInt64
+        /// Who dialled whom (the overlay counts only its own dials and inbound connections).
+        let origin: PeerOrigin
+        /// The Noise handshake hash: orders two connections of one device the same way on both ends.
+        let handshakeHash: [UInt8]
+        /// Address records this connection sent that were refused (SyncNode+Overlay).
+        var refusedAddressRecords = 0
         /// When the peer last finished sending what we lacked, per scope (ms).
         var caughtUp: [ScopeID: UInt64] = [:]
         /// The peer's wall clock minus ours (ms), from its `clock` message (sync.md §5.4).
@@ -253,10 +259,6 @@ public actor SyncNode {
         return Chapter(id: id, log: log, store: store, relayOnly: relay)
     }
 
-    static func hints(_ ch: Chapter) -> [String] {
-        ((try? ch.store.records(.peerHint)) ?? []).map { String(decoding: $0.bytes, as: UTF8.self) }
-    }
-
     /// Asks the daemon to keep a connection to `address` ("host:port").
     func requestDial(_ address: String) { dialContinuation.yield(address) }
 
@@ -306,12 +308,37 @@ public actor SyncNode {
 
     // MARK: Peers
 
-    func register(_ events: AsyncStream<ConnectionEvent>.Continuation, name: String, peer: PeerIdentity, scopes: Set<ScopeID>) -> Int {
+    /// Registers an authenticated connection, or returns nil when it must close: a node keeps
+    /// one connection per peer device (sync.md §9.3), so a device cannot fill the node's
+    /// connections by dialling it many times. Of two connections to one device, both ends keep
+    /// the same one: when they were dialled in opposite directions, the one the smaller device
+    /// key dialled; otherwise the one with the smaller handshake hash.
+    func register(_ events: AsyncStream<ConnectionEvent>.Continuation, name: String, peer: PeerIdentity, scopes: Set<ScopeID>,
+                  origin: PeerOrigin, handshakeHash: [UInt8]) -> Int? {
+        if let (oldID, old) = peers.first(where: { $0.value.identity.device == peer.device }) {
+            let keepNew = Self.prefers((origin.outbound, handshakeHash), over: (old.origin.outbound, old.handshakeHash),
+                                       own: identity.device, peer: peer.device)
+            guard keepNew else {
+                logger.info("closing a second connection of a device already connected", metadata: ["peer": "\(name)"])
+                return nil
+            }
+            old.events.yield(.close(reason: "a preferred connection of the same device replaces it"))
+            peers[oldID] = nil
+        }
         nextPeerID += 1
-        peers[nextPeerID] = Peer(events: events, name: name, identity: peer, scopes: scopes, connectedAt: clock())
+        peers[nextPeerID] = Peer(events: events, name: name, identity: peer, scopes: scopes, connectedAt: clock(), origin: origin,
+                                 handshakeHash: handshakeHash)
         self.events.emit(NodeEvent(type: "peer-connected", at: clock(), peer: name))
         if peer.member == identity.member { adoptOwnDevice(peer) }
+        if case let .overlay(dial) = origin { overlayDialAuthenticated(dial, peer: peer) }
         return nextPeerID
+    }
+
+    /// Whether connection `a` is kept over `b`, both with device `peer` (a total order both ends agree on).
+    static func prefers(_ a: (outbound: Bool, hash: [UInt8]), over b: (outbound: Bool, hash: [UInt8]),
+                        own: Ed25519.PublicKey, peer: Ed25519.PublicKey) -> Bool {
+        if a.outbound != b.outbound { return a.outbound == (own < peer) }
+        return a.hash.lexicographicallyPrecedes(b.hash)
     }
 
     /// Another device of this member connected: list it in every chapter this member is in

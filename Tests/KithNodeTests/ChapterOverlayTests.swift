@@ -211,10 +211,204 @@ struct ChapterOverlayTests {
             flood.append(try PeerAddressRecord.make(address: "127.0.0.1:\(1_000 + i)", chapter: id, device: mallory.device,
                                                     issuedMilliseconds: future + UInt64(i + 1), epoch: ref, epochKey: key).encoded)
         }
-        await mallory.node.testHookSendAddresses(flood, chapter: id)
+        for start in stride(from: 0, to: flood.count, by: 3) {
+            await mallory.node.testHookSendAddresses(Array(flood[start..<min(start + 3, flood.count)]), chapter: id)
+        }
         try await Task.sleep(nanoseconds: 500_000_000)
         let taken = await admin.node.addressTable(chapter: id)[mallory.device.publicKey.description]
         #expect(taken == nil || taken == "127.0.0.1:\(mallory.port)" || taken == "127.0.0.1:1000")
+        await shutdown(all)
+    }
+
+    /// Findings 1 (connection takeover): a member's device that dials a node many times holds one
+    /// connection; the node keeps its honest peers and keeps dialling.
+    @Test func aMemberDiallingManyTimesHoldsOneConnectionAndDisplacesNoOne() async throws {
+        let tmp = try TempDir()
+        let settings = OverlaySettings(target: 2, maxConnections: 4, graceSeconds: 1)
+        let (all, id) = try await chapter(tmp, members: 6, settings: settings)
+        defer { Task { [all] in for m in all { await m.offline() } } }
+        let admin = all[0], mallory = all[5], honest = Array(all[1...4])
+        let malloryDevice = mallory.device.publicKey.description
+        #expect(try await eventually {
+            for m in all where await m.node.addressTable(chapter: id).count < all.count { return false }
+            return true
+        })
+        // Mallory opens 24 connections to the admin at once and holds them.
+        let flood = (0..<24).map { _ in Task { await mallory.network.dialOnce(host: "127.0.0.1", port: admin.port) } }
+        defer { for t in flood { t.cancel() } }
+        var most = 0
+        let deadline = Date().addingTimeInterval(6)
+        while Date() < deadline {
+            let peers = await admin.node.peerInfo()
+            most = max(most, peers.filter { $0.device == malloryDevice }.count)
+            try await Task.sleep(nanoseconds: 50_000_000)
+        }
+        #expect(most <= 1, "the admin held \(most) connections of one device")
+        // The admin still has honest members (at least its target of distinct members) within its bound.
+        let honestDevices = Set(honest.map { $0.device.publicKey.description })
+        #expect(try await eventually {
+            let peers = await admin.node.peerInfo()
+            let info = await admin.node.overlayInfo(chapter: id)
+            return Set(peers.map(\.device)).intersection(honestDevices).count >= settings.target && info.connections <= settings.maxConnections
+        })
+        // An edit still reaches every member.
+        try await edit(honest[0], id, "Despite the flood")
+        let want = await changes(honest[0], id)
+        #expect(try await eventually { for m in all where await changes(m, id) < want { return false }; return true })
+        await shutdown(all)
+    }
+
+    /// A port that accepts TCP connections (the kernel's backlog) and never answers.
+    func tarpit() throws -> (fd: Int32, port: Int) {
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        var addr = sockaddr_in()
+        addr.sin_family = sa_family_t(AF_INET)
+        addr.sin_port = 0
+        addr.sin_addr.s_addr = inet_addr("127.0.0.1")
+        var rc = withUnsafePointer(to: &addr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) } }
+        try #require(rc == 0)
+        rc = listen(fd, 64)
+        try #require(rc == 0)
+        var len = socklen_t(MemoryLayout<sockaddr_in>.size)
+        _ = withUnsafeMutablePointer(to: &addr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &len) } }
+        return (fd, Int(UInt16(bigEndian: addr.sin_port)))
+    }
+
+    /// Findings 2 and 6 (tarpit addresses, dials not bound to a device): a member's record that
+    /// points at a listener that never answers, or at another member's node, is not a good dial:
+    /// it backs off and is never remembered as a bootstrap hint; the honest member's is.
+    @Test func tarpitAndMisdirectedAddressesAreNotCountedGoodNorRemembered() async throws {
+        let tmp = try TempDir()
+        let settings = OverlaySettings(target: 4, maxConnections: 8, graceSeconds: 1)
+        let (all, id) = try await chapter(tmp, members: 5, settings: settings)
+        defer { Task { [all] in for m in all { await m.offline() } } }
+        let (admin, bob, carol, mallory, trudy) = (all[0], all[1], all[2], all[3], all[4])
+        let pit = try tarpit()
+        defer { close(pit.fd) }
+        let pitAddress = "127.0.0.1:\(pit.port)", bobAddress = "127.0.0.1:\(bob.port)"
+        #expect(try await eventually {
+            for m in all where await m.node.addressTable(chapter: id).count < all.count { return false }
+            return true
+        })
+        let (ref, key) = try #require(await mallory.node.testHookCurrentEpochKey(chapter: id))
+        let later = UInt64(Date().timeIntervalSince1970 * 1000) + 5_000
+        let pitRecord = try PeerAddressRecord.make(address: pitAddress, chapter: id, device: mallory.device, issuedMilliseconds: later,
+                                                   epoch: ref, epochKey: key).encoded
+        let misdirected = try PeerAddressRecord.make(address: bobAddress, chapter: id, device: trudy.device, issuedMilliseconds: later,
+                                                     epoch: ref, epochKey: key).encoded
+        try await Task.sleep(nanoseconds: 1_100_000_000) // past the second in which each member took their records
+        await mallory.node.testHookSendAddresses([pitRecord], chapter: id)
+        await trudy.node.testHookSendAddresses([misdirected], chapter: id)
+        #expect(try await eventually {
+            let table = await carol.node.addressTable(chapter: id)
+            return table[mallory.device.publicKey.description] == pitAddress && table[trudy.device.publicKey.description] == bobAddress
+        })
+        // Mallory and Trudy go away; Carol comes back and dials what her table says.
+        for m in [mallory, trudy, carol] { await m.offline() }
+        try await carol.online()
+        #expect(try await eventually(60) {
+            let pitFailures = await carol.node.testHookDialFailures(address: pitAddress)
+            let misdirectedFailures = await carol.node.testHookDialFailures(address: bobAddress)
+            return pitFailures >= 1 && misdirectedFailures >= 1
+        })
+        let hints = await carol.node.testHookHints(chapter: id)
+        #expect(!hints.contains { $0.address == pitAddress }, "\(hints)")
+        #expect(!hints.contains { $0.address == bobAddress && $0.device == trudy.device.publicKey }, "\(hints)")
+        // Honest dials do count: Carol is connected to Bob and the admin and remembers them with their devices.
+        #expect(try await eventually {
+            let h = await carol.node.testHookHints(chapter: id)
+            return h.contains { $0.address == bobAddress && $0.device == bob.device.publicKey }
+                || h.contains { $0.address == "127.0.0.1:\(admin.port)" && $0.device == admin.device.publicKey }
+        })
+        // Removing Bob drops his remembered hint.
+        _ = try await admin.node.removeMember(chapter: nil, member: bob.node.identity.member.description)
+        #expect(try await eventually { await !carol.node.testHookHints(chapter: id).contains { $0.device == bob.device.publicKey } })
+        await shutdown(all)
+    }
+
+    /// Finding 3: the per-(chapter, device) rate limit applies before any signature check, a
+    /// message with more records than the chapter has devices is refused, and a connection that
+    /// keeps sending forged records is closed.
+    @Test func addressFloodsAreCheapToRefuseAndCloseTheConnection() async throws {
+        let tmp = try TempDir()
+        let settings = OverlaySettings(target: 3, maxConnections: 8, graceSeconds: 1)
+        let (all, id) = try await chapter(tmp, members: 3, settings: settings)
+        defer { Task { [all] in for m in all { await m.offline() } } }
+        let (admin, bob, mallory) = (all[0], all[1], all[2])
+        #expect(try await eventually {
+            let known = await admin.node.addressTable(chapter: id).count
+            let peers = await admin.node.peerInfo()
+            return known == 3 && peers.contains { $0.device == mallory.device.publicKey.description }
+        })
+        let (ref, key) = try #require(await mallory.node.testHookCurrentEpochKey(chapter: id))
+        let later = UInt64(Date().timeIntervalSince1970 * 1000) + 5_000
+        try await Task.sleep(nanoseconds: 1_100_000_000) // past the second since the admin took Mallory's record
+        // A valid record, then forged ones for the same device in the same message: the forged ones
+        // fall under the rate limit and are not even verified (not refused).
+        let valid = try PeerAddressRecord.make(address: "127.0.0.1:\(mallory.port)", chapter: id, device: mallory.device,
+                                               issuedMilliseconds: later, epoch: ref, epochKey: key)
+        var forged: [[UInt8]] = []
+        for i in 1...2 {
+            var bytes = try PeerAddressRecord.make(address: "10.6.6.6:\(i)", chapter: id, device: mallory.device,
+                                                   issuedMilliseconds: later + UInt64(i), epoch: ref, epochKey: key).encoded
+            bytes[bytes.count - 1] ^= 1 // a broken signature
+            forged.append(bytes)
+        }
+        let before = await admin.node.overlayInfo(chapter: id)
+        await mallory.node.testHookSendAddresses([valid.encoded] + forged, chapter: id)
+        #expect(try await eventually { await admin.node.testHookOwnRecordOf(mallory.device.publicKey, chapter: id) == valid.encoded })
+        #expect(await admin.node.overlayInfo(chapter: id).refusedRecords == before.refusedRecords)
+        // More records than the chapter has devices: refused whole.
+        await mallory.node.testHookSendAddresses(Array(repeating: valid.encoded, count: 4), chapter: id)
+        #expect(try await eventually { await admin.node.overlayInfo(chapter: id).refusedRecords >= before.refusedRecords + 4 })
+        // Forged records naming Bob's device (signature by Mallory's key): past the limit, the connection closes.
+        let bobKey = bob.device.publicKey
+        for i in 0..<9 {
+            var pair: [[UInt8]] = []
+            for j in 0..<2 {
+                var bytes = try PeerAddressRecord.make(address: "10.6.6.6:\(i * 2 + j)", chapter: id, device: mallory.device,
+                                                       issuedMilliseconds: later + 100 + UInt64(i * 2 + j), epoch: ref, epochKey: key).encoded
+                bytes.replaceSubrange(0..<32, with: bobKey.bytes)
+                pair.append(bytes)
+            }
+            await mallory.node.testHookSendAddresses(pair, chapter: id)
+        }
+        #expect(try await eventually { await admin.node.overlayInfo(chapter: id).closedForRefusals >= 1 })
+        #expect(await admin.node.addressTable(chapter: id)[bobKey.description] == "127.0.0.1:\(bob.port)")
+        await shutdown(all)
+    }
+
+    /// Finding 4: after a member leaves, the current epoch's key is one it holds until a member
+    /// starts a new epoch; meanwhile nobody announces or passes on an address record.
+    @Test func noRecordIsSentUnderAnEpochKeyALeaverHolds() async throws {
+        let tmp = try TempDir()
+        let settings = OverlaySettings(target: 3, maxConnections: 8, graceSeconds: 1)
+        let (all, id) = try await chapter(tmp, members: 4, settings: settings)
+        defer { Task { [all] in for m in all { await m.offline() } } }
+        let (admin, bob, carol, mallory) = (all[0], all[1], all[2], all[3])
+        let bobKey = bob.device.publicKey.description, oldBob = "127.0.0.1:\(bob.port)"
+        #expect(try await eventually {
+            for m in all where await m.node.addressTable(chapter: id)[bobKey] != oldBob { return false }
+            return true
+        })
+        _ = try await mallory.node.leave(chapter: nil)
+        #expect(try await eventually {
+            for m in [admin, bob, carol] where await m.node.testHookNeedsNewEpoch(chapter: id) != true { return false }
+            return true
+        })
+        await bob.offline()
+        try await bob.online()
+        let newBob = "127.0.0.1:\(bob.port)"
+        #expect(try await eventually { await bob.node.overlayInfo(chapter: id).connections >= 1 })
+        try await Task.sleep(nanoseconds: 2_000_000_000)
+        for m in [admin, bob, carol] { #expect(await m.node.addressTable(chapter: id)[bobKey] == oldBob) }
+        // An edit starts a new epoch sealed to the remaining devices: Bob's new address goes out.
+        try await edit(admin, id, "After the leave")
+        #expect(try await eventually {
+            for m in [admin, carol] where await m.node.addressTable(chapter: id)[bobKey] != newBob { return false }
+            return true
+        })
+        #expect(await mallory.node.addressTable(chapter: id)[bobKey] != newBob)
         await shutdown(all)
     }
 }
