@@ -418,6 +418,9 @@ extension SyncNode {
             return
         }
         let encoded = record.encoded
+        if held?.address != address {
+            logger.info("announcing this node's address to a chapter", metadata: ["chapter": "\(ch.id)", "address": "\(address)"])
+        }
         overlay.tables[ch.id, default: [:]][identity.device] = OverlayEntry(record: record, encoded: encoded, address: address)
         for (_, p) in chapterPeers(ch.id) { p.events.yield(.addresses(chapter: ch.id.bytes, records: [encoded])) }
     }
