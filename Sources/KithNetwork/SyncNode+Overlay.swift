@@ -130,11 +130,16 @@ enum OverlayPlan {
         return max(0, min(settings.target, settings.maxConnections) - members - inFlight) + extra
     }
 
-    /// The own dial a round closes to rewire (so a partition left by churn heals): one at
-    /// random past the grace period, only while this node has more than `target` of them.
-    static func rewire(_ links: [Link], settings: OverlaySettings) -> Int? {
+    /// The own dial a round closes to rewire (so a partition left by churn heals, and nodes
+    /// many members dial settle near `target`): one at random past the grace period, while this
+    /// node has more than `target` own dials, or, every 10th round (5 rounds after the extra
+    /// dial), connections with more than `target + 2` distinct members (then at least
+    /// `target + 2` remain: a member's many devices count once, so they can never make a node
+    /// drop its own dials).
+    static func rewire(_ links: [Link], round: Int, settings: OverlaySettings) -> Int? {
         let own = links.filter(\.ownDial)
-        guard own.count > settings.target else { return nil }
+        let crowded = round % 10 == 5 && Set(links.map(\.member)).count > settings.target + 2
+        guard own.count > settings.target || crowded else { return nil }
         return own.filter { $0.ageMs >= UInt64(settings.graceSeconds * 1000) }.randomElement()?.id
     }
 
@@ -347,7 +352,7 @@ extension SyncNode {
             // Surplus: the most represented member's connections first (sync.md §9.3).
             let close = OverlayPlan.surplus(links, settings: settings)
             // Rewiring: one random own dial past target closes per round.
-            let rewired = close.isEmpty ? OverlayPlan.rewire(links, settings: settings) : nil
+            let rewired = close.isEmpty ? OverlayPlan.rewire(links, round: overlay.rounds, settings: settings) : nil
             for pid in close + (rewired.map { [$0] } ?? []) {
                 peers[pid]?.events.yield(.close(reason: rewired == pid ? "chapter overlay: rewiring"
                                                     : "chapter overlay: more than \(settings.maxConnections) connections"))

@@ -19,9 +19,9 @@ struct ChapterOverlayTests {
         var tasks: [Task<Void, Never>] = []
         var port = 0
 
-        init(_ dir: String, settings: OverlaySettings) throws {
+        init(_ dir: String, settings: OverlaySettings, member: Ed25519.PrivateKey = Ed25519.PrivateKey()) throws {
             try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
-            let member = Ed25519.PrivateKey(), agreement = X25519.PrivateKey()
+            let agreement = X25519.PrivateKey()
             device = Ed25519.PrivateKey()
             let cert = DeviceCertificate.issue(member: member, deviceSigningKey: device.publicKey, deviceAgreementKey: agreement.publicKey,
                                                createdAt: UInt64(Date().timeIntervalSince1970) - 60)
@@ -409,6 +409,62 @@ struct ChapterOverlayTests {
             return true
         })
         #expect(await mallory.node.addressTable(chapter: id)[bobKey] != newBob)
+        await shutdown(all)
+    }
+
+    /// Finding 1 with many devices: a member whose six devices keep dialling a node takes no
+    /// honest member's place there (the surplus is trimmed from the most represented member) and
+    /// the node stays connected to at least `target` honest members.
+    @Test func aMemberWithManyDevicesDoesNotCrowdOutHonestMembers() async throws {
+        let tmp = try TempDir()
+        let settings = OverlaySettings(target: 2, maxConnections: 4, graceSeconds: 1)
+        let (all, id) = try await chapter(tmp, members: 5, settings: settings)
+        defer { Task { [all] in for m in all { await m.offline() } } }
+        let admin = all[0], mallory = all[4], honest = Array(all[1...3])
+        // Mallory's further devices: each connects to Mallory's first node, which lists it in the
+        // chapter (and seals it the key); then it takes up the chapter itself.
+        let memberKey = try #require(mallory.node.identity.memberKey)
+        var devices: [Member] = []
+        for i in 0..<5 {
+            let d = try Member(tmp.path("mallory-device-\(i)"), settings: settings, member: memberKey)
+            await d.node.setOverlaySettings(settings)
+            await d.network.dialOnce(host: "127.0.0.1", port: mallory.port) // ends when the log changes
+            devices.append(d)
+        }
+        #expect(try await eventually {
+            for d in devices where await d.node.replica(for: id.contentScope) == nil { return false }
+            return true
+        })
+        // Every device of Mallory's keeps dialling the admin.
+        let flood = ([mallory] + devices).map { d in
+            Task {
+                while !Task.isCancelled {
+                    await d.network.dialOnce(host: "127.0.0.1", port: admin.port)
+                    try? await Task.sleep(nanoseconds: 100_000_000)
+                }
+            }
+        }
+        defer { for t in flood { t.cancel() } }
+        let honestDevices = Set(honest.map { $0.device.publicKey.description })
+        // Mallory counts as one member: the admin stays connected to at least `target` members,
+        // so to at least `target - 1` honest ones, for the whole flood.
+        func honestAtAdmin() async -> Int { Set(await admin.node.peerInfo().map(\.device)).intersection(honestDevices).count }
+        #expect(try await eventually {
+            let honestCount = await honestAtAdmin()
+            let members = await admin.node.overlayInfo(chapter: id).members
+            return honestCount >= settings.target - 1 && members >= settings.target
+        })
+        var fewest = Int.max, fewestMembers = Int.max
+        let deadline = Date().addingTimeInterval(5)
+        while Date() < deadline {
+            fewest = min(fewest, await honestAtAdmin())
+            fewestMembers = min(fewestMembers, await admin.node.overlayInfo(chapter: id).members)
+            try await Task.sleep(nanoseconds: 100_000_000)
+        }
+        #expect(fewest >= settings.target - 1, "the admin kept only \(fewest) honest members under the flood")
+        #expect(fewestMembers >= settings.target, "the admin was connected to only \(fewestMembers) members under the flood")
+        for t in flood { t.cancel() }
+        for d in devices { await d.offline() }
         await shutdown(all)
     }
 }
