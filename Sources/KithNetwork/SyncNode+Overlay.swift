@@ -83,6 +83,10 @@ struct OverlayState {
 /// The overlay's decisions, free of I/O (sync.md §9.3): which connections a round closes and
 /// how many members it dials.
 enum OverlayPlan {
+    /// Rounds between rewiring steps: one extra dial, and half-way, one closed own dial of a
+    /// crowded node (kithd: a minute).
+    static let rewiringRounds = 60
+
     /// One overlay connection of a chapter as the plan sees it.
     struct Link: Equatable {
         let id: Int
@@ -123,22 +127,23 @@ enum OverlayPlan {
 
     /// How many members to dial now: up to `target` distinct members (a member with many devices
     /// counts once, so a hostile member's connections never stop a node dialling honest ones),
-    /// counting dials in flight, plus one extra every 10th round while under `maxConnections`.
+    /// counting dials in flight, plus one extra every `rewiringRounds` rounds while under
+    /// `maxConnections` (each new connection costs a full session start: rare on purpose).
     static func room(_ links: [Link], inFlight: Int, round: Int, settings: OverlaySettings) -> Int {
         let members = Set(links.map(\.member)).count
-        let extra = round % 10 == 0 && links.count + inFlight < settings.maxConnections ? 1 : 0
+        let extra = round % rewiringRounds == 0 && links.count + inFlight < settings.maxConnections ? 1 : 0
         return max(0, min(settings.target, settings.maxConnections) - members - inFlight) + extra
     }
 
     /// The own dial a round closes to rewire (so a partition left by churn heals, and nodes
     /// many members dial settle near `target`): one at random past the grace period, while this
-    /// node has more than `target` own dials, or, every 10th round (5 rounds after the extra
-    /// dial), connections with more than `target + 2` distinct members (then at least
+    /// node has more than `target` own dials, or, once every `rewiringRounds` rounds (half-way
+    /// between extra dials), connections with more than `target + 2` distinct members (then at least
     /// `target + 2` remain: a member's many devices count once, so they can never make a node
     /// drop its own dials).
     static func rewire(_ links: [Link], round: Int, settings: OverlaySettings) -> Int? {
         let own = links.filter(\.ownDial)
-        let crowded = round % 10 == 5 && Set(links.map(\.member)).count > settings.target + 2
+        let crowded = round % rewiringRounds == rewiringRounds / 2 && Set(links.map(\.member)).count > settings.target + 2
         guard own.count > settings.target || crowded else { return nil }
         return own.filter { $0.ageMs >= UInt64(settings.graceSeconds * 1000) }.randomElement()?.id
     }

@@ -53,27 +53,27 @@ struct OverlayPlanTests {
         #expect(OverlayPlan.room(links(mallory, 1, from: 0) + links(bob, 1, from: 1), inFlight: 0, round: 1, settings: settings) == 1)
         let three = (0..<3).flatMap { links(Ed25519.PrivateKey().publicKey, 1, from: $0) }
         #expect(OverlayPlan.room(three, inFlight: 0, round: 1, settings: settings) == 0)
-        #expect(OverlayPlan.room(three, inFlight: 0, round: 10, settings: settings) == 1) // the rewiring dial
-        #expect(OverlayPlan.room(links(mallory, 8, from: 0), inFlight: 0, round: 10, settings: settings) == 2) // full: no extra
+        #expect(OverlayPlan.room(three, inFlight: 0, round: 60, settings: settings) == 1) // the rewiring dial
+        #expect(OverlayPlan.room(links(mallory, 8, from: 0), inFlight: 0, round: 60, settings: settings) == 2) // full: no extra
     }
 
     @Test func rewiringClosesOwnDialsOnlyAboveTargetOrWithManyDistinctMembers() {
         let m = (0..<7).map { _ in Ed25519.PrivateKey().publicKey }
         let own3 = (0..<3).map { OverlayPlan.Link(id: $0, member: m[$0], ownDial: true, ageMs: old) }
         let inbound2 = (3..<5).map { OverlayPlan.Link(id: $0, member: m[$0], ownDial: false, ageMs: old) }
-        #expect(OverlayPlan.rewire(own3 + inbound2, round: 5, settings: settings) == nil)
+        #expect(OverlayPlan.rewire(own3 + inbound2, round: 30, settings: settings) == nil)
         // A fourth own dial: one of the own dials closes.
         let own4 = own3 + [OverlayPlan.Link(id: 9, member: m[5], ownDial: true, ageMs: old)]
         #expect(OverlayPlan.rewire(own4 + inbound2, round: 1, settings: settings).map { [0, 1, 2, 9].contains($0) } == true)
-        // Six distinct members: every 10th round an own dial closes, five remain.
+        // Six distinct members: once every 60 rounds an own dial closes, five remain.
         let inbound3 = inbound2 + [OverlayPlan.Link(id: 5, member: m[5], ownDial: false, ageMs: old)]
-        #expect(OverlayPlan.rewire(own3 + inbound3, round: 15, settings: settings).map { [0, 1, 2].contains($0) } == true)
-        #expect(OverlayPlan.rewire(own3 + inbound3, round: 16, settings: settings) == nil)
+        #expect(OverlayPlan.rewire(own3 + inbound3, round: 90, settings: settings).map { [0, 1, 2].contains($0) } == true)
+        #expect(OverlayPlan.rewire(own3 + inbound3, round: 91, settings: settings) == nil)
         // One hostile member's many devices dialling in count once: the own dials stay.
         let flood = (10..<30).map { OverlayPlan.Link(id: $0, member: m[6], ownDial: false, ageMs: old) }
-        #expect(OverlayPlan.rewire(own3 + inbound2.prefix(1) + flood, round: 5, settings: settings) == nil)
+        #expect(OverlayPlan.rewire(own3 + inbound2.prefix(1) + flood, round: 30, settings: settings) == nil)
         // Never an inbound connection.
-        #expect(OverlayPlan.rewire(inbound3 + flood, round: 5, settings: settings) == nil)
+        #expect(OverlayPlan.rewire(inbound3 + flood, round: 30, settings: settings) == nil)
     }
 
     @Test func candidatesAreOnePerMemberAndSkipBusyMembers() {
