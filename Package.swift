@@ -192,7 +192,7 @@ let package = Package(
         ),
         .testTarget(
             name: "KithChapterTests",
-            dependencies: ["KithChapter", "KithCRDT", "KithCrypto", "KithSampleData"],
+            dependencies: ["KithChapter", "KithCRDT", "KithCrypto", "KithSampleData", "KithSync"],
             swiftSettings: strict
         ),
         .testTarget(name: "KithConsentTests", dependencies: ["KithConsent", "KithChapter", "KithCRDT", "KithCrypto"], swiftSettings: strict),

@@ -13,7 +13,7 @@ struct KithBench: AsyncParsableCommand {
             Run in release mode: swift run -c release kith-bench crdt --contacts 100000
             Every result carries its workload parameters, the git commit and the machine.
             """,
-        subcommands: [CRDTBench.self, StoreBench.self, SyncBench.self, GossipBench.self, MembershipBench.self, CLIBench.self, ImportBench.self, ColdOpenBench.self, HubBench.self, HubExportBench.self, SampleCommand.self]
+        subcommands: [CRDTBench.self, StoreBench.self, SyncBench.self, GossipBench.self, MembershipBench.self, CLIBench.self, ImportBench.self, ColdOpenBench.self, HubBench.self, HubExportBench.self, ChapterBench.self, SampleCommand.self]
     )
 }
 

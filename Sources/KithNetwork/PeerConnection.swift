@@ -63,6 +63,10 @@ enum PeerConnection {
     /// What a connection is for: syncing, or presenting an invite to join a chapter.
     enum Purpose: Sendable {
         case sync
+        /// An overlay dial (sync.md §9.3): syncs like `.sync`, but when the dial is bound to a
+        /// device the handshake is aborted (before this node sends its certificate) unless the
+        /// responder proves it is that device.
+        case overlay(OverlayDial)
         case join(ChapterInvite, reply: @Sendable (Result<[[UInt8]], ChapterCommandError>) -> Void)
     }
 
@@ -81,7 +85,7 @@ enum PeerConnection {
                 switch await iterator.next() {
                 case let .bytes(b)?: reader.append(b)
                 case let .push(cs)?: pendingPushes += cs
-                case .antiEntropy?, .membership?, .revocations?, .forward?, .forwardAnswer?: break // the session starts with a full exchange anyway
+                case .antiEntropy?, .membership?, .revocations?, .forward?, .forwardAnswer?, .addresses?: break // the session starts with a full exchange anyway
                 case let .close(reason)?: throw Closed(reason: reason)
                 case .closed?, nil: throw Closed(reason: "connection closed by peer")
                 }
@@ -102,6 +106,13 @@ enum PeerConnection {
         if role == .initiator {
             try await send(LengthPrefixedReader.frame(try hs.writeMessage(payload: [])))
             peerPayload = try hs.readMessage(try await nextMessage())
+            if case let .overlay(dial) = purpose, let expected = dial.device {
+                guard let remoteStatic = hs.remoteStatic else { throw Closed(reason: "handshake did not complete") }
+                let responder = try PeerIdentity.authenticate(payload: peerPayload, remoteStatic: remoteStatic, now: now() / 1000, allowed: { _ in true })
+                guard responder.device == expected else {
+                    throw PeerIdentity.Refusal(reason: "overlay dial to \(label): the responder is device \(responder.device), not \(expected), which the address record names")
+                }
+            }
             try await send(LengthPrefixedReader.frame(try hs.writeMessage(payload: certificate)))
         } else {
             _ = try hs.readMessage(try await nextMessage())
@@ -192,7 +203,15 @@ enum PeerConnection {
         let peerName = "\(label) device \(peer.device)"
         logger.info("peer authenticated", metadata: ["peer": "\(label)", "member": "\(peer.member)", "device": "\(peer.device)"])
         let scopes = await node.scopes(for: peer)
-        let id = await node.register(eventsIn, name: peerName, peer: peer, scopes: scopes)
+        let origin: PeerOrigin
+        switch (role, purpose) {
+        case (.responder, _): origin = .inbound
+        case let (.initiator, .overlay(dial)): origin = .overlay(dial)
+        case (.initiator, _): origin = .dialled
+        }
+        guard let id = await node.register(eventsIn, name: peerName, peer: peer, scopes: scopes, origin: origin, handshakeHash: handshakeHash) else {
+            throw Closed(reason: "this device is connected already")
+        }
         defer { Task { await node.unregister(id) } }
         var session = SyncSession(scopes: scopes)
 
@@ -225,6 +244,8 @@ enum PeerConnection {
                     await node.completeForward(requestID, message)
                 case let .peerClock(ms):
                     await node.notePeerClock(id, wallMilliseconds: ms)
+                case let .addresses(chapter, records):
+                    await node.receiveAddresses(chapter: chapter, records: records, from: id)
                 }
             }
         }
@@ -289,6 +310,10 @@ enum PeerConnection {
             case let .membership(chapter, ops)?:
                 if let cid = try? ChapterID(bytes: chapter), session.sharedScopes.contains(cid.contentScope) {
                     try await sendMessage(.membership(chapter: chapter, ops: ops))
+                }
+            case let .addresses(chapter, records)?:
+                if let cid = try? ChapterID(bytes: chapter), session.sharedScopes.contains(cid.contentScope) {
+                    try await sendMessage(.addresses(chapter: chapter, records: records))
                 }
             case .antiEntropy?:
                 let snapshot = await node.replicas(scopes)

@@ -64,8 +64,11 @@ public struct PeerNetwork: Sendable {
                             try NIOAsyncChannel<ByteBuffer, ByteBuffer>(wrappingChannelSynchronously: channel)
                         }
                     }
-                delay = 1
+                let start = ContinuousClock.now
                 await PeerConnection.run(channel, role: .initiator, node: node, label: "\(host):\(port)", logger: logger, now: now)
+                // A connection closed at once (refused, or a second connection of a device already
+                // connected: SyncNode.register) keeps backing off instead of redialling every second.
+                if ContinuousClock.now - start >= .seconds(10) { delay = 1 }
             } catch {
                 logger.debug("cannot reach peer", metadata: ["peer": "\(host):\(port)", "reason": "\(error)"])
             }

@@ -295,7 +295,8 @@ extension SyncNode {
             try logChanged(ch, new: log.allOps)
             if !invite.hint.isEmpty { try ch.store.putRecords(.peerHint, [(Array(invite.hint.utf8), Array(invite.hint.utf8))]) }
         }
-        if !invite.hint.isEmpty { requestDial(invite.hint) }
+        // The hint is the overlay's bootstrap address: its next round dials it (SyncNode+Overlay).
+        overlay.wakeRequested = true
         return summary(ch)
     }
 

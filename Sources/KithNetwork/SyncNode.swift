@@ -55,6 +55,12 @@ public actor SyncNode {
         let identity: PeerIdentity
         let scopes: Set<ScopeID>
         let connectedAt: UInt64
+        /// Who dialled whom (the overlay counts only its own dials and inbound connections).
+        let origin: PeerOrigin
+        /// The Noise handshake hash: orders two connections of one device the same way on both ends.
+        let handshakeHash: [UInt8]
+        /// Address records this connection sent that were refused (SyncNode+Overlay).
+        var refusedAddressRecords = 0
         /// When the peer last finished sending what we lacked, per scope (ms).
         var caughtUp: [ScopeID: UInt64] = [:]
         /// The peer's wall clock minus ours (ms), from its `clock` message (sync.md §5.4).
@@ -178,6 +184,9 @@ public actor SyncNode {
     /// Chapters whose peers sent changes by devices the log did not list yet.
     var chaptersAwaitingAuthors: Set<ChapterID> = []
 
+    /// The chapter overlay: addresses learned by peer exchange and the dials it keeps (SyncNode+Overlay).
+    var overlay = OverlayState()
+
     /// Chapters this device asked to join and is waiting to be approved in.
     var pendingJoins: [ChapterID: ChapterInvite] = [:]
     /// Pairing codes until they expire: token, expiry (ms), used (kept so a reuse gets a clear refusal).
@@ -192,8 +201,12 @@ public actor SyncNode {
 
     /// Opens the private store and every chapter store under `directory`; relays the chapters in
     /// `relayChapters` blind. Throws if a store cannot be opened (locked, corrupt…).
+    /// `maxInboundPerAddress`: raised only where many nodes share one IP address (the in-process
+    /// chapter benchmark, whose members all dial from 127.0.0.1).
     public init(directory: String, identity: Identity, storageKey: SymmetricKey, relayChapters: [ChapterID] = [],
-                logger: Logger, clock: @escaping @Sendable () -> UInt64 = ContactStore.systemClock) throws {
+                logger: Logger, clock: @escaping @Sendable () -> UInt64 = ContactStore.systemClock,
+                maxInboundPerAddress: Int = SyncNode.maxInboundPerAddress) throws {
+        inboundGate = ConnectionGate(maxTotal: SyncNode.maxInboundConnections, maxPerAddress: maxInboundPerAddress)
         self.directory = directory
         self.identity = identity
         self.storageKey = storageKey
@@ -219,7 +232,8 @@ public actor SyncNode {
             try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
             opened[id] = try Self.openChapter(id, path: path, relay: true, identity: identity, storageKey: storageKey, clock: clock)
         }
-        for ch in opened.values { for h in Self.hints(ch) { dialContinuation.yield(h) } }
+        // Chapter hints are the overlay's bootstrap addresses (SyncNode+Overlay), dialled while a
+        // chapter has no connection, not kept open for good.
         chapters = opened
         for r in try store.records(.share) where r.id.count == 32 {
             if let cid = try? ChapterID(bytes: r.id[0..<16]), let contact = try? ContactID(bytes: r.id[16...]),
@@ -252,10 +266,6 @@ public actor SyncNode {
         let log = ops.isEmpty ? nil : try MembershipLog(chapter: id, ops: ops)
         if let log, !relay { store.addEpochKeys(log.keys(device: identity.device, agreement: identity.agreementKey)) }
         return Chapter(id: id, log: log, store: store, relayOnly: relay)
-    }
-
-    static func hints(_ ch: Chapter) -> [String] {
-        ((try? ch.store.records(.peerHint)) ?? []).map { String(decoding: $0.bytes, as: UTF8.self) }
     }
 
     /// Asks the daemon to keep a connection to `address` ("host:port").
@@ -307,12 +317,37 @@ public actor SyncNode {
 
     // MARK: Peers
 
-    func register(_ events: AsyncStream<ConnectionEvent>.Continuation, name: String, peer: PeerIdentity, scopes: Set<ScopeID>) -> Int {
+    /// Registers an authenticated connection, or returns nil when it must close: a node keeps
+    /// one connection per peer device (sync.md §9.3), so a device cannot fill the node's
+    /// connections by dialling it many times. Of two connections to one device, both ends keep
+    /// the same one: when they were dialled in opposite directions, the one the smaller device
+    /// key dialled; otherwise the one with the smaller handshake hash.
+    func register(_ events: AsyncStream<ConnectionEvent>.Continuation, name: String, peer: PeerIdentity, scopes: Set<ScopeID>,
+                  origin: PeerOrigin, handshakeHash: [UInt8]) -> Int? {
+        if let (oldID, old) = peers.first(where: { $0.value.identity.device == peer.device }) {
+            let keepNew = Self.prefers((origin.outbound, handshakeHash), over: (old.origin.outbound, old.handshakeHash),
+                                       own: identity.device, peer: peer.device)
+            guard keepNew else {
+                logger.info("closing a second connection of a device already connected", metadata: ["peer": "\(name)"])
+                return nil
+            }
+            old.events.yield(.close(reason: "a preferred connection of the same device replaces it"))
+            peers[oldID] = nil
+        }
         nextPeerID += 1
-        peers[nextPeerID] = Peer(events: events, name: name, identity: peer, scopes: scopes, connectedAt: clock())
+        peers[nextPeerID] = Peer(events: events, name: name, identity: peer, scopes: scopes, connectedAt: clock(), origin: origin,
+                                 handshakeHash: handshakeHash)
         self.events.emit(NodeEvent(type: "peer-connected", at: clock(), peer: name))
         if peer.member == identity.member { adoptOwnDevice(peer) }
+        if case let .overlay(dial) = origin { overlayDialAuthenticated(dial, peer: peer) }
         return nextPeerID
+    }
+
+    /// Whether connection `a` is kept over `b`, both with device `peer` (a total order both ends agree on).
+    static func prefers(_ a: (outbound: Bool, hash: [UInt8]), over b: (outbound: Bool, hash: [UInt8]),
+                        own: Ed25519.PublicKey, peer: Ed25519.PublicKey) -> Bool {
+        if a.outbound != b.outbound { return a.outbound == (own < peer) }
+        return a.hash.lexicographicallyPrecedes(b.hash)
     }
 
     /// Another device of this member connected: list it in every chapter this member is in
@@ -345,7 +380,7 @@ public actor SyncNode {
     /// Most inbound connections from one IP address.
     public static let maxInboundPerAddress = 32
     /// Admits inbound connections to the peer port.
-    public nonisolated let inboundGate = ConnectionGate(maxTotal: SyncNode.maxInboundConnections, maxPerAddress: SyncNode.maxInboundPerAddress)
+    public nonisolated let inboundGate: ConnectionGate
     /// Keeps warnings about hostile or broken peers from flooding the log.
     public nonisolated let logLimiter = LogRateLimiter()
 
@@ -454,7 +489,7 @@ public actor SyncNode {
         chapters.values.sorted { $0.id < $1.id }.compactMap { ch in
             guard scopes.contains(ch.id.contentScope), let log = ch.log else { return nil }
             return .membership(chapter: ch.id.bytes, ops: log.allOps.map(\.encoded))
-        }
+        } + addressMessages(for: scopes)
     }
 
     /// Merges membership ops a peer sent. Only a peer entitled to the chapter may send them
@@ -533,6 +568,7 @@ public actor SyncNode {
             p.events.yield(.membership(chapter: ch.id.bytes, ops: message))
         }
         afterLogChange(ch, previousEpoch: ch.knownEpoch)
+        overlayLogChanged(ch)
         ch.knownEpoch = ch.log?.state.currentEpoch?.id
         // Rights changed (a removal, a revocation, a new member on an open connection): the
         // connection closes; allowed peers redial and negotiate the new set of scopes.
@@ -549,6 +585,8 @@ enum ConnectionEvent: Sendable {
     case push([Change])
     case membership(chapter: [UInt8], ops: [[UInt8]])
     case revocations([[UInt8]])
+    /// Send this peer address records of a chapter's overlay (sync.md §9).
+    case addresses(chapter: [UInt8], records: [[UInt8]])
     /// Ask this peer to forward a message to a chapter's hub.
     case forward(id: UInt64, chapter: [UInt8], message: [UInt8])
     /// Send this peer the hub's answer to a message it asked us to forward.

@@ -47,10 +47,15 @@ public enum SyncMessage: Equatable, Sendable {
     /// The sender's wall clock (ms since the Unix epoch) when it sent this, right after its
     /// `hello` (sync.md §5.4): the receiver estimates the clock skew between them.
     case clock(wallMilliseconds: UInt64)
+    /// Peer exchange for a chapter's overlay (sync.md §9): encoded address records, each signed
+    /// by the device it names and sealed under the chapter's current epoch.
+    case addresses(chapter: [UInt8], records: [[UInt8]])
     /// A message type this build does not know (ignored, for forward compatibility).
     case unknown(type: UInt8)
 
     public static let protocolVersion: UInt64 = 1
+    /// Most records in one `addresses` message.
+    public static let maxAddressRecords = 4_096
 
     public var encoded: [UInt8] {
         var w = ByteWriter()
@@ -130,6 +135,11 @@ public enum SyncMessage: Equatable, Sendable {
         case let .clock(ms):
             w.u8(0x14)
             w.u64(ms)
+        case let .addresses(chapter, records):
+            w.u8(0x15)
+            w.raw(chapter)
+            w.uvarint(records.count)
+            for r in records { w.lengthPrefixed(r) }
         case let .unknown(t):
             w.u8(t)
         }
@@ -209,6 +219,12 @@ public enum SyncMessage: Equatable, Sendable {
         case 0x12:
             let id = try r.u64()
             self = .forwardAnswer(id: id, message: Array(try r.lengthPrefixed(max: 1 << 16)))
+        case 0x15:
+            let chapter = Array(try r.raw(16))
+            let n = try r.count(max: SyncMessage.maxAddressRecords, "address record count")
+            var records: [[UInt8]] = []
+            for _ in 0..<n { records.append(Array(try r.lengthPrefixed(max: 512))) }
+            self = .addresses(chapter: chapter, records: records)
         default:
             self = .unknown(type: type)
             return

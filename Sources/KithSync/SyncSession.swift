@@ -20,6 +20,8 @@ public struct SyncSession: Sendable {
         case forwardAnswer(id: UInt64, message: [UInt8])
         /// The peer's wall clock reading (ms) arrived: estimate the skew against ours now.
         case peerClock(wallMilliseconds: UInt64)
+        /// Address records of a chapter's overlay: give them to the node (which checks each).
+        case addresses(chapter: [UInt8], records: [[UInt8]])
         /// End the connection, logging the reason.
         case close(reason: String)
     }
@@ -96,6 +98,9 @@ public struct SyncSession: Sendable {
         case let .clock(ms):
             guard helloReceived else { return close("clock before hello") }
             return [.peerClock(wallMilliseconds: ms)]
+        case let .addresses(chapter, records):
+            guard helloReceived else { return close("addresses before hello") }
+            return [.addresses(chapter: chapter, records: records)]
         case .unknown:
             return [] // forward compatibility: ignore message types we do not know
         }

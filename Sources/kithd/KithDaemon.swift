@@ -49,7 +49,8 @@ struct KithDaemon: AsyncParsableCommand {
               lan_interface = "0.0.0.0"    # IPv4 address of the interface to use
               lan_port = 7435              # multicast port (group 239.255.74.1)
               relay_scopes = []            # chapter ids to relay blind
-              advertise = "host:7434"      # address put in invites
+              advertise = "host:7434"      # address put in invites and, only when set,
+                                           # announced to chapter members (overlay)
               upward_via_peers = false     # records reach the hub only through peers
               api_listen = "127.0.0.1:7480"
               gui_listen = "0.0.0.0:7481"
@@ -88,7 +89,7 @@ struct KithDaemon: AsyncParsableCommand {
     @Option(name: .customLong("anti-entropy-interval"), help: "Seconds between version-vector re-exchanges with every peer (0 = off; default 30).")
     var antiEntropyFlag: Int?
 
-    @Option(name: .customLong("advertise"), help: "host:port other members reach this node at, put in invites (default: the listen address, or this machine's first LAN address when listening on all interfaces).")
+    @Option(name: .customLong("advertise"), help: "host:port other members reach this node at, put in invites (default: the listen address, or this machine's first LAN address when listening on all interfaces). Only when set (here or in the config) does the node announce it to its chapters' members, sealed to them, so they can connect to it (chapter overlay); without it the node only dials out.")
     var advertiseFlag: String?
 
     @Option(name: .customLong("gui-listen"), help: "Also serve the API and web GUI here, host:port, over TLS with a self-signed certificate (needs a GUI password: kith gui-password). Off by default.")
@@ -232,6 +233,11 @@ struct KithDaemon: AsyncParsableCommand {
         // Addresses given as static peers at start are dialled by `staticPeers`, not again here.
         let configuredPeers = Set(settings.peers)
         services.append(.init(service: TaskService { await network.dialRequested(except: configuredPeers) }, serviceName: "chapter-dialer"))
+        // The chapter overlay: keep a few connections to random members of each chapter
+        // (Protocol/sync.md §9), and announce this node's address to the members only when
+        // `advertise` is set explicitly (a guessed LAN address or host name is not broadcast).
+        await node.setAdvertisedAddress(settings.advertise)
+        services.append(.init(service: TaskService { await network.maintainOverlay() }, serviceName: "chapter-overlay"))
         if settings.lanDiscovery {
             let discovery = LANDiscovery(network: network, ownPort: bound, multicastPort: settings.lanPort,
                                          interface: settings.lanInterface, logger: log)

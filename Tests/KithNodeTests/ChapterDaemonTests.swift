@@ -42,7 +42,9 @@ struct ChapterDaemonTests {
 
         let da = try Daemon(data: a, logName: "1")
         let pa = try da.port
-        let db = try Daemon(data: b, logName: "1"), dc = try Daemon(data: c, logName: "1")
+        // Bob sets `advertise` (an address nobody answers at: only the announcement is checked);
+        // Alice and Carol do not, so they announce nothing to the chapter (finding 5).
+        let db = try Daemon(data: b, extra: ["--advertise", "127.0.0.1:9"], logName: "1"), dc = try Daemon(data: c, logName: "1")
         _ = try db.port
         _ = try dc.port
 
@@ -130,7 +132,19 @@ struct ChapterDaemonTests {
         #expect(try Binaries.run("kith", ["contact", "add", "--given", "Sam", "--tag", "canvass", "--data-dir", a]).status == 0)
         #expect(try Binaries.run("kith", ["share", "--tag", "canvass", "--data-dir", a]).status == 0)
         _ = try waitFor("Carol sees Sam", seconds: 20) { try chapterNames(c).contains("Sam") ? true : nil }
-        _ = try waitFor("Bob refused at the handshake", seconds: 40) { da.logText.contains("is not allowed to sync") ? true : nil }
+        _ = try waitFor("Bob announces his advertised address", seconds: 20) {
+            db.logText.contains("announcing this node's address to a chapter") && db.logText.contains("127.0.0.1:9") ? true : nil
+        }
+        #expect(!da.logText.contains("announcing this node's address"), "kithd without advertise announced an address")
+        #expect(!dc.logText.contains("announcing this node's address"), "kithd without advertise announced an address")
+        // Bob's connections are closed, and his daemon, which took the removal, dials no one in
+        // the chapter (the overlay dials only for members; a removed device that dials anyway is
+        // refused at the handshake: ChapterOverlayTests).
+        _ = try waitFor("Bob cut off", seconds: 40) { () -> Bool? in
+            let peers = try kithJSON(["peers", "--data-dir", a]) as? [[String: Any]] ?? []
+            let cut = !peers.contains { $0["member"] as? String == bobMember }
+            return cut || da.logText.contains("is not allowed to sync") ? true : nil
+        }
         #expect(try !chapterNames(b).contains("Sam"))
         let bobMembers = try kithJSON(["chapter", "list", "--data-dir", b]) as! [[String: Any]]
         #expect(bobMembers.first?["role"] as? String == "removed")

@@ -30,7 +30,7 @@ struct Node {
                 for c in changes { _ = try? replica.receive(c, nowMilliseconds: now + 1_000_000) }
             case let .caughtUp(scope):
                 caughtUp.insert(scope)
-            case .membership, .revocations, .forward, .forwardAnswer, .peerClock:
+            case .membership, .revocations, .forward, .forwardAnswer, .peerClock, .addresses:
                 break // chapters are exercised in KithChapterTests and the daemon tests
             case let .close(reason):
                 closedReason = reason

@@ -1,0 +1,109 @@
+import KithCrypto
+@testable import KithNetwork
+import Testing
+
+/// The overlay's decisions (sync.md §9.3) on made-up connection sets: which connections a round
+/// closes, how many members it dials, and which of two connections of one device both ends keep.
+@Suite("Overlay plan")
+struct OverlayPlanTests {
+    let settings = OverlaySettings(target: 3, maxConnections: 8, graceSeconds: 3)
+    let old: UInt64 = 60_000
+
+    func links(_ member: Ed25519.PublicKey, _ n: Int, from id: Int, ownDial: Bool = false, age: UInt64? = nil) -> [OverlayPlan.Link] {
+        (0..<n).map { OverlayPlan.Link(id: id + $0, member: member, ownDial: ownDial, ageMs: age ?? old) }
+    }
+
+    /// A hostile member with many devices connected in: the surplus is all theirs, the honest
+    /// members' connections (dialled or inbound) stay, and the node still dials.
+    @Test func surplusTrimsTheMostRepresentedMemberFirst() {
+        let mallory = Ed25519.PrivateKey().publicKey
+        let honest = (0..<4).map { _ in Ed25519.PrivateKey().publicKey }
+        var all = links(mallory, 12, from: 100, age: 10) // young, but not their member's only connection
+        all += links(honest[0], 1, from: 1, ownDial: true) + links(honest[1], 1, from: 2, ownDial: true) + links(honest[2], 1, from: 3, ownDial: true)
+        all += links(honest[3], 1, from: 4)
+        let closed = OverlayPlan.surplus(all, settings: settings)
+        #expect(closed.count == all.count - settings.maxConnections)
+        #expect(closed.allSatisfy { $0 >= 100 }, "closed an honest member's connection: \(closed)")
+        // Among the hostile member's, the newest go first.
+        let newest = links(mallory, 2, from: 200, age: 5)
+        let mixed = links(mallory, 7, from: 100) + newest + links(honest[0], 1, from: 1, ownDial: true)
+        #expect(Set(OverlayPlan.surplus(mixed, settings: settings)) == [200, 201])
+    }
+
+    @Test func surplusNeverClosesOwnDialsBelowTargetNorAJoinersOnlyConnection() {
+        let members = (0..<12).map { _ in Ed25519.PrivateKey().publicKey }
+        // Three own dials and nine inbound connections, one member each; two inbound are young joiners.
+        var all = (0..<3).map { OverlayPlan.Link(id: $0, member: members[$0], ownDial: true, ageMs: old) }
+        all += (3..<10).map { OverlayPlan.Link(id: $0, member: members[$0], ownDial: false, ageMs: old) }
+        all += (10..<12).map { OverlayPlan.Link(id: $0, member: members[$0], ownDial: false, ageMs: 100) }
+        let closed = OverlayPlan.surplus(all, settings: settings)
+        #expect(closed.count == 4)
+        #expect(closed.allSatisfy { (3..<10).contains($0) }, "\(closed)")
+        // Nothing closable: own dials at target and young joiners only.
+        let protected = (0..<3).map { OverlayPlan.Link(id: $0, member: members[$0], ownDial: true, ageMs: old) }
+            + (3..<12).map { OverlayPlan.Link(id: $0, member: members[$0], ownDial: false, ageMs: 100) }
+        #expect(OverlayPlan.surplus(protected, settings: settings).isEmpty)
+    }
+
+    @Test func roomCountsDistinctMembersAndDialsInFlight() {
+        let mallory = Ed25519.PrivateKey().publicKey, bob = Ed25519.PrivateKey().publicKey
+        // Eight connections of one member: still two members to dial.
+        #expect(OverlayPlan.room(links(mallory, 8, from: 0), inFlight: 0, round: 1, settings: settings) == 2)
+        #expect(OverlayPlan.room(links(mallory, 8, from: 0), inFlight: 1, round: 1, settings: settings) == 1)
+        #expect(OverlayPlan.room(links(mallory, 1, from: 0) + links(bob, 1, from: 1), inFlight: 0, round: 1, settings: settings) == 1)
+        let three = (0..<3).flatMap { links(Ed25519.PrivateKey().publicKey, 1, from: $0) }
+        #expect(OverlayPlan.room(three, inFlight: 0, round: 1, settings: settings) == 0)
+        #expect(OverlayPlan.room(three, inFlight: 0, round: 60, settings: settings) == 1) // the rewiring dial
+        #expect(OverlayPlan.room(links(mallory, 8, from: 0), inFlight: 0, round: 60, settings: settings) == 2) // full: no extra
+    }
+
+    @Test func rewiringClosesOwnDialsOnlyAboveTargetOrWithManyDistinctMembers() {
+        let m = (0..<7).map { _ in Ed25519.PrivateKey().publicKey }
+        let own3 = (0..<3).map { OverlayPlan.Link(id: $0, member: m[$0], ownDial: true, ageMs: old) }
+        let inbound2 = (3..<5).map { OverlayPlan.Link(id: $0, member: m[$0], ownDial: false, ageMs: old) }
+        #expect(OverlayPlan.rewire(own3 + inbound2, round: 30, settings: settings) == nil)
+        // A fourth own dial: one of the own dials closes.
+        let own4 = own3 + [OverlayPlan.Link(id: 9, member: m[5], ownDial: true, ageMs: old)]
+        #expect(OverlayPlan.rewire(own4 + inbound2, round: 1, settings: settings).map { [0, 1, 2, 9].contains($0) } == true)
+        // Six distinct members: once every 60 rounds an own dial closes, five remain.
+        let inbound3 = inbound2 + [OverlayPlan.Link(id: 5, member: m[5], ownDial: false, ageMs: old)]
+        #expect(OverlayPlan.rewire(own3 + inbound3, round: 90, settings: settings).map { [0, 1, 2].contains($0) } == true)
+        #expect(OverlayPlan.rewire(own3 + inbound3, round: 91, settings: settings) == nil)
+        // One hostile member's many devices dialling in count once: the own dials stay.
+        let flood = (10..<30).map { OverlayPlan.Link(id: $0, member: m[6], ownDial: false, ageMs: old) }
+        #expect(OverlayPlan.rewire(own3 + inbound2.prefix(1) + flood, round: 30, settings: settings) == nil)
+        // Never an inbound connection.
+        #expect(OverlayPlan.rewire(inbound3 + flood, round: 30, settings: settings) == nil)
+    }
+
+    @Test func candidatesAreOnePerMemberAndSkipBusyMembers() {
+        let mallory = Ed25519.PrivateKey().publicKey, bob = Ed25519.PrivateKey().publicKey, carol = Ed25519.PrivateKey().publicKey
+        let malloryDevices = (0..<30).map { _ in Ed25519.PrivateKey().publicKey }
+        let bobDevice = Ed25519.PrivateKey().publicKey, carolDevice = Ed25519.PrivateKey().publicKey
+        let entries = malloryDevices.map { (device: $0, member: mallory) } + [(bobDevice, bob), (carolDevice, carol)]
+        let chosen = OverlayPlan.candidates(entries, excludingMembers: [carol])
+        #expect(chosen.count == 2)
+        #expect(chosen.contains(bobDevice) && !chosen.contains(carolDevice))
+        #expect(chosen.filter { malloryDevices.contains($0) }.count == 1)
+    }
+
+    /// Both ends of two connections between the same devices keep the same one, whatever the
+    /// order they registered them in.
+    @Test func bothEndsKeepTheSameConnectionOfADevice() {
+        for _ in 0..<50 {
+            let a = Ed25519.PrivateKey().publicKey, b = Ed25519.PrivateKey().publicKey
+            let h1 = SecureRandom.bytes(32), h2 = SecureRandom.bytes(32)
+            // c1 dialled by a, c2 dialled by b. On a: c1 outbound, c2 inbound; on b the reverse.
+            let aKeepsC1 = SyncNode.prefers((true, h1), over: (false, h2), own: a, peer: b)
+            let bKeepsC1 = SyncNode.prefers((false, h1), over: (true, h2), own: b, peer: a)
+            #expect(aKeepsC1 == bKeepsC1)
+            #expect(aKeepsC1 == (a < b))
+            // Both dialled by a: on a both outbound, on b both inbound.
+            let aKeeps = SyncNode.prefers((true, h1), over: (true, h2), own: a, peer: b)
+            let bKeeps = SyncNode.prefers((false, h1), over: (false, h2), own: b, peer: a)
+            #expect(aKeeps == bKeeps)
+            // The order of registration does not matter: exactly one of the two is preferred.
+            #expect(aKeeps != SyncNode.prefers((true, h2), over: (true, h1), own: a, peer: b))
+        }
+    }
+}
