@@ -483,18 +483,21 @@ public actor SyncNode {
             logger.warning("ignored membership ops for a chapter the peer does not share", metadata: ["peer": "\(peers[peer]?.name ?? "?")"])
             return
         }
-        var decoded: [MembershipOp] = []
-        for b in encoded {
-            do { decoded.append(try MembershipOp(decoding: b)) } catch {
-                logger.warning("refused a membership op", metadata: ["peer": "\(p.name)", "reason": "\(error.detail)"])
-            }
-        }
         do {
             if ch.log == nil {
-                ch.log = try MembershipLog(chapter: id, ops: decoded.map(\.encoded), nowMilliseconds: clock())
+                var decoded: [[UInt8]] = []
+                for b in encoded {
+                    do { decoded.append(try MembershipOp(decoding: b).encoded) } catch {
+                        logger.warning("refused a membership op", metadata: ["peer": "\(p.name)", "reason": "\(error.detail)"])
+                    }
+                }
+                ch.log = try MembershipLog(chapter: id, ops: decoded, nowMilliseconds: clock())
                 try logChanged(ch, new: ch.log!.allOps, from: peer)
             } else {
-                let added = try ch.log!.receive(decoded, nowMilliseconds: clock())
+                // Ops already held are skipped by hash, before any signature check (peers resend
+                // the whole log on every connection).
+                let (added, refused) = try ch.log!.receive(encoded: encoded, nowMilliseconds: clock())
+                for e in refused { logger.warning("refused a membership op", metadata: ["peer": "\(p.name)", "reason": "\(e.detail)"]) }
                 if !added.isEmpty { try logChanged(ch, new: added, from: peer) }
             }
         } catch {
@@ -519,7 +522,9 @@ public actor SyncNode {
             } catch let e as MembershipError {
                 logger.warning("could not share chapter keys with new devices", metadata: ["chapter": "\(ch.id)", "reason": "\(e.detail)"])
             }
-            ch.store.addEpochKeys(ch.log!.keys(device: identity.device, agreement: identity.agreementKey))
+            let held = Set(ch.store.replica.epochKeys.keys)
+            let opened = ch.log!.keys(device: identity.device, agreement: identity.agreementKey, except: held)
+            if !opened.isEmpty { ch.store.addEpochKeys(opened) }
         }
         let message = gossip.map(\.encoded)
         for (pid, p) in peers where pid != peer && p.scopes.contains(ch.id.contentScope) {
