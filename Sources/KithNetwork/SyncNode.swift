@@ -231,7 +231,7 @@ public actor SyncNode {
             if let id = try? ChapterID(bytes: r.id), opened[id] == nil,
                let invite = try? ChapterInvite(text: String(decoding: r.bytes, as: UTF8.self), now: 0) {
                 pendingJoins[id] = invite
-                if !invite.hint.isEmpty { dialContinuation.yield(invite.hint) }
+                for c in invite.contacts where HostPort.parse(c.address) != nil { dialContinuation.yield(c.address) }
             }
         }
         for r in try store.records(.deviceRevocation) {
@@ -287,7 +287,10 @@ public actor SyncNode {
     /// True when `device` is the inviting admin's device of a join waiting for approval (its key
     /// is in the invite, and the handshake proved it): this node talks to it with no scopes, to
     /// receive the chapter's log once an admin has approved.
-    func isPendingJoinAdmin(_ device: Ed25519.PublicKey) -> Bool { pendingJoins.values.contains { $0.admin == device } }
+    /// True for an admin device a held join's invite names (the issuer's or another admin's).
+    func isPendingJoinAdmin(_ device: Ed25519.PublicKey) -> Bool {
+        pendingJoins.values.contains { invite in invite.admin == device || invite.contacts.contains { $0.device == device } }
+    }
 
     /// True when the peer may sync at least one scope.
     func isAllowed(_ peer: PeerIdentity) -> Bool { !scopes(for: peer).isEmpty }
@@ -470,7 +473,7 @@ public actor SyncNode {
                 try logChanged(ch, new: log.allOps, from: peer)
                 if let invite = pendingJoins.removeValue(forKey: id) {
                     try store.deleteRecords(.pendingJoin, ids: [id.bytes])
-                    if !invite.hint.isEmpty { try ch.store.putRecords(.peerHint, [(Array(invite.hint.utf8), Array(invite.hint.utf8))]) }
+                    try rememberAddresses(of: invite, in: ch)
                 }
                 logger.notice("took up a chapter from another device of this member", metadata: ["chapter": "\(id)", "name": "\(log.state.name)"])
             } catch {
