@@ -84,7 +84,7 @@ struct ChapterBench: AsyncParsableCommand {
         // Joins: each member listens, then presents the invite to an admin's daemon. At most
         // `joinConcurrency` joins are in flight; the next starts as soon as one finishes (people
         // join independently of each other, not in lockstep batches).
-        let joinStart = seconds()
+        let joinStart = seconds(), joinCPUStart = cpuSeconds()
         let interval = overlayInterval
         var joinLatencies: [Double] = []
         try await withThrowingTaskGroup(of: Double.self) { group in
@@ -120,7 +120,7 @@ struct ChapterBench: AsyncParsableCommand {
                 try await Task.sleep(nanoseconds: 20_000_000)
             }
         }
-        let allJoinedSeconds = seconds() - joinStart
+        let allJoinedSeconds = seconds() - joinStart, joinCPU = cpuSeconds() - joinCPUStart
         // Let the overlay settle (trims of the admin's bootstrap connections, address gossip).
         try await Task.sleep(nanoseconds: UInt64(max(4, settings.graceSeconds + 2 * overlayInterval) * 1e9))
         note(String(format: "%d joins in %.1f s (%.1f/s); all logs complete after %.1f s", members - 1, joinSeconds,
@@ -201,6 +201,7 @@ struct ChapterBench: AsyncParsableCommand {
             "joinMillisecondsP90": joinLatencies.isEmpty ? -1 : joinLatencies[min(joinLatencies.count - 1, joinLatencies.count * 9 / 10)],
             "fullLogEvaluationsPerMember": await fullEvaluations() / Double(members),
             "allLogsCompleteSeconds": allJoinedSeconds,
+            "joinCpuSeconds": joinCPU,
             "editReachedAllMillisecondsMedian": pct(0.5),
             "editReachedAllMillisecondsP99": pct(0.99),
             "editsNotReachedAllIn30s": lost,

@@ -30,6 +30,9 @@ public struct MembershipLog: Sendable {
     /// How many times an arrival re-evaluated the whole log (an op out of order or concurrent
     /// with the heads); every other op was applied to the state as it stood.
     public private(set) var fullEvaluations = 0
+    /// Arrivals that cost more than their ops' signature checks and O(1) each: a whole-log
+    /// evaluation, or ops dropped (from the future, by an unknown author, over quota).
+    public var costlyArrivals: Int { fullEvaluations + refusedFromTheFuture + refusedUnknownAuthor + refusedOverQuota }
     /// Encodings of the device certificates whose member signature this log checked (decoding
     /// the ops that carry them): a peer's next op by the same device skips that check.
     private var verifiedCertificates = Set<[UInt8]>()

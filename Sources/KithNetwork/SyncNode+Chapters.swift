@@ -312,6 +312,13 @@ extension SyncNode {
         return summary(ch)
     }
 
+    /// Sends raw membership messages to every peer sharing the chapter (tests of the limits).
+    func testHookSendMembership(_ ops: [[UInt8]], chapter id: ChapterID, times: Int) {
+        for (_, p) in peers where p.scopes.contains(id.contentScope) {
+            for _ in 0..<times { p.events.yield(.membership(chapter: id.bytes, ops: ops)) }
+        }
+    }
+
     /// Keeps the addresses of the admins' daemons an invite names as the chapter's bootstrap
     /// hints (the overlay's first contacts).
     func rememberAddresses(of invite: ChapterInvite, in ch: Chapter) throws(StoreError) {

@@ -149,6 +149,8 @@ public actor SyncNode {
     /// Membership messages each peer device may still send now, and when that was computed (s):
     /// kept by device key, so reconnecting does not refill it.
     var membershipAllowances: [Ed25519.PublicKey: (allowance: Double, at: Double)] = [:]
+    /// Connections closed for sending costly membership messages too fast.
+    var membershipFloodsCut = 0
 
     /// The query index of each scope (SyncNode+Queries), patched when a query comes.
     var queryIndexes: [ScopeID: ContactIndexCache] = [:]
@@ -456,14 +458,16 @@ public actor SyncNode {
     /// Merges membership ops a peer sent. Only a peer entitled to the chapter may send them
     /// (a relay learns a log from its own member's devices).
     func receiveMembership(chapter bytes: [UInt8], ops encoded: [[UInt8]], from peer: Int) {
-        guard allowMembershipMessage(from: peer) else {
+        guard hasMembershipAllowance(peer) else {
             logger.warning("peer sends membership ops faster than allowed; closing", metadata: ["peer": "\(peers[peer]?.name ?? "?")"])
+            membershipFloodsCut += 1
             peers[peer]?.events.yield(.close(reason: "too many membership messages"))
             peers[peer] = nil
             return
         }
         if let id = try? ChapterID(bytes: bytes), chapters[id] == nil, let p = peers[peer],
            p.identity.member == identity.member || pendingJoins[id] != nil {
+            chargeMembershipMessage(peer)
             // Another device of this member is in a chapter this one has not seen, or an admin
             // approved this device's held join: take it up.
             do {
@@ -488,6 +492,7 @@ public actor SyncNode {
         }
         do {
             if ch.log == nil {
+                chargeMembershipMessage(peer)
                 var decoded: [[UInt8]] = []
                 for b in encoded {
                     do { decoded.append(try MembershipOp(decoding: b).encoded) } catch {
@@ -499,7 +504,9 @@ public actor SyncNode {
             } else {
                 // Ops already held are skipped by hash, before any signature check (peers resend
                 // the whole log on every connection).
+                let before = ch.log!.costlyArrivals
                 let (added, refused) = try ch.log!.receive(encoded: encoded, nowMilliseconds: clock())
+                if !refused.isEmpty || ch.log!.costlyArrivals != before { chargeMembershipMessage(peer) }
                 for e in refused { logger.warning("refused a membership op", metadata: ["peer": "\(p.name)", "reason": "\(e.detail)"]) }
                 if !added.isEmpty { try logChanged(ch, new: added, from: peer) }
             }

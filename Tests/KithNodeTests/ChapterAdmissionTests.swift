@@ -79,4 +79,27 @@ struct ChapterAdmissionTests {
         #expect(admitters(of: late, in: await b.node.chapterLog(id)).isEmpty)
         for m in everyone { await m.offline() }
     }
+
+    @Test func resentKnownOpsCostNothingButRefusedOnesAreLimited() async throws {
+        let tmp = try TempDir()
+        let settings = OverlaySettings(target: 2, maxConnections: 8, graceSeconds: 1)
+        let (all, id) = try await overlay.chapter(tmp, members: 2, settings: settings)
+        defer { Task { [all] in for m in all { await m.offline() } } }
+        let (admin, mallory) = (all[0], all[1])
+        let malloryDevice = mallory.device.publicKey.description
+        #expect(try await overlay.eventually { await admin.node.peerInfo().contains { $0.device == malloryDevice } })
+        // A wave of joins makes every peer forward every new op many times a second: the whole
+        // log resent 300 times is skipped by hash and never counts against the sender.
+        let known = try #require(await admin.node.chapterLog(id)).allOps.map(\.encoded)
+        await mallory.node.testHookSendMembership(known, chapter: id, times: 300)
+        _ = try await mallory.node.setName("Mallory", device: nil) // after the flood, on the same connection
+        #expect(try await overlay.eventually { await admin.node.chapterLog(id)?.state.names[mallory.node.identity.member] == "Mallory" })
+        #expect(await admin.node.membershipFloodsCut == 0)
+        // Ops that fail their signature check cost a check each: a flood of them is cut off.
+        var forged = known[known.count - 1]
+        forged[forged.count - 1] ^= 1
+        await mallory.node.testHookSendMembership([forged], chapter: id, times: 300)
+        #expect(try await overlay.eventually { await admin.node.membershipFloodsCut > 0 })
+        for m in all { await m.offline() }
+    }
 }
