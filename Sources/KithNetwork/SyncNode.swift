@@ -286,10 +286,9 @@ public actor SyncNode {
         return out
     }
 
-    /// True when `device` is the inviting admin's device of a join waiting for approval (its key
-    /// is in the invite, and the handshake proved it): this node talks to it with no scopes, to
-    /// receive the chapter's log once an admin has approved.
-    /// True for an admin device a held join's invite names (the issuer's or another admin's).
+    /// True when `device` is an admin device that the invite of a join waiting for approval names
+    /// (the issuer's or another admin's: its key is in the invite, and the handshake proved it):
+    /// this node talks to it with no scopes, to receive the chapter's log once approved.
     func isPendingJoinAdmin(_ device: Ed25519.PublicKey) -> Bool {
         pendingJoins.values.contains { invite in invite.admin == device || invite.contacts.contains { $0.device == device } }
     }
