@@ -17,7 +17,7 @@ struct ChapterBench: AsyncParsableCommand {
 
     @Option(help: "Members of the chapter (the admin included).") var members = 50
     @Option(help: "Edits to time.") var trials = 20
-    @Option(help: "Joins in flight at once.") var joinConcurrency = 4
+    @Option(help: "Joins in flight at once (a new one starts whenever one finishes).") var joinConcurrency = 8
     @Option(help: "Seconds between overlay rounds.") var overlayInterval = 0.5
     @Option(help: "Overlay connections each node dials.") var target = 3
     @Option(help: "Most overlay connections per node.") var maxConnections = 8
@@ -81,20 +81,35 @@ struct ChapterBench: AsyncParsableCommand {
         let invite = try ChapterInvite(text: text, now: UInt64(Date().timeIntervalSince1970))
         note("\(members) node stacks ready; joining…")
 
-        // Joins: each member listens, then presents the invite to the admin's daemon.
-        let joinStart = seconds()
+        // Joins: each member listens, then presents the invite to an admin's daemon. At most
+        // `joinConcurrency` joins are in flight; the next starts as soon as one finishes (people
+        // join independently of each other, not in lockstep batches).
+        let joinStart = seconds(), joinCPUStart = cpuSeconds()
         let interval = overlayInterval
-        for batch in stride(from: 1, to: members, by: joinConcurrency) {
-            try await withThrowingTaskGroup(of: Void.self) { group in
-                for m in all[batch..<min(batch + joinConcurrency, members)] {
-                    group.addTask {
-                        _ = try await m.goOnline(interval: interval)
-                        _ = try await m.network.join(invite)
-                    }
+        var joinLatencies: [Double] = []
+        try await withThrowingTaskGroup(of: Double.self) { group in
+            var next = 1
+            func start(_ m: Member) {
+                group.addTask {
+                    let t = seconds()
+                    _ = try await m.goOnline(interval: interval)
+                    _ = try await m.network.join(invite)
+                    return (seconds() - t) * 1000
                 }
-                try await group.waitForAll()
+            }
+            while next < members && next <= joinConcurrency {
+                start(all[next])
+                next += 1
+            }
+            while let ms = try await group.next() {
+                joinLatencies.append(ms)
+                if next < members {
+                    start(all[next])
+                    next += 1
+                }
             }
         }
+        joinLatencies.sort()
         let joinSeconds = seconds() - joinStart
         // Every node's log lists every member, and every node has an overlay connection.
         let settleStart = seconds()
@@ -105,13 +120,19 @@ struct ChapterBench: AsyncParsableCommand {
                 try await Task.sleep(nanoseconds: 20_000_000)
             }
         }
-        let allJoinedSeconds = seconds() - joinStart
+        let allJoinedSeconds = seconds() - joinStart, joinCPU = cpuSeconds() - joinCPUStart
         // Let the overlay settle (trims of the admin's bootstrap connections, address gossip).
         try await Task.sleep(nanoseconds: UInt64(max(4, settings.graceSeconds + 2 * overlayInterval) * 1e9))
         note(String(format: "%d joins in %.1f s (%.1f/s); all logs complete after %.1f s", members - 1, joinSeconds,
                     Double(members - 1) / joinSeconds, allJoinedSeconds))
         let idleRSS = memory().rss
 
+        /// Whole-log re-evaluations (ops out of order or concurrent), summed over the nodes.
+        func fullEvaluations() async -> Double {
+            var total = 0
+            for m in all { total += await m.node.chapterLog(chapter)?.fullEvaluations ?? 0 }
+            return Double(total)
+        }
         func counts() async -> [Int] {
             var out: [Int] = []
             for m in all { out.append(await m.node.replica(for: scope)?.changeCount ?? 0) }
@@ -176,7 +197,11 @@ struct ChapterBench: AsyncParsableCommand {
                          "inboundPerAddressLimit": "raised to 256: every member dials from 127.0.0.1 here, unlike members on their own machines"],
             "joinSeconds": joinSeconds,
             "joinsPerSecond": Double(members - 1) / joinSeconds,
+            "joinMillisecondsMedian": joinLatencies.isEmpty ? -1 : joinLatencies[joinLatencies.count / 2],
+            "joinMillisecondsP90": joinLatencies.isEmpty ? -1 : joinLatencies[min(joinLatencies.count - 1, joinLatencies.count * 9 / 10)],
+            "fullLogEvaluationsPerMember": await fullEvaluations() / Double(members),
             "allLogsCompleteSeconds": allJoinedSeconds,
+            "joinCpuSeconds": joinCPU,
             "editReachedAllMillisecondsMedian": pct(0.5),
             "editReachedAllMillisecondsP99": pct(0.99),
             "editsNotReachedAllIn30s": lost,

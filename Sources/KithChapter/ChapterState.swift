@@ -155,9 +155,19 @@ public struct ChapterState: Sendable, Equatable {
         case refused(String)
     }
 
-    /// Current devices that have no envelope for `epoch`.
-    public func devicesLackingKey(_ epoch: Epoch) -> [DeviceCertificate] {
-        allDevices.filter { epoch.envelopes[$0.deviceSigningKey] == nil }
+    /// Current devices that have no envelope for `epoch` (of `member` only, when given), ordered
+    /// by device key. Every node asks this after every change of the log, so it looks devices up
+    /// instead of listing and sorting them all: usually nothing lacks a key.
+    public func devicesLackingKey(_ epoch: Epoch, of member: Ed25519.PublicKey? = nil) -> [DeviceCertificate] {
+        var lacking: [DeviceCertificate] = []
+        if let member {
+            for (d, cert) in members[member]?.devices ?? [:] where epoch.envelopes[d] == nil { lacking.append(cert) }
+        } else {
+            for (d, owner) in deviceOwner where epoch.envelopes[d] == nil {
+                if let cert = members[owner]?.devices[d] { lacking.append(cert) }
+            }
+        }
+        return lacking.sorted { $0.deviceSigningKey < $1.deviceSigningKey }
     }
 
     // MARK: Applying one op (sequential evaluation)

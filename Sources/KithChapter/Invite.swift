@@ -36,6 +36,50 @@ public struct ChapterInvite: Sendable, Equatable {
 
     public var key: Ed25519.PrivateKey { try! Ed25519.PrivateKey(seed: seed) }
 
+    /// An admin's daemon a joiner may present the invite to: its device and where it listens.
+    public struct Contact: Sendable, Equatable {
+        public let device: Ed25519.PublicKey
+        public let address: String
+        public init(device: Ed25519.PublicKey, address: String) {
+            self.device = device
+            self.address = address
+        }
+    }
+
+    /// The admins' daemons this invite can be redeemed with, in the order to try them
+    /// (chapters.md §4): the issuing device at the first address of the hint, then every other
+    /// admin device the issuer named as `base64url(device)@host:port`. Unparsable entries are
+    /// left out.
+    public var contacts: [Contact] {
+        var out: [Contact] = []
+        for (i, entry) in hint.split(separator: " ").enumerated() {
+            if let at = entry.firstIndex(of: "@") {
+                guard let bytes = Base64URL.decode(String(entry[..<at])), let device = try? Ed25519.PublicKey(bytes: bytes),
+                      !out.contains(where: { $0.device == device }) else { continue }
+                out.append(Contact(device: device, address: String(entry[entry.index(after: at)...])))
+            } else if i == 0 {
+                out.append(Contact(device: admin, address: String(entry)))
+            }
+        }
+        return out
+    }
+
+    /// The hint for an invite issued at `address` (may be empty) that other admins' daemons can
+    /// redeem too: each of `others` as `base64url(device)@host:port`, as many as fit in the
+    /// hint's 255 bytes.
+    public static func hint(address: String, others: [Contact]) -> String {
+        var hint = address
+        for c in others where !c.address.isEmpty && !c.address.contains(" ") {
+            let entry = Base64URL.encode(c.device.bytes) + "@" + c.address
+            let next = hint.isEmpty ? entry : hint + " " + entry
+            if next.utf8.count <= maxHintLength { hint = next }
+        }
+        return hint
+    }
+
+    /// Longest hint an invite string carries (PastedCode's text limit).
+    public static let maxHintLength = 255
+
     public var text: String {
         PastedCode.encode(prefix: Self.prefix, version: Self.version, head: chapter.bytes + seed + admin.bytes, expiresAt: expiresAt, hint: hint)
     }

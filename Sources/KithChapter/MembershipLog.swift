@@ -27,6 +27,15 @@ public struct MembershipLog: Sendable {
     public private(set) var refusedOverQuota = 0
     public private(set) var refusedUnknownAuthor = 0
     public private(set) var refusedFromTheFuture = 0
+    /// How many times an arrival re-evaluated the whole log (an op out of order or concurrent
+    /// with the heads); every other op was applied to the state as it stood.
+    public private(set) var fullEvaluations = 0
+    /// Arrivals that cost more than their ops' signature checks and O(1) each: a whole-log
+    /// evaluation, or ops dropped (from the future, by an unknown author, over quota).
+    public var costlyArrivals: Int { fullEvaluations + refusedFromTheFuture + refusedUnknownAuthor + refusedOverQuota }
+    /// Encodings of the device certificates whose member signature this log checked (decoding
+    /// the ops that carry them): a peer's next op by the same device skips that check.
+    private var verifiedCertificates = Set<[UInt8]>()
 
     /// The creation op (the log's root).
     public let genesis: MembershipOp
@@ -45,12 +54,13 @@ public struct MembershipLog: Sendable {
     /// Rebuilds a log from stored or received ops in any order (one of them the create op);
     /// `nowMilliseconds` refuses ops stamped too far ahead (received ones; nil for stored ones).
     public init(chapter: ChapterID, ops encoded: [[UInt8]], nowMilliseconds now: UInt64? = nil) throws(MembershipError) {
-        var decoded: [MembershipOp] = []
-        for b in encoded { decoded.append(try MembershipOp(decoding: b)) }
+        var decoded: [MembershipOp] = [], verified = Set<[UInt8]>()
+        for b in encoded { decoded.append(try MembershipOp(decoding: b, verifiedCertificates: &verified)) }
         guard let root = decoded.first(where: { if case .create = $0.action { return $0.id.bytes.prefix(16).elementsEqual(chapter.bytes) } else { return false } }) else {
             throw MembershipError(.wrongChapter, "no create op for chapter \(chapter) among \(encoded.count) ops")
         }
         try self.init(genesis: root)
+        verifiedCertificates = verified
         _ = try receive(decoded, nowMilliseconds: now)
     }
 
@@ -71,6 +81,26 @@ public struct MembershipLog: Sendable {
 
     public var count: Int { ops.count }
     public var pendingCount: Int { pending.count }
+
+    /// True when the log holds the op (evaluated or waiting for a parent).
+    public func contains(_ id: OpID) -> Bool { ops[id] != nil || pending[id] != nil }
+
+    /// Decodes and adds encoded ops (what a peer sends: often the whole log again). An op's id
+    /// is the hash of its bytes, so ops this log already holds are recognised by that hash and
+    /// skipped before their signatures are checked: a peer resending a log of n ops costs n
+    /// hashes, not 3n signature checks. Returns the ops added and why undecodable ones were
+    /// refused (the others are still taken).
+    public mutating func receive(encoded: [[UInt8]], nowMilliseconds now: UInt64? = nil) throws(MembershipError) -> (added: [MembershipOp], refused: [MembershipError]) {
+        var fresh: [MembershipOp] = [], refused: [MembershipError] = []
+        var seen = Set<OpID>()
+        for bytes in encoded {
+            let id = OpID(unchecked: BLAKE2b.hash(bytes))
+            guard !contains(id), seen.insert(id).inserted else { continue }
+            do { fresh.append(try MembershipOp(decoding: bytes, verifiedCertificates: &verifiedCertificates)) } catch { refused.append(error) }
+        }
+        guard !fresh.isEmpty else { return ([], refused) }
+        return (try receive(fresh, nowMilliseconds: now), refused)
+    }
 
     /// Adds ops (any order, duplicates ignored). Returns the ops that were new and are now part
     /// of the evaluated set. An op for another chapter, or one beyond the size limit, is refused.
@@ -103,7 +133,7 @@ public struct MembershipLog: Sendable {
                 refusedFromTheFuture += 1
                 continue
             }
-            guard known.contains(op.authorDevice) else {
+            guard known(op.authorDevice) else {
                 refusedUnknownAuthor += 1
                 continue
             }
@@ -149,7 +179,10 @@ public struct MembershipLog: Sendable {
                 if missing[child] == 0 { ready.append(child) }
             }
         }
-        if !incremental { state = ChapterState.evaluate(ops) }
+        if !incremental {
+            state = ChapterState.evaluate(ops)
+            fullEvaluations += 1
+        }
         return added
     }
 
@@ -183,15 +216,16 @@ public struct MembershipLog: Sendable {
     /// Devices whose ops this log takes: those it lists or listed, and, to a fixpoint, those an
     /// op of `incoming` (or a held one) could list — an `add member` by a current admin's
     /// device, an `add device` by a current device of the certificate's member or of an admin,
-    /// or by a device listed that way. A removed member cannot vouch for anyone.
-    private func knownAuthors(_ incoming: [MembershipOp]) -> Set<Ed25519.PublicKey> {
-        var known = Set(state.deviceOwner.keys).union(state.formerOwner.keys)
-        var vouching = Set(state.deviceOwner.keys)
+    /// or by a device listed that way. A removed member cannot vouch for anyone. The devices the
+    /// state knows are looked up, not copied: the cost is that of the ops, not of the log.
+    private func knownAuthors(_ incoming: [MembershipOp]) -> (Ed25519.PublicKey) -> Bool {
+        let state = self.state
+        var vouched = Set<Ed25519.PublicKey>()
         let candidates = incoming + pending.values
         var grew = true
         while grew {
             grew = false
-            for op in candidates where vouching.contains(op.authorDevice) {
+            for op in candidates where state.deviceOwner[op.authorDevice] != nil || vouched.contains(op.authorDevice) {
                 let admin = state.isAdmin(op.authorMember)
                 let listed: DeviceCertificate
                 switch op.action {
@@ -199,11 +233,10 @@ public struct MembershipLog: Sendable {
                 case let .addDevice(cert) where admin || cert.memberKey == op.authorMember: listed = cert
                 default: continue
                 }
-                known.insert(listed.deviceSigningKey)
-                if vouching.insert(listed.deviceSigningKey).inserted { grew = true }
+                if state.deviceOwner[listed.deviceSigningKey] == nil, vouched.insert(listed.deviceSigningKey).inserted { grew = true }
             }
         }
-        return known
+        return { d in state.deviceOwner[d] != nil || state.formerOwner[d] != nil || vouched.contains(d) }
     }
 
     /// Every op (evaluated ones, then held ones), in a deterministic order that lists parents
@@ -250,7 +283,7 @@ public struct MembershipLog: Sendable {
                                           agreement: X25519.PrivateKey, now: UInt64, onlyOwnMember: Bool = false) throws(MembershipError) -> [MembershipOp] {
         var made: [MembershipOp] = []
         for epoch in state.epochs {
-            let lacking = state.devicesLackingKey(epoch).filter { !onlyOwnMember || $0.memberKey == certificate.memberKey }
+            let lacking = state.devicesLackingKey(epoch, of: onlyOwnMember ? certificate.memberKey : nil)
             guard !lacking.isEmpty, let key = EpochKeys.open(epoch, device: certificate.deviceSigningKey, agreement: agreement) else { continue }
             made.append(try append(.shareKey(epoch: epoch.id, envelopes: EpochKeys.seal(key, to: lacking)),
                                    certificate: certificate, device: device, now: now))
@@ -267,10 +300,12 @@ public struct MembershipLog: Sendable {
         return current.envelopes[device] != nil && EpochKeys.open(current, device: device, agreement: agreement) == nil
     }
 
-    /// The epoch keys `device` can open, by reference.
-    public func keys(device: Ed25519.PublicKey, agreement: X25519.PrivateKey) -> [EpochRef: SymmetricKey] {
+    /// The epoch keys `device` can open, by reference, leaving out the epochs in `held` (keys
+    /// the caller has: opening an envelope costs an X25519 agreement, and a node asks after
+    /// every change of the log).
+    public func keys(device: Ed25519.PublicKey, agreement: X25519.PrivateKey, except held: Set<EpochRef> = []) -> [EpochRef: SymmetricKey] {
         var out: [EpochRef: SymmetricKey] = [:]
-        for e in state.epochs {
+        for e in state.epochs where !held.contains(e.ref) {
             if let k = EpochKeys.open(e, device: device, agreement: agreement) { out[e.ref] = k }
         }
         return out

@@ -293,6 +293,16 @@ public struct MembershipOp: Hashable, Sendable {
     /// valid at the op's time) and the op signature. Whether the author was *allowed* to do it
     /// is the log's business.
     public init(decoding bytes: [UInt8]) throws(MembershipError) {
+        var none = Set<[UInt8]>()
+        try self.init(decoding: bytes, verifiedCertificates: &none)
+    }
+
+    /// `init(decoding:)` for ops that arrive together or for a log that already checked some
+    /// certificates: a certificate whose encoding is in `verifiedCertificates` had its member
+    /// signature checked before, so only its validity at this op's time is checked again (most
+    /// ops of a log are by a few admins' devices, each op carrying the same certificate).
+    /// Certificates checked here are added to the set.
+    public init(decoding bytes: [UInt8], verifiedCertificates: inout Set<[UInt8]>) throws(MembershipError) {
         guard bytes.count <= Self.maxEncodedLength else {
             throw MembershipError(.malformed, "membership op is \(bytes.count) bytes, more than \(Self.maxEncodedLength)")
         }
@@ -320,14 +330,14 @@ public struct MembershipOp: Hashable, Sendable {
                 guard chapter != .zero, !parents.isEmpty else { throw DecodeError("every op but create names its chapter and at least one parent") }
             }
             do {
-                try certificate.verify(now: timestamp / 1000)
+                try Self.check(certificate, now: timestamp / 1000, verified: &verifiedCertificates)
             } catch {
                 throw MembershipError(.badSignature, "the author's device certificate is not valid at the op's time: \(error)")
             }
             switch action {
             case let .addMember(embedded, _, _), let .addDevice(embedded):
                 do {
-                    try embedded.verify(now: timestamp / 1000)
+                    try Self.check(embedded, now: timestamp / 1000, verified: &verifiedCertificates)
                 } catch {
                     throw MembershipError(.badSignature, "the certificate this op lists (device \(embedded.deviceSigningKey) of member \(embedded.memberKey)) is not valid at the op's time: \(error)")
                 }
@@ -347,6 +357,20 @@ public struct MembershipOp: Hashable, Sendable {
         storage = Storage(chapter: chapter, parents: parents, timestamp: timestamp, certificate: certificate, action: action,
                           encoded: bytes, id: OpID(unchecked: BLAKE2b.hash(bytes)))
     }
+
+    /// `DeviceCertificate.verify(now:)`, skipping the signature check for a certificate in
+    /// `verified`: when the validity window holds at `now` (the rule `verify` applies, with its
+    /// default skew) it passes; otherwise `verify` runs in full and gives the error.
+    private static func check(_ cert: DeviceCertificate, now: UInt64, verified: inout Set<[UInt8]>) throws {
+        let encoded = cert.encoded
+        if verified.contains(encoded), cert.createdAt <= now &+ 300, cert.expiresAt.map({ now < $0 }) ?? true { return }
+        try cert.verify(now: now)
+        // Anyone can make valid certificates (for a fresh member key), so the set is bounded.
+        if verified.count < Self.maxVerifiedCertificates { verified.insert(encoded) }
+    }
+
+    /// Most certificates a `verifiedCertificates` set takes.
+    public static let maxVerifiedCertificates = 4_096
 
     private static func certificate(_ r: inout ByteReader) throws -> DeviceCertificate {
         try DeviceCertificate(encoded: Array(try r.raw(DeviceCertificate.encodedLength)))

@@ -67,7 +67,8 @@ enum PeerConnection {
         /// device the handshake is aborted (before this node sends its certificate) unless the
         /// responder proves it is that device.
         case overlay(OverlayDial)
-        case join(ChapterInvite, reply: @Sendable (Result<[[UInt8]], ChapterCommandError>) -> Void)
+        /// Presents `invite` to `admin`, one of the invite's contacts: the proof goes to no other device.
+        case join(ChapterInvite, admin: Ed25519.PublicKey, reply: @Sendable (Result<[[UInt8]], ChapterCommandError>) -> Void)
     }
 
     static func process(events: AsyncStream<ConnectionEvent>, eventsIn: AsyncStream<ConnectionEvent>.Continuation,
@@ -140,10 +141,10 @@ enum PeerConnection {
         }
 
         // A joiner presents its proof and takes the log home; nothing else happens on this connection.
-        if case let .join(invite, reply) = purpose {
-            guard peer.device == invite.admin else {
-                reply(.failure(ChapterCommandError("the daemon at \(label) is not the admin device that made this invite (it is \(peer.device)); check the invite's address")))
-                throw PeerIdentity.Refusal(reason: "join: the responder is not the inviting admin's device")
+        if case let .join(invite, admin, reply) = purpose {
+            guard peer.device == admin else {
+                reply(.failure(ChapterCommandError("the daemon at \(label) is not the admin device the invite names for that address (it is \(peer.device)); check the invite's address")))
+                throw PeerIdentity.Refusal(reason: "join: the responder is not the admin device the invite names")
             }
             try await sendMessage(.join(chapter: invite.chapter.bytes, proof: invite.proof(handshakeHash: handshakeHash, certificate: identity.certificate)))
             switch try await receiveMessage() {

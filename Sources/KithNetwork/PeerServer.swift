@@ -92,12 +92,30 @@ public struct PeerNetwork: Sendable {
     }
 
 
-    /// Joins a chapter with an invite: connects to the invite's hint (an admin's daemon),
-    /// presents the proof, installs the log it returns and starts syncing with that daemon.
+    /// Joins a chapter with an invite: tries the admins' daemons the invite names (the issuing
+    /// admin's first, chapters.md §4) until one answers, presents the proof to it, installs the
+    /// log it returns and starts syncing. A daemon that cannot be reached or refuses passes the
+    /// join to the next; a join held for approval stops there.
     public func join(_ invite: ChapterInvite) async throws(ChapterCommandError) -> SyncNode.ChapterSummary {
-        guard let (host, port) = HostPort.parse(invite.hint) else {
+        let contacts = invite.contacts.filter { HostPort.parse($0.address) != nil }
+        guard !contacts.isEmpty else {
             throw ChapterCommandError("the invite names no reachable address ('\(invite.hint)'); ask the admin for an invite made with --hint host:port")
         }
+        var failures: [String] = []
+        for contact in contacts {
+            do {
+                return try await join(invite, at: contact)
+            } catch let e where e.held {
+                throw e
+            } catch {
+                failures.append(error.message)
+            }
+        }
+        throw ChapterCommandError(failures.count == 1 ? failures[0] : "no admin's daemon named by the invite admitted this device: " + failures.joined(separator: "; "))
+    }
+
+    private func join(_ invite: ChapterInvite, at contact: ChapterInvite.Contact) async throws(ChapterCommandError) -> SyncNode.ChapterSummary {
+        let (host, port) = HostPort.parse(contact.address)!
         let channel: NIOAsyncChannel<ByteBuffer, ByteBuffer>
         do {
             channel = try await ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton)
@@ -108,17 +126,17 @@ public struct PeerNetwork: Sendable {
                     }
                 }
         } catch {
-            throw ChapterCommandError("cannot reach the admin's daemon at \(invite.hint): \(error)")
+            throw ChapterCommandError("cannot reach the admin's daemon at \(contact.address): \(error)")
         }
         let box = ResultBox()
-        await PeerConnection.run(channel, role: .initiator, node: node, label: invite.hint, logger: logger, now: now,
-                                 purpose: .join(invite, reply: { box.set($0) }))
+        await PeerConnection.run(channel, role: .initiator, node: node, label: contact.address, logger: logger, now: now,
+                                 purpose: .join(invite, admin: contact.device, reply: { box.set($0) }))
         guard let result = box.get() else {
-            throw ChapterCommandError("the admin's daemon at \(invite.hint) closed the connection without answering (is the invite still open, and is its daemon an admin's?)")
+            throw ChapterCommandError("the admin's daemon at \(contact.address) closed the connection without answering (is the invite still open, and is its daemon an admin's?)")
         }
         switch result {
         case let .success(ops):
-            return try await node.installJoined(invite: invite, ops: ops)
+            return try await node.installJoined(invite: invite, ops: ops, admittedBy: contact.device)
         case let .failure(e) where e.held:
             try await node.recordPendingJoin(invite)
             throw e

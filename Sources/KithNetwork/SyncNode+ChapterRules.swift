@@ -122,23 +122,28 @@ extension SyncNode {
 
     // MARK: Limits
 
-    /// Membership messages a peer may send: a burst, then one a second. Each may cost a whole
-    /// evaluation of the log, so a peer flooding them is cut off instead of freezing the node.
+    /// Costly membership messages a peer may send: a burst, then one a second. A message is
+    /// costly when it made the node evaluate the whole log, or carried ops it refused or dropped
+    /// (each checked at a signature's cost); a peer over the allowance is cut off instead of
+    /// freezing the node. Ops the node holds already (skipped by hash) and ops that extend the
+    /// log's heads (applied as they come) cost nothing: during a wave of joins every peer
+    /// forwards every new member's ops, far more often than once a second.
     static let membershipBurst = 120.0
     static let membershipPerSecond = 1.0
 
-    /// Takes one membership message from the allowance of `peer`'s device; false when it is
-    /// used up.
-    func allowMembershipMessage(from peer: Int) -> Bool {
+    /// Whether `peer`'s device has an allowance left for a costly membership message.
+    func hasMembershipAllowance(_ peer: Int) -> Bool {
         guard let device = peers[peer]?.identity.device else { return false }
         let now = Double(clock()) / 1000
         var (allowance, at) = membershipAllowances[device] ?? (Self.membershipBurst, now)
         allowance = min(Self.membershipBurst, allowance + max(0, now - at) * Self.membershipPerSecond)
-        guard allowance >= 1 else {
-            membershipAllowances[device] = (allowance, now)
-            return false
-        }
-        membershipAllowances[device] = (allowance - 1, now)
-        return true
+        membershipAllowances[device] = (allowance, now)
+        return allowance >= 1
+    }
+
+    /// Takes one costly membership message from the allowance of `peer`'s device.
+    func chargeMembershipMessage(_ peer: Int) {
+        guard let device = peers[peer]?.identity.device, let (allowance, at) = membershipAllowances[device] else { return }
+        membershipAllowances[device] = (allowance - 1, at)
     }
 }

@@ -194,7 +194,14 @@ extension SyncNode {
         guard log.state.isAdmin(identity.member) else { throw ChapterCommandError("only an admin of \"\(log.state.name)\" can invite; admins: \(log.state.admins.map(\.description).joined(separator: ", "))") }
         var updated = log
         let id = identity, now = clock() / 1000
-        let (op, invite) = try wrap { try updated.openInvite(expiresAt: now + seconds, uses: uses, approval: approval, hint: hint, certificate: id.certificate, device: id.deviceKey, now: now) }
+        // The other admins' daemons whose addresses the overlay learned can admit with it too
+        // (while this one is offline): the invite names their devices (chapters.md §4).
+        let others = (overlay.tables[ch.id] ?? [:]).compactMap { device, entry -> ChapterInvite.Contact? in
+            guard device != id.device, let m = log.state.member(ofDevice: device), log.state.isAdmin(m) else { return nil }
+            return ChapterInvite.Contact(device: device, address: entry.address)
+        }.sorted { $0.device < $1.device }
+        let fullHint = ChapterInvite.hint(address: hint, others: others)
+        let (op, invite) = try wrap { try updated.openInvite(expiresAt: now + seconds, uses: uses, approval: approval, hint: fullHint, certificate: id.certificate, device: id.deviceKey, now: now) }
         ch.log = updated
         try wrap { try logChanged(ch, new: [op]) }
         return invite.text
@@ -274,14 +281,19 @@ extension SyncNode {
     func recordPendingJoin(_ invite: ChapterInvite) throws(ChapterCommandError) {
         try wrap { try store.putRecords(.pendingJoin, [(invite.chapter.bytes, Array(invite.text.utf8))]) }
         pendingJoins[invite.chapter] = invite
-        if !invite.hint.isEmpty { requestDial(invite.hint) }
+        for c in invite.contacts where HostPort.parse(c.address) != nil { requestDial(c.address) }
     }
 
-    /// Installs a chapter this device just joined from the log an admin's daemon returned.
-    func installJoined(invite: ChapterInvite, ops: [[UInt8]]) throws(ChapterCommandError) -> ChapterSummary {
+    /// Installs a chapter this device just joined from the log the daemon of `admittedBy` (a
+    /// device the invite names) returned: the log must list this device, and list `admittedBy`
+    /// as a current device of an admin.
+    func installJoined(invite: ChapterInvite, ops: [[UInt8]], admittedBy: Ed25519.PublicKey) throws(ChapterCommandError) -> ChapterSummary {
         let log = try wrap { try MembershipLog(chapter: invite.chapter, ops: ops, nowMilliseconds: clock()) }
         guard log.state.isMember(identity.member) else {
             throw ChapterCommandError("the admin's daemon answered, but its log does not list this device as a member")
+        }
+        guard let admitter = log.state.member(ofDevice: admittedBy), log.state.isAdmin(admitter) else {
+            throw ChapterCommandError("the daemon that answered (device \(admittedBy)) is not an admin's device in the log it sent; not joining")
         }
         if let existing = chapters[invite.chapter], !existing.relayOnly {
             var merged = existing.log!
@@ -293,11 +305,41 @@ extension SyncNode {
         let ch = try install(log, relay: false)
         try wrap {
             try logChanged(ch, new: log.allOps)
-            if !invite.hint.isEmpty { try ch.store.putRecords(.peerHint, [(Array(invite.hint.utf8), Array(invite.hint.utf8))]) }
+            try rememberAddresses(of: invite, in: ch)
         }
         // The hint is the overlay's bootstrap address: its next round dials it (SyncNode+Overlay).
         overlay.wakeRequested = true
         return summary(ch)
+    }
+
+    /// Sends raw membership messages to every peer sharing the chapter (tests of the limits).
+    func testHookSendMembership(_ ops: [[UInt8]], chapter id: ChapterID, times: Int) {
+        for (_, p) in peers where p.scopes.contains(id.contentScope) {
+            for _ in 0..<times { p.events.yield(.membership(chapter: id.bytes, ops: ops)) }
+        }
+    }
+
+    /// Keeps the addresses of the admins' daemons an invite names as the chapter's bootstrap
+    /// hints (the overlay's first contacts).
+    func rememberAddresses(of invite: ChapterInvite, in ch: Chapter) throws(StoreError) {
+        let addresses = invite.contacts.map(\.address).filter { HostPort.parse($0) != nil }
+        try ch.store.putRecords(.peerHint, addresses.map { (Array($0.utf8), Array($0.utf8)) })
+    }
+
+    /// Makes a member an admin (or takes admin rights away): an admin's daemon admits joins
+    /// with any invite of the chapter, so an invite stays usable while its issuer is offline.
+    public func setAdmin(chapter: String?, member reference: String, admin: Bool) throws(ChapterCommandError) -> String {
+        let (ch, log) = try memberChapter(chapter)
+        let matches = log.state.members.keys.filter { KeyFingerprint.names($0, reference) }
+        guard matches.count == 1, let target = matches.first else {
+            throw ChapterCommandError(matches.isEmpty ? "no member '\(reference)' in \"\(log.state.name)\" (see `kith chapter members`)" : "'\(reference)' matches several members; give more characters")
+        }
+        var updated = log
+        let id = identity, now = clock()
+        let op = try wrap { try updated.append(.setAdmin(target, admin), certificate: id.certificate, device: id.deviceKey, now: now) }
+        ch.log = updated
+        try wrap { try logChanged(ch, new: [op]) }
+        return target.description
     }
 
     /// `kith chapter remove MEMBER`: removes the member and starts a new epoch at once, so

@@ -164,6 +164,8 @@ public actor SyncNode {
     /// Membership messages each peer device may still send now, and when that was computed (s):
     /// kept by device key, so reconnecting does not refill it.
     var membershipAllowances: [Ed25519.PublicKey: (allowance: Double, at: Double)] = [:]
+    /// Connections closed for sending costly membership messages too fast.
+    var membershipFloodsCut = 0
 
     /// The query index of each scope (SyncNode+Queries), patched when a query comes.
     var queryIndexes: [ScopeID: ContactIndexCache] = [:]
@@ -246,7 +248,7 @@ public actor SyncNode {
             if let id = try? ChapterID(bytes: r.id), opened[id] == nil,
                let invite = try? ChapterInvite(text: String(decoding: r.bytes, as: UTF8.self), now: 0) {
                 pendingJoins[id] = invite
-                if !invite.hint.isEmpty { dialContinuation.yield(invite.hint) }
+                for c in invite.contacts where HostPort.parse(c.address) != nil { dialContinuation.yield(c.address) }
             }
         }
         for r in try store.records(.deviceRevocation) {
@@ -295,10 +297,12 @@ public actor SyncNode {
         return out
     }
 
-    /// True when `device` is the inviting admin's device of a join waiting for approval (its key
-    /// is in the invite, and the handshake proved it): this node talks to it with no scopes, to
-    /// receive the chapter's log once an admin has approved.
-    func isPendingJoinAdmin(_ device: Ed25519.PublicKey) -> Bool { pendingJoins.values.contains { $0.admin == device } }
+    /// True when `device` is an admin device that the invite of a join waiting for approval names
+    /// (the issuer's or another admin's: its key is in the invite, and the handshake proved it):
+    /// this node talks to it with no scopes, to receive the chapter's log once approved.
+    func isPendingJoinAdmin(_ device: Ed25519.PublicKey) -> Bool {
+        pendingJoins.values.contains { invite in invite.admin == device || invite.contacts.contains { $0.device == device } }
+    }
 
     /// True when the peer may sync at least one scope.
     func isAllowed(_ peer: PeerIdentity) -> Bool { !scopes(for: peer).isEmpty }
@@ -495,14 +499,16 @@ public actor SyncNode {
     /// Merges membership ops a peer sent. Only a peer entitled to the chapter may send them
     /// (a relay learns a log from its own member's devices).
     func receiveMembership(chapter bytes: [UInt8], ops encoded: [[UInt8]], from peer: Int) {
-        guard allowMembershipMessage(from: peer) else {
+        guard hasMembershipAllowance(peer) else {
             logger.warning("peer sends membership ops faster than allowed; closing", metadata: ["peer": "\(peers[peer]?.name ?? "?")"])
+            membershipFloodsCut += 1
             peers[peer]?.events.yield(.close(reason: "too many membership messages"))
             peers[peer] = nil
             return
         }
         if let id = try? ChapterID(bytes: bytes), chapters[id] == nil, let p = peers[peer],
            p.identity.member == identity.member || pendingJoins[id] != nil {
+            chargeMembershipMessage(peer)
             // Another device of this member is in a chapter this one has not seen, or an admin
             // approved this device's held join: take it up.
             do {
@@ -512,7 +518,7 @@ public actor SyncNode {
                 try logChanged(ch, new: log.allOps, from: peer)
                 if let invite = pendingJoins.removeValue(forKey: id) {
                     try store.deleteRecords(.pendingJoin, ids: [id.bytes])
-                    if !invite.hint.isEmpty { try ch.store.putRecords(.peerHint, [(Array(invite.hint.utf8), Array(invite.hint.utf8))]) }
+                    try rememberAddresses(of: invite, in: ch)
                 }
                 logger.notice("took up a chapter from another device of this member", metadata: ["chapter": "\(id)", "name": "\(log.state.name)"])
             } catch {
@@ -525,18 +531,24 @@ public actor SyncNode {
             logger.warning("ignored membership ops for a chapter the peer does not share", metadata: ["peer": "\(peers[peer]?.name ?? "?")"])
             return
         }
-        var decoded: [MembershipOp] = []
-        for b in encoded {
-            do { decoded.append(try MembershipOp(decoding: b)) } catch {
-                logger.warning("refused a membership op", metadata: ["peer": "\(p.name)", "reason": "\(error.detail)"])
-            }
-        }
         do {
             if ch.log == nil {
-                ch.log = try MembershipLog(chapter: id, ops: decoded.map(\.encoded), nowMilliseconds: clock())
+                chargeMembershipMessage(peer)
+                var decoded: [[UInt8]] = []
+                for b in encoded {
+                    do { decoded.append(try MembershipOp(decoding: b).encoded) } catch {
+                        logger.warning("refused a membership op", metadata: ["peer": "\(p.name)", "reason": "\(error.detail)"])
+                    }
+                }
+                ch.log = try MembershipLog(chapter: id, ops: decoded, nowMilliseconds: clock())
                 try logChanged(ch, new: ch.log!.allOps, from: peer)
             } else {
-                let added = try ch.log!.receive(decoded, nowMilliseconds: clock())
+                // Ops already held are skipped by hash, before any signature check (peers resend
+                // the whole log on every connection).
+                let before = ch.log!.costlyArrivals
+                let (added, refused) = try ch.log!.receive(encoded: encoded, nowMilliseconds: clock())
+                if !refused.isEmpty || ch.log!.costlyArrivals != before { chargeMembershipMessage(peer) }
+                for e in refused { logger.warning("refused a membership op", metadata: ["peer": "\(p.name)", "reason": "\(e.detail)"]) }
                 if !added.isEmpty { try logChanged(ch, new: added, from: peer) }
             }
         } catch {
@@ -561,7 +573,9 @@ public actor SyncNode {
             } catch let e as MembershipError {
                 logger.warning("could not share chapter keys with new devices", metadata: ["chapter": "\(ch.id)", "reason": "\(e.detail)"])
             }
-            ch.store.addEpochKeys(ch.log!.keys(device: identity.device, agreement: identity.agreementKey))
+            let held = Set(ch.store.replica.epochKeys.keys)
+            let opened = ch.log!.keys(device: identity.device, agreement: identity.agreementKey, except: held)
+            if !opened.isEmpty { ch.store.addEpochKeys(opened) }
         }
         let message = gossip.map(\.encoded)
         for (pid, p) in peers where pid != peer && p.scopes.contains(ch.id.contentScope) {
