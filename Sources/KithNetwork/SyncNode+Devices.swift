@@ -88,7 +88,7 @@ extension SyncNode {
         }
         for (pid, p) in peers where revokedDevices.contains(p.identity.device) {
             p.events.yield(.close(reason: "device revoked"))
-            peers[pid] = nil
+            unregister(pid)
         }
     }
 }

@@ -317,7 +317,7 @@ extension SyncNode {
         if p.refusedAddressRecords > Self.maxRefusedAddressRecords {
             logger.warning(limitedBy: logLimiter, "address-flood", "peer sent too many refused address records; closing", metadata: ["peer": "\(p.name)", "reason": "\(reason)"])
             p.events.yield(.close(reason: "too many refused address records (\(reason))"))
-            peers[peer] = nil
+            unregister(peer)
             overlay.closedForRefusals += 1
         }
     }
@@ -361,7 +361,7 @@ extension SyncNode {
             for pid in close + (rewired.map { [$0] } ?? []) {
                 peers[pid]?.events.yield(.close(reason: rewired == pid ? "chapter overlay: rewiring"
                                                     : "chapter overlay: more than \(settings.maxConnections) connections"))
-                peers[pid] = nil
+                unregister(pid)
             }
             links.removeAll { l in close.contains(l.id) || l.id == rewired }
             let inFlight = overlay.dialing.filter { $0.value.chapter == ch.id && !$0.value.authenticated }

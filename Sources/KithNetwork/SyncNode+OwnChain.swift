@@ -51,7 +51,7 @@ extension SyncNode {
             // vectors from scratch (the peers dial back, or are dialled again).
             for (pid, p) in peers where p.scopes.contains(scope) {
                 p.events.yield(.close(reason: "this device's own changes were authored again after a restore; reconnecting"))
-                peers[pid] = nil
+                unregister(pid)
             }
             emitChanged(scope == privateScope ? "private" : scope.description,
                         Set((fork.dropped + fork.reauthored).flatMap { $0.blockContacts.compactMap { $0 } }))

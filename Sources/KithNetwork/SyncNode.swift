@@ -336,7 +336,7 @@ public actor SyncNode {
                 return nil
             }
             old.events.yield(.close(reason: "a preferred connection of the same device replaces it"))
-            peers[oldID] = nil
+            unregister(oldID)
         }
         nextPeerID += 1
         peers[nextPeerID] = Peer(events: events, name: name, identity: peer, scopes: scopes, connectedAt: clock(), origin: origin,
@@ -503,7 +503,7 @@ public actor SyncNode {
             logger.warning("peer sends membership ops faster than allowed; closing", metadata: ["peer": "\(peers[peer]?.name ?? "?")"])
             membershipFloodsCut += 1
             peers[peer]?.events.yield(.close(reason: "too many membership messages"))
-            peers[peer] = nil
+            unregister(peer)
             return
         }
         if let id = try? ChapterID(bytes: bytes), chapters[id] == nil, let p = peers[peer],
@@ -588,7 +588,7 @@ public actor SyncNode {
         // connection closes; allowed peers redial and negotiate the new set of scopes.
         for (pid, p) in peers where scopes(for: p.identity) != p.scopes {
             p.events.yield(.close(reason: "membership of chapter \(ch.id) changed"))
-            peers[pid] = nil
+            unregister(pid)
         }
     }
 }

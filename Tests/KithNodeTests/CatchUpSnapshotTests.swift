@@ -76,7 +76,7 @@ struct CatchUpSnapshotTests {
         let peer = try PeerIdentity.authenticate(payload: other.certificate.encoded, remoteStatic: other.agreement.publicKey,
                                                  now: UInt64(Date().timeIntervalSince1970), allowed: { _ in true })
         let (_, continuation) = AsyncStream<ConnectionEvent>.makeStream()
-        let id = await node.register(continuation, name: "other device", peer: peer, scopes: [scope])
+        let id = try #require(await node.register(continuation, name: "other device", peer: peer, scopes: [scope], origin: .inbound, handshakeHash: [1]))
 
         await node.receive(Array(all[0..<6]), scope: scope, from: id, peerName: "other device")
         var c = await node.snapshotCoverage()
@@ -105,9 +105,10 @@ struct CatchUpSnapshotTests {
         c = await node.snapshotCoverage()
         #expect(c.covered == c.ops)
 
-        // A second peer's catch-up cut short by a disconnect: what arrived is snapshotted then.
+        // A second connection's catch-up cut short by a disconnect: what arrived is snapshotted then.
+        await node.unregister(id)
         let (_, continuation2) = AsyncStream<ConnectionEvent>.makeStream()
-        let id2 = await node.register(continuation2, name: "other device again", peer: peer, scopes: [scope])
+        let id2 = try #require(await node.register(continuation2, name: "other device again", peer: peer, scopes: [scope], origin: .inbound, handshakeHash: [2]))
         await node.receive(Array(all[35..<38]), scope: scope, from: id2, peerName: "other device again")
         c = await node.snapshotCoverage()
         #expect(c.covered < c.ops)
