@@ -15,11 +15,17 @@ public struct OverlaySettings: Sendable {
     /// A connection younger than this is never closed for being surplus (it may be a joiner
     /// taking the log and the address table).
     public var graceSeconds: Double
+    /// Most connections open at once with one other member's devices (all of them, listed in a
+    /// chapter or not; connections this node dialled to a static peer not counted): a further
+    /// one is refused when it authenticates, so a member with many device certificates cannot
+    /// take over a node's connections.
+    public var maxPerMember: Int
 
-    public init(target: Int = 3, maxConnections: Int = 8, graceSeconds: Double = 3) {
+    public init(target: Int = 3, maxConnections: Int = 8, graceSeconds: Double = 3, maxPerMember: Int = 4) {
         self.target = target
         self.maxConnections = maxConnections
         self.graceSeconds = graceSeconds
+        self.maxPerMember = maxPerMember
     }
 }
 
@@ -46,6 +52,8 @@ enum PeerOrigin: Sendable {
     case overlay(OverlayDial)
 
     var outbound: Bool { if case .inbound = self { false } else { true } }
+    /// Counts toward the per-member connection cap: everything but a static peer this node dialled.
+    var countsTowardMemberCap: Bool { if case .dialled = self { false } else { true } }
 }
 
 /// The overlay's state on one node: the address table per chapter and the dials in flight.

@@ -467,4 +467,52 @@ struct ChapterOverlayTests {
         for d in devices { await d.offline() }
         await shutdown(all)
     }
+
+    /// Review 1: a member with many devices that all dial a node holds at most `maxPerMember` connections there at any moment; the rest are
+    /// refused when they authenticate.
+    @Test func aMemberWithManyDeviceCertificatesCannotExceedThePerMemberCap() async throws {
+        let tmp = try TempDir()
+        let settings = OverlaySettings(target: 2, maxConnections: 8, graceSeconds: 1, maxPerMember: 2)
+        let (all, id) = try await chapter(tmp, members: 3, settings: settings)
+        defer { Task { [all] in for m in all { await m.offline() } } }
+        let admin = all[0], mallory = all[2]
+        let memberKey = try #require(mallory.node.identity.memberKey)
+        let malloryMember = memberKey.publicKey.description
+        // Six further devices of Mallory's, listed by Mallory's first node (which seals them the
+        // chapter key) so they hold the chapter and may sync it with the admin.
+        var devices: [Member] = []
+        for i in 0..<6 {
+            let d = try Member(tmp.path("mallory-cert-\(i)"), settings: settings, member: memberKey)
+            await d.node.setOverlaySettings(settings)
+            await d.network.dialOnce(host: "127.0.0.1", port: mallory.port) // ends when the log changes
+            devices.append(d)
+        }
+        #expect(try await eventually {
+            for d in devices where await d.node.replica(for: id.contentScope) == nil { return false }
+            return true
+        })
+        let flood = ([mallory] + devices).map { d in
+            Task {
+                while !Task.isCancelled {
+                    await d.network.dialOnce(host: "127.0.0.1", port: admin.port)
+                    try? await Task.sleep(nanoseconds: 50_000_000)
+                }
+            }
+        }
+        defer { for t in flood { t.cancel() } }
+        var most = 0
+        let deadline = Date().addingTimeInterval(6)
+        while Date() < deadline {
+            most = max(most, await admin.node.peerInfo().filter { $0.member == malloryMember }.count)
+            try await Task.sleep(nanoseconds: 20_000_000)
+        }
+        #expect(most >= 1)
+        #expect(most <= settings.maxPerMember, "the admin held \(most) connections of one member")
+        // Bob (honest) still gets his connection to the admin.
+        let bobDevice = all[1].device.publicKey.description
+        #expect(try await eventually { await admin.node.peerInfo().contains { $0.device == bobDevice } })
+        for t in flood { t.cancel() }
+        for d in devices { await d.offline() }
+        await shutdown(all)
+    }
 }
