@@ -67,9 +67,12 @@ struct OverlayState {
     /// the handshake authenticated the device the dial was bound to.
     var dialing: [OverlayDial: (chapter: ChapterID, authenticated: Bool)] = [:]
     /// Dials that failed lately: failures in a row and when to try again (monotonic s). Keyed by
-    /// address and device, so a hostile record naming an honest member's address does not back
-    /// that member off.
-    var backoff: [OverlayDial: (failures: Int, until: Double)] = [:]
+    /// chapter and device (so a new record of the same device, with another spelling or another
+    /// address, does not reset it, and a hostile record naming an honest member's address backs
+    /// off only the hostile device); an invite hint, which names no device, by its address.
+    var backoff: [BackoffKey: (failures: Int, until: Double)] = [:]
+    /// Overlay dials started per device (tests and stats).
+    var dialsStarted: [Ed25519.PublicKey: Int] = [:]
     /// When a record from each (chapter, device) was last taken (monotonic s): at most one a second.
     var lastAccepted: [RateKey: Double] = [:]
     var rounds = 0
@@ -83,6 +86,18 @@ struct OverlayState {
     struct RateKey: Hashable {
         let chapter: ChapterID
         let device: Ed25519.PublicKey
+    }
+
+    struct BackoffKey: Hashable {
+        let chapter: ChapterID
+        let device: Ed25519.PublicKey?
+        let address: String?
+
+        init(_ dial: OverlayDial, chapter: ChapterID) {
+            self.chapter = chapter
+            device = dial.device
+            address = dial.device == nil ? dial.address : nil
+        }
     }
 
     static func monotonic() -> Double { ProcessInfo.processInfo.systemUptime }
@@ -376,7 +391,7 @@ extension SyncNode {
             let room = OverlayPlan.room(links, inFlight: inFlight.count, round: overlay.rounds, settings: settings)
             guard room > 0 else { continue }
             let usable: (OverlayDial) -> Bool = { dial in
-                self.overlay.dialing[dial] == nil && (self.overlay.backoff[dial].map { mono >= $0.until } ?? true)
+                self.overlay.dialing[dial] == nil && (self.overlay.backoff[.init(dial, chapter: ch.id)].map { mono >= $0.until } ?? true)
             }
             // Members already connected (any connection, static ones included) or being dialled are not dialled again.
             var busy = Set(chapterPeers(ch.id).values.map(\.identity.member))
@@ -393,6 +408,7 @@ extension SyncNode {
             }
             for dial in chosen.prefix(room) {
                 overlay.dialing[dial] = (ch.id, false)
+                if let device = dial.device { overlay.dialsStarted[device, default: 0] += 1 }
                 dials.append(dial)
             }
         }
@@ -412,13 +428,15 @@ extension SyncNode {
     /// or hint names any more, so the tables stay as small as the chapters.
     private func pruneOverlayTables(now mono: Double) {
         overlay.lastAccepted = overlay.lastAccepted.filter { mono - $0.value < 1 }
-        guard overlay.rounds % 10 == 0, !overlay.backoff.isEmpty else { return }
-        var named: Set<OverlayDial> = []
+        guard overlay.rounds % 10 == 0 else { return }
+        var named: Set<OverlayState.BackoffKey> = []
         for ch in chapters.values where !ch.relayOnly {
-            for e in (overlay.tables[ch.id] ?? [:]).values { named.insert(OverlayDial(address: e.address, device: e.record.device)) }
-            for h in Self.hintRecords(ch) { named.insert(OverlayDial(address: h.address, device: h.device)) }
+            for e in (overlay.tables[ch.id] ?? [:]).values { named.insert(.init(OverlayDial(address: e.address, device: e.record.device), chapter: ch.id)) }
+            for h in Self.hintRecords(ch) { named.insert(.init(OverlayDial(address: h.address, device: h.device), chapter: ch.id)) }
         }
         overlay.backoff = overlay.backoff.filter { named.contains($0.key) }
+        let devices = Set(named.compactMap(\.device))
+        overlay.dialsStarted = overlay.dialsStarted.filter { devices.contains($0.key) }
     }
 
     /// Issues this node's record in a chapter when it has none, or its address or the epoch
@@ -451,16 +469,17 @@ extension SyncNode {
         guard let entry = overlay.dialing[dial], let ch = chapters[entry.chapter], let state = ch.log?.state,
               state.isCurrentDevice(peer.device), dial.device == nil || dial.device == peer.device else { return }
         overlay.dialing[dial] = (entry.chapter, true)
-        overlay.backoff[dial] = nil
+        overlay.backoff[.init(dial, chapter: entry.chapter)] = nil
         if let device = dial.device { rememberAddress(dial.address, device: device, in: ch) }
     }
 
     /// An overlay dial ended. One whose handshake never authenticated the bound device (refused,
     /// timed out, a tarpit, another member's node) backs off: 2 s, doubling to 60 s.
     func overlayDialEnded(_ dial: OverlayDial) {
-        guard overlay.dialing.removeValue(forKey: dial)?.authenticated != true else { return }
-        let failures = (overlay.backoff[dial]?.failures ?? 0) + 1
-        overlay.backoff[dial] = (failures, OverlayState.monotonic() + min(60, 2 * pow(2, Double(failures - 1))))
+        guard let entry = overlay.dialing.removeValue(forKey: dial), !entry.authenticated else { return }
+        let key = OverlayState.BackoffKey(dial, chapter: entry.chapter)
+        let failures = (overlay.backoff[key]?.failures ?? 0) + 1
+        overlay.backoff[key] = (failures, OverlayState.monotonic() + min(60, 2 * pow(2, Double(failures - 1))))
     }
 
     /// Keeps an address whose dial authenticated the device it was bound to as a bootstrap hint,
@@ -573,8 +592,11 @@ extension SyncNode {
         chapters[id].map { Self.hintRecords($0).map { ($0.address, $0.device) } } ?? []
     }
 
-    /// Tests: failures in a row of dials to `address` (any device), 0 when none is backed off.
-    func testHookDialFailures(address: String) -> Int {
-        overlay.backoff.filter { $0.key.address == address }.map(\.value.failures).max() ?? 0
+    /// Tests: failures in a row of dials to `device` (any chapter), 0 when it is not backed off.
+    func testHookDialFailures(device: Ed25519.PublicKey) -> Int {
+        overlay.backoff.filter { $0.key.device == device }.map(\.value.failures).max() ?? 0
     }
+
+    /// Tests: overlay dials started to `device` so far.
+    func testHookDialsStarted(device: Ed25519.PublicKey) -> Int { overlay.dialsStarted[device] ?? 0 }
 }

@@ -307,8 +307,8 @@ struct ChapterOverlayTests {
         for m in [mallory, trudy, carol] { await m.offline() }
         try await carol.online()
         #expect(try await eventually(60) {
-            let pitFailures = await carol.node.testHookDialFailures(address: pitAddress)
-            let misdirectedFailures = await carol.node.testHookDialFailures(address: bobAddress)
+            let pitFailures = await carol.node.testHookDialFailures(device: mallory.device.publicKey)
+            let misdirectedFailures = await carol.node.testHookDialFailures(device: trudy.device.publicKey)
             return pitFailures >= 1 && misdirectedFailures >= 1
         })
         let hints = await carol.node.testHookHints(chapter: id)
@@ -513,6 +513,39 @@ struct ChapterOverlayTests {
         #expect(try await eventually { await admin.node.peerInfo().contains { $0.device == bobDevice } })
         for t in flood { t.cancel() }
         for d in devices { await d.offline() }
+        await shutdown(all)
+    }
+
+    /// Review 2: the dial backoff is kept per (chapter, device): new records of an unreachable
+    /// device, with other address strings, do not make a node dial it again before its backoff ends.
+    @Test func newAddressStringsForABackedOffDeviceCauseNoRedials() async throws {
+        let tmp = try TempDir()
+        let settings = OverlaySettings(target: 3, maxConnections: 8, graceSeconds: 1)
+        let (all, id) = try await chapter(tmp, members: 3, settings: settings)
+        defer { Task { [all] in for m in all { await m.offline() } } }
+        let (admin, carol, mallory) = (all[0], all[1], all[2])
+        #expect(try await eventually {
+            for m in all where await m.node.addressTable(chapter: id).count < all.count { return false }
+            return await admin.node.peerInfo().contains { $0.device == carol.device.publicKey.description }
+        })
+        let (ref, key) = try #require(await mallory.node.testHookCurrentEpochKey(chapter: id))
+        let port = mallory.port
+        await mallory.offline() // its port now refuses: Carol's dials fail and back off
+        let device = mallory.device.publicKey
+        #expect(try await eventually(60) { await carol.node.testHookDialFailures(device: device) >= 3 })
+        // Now the backoff is 8 s; Mallory's key signs records with new spellings and addresses, sent through the admin.
+        let before = await carol.node.testHookDialsStarted(device: device)
+        var issued = UInt64(Date().timeIntervalSince1970 * 1000) + 1_000
+        for address in ["localhost:\(port)", "127.0.0.2:\(port)", "127.0.0.3:\(port)"] {
+            issued += 10
+            let record = try PeerAddressRecord.make(address: address, chapter: id, device: mallory.device, issuedMilliseconds: issued,
+                                                    epoch: ref, epochKey: key)
+            await admin.node.testHookSendAddresses([record.encoded], chapter: id)
+            #expect(try await eventually(10) { await carol.node.addressTable(chapter: id)[device.description] == address })
+            try await Task.sleep(nanoseconds: 1_100_000_000) // past the one-record-a-second limit
+        }
+        let after = await carol.node.testHookDialsStarted(device: device)
+        #expect(after - before <= 1, "Carol dialled Mallory's device \(after - before) times for its new address strings")
         await shutdown(all)
     }
 }
