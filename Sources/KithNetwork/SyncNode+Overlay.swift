@@ -274,7 +274,8 @@ extension SyncNode {
     /// current device, the current epoch, newer than the one held, at most one per chapter and
     /// device a second), then the signature and the decryption. New ones are passed on to the
     /// chapter's other peers (push gossip). A connection that sends more than
-    /// `maxRefusedAddressRecords` records failing the costly checks is closed.
+    /// `maxRefusedAddressRecords` records failing the costly checks (or messages with more records
+    /// than the chapter has devices, one each) is closed at once, the rest of its message unread.
     func receiveAddresses(chapter bytes: [UInt8], records: [[UInt8]], from peer: Int) {
         guard let p = peers[peer] else { return }
         guard let cid = try? ChapterID(bytes: bytes), let ch = chapters[cid], !ch.relayOnly, let state = ch.log?.state,
@@ -285,19 +286,20 @@ extension SyncNode {
         }
         guard let epoch = state.currentEpoch, let key = ch.store.replica.epochKeys[epoch.ref] else { return }
         guard records.count <= state.allDevices.count else {
-            overlay.refusedRecords += records.count
-            refuseAddresses(from: peer, count: records.count, reason: "\(records.count) address records, more than the chapter's \(state.allDevices.count) devices")
+            // One refusal, however many records: one message is one wrong step of the peer.
+            overlay.refusedRecords += 1
+            refuseAddresses(from: peer, reason: "\(records.count) address records, more than the chapter's \(state.allDevices.count) devices")
             return
         }
         let now = clock(), mono = OverlayState.monotonic()
         var fresh: [[UInt8]] = []
-        var costly = 0
-        for encoded in records {
+        records: for encoded in records {
             let record: PeerAddressRecord
             do { record = try PeerAddressRecord(decoding: encoded) } catch {
                 overlay.refusedRecords += 1
-                costly += 1
                 logger.warning(limitedBy: logLimiter, "address-record", "refused an address record", metadata: ["peer": "\(p.name)", "reason": "\(error)"])
+                // Past the limit the connection is closed and the rest of the message is not looked at.
+                if refuseAddresses(from: peer, reason: "a malformed address record") { break records }
                 continue
             }
             if record.device == identity.device { continue }
@@ -322,27 +324,30 @@ extension SyncNode {
                 fresh.append(encoded)
             } catch {
                 overlay.refusedRecords += 1
-                costly += 1
                 logger.warning(limitedBy: logLimiter, "address-record", "refused an address record", metadata: ["peer": "\(p.name)", "reason": "\(error)"])
+                if refuseAddresses(from: peer, reason: "forged or malformed address records") { break records }
             }
         }
-        if costly > 0 { refuseAddresses(from: peer, count: costly, reason: "forged or malformed address records") }
         if !fresh.isEmpty, mayPassOnRecords(state) {
             for (pid, other) in chapterPeers(cid) where pid != peer { other.events.yield(.addresses(chapter: bytes, records: fresh)) }
         }
     }
 
-    /// Counts refused address records against a connection; past the limit it is closed.
-    private func refuseAddresses(from peer: Int, count: Int, reason: String) {
-        guard var p = peers[peer] else { return }
-        p.refusedAddressRecords += count
+    /// Counts one refusal against a connection; past the limit it is closed (returns true then, or
+    /// when it is gone already).
+    @discardableResult
+    private func refuseAddresses(from peer: Int, reason: String) -> Bool {
+        guard var p = peers[peer] else { return true }
+        p.refusedAddressRecords += 1
         peers[peer] = p
         if p.refusedAddressRecords > Self.maxRefusedAddressRecords {
             logger.warning(limitedBy: logLimiter, "address-flood", "peer sent too many refused address records; closing", metadata: ["peer": "\(p.name)", "reason": "\(reason)"])
             p.events.yield(.close(reason: "too many refused address records (\(reason))"))
             unregister(peer)
             overlay.closedForRefusals += 1
+            return true
         }
+        return false
     }
 
     /// After a chapter's log changed: forget the addresses, remembered hints and rate-limit

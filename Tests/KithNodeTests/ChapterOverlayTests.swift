@@ -192,8 +192,11 @@ struct ChapterOverlayTests {
                                                   epoch: ref, epochKey: key).encoded
         let notAnAddress = try PeerAddressRecord.make(address: "no-port-here", chapter: id, device: mallory.device, issuedMilliseconds: future,
                                                       epoch: ref, epochKey: key).encoded
+        try await Task.sleep(nanoseconds: 1_100_000_000) // past the second in which the admin took Bob's and Mallory's records
         let refusedBefore = await admin.node.overlayInfo(chapter: id).refusedRecords
-        await mallory.node.testHookSendAddresses([poisoned, stranger, [1, 2, 3], notAnAddress], chapter: id)
+        // (two messages: one with more records than the chapter's 3 devices would be refused whole)
+        await mallory.node.testHookSendAddresses([poisoned, stranger], chapter: id)
+        await mallory.node.testHookSendAddresses([[1, 2, 3], notAnAddress], chapter: id)
         #expect(try await eventually { await admin.node.overlayInfo(chapter: id).refusedRecords >= refusedBefore + 4 })
         #expect(await admin.node.addressTable(chapter: id)[bobKey] == bobAddress)
         #expect(await bob.node.addressTable(chapter: id)[bobKey] == bobAddress)
@@ -360,7 +363,7 @@ struct ChapterOverlayTests {
         #expect(await admin.node.overlayInfo(chapter: id).refusedRecords == before.refusedRecords)
         // More records than the chapter has devices: refused whole.
         await mallory.node.testHookSendAddresses(Array(repeating: valid.encoded, count: 4), chapter: id)
-        #expect(try await eventually { await admin.node.overlayInfo(chapter: id).refusedRecords >= before.refusedRecords + 4 })
+        #expect(try await eventually { await admin.node.overlayInfo(chapter: id).refusedRecords >= before.refusedRecords + 1 })
         // Forged records naming Bob's device (signature by Mallory's key): past the limit, the connection closes.
         let bobKey = bob.device.publicKey
         for i in 0..<9 {
@@ -546,6 +549,50 @@ struct ChapterOverlayTests {
         }
         let after = await carol.node.testHookDialsStarted(device: device)
         #expect(after - before <= 1, "Carol dialled Mallory's device \(after - before) times for its new address strings")
+        await shutdown(all)
+    }
+
+    /// Review 4, 5: an oversized message counts as one refusal, and the message that passes the
+    /// limit closes the connection at that record: the rest of it is never checked.
+    @Test func refusalsPastTheLimitCloseTheConnectionMidMessage() async throws {
+        let tmp = try TempDir()
+        let settings = OverlaySettings(target: 3, maxConnections: 8, graceSeconds: 1)
+        let (all, id) = try await chapter(tmp, members: 3, settings: settings)
+        defer { Task { [all] in for m in all { await m.offline() } } }
+        let (admin, bob, mallory) = (all[0], all[1], all[2])
+        #expect(try await eventually {
+            let known = await admin.node.addressTable(chapter: id).count
+            let peers = await admin.node.peerInfo()
+            return known == 3 && peers.contains { $0.device == mallory.device.publicKey.description }
+        })
+        let (ref, key) = try #require(await mallory.node.testHookCurrentEpochKey(chapter: id))
+        let later = UInt64(Date().timeIntervalSince1970 * 1000) + 5_000
+        var serial: UInt64 = 0
+        /// Records naming Bob's device, signed by Mallory's: they pass the cheap checks and fail the signature.
+        func forged(_ n: Int) throws -> [[UInt8]] {
+            try (0..<n).map { _ in
+                serial += 1
+                var bytes = try PeerAddressRecord.make(address: "10.6.6.6:\(serial)", chapter: id, device: mallory.device,
+                                                       issuedMilliseconds: later + serial, epoch: ref, epochKey: key).encoded
+                bytes.replaceSubrange(0..<32, with: bob.device.publicKey.bytes)
+                return bytes
+            }
+        }
+        try await Task.sleep(nanoseconds: 1_100_000_000) // past the second in which the admin took Bob's record
+        let before = await admin.node.overlayInfo(chapter: id)
+        // Four messages with more records than the chapter's 3 devices (one refusal each), then 12 forged records: 16, the limit.
+        for _ in 0..<4 { await mallory.node.testHookSendAddresses(try forged(4), chapter: id) }
+        for _ in 0..<6 { await mallory.node.testHookSendAddresses(try forged(2), chapter: id) }
+        let reached = try await eventually(20) { await admin.node.overlayInfo(chapter: id).refusedRecords >= before.refusedRecords + 16 }
+        let refused = await admin.node.overlayInfo(chapter: id).refusedRecords - before.refusedRecords
+        #expect(reached, "refused \(refused)")
+        try await Task.sleep(nanoseconds: 500_000_000)
+        #expect(await admin.node.overlayInfo(chapter: id).closedForRefusals == before.closedForRefusals, "closed at the limit, not past it")
+        // One message of three forged records: the first passes the limit and closes; the other two are never checked.
+        await mallory.node.testHookSendAddresses(try forged(3), chapter: id)
+        #expect(try await eventually { await admin.node.overlayInfo(chapter: id).closedForRefusals > before.closedForRefusals })
+        try await Task.sleep(nanoseconds: 500_000_000)
+        #expect(await admin.node.overlayInfo(chapter: id).refusedRecords == before.refusedRecords + 17)
         await shutdown(all)
     }
 }
