@@ -408,8 +408,12 @@ extension SyncNode {
                 return (e.record.device, m)
             }
             var chosen = OverlayPlan.candidates(entries, excludingMembers: busy).map { OverlayDial(address: table[$0]!.address, device: $0) }
-            if chosen.isEmpty && links.isEmpty && chapterPeers(ch.id).isEmpty && inFlight.isEmpty {
-                chosen = Self.hintRecords(ch).map { OverlayDial(address: $0.address, device: $0.device) }.filter(usable).shuffled()
+            // Bootstrap hints when the table offers no one and the chapter has no overlay link (a
+            // static peer or a relay does not count: it may be all a restarted node reaches).
+            if chosen.isEmpty && links.isEmpty && inFlight.isEmpty {
+                // (not a hint of a member already connected, which a static peer may be)
+                chosen = Self.hintRecords(ch).map { OverlayDial(address: $0.address, device: $0.device) }.filter(usable)
+                    .filter { h in h.device.flatMap { state.member(ofDevice: $0) }.map { !busy.contains($0) } ?? true }.shuffled()
             }
             for dial in chosen.prefix(room) {
                 overlay.dialing[dial] = (ch.id, false)
