@@ -15,11 +15,17 @@ public struct OverlaySettings: Sendable {
     /// A connection younger than this is never closed for being surplus (it may be a joiner
     /// taking the log and the address table).
     public var graceSeconds: Double
+    /// Most connections open at once with one other member's devices (all of them, listed in a
+    /// chapter or not; connections this node dialled to a static peer not counted): a further
+    /// one is refused when it authenticates, so a member with many device certificates cannot
+    /// take over a node's connections.
+    public var maxPerMember: Int
 
-    public init(target: Int = 3, maxConnections: Int = 8, graceSeconds: Double = 3) {
+    public init(target: Int = 3, maxConnections: Int = 8, graceSeconds: Double = 3, maxPerMember: Int = 4) {
         self.target = target
         self.maxConnections = maxConnections
         self.graceSeconds = graceSeconds
+        self.maxPerMember = maxPerMember
     }
 }
 
@@ -46,6 +52,8 @@ enum PeerOrigin: Sendable {
     case overlay(OverlayDial)
 
     var outbound: Bool { if case .inbound = self { false } else { true } }
+    /// Counts toward the per-member connection cap: everything but a static peer this node dialled.
+    var countsTowardMemberCap: Bool { if case .dialled = self { false } else { true } }
 }
 
 /// The overlay's state on one node: the address table per chapter and the dials in flight.
@@ -59,9 +67,12 @@ struct OverlayState {
     /// the handshake authenticated the device the dial was bound to.
     var dialing: [OverlayDial: (chapter: ChapterID, authenticated: Bool)] = [:]
     /// Dials that failed lately: failures in a row and when to try again (monotonic s). Keyed by
-    /// address and device, so a hostile record naming an honest member's address does not back
-    /// that member off.
-    var backoff: [OverlayDial: (failures: Int, until: Double)] = [:]
+    /// chapter and device (so a new record of the same device, with another spelling or another
+    /// address, does not reset it, and a hostile record naming an honest member's address backs
+    /// off only the hostile device); an invite hint, which names no device, by its address.
+    var backoff: [BackoffKey: (failures: Int, until: Double)] = [:]
+    /// Overlay dials started per device (tests and stats).
+    var dialsStarted: [Ed25519.PublicKey: Int] = [:]
     /// When a record from each (chapter, device) was last taken (monotonic s): at most one a second.
     var lastAccepted: [RateKey: Double] = [:]
     var rounds = 0
@@ -75,6 +86,18 @@ struct OverlayState {
     struct RateKey: Hashable {
         let chapter: ChapterID
         let device: Ed25519.PublicKey
+    }
+
+    struct BackoffKey: Hashable {
+        let chapter: ChapterID
+        let device: Ed25519.PublicKey?
+        let address: String?
+
+        init(_ dial: OverlayDial, chapter: ChapterID) {
+            self.chapter = chapter
+            device = dial.device
+            address = dial.device == nil ? dial.address : nil
+        }
     }
 
     static func monotonic() -> Double { ProcessInfo.processInfo.systemUptime }
@@ -251,7 +274,8 @@ extension SyncNode {
     /// current device, the current epoch, newer than the one held, at most one per chapter and
     /// device a second), then the signature and the decryption. New ones are passed on to the
     /// chapter's other peers (push gossip). A connection that sends more than
-    /// `maxRefusedAddressRecords` records failing the costly checks is closed.
+    /// `maxRefusedAddressRecords` records failing the costly checks (or messages with more records
+    /// than the chapter has devices, one each) is closed at once, the rest of its message unread.
     func receiveAddresses(chapter bytes: [UInt8], records: [[UInt8]], from peer: Int) {
         guard let p = peers[peer] else { return }
         guard let cid = try? ChapterID(bytes: bytes), let ch = chapters[cid], !ch.relayOnly, let state = ch.log?.state,
@@ -262,19 +286,20 @@ extension SyncNode {
         }
         guard let epoch = state.currentEpoch, let key = ch.store.replica.epochKeys[epoch.ref] else { return }
         guard records.count <= state.allDevices.count else {
-            overlay.refusedRecords += records.count
-            refuseAddresses(from: peer, count: records.count, reason: "\(records.count) address records, more than the chapter's \(state.allDevices.count) devices")
+            // One refusal, however many records: one message is one wrong step of the peer.
+            overlay.refusedRecords += 1
+            refuseAddresses(from: peer, reason: "\(records.count) address records, more than the chapter's \(state.allDevices.count) devices")
             return
         }
         let now = clock(), mono = OverlayState.monotonic()
         var fresh: [[UInt8]] = []
-        var costly = 0
-        for encoded in records {
+        records: for encoded in records {
             let record: PeerAddressRecord
             do { record = try PeerAddressRecord(decoding: encoded) } catch {
                 overlay.refusedRecords += 1
-                costly += 1
                 logger.warning(limitedBy: logLimiter, "address-record", "refused an address record", metadata: ["peer": "\(p.name)", "reason": "\(error)"])
+                // Past the limit the connection is closed and the rest of the message is not looked at.
+                if refuseAddresses(from: peer, reason: "a malformed address record") { break records }
                 continue
             }
             if record.device == identity.device { continue }
@@ -299,27 +324,30 @@ extension SyncNode {
                 fresh.append(encoded)
             } catch {
                 overlay.refusedRecords += 1
-                costly += 1
                 logger.warning(limitedBy: logLimiter, "address-record", "refused an address record", metadata: ["peer": "\(p.name)", "reason": "\(error)"])
+                if refuseAddresses(from: peer, reason: "forged or malformed address records") { break records }
             }
         }
-        if costly > 0 { refuseAddresses(from: peer, count: costly, reason: "forged or malformed address records") }
         if !fresh.isEmpty, mayPassOnRecords(state) {
             for (pid, other) in chapterPeers(cid) where pid != peer { other.events.yield(.addresses(chapter: bytes, records: fresh)) }
         }
     }
 
-    /// Counts refused address records against a connection; past the limit it is closed.
-    private func refuseAddresses(from peer: Int, count: Int, reason: String) {
-        guard var p = peers[peer] else { return }
-        p.refusedAddressRecords += count
+    /// Counts one refusal against a connection; past the limit it is closed (returns true then, or
+    /// when it is gone already).
+    @discardableResult
+    private func refuseAddresses(from peer: Int, reason: String) -> Bool {
+        guard var p = peers[peer] else { return true }
+        p.refusedAddressRecords += 1
         peers[peer] = p
         if p.refusedAddressRecords > Self.maxRefusedAddressRecords {
             logger.warning(limitedBy: logLimiter, "address-flood", "peer sent too many refused address records; closing", metadata: ["peer": "\(p.name)", "reason": "\(reason)"])
             p.events.yield(.close(reason: "too many refused address records (\(reason))"))
             unregister(peer)
             overlay.closedForRefusals += 1
+            return true
         }
+        return false
     }
 
     /// After a chapter's log changed: forget the addresses, remembered hints and rate-limit
@@ -368,7 +396,7 @@ extension SyncNode {
             let room = OverlayPlan.room(links, inFlight: inFlight.count, round: overlay.rounds, settings: settings)
             guard room > 0 else { continue }
             let usable: (OverlayDial) -> Bool = { dial in
-                self.overlay.dialing[dial] == nil && (self.overlay.backoff[dial].map { mono >= $0.until } ?? true)
+                self.overlay.dialing[dial] == nil && (self.overlay.backoff[.init(dial, chapter: ch.id)].map { mono >= $0.until } ?? true)
             }
             // Members already connected (any connection, static ones included) or being dialled are not dialled again.
             var busy = Set(chapterPeers(ch.id).values.map(\.identity.member))
@@ -380,11 +408,16 @@ extension SyncNode {
                 return (e.record.device, m)
             }
             var chosen = OverlayPlan.candidates(entries, excludingMembers: busy).map { OverlayDial(address: table[$0]!.address, device: $0) }
-            if chosen.isEmpty && links.isEmpty && chapterPeers(ch.id).isEmpty && inFlight.isEmpty {
-                chosen = Self.hintRecords(ch).map { OverlayDial(address: $0.address, device: $0.device) }.filter(usable).shuffled()
+            // Bootstrap hints when the table offers no one and the chapter has no overlay link (a
+            // static peer or a relay does not count: it may be all a restarted node reaches).
+            if chosen.isEmpty && links.isEmpty && inFlight.isEmpty {
+                // (not a hint of a member already connected, which a static peer may be)
+                chosen = Self.hintRecords(ch).map { OverlayDial(address: $0.address, device: $0.device) }.filter(usable)
+                    .filter { h in h.device.flatMap { state.member(ofDevice: $0) }.map { !busy.contains($0) } ?? true }.shuffled()
             }
             for dial in chosen.prefix(room) {
                 overlay.dialing[dial] = (ch.id, false)
+                if let device = dial.device { overlay.dialsStarted[device, default: 0] += 1 }
                 dials.append(dial)
             }
         }
@@ -404,13 +437,15 @@ extension SyncNode {
     /// or hint names any more, so the tables stay as small as the chapters.
     private func pruneOverlayTables(now mono: Double) {
         overlay.lastAccepted = overlay.lastAccepted.filter { mono - $0.value < 1 }
-        guard overlay.rounds % 10 == 0, !overlay.backoff.isEmpty else { return }
-        var named: Set<OverlayDial> = []
+        guard overlay.rounds % 10 == 0 else { return }
+        var named: Set<OverlayState.BackoffKey> = []
         for ch in chapters.values where !ch.relayOnly {
-            for e in (overlay.tables[ch.id] ?? [:]).values { named.insert(OverlayDial(address: e.address, device: e.record.device)) }
-            for h in Self.hintRecords(ch) { named.insert(OverlayDial(address: h.address, device: h.device)) }
+            for e in (overlay.tables[ch.id] ?? [:]).values { named.insert(.init(OverlayDial(address: e.address, device: e.record.device), chapter: ch.id)) }
+            for h in Self.hintRecords(ch) { named.insert(.init(OverlayDial(address: h.address, device: h.device), chapter: ch.id)) }
         }
         overlay.backoff = overlay.backoff.filter { named.contains($0.key) }
+        let devices = Set(named.compactMap(\.device))
+        overlay.dialsStarted = overlay.dialsStarted.filter { devices.contains($0.key) }
     }
 
     /// Issues this node's record in a chapter when it has none, or its address or the epoch
@@ -443,16 +478,17 @@ extension SyncNode {
         guard let entry = overlay.dialing[dial], let ch = chapters[entry.chapter], let state = ch.log?.state,
               state.isCurrentDevice(peer.device), dial.device == nil || dial.device == peer.device else { return }
         overlay.dialing[dial] = (entry.chapter, true)
-        overlay.backoff[dial] = nil
+        overlay.backoff[.init(dial, chapter: entry.chapter)] = nil
         if let device = dial.device { rememberAddress(dial.address, device: device, in: ch) }
     }
 
     /// An overlay dial ended. One whose handshake never authenticated the bound device (refused,
     /// timed out, a tarpit, another member's node) backs off: 2 s, doubling to 60 s.
     func overlayDialEnded(_ dial: OverlayDial) {
-        guard overlay.dialing.removeValue(forKey: dial)?.authenticated != true else { return }
-        let failures = (overlay.backoff[dial]?.failures ?? 0) + 1
-        overlay.backoff[dial] = (failures, OverlayState.monotonic() + min(60, 2 * pow(2, Double(failures - 1))))
+        guard let entry = overlay.dialing.removeValue(forKey: dial), !entry.authenticated else { return }
+        let key = OverlayState.BackoffKey(dial, chapter: entry.chapter)
+        let failures = (overlay.backoff[key]?.failures ?? 0) + 1
+        overlay.backoff[key] = (failures, OverlayState.monotonic() + min(60, 2 * pow(2, Double(failures - 1))))
     }
 
     /// Keeps an address whose dial authenticated the device it was bound to as a bootstrap hint,
@@ -565,8 +601,11 @@ extension SyncNode {
         chapters[id].map { Self.hintRecords($0).map { ($0.address, $0.device) } } ?? []
     }
 
-    /// Tests: failures in a row of dials to `address` (any device), 0 when none is backed off.
-    func testHookDialFailures(address: String) -> Int {
-        overlay.backoff.filter { $0.key.address == address }.map(\.value.failures).max() ?? 0
+    /// Tests: failures in a row of dials to `device` (any chapter), 0 when it is not backed off.
+    func testHookDialFailures(device: Ed25519.PublicKey) -> Int {
+        overlay.backoff.filter { $0.key.device == device }.map(\.value.failures).max() ?? 0
     }
+
+    /// Tests: overlay dials started to `device` so far.
+    func testHookDialsStarted(device: Ed25519.PublicKey) -> Int { overlay.dialsStarted[device] ?? 0 }
 }

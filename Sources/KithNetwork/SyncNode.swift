@@ -328,6 +328,16 @@ public actor SyncNode {
     /// key dialled; otherwise the one with the smaller handshake hash.
     func register(_ events: AsyncStream<ConnectionEvent>.Continuation, name: String, peer: PeerIdentity, scopes: Set<ScopeID>,
                   origin: PeerOrigin, handshakeHash: [UInt8]) -> Int? {
+        // At most `maxPerMember` connections with another member's devices (static dials excluded;
+        // a connection of the same device is the one-per-device rule's business below).
+        if peer.member != identity.member, origin.countsTowardMemberCap {
+            let held = peers.values.filter { $0.identity.member == peer.member && $0.identity.device != peer.device && $0.origin.countsTowardMemberCap }.count
+            guard held < overlay.settings.maxPerMember else {
+                logger.warning(limitedBy: logLimiter, "member-cap", "refused a connection: the member already holds the most connections allowed",
+                               metadata: ["peer": "\(name)", "connections": "\(held)"])
+                return nil
+            }
+        }
         if let (oldID, old) = peers.first(where: { $0.value.identity.device == peer.device }) {
             let keepNew = Self.prefers((origin.outbound, handshakeHash), over: (old.origin.outbound, old.handshakeHash),
                                        own: identity.device, peer: peer.device)

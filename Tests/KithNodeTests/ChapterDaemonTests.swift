@@ -289,6 +289,45 @@ struct BlindRelayTests {
         #expect(!carolLog.isEmpty && carolLog.allSatisfy { $0.contains(homeDevice) && !$0.contains(aliceDevice) })
         for d in [da!, dc!, dr] { d.stop() }
     }
+
+    /// Overlay review 7: a restarted member whose only connection is a configured static peer
+    /// (no overlay link, an empty address table) still dials the chapter's invite hint.
+    @Test func aRestartedMemberWithOnlyAStaticPeerDialsTheInviteHint() throws {
+        let tmp = try TempDir()
+        let a = tmp.path("alice"), b = tmp.path("bob"), c = tmp.path("carol")
+        for d in [a, b, c] { #expect(try Binaries.run("kith", ["init", "--data-dir", d]).status == 0) }
+        var da: Daemon? = try Daemon(data: a, logName: "1")
+        let pa = try da!.port
+        let db = try Daemon(data: b, logName: "1")
+        let pb = try db.port
+        var dc: Daemon? = try Daemon(data: c, logName: "1")
+        _ = try dc!.port
+        #expect(try Binaries.run("kith", ["chapter", "create", "Ward 9", "--data-dir", a]).status == 0)
+        for d in [b, c] {
+            let invite = try Binaries.run("kith", ["chapter", "invite", "--data-dir", a]).stdout.trimmingCharacters(in: .whitespacesAndNewlines)
+            #expect(try Binaries.run("kith", ["chapter", "join", invite, "--data-dir", d]).status == 0)
+        }
+        dc!.stop()
+        dc = nil
+        // Carol comes back with Bob as her only configured peer while Alice is away; nobody
+        // advertises an address. Once Carol is connected to Bob, Alice comes back at the invite's address.
+        da!.stop()
+        da = nil
+        dc = try Daemon(data: c, peers: [pb], logName: "2")
+        let bobDevice = (try kithJSON(["whoami", "--data-dir", b]) as! [String: Any])["deviceSigning"] as! String
+        _ = try waitFor("Carol reaches Bob", seconds: 40) {
+            dc!.logText.components(separatedBy: "\n").contains { $0.contains("peer authenticated") && $0.contains(bobDevice) } ? true : nil
+        }
+        Thread.sleep(forTimeInterval: 2)
+        da = try Daemon(arguments: ["--data-dir", a, "--listen", "127.0.0.1:\(pa)", "--api-listen", "127.0.0.1:0"], log: tmp.path("alice-2.log"),
+                        portFile: a + "/kithd.port", data: a)
+        _ = try da!.port
+        let aliceDevice = (try kithJSON(["whoami", "--data-dir", a]) as! [String: Any])["deviceSigning"] as! String
+        _ = try waitFor("Carol reaches Alice through the invite hint", seconds: 90) {
+            dc!.logText.components(separatedBy: "\n").contains { $0.contains("peer authenticated") && $0.contains(aliceDevice) } ? true : nil
+        }
+        for d in [da!, db, dc!] { d.stop() }
+    }
 }
 
 @Suite("A member's second device in chapters", .serialized)

@@ -192,8 +192,11 @@ struct ChapterOverlayTests {
                                                   epoch: ref, epochKey: key).encoded
         let notAnAddress = try PeerAddressRecord.make(address: "no-port-here", chapter: id, device: mallory.device, issuedMilliseconds: future,
                                                       epoch: ref, epochKey: key).encoded
+        try await Task.sleep(nanoseconds: 1_100_000_000) // past the second in which the admin took Bob's and Mallory's records
         let refusedBefore = await admin.node.overlayInfo(chapter: id).refusedRecords
-        await mallory.node.testHookSendAddresses([poisoned, stranger, [1, 2, 3], notAnAddress], chapter: id)
+        // (two messages: one with more records than the chapter's 3 devices would be refused whole)
+        await mallory.node.testHookSendAddresses([poisoned, stranger], chapter: id)
+        await mallory.node.testHookSendAddresses([[1, 2, 3], notAnAddress], chapter: id)
         #expect(try await eventually { await admin.node.overlayInfo(chapter: id).refusedRecords >= refusedBefore + 4 })
         #expect(await admin.node.addressTable(chapter: id)[bobKey] == bobAddress)
         #expect(await bob.node.addressTable(chapter: id)[bobKey] == bobAddress)
@@ -307,8 +310,8 @@ struct ChapterOverlayTests {
         for m in [mallory, trudy, carol] { await m.offline() }
         try await carol.online()
         #expect(try await eventually(60) {
-            let pitFailures = await carol.node.testHookDialFailures(address: pitAddress)
-            let misdirectedFailures = await carol.node.testHookDialFailures(address: bobAddress)
+            let pitFailures = await carol.node.testHookDialFailures(device: mallory.device.publicKey)
+            let misdirectedFailures = await carol.node.testHookDialFailures(device: trudy.device.publicKey)
             return pitFailures >= 1 && misdirectedFailures >= 1
         })
         let hints = await carol.node.testHookHints(chapter: id)
@@ -360,7 +363,7 @@ struct ChapterOverlayTests {
         #expect(await admin.node.overlayInfo(chapter: id).refusedRecords == before.refusedRecords)
         // More records than the chapter has devices: refused whole.
         await mallory.node.testHookSendAddresses(Array(repeating: valid.encoded, count: 4), chapter: id)
-        #expect(try await eventually { await admin.node.overlayInfo(chapter: id).refusedRecords >= before.refusedRecords + 4 })
+        #expect(try await eventually { await admin.node.overlayInfo(chapter: id).refusedRecords >= before.refusedRecords + 1 })
         // Forged records naming Bob's device (signature by Mallory's key): past the limit, the connection closes.
         let bobKey = bob.device.publicKey
         for i in 0..<9 {
@@ -465,6 +468,131 @@ struct ChapterOverlayTests {
         #expect(fewestMembers >= settings.target, "the admin was connected to only \(fewestMembers) members under the flood")
         for t in flood { t.cancel() }
         for d in devices { await d.offline() }
+        await shutdown(all)
+    }
+
+    /// Review 1: a member with many devices that all dial a node holds at most `maxPerMember` connections there at any moment; the rest are
+    /// refused when they authenticate.
+    @Test func aMemberWithManyDeviceCertificatesCannotExceedThePerMemberCap() async throws {
+        let tmp = try TempDir()
+        let settings = OverlaySettings(target: 2, maxConnections: 8, graceSeconds: 1, maxPerMember: 2)
+        let (all, id) = try await chapter(tmp, members: 3, settings: settings)
+        defer { Task { [all] in for m in all { await m.offline() } } }
+        let admin = all[0], mallory = all[2]
+        let memberKey = try #require(mallory.node.identity.memberKey)
+        let malloryMember = memberKey.publicKey.description
+        // Six further devices of Mallory's, listed by Mallory's first node (which seals them the
+        // chapter key) so they hold the chapter and may sync it with the admin.
+        var devices: [Member] = []
+        for i in 0..<6 {
+            let d = try Member(tmp.path("mallory-cert-\(i)"), settings: settings, member: memberKey)
+            await d.node.setOverlaySettings(settings)
+            await d.network.dialOnce(host: "127.0.0.1", port: mallory.port) // ends when the log changes
+            devices.append(d)
+        }
+        #expect(try await eventually {
+            for d in devices where await d.node.replica(for: id.contentScope) == nil { return false }
+            return true
+        })
+        let flood = ([mallory] + devices).map { d in
+            Task {
+                while !Task.isCancelled {
+                    await d.network.dialOnce(host: "127.0.0.1", port: admin.port)
+                    try? await Task.sleep(nanoseconds: 50_000_000)
+                }
+            }
+        }
+        defer { for t in flood { t.cancel() } }
+        var most = 0
+        let deadline = Date().addingTimeInterval(6)
+        while Date() < deadline {
+            most = max(most, await admin.node.peerInfo().filter { $0.member == malloryMember }.count)
+            try await Task.sleep(nanoseconds: 20_000_000)
+        }
+        #expect(most >= 1)
+        #expect(most <= settings.maxPerMember, "the admin held \(most) connections of one member")
+        // Bob (honest) still gets his connection to the admin.
+        let bobDevice = all[1].device.publicKey.description
+        #expect(try await eventually { await admin.node.peerInfo().contains { $0.device == bobDevice } })
+        for t in flood { t.cancel() }
+        for d in devices { await d.offline() }
+        await shutdown(all)
+    }
+
+    /// Review 2: the dial backoff is kept per (chapter, device): new records of an unreachable
+    /// device, with other address strings, do not make a node dial it again before its backoff ends.
+    @Test func newAddressStringsForABackedOffDeviceCauseNoRedials() async throws {
+        let tmp = try TempDir()
+        let settings = OverlaySettings(target: 3, maxConnections: 8, graceSeconds: 1)
+        let (all, id) = try await chapter(tmp, members: 3, settings: settings)
+        defer { Task { [all] in for m in all { await m.offline() } } }
+        let (admin, carol, mallory) = (all[0], all[1], all[2])
+        #expect(try await eventually {
+            for m in all where await m.node.addressTable(chapter: id).count < all.count { return false }
+            return await admin.node.peerInfo().contains { $0.device == carol.device.publicKey.description }
+        })
+        let (ref, key) = try #require(await mallory.node.testHookCurrentEpochKey(chapter: id))
+        let port = mallory.port
+        await mallory.offline() // its port now refuses: Carol's dials fail and back off
+        let device = mallory.device.publicKey
+        #expect(try await eventually(60) { await carol.node.testHookDialFailures(device: device) >= 3 })
+        // Now the backoff is 8 s; Mallory's key signs records with new spellings and addresses, sent through the admin.
+        let before = await carol.node.testHookDialsStarted(device: device)
+        var issued = UInt64(Date().timeIntervalSince1970 * 1000) + 1_000
+        for address in ["localhost:\(port)", "127.0.0.2:\(port)", "127.0.0.3:\(port)"] {
+            issued += 10
+            let record = try PeerAddressRecord.make(address: address, chapter: id, device: mallory.device, issuedMilliseconds: issued,
+                                                    epoch: ref, epochKey: key)
+            await admin.node.testHookSendAddresses([record.encoded], chapter: id)
+            #expect(try await eventually(10) { await carol.node.addressTable(chapter: id)[device.description] == address })
+            try await Task.sleep(nanoseconds: 1_100_000_000) // past the one-record-a-second limit
+        }
+        let after = await carol.node.testHookDialsStarted(device: device)
+        #expect(after - before <= 1, "Carol dialled Mallory's device \(after - before) times for its new address strings")
+        await shutdown(all)
+    }
+
+    /// Review 4, 5: an oversized message counts as one refusal, and the message that passes the
+    /// limit closes the connection at that record: the rest of it is never checked.
+    @Test func refusalsPastTheLimitCloseTheConnectionMidMessage() async throws {
+        let tmp = try TempDir()
+        let settings = OverlaySettings(target: 3, maxConnections: 8, graceSeconds: 1)
+        let (all, id) = try await chapter(tmp, members: 3, settings: settings)
+        defer { Task { [all] in for m in all { await m.offline() } } }
+        let (admin, bob, mallory) = (all[0], all[1], all[2])
+        #expect(try await eventually {
+            let known = await admin.node.addressTable(chapter: id).count
+            let peers = await admin.node.peerInfo()
+            return known == 3 && peers.contains { $0.device == mallory.device.publicKey.description }
+        })
+        let (ref, key) = try #require(await mallory.node.testHookCurrentEpochKey(chapter: id))
+        let later = UInt64(Date().timeIntervalSince1970 * 1000) + 5_000
+        var serial: UInt64 = 0
+        /// Records naming Bob's device, signed by Mallory's: they pass the cheap checks and fail the signature.
+        func forged(_ n: Int) throws -> [[UInt8]] {
+            try (0..<n).map { _ in
+                serial += 1
+                var bytes = try PeerAddressRecord.make(address: "10.6.6.6:\(serial)", chapter: id, device: mallory.device,
+                                                       issuedMilliseconds: later + serial, epoch: ref, epochKey: key).encoded
+                bytes.replaceSubrange(0..<32, with: bob.device.publicKey.bytes)
+                return bytes
+            }
+        }
+        try await Task.sleep(nanoseconds: 1_100_000_000) // past the second in which the admin took Bob's record
+        let before = await admin.node.overlayInfo(chapter: id)
+        // Four messages with more records than the chapter's 3 devices (one refusal each), then 12 forged records: 16, the limit.
+        for _ in 0..<4 { await mallory.node.testHookSendAddresses(try forged(4), chapter: id) }
+        for _ in 0..<6 { await mallory.node.testHookSendAddresses(try forged(2), chapter: id) }
+        let reached = try await eventually(20) { await admin.node.overlayInfo(chapter: id).refusedRecords >= before.refusedRecords + 16 }
+        let refused = await admin.node.overlayInfo(chapter: id).refusedRecords - before.refusedRecords
+        #expect(reached, "refused \(refused)")
+        try await Task.sleep(nanoseconds: 500_000_000)
+        #expect(await admin.node.overlayInfo(chapter: id).closedForRefusals == before.closedForRefusals, "closed at the limit, not past it")
+        // One message of three forged records: the first passes the limit and closes; the other two are never checked.
+        await mallory.node.testHookSendAddresses(try forged(3), chapter: id)
+        #expect(try await eventually { await admin.node.overlayInfo(chapter: id).closedForRefusals > before.closedForRefusals })
+        try await Task.sleep(nanoseconds: 500_000_000)
+        #expect(await admin.node.overlayInfo(chapter: id).refusedRecords == before.refusedRecords + 17)
         await shutdown(all)
     }
 }

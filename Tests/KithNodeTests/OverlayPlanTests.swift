@@ -106,4 +106,19 @@ struct OverlayPlanTests {
             #expect(aKeeps != SyncNode.prefers((true, h2), over: (true, h1), own: a, peer: b))
         }
     }
+
+    /// Review 2: one address has one spelling; every other form is refused (sync.md §9.1).
+    @Test func hostPortIsStrict() {
+        #expect(HostPort.parse("127.0.0.1:7434")! == ("127.0.0.1", 7434))
+        #expect(HostPort.parse("[2001:db8::1]:7434")! == ("2001:db8::1", 7434))
+        #expect(HostPort.parse("[::ffff:192.0.2.1]:1")! == ("::ffff:192.0.2.1", 1))
+        #expect(HostPort.parse("example.org:65535")! == ("example.org", 65535))
+        #expect(HostPort.parse("0.0.0.0:0", allowAnyPort: true)! == ("0.0.0.0", 0))
+        for bad in ["1.2.3.4:07434", "1.2.3.4:+7434", "1.2.3.4:-1", "[1.2.3.4]:7434", "1.2.3.4:65536", "1.2.3.4:123456",
+                    "1.2.3.4:0", "1.2.3.4:", ":7434", "1.2.3.4", "2001:db8::1:7434", "[2001:db8::1:7434", "2001:db8::1]:7434",
+                    "[[::1]]:7434", "[]:7434", "[::1]x:7434", "a b:7434", "1.2.3.4: 7434", "1.2.3.4:7434 ", "1.2.3.4:\u{0663}",
+                    "1.2.3.4:\u{FF17}434", "host\u{7F}:7434", "[::1%eth0]:7434"] {
+            #expect(HostPort.parse(bad) == nil, "\(bad)")
+        }
+    }
 }
