@@ -17,8 +17,9 @@ public enum KeyFingerprint {
 
     public static func of(_ key: Ed25519.PublicKey) -> String { of(key.bytes) }
 
-    /// Whether `text` (dashes and case ignored) is a well-formed fingerprint: a mistyped or
-    /// swapped character fails the check.
+    /// Whether `text` (dashes and case ignored) is a well-formed fingerprint: a mistyped
+    /// character fails the check, and so does a swap of two neighbours unless they are `a` and
+    /// `7` (Luhn mod 32's one blind spot: values 0 and 31).
     public static func isValid(_ text: String) -> Bool {
         let chars = Array(text.lowercased().filter { $0 != "-" })
         guard chars.count == 16, let c = check(Array(chars.prefix(15))) else { return false }
