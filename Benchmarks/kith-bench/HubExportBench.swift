@@ -185,26 +185,18 @@ struct HubExportBench: AsyncParsableCommand {
                     note("postgres: skipped (no --postgres server)")
                     continue
                 }
-                let server = try PostgresStoreURL(postgres)
-                let name = "kith_bench_" + Base64URL.encode(SecureRandom.bytes(6)).lowercased().filter { $0.isLetter || $0.isNumber }
-                var log = Logger(label: "kith-bench-pg")
-                log.logLevel = .critical
-                let admin = try await PostgresConnection.connect(configuration: try server.configuration, id: 1, logger: log)
-                try await admin.query(PostgresQuery(unsafeSQL: "CREATE DATABASE \(name)"), logger: log)
-                let parts = postgres.split(separator: "?", maxSplits: 1).map(String.init)
-                guard let slash = parts[0].lastIndex(of: "/") else { throw ValidationError("--postgres: postgres://USER@HOST/DATABASE") }
-                let url = try PostgresStoreURL(parts[0][...slash] + name + (parts.count > 1 ? "?" + parts[1] : ""))
-                let storage = try await PostgresHubStorage.open(url, keys: org, storageKey: SymmetricKey(), logger: log, retryWindow: .seconds(60))
-                do {
-                    try await load(path, into: storage)
-                    results.append(try await measure(kind, org, storage, f))
-                    await storage.shutdown()
-                } catch {
-                    await storage.shutdown()
-                    throw error
-                }
-                try await admin.query(PostgresQuery(unsafeSQL: "DROP DATABASE \(name) WITH (FORCE)"), logger: log)
-                try await admin.close()
+                results.append(try await HubWorkload.withScratchDatabase(postgres) { url, log in
+                    let storage = try await PostgresHubStorage.open(url, keys: org, storageKey: SymmetricKey(), logger: log, retryWindow: .seconds(60))
+                    do {
+                        try await load(path, into: storage)
+                        let result = try await measure(kind, org, storage, f)
+                        await storage.shutdown()
+                        return result
+                    } catch {
+                        await storage.shutdown()
+                        throw error
+                    }
+                })
             default:
                 throw ValidationError("--stores: sqlite, postgres or both")
             }

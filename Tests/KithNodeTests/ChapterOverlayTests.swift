@@ -69,6 +69,37 @@ struct ChapterOverlayTests {
 
     func shutdown(_ all: [Member]) async { for m in all { await m.offline() } }
 
+    /// `n` further devices of `owner`'s member key: each connects to `owner`'s node, which lists
+    /// it in the chapter (and seals it the key), until every one holds the chapter.
+    func moreDevices(_ n: Int, of owner: Member, key: Ed25519.PrivateKey, in id: ChapterID, _ tmp: TempDir, name: String,
+                     settings: OverlaySettings) async throws -> [Member] {
+        var devices: [Member] = []
+        for i in 0..<n {
+            let d = try Member(tmp.path("\(name)-\(i)"), settings: settings, member: key)
+            await d.node.setOverlaySettings(settings)
+            await d.network.dialOnce(host: "127.0.0.1", port: owner.port) // ends when the log changes
+            devices.append(d)
+        }
+        #expect(try await eventually {
+            for d in devices where await d.node.replica(for: id.contentScope) == nil { return false }
+            return true
+        })
+        return devices
+    }
+
+    /// Each of `dialers` dials `target` again and again, `nanoseconds` apart, until cancelled.
+    func keepDialling(_ dialers: [Member], _ target: Member, every nanoseconds: UInt64) -> [Task<Void, Never>] {
+        let port = target.port
+        return dialers.map { d in
+            Task {
+                while !Task.isCancelled {
+                    await d.network.dialOnce(host: "127.0.0.1", port: port)
+                    try? await Task.sleep(nanoseconds: nanoseconds)
+                }
+            }
+        }
+    }
+
     /// Polls `condition` every 50 ms for up to `seconds`.
     func eventually(_ seconds: Double = 45, _ condition: () async throws -> Bool) async throws -> Bool {
         let deadline = Date().addingTimeInterval(seconds)
@@ -427,26 +458,9 @@ struct ChapterOverlayTests {
         // Mallory's further devices: each connects to Mallory's first node, which lists it in the
         // chapter (and seals it the key); then it takes up the chapter itself.
         let memberKey = try #require(mallory.node.identity.memberKey)
-        var devices: [Member] = []
-        for i in 0..<5 {
-            let d = try Member(tmp.path("mallory-device-\(i)"), settings: settings, member: memberKey)
-            await d.node.setOverlaySettings(settings)
-            await d.network.dialOnce(host: "127.0.0.1", port: mallory.port) // ends when the log changes
-            devices.append(d)
-        }
-        #expect(try await eventually {
-            for d in devices where await d.node.replica(for: id.contentScope) == nil { return false }
-            return true
-        })
+        let devices = try await moreDevices(5, of: mallory, key: memberKey, in: id, tmp, name: "mallory-device", settings: settings)
         // Every device of Mallory's keeps dialling the admin.
-        let flood = ([mallory] + devices).map { d in
-            Task {
-                while !Task.isCancelled {
-                    await d.network.dialOnce(host: "127.0.0.1", port: admin.port)
-                    try? await Task.sleep(nanoseconds: 100_000_000)
-                }
-            }
-        }
+        let flood = keepDialling([mallory] + devices, admin, every: 100_000_000)
         defer { for t in flood { t.cancel() } }
         let honestDevices = Set(honest.map { $0.device.publicKey.description })
         // Mallory counts as one member: the admin stays connected to at least `target` members,
@@ -483,25 +497,8 @@ struct ChapterOverlayTests {
         let malloryMember = memberKey.publicKey.description
         // Six further devices of Mallory's, listed by Mallory's first node (which seals them the
         // chapter key) so they hold the chapter and may sync it with the admin.
-        var devices: [Member] = []
-        for i in 0..<6 {
-            let d = try Member(tmp.path("mallory-cert-\(i)"), settings: settings, member: memberKey)
-            await d.node.setOverlaySettings(settings)
-            await d.network.dialOnce(host: "127.0.0.1", port: mallory.port) // ends when the log changes
-            devices.append(d)
-        }
-        #expect(try await eventually {
-            for d in devices where await d.node.replica(for: id.contentScope) == nil { return false }
-            return true
-        })
-        let flood = ([mallory] + devices).map { d in
-            Task {
-                while !Task.isCancelled {
-                    await d.network.dialOnce(host: "127.0.0.1", port: admin.port)
-                    try? await Task.sleep(nanoseconds: 50_000_000)
-                }
-            }
-        }
+        let devices = try await moreDevices(6, of: mallory, key: memberKey, in: id, tmp, name: "mallory-cert", settings: settings)
+        let flood = keepDialling([mallory] + devices, admin, every: 50_000_000)
         defer { for t in flood { t.cancel() } }
         var most = 0
         let deadline = Date().addingTimeInterval(6)
