@@ -67,7 +67,12 @@ struct ChapterOverlayTests {
         return (all, id)
     }
 
-    func shutdown(_ all: [Member]) async { for m in all { await m.offline() } }
+    /// Stops every member's dialling first, then the listeners: a listener closed while a dial
+    /// arrives leaves NIO an accepted channel nobody consumes (a debug-build trap in NIO).
+    func shutdown(_ all: [Member]) async {
+        for m in all { for t in m.tasks.dropFirst() { t.cancel(); await t.value } }
+        for m in all { await m.offline() }
+    }
 
     /// `n` further devices of `owner`'s member key: each connects to `owner`'s node, which lists
     /// it in the chapter (and seals it the key), until every one holds the chapter.
@@ -480,7 +485,7 @@ struct ChapterOverlayTests {
         }
         #expect(fewest >= settings.target - 1, "the admin kept only \(fewest) honest members under the flood")
         #expect(fewestMembers >= settings.target, "the admin was connected to only \(fewestMembers) members under the flood")
-        for t in flood { t.cancel() }
+        for t in flood { t.cancel(); await t.value }
         for d in devices { await d.offline() }
         await shutdown(all)
     }
@@ -511,7 +516,7 @@ struct ChapterOverlayTests {
         // Bob (honest) still gets his connection to the admin.
         let bobDevice = all[1].device.publicKey.description
         #expect(try await eventually { await admin.node.peerInfo().contains { $0.device == bobDevice } })
-        for t in flood { t.cancel() }
+        for t in flood { t.cancel(); await t.value }
         for d in devices { await d.offline() }
         await shutdown(all)
     }
