@@ -108,7 +108,7 @@ struct APIHandlers: Sendable {
         default:
             do {
                 var answer = try await commands.perform(route.op, fields)
-                if route.op == "status", let gui = configuration.gui { answer["gui"] = gui }
+                if route.op == "status", let gui = configuration.gui { answer["gui"] = gui.fields }
                 return APIServer.json(answer)
             } catch {
                 throw APIError(error.notFound ? .notFound : .badRequest, error.notFound ? "not_found" : "refused", error.message)

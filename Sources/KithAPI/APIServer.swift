@@ -8,6 +8,7 @@ import KithInterchange
 import KithNetwork
 import KithQuery
 import KithWeb
+import Synchronization
 import Logging
 import NIOCore
 import NIOHTTPTypes
@@ -32,8 +33,9 @@ public struct APIConfiguration: Sendable {
     public var maxConnections = 64
     /// Serve over TLS (the GUI listener beyond loopback): cookies get `Secure`.
     public var tls: TLSConfiguration?
-    /// Where the GUI listener is and its certificate fingerprint, for `GET /v1/status`.
-    public var gui: [String: String]?
+    /// Where the GUI listener is and its certificate fingerprint, for `GET /v1/status` and the
+    /// status page (shared by both listeners: the address is known once the GUI listener binds).
+    public var gui: GUIListener?
     /// Further names a `Host`/`Origin` may carry (a GUI listener on 0.0.0.0: this machine's
     /// addresses and host name).
     public var extraHosts: Set<String> = []
@@ -47,6 +49,29 @@ public struct APIConfiguration: Sendable {
     /// Loopback addresses the API may listen on without TLS.
     public static func isLoopback(_ host: String) -> Bool {
         host == "127.0.0.1" || host == "::1" || host == "localhost" || host.hasPrefix("127.")
+    }
+}
+
+/// The TLS listener for browsers on the home network: what was configured, the certificate's
+/// fingerprint, and the address to open once it is bound (`https://host:port/`, the port the
+/// OS chose when `listen` ends in `:0`).
+public final class GUIListener: Sendable {
+    public let listen: String
+    public let fingerprint: String
+    private let bound = Mutex<String?>(nil)
+
+    public init(listen: String, fingerprint: String) {
+        self.listen = listen
+        self.fingerprint = fingerprint
+    }
+
+    public func bound(at address: String) { bound.withLock { $0 = address } }
+
+    /// For `GET /v1/status` and the status page: `listen`, `fingerprint`, and `address` once bound.
+    public var fields: [String: String] {
+        var f = ["listen": listen, "fingerprint": fingerprint]
+        if let address = bound.withLock({ $0 }) { f["address"] = address }
+        return f
     }
 }
 

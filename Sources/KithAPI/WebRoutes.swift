@@ -204,7 +204,7 @@ struct WebRoutes: Sendable {
 
     @Sendable func status(_ request: Request, _ context: Context, _ s: Session) async throws -> Response {
         var status = try await commands.perform("status", [:])
-        if let gui = configuration.gui { status["gui"] = gui }
+        if let gui = configuration.gui { status["gui"] = gui.fields }
         let peers = await node.peerInfo()
         let pending = status["pending"] as? Int ?? 0
         let summary = peers.isEmpty ? pages.text("status_alone")

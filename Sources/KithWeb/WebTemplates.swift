@@ -213,7 +213,8 @@ enum WebTemplates {
     <h2>{{t.status_web}}</h2>
     <dl class="fields">
     <dt>{{t.status_web}}</dt><dd><code id="web-address">{{webAddress}}</code></dd>
-    {{#status.gui}}<dt>{{t.status_web_lan}}</dt><dd><code id="gui-listen">{{listen}}</code></dd>
+    {{#status.gui}}{{#address}}<dt>{{t.status_web_open}}</dt><dd><code id="gui-address">{{address}}</code></dd>{{/address}}
+    <dt>{{t.status_web_lan}}</dt><dd><code id="gui-listen">{{listen}}</code></dd>
     <dt>{{t.status_fingerprint}}</dt><dd><code id="fingerprint">{{fingerprint}}</code></dd>{{/status.gui}}
     </dl>
     {{^status.gui}}<p class="muted">{{t.status_web_local}}</p>{{/status.gui}}

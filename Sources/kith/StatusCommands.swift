@@ -79,7 +79,7 @@ struct StatusCommand: ParsableCommand {
         for p in s["problems"] as? [String] ?? [] { print("PROBLEM     \(p)") }
         for n in s["notices"] as? [String] ?? [] { print("notice      \(n)") }
         if let gui = s["gui"] as? [String: Any] {
-            print("web GUI     https on \(gui["listen"] ?? "?")  certificate \(gui["fingerprint"] ?? "?")")
+            print("web GUI     \(gui["address"] ?? "https on \(gui["listen"] ?? "?")")  certificate \(gui["fingerprint"] ?? "?")")
         }
         print("member      \(fingerprint(s["member"]))")
         print("device      \(fingerprint(s["device"]))")

@@ -156,7 +156,8 @@ struct KithDaemon: AsyncParsableCommand {
                 let material = try GUICertificate.loadOrCreate(in: dir, host: guiHost)
                 var guiConfiguration = APIConfiguration(host: guiHost, port: guiPort, apiKey: key)
                 guiConfiguration.tls = material.tls
-                guiConfiguration.gui = ["listen": gui, "fingerprint": material.fingerprint]
+                let listener = GUIListener(listen: gui, fingerprint: material.fingerprint)
+                guiConfiguration.gui = listener
                 if guiHost == "0.0.0.0" || guiHost == "::" {
                     // A browser on the LAN names this machine by one of its addresses or its name.
                     var names = Set((try? System.enumerateDevices())?.compactMap { $0.address?.ipAddress?.lowercased() } ?? [])
@@ -173,9 +174,10 @@ struct KithDaemon: AsyncParsableCommand {
                 guiApp = try guiServer.application { port in
                     let address = "https://\(shownHost.contains(":") ? "[\(shownHost)]" : shownHost):\(port)/"
                     try? (address + "\n").write(toFile: dir.path + "/kithd.gui", atomically: true, encoding: .utf8)
+                    listener.bound(at: address)
                     log.notice("web GUI listening (TLS)", metadata: ["address": "\(address)", "fingerprint": "\(material.fingerprint)"])
                 }
-                apiConfiguration.gui = ["listen": gui, "fingerprint": material.fingerprint]
+                apiConfiguration.gui = listener
             }
             let server = APIServer(configuration: apiConfiguration, node: node, commands: commands, sessions: sessions, logger: log)
             let app = try server.application { port in

@@ -236,8 +236,10 @@ struct GUIListenerTests {
         #expect(status.status == 200)
         let fingerprint = (status.json["gui"] as? [String: Any])?["fingerprint"] as? String ?? ""
         #expect(fingerprint.hasPrefix("SHA256:") && fingerprint.count == 7 + 32 * 3 - 1, "\(fingerprint)")
+        #expect((status.json["gui"] as? [String: Any])?["address"] as? String == base, "the address to open, with the port the OS chose")
         let shown = try Binaries.run("kith", ["status", "--data-dir", a]).stdout
         #expect(shown.contains(fingerprint), "kith status shows the certificate fingerprint")
+        #expect(shown.contains("web GUI     \(base)"), "and the address to open: \(shown)")
 
         // A change from the session needs the CSRF token.
         let body = #"{"set":{"givenName":"Ada"}}"#

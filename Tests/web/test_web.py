@@ -441,6 +441,8 @@ def test_status_page():
         tls.get(olivia.gui_address + "status")
         assert text(tls, "#fingerprint") == fingerprint, (text(tls, "#fingerprint"), fingerprint)
         assert olivia.gui_address.rstrip("/") in text(tls, "#web-address")
+        # The address a phone opens, with the port the OS chose (not the configured ":0").
+        assert text(tls, "#gui-address") == olivia.gui_address, (text(tls, "#gui-address"), olivia.gui_address)
         shot(tls, "51-status-tls")
     finally:
         tls.quit()
