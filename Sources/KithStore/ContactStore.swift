@@ -606,6 +606,13 @@ public final class ContactStore {
                     insert.bind(5, seal(held))
                     try insert.run()
                 }
+                if !rewrites.isEmpty {
+                    // `kith import`'s matching index holds names, postal codes and hashes of
+                    // every value: a forget drops it (the next import rebuilds it).
+                    let d = try db.prepare("DELETE FROM records WHERE kind = ?")
+                    d.bind(1, RecordKind.importIndex.rawValue)
+                    try d.run()
+                }
                 for c in rewrites {
                     update.bind(1, seal(c))
                     update.bind(2, c.scope.bytes)

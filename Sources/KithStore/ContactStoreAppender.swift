@@ -38,22 +38,38 @@ public struct ImportIndexState: Sendable, Equatable {
         self.changeCount = changeCount
         self.maxTimestamp = maxTimestamp
     }
+}
 
-    static let version: UInt8 = 1
+/// The import index's header record (store.md §Import index): the state it was built over, and
+/// how many parts follow, their joined length and BLAKE2b-256 digest, so parts cannot be dropped,
+/// added or swapped for an older index's under this header.
+enum IndexHeader {
+    static let version: UInt8 = 2
 
-    var encoded: [UInt8] {
-        var w = ByteWriter(capacity: 64)
-        w.u8(Self.version)
-        w.raw(heads)
-        w.u64(changeCount)
-        w.u64(maxTimestamp.rawValue)
+    struct Parts: Equatable {
+        var count: Int
+        var length: UInt64
+        var digest: [UInt8]
+    }
+
+    static func encode(_ state: ImportIndexState, _ parts: Parts) -> [UInt8] {
+        var w = ByteWriter(capacity: 128)
+        w.u8(version)
+        w.raw(state.heads)
+        w.u64(state.changeCount)
+        w.u64(state.maxTimestamp.rawValue)
+        w.u64(UInt64(parts.count))
+        w.u64(parts.length)
+        w.raw(parts.digest)
         return w.bytes
     }
 
-    init?(decoding bytes: [UInt8]) {
+    static func decode(_ bytes: [UInt8]) -> (ImportIndexState, Parts)? {
         var r = ByteReader(bytes)
-        guard let v = try? r.u8(), v == Self.version, let h = try? r.raw(32), let n = try? r.u64(), let t = try? r.u64(), r.isAtEnd else { return nil }
-        self.init(heads: Array(h), changeCount: n, maxTimestamp: HybridTimestamp(rawValue: t))
+        guard let v = try? r.u8(), v == version, let h = try? r.raw(32), let n = try? r.u64(), let t = try? r.u64(),
+              let count = try? r.u64(), count <= UInt64(Int32.max), let length = try? r.u64(), let digest = try? r.raw(32), r.isAtEnd else { return nil }
+        return (ImportIndexState(heads: Array(h), changeCount: n, maxTimestamp: HybridTimestamp(rawValue: t)),
+                Parts(count: Int(count), length: length, digest: Array(digest)))
     }
 }
 
@@ -166,16 +182,21 @@ public final class ContactStoreAppender {
         }
         guard let header = rows.first, header.id == [0],
               let plain = ContactStore.openRecord(.importIndex, id: header.id, header.sealed, key: storageKey),
-              let stored = ImportIndexState(decoding: plain), stored.heads == heads.digest,
+              let (stored, parts) = IndexHeader.decode(plain), stored.heads == heads.digest,
               case let .valid(ack) = StoreAcknowledgement.read(ackPath, scope: scope, key: storageKey),
               ack.changes == stored.changeCount, ack.ownSeq == (heads.head(of: device)?.seq ?? 0), ack.ownHead == (heads.head(of: device)?.id ?? .zero)
         else { return }
+        // Parts are numbered 0, 1, 2… without a gap, as many as the header says, and their bytes
+        // joined are the ones it hashed: a damaged, dropped, added or older part (each opens on
+        // its own) makes the index unusable.
+        guard rows.count - 1 == parts.count else { return }
         var joined: [UInt8] = []
+        joined.reserveCapacity(Int(clamping: parts.length))
         for (i, row) in rows.dropFirst().enumerated() {
-            // Parts are numbered 0, 1, 2… without a gap; a damaged one makes the index unusable.
             guard row.id == Self.partID(i), let part = ContactStore.openRecord(.importIndex, id: row.id, row.sealed, key: storageKey) else { return }
             joined += part
         }
+        guard UInt64(joined.count) == parts.length, BLAKE2b.hash(joined) == parts.digest else { return }
         state = stored
         storedIndex = joined
         hybrid.observe(stored.maxTimestamp)
@@ -261,7 +282,8 @@ public final class ContactStoreAppender {
                     s.bind(3, ContactStore.sealRecord(.importIndex, id: id, Array(bytes), key: storageKey))
                     try s.run()
                 }
-                try put([0], state.encoded)
+                let count = (index.count + partSize - 1) / partSize
+                try put([0], IndexHeader.encode(state, IndexHeader.Parts(count: count, length: UInt64(index.count), digest: BLAKE2b.hash(index))))
                 var i = 0, at = 0
                 while at < index.count {
                     try put(Self.partID(i), index[at..<min(index.count, at + partSize)])

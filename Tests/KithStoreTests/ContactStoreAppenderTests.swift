@@ -114,6 +114,64 @@ struct ContactStoreAppenderTests {
         #expect(try appender(dir, keys).storedIndex == nil)
     }
 
+    func indexRows(_ dir: StoreDir) throws -> [(id: [UInt8], sealed: [UInt8])] {
+        let db = try SQLiteDatabase(path: dir.path + "/store.sqlite", readOnly: true)
+        let s = try db.prepare("SELECT id, sealed FROM records WHERE kind = 16 ORDER BY id")
+        var out: [(id: [UInt8], sealed: [UInt8])] = []
+        while try s.step() { out.append((s.blob(0), s.blob(1))) }
+        return out
+    }
+
+    func edit(_ dir: StoreDir, _ sql: String, _ blob: [UInt8]? = nil) throws {
+        let db = try SQLiteDatabase(path: dir.path + "/store.sqlite", readOnly: false)
+        let s = try db.prepare(sql)
+        if let blob { s.bind(1, blob) }
+        try s.run()
+    }
+
+    /// Each part opens on its own (sealed with its kind and number), so someone who can write the
+    /// store file without the key could drop the trailing part, or put back a part of an older
+    /// index under the current header: the header's part count, length and digest refuse both.
+    @Test func aDroppedTrailingPartOrAnOlderPartUnderTheCurrentHeaderIsNotUsed() throws {
+        let dir = StoreDir(), keys = Keys()
+        try keys.open(dir).commit(Array(knownContacts().prefix(3)))
+        do { try adopted(dir, keys).saveIndex(Array(repeating: UInt8(0xAA), count: 2_000), partSize: 1_000) }
+        let oldParts = try indexRows(dir).filter { $0.id != [0] }
+        // kithd writes; the next import rebuilds and saves a new index over the new state.
+        try keys.open(dir).commit([ContactEdit(contact: ContactID(high: 7, low: 1), ops: [.setField(.notes, "moved")])])
+        let newIndex = Array(repeating: UInt8(0xBB), count: 3_000)
+        do { try adopted(dir, keys).saveIndex(newIndex, partSize: 1_000) }
+        #expect(try appender(dir, keys).storedIndex == newIndex)
+
+        let last = try #require(try indexRows(dir).last)
+        try edit(dir, "DELETE FROM records WHERE kind = 16 AND id = X'0100000002'")
+        #expect(try appender(dir, keys).storedIndex == nil, "a truncated index")
+        try edit(dir, "INSERT INTO records(kind, id, sealed) VALUES (16, X'0100000002', ?)", last.sealed)
+        #expect(try appender(dir, keys).storedIndex == newIndex)
+
+        try edit(dir, "UPDATE records SET sealed = ? WHERE kind = 16 AND id = X'0100000000'", oldParts[0].sealed)
+        #expect(try appender(dir, keys).storedIndex == nil, "an older part under the current header")
+        // An extra part past the header's count is refused too.
+        try edit(dir, "INSERT INTO records(kind, id, sealed) VALUES (16, X'0100000003', ?)", last.sealed)
+        #expect(try appender(dir, keys).storedIndex == nil)
+    }
+
+    /// The index holds names, postal codes and hashes of every value: a forget deletes it in
+    /// the same transaction as the erased changes, so nothing of the contact stays openable.
+    @Test func forgetDeletesTheImportIndex() throws {
+        let dir = StoreDir(), keys = Keys()
+        let target = ContactID(high: 7, low: 2)
+        try keys.open(dir).commit(Array(knownContacts().prefix(3)) + [ContactEdit(contact: target, ops: [.setField(.givenName, "Forgotten")])])
+        let index = target.bytes + Array("Forgotten Person 12345".utf8)
+        do { try adopted(dir, keys).saveIndex(index) }
+        #expect(try indexRows(dir).count == 2)
+        // An edit that erases nothing keeps it (stale, it is rebuilt by the next import anyway).
+        try keys.open(dir).commit([ContactEdit(contact: ContactID(high: 7, low: 3), ops: [.setField(.givenName, "Other")])])
+        #expect(try indexRows(dir).count == 2)
+        try keys.open(dir).commit([ContactEdit(contact: target, ops: [.forget])])
+        #expect(try indexRows(dir).isEmpty, "the import index is gone with the forget")
+    }
+
     @Test func appendedChangesAreStampedAfterEverythingTheStoreHeld() throws {
         let dir = StoreDir(), keys = Keys()
         let id = ContactID(high: 7, low: 3)
