@@ -16,8 +16,10 @@ import PostgresNIO
 ///
 /// One connection, which holds a session advisory lock for as long as the hub runs: one hub per
 /// database, as the SQLite store's lock file allows one process per directory. A second
-/// connection (no lock; used only while the first is up) writes revocations' deletions beside a
-/// running batch of records (`writeBeside`; the hub never writes one grant on both). Every write is a
+/// connection (fenced by `sideFenceKey`; used only while the first is up) writes revocations'
+/// deletions beside a running batch of records (`writeBeside`; the hub never writes one grant on
+/// both). One call at a time uses the first connection, so no statement runs inside another
+/// call's transaction. Every write is a
 /// single statement or one transaction, committed before the call returns (the hub signs a
 /// receipt only then). When the connection drops (server restart, `pg_terminate_backend`, a
 /// network cut) the call reconnects, takes the lock again and repeats the write: writes are
@@ -49,6 +51,18 @@ public actor PostgresHubStorage: HubStorage {
 
     /// Session advisory lock key of a hub's database ("kithhub1").
     static let lockKey: Int64 = 0x6B69_7468_6875_6231
+    /// The fence of side connections (`lockKey + 1` is the migration's): each side connection
+    /// holds it shared, and only after checking that its hub's main connection holds `lockKey`;
+    /// a hub taking `lockKey` must then get this one exclusively (and lets it go at once). So a
+    /// side connection of a hub that lost its lock can never write beside a new hub.
+    static let sideFenceKey: Int64 = lockKey + 2
+    /// The main connection's server process, which holds `lockKey` (checked by side connections).
+    private var mainBackend: Int32 = 0
+    /// Whether a call is using the main connection; others wait in `mainWaiters`. One connection
+    /// runs one thing at a time: a statement sent while a transaction is open would run inside
+    /// it (and be rolled back with it after its caller was told it was stored).
+    private var mainBusy = false
+    private var mainWaiters: [CheckedContinuation<Void, Never>] = []
 
     public init(url: PostgresStoreURL, keys: OrganizationKeys, storageKey: SymmetricKey, logger: Logger, retryWindow: Duration = .seconds(15),
                 attemptTimeout: Duration = .seconds(5)) {
@@ -101,22 +115,58 @@ public actor PostgresHubStorage: HubStorage {
             throw StoreError(.io, "cannot connect to the hub's database \(url): \(Self.describe(error))")
         }
         if forSide {
+            // Writes beside only while this hub's main connection holds the database's lock.
+            let hi = UInt32(truncatingIfNeeded: Self.lockKey >> 32), lo = UInt32(truncatingIfNeeded: Self.lockKey)
+            let backend = mainBackend, logger = logger
+            var fenced = false
+            do {
+                fenced = try await Self.within(attemptTimeout) {
+                    var ok = false
+                    let q: PostgresQuery = """
+                        SELECT pg_try_advisory_lock_shared(\(Self.sideFenceKey)) AND EXISTS (SELECT 1 FROM pg_locks WHERE locktype = 'advisory' \
+                        AND granted AND mode = 'ExclusiveLock' AND pid = \(backend) AND classid::int8 = \(Int64(hi)) AND objid::int8 = \(Int64(lo)) AND objsubid = 1)
+                        """
+                    for try await b in try await c.query(q, logger: logger).decode(Bool.self) { ok = b }
+                    return ok
+                }
+            } catch {
+                try? await c.close()
+                throw StoreError(.io, "cannot connect to the hub's database \(url): \(Self.describe(error))")
+            }
+            guard fenced else {
+                try? await c.close()
+                throw StoreError(.locked, "this hub's main connection to \(url) does not hold the database's lock; not writing beside it")
+            }
             side = c
             return c
         }
         // A hub that just stopped (a restart) may still hold the lock for a moment: its backend
         // ends after the client has gone. Wait a little before calling the database taken.
+        // The lock, then the side fence exclusively for a moment: a side connection of a hub
+        // that held the lock before (still running, its main connection cut) keeps it shared.
         var got = false
         let lockDeadline = ContinuousClock.now + Self.lockWait
         do {
             while true {
                 got = try await Self.within(attemptTimeout) {
                     var got = false
-                    for try await b in try await c.query("SELECT pg_try_advisory_lock(\(Self.lockKey))", logger: logger).decode(Bool.self) { got = b }
+                    let q: PostgresQuery = """
+                        SELECT CASE WHEN pg_try_advisory_lock(\(Self.lockKey)) THEN \
+                        (CASE WHEN pg_try_advisory_lock(\(Self.sideFenceKey)) THEN pg_advisory_unlock(\(Self.sideFenceKey)) \
+                        ELSE NOT pg_advisory_unlock(\(Self.lockKey)) END) ELSE false END
+                        """
+                    for try await b in try await c.query(q, logger: logger).decode(Bool.self) { got = b }
                     return got
                 }
                 if got || ContinuousClock.now >= lockDeadline { break }
                 try await Task.sleep(for: .milliseconds(100))
+            }
+            if got {
+                mainBackend = try await Self.within(attemptTimeout) {
+                    var pid: Int32 = 0
+                    for try await p in try await c.query("SELECT pg_backend_pid()", logger: logger).decode(Int32.self) { pid = p }
+                    return pid
+                }
             }
         } catch {
             try? await c.close()
@@ -135,6 +185,8 @@ public actor PostgresHubStorage: HubStorage {
     private func withConnection<T: Sendable>(_ what: String, side onSide: Bool = false,
                                              _ body: @escaping @Sendable (PostgresConnection) async throws -> T) async throws -> T {
         guard !closed else { throw StoreError(.io, "the hub's database connection is closed") }
+        if !onSide { await takeMain() }
+        defer { if !onSide { releaseMain() } }
         let deadline = ContinuousClock.now + retryWindow
         var delay = Duration.milliseconds(20)
         var failing = false
@@ -148,6 +200,9 @@ public actor PostgresHubStorage: HubStorage {
                     c = try await connect(forSide: true)
                 } else {
                     connection = nil
+                    // This hub's own side connection holds the fence shared: let it go first.
+                    if let s = side { try? await s.close() }
+                    side = nil
                     c = try await connect()
                     reconnects += 1
                     logger.notice("reconnected to the hub's database", metadata: ["store": "\(url)"])
@@ -179,6 +234,18 @@ public actor PostgresHubStorage: HubStorage {
                 delay = min(delay * 2, .seconds(1))
             }
         }
+    }
+
+    private func takeMain() async {
+        if !mainBusy {
+            mainBusy = true
+            return
+        }
+        await withCheckedContinuation { mainWaiters.append($0) }
+    }
+
+    private func releaseMain() {
+        if mainWaiters.isEmpty { mainBusy = false } else { mainWaiters.removeFirst().resume() }
     }
 
     struct AttemptTimedOut: Error, CustomStringConvertible {
@@ -316,7 +383,8 @@ public actor PostgresHubStorage: HubStorage {
 
     public nonisolated var writesBeside: Bool { true }
 
-    /// `write` on the side connection, while the lock-holding connection is up (else on it).
+    /// `write` on the side connection, while the lock-holding connection is up (else on that one,
+    /// after whatever runs on it: never inside another call's transaction).
     public func writeBeside(_ batch: [HubWrite]) async throws {
         try await write(batch, side: connection.map { !$0.isClosed } ?? false)
     }
