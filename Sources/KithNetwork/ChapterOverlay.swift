@@ -1,0 +1,179 @@
+import Foundation
+import KithChapter
+import KithCrypto
+
+/// How many chapter connections the overlay keeps (sync.md §9).
+public struct OverlaySettings: Sendable {
+    /// Connections per chapter the node dials until it has them (random members).
+    public var target: Int
+    /// Most connections per chapter with other members' devices: more are closed.
+    public var maxConnections: Int
+    /// A connection younger than this is never closed for being surplus (it may be a joiner
+    /// taking the log and the address table).
+    public var graceSeconds: Double
+    /// Most connections open at once with one other member's devices (all of them, listed in a
+    /// chapter or not; connections this node dialled to a static peer not counted): a further
+    /// one is refused when it authenticates, so a member with many device certificates cannot
+    /// take over a node's connections.
+    public var maxPerMember: Int
+
+    public init(target: Int = 3, maxConnections: Int = 8, graceSeconds: Double = 3, maxPerMember: Int = 4) {
+        self.target = target
+        self.maxConnections = maxConnections
+        self.graceSeconds = graceSeconds
+        self.maxPerMember = maxPerMember
+    }
+}
+
+/// One device's announced address, as this node holds it.
+struct OverlayEntry {
+    let record: PeerAddressRecord
+    let encoded: [UInt8]
+    let address: String
+}
+
+/// What an overlay dial is bound to: the address, and the device the address record names
+/// (nil only for a chapter's invite hint, which names no device). The handshake is aborted when
+/// the responder is not that device (sync.md §9.3).
+struct OverlayDial: Sendable, Hashable {
+    let address: String
+    let device: Ed25519.PublicKey?
+}
+
+/// Where a connection came from: the peer dialled in, this node dialled a static peer (or an
+/// invite hint kept for good), or the overlay dialled it.
+enum PeerOrigin: Sendable {
+    case inbound
+    case dialled
+    case overlay(OverlayDial)
+
+    var outbound: Bool { if case .inbound = self { false } else { true } }
+    /// Counts toward the per-member connection cap: everything but a static peer this node dialled.
+    var countsTowardMemberCap: Bool { if case .dialled = self { false } else { true } }
+}
+
+/// The overlay's state on one node: the address table per chapter and the dials in flight.
+struct OverlayState {
+    var settings = OverlaySettings()
+    /// The address this node announces ("host:port"); nil = it announces none (kithd: only
+    /// with `advertise` set).
+    var advertised: String?
+    var tables: [ChapterID: [Ed25519.PublicKey: OverlayEntry]] = [:]
+    /// Overlay dials in flight (connecting, handshaking or connected): their chapter, and whether
+    /// the handshake authenticated the device the dial was bound to.
+    var dialing: [OverlayDial: (chapter: ChapterID, authenticated: Bool)] = [:]
+    /// Dials that failed lately: failures in a row and when to try again (monotonic s). Keyed by
+    /// chapter and device (so a new record of the same device, with another spelling or another
+    /// address, does not reset it, and a hostile record naming an honest member's address backs
+    /// off only the hostile device); an invite hint, which names no device, by its address.
+    var backoff: [BackoffKey: (failures: Int, until: Double)] = [:]
+    /// Overlay dials started per device (tests and stats).
+    var dialsStarted: [Ed25519.PublicKey: Int] = [:]
+    /// When a record from each (chapter, device) was last taken (monotonic s): at most one a second.
+    var lastAccepted: [RateKey: Double] = [:]
+    var rounds = 0
+    /// Records refused (forged, malformed, for a device that is not current…), for tests and stats.
+    var refusedRecords = 0
+    /// Connections closed for sending too many refused records.
+    var closedForRefusals = 0
+    /// A round is wanted now (a chapter was joined).
+    var wakeRequested = false
+
+    struct RateKey: Hashable {
+        let chapter: ChapterID
+        let device: Ed25519.PublicKey
+    }
+
+    struct BackoffKey: Hashable {
+        let chapter: ChapterID
+        let device: Ed25519.PublicKey?
+        let address: String?
+
+        init(_ dial: OverlayDial, chapter: ChapterID) {
+            self.chapter = chapter
+            device = dial.device
+            address = dial.device == nil ? dial.address : nil
+        }
+    }
+
+    static func monotonic() -> Double { ProcessInfo.processInfo.systemUptime }
+}
+
+/// The overlay's decisions, free of I/O (sync.md §9.3): which connections a round closes and
+/// how many members it dials.
+enum OverlayPlan {
+    /// Rounds between rewiring steps: one extra dial, and half-way, one closed own dial of a
+    /// crowded node (kithd: a minute).
+    static let rewiringRounds = 60
+
+    /// One overlay connection of a chapter as the plan sees it.
+    struct Link: Equatable {
+        let id: Int
+        let member: Ed25519.PublicKey
+        /// This node's overlay dialled it.
+        let ownDial: Bool
+        /// Milliseconds since it registered.
+        let ageMs: UInt64
+    }
+
+    /// The connections to close so at most `maxConnections` remain: always from the member with
+    /// the most connections (ties: at random), inbound before own dials, newest first. Never
+    /// closes an own dial while this node has no more than `target` of them, nor a connection
+    /// younger than the grace period that is its member's only one (a joiner taking the log).
+    static func surplus(_ links: [Link], settings: OverlaySettings) -> [Int] {
+        var left = links
+        var closed: [Int] = []
+        let graceMs = UInt64(settings.graceSeconds * 1000)
+        while left.count > settings.maxConnections {
+            let perMember = Dictionary(grouping: left, by: \.member)
+            let ownDials = left.filter(\.ownDial).count
+            let closable = left.filter { l in
+                if l.ownDial && ownDials <= settings.target { return false }
+                if l.ageMs < graceMs && perMember[l.member]!.count == 1 { return false }
+                return true
+            }
+            guard !closable.isEmpty else { break }
+            let most = closable.map { perMember[$0.member]!.count }.max()!
+            let heavy = Set(closable.filter { perMember[$0.member]!.count == most }.map(\.member))
+            let member = heavy.randomElement()!
+            let victim = closable.filter { $0.member == member }
+                .min { ($0.ownDial ? 1 : 0, $0.ageMs) < ($1.ownDial ? 1 : 0, $1.ageMs) }!
+            closed.append(victim.id)
+            left.removeAll { $0.id == victim.id }
+        }
+        return closed
+    }
+
+    /// How many members to dial now: up to `target` distinct members (a member with many devices
+    /// counts once, so a hostile member's connections never stop a node dialling honest ones),
+    /// counting dials in flight, plus one extra every `rewiringRounds` rounds while under
+    /// `maxConnections` (each new connection costs a full session start: rare on purpose).
+    static func room(_ links: [Link], inFlight: Int, round: Int, settings: OverlaySettings) -> Int {
+        let members = Set(links.map(\.member)).count
+        let extra = round % rewiringRounds == 0 && links.count + inFlight < settings.maxConnections ? 1 : 0
+        return max(0, min(settings.target, settings.maxConnections) - members - inFlight) + extra
+    }
+
+    /// The own dial a round closes to rewire (so a partition left by churn heals, and nodes
+    /// many members dial settle near `target`): one at random past the grace period, while this
+    /// node has more than `target` own dials, or, once every `rewiringRounds` rounds (half-way
+    /// between extra dials), connections with more than `target + 2` distinct members (then at least
+    /// `target + 2` remain: a member's many devices count once, so they can never make a node
+    /// drop its own dials).
+    static func rewire(_ links: [Link], round: Int, settings: OverlaySettings) -> Int? {
+        let own = links.filter(\.ownDial)
+        let crowded = round % rewiringRounds == rewiringRounds / 2 && Set(links.map(\.member)).count > settings.target + 2
+        guard own.count > settings.target || crowded else { return nil }
+        return own.filter { $0.ageMs >= UInt64(settings.graceSeconds * 1000) }.randomElement()?.id
+    }
+
+    /// The entries to dial, at most one per member and none of a member already connected or
+    /// dialled, in random order.
+    static func candidates(_ entries: [(device: Ed25519.PublicKey, member: Ed25519.PublicKey)], excludingMembers: Set<Ed25519.PublicKey>)
+        -> [Ed25519.PublicKey] {
+        var byMember: [Ed25519.PublicKey: [Ed25519.PublicKey]] = [:]
+        for e in entries where !excludingMembers.contains(e.member) { byMember[e.member, default: []].append(e.device) }
+        return byMember.values.compactMap { $0.randomElement() }.shuffled()
+    }
+}
+
