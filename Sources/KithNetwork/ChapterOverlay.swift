@@ -1,5 +1,6 @@
 import Foundation
 import KithChapter
+import KithCRDT
 import KithCrypto
 
 /// How many chapter connections the overlay keeps (sync.md §9).
@@ -59,9 +60,8 @@ struct OverlayState {
     /// with `advertise` set).
     var advertised: String?
     var tables: [ChapterID: [Ed25519.PublicKey: OverlayEntry]] = [:]
-    /// Overlay dials in flight (connecting, handshaking or connected): their chapter, and whether
-    /// the handshake authenticated the device the dial was bound to.
-    var dialing: [OverlayDial: (chapter: ChapterID, authenticated: Bool)] = [:]
+    /// Overlay dials in flight (connecting, handshaking or connected).
+    var dialing: [OverlayDial: DialState] = [:]
     /// Dials that failed lately: failures in a row and when to try again (monotonic s). Keyed by
     /// chapter and device (so a new record of the same device, with another spelling or another
     /// address, does not reset it, and a hostile record naming an honest member's address backs
@@ -96,7 +96,79 @@ struct OverlayState {
         }
     }
 
+    /// One overlay dial in flight: its chapter, and when the handshake authenticated the device
+    /// the dial was bound to (nil: not yet).
+    struct DialState {
+        let chapter: ChapterID
+        var authenticatedAt: Double?
+        var authenticated: Bool { authenticatedAt != nil }
+    }
+
     static func monotonic() -> Double { ProcessInfo.processInfo.systemUptime }
+}
+
+/// The overlay's bookkeeping of dials, backoff and address records: pure (time is passed in),
+/// called by SyncNode with what happened, tested directly (OverlayPlanTests).
+extension OverlayState {
+    /// True when `dial` may start now: not in flight and not backed off.
+    func mayDial(_ dial: OverlayDial, chapter: ChapterID, now: Double) -> Bool {
+        dialing[dial] == nil && (backoff[.init(dial, chapter: chapter)].map { now >= $0.until } ?? true)
+    }
+
+    /// The chapter's dials in flight whose handshake has not authenticated yet.
+    func unauthenticatedDials(of chapter: ChapterID) -> [OverlayDial] {
+        dialing.filter { $0.value.chapter == chapter && !$0.value.authenticated }.map(\.key)
+    }
+
+    /// The chapter's dials in flight, authenticated or not.
+    func dialCount(of chapter: ChapterID) -> Int { dialing.values.filter { $0.chapter == chapter }.count }
+
+    mutating func dialStarted(_ dial: OverlayDial, chapter: ChapterID) {
+        dialing[dial] = DialState(chapter: chapter)
+        if let device = dial.device { dialsStarted[device, default: 0] += 1 }
+    }
+
+    /// The dial's handshake authenticated the device it was bound to (the caller checked that
+    /// device is current): the dial is good, its backoff cleared.
+    mutating func dialAuthenticated(_ dial: OverlayDial, now: Double) {
+        guard let entry = dialing[dial] else { return }
+        dialing[dial]?.authenticatedAt = now
+        backoff[.init(dial, chapter: entry.chapter)] = nil
+    }
+
+    /// A dial ended. One whose handshake never authenticated the bound device (refused, timed
+    /// out, a tarpit, another member's node) backs off: 2 s, doubling to 60 s.
+    mutating func dialEnded(_ dial: OverlayDial, now: Double) {
+        guard let entry = dialing.removeValue(forKey: dial), !entry.authenticated else { return }
+        let key = BackoffKey(dial, chapter: entry.chapter)
+        let failures = (backoff[key]?.failures ?? 0) + 1
+        backoff[key] = (failures, now + min(60, 2 * pow(2, Double(failures - 1))))
+    }
+
+    /// Drops rate-limit entries older than their second and, when `named` is given, backoff
+    /// entries of dials it does not hold (no table or hint names them any more).
+    mutating func prune(named: Set<BackoffKey>?, now: Double) {
+        lastAccepted = lastAccepted.filter { now - $0.value < 1 }
+        guard let named else { return }
+        backoff = backoff.filter { named.contains($0.key) }
+        let devices = Set(named.compactMap(\.device))
+        dialsStarted = dialsStarted.filter { devices.contains($0.key) }
+    }
+
+    /// After a chapter's log changed: forgets the addresses and rate-limit entries of devices
+    /// for which `isCurrent` is false.
+    mutating func forgetDevices(in chapter: ChapterID, isCurrent: (Ed25519.PublicKey) -> Bool) {
+        if var table = tables[chapter] {
+            for device in table.keys where !isCurrent(device) { table[device] = nil }
+            tables[chapter] = table
+        }
+        for key in lastAccepted.keys where key.chapter == chapter && !isCurrent(key.device) { lastAccepted[key] = nil }
+    }
+
+    /// The chapter's held records sealed under `epoch`, encoded, in device order.
+    func records(of chapter: ChapterID, epoch: EpochRef) -> [[UInt8]] {
+        (tables[chapter] ?? [:]).values.filter { $0.record.epoch == epoch }.sorted { $0.record.device < $1.record.device }.map(\.encoded)
+    }
 }
 
 /// The overlay's decisions, free of I/O (sync.md §9.3): which connections a round closes and

@@ -36,7 +36,7 @@ extension SyncNode {
     public func overlayInfo(chapter id: ChapterID) -> OverlayInfo {
         let links = overlayLinks(id)
         return OverlayInfo(knownAddresses: overlay.tables[id]?.count ?? 0, connections: links.count, members: Set(links.map(\.member)).count,
-                           dialing: overlay.dialing.values.filter { $0.chapter == id }.count, refusedRecords: overlay.refusedRecords,
+                           dialing: overlay.dialCount(of: id), refusedRecords: overlay.refusedRecords,
                            closedForRefusals: overlay.closedForRefusals)
     }
 
@@ -91,8 +91,7 @@ extension SyncNode {
     /// never passed on: a removed member must learn nothing announced after its removal).
     private func currentRecords(_ ch: Chapter) -> [[UInt8]] {
         guard let state = ch.log?.state, mayPassOnRecords(state), let epoch = state.currentEpoch?.ref else { return [] }
-        return (overlay.tables[ch.id] ?? [:]).values.filter { $0.record.epoch == epoch }
-            .sorted { $0.record.device < $1.record.device }.map(\.encoded)
+        return overlay.records(of: ch.id, epoch: epoch)
     }
 
     /// Takes the address records a peer sent (sync.md §9.1): the cheap checks first (parse, a
@@ -180,11 +179,7 @@ extension SyncNode {
     func overlayLogChanged(_ ch: Chapter) {
         overlay.wakeRequested = true
         guard let state = ch.log?.state else { return }
-        if var table = overlay.tables[ch.id] {
-            for device in table.keys where !state.isCurrentDevice(device) { table[device] = nil }
-            overlay.tables[ch.id] = table
-        }
-        for key in overlay.lastAccepted.keys where key.chapter == ch.id && !state.isCurrentDevice(key.device) { overlay.lastAccepted[key] = nil }
+        overlay.forgetDevices(in: ch.id, isCurrent: state.isCurrentDevice)
         let stale = Self.hintRecords(ch).filter { $0.device.map { !state.isCurrentDevice($0) } ?? false }
         if !stale.isEmpty {
             do { try ch.store.deleteRecords(.peerHint, ids: stale.map(\.id)) } catch {
@@ -217,15 +212,13 @@ extension SyncNode {
                 unregister(pid)
             }
             links.removeAll { l in close.contains(l.id) || l.id == rewired }
-            let inFlight = overlay.dialing.filter { $0.value.chapter == ch.id && !$0.value.authenticated }
+            let inFlight = overlay.unauthenticatedDials(of: ch.id)
             let room = OverlayPlan.room(links, inFlight: inFlight.count, round: overlay.rounds, settings: settings)
             guard room > 0 else { continue }
-            let usable: (OverlayDial) -> Bool = { dial in
-                self.overlay.dialing[dial] == nil && (self.overlay.backoff[.init(dial, chapter: ch.id)].map { mono >= $0.until } ?? true)
-            }
+            let usable: (OverlayDial) -> Bool = { self.overlay.mayDial($0, chapter: ch.id, now: mono) }
             // Members already connected (any connection, static ones included) or being dialled are not dialled again.
             var busy = Set(chapterPeers(ch.id).values.map(\.identity.member))
-            for d in inFlight.keys { if let device = d.device, let m = state.member(ofDevice: device) { busy.insert(m) } }
+            for d in inFlight { if let device = d.device, let m = state.member(ofDevice: device) { busy.insert(m) } }
             let table = overlay.tables[ch.id] ?? [:]
             let entries = table.values.compactMap { e -> (device: Ed25519.PublicKey, member: Ed25519.PublicKey)? in
                 guard e.record.device != identity.device, let m = state.member(ofDevice: e.record.device), m != identity.member,
@@ -241,8 +234,7 @@ extension SyncNode {
                     .filter { h in h.device.flatMap { state.member(ofDevice: $0) }.map { !busy.contains($0) } ?? true }.shuffled()
             }
             for dial in chosen.prefix(room) {
-                overlay.dialing[dial] = (ch.id, false)
-                if let device = dial.device { overlay.dialsStarted[device, default: 0] += 1 }
+                overlay.dialStarted(dial, chapter: ch.id)
                 dials.append(dial)
             }
         }
@@ -261,16 +253,13 @@ extension SyncNode {
     /// Drops rate-limit entries older than their second and backoff entries of dials no table
     /// or hint names any more, so the tables stay as small as the chapters.
     private func pruneOverlayTables(now mono: Double) {
-        overlay.lastAccepted = overlay.lastAccepted.filter { mono - $0.value < 1 }
-        guard overlay.rounds % 10 == 0 else { return }
+        guard overlay.rounds % 10 == 0 else { return overlay.prune(named: nil, now: mono) }
         var named: Set<OverlayState.BackoffKey> = []
         for ch in chapters.values where !ch.relayOnly {
             for e in (overlay.tables[ch.id] ?? [:]).values { named.insert(.init(OverlayDial(address: e.address, device: e.record.device), chapter: ch.id)) }
             for h in Self.hintRecords(ch) { named.insert(.init(OverlayDial(address: h.address, device: h.device), chapter: ch.id)) }
         }
-        overlay.backoff = overlay.backoff.filter { named.contains($0.key) }
-        let devices = Set(named.compactMap(\.device))
-        overlay.dialsStarted = overlay.dialsStarted.filter { devices.contains($0.key) }
+        overlay.prune(named: named, now: mono)
     }
 
     /// Issues this node's record in a chapter when it has none, or its address or the epoch
@@ -302,19 +291,12 @@ extension SyncNode {
     func overlayDialAuthenticated(_ dial: OverlayDial, peer: PeerIdentity) {
         guard let entry = overlay.dialing[dial], let ch = chapters[entry.chapter], let state = ch.log?.state,
               state.isCurrentDevice(peer.device), dial.device == nil || dial.device == peer.device else { return }
-        overlay.dialing[dial] = (entry.chapter, true)
-        overlay.backoff[.init(dial, chapter: entry.chapter)] = nil
+        overlay.dialAuthenticated(dial, now: OverlayState.monotonic())
         if let device = dial.device { rememberAddress(dial.address, device: device, in: ch) }
     }
 
-    /// An overlay dial ended. One whose handshake never authenticated the bound device (refused,
-    /// timed out, a tarpit, another member's node) backs off: 2 s, doubling to 60 s.
-    func overlayDialEnded(_ dial: OverlayDial) {
-        guard let entry = overlay.dialing.removeValue(forKey: dial), !entry.authenticated else { return }
-        let key = OverlayState.BackoffKey(dial, chapter: entry.chapter)
-        let failures = (overlay.backoff[key]?.failures ?? 0) + 1
-        overlay.backoff[key] = (failures, OverlayState.monotonic() + min(60, 2 * pow(2, Double(failures - 1))))
-    }
+    /// An overlay dial ended (OverlayState.dialEnded: a dial that never authenticated backs off).
+    func overlayDialEnded(_ dial: OverlayDial) { overlay.dialEnded(dial, now: OverlayState.monotonic()) }
 
     /// Keeps an address whose dial authenticated the device it was bound to as a bootstrap hint,
     /// so a restarted node finds the chapter without its admin (at most `maxRememberedHints`).
