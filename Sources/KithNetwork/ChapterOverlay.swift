@@ -17,12 +17,28 @@ public struct OverlaySettings: Sendable {
     /// one is refused when it authenticates, so a member with many device certificates cannot
     /// take over a node's connections.
     public var maxPerMember: Int
+    /// An own dial is remembered as a bootstrap hint only once its connection stayed up this
+    /// long (authenticated), one hint per member: a member cannot fill a node's hints with
+    /// devices it connects briefly (review 3 of the overlay).
+    public var hintAfterSeconds: Double
+    /// An own dial whose connection the other end closed sooner than this (a crowded node
+    /// closing surplus, a member at its cap) backs that member off: 2 s, doubling to 60 s.
+    public var quickCloseSeconds: Double
+    /// When a chapter's current epoch needs renewing (its key reached a device that is no longer
+    /// current: a member left, a device was revoked) and nobody writes, this node starts the new
+    /// epoch after a random delay in this range (s), unless another member did first; nil = only
+    /// a write starts it.
+    public var epochRenewalDelay: ClosedRange<Double>?
 
-    public init(target: Int = 3, maxConnections: Int = 8, graceSeconds: Double = 3, maxPerMember: Int = 4) {
+    public init(target: Int = 3, maxConnections: Int = 8, graceSeconds: Double = 3, maxPerMember: Int = 4,
+                hintAfterSeconds: Double = 60, quickCloseSeconds: Double = 10, epochRenewalDelay: ClosedRange<Double>? = 5...30) {
         self.target = target
         self.maxConnections = maxConnections
         self.graceSeconds = graceSeconds
         self.maxPerMember = maxPerMember
+        self.hintAfterSeconds = hintAfterSeconds
+        self.quickCloseSeconds = quickCloseSeconds
+        self.epochRenewalDelay = epochRenewalDelay
     }
 }
 
@@ -67,6 +83,11 @@ struct OverlayState {
     /// address, does not reset it, and a hostile record naming an honest member's address backs
     /// off only the hostile device); an invite hint, which names no device, by its address.
     var backoff: [BackoffKey: (failures: Int, until: Double)] = [:]
+    /// Members whose end closed this node's dial soon after it authenticated (sync.md §9.3):
+    /// closes in a row and when to dial them again (monotonic s).
+    var memberBackoff: [MemberKey: (failures: Int, until: Double)] = [:]
+    /// When each chapter whose epoch needs renewing gets a new one from this node (monotonic s).
+    var epochRenewals: [ChapterID: Double] = [:]
     /// Overlay dials started per device (tests and stats).
     var dialsStarted: [Ed25519.PublicKey: Int] = [:]
     /// When a record from each (chapter, device) was last taken (monotonic s): at most one a second.
@@ -84,6 +105,11 @@ struct OverlayState {
         let device: Ed25519.PublicKey
     }
 
+    struct MemberKey: Hashable {
+        let chapter: ChapterID
+        let member: Ed25519.PublicKey
+    }
+
     struct BackoffKey: Hashable {
         let chapter: ChapterID
         let device: Ed25519.PublicKey?
@@ -96,12 +122,18 @@ struct OverlayState {
         }
     }
 
-    /// One overlay dial in flight: its chapter, and when the handshake authenticated the device
-    /// the dial was bound to (nil: not yet).
+    /// One overlay dial in flight: its chapter, when the handshake authenticated the device the
+    /// dial was bound to (nil: not yet) and that device's member, whether this node closed it,
+    /// and whether it is remembered as a hint.
     struct DialState {
         let chapter: ChapterID
         var authenticatedAt: Double?
+        var member: Ed25519.PublicKey?
+        var closedHere = false
+        var remembered = false
         var authenticated: Bool { authenticatedAt != nil }
+
+        init(chapter: ChapterID) { self.chapter = chapter }
     }
 
     static func monotonic() -> Double { ProcessInfo.processInfo.systemUptime }
@@ -113,6 +145,13 @@ extension OverlayState {
     /// True when `dial` may start now: not in flight and not backed off.
     func mayDial(_ dial: OverlayDial, chapter: ChapterID, now: Double) -> Bool {
         dialing[dial] == nil && (backoff[.init(dial, chapter: chapter)].map { now >= $0.until } ?? true)
+    }
+
+    /// True when `dial` may start now and its member (when known) is not backed off for closing
+    /// this node's dials quickly.
+    func mayDial(_ dial: OverlayDial, member: Ed25519.PublicKey?, chapter: ChapterID, now: Double) -> Bool {
+        mayDial(dial, chapter: chapter, now: now)
+            && (member.flatMap { memberBackoff[MemberKey(chapter: chapter, member: $0)] }.map { now >= $0.until } ?? true)
     }
 
     /// The chapter's dials in flight whose handshake has not authenticated yet.
@@ -130,19 +169,70 @@ extension OverlayState {
 
     /// The dial's handshake authenticated the device it was bound to (the caller checked that
     /// device is current): the dial is good, its backoff cleared.
-    mutating func dialAuthenticated(_ dial: OverlayDial, now: Double) {
+    mutating func dialAuthenticated(_ dial: OverlayDial, member: Ed25519.PublicKey, now: Double) {
         guard let entry = dialing[dial] else { return }
         dialing[dial]?.authenticatedAt = now
+        dialing[dial]?.member = member
         backoff[.init(dial, chapter: entry.chapter)] = nil
     }
 
+    /// This node closes the dial's connection itself (surplus, rewiring): its end does not count
+    /// as the other end's quick close.
+    mutating func closingHere(_ dial: OverlayDial) { dialing[dial]?.closedHere = true }
+
     /// A dial ended. One whose handshake never authenticated the bound device (refused, timed
-    /// out, a tarpit, another member's node) backs off: 2 s, doubling to 60 s.
+    /// out, a tarpit, another member's node) backs off: 2 s, doubling to 60 s. One the other end
+    /// closed within `quickCloseSeconds` of authenticating backs its member off the same way (a
+    /// crowded node closing this one as surplus is not redialled the next second); one that
+    /// stayed up longer clears the member's backoff.
     mutating func dialEnded(_ dial: OverlayDial, now: Double) {
-        guard let entry = dialing.removeValue(forKey: dial), !entry.authenticated else { return }
-        let key = BackoffKey(dial, chapter: entry.chapter)
-        let failures = (backoff[key]?.failures ?? 0) + 1
-        backoff[key] = (failures, now + min(60, 2 * pow(2, Double(failures - 1))))
+        guard let entry = dialing.removeValue(forKey: dial) else { return }
+        guard let at = entry.authenticatedAt else {
+            let key = BackoffKey(dial, chapter: entry.chapter)
+            let failures = (backoff[key]?.failures ?? 0) + 1
+            backoff[key] = (failures, now + Self.backoffDelay(failures))
+            return
+        }
+        guard let member = entry.member, !entry.closedHere else { return }
+        let key = MemberKey(chapter: entry.chapter, member: member)
+        if now - at < settings.quickCloseSeconds {
+            let failures = (memberBackoff[key]?.failures ?? 0) + 1
+            memberBackoff[key] = (failures, now + Self.backoffDelay(failures))
+        } else {
+            memberBackoff[key] = nil
+        }
+    }
+
+    /// 2 s after the first failure, doubling to 60 s.
+    static func backoffDelay(_ failures: Int) -> Double { min(60, 2 * pow(2, Double(failures - 1))) }
+
+    /// Own dials whose connection has been up `hintAfterSeconds` since it authenticated, each
+    /// returned once (marked remembered): the addresses to keep as bootstrap hints.
+    mutating func dueHints(now: Double) -> [(dial: OverlayDial, chapter: ChapterID, member: Ed25519.PublicKey)] {
+        var out: [(dial: OverlayDial, chapter: ChapterID, member: Ed25519.PublicKey)] = []
+        for (dial, e) in dialing where !e.remembered && dial.device != nil {
+            guard let at = e.authenticatedAt, let member = e.member, now - at >= settings.hintAfterSeconds else { continue }
+            dialing[dial]?.remembered = true
+            out.append((dial, e.chapter, member))
+        }
+        return out
+    }
+
+    /// Whether this node starts the chapter's new epoch now: `needed` (the epoch needs renewing
+    /// and this node may start one) for a random delay in `epochRenewalDelay` first, so members
+    /// do not all start one at once and one started by another member cancels this node's.
+    mutating func epochRenewalDue(_ chapter: ChapterID, needed: Bool, now: Double) -> Bool {
+        guard needed, let range = settings.epochRenewalDelay else {
+            epochRenewals[chapter] = nil
+            return false
+        }
+        guard let at = epochRenewals[chapter] else {
+            epochRenewals[chapter] = now + Double.random(in: range)
+            return false
+        }
+        guard now >= at else { return false }
+        epochRenewals[chapter] = nil
+        return true
     }
 
     /// Drops rate-limit entries older than their second and, when `named` is given, backoff
@@ -151,6 +241,8 @@ extension OverlayState {
         lastAccepted = lastAccepted.filter { now - $0.value < 1 }
         guard let named else { return }
         backoff = backoff.filter { named.contains($0.key) }
+        // A member's quick-close backoff is forgotten 5 minutes after it ran out.
+        memberBackoff = memberBackoff.filter { now - $0.value.until < 300 }
         let devices = Set(named.compactMap(\.device))
         dialsStarted = dialsStarted.filter { devices.contains($0.key) }
     }
@@ -237,6 +329,24 @@ enum OverlayPlan {
         let crowded = round % rewiringRounds == rewiringRounds / 2 && Set(links.map(\.member)).count > settings.target + 2
         guard own.count > settings.target || crowded else { return nil }
         return own.filter { $0.ageMs >= UInt64(settings.graceSeconds * 1000) }.randomElement()?.id
+    }
+
+    /// The remembered hints to delete before remembering one of `member`: the member's others
+    /// (one hint per member, so one member cannot fill them) and, when the rest still hold
+    /// `max`, one at random. `hints` are the device-bound hints with their member (nil: a device
+    /// no longer listed).
+    static func hintsToDrop(_ hints: [(id: [UInt8], member: Ed25519.PublicKey?)], adding member: Ed25519.PublicKey, max: Int) -> [[UInt8]] {
+        var drop = hints.filter { $0.member == member }.map(\.id)
+        let rest = hints.filter { $0.member != member }
+        if rest.count >= max, let victim = rest.randomElement() { drop.append(victim.id) }
+        return drop
+    }
+
+    /// The dials of a chapter with no overlay link and nothing to dial in its table: every invite
+    /// hint (always: remembered hints alone could all be one member's), then up to `room`
+    /// remembered hints in random order.
+    static func bootstrap(_ hints: [OverlayDial], room: Int) -> [OverlayDial] {
+        hints.filter { $0.device == nil } + hints.filter { $0.device != nil }.shuffled().prefix(room)
     }
 
     /// The entries to dial, at most one per member and none of a member already connected or

@@ -198,7 +198,12 @@ extension SyncNode {
         let mono = OverlayState.monotonic()
         pruneOverlayTables(now: mono)
         var dials: [OverlayDial] = []
+        rememberDueHints(now: mono)
         for ch in chapters.values.sorted(by: { $0.id < $1.id }) where !ch.relayOnly {
+            guard let before = ch.log?.state, before.isMember(identity.member) else { continue }
+            if overlay.epochRenewalDue(ch.id, needed: before.needsNewEpoch && before.isCurrentDevice(identity.device), now: mono) {
+                renewEpoch(ch)
+            }
             guard let state = ch.log?.state, state.isMember(identity.member) else { continue }
             announce(ch, state: state)
             var links = overlayLinks(ch.id)
@@ -207,6 +212,7 @@ extension SyncNode {
             // Rewiring: one random own dial past target closes per round.
             let rewired = close.isEmpty ? OverlayPlan.rewire(links, round: overlay.rounds, settings: settings) : nil
             for pid in close + (rewired.map { [$0] } ?? []) {
+                if case let .overlay(dial)? = peers[pid]?.origin { overlay.closingHere(dial) }
                 peers[pid]?.events.yield(.close(reason: rewired == pid ? "chapter overlay: rewiring"
                                                     : "chapter overlay: more than \(settings.maxConnections) connections"))
                 unregister(pid)
@@ -215,7 +221,9 @@ extension SyncNode {
             let inFlight = overlay.unauthenticatedDials(of: ch.id)
             let room = OverlayPlan.room(links, inFlight: inFlight.count, round: overlay.rounds, settings: settings)
             guard room > 0 else { continue }
-            let usable: (OverlayDial) -> Bool = { self.overlay.mayDial($0, chapter: ch.id, now: mono) }
+            let usable: (OverlayDial) -> Bool = { dial in
+                self.overlay.mayDial(dial, member: dial.device.flatMap { state.member(ofDevice: $0) }, chapter: ch.id, now: mono)
+            }
             // Members already connected (any connection, static ones included) or being dialled are not dialled again.
             var busy = Set(chapterPeers(ch.id).values.map(\.identity.member))
             for d in inFlight { if let device = d.device, let m = state.member(ofDevice: device) { busy.insert(m) } }
@@ -225,15 +233,17 @@ extension SyncNode {
                       usable(OverlayDial(address: e.address, device: e.record.device)) else { return nil }
                 return (e.record.device, m)
             }
-            var chosen = OverlayPlan.candidates(entries, excludingMembers: busy).map { OverlayDial(address: table[$0]!.address, device: $0) }
+            var chosen = Array(OverlayPlan.candidates(entries, excludingMembers: busy).map { OverlayDial(address: table[$0]!.address, device: $0) }
+                .prefix(room))
             // Bootstrap hints when the table offers no one and the chapter has no overlay link (a
             // static peer or a relay does not count: it may be all a restarted node reaches).
             if chosen.isEmpty && links.isEmpty && inFlight.isEmpty {
                 // (not a hint of a member already connected, which a static peer may be)
-                chosen = Self.hintRecords(ch).map { OverlayDial(address: $0.address, device: $0.device) }.filter(usable)
-                    .filter { h in h.device.flatMap { state.member(ofDevice: $0) }.map { !busy.contains($0) } ?? true }.shuffled()
+                let hints = Self.hintRecords(ch).map { OverlayDial(address: $0.address, device: $0.device) }.filter(usable)
+                    .filter { h in h.device.flatMap { state.member(ofDevice: $0) }.map { !busy.contains($0) } ?? true }
+                chosen = OverlayPlan.bootstrap(hints, room: room)
             }
-            for dial in chosen.prefix(room) {
+            for dial in chosen {
                 overlay.dialStarted(dial, chapter: ch.id)
                 dials.append(dial)
             }
@@ -291,23 +301,47 @@ extension SyncNode {
     func overlayDialAuthenticated(_ dial: OverlayDial, peer: PeerIdentity) {
         guard let entry = overlay.dialing[dial], let ch = chapters[entry.chapter], let state = ch.log?.state,
               state.isCurrentDevice(peer.device), dial.device == nil || dial.device == peer.device else { return }
-        overlay.dialAuthenticated(dial, now: OverlayState.monotonic())
-        if let device = dial.device { rememberAddress(dial.address, device: device, in: ch) }
+        overlay.dialAuthenticated(dial, member: peer.member, now: OverlayState.monotonic())
+    }
+
+    /// Remembers as bootstrap hints the own dials whose connection stayed up long enough
+    /// (`OverlaySettings.hintAfterSeconds`), while their device is still current.
+    private func rememberDueHints(now mono: Double) {
+        for due in overlay.dueHints(now: mono) {
+            guard let device = due.dial.device, let ch = chapters[due.chapter], let state = ch.log?.state, state.isCurrentDevice(device) else { continue }
+            rememberAddress(due.dial.address, device: device, member: due.member, in: ch)
+        }
+    }
+
+    /// Starts a new epoch in a chapter whose current key reached a device that is no longer
+    /// current, so the overlay (and reading) resumes without waiting for a write (any member may
+    /// start one: Protocol/chapters.md §2).
+    private func renewEpoch(_ ch: Chapter) {
+        guard var log = ch.log, log.state.needsNewEpoch else { return }
+        do {
+            let op = try log.startEpoch(certificate: identity.certificate, device: identity.deviceKey, now: clock())
+            ch.log = log
+            try logChanged(ch, new: [op])
+            logger.notice("started a new chapter epoch: its key had reached a device that is no longer current", metadata: ["chapter": "\(ch.id)"])
+        } catch {
+            logger.warning("could not start a new chapter epoch", metadata: ["chapter": "\(ch.id)", "reason": "\(error)"])
+        }
     }
 
     /// An overlay dial ended (OverlayState.dialEnded: a dial that never authenticated backs off).
     func overlayDialEnded(_ dial: OverlayDial) { overlay.dialEnded(dial, now: OverlayState.monotonic()) }
 
-    /// Keeps an address whose dial authenticated the device it was bound to as a bootstrap hint,
-    /// so a restarted node finds the chapter without its admin (at most `maxRememberedHints`).
-    private func rememberAddress(_ address: String, device: Ed25519.PublicKey, in ch: Chapter) {
+    /// Keeps an address whose dial authenticated the device it was bound to, and stayed up, as a
+    /// bootstrap hint, so a restarted node finds the chapter without its admin: one per member,
+    /// at most `maxRememberedHints` (OverlayPlan.hintsToDrop).
+    private func rememberAddress(_ address: String, device: Ed25519.PublicKey, member: Ed25519.PublicKey, in ch: Chapter) {
         let hints = Self.hintRecords(ch)
         guard !hints.contains(where: { $0.address == address && $0.device == device }) else { return }
+        let state = ch.log?.state
+        let held = hints.compactMap { h in h.device.map { (id: h.id, member: state?.member(ofDevice: $0)) } }
         do {
-            let own = hints.filter { $0.device != nil }
-            if own.count >= Self.maxRememberedHints, let drop = own.randomElement() {
-                try ch.store.deleteRecords(.peerHint, ids: [drop.id])
-            }
+            let drop = OverlayPlan.hintsToDrop(held, adding: member, max: Self.maxRememberedHints)
+            if !drop.isEmpty { try ch.store.deleteRecords(.peerHint, ids: drop) }
             let text = Array(address.utf8)
             try ch.store.putRecords(.peerHint, [(device.bytes + text, text)])
         } catch {
