@@ -127,7 +127,10 @@ extension SyncNode {
                 continue
             }
             if record.device == identity.device { continue }
-            if let held = overlay.tables[cid]?[record.device], held.record.issuedMilliseconds >= record.issuedMilliseconds { continue }
+            // Newer than the one held, within one epoch: a record of the current epoch replaces a
+            // held one of an older epoch whatever its time (a fast clock cannot pin an old address).
+            if let held = overlay.tables[cid]?[record.device], held.record.epoch == record.epoch,
+               held.record.issuedMilliseconds >= record.issuedMilliseconds { continue }
             // Cheap refusals: an honest peer may send them while the two logs differ (a device
             // removed, an epoch started on one side only); they cost no cryptography.
             guard state.isCurrentDevice(record.device), record.epoch == epoch.ref, record.issuedMilliseconds <= now + 600_000 else {

@@ -484,6 +484,40 @@ struct ChapterOverlayTests {
         await shutdown(all)
     }
 
+    /// Review leftover: a record issued by a clock running fast (here forged 9 minutes ahead)
+    /// under an older epoch does not pin that device's address: the device's record of the new
+    /// epoch, issued earlier by the clock, replaces it.
+    @Test func aFastClockRecordOfAnOlderEpochDoesNotPinTheAddress() async throws {
+        let tmp = try TempDir()
+        let settings = OverlaySettings(target: 3, maxConnections: 8, graceSeconds: 1, epochRenewalDelay: 1...3)
+        let (all, id) = try await chapter(tmp, members: 4, settings: settings)
+        defer { Task { [all] in for m in all { await m.offline() } } }
+        let (admin, carol, mallory, leaver) = (all[0], all[1], all[2], all[3])
+        let malloryKey = mallory.device.publicKey.description, real = "127.0.0.1:\(mallory.port)"
+        #expect(try await eventually {
+            for m in all where await m.node.addressTable(chapter: id)[malloryKey] != real { return false }
+            return true
+        })
+        let (ref, key) = try #require(await mallory.node.testHookCurrentEpochKey(chapter: id))
+        let ahead = UInt64(Date().timeIntervalSince1970 * 1000) + 540_000
+        let fast = try PeerAddressRecord.make(address: "127.0.0.1:1", chapter: id, device: mallory.device, issuedMilliseconds: ahead,
+                                              epoch: ref, epochKey: key).encoded
+        try await Task.sleep(nanoseconds: 1_100_000_000) // past the second in which each member took the record
+        await mallory.node.testHookSendAddresses([fast], chapter: id)
+        #expect(try await eventually {
+            for m in [admin, carol] where await m.node.addressTable(chapter: id)[malloryKey] != "127.0.0.1:1" { return false }
+            return true
+        })
+        // A member leaves; the chapter renews its epoch; Mallory's node announces under the new one.
+        _ = try await leaver.node.leave(chapter: nil)
+        await leaver.offline()
+        #expect(try await eventually {
+            for m in [admin, carol] where await m.node.addressTable(chapter: id)[malloryKey] != real { return false }
+            return true
+        })
+        await shutdown(all)
+    }
+
     /// Finding 1 with many devices: a member whose six devices keep dialling a node takes no
     /// honest member's place there (the surplus is trimmed from the most represented member) and
     /// the node stays connected to at least `target` honest members.
