@@ -206,6 +206,40 @@ extension OverlayState {
     /// 2 s after the first failure, doubling to 60 s.
     static func backoffDelay(_ failures: Int) -> Double { min(60, 2 * pow(2, Double(failures - 1))) }
 
+    /// The dials a round starts in a chapter (sync.md §9.3 step 3), marked in flight: up to the
+    /// plan's room, one device per member, none of a member connected (`connectedMembers`), being
+    /// dialled or backed off, chosen at random from the table; when the table offers none and the
+    /// chapter has no overlay link nor dial in flight, its bootstrap `hints` (read only then).
+    /// `memberOf` maps a device to its member in the chapter (nil: not current).
+    mutating func startDials(chapter: ChapterID, links: [OverlayPlan.Link], connectedMembers: Set<Ed25519.PublicKey>,
+                             hints: () -> [OverlayDial], memberOf: (Ed25519.PublicKey) -> Ed25519.PublicKey?,
+                             own: (device: Ed25519.PublicKey, member: Ed25519.PublicKey), now: Double) -> [OverlayDial] {
+        let inFlight = unauthenticatedDials(of: chapter)
+        let room = OverlayPlan.room(links, inFlight: inFlight.count, round: rounds, settings: settings)
+        guard room > 0 else { return [] }
+        let before = self
+        func usable(_ dial: OverlayDial) -> Bool { before.mayDial(dial, member: dial.device.flatMap(memberOf), chapter: chapter, now: now) }
+        var busy = connectedMembers
+        for d in inFlight { if let device = d.device, let m = memberOf(device) { busy.insert(m) } }
+        let table = tables[chapter] ?? [:]
+        let entries = table.values.compactMap { e -> (device: Ed25519.PublicKey, member: Ed25519.PublicKey)? in
+            guard e.record.device != own.device, let m = memberOf(e.record.device), m != own.member,
+                  usable(OverlayDial(address: e.address, device: e.record.device)) else { return nil }
+            return (e.record.device, m)
+        }
+        var chosen = Array(OverlayPlan.candidates(entries, excludingMembers: busy).map { OverlayDial(address: table[$0]!.address, device: $0) }
+            .prefix(room))
+        // Bootstrap hints when the table offers no one and the chapter has no overlay link (a
+        // static peer or a relay does not count: it may be all a restarted node reaches).
+        if chosen.isEmpty && links.isEmpty && inFlight.isEmpty {
+            // (not a hint of a member already connected, which a static peer may be)
+            let usableHints = hints().filter { usable($0) }.filter { h in h.device.flatMap(memberOf).map { !busy.contains($0) } ?? true }
+            chosen = OverlayPlan.bootstrap(usableHints, room: room)
+        }
+        for dial in chosen { dialStarted(dial, chapter: chapter) }
+        return chosen
+    }
+
     /// Own dials whose connection has been up `hintAfterSeconds` since it authenticated, each
     /// returned once (marked remembered): the addresses to keep as bootstrap hints.
     mutating func dueHints(now: Double) -> [(dial: OverlayDial, chapter: ChapterID, member: Ed25519.PublicKey)] {

@@ -221,35 +221,10 @@ extension SyncNode {
                 unregister(pid)
             }
             links.removeAll { l in close.contains(l.id) || l.id == rewired }
-            let inFlight = overlay.unauthenticatedDials(of: ch.id)
-            let room = OverlayPlan.room(links, inFlight: inFlight.count, round: overlay.rounds, settings: settings)
-            guard room > 0 else { continue }
-            let usable: (OverlayDial) -> Bool = { dial in
-                self.overlay.mayDial(dial, member: dial.device.flatMap { state.member(ofDevice: $0) }, chapter: ch.id, now: mono)
-            }
-            // Members already connected (any connection, static ones included) or being dialled are not dialled again.
-            var busy = Set(chapterPeers(ch.id).values.map(\.identity.member))
-            for d in inFlight { if let device = d.device, let m = state.member(ofDevice: device) { busy.insert(m) } }
-            let table = overlay.tables[ch.id] ?? [:]
-            let entries = table.values.compactMap { e -> (device: Ed25519.PublicKey, member: Ed25519.PublicKey)? in
-                guard e.record.device != identity.device, let m = state.member(ofDevice: e.record.device), m != identity.member,
-                      usable(OverlayDial(address: e.address, device: e.record.device)) else { return nil }
-                return (e.record.device, m)
-            }
-            var chosen = Array(OverlayPlan.candidates(entries, excludingMembers: busy).map { OverlayDial(address: table[$0]!.address, device: $0) }
-                .prefix(room))
-            // Bootstrap hints when the table offers no one and the chapter has no overlay link (a
-            // static peer or a relay does not count: it may be all a restarted node reaches).
-            if chosen.isEmpty && links.isEmpty && inFlight.isEmpty {
-                // (not a hint of a member already connected, which a static peer may be)
-                let hints = Self.hintRecords(ch).map { OverlayDial(address: $0.address, device: $0.device) }.filter(usable)
-                    .filter { h in h.device.flatMap { state.member(ofDevice: $0) }.map { !busy.contains($0) } ?? true }
-                chosen = OverlayPlan.bootstrap(hints, room: room)
-            }
-            for dial in chosen {
-                overlay.dialStarted(dial, chapter: ch.id)
-                dials.append(dial)
-            }
+            // Members already connected (any connection, static ones included) are not dialled again.
+            dials += overlay.startDials(chapter: ch.id, links: links, connectedMembers: Set(chapterPeers(ch.id).values.map(\.identity.member)),
+                                        hints: { Self.hintRecords(ch).map { OverlayDial(address: $0.address, device: $0.device) } },
+                                        memberOf: state.member(ofDevice:), own: (identity.device, identity.member), now: mono)
         }
         // Address anti-entropy: every 10th round, the whole table to one random peer per chapter,
         // so a record that arrived before the log listed its device is not lost for good.

@@ -239,4 +239,36 @@ struct OverlayPlanTests {
         #expect(!due(true, 1000))
         #expect(!due(true, 2000))
     }
+
+    /// A round's dials in one chapter: a member backed off for closing quickly is skipped for
+    /// its other devices too; a restarted node with an empty table dials the invite hint and
+    /// remembered hints, none of a member already connected.
+    @Test func startDialsSkipsBackedOffAndConnectedMembersAndBootstrapsFromHints() throws {
+        var state = OverlayState()
+        state.settings = OverlaySettings(target: 3, maxConnections: 8)
+        state.rounds = 1
+        let me = (device: Ed25519.PrivateKey().publicKey, member: Ed25519.PrivateKey().publicKey)
+        let crowded = Ed25519.PrivateKey().publicKey, connected = Ed25519.PrivateKey().publicKey
+        let crowdedDevices = (0..<3).map { _ in Ed25519.PrivateKey().publicKey }
+        let connectedDevice = Ed25519.PrivateKey().publicKey
+        var members: [Ed25519.PublicKey: Ed25519.PublicKey] = [connectedDevice: connected]
+        for d in crowdedDevices { members[d] = crowded }
+        let memberOf: (Ed25519.PublicKey) -> Ed25519.PublicKey? = { members[$0] }
+        let invite = OverlayDial(address: "127.0.0.1:1", device: nil)
+        let hints = crowdedDevices.enumerated().map { OverlayDial(address: "127.0.0.1:\(2000 + $0.offset)", device: $0.element) }
+            + [OverlayDial(address: "127.0.0.1:3000", device: connectedDevice), invite]
+        // No links, empty table: bootstrap, the connected member's hint left out, the invite hint always in.
+        var boot = state
+        let chosen = boot.startDials(chapter: chapter, links: [], connectedMembers: [connected], hints: { hints }, memberOf: memberOf, own: me, now: 10)
+        #expect(chosen.contains(invite))
+        #expect(!chosen.contains { $0.device == connectedDevice })
+        #expect(chosen.count == 4) // the invite hint + room (3) of the crowded member's
+        // The crowded member closed a dial quickly: backed off, none of its devices is dialled.
+        let first = try #require(hints.first)
+        state.dialStarted(first, chapter: chapter)
+        state.dialAuthenticated(first, member: crowded, now: 10)
+        state.dialEnded(first, now: 11)
+        let later = state.startDials(chapter: chapter, links: [], connectedMembers: [connected], hints: { hints }, memberOf: memberOf, own: me, now: 11.5)
+        #expect(later == [invite])
+    }
 }
