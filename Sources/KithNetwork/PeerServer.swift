@@ -20,23 +20,31 @@ public struct PeerNetwork: Sendable {
     /// Binds `host:port` (port 0 = chosen by the OS) and returns the bound port and a task-ready
     /// accept loop.
     public func listen(host: String, port: Int) async throws -> (port: Int, serve: @Sendable () async -> Void) {
+        let accepted = AcceptedChannels()
         let server = try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
             .bind(host: host, port: port) { channel in
                 channel.eventLoop.makeCompletedFuture {
-                    try NIOAsyncChannel<ByteBuffer, ByteBuffer>(wrappingChannelSynchronously: channel)
+                    let child = try NIOAsyncChannel<ByteBuffer, ByteBuffer>(wrappingChannelSynchronously: channel)
+                    accepted.adopt(child)
+                    return child
                 }
             }
         let bound = server.channel.localAddress?.port ?? port
         let node = self.node, logger = self.logger, now = self.now
         return (bound, {
+            // However the loop ends (cancelled, the listener closed, an error), connections NIO
+            // accepted that the loop never took are finished and closed: NIO drops them once
+            // nobody consumes the accept stream, and an unfinished one traps when deinited.
+            defer { accepted.closeAll() }
             do {
                 try await server.executeThenClose { inbound in
                     try await withThrowingDiscardingTaskGroup { group in
                         for try await child in inbound {
+                            accepted.take(child)
                             let label = child.channel.remoteAddress?.hostAndPort ?? "peer"
                             guard let ticket = ConnectionGate.admitLogging(child.channel, to: node.inboundGate, limiter: node.logLimiter, logger: logger, what: "peer port") else {
-                                try? await child.channel.close()
+                                try? await child.executeThenClose { _, _ in }
                                 continue
                             }
                             group.addTask {
@@ -143,6 +151,45 @@ public struct PeerNetwork: Sendable {
         case let .failure(e):
             throw e
         }
+    }
+}
+
+/// Accepted connections between NIO's accept and the listener's loop taking them: what the loop
+/// never takes is finished and closed when the loop ends (`closeAll`), and one accepted after
+/// that at once. Without it, a listener closed while dials arrive leaves NIO channels whose
+/// writer was never finished (a debug-build trap, and an open socket in release).
+final class AcceptedChannels: @unchecked Sendable {
+    // @unchecked: every access holds the lock.
+    typealias Child = NIOAsyncChannel<ByteBuffer, ByteBuffer>
+    private let lock = NSLock()
+    private var pending: [ObjectIdentifier: Child] = [:]
+    private var closed = false
+
+    /// NIO made `child` for an accepted connection (on its event loop).
+    func adopt(_ child: Child) {
+        let late = lock.withLock {
+            if !closed { pending[ObjectIdentifier(child.channel)] = child }
+            return closed
+        }
+        if late { Self.discard(child) }
+    }
+
+    /// The loop took `child`: from now on it runs (and finishes) it.
+    func take(_ child: Child) { lock.withLock { _ = pending.removeValue(forKey: ObjectIdentifier(child.channel)) } }
+
+    /// The loop ended: finishes and closes what it never took, and anything accepted later.
+    func closeAll() {
+        let left = lock.withLock {
+            closed = true
+            defer { pending = [:] }
+            return Array(pending.values)
+        }
+        for child in left { Self.discard(child) }
+    }
+
+    /// Finishes the writer and closes (NIO's scoped way: the plain accessors are deprecated).
+    private static func discard(_ child: Child) {
+        Task { try? await child.executeThenClose { _, _ in } }
     }
 }
 

@@ -6,181 +6,6 @@ import KithSync
 import NIOCore
 import NIOPosix
 
-/// How many chapter connections the overlay keeps (sync.md §9).
-public struct OverlaySettings: Sendable {
-    /// Connections per chapter the node dials until it has them (random members).
-    public var target: Int
-    /// Most connections per chapter with other members' devices: more are closed.
-    public var maxConnections: Int
-    /// A connection younger than this is never closed for being surplus (it may be a joiner
-    /// taking the log and the address table).
-    public var graceSeconds: Double
-    /// Most connections open at once with one other member's devices (all of them, listed in a
-    /// chapter or not; connections this node dialled to a static peer not counted): a further
-    /// one is refused when it authenticates, so a member with many device certificates cannot
-    /// take over a node's connections.
-    public var maxPerMember: Int
-
-    public init(target: Int = 3, maxConnections: Int = 8, graceSeconds: Double = 3, maxPerMember: Int = 4) {
-        self.target = target
-        self.maxConnections = maxConnections
-        self.graceSeconds = graceSeconds
-        self.maxPerMember = maxPerMember
-    }
-}
-
-/// One device's announced address, as this node holds it.
-struct OverlayEntry {
-    let record: PeerAddressRecord
-    let encoded: [UInt8]
-    let address: String
-}
-
-/// What an overlay dial is bound to: the address, and the device the address record names
-/// (nil only for a chapter's invite hint, which names no device). The handshake is aborted when
-/// the responder is not that device (sync.md §9.3).
-struct OverlayDial: Sendable, Hashable {
-    let address: String
-    let device: Ed25519.PublicKey?
-}
-
-/// Where a connection came from: the peer dialled in, this node dialled a static peer (or an
-/// invite hint kept for good), or the overlay dialled it.
-enum PeerOrigin: Sendable {
-    case inbound
-    case dialled
-    case overlay(OverlayDial)
-
-    var outbound: Bool { if case .inbound = self { false } else { true } }
-    /// Counts toward the per-member connection cap: everything but a static peer this node dialled.
-    var countsTowardMemberCap: Bool { if case .dialled = self { false } else { true } }
-}
-
-/// The overlay's state on one node: the address table per chapter and the dials in flight.
-struct OverlayState {
-    var settings = OverlaySettings()
-    /// The address this node announces ("host:port"); nil = it announces none (kithd: only
-    /// with `advertise` set).
-    var advertised: String?
-    var tables: [ChapterID: [Ed25519.PublicKey: OverlayEntry]] = [:]
-    /// Overlay dials in flight (connecting, handshaking or connected): their chapter, and whether
-    /// the handshake authenticated the device the dial was bound to.
-    var dialing: [OverlayDial: (chapter: ChapterID, authenticated: Bool)] = [:]
-    /// Dials that failed lately: failures in a row and when to try again (monotonic s). Keyed by
-    /// chapter and device (so a new record of the same device, with another spelling or another
-    /// address, does not reset it, and a hostile record naming an honest member's address backs
-    /// off only the hostile device); an invite hint, which names no device, by its address.
-    var backoff: [BackoffKey: (failures: Int, until: Double)] = [:]
-    /// Overlay dials started per device (tests and stats).
-    var dialsStarted: [Ed25519.PublicKey: Int] = [:]
-    /// When a record from each (chapter, device) was last taken (monotonic s): at most one a second.
-    var lastAccepted: [RateKey: Double] = [:]
-    var rounds = 0
-    /// Records refused (forged, malformed, for a device that is not current…), for tests and stats.
-    var refusedRecords = 0
-    /// Connections closed for sending too many refused records.
-    var closedForRefusals = 0
-    /// A round is wanted now (a chapter was joined).
-    var wakeRequested = false
-
-    struct RateKey: Hashable {
-        let chapter: ChapterID
-        let device: Ed25519.PublicKey
-    }
-
-    struct BackoffKey: Hashable {
-        let chapter: ChapterID
-        let device: Ed25519.PublicKey?
-        let address: String?
-
-        init(_ dial: OverlayDial, chapter: ChapterID) {
-            self.chapter = chapter
-            device = dial.device
-            address = dial.device == nil ? dial.address : nil
-        }
-    }
-
-    static func monotonic() -> Double { ProcessInfo.processInfo.systemUptime }
-}
-
-/// The overlay's decisions, free of I/O (sync.md §9.3): which connections a round closes and
-/// how many members it dials.
-enum OverlayPlan {
-    /// Rounds between rewiring steps: one extra dial, and half-way, one closed own dial of a
-    /// crowded node (kithd: a minute).
-    static let rewiringRounds = 60
-
-    /// One overlay connection of a chapter as the plan sees it.
-    struct Link: Equatable {
-        let id: Int
-        let member: Ed25519.PublicKey
-        /// This node's overlay dialled it.
-        let ownDial: Bool
-        /// Milliseconds since it registered.
-        let ageMs: UInt64
-    }
-
-    /// The connections to close so at most `maxConnections` remain: always from the member with
-    /// the most connections (ties: at random), inbound before own dials, newest first. Never
-    /// closes an own dial while this node has no more than `target` of them, nor a connection
-    /// younger than the grace period that is its member's only one (a joiner taking the log).
-    static func surplus(_ links: [Link], settings: OverlaySettings) -> [Int] {
-        var left = links
-        var closed: [Int] = []
-        let graceMs = UInt64(settings.graceSeconds * 1000)
-        while left.count > settings.maxConnections {
-            let perMember = Dictionary(grouping: left, by: \.member)
-            let ownDials = left.filter(\.ownDial).count
-            let closable = left.filter { l in
-                if l.ownDial && ownDials <= settings.target { return false }
-                if l.ageMs < graceMs && perMember[l.member]!.count == 1 { return false }
-                return true
-            }
-            guard !closable.isEmpty else { break }
-            let most = closable.map { perMember[$0.member]!.count }.max()!
-            let heavy = Set(closable.filter { perMember[$0.member]!.count == most }.map(\.member))
-            let member = heavy.randomElement()!
-            let victim = closable.filter { $0.member == member }
-                .min { ($0.ownDial ? 1 : 0, $0.ageMs) < ($1.ownDial ? 1 : 0, $1.ageMs) }!
-            closed.append(victim.id)
-            left.removeAll { $0.id == victim.id }
-        }
-        return closed
-    }
-
-    /// How many members to dial now: up to `target` distinct members (a member with many devices
-    /// counts once, so a hostile member's connections never stop a node dialling honest ones),
-    /// counting dials in flight, plus one extra every `rewiringRounds` rounds while under
-    /// `maxConnections` (each new connection costs a full session start: rare on purpose).
-    static func room(_ links: [Link], inFlight: Int, round: Int, settings: OverlaySettings) -> Int {
-        let members = Set(links.map(\.member)).count
-        let extra = round % rewiringRounds == 0 && links.count + inFlight < settings.maxConnections ? 1 : 0
-        return max(0, min(settings.target, settings.maxConnections) - members - inFlight) + extra
-    }
-
-    /// The own dial a round closes to rewire (so a partition left by churn heals, and nodes
-    /// many members dial settle near `target`): one at random past the grace period, while this
-    /// node has more than `target` own dials, or, once every `rewiringRounds` rounds (half-way
-    /// between extra dials), connections with more than `target + 2` distinct members (then at least
-    /// `target + 2` remain: a member's many devices count once, so they can never make a node
-    /// drop its own dials).
-    static func rewire(_ links: [Link], round: Int, settings: OverlaySettings) -> Int? {
-        let own = links.filter(\.ownDial)
-        let crowded = round % rewiringRounds == rewiringRounds / 2 && Set(links.map(\.member)).count > settings.target + 2
-        guard own.count > settings.target || crowded else { return nil }
-        return own.filter { $0.ageMs >= UInt64(settings.graceSeconds * 1000) }.randomElement()?.id
-    }
-
-    /// The entries to dial, at most one per member and none of a member already connected or
-    /// dialled, in random order.
-    static func candidates(_ entries: [(device: Ed25519.PublicKey, member: Ed25519.PublicKey)], excludingMembers: Set<Ed25519.PublicKey>)
-        -> [Ed25519.PublicKey] {
-        var byMember: [Ed25519.PublicKey: [Ed25519.PublicKey]] = [:]
-        for e in entries where !excludingMembers.contains(e.member) { byMember[e.member, default: []].append(e.device) }
-        return byMember.values.compactMap { $0.randomElement() }.shuffled()
-    }
-}
-
 extension SyncNode {
     /// Overlay numbers for one chapter (tests, the benchmark and `kith status`).
     public struct OverlayInfo: Sendable, Codable {
@@ -211,7 +36,7 @@ extension SyncNode {
     public func overlayInfo(chapter id: ChapterID) -> OverlayInfo {
         let links = overlayLinks(id)
         return OverlayInfo(knownAddresses: overlay.tables[id]?.count ?? 0, connections: links.count, members: Set(links.map(\.member)).count,
-                           dialing: overlay.dialing.values.filter { $0.chapter == id }.count, refusedRecords: overlay.refusedRecords,
+                           dialing: overlay.dialCount(of: id), refusedRecords: overlay.refusedRecords,
                            closedForRefusals: overlay.closedForRefusals)
     }
 
@@ -266,8 +91,7 @@ extension SyncNode {
     /// never passed on: a removed member must learn nothing announced after its removal).
     private func currentRecords(_ ch: Chapter) -> [[UInt8]] {
         guard let state = ch.log?.state, mayPassOnRecords(state), let epoch = state.currentEpoch?.ref else { return [] }
-        return (overlay.tables[ch.id] ?? [:]).values.filter { $0.record.epoch == epoch }
-            .sorted { $0.record.device < $1.record.device }.map(\.encoded)
+        return overlay.records(of: ch.id, epoch: epoch)
     }
 
     /// Takes the address records a peer sent (sync.md §9.1): the cheap checks first (parse, a
@@ -303,7 +127,10 @@ extension SyncNode {
                 continue
             }
             if record.device == identity.device { continue }
-            if let held = overlay.tables[cid]?[record.device], held.record.issuedMilliseconds >= record.issuedMilliseconds { continue }
+            // Newer than the one held, within one epoch: a record of the current epoch replaces a
+            // held one of an older epoch whatever its time (a fast clock cannot pin an old address).
+            if let held = overlay.tables[cid]?[record.device], held.record.epoch == record.epoch,
+               held.record.issuedMilliseconds >= record.issuedMilliseconds { continue }
             // Cheap refusals: an honest peer may send them while the two logs differ (a device
             // removed, an epoch started on one side only); they cost no cryptography.
             guard state.isCurrentDevice(record.device), record.epoch == epoch.ref, record.issuedMilliseconds <= now + 600_000 else {
@@ -355,11 +182,7 @@ extension SyncNode {
     func overlayLogChanged(_ ch: Chapter) {
         overlay.wakeRequested = true
         guard let state = ch.log?.state else { return }
-        if var table = overlay.tables[ch.id] {
-            for device in table.keys where !state.isCurrentDevice(device) { table[device] = nil }
-            overlay.tables[ch.id] = table
-        }
-        for key in overlay.lastAccepted.keys where key.chapter == ch.id && !state.isCurrentDevice(key.device) { overlay.lastAccepted[key] = nil }
+        overlay.forgetDevices(in: ch.id, isCurrent: state.isCurrentDevice)
         let stale = Self.hintRecords(ch).filter { $0.device.map { !state.isCurrentDevice($0) } ?? false }
         if !stale.isEmpty {
             do { try ch.store.deleteRecords(.peerHint, ids: stale.map(\.id)) } catch {
@@ -378,7 +201,12 @@ extension SyncNode {
         let mono = OverlayState.monotonic()
         pruneOverlayTables(now: mono)
         var dials: [OverlayDial] = []
+        rememberDueHints(now: mono)
         for ch in chapters.values.sorted(by: { $0.id < $1.id }) where !ch.relayOnly {
+            guard let before = ch.log?.state, before.isMember(identity.member) else { continue }
+            if overlay.epochRenewalDue(ch.id, needed: before.needsNewEpoch && before.isCurrentDevice(identity.device), now: mono) {
+                renewEpoch(ch)
+            }
             guard let state = ch.log?.state, state.isMember(identity.member) else { continue }
             announce(ch, state: state)
             var links = overlayLinks(ch.id)
@@ -387,39 +215,16 @@ extension SyncNode {
             // Rewiring: one random own dial past target closes per round.
             let rewired = close.isEmpty ? OverlayPlan.rewire(links, round: overlay.rounds, settings: settings) : nil
             for pid in close + (rewired.map { [$0] } ?? []) {
+                if case let .overlay(dial)? = peers[pid]?.origin { overlay.closingHere(dial) }
                 peers[pid]?.events.yield(.close(reason: rewired == pid ? "chapter overlay: rewiring"
                                                     : "chapter overlay: more than \(settings.maxConnections) connections"))
                 unregister(pid)
             }
             links.removeAll { l in close.contains(l.id) || l.id == rewired }
-            let inFlight = overlay.dialing.filter { $0.value.chapter == ch.id && !$0.value.authenticated }
-            let room = OverlayPlan.room(links, inFlight: inFlight.count, round: overlay.rounds, settings: settings)
-            guard room > 0 else { continue }
-            let usable: (OverlayDial) -> Bool = { dial in
-                self.overlay.dialing[dial] == nil && (self.overlay.backoff[.init(dial, chapter: ch.id)].map { mono >= $0.until } ?? true)
-            }
-            // Members already connected (any connection, static ones included) or being dialled are not dialled again.
-            var busy = Set(chapterPeers(ch.id).values.map(\.identity.member))
-            for d in inFlight.keys { if let device = d.device, let m = state.member(ofDevice: device) { busy.insert(m) } }
-            let table = overlay.tables[ch.id] ?? [:]
-            let entries = table.values.compactMap { e -> (device: Ed25519.PublicKey, member: Ed25519.PublicKey)? in
-                guard e.record.device != identity.device, let m = state.member(ofDevice: e.record.device), m != identity.member,
-                      usable(OverlayDial(address: e.address, device: e.record.device)) else { return nil }
-                return (e.record.device, m)
-            }
-            var chosen = OverlayPlan.candidates(entries, excludingMembers: busy).map { OverlayDial(address: table[$0]!.address, device: $0) }
-            // Bootstrap hints when the table offers no one and the chapter has no overlay link (a
-            // static peer or a relay does not count: it may be all a restarted node reaches).
-            if chosen.isEmpty && links.isEmpty && inFlight.isEmpty {
-                // (not a hint of a member already connected, which a static peer may be)
-                chosen = Self.hintRecords(ch).map { OverlayDial(address: $0.address, device: $0.device) }.filter(usable)
-                    .filter { h in h.device.flatMap { state.member(ofDevice: $0) }.map { !busy.contains($0) } ?? true }.shuffled()
-            }
-            for dial in chosen.prefix(room) {
-                overlay.dialing[dial] = (ch.id, false)
-                if let device = dial.device { overlay.dialsStarted[device, default: 0] += 1 }
-                dials.append(dial)
-            }
+            // Members already connected (any connection, static ones included) are not dialled again.
+            dials += overlay.startDials(chapter: ch.id, links: links, connectedMembers: Set(chapterPeers(ch.id).values.map(\.identity.member)),
+                                        hints: { Self.hintRecords(ch).map { OverlayDial(address: $0.address, device: $0.device) } },
+                                        memberOf: state.member(ofDevice:), own: (identity.device, identity.member), now: mono)
         }
         // Address anti-entropy: every 10th round, the whole table to one random peer per chapter,
         // so a record that arrived before the log listed its device is not lost for good.
@@ -436,16 +241,13 @@ extension SyncNode {
     /// Drops rate-limit entries older than their second and backoff entries of dials no table
     /// or hint names any more, so the tables stay as small as the chapters.
     private func pruneOverlayTables(now mono: Double) {
-        overlay.lastAccepted = overlay.lastAccepted.filter { mono - $0.value < 1 }
-        guard overlay.rounds % 10 == 0 else { return }
+        guard overlay.rounds % 10 == 0 else { return overlay.prune(named: nil, now: mono) }
         var named: Set<OverlayState.BackoffKey> = []
         for ch in chapters.values where !ch.relayOnly {
             for e in (overlay.tables[ch.id] ?? [:]).values { named.insert(.init(OverlayDial(address: e.address, device: e.record.device), chapter: ch.id)) }
             for h in Self.hintRecords(ch) { named.insert(.init(OverlayDial(address: h.address, device: h.device), chapter: ch.id)) }
         }
-        overlay.backoff = overlay.backoff.filter { named.contains($0.key) }
-        let devices = Set(named.compactMap(\.device))
-        overlay.dialsStarted = overlay.dialsStarted.filter { devices.contains($0.key) }
+        overlay.prune(named: named, now: mono)
     }
 
     /// Issues this node's record in a chapter when it has none, or its address or the epoch
@@ -477,30 +279,47 @@ extension SyncNode {
     func overlayDialAuthenticated(_ dial: OverlayDial, peer: PeerIdentity) {
         guard let entry = overlay.dialing[dial], let ch = chapters[entry.chapter], let state = ch.log?.state,
               state.isCurrentDevice(peer.device), dial.device == nil || dial.device == peer.device else { return }
-        overlay.dialing[dial] = (entry.chapter, true)
-        overlay.backoff[.init(dial, chapter: entry.chapter)] = nil
-        if let device = dial.device { rememberAddress(dial.address, device: device, in: ch) }
+        overlay.dialAuthenticated(dial, member: peer.member, now: OverlayState.monotonic())
     }
 
-    /// An overlay dial ended. One whose handshake never authenticated the bound device (refused,
-    /// timed out, a tarpit, another member's node) backs off: 2 s, doubling to 60 s.
-    func overlayDialEnded(_ dial: OverlayDial) {
-        guard let entry = overlay.dialing.removeValue(forKey: dial), !entry.authenticated else { return }
-        let key = OverlayState.BackoffKey(dial, chapter: entry.chapter)
-        let failures = (overlay.backoff[key]?.failures ?? 0) + 1
-        overlay.backoff[key] = (failures, OverlayState.monotonic() + min(60, 2 * pow(2, Double(failures - 1))))
+    /// Remembers as bootstrap hints the own dials whose connection stayed up long enough
+    /// (`OverlaySettings.hintAfterSeconds`), while their device is still current.
+    private func rememberDueHints(now mono: Double) {
+        for due in overlay.dueHints(now: mono) {
+            guard let device = due.dial.device, let ch = chapters[due.chapter], let state = ch.log?.state, state.isCurrentDevice(device) else { continue }
+            rememberAddress(due.dial.address, device: device, member: due.member, in: ch)
+        }
     }
 
-    /// Keeps an address whose dial authenticated the device it was bound to as a bootstrap hint,
-    /// so a restarted node finds the chapter without its admin (at most `maxRememberedHints`).
-    private func rememberAddress(_ address: String, device: Ed25519.PublicKey, in ch: Chapter) {
+    /// Starts a new epoch in a chapter whose current key reached a device that is no longer
+    /// current, so the overlay (and reading) resumes without waiting for a write (any member may
+    /// start one: Protocol/chapters.md §2).
+    private func renewEpoch(_ ch: Chapter) {
+        guard var log = ch.log, log.state.needsNewEpoch else { return }
+        do {
+            let op = try log.startEpoch(certificate: identity.certificate, device: identity.deviceKey, now: clock())
+            ch.log = log
+            try logChanged(ch, new: [op])
+            logger.notice("started a new chapter epoch: its key had reached a device that is no longer current", metadata: ["chapter": "\(ch.id)"])
+        } catch {
+            logger.warning("could not start a new chapter epoch", metadata: ["chapter": "\(ch.id)", "reason": "\(error)"])
+        }
+    }
+
+    /// An overlay dial ended (OverlayState.dialEnded: a dial that never authenticated backs off).
+    func overlayDialEnded(_ dial: OverlayDial) { overlay.dialEnded(dial, now: OverlayState.monotonic()) }
+
+    /// Keeps an address whose dial authenticated the device it was bound to, and stayed up, as a
+    /// bootstrap hint, so a restarted node finds the chapter without its admin: one per member,
+    /// at most `maxRememberedHints` (OverlayPlan.hintsToDrop).
+    private func rememberAddress(_ address: String, device: Ed25519.PublicKey, member: Ed25519.PublicKey, in ch: Chapter) {
         let hints = Self.hintRecords(ch)
         guard !hints.contains(where: { $0.address == address && $0.device == device }) else { return }
+        let state = ch.log?.state
+        let held = hints.compactMap { h in h.device.map { (id: h.id, member: state?.member(ofDevice: $0)) } }
         do {
-            let own = hints.filter { $0.device != nil }
-            if own.count >= Self.maxRememberedHints, let drop = own.randomElement() {
-                try ch.store.deleteRecords(.peerHint, ids: [drop.id])
-            }
+            let drop = OverlayPlan.hintsToDrop(held, adding: member, max: Self.maxRememberedHints)
+            if !drop.isEmpty { try ch.store.deleteRecords(.peerHint, ids: drop) }
             let text = Array(address.utf8)
             try ch.store.putRecords(.peerHint, [(device.bytes + text, text)])
         } catch {
@@ -525,54 +344,6 @@ extension SyncNode {
 
     /// True when a round should run now rather than at the next tick.
     var overlayWanted: Bool { overlay.wakeRequested }
-}
-
-extension PeerNetwork {
-    /// Keeps the chapter overlay (sync.md §9): every `interval` seconds (sooner after a join),
-    /// runs a round and dials what it asks for, one connection attempt each, until cancelled.
-    public func maintainOverlay(interval: Double = 1) async {
-        await withDiscardingTaskGroup { group in
-            var waited = 0.0
-            while !Task.isCancelled {
-                let dials = await node.overlayRound()
-                for dial in dials {
-                    guard let (host, port) = HostPort.parse(dial.address) else {
-                        await node.overlayDialEnded(dial)
-                        continue
-                    }
-                    group.addTask {
-                        await dialOnce(host: host, port: port, dial: dial)
-                        await node.overlayDialEnded(dial)
-                    }
-                }
-                waited = 0
-                while waited < interval, !Task.isCancelled {
-                    try? await Task.sleep(nanoseconds: 50_000_000)
-                    waited += 0.05
-                    if await node.overlayWanted { break }
-                }
-            }
-            group.cancelAll()
-        }
-    }
-
-    /// One connection to `host:port` (5 s to connect), run until it ends; an overlay dial
-    /// (`dial`) is bound to the device its record names.
-    func dialOnce(host: String, port: Int, dial: OverlayDial? = nil) async {
-        do {
-            let channel = try await ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton)
-                .connectTimeout(.seconds(5))
-                .connect(host: host, port: port) { channel in
-                    channel.eventLoop.makeCompletedFuture {
-                        try NIOAsyncChannel<ByteBuffer, ByteBuffer>(wrappingChannelSynchronously: channel)
-                    }
-                }
-            await PeerConnection.run(channel, role: .initiator, node: node, label: "\(host):\(port)", logger: logger, now: now,
-                                     purpose: dial.map { .overlay($0) } ?? .sync)
-        } catch {
-            logger.debug("cannot reach chapter peer", metadata: ["peer": "\(host):\(port)", "reason": "\(error)"])
-        }
-    }
 }
 
 extension SyncNode {

@@ -318,7 +318,7 @@ struct ChapterOverlayTests {
     /// it backs off and is never remembered as a bootstrap hint; the honest member's is.
     @Test func tarpitAndMisdirectedAddressesAreNotCountedGoodNorRemembered() async throws {
         let tmp = try TempDir()
-        let settings = OverlaySettings(target: 4, maxConnections: 8, graceSeconds: 1)
+        let settings = OverlaySettings(target: 4, maxConnections: 8, graceSeconds: 1, hintAfterSeconds: 1)
         let (all, id) = try await chapter(tmp, members: 5, settings: settings)
         defer { Task { [all] in for m in all { await m.offline() } } }
         let (admin, bob, carol, mallory, trudy) = (all[0], all[1], all[2], all[3], all[4])
@@ -421,7 +421,7 @@ struct ChapterOverlayTests {
     /// starts a new epoch; meanwhile nobody announces or passes on an address record.
     @Test func noRecordIsSentUnderAnEpochKeyALeaverHolds() async throws {
         let tmp = try TempDir()
-        let settings = OverlaySettings(target: 3, maxConnections: 8, graceSeconds: 1)
+        let settings = OverlaySettings(target: 3, maxConnections: 8, graceSeconds: 1, epochRenewalDelay: nil) // only a write renews: see the next test
         let (all, id) = try await chapter(tmp, members: 4, settings: settings)
         defer { Task { [all] in for m in all { await m.offline() } } }
         let (admin, bob, carol, mallory) = (all[0], all[1], all[2], all[3])
@@ -448,6 +448,73 @@ struct ChapterOverlayTests {
             return true
         })
         #expect(await mallory.node.addressTable(chapter: id)[bobKey] != newBob)
+        await shutdown(all)
+    }
+
+    /// Review leftover: a chapter whose epoch needs renewing (a member left) gets a new epoch
+    /// from one of its members after a short random delay, with nobody writing; the overlay then
+    /// passes new addresses on again, and the leaver gets none of them.
+    @Test func aChapterWhoseEpochNeedsRenewingRenewsItWithoutAWrite() async throws {
+        let tmp = try TempDir()
+        let settings = OverlaySettings(target: 3, maxConnections: 8, graceSeconds: 1, epochRenewalDelay: 1...3)
+        let (all, id) = try await chapter(tmp, members: 4, settings: settings)
+        defer { Task { [all] in for m in all { await m.offline() } } }
+        let (admin, bob, carol, mallory) = (all[0], all[1], all[2], all[3])
+        let bobKey = bob.device.publicKey.description
+        #expect(try await eventually {
+            for m in all where await m.node.addressTable(chapter: id)[bobKey] != "127.0.0.1:\(bob.port)" { return false }
+            return true
+        })
+        let changesBefore = await changes(admin, id)
+        _ = try await mallory.node.leave(chapter: nil)
+        await mallory.offline()
+        #expect(try await eventually {
+            for m in [admin, bob, carol] where await m.node.testHookNeedsNewEpoch(chapter: id) != false { return false }
+            return true
+        })
+        await bob.offline()
+        try await bob.online()
+        let newBob = "127.0.0.1:\(bob.port)"
+        #expect(try await eventually {
+            for m in [admin, carol] where await m.node.addressTable(chapter: id)[bobKey] != newBob { return false }
+            return true
+        })
+        #expect(await changes(admin, id) == changesBefore, "nobody wrote: the epoch was renewed by the overlay")
+        #expect(await mallory.node.addressTable(chapter: id)[bobKey] != newBob)
+        await shutdown(all)
+    }
+
+    /// Review leftover: a record issued by a clock running fast (here forged 9 minutes ahead)
+    /// under an older epoch does not pin that device's address: the device's record of the new
+    /// epoch, issued earlier by the clock, replaces it.
+    @Test func aFastClockRecordOfAnOlderEpochDoesNotPinTheAddress() async throws {
+        let tmp = try TempDir()
+        let settings = OverlaySettings(target: 3, maxConnections: 8, graceSeconds: 1, epochRenewalDelay: 1...3)
+        let (all, id) = try await chapter(tmp, members: 4, settings: settings)
+        defer { Task { [all] in for m in all { await m.offline() } } }
+        let (admin, carol, mallory, leaver) = (all[0], all[1], all[2], all[3])
+        let malloryKey = mallory.device.publicKey.description, real = "127.0.0.1:\(mallory.port)"
+        #expect(try await eventually {
+            for m in all where await m.node.addressTable(chapter: id)[malloryKey] != real { return false }
+            return true
+        })
+        let (ref, key) = try #require(await mallory.node.testHookCurrentEpochKey(chapter: id))
+        let ahead = UInt64(Date().timeIntervalSince1970 * 1000) + 540_000
+        let fast = try PeerAddressRecord.make(address: "127.0.0.1:1", chapter: id, device: mallory.device, issuedMilliseconds: ahead,
+                                              epoch: ref, epochKey: key).encoded
+        try await Task.sleep(nanoseconds: 1_100_000_000) // past the second in which each member took the record
+        await mallory.node.testHookSendAddresses([fast], chapter: id)
+        #expect(try await eventually {
+            for m in [admin, carol] where await m.node.addressTable(chapter: id)[malloryKey] != "127.0.0.1:1" { return false }
+            return true
+        })
+        // A member leaves; the chapter renews its epoch; Mallory's node announces under the new one.
+        _ = try await leaver.node.leave(chapter: nil)
+        await leaver.offline()
+        #expect(try await eventually {
+            for m in [admin, carol] where await m.node.addressTable(chapter: id)[malloryKey] != real { return false }
+            return true
+        })
         await shutdown(all)
     }
 

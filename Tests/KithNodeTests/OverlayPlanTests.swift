@@ -1,3 +1,4 @@
+import KithChapter
 import KithCrypto
 @testable import KithNetwork
 import Testing
@@ -120,5 +121,154 @@ struct OverlayPlanTests {
                     "1.2.3.4:\u{FF17}434", "host\u{7F}:7434", "[::1%eth0]:7434"] {
             #expect(HostPort.parse(bad) == nil, "\(bad)")
         }
+    }
+
+    // MARK: The overlay's bookkeeping (OverlayState), with time passed in
+
+    let chapter = ChapterID.zero
+
+    func dial(_ device: Ed25519.PublicKey? = Ed25519.PrivateKey().publicKey, port: Int = 7434) -> OverlayDial {
+        OverlayDial(address: "127.0.0.1:\(port)", device: device)
+    }
+
+    /// Review 3, hints eclipse: a member whose many devices each connect gets one remembered
+    /// hint, not all sixteen; honest members' hints stay while fewer than the cap remain.
+    @Test func aMemberHoldsOneRememberedHintHoweverManyDevicesConnect() {
+        let mallory = Ed25519.PrivateKey().publicKey
+        let honest = (0..<3).map { _ in Ed25519.PrivateKey().publicKey }
+        var hints: [(id: [UInt8], member: Ed25519.PublicKey?)] = honest.enumerated().map { ([UInt8($0.offset)], $0.element) }
+        for i in 0..<16 {
+            let drop = OverlayPlan.hintsToDrop(hints, adding: mallory, max: 16)
+            hints.removeAll { h in drop.contains(h.id) }
+            hints.append(([100 + UInt8(i)], mallory))
+        }
+        #expect(hints.filter { $0.member == mallory }.count == 1)
+        #expect(Set(hints.compactMap(\.member)) == Set(honest + [mallory]))
+        // At the cap, one other hint goes (at random) to make room; none of the new member's are kept twice.
+        let full: [(id: [UInt8], member: Ed25519.PublicKey?)] = (0..<16).map { i in ([UInt8(i)], Ed25519.PrivateKey().publicKey) }
+        #expect(OverlayPlan.hintsToDrop(full, adding: mallory, max: 16).count == 1)
+        // A stale hint (device no longer listed: no member) counts toward the cap, never as the member's.
+        #expect(OverlayPlan.hintsToDrop([([1], nil)], adding: mallory, max: 16).isEmpty)
+    }
+
+    /// Review 3: a dial is remembered only once its connection stayed up `hintAfterSeconds`
+    /// after authenticating; one a member connects and drops is never remembered.
+    @Test func onlyADialThatStayedUpBecomesAHint() {
+        var state = OverlayState()
+        state.settings = OverlaySettings(hintAfterSeconds: 60)
+        let member = Ed25519.PrivateKey().publicKey
+        let brief = dial(), lasting = dial(port: 7435), unauthenticated = dial(port: 7436)
+        for d in [brief, lasting, unauthenticated] { state.dialStarted(d, chapter: chapter) }
+        state.dialAuthenticated(brief, member: member, now: 100)
+        state.dialAuthenticated(lasting, member: member, now: 100)
+        let early = state.dueHints(now: 159)
+        #expect(early.isEmpty)
+        state.dialEnded(brief, now: 130)
+        let due = state.dueHints(now: 160)
+        #expect(due.map(\.dial) == [lasting] && due.first?.member == member)
+        let again = state.dueHints(now: 500)
+        #expect(again.isEmpty, "a dial is remembered once")
+    }
+
+    /// Review 3: after a restart with no overlay link, the invite hint is always dialled, even
+    /// when one member's remembered hints would fill the room.
+    @Test func bootstrapAlwaysDialsTheInviteHint() {
+        let invite = OverlayDial(address: "127.0.0.1:1", device: nil)
+        let remembered = (0..<16).map { dial(port: 2000 + $0) }
+        for _ in 0..<20 {
+            let chosen = OverlayPlan.bootstrap(remembered + [invite], room: 3)
+            #expect(chosen.contains(invite))
+            #expect(chosen.count == 4)
+        }
+        #expect(OverlayPlan.bootstrap([invite], room: 0) == [invite])
+    }
+
+    /// A node closed as surplus by a crowded member is not redialled the next second: a dial the
+    /// other end closed soon after authenticating backs its member off (2 s, doubling); one this
+    /// node closed itself, or one that stayed up, does not.
+    @Test func aQuickCloseByTheOtherEndBacksItsMemberOff() {
+        var state = OverlayState()
+        state.settings = OverlaySettings(quickCloseSeconds: 10)
+        let crowded = Ed25519.PrivateKey().publicKey, device = Ed25519.PrivateKey().publicKey
+        let d = dial(device)
+        var now = 1000.0
+        for (round, delay) in [2.0, 4, 8, 16, 32, 60, 60].enumerated() {
+            #expect(state.mayDial(d, member: crowded, chapter: chapter, now: now), "round \(round)")
+            state.dialStarted(d, chapter: chapter)
+            state.dialAuthenticated(d, member: crowded, now: now + 0.1)
+            state.dialEnded(d, now: now + 3) // closed as surplus past the other end's grace period
+            #expect(!state.mayDial(d, member: crowded, chapter: chapter, now: now + 3 + delay - 0.5), "round \(round)")
+            // Another device of the same member is backed off too.
+            #expect(!state.mayDial(dial(), member: crowded, chapter: chapter, now: now + 3 + delay - 0.5))
+            now += 3 + delay
+        }
+        // One that stayed up clears it.
+        state.dialStarted(d, chapter: chapter)
+        state.dialAuthenticated(d, member: crowded, now: now)
+        state.dialEnded(d, now: now + 11)
+        #expect(state.mayDial(d, member: crowded, chapter: chapter, now: now + 11))
+        // One this node closed itself (surplus, rewiring) does not count.
+        let other = Ed25519.PrivateKey().publicKey
+        state.dialStarted(d, chapter: chapter)
+        state.dialAuthenticated(d, member: other, now: now)
+        state.closingHere(d)
+        state.dialEnded(d, now: now + 1)
+        #expect(state.mayDial(d, member: other, chapter: chapter, now: now + 1))
+        // An unauthenticated dial still backs off the device, not the member.
+        state.dialStarted(d, chapter: chapter)
+        state.dialEnded(d, now: now + 2)
+        #expect(!state.mayDial(d, member: other, chapter: chapter, now: now + 3))
+        #expect(state.mayDial(dial(), member: other, chapter: chapter, now: now + 3))
+    }
+
+    /// A chapter whose epoch needs renewing gets one after the random delay, not at once, and
+    /// not once it no longer needs one (another member started it first); never when disabled.
+    @Test func epochRenewalWaitsItsRandomDelay() {
+        var state = OverlayState()
+        state.settings = OverlaySettings(epochRenewalDelay: 5...30)
+        func due(_ needed: Bool, _ now: Double) -> Bool { state.epochRenewalDue(chapter, needed: needed, now: now) }
+        #expect(!due(true, 100))
+        #expect(!due(true, 104.9))
+        #expect(due(true, 130))
+        // Someone else renewed it meanwhile: the schedule is dropped.
+        #expect(!due(true, 200))
+        #expect(!due(false, 300))
+        #expect(!due(true, 301))
+        #expect(!due(true, 305.9))
+        state.settings.epochRenewalDelay = nil
+        #expect(!due(true, 1000))
+        #expect(!due(true, 2000))
+    }
+
+    /// A round's dials in one chapter: a member backed off for closing quickly is skipped for
+    /// its other devices too; a restarted node with an empty table dials the invite hint and
+    /// remembered hints, none of a member already connected.
+    @Test func startDialsSkipsBackedOffAndConnectedMembersAndBootstrapsFromHints() throws {
+        var state = OverlayState()
+        state.settings = OverlaySettings(target: 3, maxConnections: 8)
+        state.rounds = 1
+        let me = (device: Ed25519.PrivateKey().publicKey, member: Ed25519.PrivateKey().publicKey)
+        let crowded = Ed25519.PrivateKey().publicKey, connected = Ed25519.PrivateKey().publicKey
+        let crowdedDevices = (0..<3).map { _ in Ed25519.PrivateKey().publicKey }
+        let connectedDevice = Ed25519.PrivateKey().publicKey
+        var members: [Ed25519.PublicKey: Ed25519.PublicKey] = [connectedDevice: connected]
+        for d in crowdedDevices { members[d] = crowded }
+        let memberOf: (Ed25519.PublicKey) -> Ed25519.PublicKey? = { members[$0] }
+        let invite = OverlayDial(address: "127.0.0.1:1", device: nil)
+        let hints = crowdedDevices.enumerated().map { OverlayDial(address: "127.0.0.1:\(2000 + $0.offset)", device: $0.element) }
+            + [OverlayDial(address: "127.0.0.1:3000", device: connectedDevice), invite]
+        // No links, empty table: bootstrap, the connected member's hint left out, the invite hint always in.
+        var boot = state
+        let chosen = boot.startDials(chapter: chapter, links: [], connectedMembers: [connected], hints: { hints }, memberOf: memberOf, own: me, now: 10)
+        #expect(chosen.contains(invite))
+        #expect(!chosen.contains { $0.device == connectedDevice })
+        #expect(chosen.count == 4) // the invite hint + room (3) of the crowded member's
+        // The crowded member closed a dial quickly: backed off, none of its devices is dialled.
+        let first = try #require(hints.first)
+        state.dialStarted(first, chapter: chapter)
+        state.dialAuthenticated(first, member: crowded, now: 10)
+        state.dialEnded(first, now: 11)
+        let later = state.startDials(chapter: chapter, links: [], connectedMembers: [connected], hints: { hints }, memberOf: memberOf, own: me, now: 11.5)
+        #expect(later == [invite])
     }
 }
