@@ -1,0 +1,30 @@
+@testable import KithInterchange
+import Testing
+
+/// `VCard.components`' byte path for ASCII values gives what the Character path gives, over
+/// generated values mixing separators, escapes, CR LF, and non-ASCII text (which takes the
+/// Character path).
+@Suite("vCard value splitting")
+struct ComponentsFastPathTests {
+    @Test func theASCIIPathAgreesWithTheCharacterPath() {
+        let pieces = ["a", "Z", "n", "N", "9", ";", ",", "\\", "\\", " ", "\t", "\r", "\n", "\r\n", "\u{0}", ":", "\"", "é", "\u{301}", "Ω"]
+        var state: UInt64 = 7
+        func next() -> Int {
+            state = state &* 6364136223846793005 &+ 1442695040888963407
+            return Int(state >> 33)
+        }
+        var ascii = 0
+        for _ in 0..<40_000 {
+            var s = ""
+            for _ in 0..<(next() % 10) { s += pieces[next() % (next() % 4 == 0 ? pieces.count : pieces.count - 3)] }
+            if s.utf8.allSatisfy({ $0 < 0x80 }) { ascii += 1 }
+            for sep: Character in [";", ",", "\u{0}"] {
+                #expect(VCard.components(s, sep) == VCard.characterComponents(s, sep), "\(Array(s.unicodeScalars)) split on \(sep.unicodeScalars.first!.value)")
+            }
+        }
+        // Most values took the byte path, so the comparison tested it.
+        #expect(ascii > 20_000)
+        #expect(VCard.asciiComponents("a\\;b;c\\nd\\\\;", 0x3B) == ["a;b", "c\nd\\", ""])
+        #expect(VCard.asciiComponents("Zoë;x", 0x3B) == nil)
+    }
+}
