@@ -53,17 +53,17 @@ public enum VCard {
                 cardNumber += 1
                 cardLine = lineNo
                 current = ImportedContact(origin: "card \(cardNumber) (line \(cardLine))")
+                current!.fields.reserveCapacity(12) // the fields a card usually has: no regrowth
                 card = CardState()
                 currentBroken = nil
                 continue
             }
-            guard var c = current else {
+            // `c` alone holds the card while the line is applied (moved out of `current`):
+            // otherwise each line's change copied its dictionary and arrays (copy on write).
+            guard var c = current.take() else {
                 batch.issues.append(ImportIssue(origin: "line \(lineNo)", reason: "\(cl.name) outside a card"))
                 continue
             }
-            // `c` alone holds the card while the line is applied: otherwise each line's change
-            // copied its dictionary and arrays (copy on write, `current` sharing them).
-            current = nil
             if cl.name == "END", Self.isVCARD(cl.rawValue) {
                 card.resolveGroupLabels(&c)
                 if let broken = currentBroken {

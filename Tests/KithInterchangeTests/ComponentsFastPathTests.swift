@@ -1,3 +1,4 @@
+import KithCRDT
 @testable import KithInterchange
 import Testing
 
@@ -26,5 +27,25 @@ struct ComponentsFastPathTests {
         #expect(ascii > 20_000)
         #expect(VCard.asciiComponents("a\\;b;c\\nd\\\\;", 0x3B) == ["a;b", "c\nd\\", ""])
         #expect(VCard.asciiComponents("Zoë;x", 0x3B) == nil)
+    }
+}
+
+/// `ImportedContact.tag`'s ASCII path gives `Normalization.tag`'s result.
+@Suite("Tag fast path")
+struct TagFastPathTests {
+    @Test func theASCIIPathAgreesWithNormalization() {
+        let pieces = ["a", "Z", "-", "5", "_", " ", "\t", "\n", "\u{0B}", "\u{1C}", "\u{1F}", "\u{7F}", "\u{85}", "\u{A0}", "é", "\u{301}", "~", "!"]
+        var state: UInt64 = 23
+        func next() -> Int {
+            state = state &* 6364136223846793005 &+ 1442695040888963407
+            return Int(state >> 33)
+        }
+        for _ in 0..<30_000 {
+            var s = ""
+            for _ in 0..<(next() % 7) { s += pieces[next() % pieces.count] }
+            #expect(ImportedContact.tag(s) == Normalization.tag(s), "\(Array(s.unicodeScalars))")
+        }
+        #expect(ImportedContact.tag("door-knock") == "door-knock")
+        #expect(ImportedContact.tag("  ward  5 ") == "ward 5")
     }
 }
