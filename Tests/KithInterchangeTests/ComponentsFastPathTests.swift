@@ -9,15 +9,11 @@ import Testing
 struct ComponentsFastPathTests {
     @Test func theASCIIPathAgreesWithTheCharacterPath() {
         let pieces = ["a", "Z", "n", "N", "9", ";", ",", "\\", "\\", " ", "\t", "\r", "\n", "\r\n", "\u{0}", ":", "\"", "é", "\u{301}", "Ω"]
-        var state: UInt64 = 7
-        func next() -> Int {
-            state = state &* 6364136223846793005 &+ 1442695040888963407
-            return Int(state >> 33)
-        }
+        let asciiPieces = Array(pieces.dropLast(3))
+        var gen = GeneratedText(state: 7)
         var ascii = 0
         for _ in 0..<40_000 {
-            var s = ""
-            for _ in 0..<(next() % 10) { s += pieces[next() % (next() % 4 == 0 ? pieces.count : pieces.count - 3)] }
+            let s = gen.text(gen.next() % 4 == 0 ? pieces : asciiPieces, maxPieces: 10)
             if s.utf8.allSatisfy({ $0 < 0x80 }) { ascii += 1 }
             for sep: Character in [";", ",", "\u{0}"] {
                 #expect(VCard.components(s, sep) == VCard.characterComponents(s, sep), "\(Array(s.unicodeScalars)) split on \(sep.unicodeScalars.first!.value)")
@@ -35,14 +31,9 @@ struct ComponentsFastPathTests {
 struct TagFastPathTests {
     @Test func theASCIIPathAgreesWithNormalization() {
         let pieces = ["a", "Z", "-", "5", "_", " ", "\t", "\n", "\u{0B}", "\u{1C}", "\u{1F}", "\u{7F}", "\u{85}", "\u{A0}", "é", "\u{301}", "~", "!"]
-        var state: UInt64 = 23
-        func next() -> Int {
-            state = state &* 6364136223846793005 &+ 1442695040888963407
-            return Int(state >> 33)
-        }
+        var gen = GeneratedText(state: 23)
         for _ in 0..<30_000 {
-            var s = ""
-            for _ in 0..<(next() % 7) { s += pieces[next() % pieces.count] }
+            let s = gen.text(pieces, maxPieces: 7)
             #expect(ImportedContact.tag(s) == Normalization.tag(s), "\(Array(s.unicodeScalars))")
         }
         #expect(ImportedContact.tag("door-knock") == "door-knock")
