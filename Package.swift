@@ -215,7 +215,7 @@ let package = Package(
         ),
         .testTarget(name: "KithWebTests", dependencies: ["KithWeb", "KithQuery", "KithCRDT", "KithCrypto", "KithInterchange"], swiftSettings: strict),
         .testTarget(name: "KithSyncTests", dependencies: ["KithSync", "KithCrypto", "KithCRDT"], swiftSettings: strict),
-        .testTarget(name: "KithInterchangeTests", dependencies: ["KithInterchange", "KithCRDT"], swiftSettings: strict),
+        .testTarget(name: "KithInterchangeTests", dependencies: ["KithInterchange", "KithCRDT", "CPhone"], swiftSettings: strict),
         .testTarget(
             name: "KithStoreTests",
             dependencies: ["KithStore", "KithCRDT", "KithCrypto", "KithSampleData", "KithInterchange"],

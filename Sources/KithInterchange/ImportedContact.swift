@@ -47,9 +47,12 @@ public struct ImportedContact: Sendable, Equatable {
 
     /// The contact id: the UID itself when it is a Kith id (a round trip), else derived from the
     /// UID (so importing the same file twice updates, not duplicates), else random.
-    public var contactID: ContactID {
+    public var contactID: ContactID { contactID(kithID: uid.flatMap { ContactID(text: $0) }) }
+
+    /// `contactID`, the UID already read as a Kith id (nil when it is none).
+    private func contactID(kithID: ContactID?) -> ContactID {
         guard let uid, !uid.isEmpty else { return ContactID.random() }
-        if let id = ContactID(text: uid) { return id }
+        if let id = kithID { return id }
         let h = BLAKE2b.hash(Array("kith/import/uid".utf8) + Array(uid.utf8))
         return try! ContactID(bytes: h.prefix(16))
     }
@@ -114,7 +117,7 @@ public struct ImportedContact: Sendable, Equatable {
         }
         for e in events where !e.value.isEmpty { ops.append(.add(.events, e.value, payload: e.label ?? "")) }
         for t in tags {
-            if let tag = Normalization.tag(t) { ops.append(.add(.tags, tag)) }
+            if let tag = Self.tag(t) { ops.append(.add(.tags, tag)) }
         }
         for l in log { ops.append(.logConversation(l)) }
         guard named, !ops.isEmpty else {
@@ -123,7 +126,8 @@ public struct ImportedContact: Sendable, Equatable {
         keys.postalCode = fields[.postalCode]
         keys.name = [fields[.givenName], fields[.familyName]].compactMap { $0 }.joined(separator: " ")
         if keys.name.isEmpty { keys.name = fields[.displayName] ?? "" }
-        var edit = ContactEdit(contact: contactID, ops: ops)
+        let kithID = uid.flatMap { ContactID(text: $0) }
+        var edit = ContactEdit(contact: contactID(kithID: kithID), ops: ops)
         // Every check a change makes (set key and payload limits too): a record that breaks one
         // is skipped here, instead of its change failing the whole import (found by Fuzz/
         // target vcard: a 335-byte email). Each op is tried alone so one bad value drops alone.
@@ -140,7 +144,14 @@ public struct ImportedContact: Sendable, Equatable {
             guard !edit.ops.isEmpty else { throw ImportIssue(origin: origin, reason: "no value left to import") }
         }
         return ConvertedContact(edit: edit, keys: keys, hasUID: uid.map { !$0.isEmpty } ?? false,
-                                isKithID: uid.flatMap { ContactID(text: $0) } != nil, warnings: warnings, origin: origin)
+                                isKithID: kithID != nil, warnings: warnings, origin: origin)
+    }
+
+    /// `Normalization.tag`, without building Characters for a tag of printable ASCII and no
+    /// space (almost every tag): it has no whitespace to trim or collapse, so it is its own form.
+    static func tag(_ t: String) -> String? {
+        if !t.isEmpty, t.utf8.allSatisfy({ (0x21...0x7E).contains($0) }) { return t }
+        return Normalization.tag(t)
     }
 
     /// Adds another record of the same person (a second Mobilize signup): fields already set

@@ -53,11 +53,14 @@ public enum VCard {
                 cardNumber += 1
                 cardLine = lineNo
                 current = ImportedContact(origin: "card \(cardNumber) (line \(cardLine))")
+                current!.fields.reserveCapacity(12) // the fields a card usually has: no regrowth
                 card = CardState()
                 currentBroken = nil
                 continue
             }
-            guard var c = current else {
+            // `c` alone holds the card while the line is applied (moved out of `current`):
+            // otherwise each line's change copied its dictionary and arrays (copy on write).
+            guard var c = current.take() else {
                 batch.issues.append(ImportIssue(origin: "line \(lineNo)", reason: "\(cl.name) outside a card"))
                 continue
             }
@@ -337,6 +340,12 @@ public enum VCard {
 
     /// Splits on unescaped `sep` and unescapes each part (`\n`, `\,`, `\;`, `\\`).
     static func components(_ s: String, _ sep: Character) -> [String] {
+        if let ascii = sep.asciiValue, let fast = asciiComponents(s, ascii) { return fast }
+        return characterComponents(s, sep)
+    }
+
+    /// `components` Character by Character: any text.
+    static func characterComponents(_ s: String, _ sep: Character) -> [String] {
         var out: [String] = []
         var cur = ""
         var escaped = false
@@ -359,6 +368,46 @@ public enum VCard {
         if escaped { cur.append("\\") }
         out.append(cur)
         return out
+    }
+
+    /// `components` of an ASCII value, byte by byte (nil for any other value): every ASCII byte
+    /// is a Character but CR LF, which behaves as its two bytes here (neither is an escape, a
+    /// separator or `n`), so the result is the Character path's, without building Characters.
+    static func asciiComponents(_ s: String, _ sep: UInt8) -> [String]? {
+        var s = s
+        return s.withUTF8 { bytes -> [String]? in
+            var out: [String] = []
+            var start = 0
+            var cur: [UInt8]? // only once an escape is met: the part's unescaped bytes
+            var i = 0
+            while i < bytes.count {
+                let b = bytes[i]
+                guard b < 0x80 else { return nil }
+                if b == 0x5C {
+                    if cur == nil { cur = Array(bytes[start..<i]) }
+                    if i + 1 < bytes.count {
+                        let n = bytes[i + 1]
+                        guard n < 0x80 else { return nil }
+                        cur!.append(n == 0x6E || n == 0x4E ? 0x0A : n)
+                        i += 2
+                    } else {
+                        cur!.append(0x5C)
+                        i += 1
+                    }
+                    continue
+                }
+                if b == sep {
+                    out.append(cur.map { String(decoding: $0, as: UTF8.self) } ?? String(decoding: bytes[start..<i], as: UTF8.self))
+                    cur = nil
+                    start = i + 1
+                } else if cur != nil {
+                    cur!.append(b)
+                }
+                i += 1
+            }
+            out.append(cur.map { String(decoding: $0, as: UTF8.self) } ?? String(decoding: bytes[start..<bytes.count], as: UTF8.self))
+            return out
+        }
     }
 
     static func unescape(_ s: String) -> String {
@@ -437,10 +486,9 @@ public enum VCard {
     static let structural: Set<String> = ["VERSION", "PRODID", "REV", "X-ABUID", "X-ABLABEL", "CLIENTPIDMAP", "SOURCE", "NAME", "PROFILE", "X-ADDRESSBOOKSERVER-KIND"]
 
     static func apply(_ cl: ContentLine, to c: inout ImportedContact, card: inout CardState, dropped: inout [String: Int]) throws(ImportIssue) {
+        // The structural names are none of the cases below: they are looked up (a hash of the
+        // name) only for the lines that are none of those.
         switch cl.name {
-        case _ where structural.contains(cl.name):
-            if cl.name == "X-ABLABEL", let g = cl.group { card.groupLabels[g] = abLabel(unescape(try text(cl))) }
-            if cl.name == "X-ADDRESSBOOKSERVER-KIND", trimmed(try text(cl)).lowercased() == "group" { card.isGroup = true }
         case "KIND":
             if trimmed(try text(cl)).lowercased() == "group" { card.isGroup = true }
         case "UID":
@@ -514,6 +562,9 @@ public enum VCard {
                 throw ImportIssue(origin: "", reason: "X-KITH-CONVERSATION must be yyyy-mm-dd;channel;outcome;note")
             }
             c.log.append(ConversationEntry(day: day, channel: ch, outcome: p[2], note: p[3]))
+        case _ where structural.contains(cl.name):
+            if cl.name == "X-ABLABEL", let g = cl.group { card.groupLabels[g] = abLabel(unescape(try text(cl))) }
+            if cl.name == "X-ADDRESSBOOKSERVER-KIND", trimmed(try text(cl)).lowercased() == "group" { card.isGroup = true }
         default:
             // PHOTO, LOGO, SOUND, KEY, GEO, IMPP, X-SOCIALPROFILE, …: not modelled, counted for
             // the summary (a PHOTO's base64 is never decoded).

@@ -55,7 +55,7 @@ public struct ImportMatcher: Sendable {
     /// Adds one contact the node holds (page by page: the pages need not be kept).
     public mutating func learn(existing c: ContactDTO) {
         guard let id = ContactID(text: c.id) else { return }
-        var members: [String] = []
+        var members: [Member] = []
         for f in Field.allCases { if let v = c.value(of: f) { members.append(Self.field(f, v)) } }
         members += Self.setMembers(phones: c.phones.map { ($0.number, $0.label) }, emails: c.emails.map { ($0.address, $0.label) }, tags: c.tags,
                                    externalIDs: c.externalIds ?? [], urls: (c.urls ?? []).map(\.url), events: (c.events ?? []).map(\.event))
@@ -65,7 +65,7 @@ public struct ImportMatcher: Sendable {
     /// Adds one contact the node holds, from the replica's view: the same members as the
     /// contact's `ContactDTO` gives (a label only for a phone or email the contact has).
     public mutating func learn(existing c: ContactView) {
-        var members: [String] = []
+        var members: [Member] = []
         for f in Field.allCases { if let v = c[f] { members.append(Self.field(f, v)) } }
         let labels = Dictionary(c.values(.labels).map { ($0.key, $0.payload) }, uniquingKeysWith: { a, _ in a })
         members += Self.setMembers(phones: c.phones.map { ($0, labels["tel:" + $0]) }, emails: c.emails.map { ($0, labels["email:" + $0]) },
@@ -75,20 +75,20 @@ public struct ImportMatcher: Sendable {
     }
 
     private static func setMembers(phones: [(String, String?)], emails: [(String, String?)], tags: [String], externalIDs: [String],
-                                   urls: [String], events: [String]) -> [String] {
-        var members: [String] = []
+                                   urls: [String], events: [String]) -> [Member] {
+        var members: [Member] = []
         for (number, label) in phones {
-            members.append(member(.phones, number, ""))
-            if let label { members.append(member(.labels, "tel:" + number, label)) }
+            members.append(member(.phones, number.utf8, EmptyCollection()))
+            if let label { members.append(member(.labels, ("tel:" + number).utf8, label.utf8)) }
         }
         for (address, label) in emails {
-            members.append(member(.emails, address, ""))
-            if let label { members.append(member(.labels, "email:" + address, label)) }
+            members.append(member(.emails, address.utf8, EmptyCollection()))
+            if let label { members.append(member(.labels, ("email:" + address).utf8, label.utf8)) }
         }
-        for t in tags { members.append(member(.tags, t, "")) }
-        for x in externalIDs { members.append(member(.externalIDs, x, "")) }
-        for u in urls { members.append(member(.urls, u, "")) }
-        for e in events { members.append(member(.events, e, "")) }
+        for t in tags { members.append(member(.tags, t.utf8, EmptyCollection())) }
+        for x in externalIDs { members.append(member(.externalIDs, x.utf8, EmptyCollection())) }
+        for u in urls { members.append(member(.urls, u.utf8, EmptyCollection())) }
+        for e in events { members.append(member(.events, e.utf8, EmptyCollection())) }
         return members
     }
 
@@ -106,12 +106,11 @@ public struct ImportMatcher: Sendable {
         } else if c.isKithID {
             // A Kith export's record is exactly its contact: two contacts sharing an email stay two.
         } else {
-            for (what, keys) in [("external id", c.keys.externalIDs.map { Self.member(.externalIDs, $0, "") }),
-                                 ("email", c.keys.emails.map { Self.member(.emails, $0, "") }),
-                                 ("phone", c.keys.phones.map { Self.member(.phones, $0, "") })] {
+            for (what, kind, keys) in [("external id", SetKind.externalIDs, c.keys.externalIDs), ("email", .emails, c.keys.emails),
+                                       ("phone", .phones, c.keys.phones)] {
                 var ids = Set<ContactID>()
                 for k in keys {
-                    let h = Self.hash(k)
+                    let h = Self.member(kind, k.utf8, EmptyCollection()).hash
                     if let many = shared[h] { ids.formUnion(many) } else if let one = index[h] { ids.insert(one) }
                 }
                 if ids.count > 1 { return (.conflict(ids.sorted(), matchedBy: what), nil) }
@@ -125,25 +124,25 @@ public struct ImportMatcher: Sendable {
         let members = Self.members(of: c.edit)
         guard let id = target else {
             let suggestion = c.isKithID ? nil : Self.namePostal(c.keys.name, c.keys.postalCode ?? "").flatMap { byNamePostal[$0] }
-            learn(c.edit.contact, members.map(\.text), name: c.keys.name, postalCode: c.keys.postalCode)
+            learn(c.edit.contact, members.compactMap(\.member), name: c.keys.name, postalCode: c.keys.postalCode)
             return (.create(c.edit), suggestion)
         }
         let have = known[id]?.values ?? []
         var ops: [KithCRDT.Operation] = []
-        for (op, text) in zip(c.edit.ops, members.map(\.text)) where text.isEmpty || !have.contains(Self.hash(text)) { ops.append(op) }
+        for (op, m) in members where m.map({ !have.contains($0.hash) }) ?? true { ops.append(op) }
         guard !ops.isEmpty else { return (.unchanged(id, matchedBy: how), nil) }
         let edit = ContactEdit(contact: id, ops: ops)
-        learn(id, members.map(\.text), name: c.keys.name, postalCode: c.keys.postalCode)
+        learn(id, members.compactMap(\.member), name: c.keys.name, postalCode: c.keys.postalCode)
         return (.update(edit, matchedBy: how), nil)
     }
 
-    private mutating func learn(_ id: ContactID, _ members: [String], name: String, postalCode: String?) {
+    private mutating func learn(_ id: ContactID, _ members: [Member], name: String, postalCode: String?) {
         var cur = known[id] ?? Known()
-        for m in members where !m.isEmpty {
-            let h = Self.hash(m)
+        for m in members {
+            let h = m.hash
             cur.values.insert(h)
             // Only phones, emails and external ids match records.
-            guard m.hasPrefix("p|") || m.hasPrefix("e|") || m.hasPrefix("x|") else { continue }
+            guard m.isMatchKey else { continue }
             if var many = shared[h] {
                 many.insert(id)
                 shared[h] = many
@@ -172,35 +171,84 @@ public struct ImportMatcher: Sendable {
     /// FNV-1a (64 bits) of the UTF-8: fast and small. Two different keys colliding (odds about
     /// 10^-8 for a million keys) would match or skip wrongly; an import accepts that.
     static func hash(_ s: String) -> UInt64 {
-        var h: UInt64 = 0xcbf2_9ce4_8422_2325
-        for b in s.utf8 {
-            h ^= UInt64(b)
-            h &*= 0x100_0000_01b3
-        }
-        return h
+        var h = FNV1a()
+        h.add(s.utf8)
+        return h.value
     }
 
-    /// A set member as text: phones, emails and external ids by key (a new raw form of a known
-    /// number changes nothing), labels by key and label, other sets by key.
-    static func member(_ kind: SetKind, _ key: String, _ payload: String) -> String {
+    /// FNV-1a (64 bits), fed piece by piece: a member's hash is that of its text without the
+    /// text being built.
+    struct FNV1a {
+        private(set) var value: UInt64 = 0xcbf2_9ce4_8422_2325
+
+        mutating func add(_ bytes: some Sequence<UInt8>) {
+            var h = value
+            for b in bytes {
+                h ^= UInt64(b)
+                h &*= 0x100_0000_01b3
+            }
+            value = h
+        }
+
+        mutating func add(_ byte: UInt8) {
+            value ^= UInt64(byte)
+            value &*= 0x100_0000_01b3
+        }
+
+        /// The decimal digits of `n` (as `"\(n)"` writes them).
+        mutating func add(decimal n: UInt8) {
+            if n >= 100 { add(0x30 + n / 100) }
+            if n >= 10 { add(0x30 + n / 10 % 10) }
+            add(0x30 + n % 10)
+        }
+    }
+
+    /// What the matcher keeps of a field value or set member: the hash of its text, and whether
+    /// it matches records (phones, emails and external ids do).
+    struct Member: Equatable {
+        var hash: UInt64
+        var isMatchKey: Bool
+    }
+
+    /// A set member, hashed as the text `p|key` (phones), `e|key` (emails), `x|key` (external
+    /// ids), `l|key|payload` (labels) or `<kind number>|key` (other sets): phones, emails and
+    /// external ids by key (a new raw form of a known number changes nothing), labels by key and
+    /// label, other sets by key.
+    static func member(_ kind: SetKind, _ key: some Sequence<UInt8>, _ payload: some Sequence<UInt8>) -> Member {
+        var h = FNV1a()
         switch kind {
-        case .phones: "p|" + key
-        case .emails: "e|" + key
-        case .externalIDs: "x|" + key
-        case .labels: "l|" + key + "|" + payload
-        default: "\(kind.rawValue)|" + key
+        case .phones: h.add(0x70) // p
+        case .emails: h.add(0x65) // e
+        case .externalIDs: h.add(0x78) // x
+        case .labels: h.add(0x6C) // l
+        default: h.add(decimal: kind.rawValue)
         }
+        h.add(0x7C) // |
+        h.add(key)
+        if kind == .labels {
+            h.add(0x7C)
+            h.add(payload)
+        }
+        return Member(hash: h.value, isMatchKey: kind == .phones || kind == .emails || kind == .externalIDs)
     }
 
-    static func field(_ f: Field, _ v: String) -> String { "f\(f.rawValue)|" + v }
+    /// A field value, hashed as the text `f<field number>|value`.
+    static func field(_ f: Field, _ v: String) -> Member {
+        var h = FNV1a()
+        h.add(0x66) // f
+        h.add(decimal: f.rawValue)
+        h.add(0x7C)
+        h.add(v.utf8)
+        return Member(hash: h.value, isMatchKey: false)
+    }
 
-    /// Each op's text ("" for ops always written: conversation log entries).
-    static func members(of edit: ContactEdit) -> [(op: KithCRDT.Operation, text: String)] {
+    /// Each op's member (nil for ops always written: conversation log entries).
+    static func members(of edit: ContactEdit) -> [(op: KithCRDT.Operation, member: Member?)] {
         edit.ops.map { op in
             switch op {
             case let .setField(f, v): (op, field(f, v))
-            case let .add(kind, key, payload): (op, member(kind, String(decoding: key, as: UTF8.self), String(decoding: payload, as: UTF8.self)))
-            default: (op, "")
+            case let .add(kind, key, payload): (op, member(kind, key, payload))
+            default: (op, nil)
             }
         }
     }

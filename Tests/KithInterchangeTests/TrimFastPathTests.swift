@@ -10,14 +10,9 @@ struct TrimFastPathTests {
             String(s.drop(while: { $0.isWhitespace }).reversed().drop(while: { $0.isWhitespace }).reversed())
         }
         let pieces = ["a", "Z", "9", ";", "\\", " ", "\t", "\n", "\r\n", "\u{0B}", "\u{1C}", "\u{7F}", "\u{85}", "\u{A0}", "\u{2028}", "é", "\u{301}", "\u{600}", "Ω"]
-        var state: UInt64 = 15
-        func next() -> Int {
-            state = state &* 6364136223846793005 &+ 1442695040888963407
-            return Int(state >> 33)
-        }
+        var gen = GeneratedText(state: 15)
         for _ in 0..<30_000 {
-            var s = ""
-            for _ in 0..<(next() % 8) { s += pieces[next() % pieces.count] }
+            let s = gen.text(pieces, maxPieces: 8)
             #expect(VCard.trimmed(s) == reference(s), "\(Array(s.unicodeScalars))")
         }
     }

@@ -19,11 +19,20 @@ extern "C" {
 /// Parses `input` (UTF-8, as the person typed it) with libphonenumber, national numbers read in
 /// `region` (ISO 3166-1 alpha-2, e.g. "GB"; NULL or "" for none). On CPHONE_POSSIBLE writes the E.164 form ("+442079460018") to `e164` and the extension's digits
 /// ("" when none) to `extension`, both NUL-terminated, and the national significant number's
-/// digits to `national`. Returns CPHONE_POSSIBLE, or why not. Thread-safe.
+/// digits to `national`. Returns CPHONE_POSSIBLE, or why not. Thread-safe. North American
+/// numbers in their common shapes (`+1 415 555 0132`, `(415) 555-0132` in US or CA) are read
+/// without libphonenumber's regular expressions, to the same result.
 int cphone_normalize(const char *input, const char *region,
                      char *e164, size_t e164_size,
                      char *extension, size_t extension_size,
                      char *national, size_t national_size);
+
+/// cphone_normalize without its fast path for North American numbers: every input through
+/// libphonenumber's Parse. The same results (tests compare the two); for tests and checks.
+int cphone_normalize_libphonenumber(const char *input, const char *region,
+                                    char *e164, size_t e164_size,
+                                    char *extension, size_t extension_size,
+                                    char *national, size_t national_size);
 
 /// 1 when `region` is a region libphonenumber knows ("GB", "US", …), else 0.
 int cphone_is_supported_region(const char *region);
