@@ -296,8 +296,9 @@ public struct UpwardRecord: Sendable, Equatable {
     }
 
     /// A record this hub verified when it arrived and has kept since (`DeviceSigned`'s `trusted`):
-    /// parsed without checking its signatures again.
-    init(trusted encoded: [UInt8]) throws(ConsentError) {
+    /// parsed without checking its signatures again. Only for bytes from the hub's own store,
+    /// whose rows are authenticated under its storage key.
+    public init(trusted encoded: [UInt8]) throws(ConsentError) {
         try self.init(encoded: encoded, nowSeconds: 0, cache: nil, trusted: true)
     }
 

@@ -24,44 +24,47 @@ public struct GrantKey: Hashable, Sendable, Comparable {
 /// answers it signs. A storage layer persists `held`, the closed grants and the decisions; the
 /// network layer feeds chapter logs, records and revocations in.
 public struct HubLedger: Sendable {
-    /// A record the hub currently holds: its bytes (verified when it arrived), its receipt's,
-    /// and the few facts the ledger decides on. The parsed record, its receipt and its opened
-    /// fields are made when asked for (`record`, `answer`, `values`), not kept: a hub holding a
-    /// million records keeps about a kilobyte for each, not the whole parsed and opened record.
+    /// A record the hub currently holds, as the ledger decides on it: the few facts it needs, not
+    /// the record. Its bytes, its receipt and its opened fields are in the store's sealed row
+    /// (`HubStorage.heldRows`); a hub holding a million records keeps about 300 bytes for each
+    /// here, not the 1.5 KB of the record and its receipt.
     public struct Held: Sendable {
         public let key: GrantKey
-        /// The record's bytes, as received.
-        public let encoded: [UInt8]
-        /// The signed receipt's bytes.
-        public let answerBytes: [UInt8]
         public let chapter: ChapterID
         public let version: UInt64
         public let createdAt: UInt64
         public let expiresAt: UInt64?
         public let rule: HubAnswer.Rule
         public let chapterName: String
-        /// The organization's key, to open the sealed fields when asked (a reference, shared).
-        let agreement: X25519.PrivateKey
+        /// The record's size in bytes (for the chapter's usage).
+        public let size: Int
+        /// BLAKE2b-256 of the record's bytes (its receipt's request hash: a retry is known by it),
+        /// then the grant's key in the verification cache (forgotten when the grant closes): one
+        /// allocation of 64 bytes.
+        let digests: [UInt8]
+        public var requestHash: ArraySlice<UInt8> { digests[0..<32] }
+        var grantCacheKey: [UInt8] { Array(digests[32..<64]) }
+        /// When its receipt was signed: with the fields above, the receipt is made again byte for
+        /// byte (Ed25519 signatures are deterministic) when a retry asks for it.
+        public let storedAt: UInt64
 
-        init(record: UpwardRecord, answer: HubAnswer, chapterName: String, agreement: X25519.PrivateKey) {
+        init(record: UpwardRecord, answer: HubAnswer, chapterName: String) {
             key = GrantKey(member: record.grant.member, grant: record.grant.id)
-            encoded = record.encoded
-            answerBytes = answer.encoded
             chapter = record.grant.chapter
             version = record.version
             createdAt = record.grant.createdAt
             expiresAt = record.grant.expiresAt
             rule = answer.rule
             self.chapterName = chapterName
-            self.agreement = agreement
+            size = record.encoded.count
+            digests = answer.requestHash + VerificationCache.key(domain: Grant.domain, record.grant.encoded)
+            storedAt = answer.at
         }
 
-        /// The record, parsed again (its signatures were checked when it arrived).
-        public var record: UpwardRecord { try! UpwardRecord(trusted: encoded) }
-        /// The receipt the hub signed for it.
-        public var answer: HubAnswer { try! HubAnswer(trusted: answerBytes) }
-        /// Its fields, opened (an X25519 operation each time: for delivery, not for every decision).
-        public var values: [(String, String)] { (try? record.open(with: agreement)) ?? [] }
+        /// The receipt the hub signed for it (`request`: the record's bytes), made again.
+        public func answer(request: [UInt8], signer: Ed25519.PrivateKey) -> HubAnswer {
+            HubAnswer.make(.stored, request: request, member: key.member, grantID: key.grant, version: version, rule: rule, at: storedAt, signer: signer)
+        }
 
         public func isExpired(nowMilliseconds now: UInt64) -> Bool { expiresAt.map { now >= $0 } ?? false }
     }
@@ -77,9 +80,10 @@ public struct HubLedger: Sendable {
     public var limits: HubLimits
     /// (member, grant id) → the record held for it.
     public private(set) var held: [GrantKey: Held] = [:]
-    /// (member, grant id) → the highest record version ever accepted (kept after deletion, so
-    /// an old record replayed after a revocation or an update is refused).
-    public private(set) var highestVersion: [GrantKey: UInt64] = [:]
+    /// (member, grant id) → the highest record version accepted of a grant no longer held (kept
+    /// after deletion, so an old record replayed after a revocation is refused); a held grant's
+    /// is its record's (`highestVersion(of:)`).
+    private var closedVersion: [GrantKey: UInt64] = [:]
     /// Grants revoked (or expired): their records are refused from then on.
     public private(set) var closed: Set<GrantKey> = []
     /// Grant ids closed before the hub keyed grants by member (store schema 1): their owner is
@@ -104,15 +108,20 @@ public struct HubLedger: Sendable {
         self.verified = verified
     }
 
+    /// The highest record version accepted for a grant (held or closed), nil when none was.
+    public func highestVersion(of key: GrantKey) -> UInt64? { held[key]?.version ?? closedVersion[key] }
+
     private mutating func setHeld(_ key: GrantKey, _ h: Held?) {
-        if let old = held[key], h == nil { verified.forget(domain: Grant.domain, old.record.grant.encoded) }
         if let old = held[key] {
+            if h == nil { verified.forget(key: old.grantCacheKey) }
             usage[old.chapter, default: Usage()].records -= 1
-            usage[old.chapter, default: Usage()].bytes -= UInt64(old.encoded.count)
+            usage[old.chapter, default: Usage()].bytes -= UInt64(old.size)
+            if h == nil { closedVersion[key] = max(closedVersion[key] ?? 0, old.version) }
         }
         if let h {
             usage[h.chapter, default: Usage()].records += 1
-            usage[h.chapter, default: Usage()].bytes += UInt64(h.encoded.count)
+            usage[h.chapter, default: Usage()].bytes += UInt64(h.size)
+            closedVersion[key] = nil
         }
         held[key] = h
     }
@@ -266,9 +275,11 @@ public struct HubLedger: Sendable {
         }
         guard !closed.contains(key), !legacyClosed.contains(grant.id) else { throw ConsentError(.replayed, "grant \(gid) was revoked or expired") }
         guard !grant.isExpired(nowMilliseconds: now) else { throw ConsentError(.expired, "grant \(gid) has expired") }
-        if let h = held[key], h.version == record.version, h.encoded == bytes { return h.answer } // a retry
-        guard record.version > highestVersion[key] ?? 0 else {
-            throw ConsentError(.replayed, "record version \(record.version) of grant \(gid) is not newer than \(highestVersion[key] ?? 0)")
+        if let h = held[key], h.version == record.version, h.requestHash.elementsEqual(BLAKE2b.hash(bytes)) { // a retry: the same receipt
+            return h.answer(request: bytes, signer: keys.signing)
+        }
+        guard record.version > highestVersion(of: key) ?? 0 else {
+            throw ConsentError(.replayed, "record version \(record.version) of grant \(gid) is not newer than \(highestVersion(of: key) ?? 0)")
         }
         let values: [(String, String)]
         if let opened { values = try opened.get() } else { values = try record.open(with: keys.agreement) }
@@ -284,7 +295,7 @@ public struct HubLedger: Sendable {
         var after = usage[grant.chapter] ?? Usage()
         if let old = held[key] {
             after.records -= 1
-            after.bytes -= UInt64(old.encoded.count)
+            after.bytes -= UInt64(old.size)
         }
         after.records += 1
         after.bytes += UInt64(bytes.count)
@@ -294,8 +305,7 @@ public struct HubLedger: Sendable {
         let answer = receipt.flatMap { $0.kind == .stored && $0.rule == rule && $0.version == record.version && $0.grantID == grant.id ? $0 : nil }
             ?? HubAnswer.make(.stored, request: bytes, member: grant.member, grantID: grant.id, version: record.version, rule: rule,
                               at: now, signer: keys.signing)
-        setHeld(key, Held(record: record, answer: answer, chapterName: chapter.name, agreement: keys.agreement))
-        highestVersion[key] = record.version
+        setHeld(key, Held(record: record, answer: answer, chapterName: chapter.name))
         waiting[grant.chapter]?.remove(key)
         return answer
     }
@@ -322,7 +332,7 @@ public struct HubLedger: Sendable {
             throw ConsentError(.wrongOrganization, "the revocation is addressed to organization \(r.organization)")
         }
         let key = GrantKey(member: r.member, grant: r.grantID)
-        let version = highestVersion[key] ?? 0
+        let version = highestVersion(of: key) ?? 0
         setHeld(key, nil)
         closed.insert(key)
         trails[key, default: RecordTrail()].startRetraction(.revoked, now: now)
@@ -410,6 +420,22 @@ public struct HubLedger: Sendable {
             }
             self.trails[k] = t
         }
+        try restoreHeld(records)
+        for c in closed {
+            if let m = c.member {
+                let key = GrantKey(member: m, grant: c.grant)
+                self.closed.insert(key)
+                if held[key] == nil { closedVersion[key] = max(closedVersion[key] ?? 0, c.version) }
+            } else {
+                legacyClosed.insert(c.grant)
+            }
+        }
+        for d in decisions { apply(try ChapterDecision(encoded: d, organization: keys.signing.publicKey)) }
+    }
+
+    /// Restores held records (a page of the store's rows at a time: a restart does not read the
+    /// whole store into memory at once).
+    public mutating func restoreHeld(_ records: [(record: [UInt8], answer: [UInt8], chapterName: String)]) throws(ConsentError) {
         for (bytes, answerBytes, name) in records {
             // The store's rows are authenticated (sealed under the storage key) and were
             // verified when they arrived: parsed, not verified or opened again (a restart of a
@@ -417,19 +443,8 @@ public struct HubLedger: Sendable {
             let record = try UpwardRecord(trusted: bytes)
             let answer = try HubAnswer(trusted: answerBytes)
             guard answer.kind == .stored, answer.answers(bytes) else { throw ConsentError(.malformed, "a held record's receipt in the hub's store is not its own") }
-            let h = Held(record: record, answer: answer, chapterName: name, agreement: keys.agreement)
+            let h = Held(record: record, answer: answer, chapterName: name)
             setHeld(h.key, h)
-            highestVersion[h.key] = max(highestVersion[h.key] ?? 0, record.version)
         }
-        for c in closed {
-            if let m = c.member {
-                let key = GrantKey(member: m, grant: c.grant)
-                self.closed.insert(key)
-                highestVersion[key] = max(highestVersion[key] ?? 0, c.version)
-            } else {
-                legacyClosed.insert(c.grant)
-            }
-        }
-        for d in decisions { apply(try ChapterDecision(encoded: d, organization: keys.signing.publicKey)) }
     }
 }

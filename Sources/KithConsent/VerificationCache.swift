@@ -64,7 +64,11 @@ public final class VerificationCache: @unchecked Sendable {
 
     /// Forgets a signed object (a revoked grant's encoding): it is verified in full if it comes again.
     public func forget(domain: [UInt8], _ bytes: [UInt8]) {
-        let k = Self.key(domain: domain, bytes)
+        forget(key: Self.key(domain: domain, bytes))
+    }
+
+    /// Forgets a signed object by its cache key (`key(domain:_:)`).
+    func forget(key k: [UInt8]) {
         lock.lock()
         defer { lock.unlock() }
         young.remove(k)

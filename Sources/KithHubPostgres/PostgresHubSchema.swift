@@ -62,28 +62,36 @@ public enum PostgresHubSchema {
     /// Every row of a kind, opened, ordered by id (as `ContactStore.records`).
     static func rows(_ c: PostgresConnection, _ kind: ContactStore.RecordKind, key: SymmetricKey, logger: Logger,
                      place: String = "the hub's database") async throws -> [(id: [UInt8], bytes: [UInt8])] {
-        var out: [(id: [UInt8], bytes: [UInt8])] = []
-        let rows = try await c.query("SELECT id, sealed FROM kith_hub_rows WHERE kind = \(Int16(kind.rawValue)) ORDER BY id", logger: logger)
-        for try await (idBuffer, sealedBuffer) in rows.decode((ByteBuffer, ByteBuffer).self) {
-            let id = Array(idBuffer.readableBytesView)
-            guard let plain = ContactStore.openRecord(kind, id: id, Array(sealedBuffer.readableBytesView), key: key) else {
-                throw StoreError(.corrupt, "a \(kind) row in \(place) failed authentication: the database was modified or damaged")
-            }
-            out.append((id, plain))
-        }
-        return out
+        try await opened(c, kind, "SELECT id, sealed FROM kith_hub_rows WHERE kind = \(Int16(kind.rawValue)) ORDER BY id", capacity: 0,
+                         key: key, logger: logger, place: place)
     }
 
     /// One page of a kind's rows (id, plaintext) in id order: the first `limit` with an id greater
     /// than `after` (keyset pagination on the primary key `(kind, id)`).
     static func page(_ c: PostgresConnection, _ kind: ContactStore.RecordKind, after: [UInt8]?, limit: Int, key: SymmetricKey, logger: Logger,
                      place: String = "the hub's database") async throws -> [(id: [UInt8], bytes: [UInt8])] {
-        var out: [(id: [UInt8], bytes: [UInt8])] = []
-        out.reserveCapacity(max(0, limit))
-        let rows = try await c.query("""
+        try await opened(c, kind, """
             SELECT id, sealed FROM kith_hub_rows WHERE kind = \(Int16(kind.rawValue)) AND id > \(ByteBuffer(bytes: after ?? []))
             ORDER BY id LIMIT \(Int64(max(0, limit)))
-            """, logger: logger)
+            """, capacity: max(0, limit), key: key, logger: logger, place: place)
+    }
+
+    /// The rows of a kind with these ids (id, plaintext), in id order; an id with no row is left out.
+    static func rows(_ c: PostgresConnection, _ kind: ContactStore.RecordKind, ids: [[UInt8]], key: SymmetricKey, logger: Logger,
+                     place: String = "the hub's database") async throws -> [(id: [UInt8], bytes: [UInt8])] {
+        let wanted = ids.map { ByteBuffer(bytes: $0) }
+        return try await opened(c, kind, """
+            SELECT id, sealed FROM kith_hub_rows WHERE kind = \(Int16(kind.rawValue)) AND id = ANY(\(wanted)::bytea[]) ORDER BY id
+            """, capacity: ids.count, key: key, logger: logger, place: place)
+    }
+
+    /// The (id, sealed) rows of `query`, opened with the storage key; a row that does not
+    /// authenticate is corruption.
+    private static func opened(_ c: PostgresConnection, _ kind: ContactStore.RecordKind, _ query: PostgresQuery, capacity: Int, key: SymmetricKey,
+                               logger: Logger, place: String) async throws -> [(id: [UInt8], bytes: [UInt8])] {
+        var out: [(id: [UInt8], bytes: [UInt8])] = []
+        out.reserveCapacity(capacity)
+        let rows = try await c.query(query, logger: logger)
         for try await (idBuffer, sealedBuffer) in rows.decode((ByteBuffer, ByteBuffer).self) {
             let id = Array(idBuffer.readableBytesView)
             guard let plain = ContactStore.openRecord(kind, id: id, Array(sealedBuffer.readableBytesView), key: key) else {

@@ -368,6 +368,14 @@ public actor PostgresHubStorage: HubStorage {
         }
     }
 
+    public func heldRows(_ ids: [[UInt8]]) async throws -> [(id: [UInt8], bytes: [UInt8])] {
+        guard !ids.isEmpty else { return [] }
+        let key = storageKey, url = url, logger = logger
+        return try await withConnection("reading held records") { c in
+            try await PostgresHubSchema.rows(c, .hubRecord, ids: ids, key: key, logger: logger, place: "\(url)")
+        }
+    }
+
     public func close(_ key: GrantKey, version: UInt64, trail: [UInt8]) async throws {
         var v: [UInt8] = []
         v.appendBigEndian(version)

@@ -97,8 +97,19 @@ extension HubNode {
     }
 
     private func deliverRound(_ c: any HubConnector) async {
-        let batch = ledger.undelivered(limit: Self.connectorBatch, to: c.owns).map {
-            HubDelivery(key: $0.key, version: $0.record.version, grant: $0.record.grant, chapterName: $0.chapterName, values: $0.values)
+        let due = ledger.undelivered(limit: Self.connectorBatch, to: c.owns)
+        guard !due.isEmpty else { return }
+        // The records themselves are in the store (the ledger keeps a few facts of each).
+        let stored: [(id: [UInt8], bytes: [UInt8])]
+        do { stored = try await storage.heldRows(due.map(\.key.bytes)) } catch {
+            logger.error("could not read records to deliver", metadata: ["connector": "\(c.name)", "reason": "\(error)"])
+            return
+        }
+        let batch = stored.compactMap { row -> HubDelivery? in
+            guard let key = HubStoreSchema.decodeGrantKey(row.id), let h = HubStoreSchema.decodeHeldRow(row.bytes),
+                  let record = try? UpwardRecord(trusted: h.record), record.version == ledger.held[key]?.version else { return nil }
+            let values = h.fields ?? (try? record.open(with: keys.agreement)) ?? []
+            return HubDelivery(key: key, version: record.version, grant: record.grant, chapterName: h.chapterName, values: values)
         }
         guard !batch.isEmpty else { return }
         for d in batch { inFlight[d.key, default: []].insert(c.name) }

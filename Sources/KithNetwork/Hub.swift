@@ -27,6 +27,9 @@ public protocol HubStorage: AnyObject, Sendable {
     /// One page of held-record rows (id `member ‖ grant id`, bytes as `HubStoreSchema.encodeHeld`)
     /// in id order, the first `limit` with an id greater than `after`: what a streamed export reads.
     func heldPage(after: [UInt8]?, limit: Int) async throws -> [(id: [UInt8], bytes: [UInt8])]
+    /// The held-record rows of these ids (those the store has), in id order: what a connector
+    /// delivers (the ledger keeps only a few facts of each record, not its bytes).
+    func heldRows(_ ids: [[UInt8]]) async throws -> [(id: [UInt8], bytes: [UInt8])]
     func put(_ key: GrantKey, record: [UInt8], answer: [UInt8], chapterName: String) async throws
     /// Deletes the held record, closes the grant and writes its trail, in one transaction.
     func close(_ key: GrantKey, version: UInt64, trail: [UInt8]) async throws
@@ -192,6 +195,10 @@ public final class SQLiteHubStorage: HubStorage, @unchecked Sendable {
         try locked { try $0.records(.hubRecord, after: after, limit: limit) }
     }
 
+    public func heldRows(_ ids: [[UInt8]]) throws -> [(id: [UInt8], bytes: [UInt8])] {
+        try locked { try $0.records(.hubRecord, ids: ids) }
+    }
+
     public func close(_ key: GrantKey, version: UInt64, trail: [UInt8]) throws {
         var v: [UInt8] = []
         v.appendBigEndian(version)
@@ -259,6 +266,8 @@ public actor HubNode {
     /// Writes per transaction at most: a transaction stays short, so a revocation that arrives
     /// during a big ingest waits for little more than one small commit.
     static let maxWritesPerTransaction = 256
+    /// Held-record rows read per page when the hub starts.
+    static let restorePage = 2_000
 
     public init(keys: OrganizationKeys, storage: any HubStorage, limits: HubLimits = .defaults, logger: Logger,
                 connectors: [any HubConnector] = [], overdueAfterMilliseconds: UInt64 = 72 * 3_600_000,
@@ -271,8 +280,16 @@ public actor HubNode {
         self.overdueAfter = overdueAfterMilliseconds
         verified = VerificationCache()
         var ledger = HubLedger(keys: keys, limits: limits, verified: verified)
-        try ledger.restore(records: try await storage.records(), closed: try await storage.closedGrants(), decisions: try await storage.decisions(),
+        try ledger.restore(records: [], closed: try await storage.closedGrants(), decisions: try await storage.decisions(),
                            trails: try await storage.trails(), nowMilliseconds: clock())
+        // Held records a page at a time: a restart never holds the whole store in memory.
+        var after: [UInt8]?
+        while true {
+            let page = try await storage.heldPage(after: after, limit: Self.restorePage)
+            try ledger.restoreHeld(page.compactMap { HubStoreSchema.decodeHeld($0.bytes) })
+            guard page.count == Self.restorePage, let last = page.last else { break }
+            after = last.id
+        }
         self.ledger = ledger
         for (id, ops) in try await storage.chapterOps() {
             if let log = try? MembershipLog(chapter: id, ops: ops) { chapters[id] = log }
@@ -457,7 +474,7 @@ public actor HubNode {
             return answer.encoded
         }
         let key = GrantKey(member: parsed.grant.member, grant: parsed.grant.id)
-        guard let held = ledger.held[key], held.answerBytes == answer.encoded else {
+        guard let held = ledger.held[key], held.requestHash.elementsEqual(answer.requestHash), held.storedAt == answer.at else {
             leave()
             return answer.encoded
         }
@@ -465,7 +482,7 @@ public actor HubNode {
         do {
             // Written on every stored answer (also an identical retry): a write that failed once is made again.
             // The fields opened while preparing it go into the sealed row, so an export need not open the record again.
-            try await commit([.put(key, record: held.encoded, answer: answer.encoded, chapterName: held.chapterName,
+            try await commit([.put(key, record: record, answer: answer.encoded, chapterName: held.chapterName,
                                    fields: try? prepared.values?.get())])
         } catch {
             logger.error("could not store a record", metadata: ["reason": "\(error)"])
@@ -514,7 +531,7 @@ public actor HubNode {
         defer { leave() }
         let gone = ledger.expire(nowMilliseconds: clock())
         do {
-            try await commit(gone.map { .close($0, version: ledger.highestVersion[$0] ?? 0, trail: ledger.trails[$0]?.encoded ?? RecordTrail().encoded) })
+            try await commit(gone.map { .close($0, version: ledger.highestVersion(of: $0) ?? 0, trail: ledger.trails[$0]?.encoded ?? RecordTrail().encoded) })
             for key in gone { logger.info("record deleted on expiry", metadata: ["grant": "\(Base64URL.encode(key.grant))"]) }
         } catch {
             logger.error("could not delete expired records (the store still holds them until the next start)", metadata: ["reason": "\(error)"])

@@ -334,6 +334,24 @@ public final class ContactStore {
         }
     }
 
+    /// The records of a kind with these ids (id, plaintext), in id order; an id with no record is
+    /// left out. A record that does not authenticate is corruption.
+    public func records(_ kind: RecordKind, ids: [[UInt8]]) throws(StoreError) -> [(id: [UInt8], bytes: [UInt8])] {
+        guard !ids.isEmpty else { return [] }
+        var out: [(id: [UInt8], bytes: [UInt8])] = []
+        // At most 500 ids per statement (SQLite's bound parameters are limited).
+        for start in stride(from: 0, to: ids.count, by: 500) {
+            let part = ids[start..<min(ids.count, start + 500)]
+            out += try openedRows(kind, capacity: part.count) {
+                let s = try db.prepare("SELECT id, sealed FROM records WHERE kind = ? AND id IN (" + Array(repeating: "?", count: part.count).joined(separator: ",") + ") ORDER BY id")
+                s.bind(1, kind.rawValue)
+                for (i, id) in part.enumerated() { s.bind(Int32(i + 2), id) }
+                return s
+            }
+        }
+        return out.sorted { $0.id.lexicographicallyPrecedes($1.id) }
+    }
+
     /// The rows of `query` (id, sealed) opened with the storage key; a row that does not
     /// authenticate is corruption.
     private func openedRows(_ kind: RecordKind, capacity: Int, _ query: () throws -> SQLiteStatement) throws(StoreError) -> [(id: [UInt8], bytes: [UInt8])] {

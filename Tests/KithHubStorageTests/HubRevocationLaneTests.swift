@@ -45,6 +45,7 @@ struct HubRevocationLaneTests {
         func chapterOps() async throws -> [ChapterID: [[UInt8]]] { try await inner.chapterOps() }
         func trails() async throws -> [(id: [UInt8], bytes: [UInt8])] { try await inner.trails() }
         func heldPage(after: [UInt8]?, limit: Int) async throws -> [(id: [UInt8], bytes: [UInt8])] { try await inner.heldPage(after: after, limit: limit) }
+        func heldRows(_ ids: [[UInt8]]) async throws -> [(id: [UInt8], bytes: [UInt8])] { try await inner.heldRows(ids) }
         func put(_ key: GrantKey, record: [UInt8], answer: [UInt8], chapterName: String) async throws {
             try await inner.put(key, record: record, answer: answer, chapterName: chapterName)
         }

@@ -46,6 +46,26 @@ struct HubStorageTests {
         #expect(trails.count == 1 && trails.first?.id == k1.bytes)
         #expect(try trails.first.map { try RecordTrail(encoded: $0.bytes) }?.entry(.connector("Action Network"))?.state == .outstanding)
         #expect(try await s.chapterOps()[chapter].map { Set($0) } == [[9, 9], [8]])
+        // Held rows by id (what a connector delivers): only those held, in id order; a closed
+        // grant's and an unknown id are left out.
+        let unknown = GrantKey(member: Ed25519.PrivateKey().publicKey, grant: SecureRandom.bytes(16))
+        let byID = try await s.heldRows([unknown.bytes, k1.bytes, k2.bytes])
+        #expect(byID.map(\.id) == [k2.bytes] && byID.first.flatMap { HubStoreSchema.decodeHeld($0.bytes) }?.record == [6, 6])
+        #expect(try await s.heldRows([]).isEmpty)
+        await s.shutdown()
+        await store.cleanup()
+    }
+
+    @Test(arguments: StoreKind.available)
+    func heldRowsByIDComeInIDOrderPastOneStatementsWorth(_ kind: StoreKind) async throws {
+        let store = try await TestStore(kind)
+        let s = try await store.open()
+        let keys = (0..<700).map { _ in GrantKey(member: Ed25519.PrivateKey().publicKey, grant: SecureRandom.bytes(16)) }
+        try await s.write(keys.enumerated().map { .put($0.element, record: [UInt8(truncatingIfNeeded: $0.offset)], answer: [1], chapterName: "Ward") })
+        let asked = Array(keys.shuffled().prefix(650))
+        let rows = try await s.heldRows(asked.map(\.bytes))
+        #expect(rows.map(\.id) == asked.map(\.bytes).sorted { $0.lexicographicallyPrecedes($1) })
+        #expect(rows.allSatisfy { row in HubStoreSchema.decodeHeld(row.bytes)?.record == [UInt8(truncatingIfNeeded: keys.firstIndex { $0.bytes == row.id }!)] })
         await s.shutdown()
         await store.cleanup()
     }
