@@ -36,7 +36,12 @@ public actor SyncNode {
         let id: ChapterID
         /// Any change of the log (it is a value: every mutation goes through this setter) drops
         /// what was derived from the previous one.
-        var log: MembershipLog? { didSet { cachedNeedsNewEpoch = nil } }
+        var log: MembershipLog? {
+            didSet {
+                cachedNeedsNewEpoch = nil
+                cachedEncodedOps = nil
+            }
+        }
         let store: ContactStore
         let relayOnly: Bool
         /// The current epoch when the node last looked (a change means match tokens are re-made).
@@ -48,6 +53,16 @@ public actor SyncNode {
             self.store = store
             self.relayOnly = relayOnly
             knownEpoch = log?.state.currentEpoch?.id
+        }
+
+        private var cachedEncodedOps: [[UInt8]]?
+        /// The log's ops encoded, parents first (`allOps`): what every new connection and every
+        /// joiner is sent, ordered once per version of the log.
+        var encodedOps: [[UInt8]] {
+            if let v = cachedEncodedOps { return v }
+            let v = log?.allOps.map(\.encoded) ?? []
+            cachedEncodedOps = v
+            return v
         }
 
         private var cachedNeedsNewEpoch: Bool?
@@ -513,8 +528,8 @@ public actor SyncNode {
     /// The membership ops to send a peer right after the hello: every chapter it may sync.
     func membershipMessages(for scopes: Set<ScopeID>) -> [SyncMessage] {
         chapters.values.sorted { $0.id < $1.id }.compactMap { ch in
-            guard scopes.contains(ch.id.contentScope), let log = ch.log else { return nil }
-            return .membership(chapter: ch.id.bytes, ops: log.allOps.map(\.encoded))
+            guard scopes.contains(ch.id.contentScope), ch.log != nil else { return nil }
+            return .membership(chapter: ch.id.bytes, ops: ch.encodedOps)
         } + addressMessages(for: scopes)
     }
 

@@ -254,12 +254,12 @@ public final class ContactStore {
         try checkUsable()
         guard !records.isEmpty else { return }
         do {
-            let s = try db.prepare("INSERT OR REPLACE INTO records(kind, id, sealed) VALUES (?, ?, ?)")
             if !durable {
                 try db.execute("PRAGMA synchronous=NORMAL")
                 synchronousLowered = true
             }
             defer { if synchronousLowered { restoreFullSync() } }
+            let s = try db.prepare("INSERT OR REPLACE INTO records(kind, id, sealed) VALUES (?, ?, ?)")
             try db.transaction {
                 for r in records {
                     s.bind(1, kind.rawValue)
