@@ -103,6 +103,10 @@ public struct ChapterState: Sendable, Equatable {
     /// True for a device listed for a current member (and not revoked).
     public func isCurrentDevice(_ d: Ed25519.PublicKey) -> Bool { deviceOwner[d] != nil }
 
+    /// How many current devices the chapter has (what `allDevices.count` is, without listing
+    /// and sorting them: asked for every address message a peer sends).
+    public var deviceCount: Int { deviceOwner.count }
+
     /// Every current device certificate, ordered by device key.
     public var allDevices: [DeviceCertificate] {
         members.values.flatMap { $0.devices.values }.sorted { $0.deviceSigningKey < $1.deviceSigningKey }

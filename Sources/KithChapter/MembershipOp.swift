@@ -117,6 +117,18 @@ public enum MembershipAction: Hashable, Sendable {
         return nil
     }
 
+    /// True for an action that only adds to what the chapter allows (a member, a device, a key
+    /// share, an invite, a display name): a node that loses such an op it received only grants
+    /// less until a peer sends it again (every connection resends the whole log). Ops that take
+    /// rights away, start epochs or change the affiliation are not among them
+    /// (Protocol/chapters.md §3.1, storing received ops).
+    public var onlyGrants: Bool {
+        switch self {
+        case .addMember, .addDevice, .shareKey, .invite, .setName: true
+        case .create, .removeMember, .revokeDevice, .setAdmin, .epoch, .leave, .affiliate, .closeInvite, .revokeDeviceByMember: false
+        }
+    }
+
     public var tag: UInt8 {
         switch self {
         case .create: 0x01

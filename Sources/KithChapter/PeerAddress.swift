@@ -107,6 +107,12 @@ public struct PeerAddressRecord: Sendable, Equatable {
     /// chapter's current epoch, whose key this node holds (`epochKey`), the signature must
     /// verify, and the address must decrypt. Returns the address text.
     public func open(chapter: ChapterID, state: ChapterState, epochKey: SymmetricKey) throws(MembershipError) -> String {
+        try open(chapter: chapter, state: state, addressKey: Self.key(epochKey: epochKey))
+    }
+
+    /// `open(chapter:state:epochKey:)` with the epoch's address key already derived
+    /// (`key(epochKey:)`): a node keeps it per epoch instead of deriving it for every record.
+    public func open(chapter: ChapterID, state: ChapterState, addressKey: SymmetricKey) throws(MembershipError) -> String {
         guard state.isCurrentDevice(device) else {
             throw MembershipError(.notAuthorized, "address record for \(device), which is not a current device of the chapter")
         }
@@ -118,7 +124,7 @@ public struct PeerAddressRecord: Sendable, Equatable {
             throw MembershipError(.badSignature, "address record for \(device): the signature does not verify")
         }
         let plain: [UInt8]
-        do { plain = try XChaCha20Poly1305.decrypt(sealed, key: Self.key(epochKey: epochKey), nonce: nonce, associatedData: ad) } catch {
+        do { plain = try XChaCha20Poly1305.decrypt(sealed, key: addressKey, nonce: nonce, associatedData: ad) } catch {
             throw MembershipError(.badSignature, "address record for \(device) does not open under the current epoch's key")
         }
         guard let text = String(validating: plain, as: UTF8.self), !plain.contains(where: { $0 < 0x21 || $0 == 0x7F }) else {

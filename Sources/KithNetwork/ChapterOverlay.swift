@@ -99,6 +99,9 @@ struct OverlayState {
     var closedForRefusals = 0
     /// A round is wanted now (a chapter was joined).
     var wakeRequested = false
+    /// Each epoch's address key (`PeerAddressRecord.key(epochKey:)`), derived once: deriving it
+    /// allocates guarded key memory, which cost more than opening the record itself.
+    var addressKeys: [EpochRef: SymmetricKey] = [:]
 
     struct RateKey: Hashable {
         let chapter: ChapterID

@@ -227,7 +227,7 @@ extension SyncNode {
                                           agreement: id.agreementKey, nowMilliseconds: now) }
         ch.log = log
         try wrap { try logChanged(ch, new: made) }
-        return log.allOps.map(\.encoded)
+        return ch.encodedOps
     }
 
     public struct JoinRequest: Sendable, Codable {

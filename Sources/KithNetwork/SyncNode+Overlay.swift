@@ -82,15 +82,23 @@ extension SyncNode {
         return out
     }
 
+    /// The address key of epoch `ref`, whose key is `epochKey` (kept per epoch; an epoch's key never changes).
+    private func addressKey(_ ref: EpochRef, epochKey: SymmetricKey) -> SymmetricKey {
+        if let k = overlay.addressKeys[ref] { return k }
+        let k = PeerAddressRecord.key(epochKey: epochKey)
+        overlay.addressKeys[ref] = k
+        return k
+    }
+
     /// True when records may be sent in the chapter now: its current epoch's key reached no
     /// device that is not current. After a removal or a revocation, until a member starts a new
     /// epoch, the removed device could open anything sealed now, so nothing is announced or passed on.
-    private func mayPassOnRecords(_ state: ChapterState) -> Bool { !state.needsNewEpoch }
+    private func mayPassOnRecords(_ ch: Chapter) -> Bool { !ch.needsNewEpoch }
 
     /// Records sealed under the chapter's current epoch (older ones are kept for dialling but
     /// never passed on: a removed member must learn nothing announced after its removal).
     private func currentRecords(_ ch: Chapter) -> [[UInt8]] {
-        guard let state = ch.log?.state, mayPassOnRecords(state), let epoch = state.currentEpoch?.ref else { return [] }
+        guard let state = ch.log?.state, mayPassOnRecords(ch), let epoch = state.currentEpoch?.ref else { return [] }
         return overlay.records(of: ch.id, epoch: epoch)
     }
 
@@ -109,10 +117,10 @@ extension SyncNode {
             return
         }
         guard let epoch = state.currentEpoch, let key = ch.store.replica.epochKeys[epoch.ref] else { return }
-        guard records.count <= state.allDevices.count else {
+        guard records.count <= state.deviceCount else {
             // One refusal, however many records: one message is one wrong step of the peer.
             overlay.refusedRecords += 1
-            refuseAddresses(from: peer, reason: "\(records.count) address records, more than the chapter's \(state.allDevices.count) devices")
+            refuseAddresses(from: peer, reason: "\(records.count) address records, more than the chapter's \(state.deviceCount) devices")
             return
         }
         let now = clock(), mono = OverlayState.monotonic()
@@ -142,7 +150,7 @@ extension SyncNode {
             let rateKey = OverlayState.RateKey(chapter: cid, device: record.device)
             if let last = overlay.lastAccepted[rateKey], mono - last < 1 { continue }
             do {
-                let address = try record.open(chapter: cid, state: state, epochKey: key)
+                let address = try record.open(chapter: cid, state: state, addressKey: addressKey(epoch.ref, epochKey: key))
                 guard HostPort.parse(address) != nil else {
                     throw MembershipError(.malformed, "address record for \(record.device): '\(address.prefix(80))' is not host:port")
                 }
@@ -155,7 +163,7 @@ extension SyncNode {
                 if refuseAddresses(from: peer, reason: "forged or malformed address records") { break records }
             }
         }
-        if !fresh.isEmpty, mayPassOnRecords(state) {
+        if !fresh.isEmpty, mayPassOnRecords(ch) {
             for (pid, other) in chapterPeers(cid) where pid != peer { other.events.yield(.addresses(chapter: bytes, records: fresh)) }
         }
     }
@@ -254,7 +262,7 @@ extension SyncNode {
     /// changed, and pushes it to the chapter's peers. Nothing while the current epoch's key
     /// reached a device that is not current (until a member starts a new epoch).
     private func announce(_ ch: Chapter, state: ChapterState) {
-        guard let address = overlay.advertised, state.isCurrentDevice(identity.device), mayPassOnRecords(state), let epoch = state.currentEpoch,
+        guard let address = overlay.advertised, state.isCurrentDevice(identity.device), mayPassOnRecords(ch), let epoch = state.currentEpoch,
               let key = ch.store.replica.epochKeys[epoch.ref] else { return }
         let held = overlay.tables[ch.id]?[identity.device]
         if let held, held.address == address, held.record.epoch == epoch.ref { return }
@@ -320,8 +328,9 @@ extension SyncNode {
         do {
             let drop = OverlayPlan.hintsToDrop(held, adding: member, max: Self.maxRememberedHints)
             if !drop.isEmpty { try ch.store.deleteRecords(.peerHint, ids: drop) }
+            // Not waited for on disk: a hint lost to a power cut is learned again from the table.
             let text = Array(address.utf8)
-            try ch.store.putRecords(.peerHint, [(device.bytes + text, text)])
+            try ch.store.putRecords(.peerHint, [(device.bytes + text, text)], durable: false)
         } catch {
             logger.warning(limitedBy: logLimiter, "overlay-hint", "could not remember a chapter peer's address", metadata: ["reason": "\(error)"])
         }

@@ -34,7 +34,14 @@ public actor SyncNode {
     /// blind relay (opaque store; the log tells who may connect).
     final class Chapter {
         let id: ChapterID
-        var log: MembershipLog?
+        /// Any change of the log (it is a value: every mutation goes through this setter) drops
+        /// what was derived from the previous one.
+        var log: MembershipLog? {
+            didSet {
+                cachedNeedsNewEpoch = nil
+                cachedEncodedOps = nil
+            }
+        }
         let store: ContactStore
         let relayOnly: Bool
         /// The current epoch when the node last looked (a change means match tokens are re-made).
@@ -46,6 +53,26 @@ public actor SyncNode {
             self.store = store
             self.relayOnly = relayOnly
             knownEpoch = log?.state.currentEpoch?.id
+        }
+
+        private var cachedEncodedOps: [[UInt8]]?
+        /// The log's ops encoded, parents first (`allOps`): what every new connection and every
+        /// joiner is sent, ordered once per version of the log.
+        var encodedOps: [[UInt8]] {
+            if let v = cachedEncodedOps { return v }
+            let v = log?.allOps.map(\.encoded) ?? []
+            cachedEncodedOps = v
+            return v
+        }
+
+        private var cachedNeedsNewEpoch: Bool?
+        /// `log.state.needsNewEpoch` (true without a log), computed once per version of the log:
+        /// the overlay asks it for every address message and every round.
+        var needsNewEpoch: Bool {
+            if let v = cachedNeedsNewEpoch { return v }
+            let v = log?.state.needsNewEpoch ?? true
+            cachedNeedsNewEpoch = v
+            return v
         }
     }
 
@@ -501,8 +528,8 @@ public actor SyncNode {
     /// The membership ops to send a peer right after the hello: every chapter it may sync.
     func membershipMessages(for scopes: Set<ScopeID>) -> [SyncMessage] {
         chapters.values.sorted { $0.id < $1.id }.compactMap { ch in
-            guard scopes.contains(ch.id.contentScope), let log = ch.log else { return nil }
-            return .membership(chapter: ch.id.bytes, ops: log.allOps.map(\.encoded))
+            guard scopes.contains(ch.id.contentScope), ch.log != nil else { return nil }
+            return .membership(chapter: ch.id.bytes, ops: ch.encodedOps)
         } + addressMessages(for: scopes)
     }
 
@@ -569,20 +596,24 @@ public actor SyncNode {
     /// After the log grew: persist, refresh keys, share keys with devices that lack them,
     /// gossip the new ops, and drop connections whose rights changed.
     func logChanged(_ ch: Chapter, new ops: [MembershipOp], from peer: Int? = nil) throws {
-        try ch.store.putRecords(.membershipOp, ops.map { ($0.id.bytes, $0.encoded) })
         var gossip = ops
         if !ch.relayOnly, let log = ch.log, log.state.isMember(identity.member) {
             // Admins seal keys to every new device, members only to their own (fewer racing shares).
-            do {
-                let shared = try ch.log!.shareMissingKeys(certificate: identity.certificate, device: identity.deviceKey, agreement: identity.agreementKey,
-                                                          now: clock(), onlyOwnMember: !log.state.isAdmin(identity.member))
-                if !shared.isEmpty {
-                    try ch.store.putRecords(.membershipOp, shared.map { ($0.id.bytes, $0.encoded) })
-                    gossip += shared
-                }
-            } catch let e as MembershipError {
-                logger.warning("could not share chapter keys with new devices", metadata: ["chapter": "\(ch.id)", "reason": "\(e.detail)"])
+            do throws(MembershipError) {
+                gossip += try ch.log!.shareMissingKeys(certificate: identity.certificate, device: identity.deviceKey, agreement: identity.agreementKey,
+                                                       now: clock(), onlyOwnMember: !log.state.isAdmin(identity.member))
+            } catch {
+                logger.warning("could not share chapter keys with new devices", metadata: ["chapter": "\(ch.id)", "reason": "\(error.detail)"])
             }
+        }
+        // One write. It waits for the disk unless every op came from a peer and only grants
+        // (the wave of joins: each new member's `add member` and `share key` reach every node):
+        // those a peer resends on every connection, and the next durable write syncs them too.
+        // What this node authored, and every op that takes rights away, is durable before it is
+        // sent on (chapters.md §3.1).
+        let durable = peer == nil || gossip.count > ops.count || !ops.allSatisfy(\.action.onlyGrants)
+        try ch.store.putRecords(.membershipOp, gossip.map { ($0.id.bytes, $0.encoded) }, durable: durable)
+        if !ch.relayOnly, ch.log?.state.isMember(identity.member) == true {
             let held = Set(ch.store.replica.epochKeys.keys)
             let opened = ch.log!.keys(device: identity.device, agreement: identity.agreementKey, except: held)
             if !opened.isEmpty { ch.store.addEpochKeys(opened) }

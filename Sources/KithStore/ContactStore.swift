@@ -244,11 +244,21 @@ public final class ContactStore {
         try? XChaCha20Poly1305.open(sealed, key: key, associatedData: recordAssociatedData(kind, id))
     }
 
-    /// Writes (or replaces) records durably, sealed like changes.
-    public func putRecords(_ kind: RecordKind, _ records: [(id: [UInt8], bytes: [UInt8])]) throws(StoreError) {
+    /// Writes (or replaces) records, sealed like changes: durably (the commit waits for the disk)
+    /// unless `durable` is false. Then the commit only reaches the operating system: the records
+    /// survive the process being killed and become durable with the store's next durable write
+    /// (the write-ahead log is synced as a whole) or checkpoint, but a power loss before that may
+    /// drop them. Only for records the node gets back anyway (what peers resend), where waiting
+    /// for the disk on every one would hold up the node.
+    public func putRecords(_ kind: RecordKind, _ records: [(id: [UInt8], bytes: [UInt8])], durable: Bool = true) throws(StoreError) {
         try checkUsable()
         guard !records.isEmpty else { return }
         do {
+            if !durable {
+                try db.execute("PRAGMA synchronous=NORMAL")
+                synchronousLowered = true
+            }
+            defer { if synchronousLowered { restoreFullSync() } }
             let s = try db.prepare("INSERT OR REPLACE INTO records(kind, id, sealed) VALUES (?, ?, ?)")
             try db.transaction {
                 for r in records {
@@ -264,6 +274,16 @@ public final class ContactStore {
             throw failure
         }
         writeFailure = nil
+    }
+
+    /// Set while the connection runs with `synchronous=NORMAL` (a write that was not durable).
+    private var synchronousLowered = false
+
+    /// Puts the connection back to `synchronous=FULL` after a write that was not durable. Should
+    /// that fail, every later write tries again first and is refused while it fails, rather
+    /// than written without syncing (`checkUsable`).
+    private func restoreFullSync() {
+        if (try? db.execute("PRAGMA synchronous=FULL")) != nil { synchronousLowered = false }
     }
 
     /// Deletes and writes records of any kinds in one transaction (deletions first): a
@@ -446,6 +466,8 @@ public final class ContactStore {
         }
         if poisoned != nil { reloadAfterFailedWrite() }
         if let poisoned { throw StoreError(.poisoned, "an earlier write failed (\(poisoned)); reopen the store") }
+        if synchronousLowered { restoreFullSync() }
+        if synchronousLowered { throw StoreError(.io, "writing \(path): cannot switch SQLite back to synchronous (durable) writes") }
     }
 
     /// Why the latest write failed (a full disk…), until a write succeeds again.

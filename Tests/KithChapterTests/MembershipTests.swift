@@ -304,3 +304,26 @@ struct ConcurrentReAddTests {
         }
     }
 }
+
+/// Which received ops a node may store without waiting for the disk (chapters.md §3.1, storing
+/// ops): only those that add to what the chapter allows; losing any other to a power cut could
+/// bring back a right that was taken away.
+@Suite("Ops that only grant")
+struct OnlyGrantsTests {
+    @Test func onlyAdditionsGrant() throws {
+        let log = try threeMemberChapter()
+        let id = log.genesis.id
+        let grants: [MembershipAction] = [
+            .addMember(dave.certificate, admin: false, invite: nil), .addMember(dave.certificate, admin: true, invite: id),
+            .addDevice(bob.secondDevice().certificate), .shareKey(epoch: id, envelopes: []),
+            .invite(key: mallory.key, expiresAt: t0, uses: 1, approval: false), .setName(subject: bob.key, name: "Bob"),
+        ]
+        let others: [MembershipAction] = [
+            .create(name: "x", nonce: [UInt8](repeating: 0, count: 16)), .removeMember(bob.key), .revokeDevice(bob.device.publicKey),
+            .setAdmin(bob.key, true), .setAdmin(bob.key, false), .epoch(check: [UInt8](repeating: 0, count: 16), envelopes: []), .leave,
+            .closeInvite(id), .revokeDeviceByMember(bob.revocation(of: bob.secondDevice())),
+        ]
+        for a in grants { #expect(a.onlyGrants, "\(a.verb)") }
+        for a in others { #expect(!a.onlyGrants, "\(a.verb)") }
+    }
+}
