@@ -116,18 +116,44 @@ extension Replica {
             r.contactIndex.reserveCapacity(recordCount)
             // Records stay encoded in `bytes` until read (ContactRecords); each is checked here.
             let lazy = r.records.holdEncoded(in: bytes, deviceCount: UInt32(deviceCount), capacity: recordCount)
-            if !lazy { r.records.reserveCapacity(recordCount) }
-            for i in 0..<recordCount {
-                let id = try ContactID(bytes: try reader.raw(16))
-                guard r.contactIndex.updateValue(i, forKey: id) == nil, !r.forgotten.contains(id) else {
-                    throw SnapshotMismatch("snapshot holds contact \(id) twice, or forgotten")
+            if lazy {
+                // One pass over raw bytes: ids read, records checked (not decoded).
+                var offset = reader.offset
+                let end = reader.end
+                let failure = bytes.withUnsafeBytes { (buf: UnsafeRawBufferPointer) -> SnapshotMismatch? in
+                    do {
+                        for i in 0..<recordCount {
+                            guard end - offset >= 16 else { throw DecodeError("need 16 bytes at byte \(offset), only \(end - offset) left") }
+                            var high: UInt64 = 0, low: UInt64 = 0
+                            for k in 0..<8 { high = high << 8 | UInt64(buf[offset + k]) }
+                            for k in 8..<16 { low = low << 8 | UInt64(buf[offset + k]) }
+                            offset += 16
+                            let id = ContactID(high: high, low: low)
+                            guard r.contactIndex.updateValue(i, forKey: id) == nil, !r.forgotten.contains(id) else {
+                                throw SnapshotMismatch("snapshot holds contact \(id) twice, or forgotten")
+                            }
+                            r.contactIDs.append(id)
+                            let start = offset
+                            let visible = try ContactState.check(buf, offset: &offset, end: end, devices: r.devices)
+                            r.records.appendEncoded(offset: start, length: offset - start, visible: visible)
+                        }
+                        return nil
+                    } catch let e as SnapshotMismatch {
+                        return e
+                    } catch {
+                        return SnapshotMismatch("snapshot state does not parse: \(error)")
+                    }
                 }
-                r.contactIDs.append(id)
-                if lazy {
-                    let start = reader.offset
-                    let visible = try ContactState.check(&reader, devices: r.devices)
-                    r.records.appendEncoded(offset: start, length: reader.offset - start, visible: visible)
-                } else {
+                if let failure { throw failure }
+                try reader.skip(offset - reader.offset)
+            } else {
+                r.records.reserveCapacity(recordCount)
+                for i in 0..<recordCount {
+                    let id = try ContactID(bytes: try reader.raw(16))
+                    guard r.contactIndex.updateValue(i, forKey: id) == nil, !r.forgotten.contains(id) else {
+                        throw SnapshotMismatch("snapshot holds contact \(id) twice, or forgotten")
+                    }
+                    r.contactIDs.append(id)
                     r.records.append(try ContactState(decoding: &reader, deviceCount: UInt32(deviceCount)))
                 }
             }
