@@ -64,12 +64,22 @@ public struct ByteReader {
     /// A minimal-form LEB128 varint of at most 10 bytes.
     @inline(__always)
     public mutating func uvarint() throws(DecodeError) -> UInt64 {
-        let first = try u8()
+        try Self.uvarint(bytes, offset: &offset, end: end)
+    }
+
+    /// The varint rules, shared with the raw-byte reader of snapshot records (ContactRecords.swift).
+    @inline(__always)
+    static func uvarint<Bytes: RandomAccessCollection<UInt8>>(_ bytes: Bytes, offset: inout Int, end: Int) throws(DecodeError) -> UInt64 where Bytes.Index == Int {
+        guard offset < end else { throw DecodeError("unexpected end of data at byte \(offset)") }
+        let first = bytes[offset]
+        offset += 1
         if first < 0x80 { return UInt64(first) }
         var result = UInt64(first & 0x7f)
         var shift: UInt64 = 7
         while true {
-            let b = try u8()
+            guard offset < end else { throw DecodeError("unexpected end of data at byte \(offset)") }
+            let b = bytes[offset]
+            offset += 1
             if shift == 63 && b > 1 { throw DecodeError("varint overflows 64 bits at byte \(offset - 1)") }
             result |= UInt64(b & 0x7f) << shift
             if b < 0x80 {

@@ -258,3 +258,128 @@ extension ContactState {
         return probe.isVisible(devices)
     }
 }
+
+extension ContactState {
+    /// `check(_:devices:)` on raw bytes: the same checks, in the same order and with the same
+    /// limits (each count's limit from the bytes left before it), without slicing an array per
+    /// text or retaining it per read — the pass runs over every record of a snapshot at open.
+    /// `offset` moves past the record; `end` is where the reader's bytes end.
+    static func check(_ buf: UnsafeRawBufferPointer, offset: inout Int, end: Int, devices: DeviceTable) throws(DecodeError) -> Bool {
+        var r = RawRecordReader(buf: buf, offset: offset, end: end)
+        let deviceCount = UInt32(devices.keys.count)
+        let fieldCount = try r.count(max: r.remaining / 13)
+        for _ in 0..<fieldCount {
+            try r.stamp(deviceCount)
+            guard Field(rawValue: try r.u8()) != nil else { throw DecodeError("unknown field") }
+            try r.text()
+        }
+        let memberCount = try r.count(max: r.remaining / 14)
+        for _ in 0..<memberCount {
+            try r.stamp(deviceCount)
+            guard SetKind(rawValue: try r.u8()) != nil else { throw DecodeError("unknown set kind") }
+            try r.text()
+            try r.text()
+        }
+        let removedCount = try r.count(max: r.remaining / 6)
+        for _ in 0..<removedCount {
+            guard SetKind(rawValue: try r.u8()) != nil else { throw DecodeError("unknown set kind") }
+            try r.text()
+            _ = try r.device(below: deviceCount)
+            _ = try r.count(max: Int(UInt32.max))
+            _ = try r.count(max: Int(UInt32.max))
+            _ = try r.count(max: Int(UInt32.max))
+        }
+        let logCount = try r.count(max: r.remaining / 15)
+        for _ in 0..<logCount {
+            try r.stamp(deviceCount)
+            _ = try r.count(max: Int(UInt32.max))
+            guard Channel(rawValue: try r.u8()) != nil else { throw DecodeError("unknown channel") }
+            try r.text()
+            try r.text()
+        }
+        let flags = try r.u8()
+        guard flags < 4 else { throw DecodeError("unknown record flags \(flags)") }
+        var probe = ContactState()
+        if flags & 1 != 0 { probe.deletedAt = try r.stamp(deviceCount) }
+        if flags & 2 != 0 { probe.touchedAt = try r.stamp(deviceCount) }
+        offset = r.offset
+        return probe.isVisible(devices)
+    }
+}
+
+/// `ByteReader`'s reads over raw bytes, for `ContactState.check`: same varint rules (minimal,
+/// at most 10 bytes, within 64 bits), same bounds.
+private struct RawRecordReader {
+    let buf: UnsafeRawBufferPointer
+    var offset: Int
+    let end: Int
+
+    var remaining: Int { end - offset }
+
+    @inline(__always)
+    mutating func u8() throws(DecodeError) -> UInt8 {
+        guard offset < end else { throw DecodeError("unexpected end of data at byte \(offset)") }
+        let v = buf[offset]
+        offset += 1
+        return v
+    }
+
+    @inline(__always)
+    mutating func uvarint() throws(DecodeError) -> UInt64 {
+        try ByteReader.uvarint(buf, offset: &offset, end: end)
+    }
+
+    @inline(__always)
+    mutating func count(max limit: Int) throws(DecodeError) -> Int {
+        let v = try uvarint()
+        guard v <= UInt64(limit) else { throw DecodeError("a count is \(v), more than the limit \(limit)") }
+        return Int(v)
+    }
+
+    @inline(__always)
+    mutating func device(below count: UInt32) throws(DecodeError) -> UInt32 {
+        let v = try uvarint()
+        guard v < UInt64(count) else { throw DecodeError("device index \(v) is not below \(count)") }
+        return UInt32(v)
+    }
+
+    @inline(__always)
+    @discardableResult
+    mutating func stamp(_ deviceCount: UInt32) throws(DecodeError) -> Stamp {
+        guard remaining >= 8 else { throw DecodeError("unexpected end of data reading u64 at byte \(offset)") }
+        var hlc: UInt64 = 0
+        for i in 0..<8 { hlc = hlc << 8 | UInt64(buf[offset + i]) }
+        offset += 8
+        let device = try device(below: deviceCount)
+        let seq = UInt32(try count(max: Int(UInt32.max)))
+        let block = UInt32(try count(max: Int(UInt32.max)))
+        let op = UInt16(try count(max: Int(UInt16.max)))
+        return Stamp(hlc: hlc, device: device, seq: seq, block: block, op: op)
+    }
+
+    /// A length-prefixed text of at most `ContactState.maxText` bytes, valid UTF-8.
+    @inline(__always)
+    mutating func text() throws(DecodeError) {
+        let n = try count(max: ContactState.maxText)
+        guard remaining >= n else { throw DecodeError("need \(n) bytes at byte \(offset), only \(remaining) left") }
+        let start = offset
+        offset += n
+        var i = start
+        let stop = start + n
+        // ASCII, 8 bytes at a time; anything else is validated as UTF-8.
+        while i + 8 <= stop {
+            if buf.loadUnaligned(fromByteOffset: i, as: UInt64.self) & 0x8080_8080_8080_8080 != 0 { return try Self.utf8(buf, start, stop) }
+            i += 8
+        }
+        while i < stop {
+            if buf[i] >= 0x80 { return try Self.utf8(buf, start, stop) }
+            i += 1
+        }
+    }
+
+    private static func utf8(_ buf: UnsafeRawBufferPointer, _ start: Int, _ stop: Int) throws(DecodeError) {
+        guard String(validating: UnsafeRawBufferPointer(rebasing: buf[start..<stop]), as: UTF8.self) != nil else {
+            throw DecodeError("text is not valid UTF-8")
+        }
+    }
+}

@@ -26,7 +26,7 @@ extension Replica {
                           mode: mode, epochKeys: epochKeys)
         for (i, chain) in chains.enumerated() {
             let dropped = devices[UInt32(i)] == device
-            for c in chain.changes where !dropped || c.seq < seq { _ = try? out.receive(c, nowMilliseconds: 0) }
+            for c in chain.changes.all where !dropped || c.seq < seq { _ = try? out.receive(c, nowMilliseconds: 0) }
             for c in chain.pending.values where !dropped { _ = try? out.receive(c, nowMilliseconds: 0) }
         }
         _ = out.takeRewrittenChanges()

@@ -30,7 +30,7 @@ extension Replica {
         w.uvarint(devices.keys.count)
         for (i, key) in devices.keys.enumerated() {
             w.raw(key.bytes)
-            let chain = i < chains.count ? chains[i].changes : []
+            let chain = i < chains.count ? chains[i].changes : HeldChanges()
             w.uvarint(chain.count)
             if let head = chain.last { w.raw(head.id.bytes) }
         }
@@ -63,6 +63,11 @@ extension Replica {
         fileprivate var chains: [(count: Int, head: ChangeID?)]
         /// Blocks waiting for an epoch key, checked against the held changes by `restoring`.
         fileprivate var awaiting: [(device: Int, seq: UInt64, blocks: [Int])]
+
+        /// Every device of the state, in order, with how many of its changes the state covers.
+        public var coveredChains: [(device: DeviceKey, count: Int)] {
+            chains.indices.map { (replica.devices[UInt32($0)], chains[$0].count) }
+        }
     }
 
     /// Rebuilds a replica from `snapshotState()` bytes and the changes held, per device in seq
@@ -111,18 +116,44 @@ extension Replica {
             r.contactIndex.reserveCapacity(recordCount)
             // Records stay encoded in `bytes` until read (ContactRecords); each is checked here.
             let lazy = r.records.holdEncoded(in: bytes, deviceCount: UInt32(deviceCount), capacity: recordCount)
-            if !lazy { r.records.reserveCapacity(recordCount) }
-            for i in 0..<recordCount {
-                let id = try ContactID(bytes: try reader.raw(16))
-                guard r.contactIndex.updateValue(i, forKey: id) == nil, !r.forgotten.contains(id) else {
-                    throw SnapshotMismatch("snapshot holds contact \(id) twice, or forgotten")
+            if lazy {
+                // One pass over raw bytes: ids read, records checked (not decoded).
+                var offset = reader.offset
+                let end = reader.end
+                let failure = bytes.withUnsafeBytes { (buf: UnsafeRawBufferPointer) -> SnapshotMismatch? in
+                    do {
+                        for i in 0..<recordCount {
+                            guard end - offset >= 16 else { throw DecodeError("need 16 bytes at byte \(offset), only \(end - offset) left") }
+                            var high: UInt64 = 0, low: UInt64 = 0
+                            for k in 0..<8 { high = high << 8 | UInt64(buf[offset + k]) }
+                            for k in 8..<16 { low = low << 8 | UInt64(buf[offset + k]) }
+                            offset += 16
+                            let id = ContactID(high: high, low: low)
+                            guard r.contactIndex.updateValue(i, forKey: id) == nil, !r.forgotten.contains(id) else {
+                                throw SnapshotMismatch("snapshot holds contact \(id) twice, or forgotten")
+                            }
+                            r.contactIDs.append(id)
+                            let start = offset
+                            let visible = try ContactState.check(buf, offset: &offset, end: end, devices: r.devices)
+                            r.records.appendEncoded(offset: start, length: offset - start, visible: visible)
+                        }
+                        return nil
+                    } catch let e as SnapshotMismatch {
+                        return e
+                    } catch {
+                        return SnapshotMismatch("snapshot state does not parse: \(error)")
+                    }
                 }
-                r.contactIDs.append(id)
-                if lazy {
-                    let start = reader.offset
-                    let visible = try ContactState.check(&reader, devices: r.devices)
-                    r.records.appendEncoded(offset: start, length: reader.offset - start, visible: visible)
-                } else {
+                if let failure { throw failure }
+                try reader.skip(offset - reader.offset)
+            } else {
+                r.records.reserveCapacity(recordCount)
+                for i in 0..<recordCount {
+                    let id = try ContactID(bytes: try reader.raw(16))
+                    guard r.contactIndex.updateValue(i, forKey: id) == nil, !r.forgotten.contains(id) else {
+                        throw SnapshotMismatch("snapshot holds contact \(id) twice, or forgotten")
+                    }
+                    r.contactIDs.append(id)
                     r.records.append(try ContactState(decoding: &reader, deviceCount: UInt32(deviceCount)))
                 }
             }
@@ -151,6 +182,50 @@ extension Replica {
     /// The replica of a parsed snapshot and the changes held (see `restoring(snapshot:…)`).
     public static func restoring(_ image: SnapshotImage, epochKeys: [EpochRef: SymmetricKey] = [:], configuration: ReplicaConfiguration = .init(),
                                  held: [DeviceKey: [Change]]) throws(SnapshotMismatch) -> (replica: Replica, tail: [Change]) {
+        var tail: [Change] = []
+        let r = try restoring(image, epochKeys: epochKeys, configuration: configuration) { key, count throws(SnapshotMismatch) in
+            var chain = HeldChanges()
+            guard let list = held[key] else {
+                if count > 0 { throw SnapshotMismatch("stale snapshot: the store does not hold change \(count) of device \(key) it was built from") }
+                return chain
+            }
+            // The head's id commits to its predecessors (each header names the previous id), so
+            // a matching head (checked by the caller) means the whole prefix matches; the seqs
+            // are checked here.
+            for (i, c) in list.enumerated() where c.seq != UInt64(i + 1) {
+                throw SnapshotMismatch("the held changes of device \(key) skip from seq \(i) to \(c.seq)")
+            }
+            guard list.count >= count else {
+                throw SnapshotMismatch("stale snapshot: the store does not hold change \(count) of device \(key) it was built from")
+            }
+            for c in list[0..<count] { chain.append(c) }
+            tail += list[count...]
+            return chain
+        }
+        let seen = Set(r.devices.keys)
+        for (key, list) in held where !seen.contains(key) { tail += list }
+        return (r, tail)
+    }
+
+    /// The replica of a parsed snapshot whose changes stay in the store (Protocol/store.md
+    /// §Snapshots, "Changes on demand"): `heads` holds, for every device of the snapshot with
+    /// changes, the held change at the seq the snapshot covers (read and authenticated by the
+    /// store, which also checked that seqs 1… up to it are all there); the rest are read from
+    /// `source` when asked for. The changes after the snapshot are the caller's to receive.
+    public static func restoring(_ image: SnapshotImage, epochKeys: [EpochRef: SymmetricKey] = [:], configuration: ReplicaConfiguration = .init(),
+                                 heads: [DeviceKey: Change], source: any HeldChangeSource) throws(SnapshotMismatch) -> Replica {
+        try restoring(image, epochKeys: epochKeys, configuration: configuration) { key, count throws(SnapshotMismatch) in
+            guard count > 0 else { return HeldChanges() }
+            guard let head = heads[key], head.seq == UInt64(count) else {
+                throw SnapshotMismatch("stale snapshot: the store does not hold change \(count) of device \(key) it was built from")
+            }
+            return HeldChanges(count: count, head: head, source: source)
+        }
+    }
+
+    /// Shared by both `restoring`s: `chain(key, count)` gives the device's first `count` changes.
+    private static func restoring(_ image: SnapshotImage, epochKeys: [EpochRef: SymmetricKey], configuration: ReplicaConfiguration,
+                                  chain: (DeviceKey, Int) throws(SnapshotMismatch) -> HeldChanges) throws(SnapshotMismatch) -> Replica {
         let parsed = image.replica
         var r = Replica(scope: parsed.scope, configuration: configuration, mode: parsed.mode,
                         epochKeys: parsed.mode == .encrypted ? [:] : epochKeys)
@@ -163,40 +238,29 @@ extension Replica {
         r.contactIndex = parsed.contactIndex
         r.records = parsed.records
         r.unreadableBlocks = parsed.unreadableBlocks
-        var tail: [Change] = []
-        var seen = Set<DeviceKey>()
         for (d, entry) in image.chains.enumerated() {
             let key = r.devices[UInt32(d)]
-            seen.insert(key)
-            var chain = Chain()
+            var held = Chain()
+            held.changes = try chain(key, entry.count)
             if let head = entry.head {
-                let count = entry.count
-                guard let list = held[key], list.count >= count, list[count - 1].id == head else {
-                    throw SnapshotMismatch("stale snapshot: the store does not hold change \(count) of device \(key) it was built from")
+                guard let last = held.changes.last, held.changes.count == entry.count, last.id == head else {
+                    throw SnapshotMismatch("stale snapshot: the store does not hold change \(entry.count) of device \(key) it was built from")
                 }
-                // The head's id commits to its predecessors (each header names the previous id),
-                // so a matching head means the whole prefix matches; the seqs are checked here.
-                for (i, c) in list.enumerated() where c.seq != UInt64(i + 1) {
-                    throw SnapshotMismatch("the held changes of device \(key) skip from seq \(i) to \(c.seq)")
-                }
-                chain.changes = Array(list[0..<count])
-                chain.lastTimestamp = list[count - 1].timestamp
-                tail += list[count...]
-            } else if let list = held[key] {
-                tail += list
+                held.lastTimestamp = last.timestamp
             }
-            r.chains.append(chain)
+            r.chains.append(held)
         }
-        for (key, list) in held where !seen.contains(key) { tail += list }
         for a in image.awaiting {
-            let blockCount = r.chains[a.device].changes[Int(a.seq) - 1].blockCount
-            guard a.blocks.allSatisfy({ $0 < blockCount }) else { throw SnapshotMismatch("snapshot state does not parse: an awaiting block index is out of range") }
+            guard let change = r.chains[a.device].changes.at(Int(a.seq) - 1) else {
+                throw SnapshotMismatch("the change of device \(r.devices[UInt32(a.device)]) seq \(a.seq) whose blocks wait for a key cannot be read")
+            }
+            guard a.blocks.allSatisfy({ $0 < change.blockCount }) else { throw SnapshotMismatch("snapshot state does not parse: an awaiting block index is out of range") }
             r.awaiting.append((UInt32(a.device), a.seq, a.blocks))
         }
         r.changed = nil // indexes kept beside the replica rebuild
         // Blocks that waited for keys given now are applied (addEpochKeys needs keys it lacks).
         r.addEpochKeys(epochKeys)
-        return (r, tail)
+        return r
     }
 }
 

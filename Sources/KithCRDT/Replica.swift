@@ -43,7 +43,7 @@ public struct Replica: Sendable {
     public var configuration: ReplicaConfiguration
 
     struct Chain: Sendable {
-        var changes: [Change] = []
+        var changes = HeldChanges()
         var lastTimestamp = HybridTimestamp.zero
         var pending: [UInt64: Change] = [:]
     }
@@ -101,7 +101,10 @@ public struct Replica: Sendable {
         let waiting = awaiting
         awaiting = []
         for w in waiting {
-            let change = chains[Int(w.device)].changes[Int(w.seq) - 1]
+            guard let change = chains[Int(w.device)].changes.at(Int(w.seq) - 1) else {
+                awaiting.append(w) // not readable from the store now: tried again with the next keys
+                continue
+            }
             let opened = change.openBlocks(w.blocks, keys: epochKeys)
             noteUnreadable(opened.unreadable)
             apply(opened.edits, of: change, device: w.device)
@@ -164,7 +167,8 @@ public struct Replica: Sendable {
         if let d = devices.lookup(change.author) {
             let chain = chains[Int(d)]
             if change.seq <= UInt64(chain.changes.count) {
-                let held = chain.changes[Int(change.seq) - 1]
+                // Held but not readable from the store (reported by the source): nothing changes.
+                guard let held = chain.changes.at(Int(change.seq) - 1) else { return .duplicate }
                 if held.id == change.id { return try restoreErasedBlocks(held: held, incoming: change, device: d, pending: false) }
                 try recordEquivocation(held: held, incoming: change)
             }
@@ -222,7 +226,7 @@ public struct Replica: Sendable {
         for i in restorable {
             if let e = try restored.decodeBlock(i) { edits.append((i, e)) }
         }
-        chains[Int(d)].changes[Int(incoming.seq) - 1] = restored
+        guard chains[Int(d)].changes.replace(at: Int(incoming.seq) - 1, with: restored) else { return .duplicate }
         rewritten.append(restored)
         apply(edits, of: restored, device: d)
         return .applied
@@ -350,11 +354,14 @@ public struct Replica: Sendable {
             contactIDs.removeLast()
         }
         for c in chains.indices {
+            // Changes kept in the store are read in to be erased; a chain that cannot be read
+            // (a damaged row, which the source reports) keeps its rows as they are.
+            guard chains[c].changes.load() else { continue }
             for i in chains[c].changes.indices {
-                let ch = chains[c].changes[i]
+                let ch = chains[c].changes.loaded[i]
                 if ch.blockContacts.contains(where: { $0.map(ids.contains) ?? false }) {
                     let erased = ch.erasing(forgotten)
-                    chains[c].changes[i] = erased
+                    chains[c].changes.replace(at: i, with: erased)
                     rewritten.append(erased)
                 }
             }
@@ -496,14 +503,14 @@ public struct Replica: Sendable {
         for (i, c) in chains.enumerated() {
             // Clamped: the vector comes from the peer, and a seq above Int.max trapped here.
             let have = Int(clamping: other[devices[UInt32(i)]])
-            if c.changes.count > have { out += c.changes[have...] }
+            if c.changes.count > have { out += c.changes.suffix(from: have) }
         }
         return out
     }
 
     /// Every applied change, in canonical order (timestamp, author key, seq).
     public func allChanges() -> [Change] {
-        chains.flatMap(\.changes).sorted { a, b in
+        chains.flatMap(\.changes.all).sorted { a, b in
             if a.timestamp != b.timestamp { return a.timestamp < b.timestamp }
             if a.author != b.author { return a.author < b.author }
             return a.seq < b.seq
@@ -514,7 +521,7 @@ public struct Replica: Sendable {
     public func change(device: DeviceKey, seq: UInt64) -> Change? {
         guard let d = devices.lookup(device), seq >= 1 else { return nil }
         let chain = chains[Int(d)].changes
-        return seq <= UInt64(chain.count) ? chain[Int(seq) - 1] : nil
+        return seq <= UInt64(chain.count) ? chain.at(Int(seq) - 1) : nil
     }
 
     /// The latest change of `device`, if any.
@@ -532,7 +539,10 @@ public struct Replica: Sendable {
     public var pendingCount: Int { chains.reduce(0) { $0 + $1.pending.count } }
 
     /// Total encoded bytes of the applied changes (after erasures).
-    public var encodedSize: Int { chains.reduce(0) { $0 + $1.changes.reduce(0) { $0 + $1.encoded.count } } }
+    public var encodedSize: Int { chains.reduce(0) { $0 + $1.changes.all.reduce(0) { $0 + $1.encoded.count } } }
+
+    /// Changes held in the store rather than in memory (a store opened from its snapshot).
+    public var unloadedChangeCount: Int { chains.reduce(0) { $0 + $1.changes.unloaded } }
 }
 
 /// Device → highest contiguous seq held, for one scope.

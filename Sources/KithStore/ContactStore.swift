@@ -23,7 +23,7 @@ public final class ContactStore {
     public private(set) var author: ChangeAuthor
     let db: SQLiteDatabase
     private let lock: StoreLock
-    private let storageKey: SymmetricKey
+    let storageKey: SymmetricKey
     let clock: @Sendable () -> UInt64
     private var poisoned: String?
     private var insert: SQLiteStatement
@@ -48,6 +48,14 @@ public final class ContactStore {
     /// Why the snapshot's index section was not used, when it was there but damaged.
     public internal(set) var indexIgnoredReason: String?
     var isPoisoned: Bool { poisoned != nil }
+    /// Reads the changes the snapshot covers from the rows when they are asked for (nil after a
+    /// replay: every change is in memory).
+    var changeReader: StoreChangeReader?
+    /// Why a change kept in the rows could not be read when a peer or an erasure asked for it
+    /// (a damaged or missing row: `kith repair` and a backup are the remedies); nil if none failed.
+    public var heldChangeFailure: String? { changeReader?.failure }
+    /// Change rows read on demand since the store opened (a peer catching up reads them).
+    public var changesReadOnDemand: Int { changeReader?.rowsReadCount ?? 0 }
 
     /// Milliseconds since the Unix epoch from the system clock.
     public static let systemClock: @Sendable () -> UInt64 = {
@@ -413,48 +421,15 @@ public final class ContactStore {
 
     // MARK: Loading
 
+    /// Opens the replica: from the snapshot (read beside the rows' clear columns) with only
+    /// each chain's head and the rows after the snapshot read, or by replaying every row.
     private func load() throws(StoreError) {
         let started = replica.configuration
         replica.configuration = ReplicaConfiguration(maxFutureSkewMilliseconds: .max / 2, verifySignatures: false)
         defer { replica.configuration = started }
-        var held: [(device: DeviceKey, changes: [Change])] = []
-        let snapshot = prefetchSnapshot(snapshotFile, scope: replica.scope, mode: replica.mode) // beside the rows; joined on every path
-        do {
-            let s = try db.prepare("SELECT device, seq, sealed FROM changes WHERE scope = ? ORDER BY device, seq")
-            s.bind(1, replica.scope.bytes)
-            while try s.step() {
-                let deviceBytes = s.blob(0), seq = UInt64(s.int(1)), sealed = s.blob(2)
-                let record = "change seq \(seq) of device \(Base64URL.encode(deviceBytes))"
-                guard let device = try? DeviceKey(bytes: deviceBytes) else {
-                    throw StoreError(.corrupt, "store record \(record) has a malformed device key")
-                }
-                let plain: [UInt8]
-                do {
-                    plain = try XChaCha20Poly1305.open(sealed, key: storageKey, associatedData: associatedData(scope: replica.scope, device: device, seq: seq))
-                } catch {
-                    throw StoreError(.corrupt, "store record \(record) failed authentication: the database was modified or damaged (\(path))")
-                }
-                do {
-                    let change = try Change(decoding: plain)
-                    guard change.author == device, change.seq == seq else {
-                        throw StoreError(.corrupt, "store record \(record) holds a different change")
-                    }
-                    if held.last?.device != device { held.append((device, [])) }
-                    held[held.count - 1].changes.append(change)
-                } catch let e as StoreError {
-                    throw e
-                } catch {
-                    throw StoreError(.corrupt, "store record \(record) does not apply: \(error)")
-                }
-            }
-        } catch let e as SQLiteError {
-            throw StoreError.from(e, "reading \(path)")
-        } catch let e as StoreError {
-            throw e
-        } catch {
-            throw StoreError(.io, "reading \(path): \(error)")
-        }
-        try restore(held: held, snapshot: snapshot.wait())
+        let snapshot = prefetchSnapshot(snapshotFile, scope: replica.scope, mode: replica.mode) // joined on every path
+        let extents = try chainExtents()
+        try restore(snapshot: snapshot.wait(), extents: extents)
         _ = replica.takeRewrittenChanges()
     }
 

@@ -439,9 +439,10 @@ func prefetchSnapshot(_ file: StoreSnapshotFile, scope: ScopeID, mode: ScopeMode
 }
 
 extension ContactStore {
-    /// Reads the rows' changes (already decrypted and checked) into a replica: from the snapshot
-    /// plus the changes after it when the snapshot is usable, else by replaying every change.
-    func restore(held: [(device: DeviceKey, changes: [Change])], snapshot: PrefetchedSnapshot) throws(StoreError) {
+    /// Opens the replica from the snapshot plus the rows after it when the snapshot is usable
+    /// (the rows it covers stay in the database, read on demand), else by replaying every row.
+    /// `extents` are the rows' chains as their clear columns show them.
+    func restore(snapshot: PrefetchedSnapshot, extents: [DeviceKey: (count: Int, contiguous: Bool)]) throws(StoreError) {
         let file = snapshotFile
         switch snapshot.read {
         case .absent:
@@ -449,8 +450,6 @@ extension ContactStore {
         case let .unusable(reason):
             snapshotStatus = .ignored(reason: reason)
         case let .state(state, index):
-            var byDevice: [DeviceKey: [Change]] = [:]
-            for h in held { byDevice[h.device] = h.changes }
             let restored: (replica: Replica, tail: [Change])
             do throws(Replica.SnapshotMismatch) {
                 let image: Replica.SnapshotImage
@@ -459,7 +458,7 @@ extension ContactStore {
                 case let .failure(e)?: throw e
                 case nil: image = try Replica.parsingSnapshot(state, scope: replica.scope, mode: replica.mode)
                 }
-                restored = try Replica.restoring(image, epochKeys: replica.epochKeys, configuration: replica.configuration, held: byDevice)
+                restored = try restoreOnDemand(image, extents: extents)
             } catch {
                 snapshotStatus = .ignored(reason: error.reason)
                 break
@@ -479,9 +478,56 @@ extension ContactStore {
             snapshotIfDue()
             return
         }
-        try replay(held.flatMap(\.changes))
+        changeReader = nil
+        try replay(readChanges().flatMap(\.changes))
         file.isOpen = true
         snapshotIfDue() // replace a missing or unusable snapshot of a large store
+    }
+
+    /// The snapshot's replica with the changes it covers left in the rows: per device, the
+    /// rows must be seqs 1… without a gap up to at least the covered count, and the row at that
+    /// count (read and authenticated now) must be the head the snapshot names — its id commits
+    /// to every change before it. Returns the replica and the rows after the snapshot.
+    private func restoreOnDemand(_ image: Replica.SnapshotImage, extents: [DeviceKey: (count: Int, contiguous: Bool)]) throws(Replica.SnapshotMismatch) -> (replica: Replica, tail: [Change]) {
+        var heads: [DeviceKey: Change] = [:]
+        var tail: [Change] = []
+        var covered = Set<DeviceKey>()
+        do {
+            for (device, count) in image.coveredChains {
+                covered.insert(device)
+                guard let extent = extents[device] else {
+                    if count > 0 { throw Replica.SnapshotMismatch("stale snapshot: the store holds no change of device \(device), the snapshot covers \(count)") }
+                    continue
+                }
+                if count == 0 {
+                    tail += try readChanges(device: device).flatMap(\.changes)
+                    continue
+                }
+                guard extent.contiguous, extent.count >= count else {
+                    throw Replica.SnapshotMismatch("stale snapshot: the store does not hold changes 1…\(count) of device \(device) it was built from")
+                }
+                let rows = try readChanges(device: device, seqs: UInt64(count)...UInt64(extent.count)).first?.changes ?? []
+                guard let head = rows.first, head.seq == UInt64(count) else {
+                    throw Replica.SnapshotMismatch("stale snapshot: the store does not hold change \(count) of device \(device) it was built from")
+                }
+                heads[device] = head
+                tail += rows.dropFirst()
+            }
+            for (device, _) in extents.sorted(by: { $0.key < $1.key }) where !covered.contains(device) {
+                tail += try readChanges(device: device).flatMap(\.changes)
+            }
+        } catch let e as Replica.SnapshotMismatch {
+            throw e
+        } catch let e as StoreError {
+            // A damaged head or tail row: the replay that follows reports it as it always did.
+            throw Replica.SnapshotMismatch("a change row the snapshot needs does not open: \(e.detail)")
+        } catch {
+            throw Replica.SnapshotMismatch("\(error)")
+        }
+        let reader = StoreChangeReader(path: path, readOnly: readOnly, scope: replica.scope, key: storageKey)
+        let restored = try Replica.restoring(image, epochKeys: replica.epochKeys, configuration: replica.configuration, heads: heads, source: reader)
+        changeReader = reader
+        return (restored, tail)
     }
 
     private func replay(_ changes: [Change]) throws(StoreError) {
