@@ -166,6 +166,8 @@ public actor SyncNode {
     var membershipAllowances: [Ed25519.PublicKey: MembershipAllowance] = [:]
     /// Connections closed for sending costly membership messages too fast.
     var membershipFloodsCut = 0
+    /// Tests only: how this node answers a join proof (a hostile admin's daemon), nil = honestly.
+    var testHookJoinAnswer: HostileJoinAnswer?
 
     /// The query index of each scope (SyncNode+Queries), patched when a query comes.
     var queryIndexes: [ScopeID: ContactIndexCache] = [:]

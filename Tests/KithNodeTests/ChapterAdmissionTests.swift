@@ -77,7 +77,43 @@ struct ChapterAdmissionTests {
         await #expect(throws: ChapterCommandError.self) { _ = try await late.network.join(viaB) }
         #expect(await late.node.chapterLog(id) == nil)
         #expect(admitters(of: late, in: await b.node.chapterLog(id)).isEmpty)
-        for m in everyone { await m.offline() }
+        await overlay.shutdown(everyone)
+    }
+
+    /// A hostile admin's daemon named first in an invite's hint neither stalls the join (it
+    /// takes the proof and never answers: the joiner gives up after 20 s) nor stops it with a
+    /// false `join-held`: the joiner goes on to the issuer, which admits.
+    @Test func aHostileDaemonNamedFirstNeitherStallsNorHoldsTheJoin() async throws {
+        let tmp = try TempDir()
+        let settings = OverlaySettings(target: 2, maxConnections: 8, graceSeconds: 1)
+        let (all, id) = try await overlay.chapter(tmp, members: 2, settings: settings)
+        let (a, b) = (all[0], all[1])
+        var everyone = all
+        defer { Task { [everyone] in for m in everyone { await m.offline() } } }
+        _ = try await a.node.setAdmin(chapter: nil, member: b.node.identity.member.description, admin: true)
+        let text = try await a.node.openInvite(chapter: nil, expiresIn: 3600, uses: 10, hint: "127.0.0.1:\(a.port)")
+        let invite = try ChapterInvite(text: text, now: UInt64(Date().timeIntervalSince1970))
+        // B, an admin whose daemon is hostile, takes joins once it holds the invite.
+        let bMember = b.node.identity.member
+        #expect(try await overlay.eventually {
+            let log = await b.node.chapterLog(id)
+            return log?.state.isAdmin(bMember) == true && log?.state.openInvites(nowMilliseconds: 0).isEmpty == false
+        })
+        let hostileFirst = ChapterInvite(chapter: id, seed: invite.seed, admin: a.device.publicKey, expiresAt: invite.expiresAt,
+                                         hint: ChapterInvite.hint(address: "", others: [.init(device: b.device.publicKey, address: "127.0.0.1:\(b.port)"),
+                                                                                         .init(device: a.device.publicKey, address: "127.0.0.1:\(a.port)")]))
+        #expect(hostileFirst.contacts.map(\.device) == [b.device.publicKey, a.device.publicKey])
+        for answer in [HostileJoinAnswer.held, .silent] {
+            await b.node.setTestHookJoinAnswer(answer)
+            let joiner = try Member(tmp.path("joiner-\(answer)"), settings: settings)
+            everyone.append(joiner)
+            try await joiner.online()
+            _ = try await joiner.network.join(hostileFirst)
+            let joined = await joiner.node.chapterLog(id)
+            #expect(joined?.state.isMember(joiner.node.identity.member) == true, "joined past a daemon that answers \(answer)")
+            #expect(admitters(of: joiner, in: joined) == [a.node.identity.member])
+        }
+        await overlay.shutdown(everyone)
     }
 
     @Test func resentKnownOpsCostNothingButRefusedOnesAreLimited() async throws {
