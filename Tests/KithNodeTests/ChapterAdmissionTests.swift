@@ -138,4 +138,50 @@ struct ChapterAdmissionTests {
         #expect(try await overlay.eventually { await admin.node.membershipFloodsCut > 0 })
         for m in all { await m.offline() }
     }
+
+    /// Ops held already cost a hash each, not nothing: a device that resends the log over and
+    /// over in huge messages (review 8: ~32 MiB logs were never charged) is cut off by the byte
+    /// allowance (64 MiB, then 1 MiB/s), though no op in them is new or refused.
+    @Test func resendingHugeLogsIsCutOffByTheByteAllowance() async throws {
+        let tmp = try TempDir()
+        let settings = OverlaySettings(target: 2, maxConnections: 8, graceSeconds: 1)
+        let (all, id) = try await overlay.chapter(tmp, members: 2, settings: settings)
+        defer { Task { [all] in for m in all { await m.offline() } } }
+        let (admin, mallory) = (all[0], all[1])
+        let malloryDevice = mallory.device.publicKey.description
+        #expect(try await overlay.eventually { await admin.node.peerInfo().contains { $0.device == malloryDevice } })
+        let known = try #require(await admin.node.chapterLog(id)).allOps.map(\.encoded)
+        let size = known.reduce(0) { $0 + $1.count }
+        // About 16 MiB a message, eight messages: twice the burst, far faster than it refills.
+        let copies = Array(repeating: known, count: 16 * 1_048_576 / size + 1).flatMap { $0 }
+        await mallory.node.testHookSendMembership(copies, chapter: id, times: 8)
+        #expect(try await overlay.eventually { await admin.node.membershipFloodsCut > 0 })
+        await overlay.shutdown(all)
+    }
+
+    /// The log a peer sends for a held join is taken up only from a device the invite names that
+    /// is an admin's in that log (chapters.md §4), as on the direct path.
+    @Test func aHeldJoinsLogIsCheckedLikeADirectAnswer() throws {
+        let admin = Ed25519.PrivateKey(), member = Ed25519.PrivateKey(), joiner = Ed25519.PrivateKey()
+        func device(_ m: Ed25519.PrivateKey) -> (DeviceCertificate, Ed25519.PrivateKey, X25519.PrivateKey) {
+            let d = Ed25519.PrivateKey(), a = X25519.PrivateKey()
+            return (DeviceCertificate.issue(member: m, deviceSigningKey: d.publicKey, deviceAgreementKey: a.publicKey, createdAt: 1_700_000_000), d, a)
+        }
+        let (aCert, aDev, aAgr) = device(admin), (mCert, _, _) = device(member), (jCert, _, _) = device(joiner)
+        let now: UInt64 = 1_800_000_000
+        var log = try MembershipLog.create(name: "Held", certificate: aCert, device: aDev, now: now * 1000)
+        _ = try log.append(.addMember(mCert, admin: false, invite: nil), certificate: aCert, device: aDev, now: now * 1000 + 1)
+        let (op, invite) = try log.openInvite(expiresAt: now + 3600, uses: 2, approval: true, hint: "", certificate: aCert, device: aDev, now: now)
+        _ = try log.add(joiner: jCert, invite: op.id, certificate: aCert, device: aDev, agreement: aAgr, nowMilliseconds: now * 1000 + 3)
+        let naming = ChapterInvite(chapter: invite.chapter, seed: invite.seed, admin: invite.admin, expiresAt: invite.expiresAt,
+                                   hint: ChapterInvite.hint(address: "127.0.0.1:1", others: [.init(device: mCert.deviceSigningKey, address: "127.0.0.1:2")]))
+        #expect(SyncNode.joinAnswerRefusal(log, invite: naming, answeredBy: aCert.deviceSigningKey, me: joiner.publicKey) == nil)
+        // A member's device, even one the invite names, is no admin's.
+        #expect(SyncNode.joinAnswerRefusal(log, invite: naming, answeredBy: mCert.deviceSigningKey, me: joiner.publicKey) != nil)
+        // An admin's device the invite does not name.
+        let other = ChapterInvite(chapter: invite.chapter, seed: invite.seed, admin: mCert.deviceSigningKey, expiresAt: invite.expiresAt, hint: "127.0.0.1:1")
+        #expect(SyncNode.joinAnswerRefusal(log, invite: other, answeredBy: aCert.deviceSigningKey, me: joiner.publicKey) != nil)
+        // A log that does not list the joiner.
+        #expect(SyncNode.joinAnswerRefusal(log, invite: naming, answeredBy: aCert.deviceSigningKey, me: Ed25519.PrivateKey().publicKey) != nil)
+    }
 }
