@@ -148,7 +148,7 @@ enum PeerConnection {
             }
             try await sendMessage(.join(chapter: invite.chapter.bytes, proof: invite.proof(handshakeHash: handshakeHash, certificate: identity.certificate)))
             // A daemon that takes the proof and never answers must not stall the join: the
-            // joiner gives up on it after 20 s and tries the invite's next daemon (§4).
+            // joiner gives up on it after 30 s (an honest admin on a loaded machine answers well within it) and tries the invite's next daemon (§4).
             let answerDeadline = Task {
                 try await Task.sleep(nanoseconds: PeerNetwork.joinAnswerSeconds * 1_000_000_000)
                 eventsIn.yield(.close(reason: "no answer to the join within \(PeerNetwork.joinAnswerSeconds) seconds"))

@@ -93,12 +93,12 @@ public struct PeerNetwork: Sendable {
 
 
     /// How long a joiner waits for a daemon's answer to its proof after the handshake.
-    static let joinAnswerSeconds: UInt64 = 20
+    static let joinAnswerSeconds: UInt64 = 30
 
     /// Joins a chapter with an invite: tries the admins' daemons the invite names (the issuing
     /// admin's first, chapters.md §4) until one admits, presents the proof to it, installs the
     /// log it returns and starts syncing. A daemon that cannot be reached, does not answer
-    /// within 20 s or refuses passes the join to the next. A join held for approval by the
+    /// within 30 s or refuses passes the join to the next. A join held for approval by the
     /// issuing device stops there; one held by another daemon (which may be hostile) is tried
     /// elsewhere first, and remembered as pending only if no daemon admits.
     public func join(_ invite: ChapterInvite) async throws(ChapterCommandError) -> SyncNode.ChapterSummary {
