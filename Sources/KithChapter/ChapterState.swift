@@ -67,6 +67,9 @@ public struct ChapterState: Sendable, Equatable {
     /// Members removed by an admin, with the position of the (last) removal in the evaluation
     /// order; invites opened before that position do not admit them again.
     public internal(set) var removedAt: [Ed25519.PublicKey: Int] = [:]
+    /// Members removed or demoted, with the position of the (last) such op: the invites they
+    /// opened before it admit nobody any more (chapters.md §3, `add member`).
+    public internal(set) var demotedAt: [Ed25519.PublicKey: Int] = [:]
     /// Devices of removed members, with the position of the removal (same rule as members).
     public internal(set) var removedDevicesAt: [Ed25519.PublicKey: Int] = [:]
     /// Devices an op of the log sealed an epoch's key to that the epoch's `envelopes` do not
@@ -118,7 +121,15 @@ public struct ChapterState: Sendable, Equatable {
 
     /// Invites that can still admit someone at `nowMilliseconds`: not closed, not expired, uses left.
     public func openInvites(nowMilliseconds now: UInt64) -> [Invite] {
-        invites.values.filter { !$0.closed && $0.expiresAt > now && $0.used < $0.uses }.sorted { $0.position < $1.position }
+        invites.values.filter { !$0.closed && $0.expiresAt > now && $0.used < $0.uses && voidReason($0) == nil }.sorted { $0.position < $1.position }
+    }
+
+    /// Why `invite` admits nobody whatever its uses and expiry: its author is no admin now, or
+    /// was removed or demoted after opening it (even if made admin again since).
+    public func voidReason(_ invite: Invite) -> String? {
+        if let d = demotedAt[invite.author], d > invite.position { return "the admin who opened the cited invite was removed or demoted after opening it" }
+        if !isAdmin(invite.author) { return "the member who opened the cited invite is no admin of the chapter" }
+        return nil
     }
 
     /// True when `epoch`'s key was sealed — by any op of the log — to a device that is not a
@@ -255,6 +266,7 @@ public struct ChapterState: Sendable, Equatable {
         guard removal else { return }
         // A removal also bars a member who already left (so leaving first cannot dodge it).
         removedAt[m] = position
+        demotedAt[m] = position
         for d in formerMembers[m] ?? [] { removedDevicesAt[d] = position }
     }
 
@@ -302,6 +314,7 @@ public struct ChapterState: Sendable, Equatable {
             if let inviteID {
                 guard var inv = invites[inviteID] else { return "the cited invite \(inviteID) does not exist" }
                 guard !inv.closed else { return "the cited invite was closed" }
+                if let void = voidReason(inv) { return void }
                 guard op.timestamp < inv.expiresAt else { return "the cited invite expired before this op" }
                 guard inv.used < inv.uses else { return "the cited invite has no uses left" }
                 if let r = removedAt[cert.memberKey], r > inv.position { return "the cited invite predates the removal of \(cert.memberKey)" }
@@ -343,6 +356,7 @@ public struct ChapterState: Sendable, Equatable {
             revoke(device, by: op.authorDevice, at: op.timestamp)
         case let .setAdmin(target, flag):
             guard members[target] != nil else { return "\(target) is not a member" }
+            if !flag && members[target]!.isAdmin { demotedAt[target] = position }
             members[target]!.isAdmin = flag
         case let .epoch(check, envelopes):
             var kept: [Ed25519.PublicKey: [UInt8]] = [:]
@@ -391,7 +405,8 @@ public struct ChapterState: Sendable, Equatable {
     /// 2. Apply in that order, skipping ops whose author lacks the right at that point.
     /// 3. Removal wins: take the first applied op R (in the order) that removes member M, revokes
     ///    device D, or demotes M, and has applied ops by M (by D; by M needing admin) — or ops
-    ///    (re-)adding M (D) — concurrent with it (neither ancestor nor descendant). Exclude
+    ///    (re-)adding M (D), or `add member` ops citing an invite M opened — concurrent with it
+    ///    (neither ancestor nor descendant). Exclude
     ///    all of those, and evaluate again. Exclusions only grow, so this terminates.
     public static func evaluate(_ ops: [OpID: MembershipOp]) -> ChapterState {
         let order = topologicalOrder(ops)
@@ -433,7 +448,11 @@ public struct ChapterState: Sendable, Equatable {
         var byDevice: [Ed25519.PublicKey: [Int]] = [:]
         var addingMember: [Ed25519.PublicKey: [Int]] = [:]
         var addingDevice: [Ed25519.PublicKey: [Int]] = [:]
+        var citingInviteOf: [Ed25519.PublicKey: [Int]] = [:]
+        var inviteAuthor: [OpID: Ed25519.PublicKey] = [:]
+        for op in order { if case .invite = op.action, removedMembers.contains(op.authorMember) { inviteAuthor[op.id] = op.authorMember } }
         for (i, op) in order.enumerated() where applied[i] {
+            if case let .addMember(_, _, invite?) = op.action, let m = inviteAuthor[invite] { citingInviteOf[m, default: []].append(i) }
             if removedMembers.contains(op.authorMember) { byMember[op.authorMember, default: []].append(i) }
             if revokedDevices.contains(op.authorDevice) { byDevice[op.authorDevice, default: []].append(i) }
             switch op.action {
@@ -447,11 +466,11 @@ public struct ChapterState: Sendable, Equatable {
         for r in removals where !out.contains(r) {
             var candidates: [Int]
             switch order[r].action {
-            case let .removeMember(m): candidates = (byMember[m] ?? []) + (addingMember[m] ?? [])
+            case let .removeMember(m): candidates = (byMember[m] ?? []) + (addingMember[m] ?? []) + (citingInviteOf[m] ?? [])
             case .revokeDevice, .revokeDeviceByMember:
                 let d = order[r].action.revokedDevice!
                 candidates = (byDevice[d] ?? []) + (addingDevice[d] ?? [])
-            case let .setAdmin(m, false): candidates = (byMember[m] ?? []).filter { order[$0].action.needsAdmin }
+            case let .setAdmin(m, false): candidates = (byMember[m] ?? []).filter { order[$0].action.needsAdmin } + (citingInviteOf[m] ?? [])
             default: continue
             }
             candidates.removeAll { $0 == r || out.contains($0) }

@@ -150,6 +150,7 @@ extension MembershipLog {
             throw MembershipError(.badInvite, "the join proof matches no invite of this chapter (forged, revoked, or for another chapter)")
         }
         guard !invite.closed else { throw MembershipError(.badInvite, "the invite was closed by an admin") }
+        if let void = state.voidReason(invite) { throw MembershipError(.badInvite, "\(void); ask a current admin for a new invite") }
         guard now < invite.expiresAt else { throw MembershipError(.badInvite, "the invite has expired") }
         guard invite.used < invite.uses else { throw MembershipError(.badInvite, "the invite has already been used") }
         let removed = [state.removedAt[joiner.memberKey], state.removedDevicesAt[joiner.deviceSigningKey]].compactMap { $0 }.max()

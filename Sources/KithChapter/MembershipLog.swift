@@ -6,6 +6,23 @@ import KithCrypto
 /// whole set whenever it grows, so it never depends on arrival order.
 public struct MembershipLog: Sendable {
     public static let maxOps = 100_000
+    /// The last ops below `maxOps` are kept for an admin's repairs (chapters.md §3.1): once a log
+    /// holds `maxOps - reservedForRepairs` ops, only a current admin's `remove member`, `set
+    /// admin`, `revoke device`, `new epoch` and `close invite` are taken, so a log filled by
+    /// whoever can still be cleaned of them.
+    public static let reservedForRepairs = 1_000
+    /// Most ops a log holds (`maxOps`; tests lower it to reach the reserve quickly).
+    var capacity = Self.maxOps
+    /// Most `share key` ops one member may author, on top of the per-member quota (which they do
+    /// not count against): one per device the chapter ever listed (plus a member's 32) and epoch
+    /// (plus one), as an honest admin's node makes them for each new device and each epoch key.
+    public static func maxKeySharesPerMember(devicesEverListed: Int, epochs: Int) -> Int {
+        (devicesEverListed + ChapterState.maxDevicesPerMember) * (epochs + 1)
+    }
+    /// Envelopes for one device under one epoch beyond which a `share key` adding another is
+    /// dropped as redundant (a device tries them all: this bounds that work, and still lets an
+    /// honest share follow a few garbage ones).
+    public static let maxEnvelopesPerDevice = 4
     /// Most ops one member may author in a chapter's log (held ones included); more are refused
     /// on arrival, so one member cannot fill the log. Admins, who admit and remove everyone,
     /// get more.
@@ -20,19 +37,30 @@ public struct MembershipLog: Sendable {
     private var pending: [OpID: MembershipOp] = [:]
     public private(set) var state: ChapterState
     public private(set) var heads: Set<OpID> = []
-    /// Ops (evaluated or held) by author member.
+    /// Ops (evaluated or held) by author member, `share key` ops apart.
     private var authored: [Ed25519.PublicKey: Int] = [:]
+    /// `share key` ops (evaluated or held) by author member.
+    private var keySharesAuthored: [Ed25519.PublicKey: Int] = [:]
     /// Ops refused on arrival, counted, not kept: their author was over quota, the log has never
     /// listed their author device, or they were stamped too far in the future.
     public private(set) var refusedOverQuota = 0
     public private(set) var refusedUnknownAuthor = 0
     public private(set) var refusedFromTheFuture = 0
+    /// `share key` ops dropped on arrival because they seal nothing new to a device that needs
+    /// it (chapters.md §3.1), and ops refused because the log is full (or only its repair
+    /// reserve is left).
+    public private(set) var refusedRedundantKeyShares = 0
+    public private(set) var refusedLogFull = 0
     /// How many times an arrival re-evaluated the whole log (an op out of order or concurrent
     /// with the heads); every other op was applied to the state as it stood.
     public private(set) var fullEvaluations = 0
     /// Arrivals that cost more than their ops' signature checks and O(1) each: a whole-log
     /// evaluation, or ops dropped (from the future, by an unknown author, over quota).
-    public var costlyArrivals: Int { fullEvaluations + refusedFromTheFuture + refusedUnknownAuthor + refusedOverQuota }
+    public var costlyArrivals: Int { fullEvaluations + droppedOnArrival }
+    /// Ops dropped on arrival, for any reason.
+    public var droppedOnArrival: Int {
+        refusedFromTheFuture + refusedUnknownAuthor + refusedOverQuota + refusedRedundantKeyShares + refusedLogFull
+    }
     /// Encodings of the device certificates whose member signature this log checked (decoding
     /// the ops that carry them): a peer's next op by the same device skips that check.
     private var verifiedCertificates = Set<[UInt8]>()
@@ -103,11 +131,13 @@ public struct MembershipLog: Sendable {
     }
 
     /// Adds ops (any order, duplicates ignored). Returns the ops that were new and are now part
-    /// of the evaluated set. An op for another chapter, or one beyond the size limit, is refused.
-    /// Dropped and counted (chapters.md §3.1): an op stamped more than 10 minutes after
-    /// `nowMilliseconds` (when given), an op by a device neither the log nor another op of the
-    /// same arrival by a known device lists, and an op whose author member is over quota unless
-    /// another author's op builds on it.
+    /// of the evaluated set. An op for another chapter is refused. Dropped and counted
+    /// (chapters.md §3.1): an op beyond the size limit (or into the repair reserve, unless it is
+    /// an admin's repair), an op stamped more than 10 minutes after `nowMilliseconds` (when
+    /// given), an op by a device neither the log nor another op of the same arrival by a known
+    /// device lists, a `share key` that seals nothing new to a device needing it unless an op
+    /// other than a key share builds on it, and an op whose author member is over quota (key
+    /// shares: over their own budget) unless another author's op builds on it.
     ///
     /// An op whose parents are exactly the current heads comes last in every evaluation order
     /// and is concurrent with nothing, so it is applied to the state as it stands; any other
@@ -115,8 +145,15 @@ public struct MembershipLog: Sendable {
     @discardableResult
     public mutating func receive(_ incoming: [MembershipOp], nowMilliseconds now: UInt64? = nil) throws(MembershipError) -> [MembershipOp] {
         var added: [MembershipOp] = []
-        let known = knownAuthors(incoming)
-        let builtOnByOthers = Self.builtOnByOthers(incoming + pending.values)
+        let vouched = vouchedDevices(incoming)
+        let arrivalState = state
+        let known = { (d: Ed25519.PublicKey) in arrivalState.deviceOwner[d] != nil || arrivalState.formerOwner[d] != nil || vouched.contains(d) }
+        let batch = incoming + pending.values
+        let builtOnByOthers = Self.builtOnByOthers(batch)
+        let builtOnByNonShares = Self.builtOn(batch) { _, child in
+            if case .shareKey = child.action { return false } else { return true }
+        }
+        let keyShareQuota = Self.maxKeySharesPerMember(devicesEverListed: state.devicesEverListed.values.reduce(0, +), epochs: state.epochs.count)
         for op in incoming {
             if ops[op.id] != nil || pending[op.id] != nil { continue }
             if case .create = op.action {
@@ -126,8 +163,10 @@ public struct MembershipLog: Sendable {
             guard op.chapter == chapter else {
                 throw MembershipError(.wrongChapter, "op \(op.id) is for chapter \(op.chapter), this log is \(chapter)")
             }
-            guard ops.count + pending.count < Self.maxOps else {
-                throw MembershipError(.tooMany, "chapter \(chapter) already holds \(Self.maxOps) membership ops")
+            let held = ops.count + pending.count
+            guard held < capacity - Self.reservedForRepairs || (held < capacity && isRepair(op)) else {
+                refusedLogFull += 1
+                continue
             }
             if let now, op.timestamp > now &+ Self.maxFutureSkewMilliseconds {
                 refusedFromTheFuture += 1
@@ -137,16 +176,26 @@ public struct MembershipLog: Sendable {
                 refusedUnknownAuthor += 1
                 continue
             }
-            // Key shares do not count: every member's node makes them for others' new devices
-            // (which the per-member device limit bounds).
-            let counts: Bool
-            if case .shareKey = op.action { counts = false } else { counts = true }
-            let quota = state.isAdmin(op.authorMember) ? Self.maxOpsPerAdmin : Self.maxOpsPerMember
-            guard !counts || authored[op.authorMember, default: 0] < quota || builtOnByOthers.contains(op.id) else {
-                refusedOverQuota += 1
-                continue
+            // Key shares have their own budget: every admin's node makes them for others' new
+            // devices. One that seals nothing new to a device needing it is dropped first.
+            if case let .shareKey(epoch, envelopes) = op.action {
+                guard addsNeededEnvelope(epoch: epoch, envelopes, vouched: vouched) || builtOnByNonShares.contains(op.id) else {
+                    refusedRedundantKeyShares += 1
+                    continue
+                }
+                guard keySharesAuthored[op.authorMember, default: 0] < keyShareQuota || builtOnByOthers.contains(op.id) else {
+                    refusedOverQuota += 1
+                    continue
+                }
+                keySharesAuthored[op.authorMember, default: 0] += 1
+            } else {
+                let quota = state.isAdmin(op.authorMember) ? Self.maxOpsPerAdmin : Self.maxOpsPerMember
+                guard authored[op.authorMember, default: 0] < quota || builtOnByOthers.contains(op.id) else {
+                    refusedOverQuota += 1
+                    continue
+                }
+                authored[op.authorMember, default: 0] += 1
             }
-            if counts { authored[op.authorMember, default: 0] += 1 }
             pending[op.id] = op
         }
         // Move held ops whose parents are all present, parents before children (Kahn's order).
@@ -186,10 +235,47 @@ public struct MembershipLog: Sendable {
         return added
     }
 
+    /// Whether a `share key` arriving now is worth keeping (chapters.md §3.1): its epoch is not
+    /// an applied one (nothing to judge it by), or it seals the key to one of: a current device
+    /// without an envelope; a current device with fewer than `maxEnvelopesPerDevice` envelopes,
+    /// adding a new one (a garbage share cannot hide an honest one); a device an op of this
+    /// arrival lists; a device once listed whose exposure to the key the log has not recorded
+    /// yet (so a key share racing a removal is always seen).
+    private func addsNeededEnvelope(epoch id: OpID, _ envelopes: [KeyEnvelope], vouched: Set<Ed25519.PublicKey>) -> Bool {
+        guard let epoch = state.epochs.first(where: { $0.id == id }) else { return true }
+        for e in envelopes {
+            if state.deviceOwner[e.device] != nil {
+                let have = epoch.envelopes(for: e.device)
+                if have.isEmpty || (have.count < Self.maxEnvelopesPerDevice && !have.contains(e.sealed)) { return true }
+            } else if vouched.contains(e.device) {
+                return true
+            } else if state.formerOwner[e.device] != nil, state.exposedBeyondEnvelopes[id]?.contains(e.device) != true {
+                return true
+            }
+        }
+        return false
+    }
+
+    /// A current admin's op that undoes someone's rights or rotates or closes something: what
+    /// the repair reserve takes.
+    private func isRepair(_ op: MembershipOp) -> Bool {
+        guard state.isAdmin(op.authorMember) else { return false }
+        switch op.action {
+        case .removeMember, .setAdmin, .revokeDevice, .epoch, .closeInvite: return true
+        default: return false
+        }
+    }
+
     /// The ops of `batch` that an op of another author descends from, within the batch: they
     /// are never dropped for quota, since dropping them would leave the other author's ops
     /// waiting for a parent for ever (and nodes that kept different ops apart for good).
     static func builtOnByOthers(_ batch: [MembershipOp]) -> Set<OpID> {
+        builtOn(batch) { parent, child in child.authorMember != parent.authorMember }
+    }
+
+    /// The ops of `batch` that an op `qualifies` (given the op and one of its children) descends
+    /// from, within the batch.
+    static func builtOn(_ batch: [MembershipOp], qualifies: (MembershipOp, MembershipOp) -> Bool) -> Set<OpID> {
         var byID: [OpID: MembershipOp] = [:]
         for op in batch { byID[op.id] = op }
         var children: [OpID: [OpID]] = [:]
@@ -202,8 +288,8 @@ public struct MembershipLog: Sendable {
                 if memo[id] != nil { continue }
                 let kids = children[id] ?? []
                 if expanded {
-                    let author = byID[id]!.authorMember
-                    memo[id] = kids.contains { byID[$0]!.authorMember != author || memo[$0] == true }
+                    let op = byID[id]!
+                    memo[id] = kids.contains { qualifies(op, byID[$0]!) || memo[$0] == true }
                 } else {
                     stack.append((id, true))
                     for k in kids where memo[k] == nil { stack.append((k, false)) }
@@ -213,12 +299,12 @@ public struct MembershipLog: Sendable {
         return Set(memo.filter(\.value).keys)
     }
 
-    /// Devices whose ops this log takes: those it lists or listed, and, to a fixpoint, those an
+    /// Devices this log does not list whose ops it takes (besides those it lists or listed): to a fixpoint, those an
     /// op of `incoming` (or a held one) could list — an `add member` by a current admin's
     /// device, an `add device` by a current device of the certificate's member or of an admin,
     /// or by a device listed that way. A removed member cannot vouch for anyone. The devices the
     /// state knows are looked up, not copied: the cost is that of the ops, not of the log.
-    private func knownAuthors(_ incoming: [MembershipOp]) -> (Ed25519.PublicKey) -> Bool {
+    private func vouchedDevices(_ incoming: [MembershipOp]) -> Set<Ed25519.PublicKey> {
         let state = self.state
         var vouched = Set<Ed25519.PublicKey>()
         let candidates = incoming + pending.values
@@ -236,7 +322,7 @@ public struct MembershipLog: Sendable {
                 if state.deviceOwner[listed.deviceSigningKey] == nil, vouched.insert(listed.deviceSigningKey).inserted { grew = true }
             }
         }
-        return { d in state.deviceOwner[d] != nil || state.formerOwner[d] != nil || vouched.contains(d) }
+        return vouched
     }
 
     /// Every op (evaluated ones, then held ones), in a deterministic order that lists parents
@@ -259,7 +345,10 @@ public struct MembershipLog: Sendable {
         var trial = self
         try trial.receive([op])
         guard trial.ops[op.id] != nil else {
-            throw MembershipError(.tooMany, "not allowed to \(action.verb): this member has authored \(authored[certificate.memberKey, default: 0]) ops in the chapter's log, the most it takes")
+            let reason = count + pendingCount >= capacity - Self.reservedForRepairs
+                ? "the chapter's log holds \(count + pendingCount) ops, the most it takes (the last \(Self.reservedForRepairs) are kept for an admin's removals, epochs and invite closes)"
+                : "this member has authored \(authored[certificate.memberKey, default: 0]) ops (\(keySharesAuthored[certificate.memberKey, default: 0]) key shares) in the chapter's log, the most it takes, or the op shares no key a device needs"
+            throw MembershipError(.tooMany, "not allowed to \(action.verb): \(reason)")
         }
         if let reason = trial.state.ignored[op.id] {
             throw MembershipError(.notAuthorized, "not allowed to \(action.verb): \(reason)")

@@ -147,6 +147,13 @@ enum PeerConnection {
                 throw PeerIdentity.Refusal(reason: "join: the responder is not the admin device the invite names")
             }
             try await sendMessage(.join(chapter: invite.chapter.bytes, proof: invite.proof(handshakeHash: handshakeHash, certificate: identity.certificate)))
+            // A daemon that takes the proof and never answers must not stall the join: the
+            // joiner gives up on it after 30 s (an honest admin on a loaded machine answers well within it) and tries the invite's next daemon (§4).
+            let answerDeadline = Task {
+                try await Task.sleep(nanoseconds: PeerNetwork.joinAnswerSeconds * 1_000_000_000)
+                eventsIn.yield(.close(reason: "no answer to the join within \(PeerNetwork.joinAnswerSeconds) seconds"))
+            }
+            defer { answerDeadline.cancel() }
             switch try await receiveMessage() {
             case let .membership(chapter, ops) where chapter == invite.chapter.bytes:
                 reply(.success(ops))
@@ -186,6 +193,15 @@ enum PeerConnection {
             }
             guard case let .join(chapter, proof) = request else {
                 throw PeerIdentity.Refusal(reason: "member \(peer.member) is not allowed to sync, and sent no join request")
+            }
+            switch await node.testHookJoinAnswer {
+            case .silent?:
+                try? await Task.sleep(nanoseconds: 2 * PeerNetwork.joinAnswerSeconds * 1_000_000_000)
+                throw Closed(reason: "test hook: a silent admin's daemon")
+            case .held?:
+                try await sendMessage(.joinHeld(reason: "held (test hook: a hostile admin's daemon)"))
+                throw Closed(reason: "test hook: a false join-held")
+            case nil: break
             }
             do {
                 let ops = try await node.admit(chapter: chapter, proof: proof, handshakeHash: handshakeHash, joiner: peer.certificate)

@@ -100,24 +100,35 @@ public struct PeerNetwork: Sendable {
     }
 
 
+    /// How long a joiner waits for a daemon's answer to its proof after the handshake.
+    static let joinAnswerSeconds: UInt64 = 30
+
     /// Joins a chapter with an invite: tries the admins' daemons the invite names (the issuing
-    /// admin's first, chapters.md §4) until one answers, presents the proof to it, installs the
-    /// log it returns and starts syncing. A daemon that cannot be reached or refuses passes the
-    /// join to the next; a join held for approval stops there.
+    /// admin's first, chapters.md §4) until one admits, presents the proof to it, installs the
+    /// log it returns and starts syncing. A daemon that cannot be reached, does not answer
+    /// within 30 s or refuses passes the join to the next. A join held for approval by the
+    /// issuing device stops there; one held by another daemon (which may be hostile) is tried
+    /// elsewhere first, and remembered as pending only if no daemon admits.
     public func join(_ invite: ChapterInvite) async throws(ChapterCommandError) -> SyncNode.ChapterSummary {
         let contacts = invite.contacts.filter { HostPort.parse($0.address) != nil }
         guard !contacts.isEmpty else {
             throw ChapterCommandError("the invite names no reachable address ('\(invite.hint)'); ask the admin for an invite made with --hint host:port")
         }
         var failures: [String] = []
+        var held: ChapterCommandError?
         for contact in contacts {
             do {
                 return try await join(invite, at: contact)
             } catch let e where e.held {
-                throw e
+                held = held ?? e
+                if contact.device == invite.admin { break }
             } catch {
                 failures.append(error.message)
             }
+        }
+        if let held {
+            try await node.recordPendingJoin(invite)
+            throw held
         }
         throw ChapterCommandError(failures.count == 1 ? failures[0] : "no admin's daemon named by the invite admitted this device: " + failures.joined(separator: "; "))
     }
@@ -145,9 +156,6 @@ public struct PeerNetwork: Sendable {
         switch result {
         case let .success(ops):
             return try await node.installJoined(invite: invite, ops: ops, admittedBy: contact.device)
-        case let .failure(e) where e.held:
-            try await node.recordPendingJoin(invite)
-            throw e
         case let .failure(e):
             throw e
         }

@@ -124,26 +124,63 @@ extension SyncNode {
 
     /// Costly membership messages a peer may send: a burst, then one a second. A message is
     /// costly when it made the node evaluate the whole log, or carried ops it refused or dropped
-    /// (each checked at a signature's cost); a peer over the allowance is cut off instead of
-    /// freezing the node. Ops the node holds already (skipped by hash) and ops that extend the
-    /// log's heads (applied as they come) cost nothing: during a wave of joins every peer
-    /// forwards every new member's ops, far more often than once a second.
+    /// (each checked at a signature's cost). Ops the node holds already (skipped by hash) and ops
+    /// that extend the log's heads (applied as they come) are not costly: during a wave of joins
+    /// every peer forwards every new member's ops, far more often than once a second. Every
+    /// message's bytes (hashed even when held) and every op not held (its signatures checked)
+    /// are charged to allowances of their own (chapters.md §3.1). A peer that finds one
+    /// exhausted is cut off instead of freezing the node.
     static let membershipBurst = 120.0
     static let membershipPerSecond = 1.0
+    static let membershipBytesBurst = 64.0 * 1_048_576
+    static let membershipBytesPerSecond = 1_048_576.0
+    static let membershipOpsBurst = Double(MembershipLog.maxOps + 10_000)
+    static let membershipOpsPerSecond = 1_000.0
 
-    /// Whether `peer`'s device has an allowance left for a costly membership message.
+    /// Whether `peer`'s device has every allowance left for another membership message.
     func hasMembershipAllowance(_ peer: Int) -> Bool {
         guard let device = peers[peer]?.identity.device else { return false }
         let now = Double(clock()) / 1000
-        var (allowance, at) = membershipAllowances[device] ?? (Self.membershipBurst, now)
-        allowance = min(Self.membershipBurst, allowance + max(0, now - at) * Self.membershipPerSecond)
-        membershipAllowances[device] = (allowance, now)
-        return allowance >= 1
+        var a = membershipAllowances[device] ?? MembershipAllowance(messages: Self.membershipBurst, bytes: Self.membershipBytesBurst, ops: Self.membershipOpsBurst, at: now)
+        let elapsed = max(0, now - a.at)
+        a.messages = min(Self.membershipBurst, a.messages + elapsed * Self.membershipPerSecond)
+        a.bytes = min(Self.membershipBytesBurst, a.bytes + elapsed * Self.membershipBytesPerSecond)
+        a.ops = min(Self.membershipOpsBurst, a.ops + elapsed * Self.membershipOpsPerSecond)
+        a.at = now
+        membershipAllowances[device] = a
+        return a.messages >= 1 && a.bytes > 0 && a.ops > 0
     }
 
-    /// Takes one costly membership message from the allowance of `peer`'s device.
-    func chargeMembershipMessage(_ peer: Int) {
-        guard let device = peers[peer]?.identity.device, let (allowance, at) = membershipAllowances[device] else { return }
-        membershipAllowances[device] = (allowance - 1, at)
+    /// Charges a membership message of `peer`'s device: one costly message (when it was), its
+    /// bytes, and the ops it carried that the node did not hold.
+    func chargeMembershipMessage(_ peer: Int, costly: Bool, bytes: Int, newOps: Int) {
+        guard let device = peers[peer]?.identity.device, var a = membershipAllowances[device] else { return }
+        if costly { a.messages -= 1 }
+        a.bytes -= Double(bytes)
+        a.ops -= Double(newOps)
+        membershipAllowances[device] = a
     }
+
+    /// Why a log a peer sent for a join is not one to install (nil: install it): it must list
+    /// this member, and list the answering device — one the invite names — as a current device
+    /// of an admin (chapters.md §4).
+    static func joinAnswerRefusal(_ log: MembershipLog, invite: ChapterInvite, answeredBy device: Ed25519.PublicKey, me: Ed25519.PublicKey) -> String? {
+        guard log.state.isMember(me) else { return "the admin's daemon answered, but its log does not list this device as a member" }
+        guard invite.admin == device || invite.contacts.contains(where: { $0.device == device }) else {
+            return "the daemon that answered (device \(device)) is not one the invite names; not joining"
+        }
+        guard let admitter = log.state.member(ofDevice: device), log.state.isAdmin(admitter) else {
+            return "the daemon that answered (device \(device)) is not an admin's device in the log it sent; not joining"
+        }
+        return nil
+    }
+}
+
+/// What one peer device may still make a node do with membership messages, and when that was
+/// computed (seconds).
+struct MembershipAllowance {
+    var messages: Double
+    var bytes: Double
+    var ops: Double
+    var at: Double
 }

@@ -289,12 +289,7 @@ extension SyncNode {
     /// as a current device of an admin.
     func installJoined(invite: ChapterInvite, ops: [[UInt8]], admittedBy: Ed25519.PublicKey) throws(ChapterCommandError) -> ChapterSummary {
         let log = try wrap { try MembershipLog(chapter: invite.chapter, ops: ops, nowMilliseconds: clock()) }
-        guard log.state.isMember(identity.member) else {
-            throw ChapterCommandError("the admin's daemon answered, but its log does not list this device as a member")
-        }
-        guard let admitter = log.state.member(ofDevice: admittedBy), log.state.isAdmin(admitter) else {
-            throw ChapterCommandError("the daemon that answered (device \(admittedBy)) is not an admin's device in the log it sent; not joining")
-        }
+        if let refusal = Self.joinAnswerRefusal(log, invite: invite, answeredBy: admittedBy, me: identity.member) { throw ChapterCommandError(refusal) }
         if let existing = chapters[invite.chapter], !existing.relayOnly {
             var merged = existing.log!
             let added = try wrap { try merged.receive(log.allOps, nowMilliseconds: clock()) }
@@ -336,9 +331,15 @@ extension SyncNode {
         }
         var updated = log
         let id = identity, now = clock()
-        let op = try wrap { try updated.append(.setAdmin(target, admin), certificate: id.certificate, device: id.deviceKey, now: now) }
+        // A demoted admin's open invites are closed too (the log voids them anyway).
+        let closing = admin || !log.state.isAdmin(target) ? [] : Self.invitesToClose(removing: target, joinedWith: false, from: log, now: now)
+        let made = try wrap {
+            var made = [try updated.append(.setAdmin(target, admin), certificate: id.certificate, device: id.deviceKey, now: now)]
+            for invite in closing { made.append(try updated.closeInvite(invite, certificate: id.certificate, device: id.deviceKey, now: now)) }
+            return made
+        }
         ch.log = updated
-        try wrap { try logChanged(ch, new: [op]) }
+        try wrap { try logChanged(ch, new: made) }
         return target.description
     }
 
@@ -353,16 +354,12 @@ extension SyncNode {
         guard target != identity.member else { throw ChapterCommandError("to remove yourself, use `kith chapter leave`") }
         var updated = log
         let id = identity, now = clock()
-        // The invite the removed member joined with is closed too if it has uses left: they may
-        // hold it, and could come back with it under a new identity.
-        let used = log.ops.values.compactMap { op -> OpID? in
-            if case let .addMember(cert, _, invite?) = op.action, cert.memberKey == target { return invite }
-            return nil
-        }
-        let open = Set(log.state.openInvites(nowMilliseconds: now).map(\.id))
+        // The invite the removed member joined with, and those they opened, are closed too if
+        // they have uses left: they may hold them, and could come back under a new identity.
+        let closing = Self.invitesToClose(removing: target, from: log, now: now)
         let made = try wrap {
             var made = [try updated.append(.removeMember(target), certificate: id.certificate, device: id.deviceKey, now: now)]
-            for invite in Set(used).intersection(open).sorted() {
+            for invite in closing {
                 made.append(try updated.closeInvite(invite, certificate: id.certificate, device: id.deviceKey, now: now))
             }
             made.append(try updated.startEpoch(certificate: id.certificate, device: id.deviceKey, now: now))
@@ -371,6 +368,19 @@ extension SyncNode {
         ch.log = updated
         try wrap { try logChanged(ch, new: made) }
         return target.description
+    }
+
+    /// The open invites to close when `member` is removed (or, `joinedWith` false, demoted):
+    /// those they opened (the log voids them anyway, chapters.md §3; closing them tells older
+    /// builds and `kith chapter invites`) and the one they joined with.
+    static func invitesToClose(removing member: Ed25519.PublicKey, joinedWith: Bool = true, from log: MembershipLog, now: UInt64) -> [OpID] {
+        var mine = Set(log.state.invites.values.filter { $0.author == member }.map(\.id))
+        if joinedWith {
+            for op in log.ops.values {
+                if case let .addMember(cert, _, invite?) = op.action, cert.memberKey == member { mine.insert(invite) }
+            }
+        }
+        return log.state.invites.values.filter { mine.contains($0.id) && !$0.closed && $0.expiresAt > now && $0.used < $0.uses }.map(\.id).sorted()
     }
 
     /// `kith chapter leave`.

@@ -31,3 +31,16 @@ extension SyncNode {
         }
     }
 }
+
+/// How a hostile admin's daemon answers a join proof in tests (chapters.md §4: a joiner keeps
+/// trying the invite's other daemons).
+enum HostileJoinAnswer: Sendable {
+    /// Completes the handshake, takes the proof and never answers.
+    case silent
+    /// Answers `join-held` without holding anything.
+    case held
+}
+
+extension SyncNode {
+    func setTestHookJoinAnswer(_ answer: HostileJoinAnswer?) { testHookJoinAnswer = answer }
+}

@@ -188,11 +188,13 @@ public actor SyncNode {
 
     public func setUpwardViaPeers(_ on: Bool) { upwardViaPeers = on }
 
-    /// Membership messages each peer device may still send now, and when that was computed (s):
+    /// The membership work each peer device may still make this node do (SyncNode+ChapterRules):
     /// kept by device key, so reconnecting does not refill it.
-    var membershipAllowances: [Ed25519.PublicKey: (allowance: Double, at: Double)] = [:]
+    var membershipAllowances: [Ed25519.PublicKey: MembershipAllowance] = [:]
     /// Connections closed for sending costly membership messages too fast.
     var membershipFloodsCut = 0
+    /// Tests only: how this node answers a join proof (a hostile admin's daemon), nil = honestly.
+    var testHookJoinAnswer: HostileJoinAnswer?
 
     /// The query index of each scope (SyncNode+Queries), patched when a query comes.
     var queryIndexes: [ScopeID: ContactIndexCache] = [:]
@@ -543,14 +545,24 @@ public actor SyncNode {
             unregister(peer)
             return
         }
+        let messageBytes = encoded.reduce(0) { $0 + $1.count }
         if let id = try? ChapterID(bytes: bytes), chapters[id] == nil, let p = peers[peer],
            p.identity.member == identity.member || pendingJoins[id] != nil {
-            chargeMembershipMessage(peer)
+            chargeMembershipMessage(peer, costly: true, bytes: messageBytes, newOps: encoded.count)
             // Another device of this member is in a chapter this one has not seen, or an admin
             // approved this device's held join: take it up.
             do {
                 let log = try MembershipLog(chapter: id, ops: encoded, nowMilliseconds: clock())
                 guard log.state.isMember(identity.member) else { return }
+                // A held join is taken up only from a log in which an admin's device admitted
+                // this one, sent by a device the invite names that is an admin's in that log
+                // (what `installJoined` checks on the direct path, chapters.md §4).
+                if p.identity.member != identity.member, let invite = pendingJoins[id] {
+                    if let refusal = Self.joinAnswerRefusal(log, invite: invite, answeredBy: p.identity.device, me: identity.member) {
+                        logger.warning("refused a log for a held join", metadata: ["peer": "\(p.name)", "reason": "\(refusal)"])
+                        return
+                    }
+                }
                 let ch = try install(log, relay: false)
                 try logChanged(ch, new: log.allOps, from: peer)
                 if let invite = pendingJoins.removeValue(forKey: id) {
@@ -570,7 +582,7 @@ public actor SyncNode {
         }
         do {
             if ch.log == nil {
-                chargeMembershipMessage(peer)
+                chargeMembershipMessage(peer, costly: true, bytes: messageBytes, newOps: encoded.count)
                 var decoded: [[UInt8]] = []
                 for b in encoded {
                     do { decoded.append(try MembershipOp(decoding: b).encoded) } catch {
@@ -582,9 +594,12 @@ public actor SyncNode {
             } else {
                 // Ops already held are skipped by hash, before any signature check (peers resend
                 // the whole log on every connection).
-                let before = ch.log!.costlyArrivals
+                // Every byte and every op not held counts against the sender's allowances; the
+                // message is costly when it made the log evaluate everything or drop ops.
+                let before = ch.log!.costlyArrivals, dropped = ch.log!.droppedOnArrival
                 let (added, refused) = try ch.log!.receive(encoded: encoded, nowMilliseconds: clock())
-                if !refused.isEmpty || ch.log!.costlyArrivals != before { chargeMembershipMessage(peer) }
+                let newOps = added.count + refused.count + (ch.log!.droppedOnArrival - dropped)
+                chargeMembershipMessage(peer, costly: !refused.isEmpty || ch.log!.costlyArrivals != before, bytes: messageBytes, newOps: newOps)
                 for e in refused { logger.warning("refused a membership op", metadata: ["peer": "\(p.name)", "reason": "\(e.detail)"]) }
                 if !added.isEmpty { try logChanged(ch, new: added, from: peer) }
             }

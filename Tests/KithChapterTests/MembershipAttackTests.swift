@@ -528,7 +528,6 @@ struct MembershipReviewTests {
 
     @Test func manyRevocationsRacingTheirDevicesResolveInOneRound() throws {
         var log = try threeMemberChapter()
-        let epoch = log.state.currentEpoch!.id
         var parents = heads(log)
         var made: [MembershipOp] = []
         var t = t0 + 100
@@ -541,7 +540,7 @@ struct MembershipReviewTests {
             let add = try MembershipOp(decoding: MembershipOp.signed(chapter: log.chapter, parents: parents, timestamp: t, certificate: bob.certificate,
                                                                      device: bob.device, action: .addDevice(cert)))
             let byDevice = try MembershipOp(decoding: MembershipOp.signed(chapter: log.chapter, parents: [add.id], timestamp: t + 1, certificate: cert,
-                                                                          device: dev, action: .shareKey(epoch: epoch, envelopes: [])))
+                                                                          device: dev, action: .setName(subject: dev.publicKey, name: "device \(i)")))
             let revoke = try MembershipOp(decoding: MembershipOp.signed(chapter: log.chapter, parents: [add.id], timestamp: t + 1, certificate: bob.certificate,
                                                                         device: bob.device, action: .revokeDeviceByMember(DeviceRevocation.make(member: bob.member, device: dev.publicKey, atMilliseconds: t))))
             made += [add, byDevice, revoke]
