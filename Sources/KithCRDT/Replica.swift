@@ -151,10 +151,10 @@ public struct Replica: Sendable {
     /// Validates `change` and applies it, or buffers it until its predecessor arrives.
     @discardableResult
     public mutating func receive(_ incoming: Change, nowMilliseconds: UInt64) throws(ChangeRejection) -> ReceiveOutcome {
-        // Edits decoded by `prepare` are used once, never held with the change.
+        // `prepare`'s check of the ops covers these bytes only: never held with the change.
         var change = incoming
-        let prepared = change.prepared
-        change.prepared = nil
+        let checked = change.plainChecked
+        change.plainChecked = false
         guard change.scope == scope else {
             throw ChangeRejection(.wrongScope, "change \(change.id) is for scope \(change.scope), this replica holds \(scope)")
         }
@@ -177,11 +177,9 @@ public struct Replica: Sendable {
             throw ChangeRejection(.malformed, "change \(change.id) has erased blocks, which encrypted scopes do not use")
         }
         if configuration.verifySignatures && !change.authenticatedByChain && !change.preverified { try change.verify() }
-        // Malformed ops are refused before buffering; the edits are decoded once.
-        var decoded: [(block: Int, edit: ContactEdit)]?
-        if mode == .plain {
-            if let prepared { decoded = prepared } else { decoded = try change.decodeEdits() }
-        }
+        // Malformed ops are refused before buffering; a plaintext change's blocks are then
+        // applied straight from its bytes (no ops built and dropped).
+        if mode == .plain && !checked { try change.checkPlainBlocks() }
 
         let d = devices.intern(change.author)
         if Int(d) == chains.count { chains.append(Chain()) }
@@ -191,8 +189,8 @@ public struct Replica: Sendable {
             return .pending
         }
         try checkChain(change, device: d)
-        if let decoded {
-            integrate(change, device: d, edits: decoded)
+        if mode == .plain {
+            integratePlain(change, device: d)
         } else {
             let (edits, missing) = try contents(of: change)
             integrate(change, device: d, edits: edits, missing: missing)
@@ -253,8 +251,14 @@ public struct Replica: Sendable {
             guard let change = chains[Int(d)].pending.removeValue(forKey: next) else { return }
             do {
                 try checkChain(change, device: d)
-                let (edits, missing) = try contents(of: change)
-                integrate(change, device: d, edits: edits, missing: missing)
+                if mode == .plain {
+                    // Checked again: a buffered variant with restored blocks was not checked.
+                    try change.checkPlainBlocks()
+                    integratePlain(change, device: d)
+                } else {
+                    let (edits, missing) = try contents(of: change)
+                    integrate(change, device: d, edits: edits, missing: missing)
+                }
             } catch {
                 droppedPending.append(error)
                 // Later buffered changes of this device cannot chain either: drop them too.
@@ -277,6 +281,11 @@ public struct Replica: Sendable {
             change = change.erasing(forgotten)
         }
         apply(edits, of: change, device: d)
+        hold(change, device: d)
+    }
+
+    /// Appends an applied change to its device's chain.
+    mutating func hold(_ change: Change, device d: UInt32) {
         chains[Int(d)].changes.append(change)
         chains[Int(d)].lastTimestamp = change.timestamp
         if change.timestamp > maxTimestamp { maxTimestamp = change.timestamp }
@@ -331,10 +340,10 @@ public struct Replica: Sendable {
     }
 
     @inline(__always)
-    private static func value(_ slot: inout Int) -> Int { slot }
+    static func value(_ slot: inout Int) -> Int { slot }
 
     /// Drops the contacts' state and erases their blocks from every held change.
-    private mutating func forget(_ ids: Set<ContactID>) {
+    mutating func forget(_ ids: Set<ContactID>) {
         forgotten.formUnion(ids)
         for id in ids { noteChanged(id) }
         for id in ids {
@@ -365,7 +374,7 @@ public struct Replica: Sendable {
     }
 
     @inline(__always)
-    private mutating func noteChanged(_ id: ContactID) {
+    mutating func noteChanged(_ id: ContactID) {
         guard changed != nil else { return }
         if changed!.count >= max(4096, records.count / 4) { changed = nil } else { changed!.insert(id) }
     }
