@@ -141,14 +141,19 @@ struct ContactState: Sendable {
     @inline(__always)
     mutating func setField(_ field: Field, _ value: String, at stamp: Stamp, devices: DeviceTable) {
         touch(stamp, devices)
-        if let i = fields.firstIndex(where: { $0.field == field }) {
-            if devices.less(fields[i].stamp, stamp) {
-                fields[i].value = value
-                fields[i].stamp = stamp
+        // By index: a `firstIndex(where:)` closure copied (retained and released) every slot it passed.
+        var i = 0
+        while i < fields.count {
+            if fields[i].field == field {
+                if devices.less(fields[i].stamp, stamp) {
+                    fields[i].value = value
+                    fields[i].stamp = stamp
+                }
+                return
             }
-        } else {
-            fields.append(FieldSlot(field: field, value: value, stamp: stamp))
+            i += 1
         }
+        fields.append(FieldSlot(field: field, value: value, stamp: stamp))
     }
 
     /// `apply(.add(kind, key, payload))`, with the key already as text (`keyText`); the payload's

@@ -64,6 +64,8 @@ public struct Replica: Sendable {
     /// `takeRewrittenChanges()`: a store must overwrite its copies.
     var rewritten: [Change] = []
     public internal(set) var opCount = 0
+    /// Changes a peer said are coming (`expectChanges`), until the next batch sizes the tables.
+    var expectedChanges = 0
     /// Contacts whose state may have changed since the last `takeChangedContacts()` (applied
     /// edits, forgets), for indexes kept beside the replica; nil once more changed than is worth
     /// listing (rebuild everything).
@@ -142,10 +144,36 @@ public struct Replica: Sendable {
         Change.prepare(&batch, verify: configuration.verifySignatures, decode: mode == .plain)
         var results: [Result<ReceiveOutcome, ChangeRejection>] = []
         results.reserveCapacity(batch.count)
+        let contactsBefore = records.count, changesBefore = changeCount
         for c in batch {
             do { results.append(.success(try receive(c, nowMilliseconds: nowMilliseconds))) } catch { results.append(.failure(error)) }
         }
+        if expectedChanges > 0 { reserveForExpected(newContacts: records.count - contactsBefore, newChanges: changeCount - changesBefore) }
         return results
+    }
+
+    /// Most contacts `expectChanges` reserves room for (the count comes from a peer).
+    static let maxReservedContacts = 1 << 22
+
+    /// A peer is about to send `count` changes this replica lacks (its version vector says it
+    /// holds them): the next batch received sizes the contact tables for all of them, at the
+    /// contacts per change that batch brought, instead of growing them by doubling (each growth
+    /// rehashes every id and copies every record). A hint only: at most `maxReservedContacts`.
+    public mutating func expectChanges(_ count: Int) {
+        expectedChanges = max(0, count)
+    }
+
+    private mutating func reserveForExpected(newContacts: Int, newChanges: Int) {
+        guard newChanges > 0 else { return }
+        let remaining = expectedChanges - newChanges
+        expectedChanges = 0
+        guard remaining > 0, newContacts > 0 else { return }
+        let more = min(Double(newContacts) / Double(newChanges) * Double(remaining), Double(Self.maxReservedContacts))
+        let wanted = records.count + Int(more)
+        guard wanted > contactIndex.capacity else { return }
+        contactIndex.reserveCapacity(wanted)
+        contactIDs.reserveCapacity(wanted)
+        records.reserveCapacity(wanted)
     }
 
     /// Validates `change` and applies it, or buffers it until its predecessor arrives.
@@ -553,6 +581,18 @@ public struct VersionVector: Equatable, Sendable {
     public subscript(_ device: DeviceKey) -> UInt64 {
         get { entries[device] ?? 0 }
         set { entries[device] = newValue == 0 ? nil : newValue }
+    }
+
+    /// How many changes this vector holds beyond `other` (saturating: a peer's vector may claim
+    /// any seq).
+    public func changesAhead(of other: VersionVector) -> Int {
+        var total = 0
+        for (device, seq) in entries where seq > other[device] {
+            let (sum, overflow) = total.addingReportingOverflow(Int(clamping: seq - other[device]))
+            if overflow { return Int.max }
+            total = sum
+        }
+        return total
     }
 }
 

@@ -156,6 +156,39 @@ struct BatchReceiveTests {
         #expect(single.allChanges().map(\.encoded) == batch.allChanges().map(\.encoded))
     }
 
+    @Test("a peer's count of coming changes sizes the contact tables once, within a bound")
+    func expectedChangesSizeTheTables() throws {
+        let changes = try honestChanges(devices: [7], perDevice: 10) // 40 new contacts each
+        var r = Replica(scope: testScope)
+        r.expectChanges(10)
+        _ = r.receive(Array(changes[0..<2]), nowMilliseconds: now + 10_000_000)
+        #expect(r.expectedChanges == 0)
+        #expect(r.contactIndex.capacity >= 400, "80 contacts in 2 changes, 8 changes to come")
+        let capacity = r.contactIndex.capacity
+        _ = r.receive(Array(changes[2...]), nowMilliseconds: now + 10_000_000)
+        #expect(r.knownContactCount == 400)
+        #expect(r.contactIndex.capacity == capacity, "sized once: no growth while the rest arrived")
+
+        // A peer may claim any count: the reservation is bounded, and the state is the same.
+        var claimed = Replica(scope: testScope)
+        claimed.expectChanges(Int.max)
+        _ = claimed.receive(changes, nowMilliseconds: now + 10_000_000)
+        #expect(claimed.contactIndex.capacity >= Replica.maxReservedContacts)
+        #expect(claimed.contactIndex.capacity < 3 * Replica.maxReservedContacts)
+        #expect(claimed.contacts() == r.contacts())
+
+        var theirs = VersionVector(), ours = VersionVector()
+        theirs[deviceKey(1).publicKey] = 10
+        theirs[deviceKey(2).publicKey] = 3
+        ours[deviceKey(1).publicKey] = 4
+        ours[deviceKey(3).publicKey] = 9
+        #expect(theirs.changesAhead(of: ours) == 9)
+        #expect(ours.changesAhead(of: theirs) == 9)
+        theirs[deviceKey(4).publicKey] = .max
+        theirs[deviceKey(5).publicKey] = .max
+        #expect(theirs.changesAhead(of: ours) == .max, "saturates")
+    }
+
     @Test("field grammar checked without allocating agrees with the parser")
     func fieldGrammar() {
         for (field, value, ok) in [
