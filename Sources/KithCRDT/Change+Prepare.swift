@@ -12,7 +12,7 @@ extension Change {
     /// Batches smaller than this many encoded bytes are prepared on the calling thread.
     static let parallelThreshold = 64 << 10
 
-    /// Checks (when `verify`) and decodes (when `decode`, plaintext scopes) every change of
+    /// Checks (when `verify`) and checks the ops of (when `decode`, plaintext scopes) every change of
     /// `changes` in parallel. A change that fails is left as it was: the replica checks it again
     /// and refuses it with the same error, in batch order.
     static func prepare(_ changes: inout [Change], verify: Bool, decode: Bool) {
@@ -45,6 +45,6 @@ extension Change {
             do { try self.verify() } catch { return }
             preverified = true
         }
-        if decode, let edits = try? decodeEdits() { prepared = edits }
+        if decode, (try? checkPlainBlocks()) != nil { plainChecked = true }
     }
 }

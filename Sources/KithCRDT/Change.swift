@@ -114,9 +114,10 @@ public struct Change: Sendable, Hashable {
     /// Set only by `prepare` (before a replica takes a batch) after `verify()` passed on these
     /// very bytes, so the replica need not check again. Never read from the wire, never stored.
     var preverified = false
-    /// The decoded edits of a plaintext change, set only by `prepare` from these very bytes,
-    /// so the replica need not decode again; dropped before the change is held.
-    var prepared: [(block: Int, edit: ContactEdit)]?
+    /// Set only by `prepare` after `checkPlainBlocks()` passed on these very bytes, so a
+    /// plaintext replica applies the blocks straight from them without checking again. Never
+    /// read from the wire; cleared before the change is held.
+    var plainChecked = false
 
     /// False when the signature was omitted (a change received inside a run).
     public var isSigned: Bool { signature.contains { $0 != 0 } }
@@ -338,22 +339,45 @@ public struct Change: Sendable, Hashable {
 
     /// Parses a plaintext block (`contact id ‖ ops`) found at `range` of `bytes`.
     static func decodePlainBlock(_ bytes: [UInt8], _ range: Range<Int>, author: DeviceKey) throws(DecodeError) -> ContactEdit {
-        guard range.count >= 17 else { throw DecodeError("a block is a 16-byte contact id and at least one op") }
-        let contact = try ContactID(bytes: bytes[range.lowerBound..<(range.lowerBound + 16)])
-        var r = ByteReader(bytes, from: range.lowerBound + 16, to: range.upperBound)
         var ops: [Operation] = []
         // Sized for ~12 bytes an op (a contact's fields and set members): growth by doubling
         // reallocated the array four or five times per block.
-        ops.reserveCapacity(min((range.count - 16) / 12 + 1, Self.maxOpsPerBlock))
+        ops.reserveCapacity(min(max(range.count - 16, 0) / 12 + 1, Self.maxOpsPerBlock))
+        let contact = try scanPlainBlock(bytes, range, author: author) { ops.append($0) }
+        return ContactEdit(contact: contact, ops: ops)
+    }
+
+    /// Parses and checks a plaintext block (`contact id ‖ ops`) at `range` of `bytes`, handing
+    /// each op to `body` in order; returns the block's contact.
+    static func scanPlainBlock(_ bytes: [UInt8], _ range: Range<Int>, author: DeviceKey,
+                               _ body: (Operation) -> Void) throws(DecodeError) -> ContactID {
+        guard range.count >= 17 else { throw DecodeError("a block is a 16-byte contact id and at least one op") }
+        let contact = try ContactID(bytes: bytes[range.lowerBound..<(range.lowerBound + 16)])
+        var r = ByteReader(bytes, from: range.lowerBound + 16, to: range.upperBound)
+        var count = 0
         var forget = false
         while !r.isAtEnd {
-            guard ops.count < Self.maxOpsPerBlock else { throw DecodeError("more than \(Self.maxOpsPerBlock) ops") }
+            guard count < Self.maxOpsPerBlock else { throw DecodeError("more than \(Self.maxOpsPerBlock) ops") }
             let op = try Operation.decode(&r, author: author)
             if case .forget = op { forget = true }
-            ops.append(op)
+            count += 1
+            body(op)
         }
-        if forget && ops.count != 1 { throw DecodeError("forget must be the only op of its block") }
-        return ContactEdit(contact: contact, ops: ops)
+        if forget && count != 1 { throw DecodeError("forget must be the only op of its block") }
+        return contact
+    }
+
+    /// Checks every present block exactly as `decodeEdits()` does (the same parser and field
+    /// grammar), keeping nothing: a plaintext replica then applies the blocks from the bytes.
+    func checkPlainBlocks() throws(ChangeRejection) {
+        for i in 0..<blockCount {
+            guard let range = blockRanges[i] else { continue }
+            do throws(DecodeError) {
+                _ = try Self.scanPlainBlock(encoded, range, author: author) { _ in }
+            } catch {
+                throw ChangeRejection(.malformed, "change \(id) (device \(author), seq \(seq)), block \(i): \(error.reason)")
+            }
+        }
     }
 
     /// Decodes the ops of present block `i`.

@@ -113,20 +113,9 @@ struct ContactState: Sendable {
     mutating func apply(_ op: Operation, at stamp: Stamp, devices: DeviceTable) {
         switch op {
         case let .setField(field, value):
-            touch(stamp, devices)
-            if let i = fields.firstIndex(where: { $0.field == field }) {
-                if devices.less(fields[i].stamp, stamp) {
-                    fields[i].value = value
-                    fields[i].stamp = stamp
-                }
-            } else {
-                fields.append(FieldSlot(field: field, value: value, stamp: stamp))
-            }
+            setField(field, value, at: stamp, devices: devices)
         case let .add(kind, key, payload):
-            touch(stamp, devices)
-            let keyText = Self.keyText(kind, key)
-            guard removed.isEmpty || !removed.contains(RemovedAdd(kind: kind, key: keyText, op: stamp.key)) else { return }
-            members.append(Member(kind: kind, key: keyText, payload: Self.payloadText(kind, payload), stamp: stamp))
+            add(kind, key: Self.keyText(kind, key), payload: { Self.payloadText(kind, payload) }, at: stamp, devices: devices)
         case let .remove(kind, key, observed):
             touch(stamp, devices)
             let keyText = Self.keyText(kind, key)
@@ -148,6 +137,34 @@ struct ContactState: Sendable {
         }
     }
 
+    /// `apply(.setField(field, value))`.
+    @inline(__always)
+    mutating func setField(_ field: Field, _ value: String, at stamp: Stamp, devices: DeviceTable) {
+        touch(stamp, devices)
+        // By index: a `firstIndex(where:)` closure copied (retained and released) every slot it passed.
+        var i = 0
+        while i < fields.count {
+            if fields[i].field == field {
+                if devices.less(fields[i].stamp, stamp) {
+                    fields[i].value = value
+                    fields[i].stamp = stamp
+                }
+                return
+            }
+            i += 1
+        }
+        fields.append(FieldSlot(field: field, value: value, stamp: stamp))
+    }
+
+    /// `apply(.add(kind, key, payload))`, with the key already as text (`keyText`); the payload's
+    /// text is built only when the member is kept.
+    @inline(__always)
+    mutating func add(_ kind: SetKind, key: String, payload: () -> String, at stamp: Stamp, devices: DeviceTable) {
+        touch(stamp, devices)
+        guard removed.isEmpty || !removed.contains(RemovedAdd(kind: kind, key: key, op: stamp.key)) else { return }
+        members.append(Member(kind: kind, key: key, payload: payload(), stamp: stamp))
+    }
+
     @inline(__always)
     private mutating func touch(_ stamp: Stamp, _ devices: DeviceTable) {
         if touchedAt == nil || devices.less(touchedAt!, stamp) { touchedAt = stamp }
@@ -156,10 +173,18 @@ struct ContactState: Sendable {
     /// Set keys are kept as text: UTF-8 for the text sets; base64url for member keys, contact
     /// ids and match tokens.
     static func keyText(_ kind: SetKind, _ key: ArraySlice<UInt8>) -> String {
-        kind.isText ? String(decoding: key, as: UTF8.self) : Base64URL.encode(key)
+        key.withUnsafeBufferPointer { keyText(kind, $0) }
     }
 
     static func payloadText(_ kind: SetKind, _ payload: ArraySlice<UInt8>) -> String {
+        payload.withUnsafeBufferPointer { payloadText(kind, $0) }
+    }
+
+    static func keyText(_ kind: SetKind, _ key: UnsafeBufferPointer<UInt8>) -> String {
+        kind.isText ? String(decoding: key, as: UTF8.self) : Base64URL.encode(key)
+    }
+
+    static func payloadText(_ kind: SetKind, _ payload: UnsafeBufferPointer<UInt8>) -> String {
         kind == .knows ? String(payload.first ?? 0) : String(decoding: payload, as: UTF8.self)
     }
 }

@@ -64,6 +64,8 @@ public struct Replica: Sendable {
     /// `takeRewrittenChanges()`: a store must overwrite its copies.
     var rewritten: [Change] = []
     public internal(set) var opCount = 0
+    /// Changes a peer said are coming (`expectChanges`), until the next batch sizes the tables.
+    var expectedChanges = 0
     /// Contacts whose state may have changed since the last `takeChangedContacts()` (applied
     /// edits, forgets), for indexes kept beside the replica; nil once more changed than is worth
     /// listing (rebuild everything).
@@ -145,19 +147,45 @@ public struct Replica: Sendable {
         Change.prepare(&batch, verify: configuration.verifySignatures, decode: mode == .plain)
         var results: [Result<ReceiveOutcome, ChangeRejection>] = []
         results.reserveCapacity(batch.count)
+        let contactsBefore = records.count, changesBefore = changeCount
         for c in batch {
             do { results.append(.success(try receive(c, nowMilliseconds: nowMilliseconds))) } catch { results.append(.failure(error)) }
         }
+        if expectedChanges > 0 { reserveForExpected(newContacts: records.count - contactsBefore, newChanges: changeCount - changesBefore) }
         return results
+    }
+
+    /// Most contacts `expectChanges` reserves room for (the count comes from a peer).
+    static let maxReservedContacts = 1 << 22
+
+    /// A peer is about to send `count` changes this replica lacks (its version vector says it
+    /// holds them): the next batch received sizes the contact tables for all of them, at the
+    /// contacts per change that batch brought, instead of growing them by doubling (each growth
+    /// rehashes every id and copies every record). A hint only: at most `maxReservedContacts`.
+    public mutating func expectChanges(_ count: Int) {
+        expectedChanges = max(0, count)
+    }
+
+    private mutating func reserveForExpected(newContacts: Int, newChanges: Int) {
+        guard newChanges > 0 else { return }
+        let remaining = expectedChanges - newChanges
+        expectedChanges = 0
+        guard remaining > 0, newContacts > 0 else { return }
+        let more = min(Double(newContacts) / Double(newChanges) * Double(remaining), Double(Self.maxReservedContacts))
+        let wanted = records.count + Int(more)
+        guard wanted > contactIndex.capacity else { return }
+        contactIndex.reserveCapacity(wanted)
+        contactIDs.reserveCapacity(wanted)
+        records.reserveCapacity(wanted)
     }
 
     /// Validates `change` and applies it, or buffers it until its predecessor arrives.
     @discardableResult
     public mutating func receive(_ incoming: Change, nowMilliseconds: UInt64) throws(ChangeRejection) -> ReceiveOutcome {
-        // Edits decoded by `prepare` are used once, never held with the change.
+        // `prepare`'s check of the ops covers these bytes only: never held with the change.
         var change = incoming
-        let prepared = change.prepared
-        change.prepared = nil
+        let checked = change.plainChecked
+        change.plainChecked = false
         guard change.scope == scope else {
             throw ChangeRejection(.wrongScope, "change \(change.id) is for scope \(change.scope), this replica holds \(scope)")
         }
@@ -181,11 +209,9 @@ public struct Replica: Sendable {
             throw ChangeRejection(.malformed, "change \(change.id) has erased blocks, which encrypted scopes do not use")
         }
         if configuration.verifySignatures && !change.authenticatedByChain && !change.preverified { try change.verify() }
-        // Malformed ops are refused before buffering; the edits are decoded once.
-        var decoded: [(block: Int, edit: ContactEdit)]?
-        if mode == .plain {
-            if let prepared { decoded = prepared } else { decoded = try change.decodeEdits() }
-        }
+        // Malformed ops are refused before buffering; a plaintext change's blocks are then
+        // applied straight from its bytes (no ops built and dropped).
+        if mode == .plain && !checked { try change.checkPlainBlocks() }
 
         let d = devices.intern(change.author)
         if Int(d) == chains.count { chains.append(Chain()) }
@@ -195,8 +221,8 @@ public struct Replica: Sendable {
             return .pending
         }
         try checkChain(change, device: d)
-        if let decoded {
-            integrate(change, device: d, edits: decoded)
+        if mode == .plain {
+            integratePlain(change, device: d)
         } else {
             let (edits, missing) = try contents(of: change)
             integrate(change, device: d, edits: edits, missing: missing)
@@ -257,8 +283,14 @@ public struct Replica: Sendable {
             guard let change = chains[Int(d)].pending.removeValue(forKey: next) else { return }
             do {
                 try checkChain(change, device: d)
-                let (edits, missing) = try contents(of: change)
-                integrate(change, device: d, edits: edits, missing: missing)
+                if mode == .plain {
+                    // Checked again: a buffered variant with restored blocks was not checked.
+                    try change.checkPlainBlocks()
+                    integratePlain(change, device: d)
+                } else {
+                    let (edits, missing) = try contents(of: change)
+                    integrate(change, device: d, edits: edits, missing: missing)
+                }
             } catch {
                 droppedPending.append(error)
                 // Later buffered changes of this device cannot chain either: drop them too.
@@ -281,6 +313,11 @@ public struct Replica: Sendable {
             change = change.erasing(forgotten)
         }
         apply(edits, of: change, device: d)
+        hold(change, device: d)
+    }
+
+    /// Appends an applied change to its device's chain.
+    mutating func hold(_ change: Change, device d: UInt32) {
         chains[Int(d)].changes.append(change)
         chains[Int(d)].lastTimestamp = change.timestamp
         if change.timestamp > maxTimestamp { maxTimestamp = change.timestamp }
@@ -335,10 +372,10 @@ public struct Replica: Sendable {
     }
 
     @inline(__always)
-    private static func value(_ slot: inout Int) -> Int { slot }
+    static func value(_ slot: inout Int) -> Int { slot }
 
     /// Drops the contacts' state and erases their blocks from every held change.
-    private mutating func forget(_ ids: Set<ContactID>) {
+    mutating func forget(_ ids: Set<ContactID>) {
         forgotten.formUnion(ids)
         for id in ids { noteChanged(id) }
         for id in ids {
@@ -372,7 +409,7 @@ public struct Replica: Sendable {
     }
 
     @inline(__always)
-    private mutating func noteChanged(_ id: ContactID) {
+    mutating func noteChanged(_ id: ContactID) {
         guard changed != nil else { return }
         if changed!.count >= max(4096, records.count / 4) { changed = nil } else { changed!.insert(id) }
     }
@@ -554,6 +591,18 @@ public struct VersionVector: Equatable, Sendable {
     public subscript(_ device: DeviceKey) -> UInt64 {
         get { entries[device] ?? 0 }
         set { entries[device] = newValue == 0 ? nil : newValue }
+    }
+
+    /// How many changes this vector holds beyond `other` (saturating: a peer's vector may claim
+    /// any seq).
+    public func changesAhead(of other: VersionVector) -> Int {
+        var total = 0
+        for (device, seq) in entries where seq > other[device] {
+            let (sum, overflow) = total.addingReportingOverflow(Int(clamping: seq - other[device]))
+            if overflow { return Int.max }
+            total = sum
+        }
+        return total
     }
 }
 

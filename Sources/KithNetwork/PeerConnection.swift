@@ -274,9 +274,20 @@ enum PeerConnection {
         func sessionActions(_ message: SyncMessage) async -> [SyncSession.Action] {
             switch message {
             case .hello, .vector:
-                let snapshot = await node.replicas(scopes)
-                let vectors = await node.advertisedVectors(scopes)
-                return session.receive(message, replica: { snapshot[$0] }, vector: { vectors[$0] })
+                var lacking = 0
+                let actions: [SyncSession.Action]
+                do {
+                    let snapshot = await node.replicas(scopes)
+                    let vectors = await node.advertisedVectors(scopes)
+                    if case let .vector(scope, theirs) = message, session.sharedScopes.contains(scope), let ours = snapshot[scope] {
+                        lacking = theirs.changesAhead(of: ours.versionVector())
+                    }
+                    actions = session.receive(message, replica: { snapshot[$0] }, vector: { vectors[$0] })
+                }
+                // What the peer holds beyond this node is what it is about to send: the receiving
+                // replica sizes its tables once for it (the replica copies are let go first).
+                if case let .vector(scope, _) = message, lacking > 0 { await node.expectChanges(lacking, scope: scope) }
+                return actions
             default:
                 return session.receive(message, replica: { _ in nil }, vector: { _ in nil })
             }

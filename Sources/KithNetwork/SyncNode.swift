@@ -500,6 +500,11 @@ public actor SyncNode {
         }
     }
 
+    /// A peer's vector says it holds `count` changes of `scope` this node lacks (about to come).
+    func expectChanges(_ count: Int, scope: ScopeID) {
+        contactStore(for: scope)?.expectChanges(count)
+    }
+
     func push(_ changes: [Change], scope: ScopeID, except: Int? = nil) {
         for (id, p) in peers where id != except && p.scopes.contains(scope) { p.events.yield(.push(changes)) }
     }

@@ -528,6 +528,12 @@ public final class ContactStore {
         return results
     }
 
+    /// A peer is about to send `count` changes this store lacks: the replica sizes its tables
+    /// once for them (`Replica.expectChanges`).
+    public func expectChanges(_ count: Int) {
+        replica.expectChanges(count)
+    }
+
     /// What `reauthorOwnFork` did.
     public struct OwnFork: Sendable {
         /// The first seq at which this device's held chain differed from the peer's.

@@ -541,13 +541,20 @@ extension ContactStore {
     }
 
     /// Starts a background snapshot when enough ops were applied since the last one (fewer
-    /// snapshots while `catchingUp`). The owner calls it when a catch-up ends.
+    /// snapshots while `catchingUp`, and those written in line). The owner calls it when a
+    /// catch-up ends.
     public func snapshotIfDue() {
         guard replica.mode != .opaque, !isPoisoned, snapshotFile.isOpen else { return }
         let behind = replica.opCount - snapshotFile.opsCovered
         guard snapshotPolicy.isDue(behind: behind, total: replica.opCount, catchingUp: catchingUp) else { return }
         let index = snapshotIndexSource?(self) // brings the index up to date with `replica` first
-        snapshotFile.writeInBackground(replica, index: index)
+        if catchingUp {
+            // In line while a peer is still sending: a background write holds a copy of the
+            // replica, and the next received batch would copy every record of it (copy-on-write).
+            snapshotFile.writeNow(replica, index: index)
+        } else {
+            snapshotFile.writeInBackground(replica, index: index)
+        }
     }
 
     /// The index section of the snapshot loaded at open (once: the owner decodes it, patches it
