@@ -21,12 +21,13 @@ public struct GrantKey: Hashable, Sendable, Comparable {
 
 /// The organization hub's rules, sans I/O (Protocol/consent.md §4): which chapters it takes
 /// records from, which upward records it accepts, what it holds, what it deletes, and the
-/// answers it signs. A storage layer persists `held`, the closed grants and the decisions; the
-/// network layer feeds chapter logs, records and revocations in.
+/// answers it signs. A storage layer persists the held records (their bytes are only there: the
+/// ledger keeps a few facts of each, `Held`), the closed grants and the decisions; the network
+/// layer feeds chapter logs, records and revocations in.
 public struct HubLedger: Sendable {
     /// A record the hub currently holds, as the ledger decides on it: the few facts it needs, not
     /// the record. Its bytes, its receipt and its opened fields are in the store's sealed row
-    /// (`HubStorage.heldRows`); a hub holding a million records keeps about 300 bytes for each
+    /// (`HubStorage.heldRows`); a hub holding a million records keeps ~450 bytes for each
     /// here, not the 1.5 KB of the record and its receipt.
     public struct Held: Sendable {
         public let key: GrantKey
