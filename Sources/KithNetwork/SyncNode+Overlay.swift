@@ -367,6 +367,11 @@ extension SyncNode {
     /// Tests: whether the chapter waits for a new epoch (its current key reached a device that is not current).
     func testHookNeedsNewEpoch(chapter id: ChapterID) -> Bool? { chapters[id]?.log?.state.needsNewEpoch }
 
+    /// Tests: whether this node's log of the chapter lists `device` as a current device (nil: no such chapter).
+    func testHookIsCurrentDevice(_ device: Ed25519.PublicKey, chapter id: ChapterID) -> Bool? {
+        chapters[id]?.log?.state.isCurrentDevice(device)
+    }
+
     /// Tests: the chapter's current epoch and its key (a hostile member's forgeries).
     func testHookCurrentEpochKey(chapter id: ChapterID) -> (EpochRef, SymmetricKey)? {
         guard let ch = chapters[id], let ref = ch.log?.state.currentEpoch?.ref, let key = ch.store.replica.epochKeys[ref] else { return nil }

@@ -115,6 +115,39 @@ struct ChapterOverlayTests {
         return try await condition()
     }
 
+    /// For a failure message: each member whose table lacks `address` for `device`: its port,
+    /// its table, its overlay numbers, its peers (port label, device, scopes) and whether its log
+    /// waits for a new epoch.
+    func overlayReport(_ all: [Member], _ id: ChapterID, lacking device: Ed25519.PublicKey, _ address: String) async -> String {
+        var out: [String] = []
+        for (i, m) in all.enumerated() {
+            let table = await m.node.addressTable(chapter: id)
+            guard table[device.description] != address else { continue }
+            let info = await m.node.overlayInfo(chapter: id)
+            let peers = await m.node.peerInfo().map { "\($0.name) \($0.device.prefix(8)) scopes=\($0.scopes.count)" }
+            let current = await m.node.testHookCurrentEpochKey(chapter: id)?.0.description.prefix(8) ?? "none"
+            let held = try? (await m.node.testHookOwnRecordOf(device, chapter: id)).map { try PeerAddressRecord(decoding: $0) }
+            let heldText = held.map { "epoch \($0.epoch.description.prefix(8)) issued \($0.issuedMilliseconds)" } ?? "none"
+            out.append("member \(i) (port \(m.port), device \(m.device.publicKey.description.prefix(8))): current epoch \(current), held record \(heldText), table \(table), "
+                       + "connections \(info.connections), dialing \(info.dialing), refused \(info.refusedRecords), "
+                       + "needsNewEpoch \(String(describing: await m.node.testHookNeedsNewEpoch(chapter: id))), peers \(peers)")
+        }
+        return out.joined(separator: "; ")
+    }
+
+    /// `leaver` leaves the chapter and goes offline once every one of `others` holds the leave:
+    /// a node stopped right after `leave` may not have pushed the op yet, and a node that left
+    /// dials nobody for the chapter, so the others would keep it as a member (and the epoch).
+    func leaveAndGoOffline(_ leaver: Member, seenBy others: [Member], _ id: ChapterID) async throws {
+        _ = try await leaver.node.leave(chapter: nil)
+        let device = leaver.device.publicKey
+        #expect(try await eventually {
+            for m in others where await m.node.testHookIsCurrentDevice(device, chapter: id) != false { return false }
+            return true
+        }, "the leave reached every other member")
+        await leaver.offline()
+    }
+
     func changes(_ m: Member, _ id: ChapterID) async -> Int { await m.node.replica(for: id.contentScope)?.changeCount ?? 0 }
 
     /// Shares a new contact from `m` into the chapter (one change of the chapter scope).
@@ -466,8 +499,7 @@ struct ChapterOverlayTests {
             return true
         })
         let changesBefore = await changes(admin, id)
-        _ = try await mallory.node.leave(chapter: nil)
-        await mallory.offline()
+        try await leaveAndGoOffline(mallory, seenBy: [admin, bob, carol], id)
         #expect(try await eventually {
             for m in [admin, bob, carol] where await m.node.testHookNeedsNewEpoch(chapter: id) != false { return false }
             return true
@@ -494,10 +526,12 @@ struct ChapterOverlayTests {
         defer { Task { [all] in for m in all { await m.offline() } } }
         let (admin, carol, mallory, leaver) = (all[0], all[1], all[2], all[3])
         let malloryKey = mallory.device.publicKey.description, real = "127.0.0.1:\(mallory.port)"
-        #expect(try await eventually {
+        let everyoneHasIt = try await eventually {
             for m in all where await m.node.addressTable(chapter: id)[malloryKey] != real { return false }
             return true
-        })
+        }
+        let report = everyoneHasIt ? "" : await overlayReport(all, id, lacking: mallory.device.publicKey, real)
+        #expect(everyoneHasIt, "members lacking Mallory's address \(real): \(report)")
         let (ref, key) = try #require(await mallory.node.testHookCurrentEpochKey(chapter: id))
         let ahead = UInt64(Date().timeIntervalSince1970 * 1000) + 540_000
         let fast = try PeerAddressRecord.make(address: "127.0.0.1:1", chapter: id, device: mallory.device, issuedMilliseconds: ahead,
@@ -509,12 +543,13 @@ struct ChapterOverlayTests {
             return true
         })
         // A member leaves; the chapter renews its epoch; Mallory's node announces under the new one.
-        _ = try await leaver.node.leave(chapter: nil)
-        await leaver.offline()
-        #expect(try await eventually {
+        try await leaveAndGoOffline(leaver, seenBy: [admin, carol, mallory], id)
+        let renewed = try await eventually {
             for m in [admin, carol] where await m.node.addressTable(chapter: id)[malloryKey] != real { return false }
             return true
-        })
+        }
+        let renewedReport = renewed ? "" : await overlayReport(all, id, lacking: mallory.device.publicKey, real)
+        #expect(renewed, "members still lacking Mallory's address \(real): \(renewedReport)")
         await shutdown(all)
     }
 
