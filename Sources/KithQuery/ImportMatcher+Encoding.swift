@@ -55,8 +55,7 @@ extension ImportMatcher {
                 for _ in 0..<m { values.append(try r.u64()) }
                 valueEnd.append(values.count)
             }
-            guard let s = FlatMap(slotEntries) else { return nil }
-            slotEntries = []
+            guard let s = FlatMap(taking: &slotEntries) else { return nil }
             slots = s
             guard let ix = try slotMap(&r, "index") else { return nil }
             index = ix
@@ -77,11 +76,10 @@ extension ImportMatcher {
 
     /// `uvarint n ‖ n × (u64 hash ‖ id[16])`.
     private func put(_ map: FlatMap<UInt64>, _ w: inout ByteWriter) {
-        let entries = map.entries
-        w.uvarint(entries.count)
-        for e in entries {
-            w.u64(e.key)
-            Self.put(ids[Int(e.slot)], &w)
+        w.uvarint(map.count)
+        map.forEach { key, slot in
+            w.u64(key)
+            Self.put(ids[Int(slot)], &w)
         }
     }
 
@@ -96,7 +94,7 @@ extension ImportMatcher {
             guard let slot = slots[try Self.id(&r)] else { return nil }
             entries.append(.init(key: h, slot: slot))
         }
-        return FlatMap(entries)
+        return FlatMap(taking: &entries)
     }
 
     private static func put(_ id: ContactID, _ w: inout ByteWriter) {
@@ -135,7 +133,9 @@ extension ImportMatcher: Equatable {
             contacts[ids[i]] = .init(name: names[i], postalCode: postalCodes[i], values: Set(values(of: Int32(i))).union(more[Int32(i)] ?? []))
         }
         func map(_ m: FlatMap<UInt64>) -> [UInt64: ContactID] {
-            Dictionary(uniqueKeysWithValues: m.entries.map { ($0.key, ids[Int($0.slot)]) })
+            var d: [UInt64: ContactID] = [:]
+            m.forEach { d[$0] = ids[Int($1)] }
+            return d
         }
         return Canonical(contacts: contacts, index: map(index), shared: shared, byNamePostal: map(byNamePostal))
     }

@@ -43,16 +43,21 @@ public struct ImportMatcher: Sendable {
 
         init() {}
 
-        /// A map of `entries`, nil when a key repeats.
-        init?(_ entries: [Entry]) {
-            sorted = entries.sorted { $0.key < $1.key }
+        /// A map of `entries` (sorted in place and taken: no second copy), nil when a key repeats.
+        init?(taking entries: inout [Entry]) {
+            entries.sort { $0.key < $1.key }
+            sorted = entries
+            entries = []
             for i in sorted.indices.dropFirst() where sorted[i - 1].key == sorted[i].key { return nil }
         }
 
         var count: Int { sorted.count + added.count }
 
-        /// Every entry (the sorted ones, then those added since the last merge).
-        var entries: [Entry] { sorted + added.map { Entry(key: $0.key, slot: $0.value) } }
+        /// Each entry (the sorted ones, then those added since the last merge), without a copy.
+        func forEach(_ body: (Key, Int32) -> Void) {
+            for e in sorted { body(e.key, e.slot) }
+            for (k, s) in added { body(k, s) }
+        }
 
         subscript(key: Key) -> Int32? {
             if let s = added[key] { return s }
