@@ -9,32 +9,26 @@ extension ImportMatcher {
     /// `u8 1 ‖ contacts ‖ index ‖ shared ‖ name+postal`, each a uvarint count of entries (store.md
     /// §Import index gives each entry's layout).
     public var encoded: [UInt8] {
-        var w = ByteWriter(capacity: 64 + known.count * 120)
+        var w = ByteWriter(capacity: 64 + ids.count * 40 + values.count * 8 + (index.count + byNamePostal.count) * 24)
         w.u8(Self.encodingVersion)
-        w.uvarint(known.count)
-        for (id, k) in known {
-            Self.put(id, &w)
-            w.text(k.name)
-            w.text(k.postalCode)
-            w.uvarint(k.values.count)
-            for v in k.values { w.u64(v) }
+        w.uvarint(ids.count)
+        for i in ids.indices {
+            Self.put(ids[i], &w)
+            w.text(names[i])
+            w.text(postalCodes[i])
+            let own = values(of: Int32(i)), later = more[Int32(i)] ?? []
+            w.uvarint(own.count + later.count)
+            for v in own { w.u64(v) }
+            for v in later { w.u64(v) }
         }
-        w.uvarint(index.count)
-        for (h, id) in index {
-            w.u64(h)
-            Self.put(id, &w)
-        }
+        put(index, &w)
         w.uvarint(shared.count)
         for (h, ids) in shared {
             w.u64(h)
             w.uvarint(ids.count)
             for id in ids { Self.put(id, &w) }
         }
-        w.uvarint(byNamePostal.count)
-        for (h, id) in byNamePostal {
-            w.u64(h)
-            Self.put(id, &w)
-        }
+        put(byNamePostal, &w)
         return w.bytes
     }
 
@@ -45,20 +39,26 @@ extension ImportMatcher {
             guard try r.u8() == Self.encodingVersion else { return nil }
             self.init()
             let n = try r.count(max: r.remaining / 19, "contacts")
-            known.reserveCapacity(n)
-            for _ in 0..<n {
+            ids.reserveCapacity(n)
+            names.reserveCapacity(n)
+            postalCodes.reserveCapacity(n)
+            valueEnd.reserveCapacity(n)
+            var slotEntries: [FlatMap<ContactID>.Entry] = []
+            slotEntries.reserveCapacity(n)
+            for i in 0..<n {
                 let id = try Self.id(&r)
-                var k = Known()
-                k.name = try r.text(max: 1 << 16)
-                k.postalCode = try r.text(max: 1 << 16)
+                ids.append(id)
+                slotEntries.append(.init(key: id, slot: Int32(i)))
+                names.append(try r.text(max: 1 << 16))
+                postalCodes.append(try r.text(max: 1 << 16))
                 let m = try r.count(max: r.remaining / 8, "values")
-                k.values.reserveCapacity(m)
-                for _ in 0..<m { k.values.insert(try r.u64()) }
-                known[id] = k
+                for _ in 0..<m { values.append(try r.u64()) }
+                valueEnd.append(values.count)
             }
-            let ni = try r.count(max: r.remaining / 24, "index")
-            index.reserveCapacity(ni)
-            for _ in 0..<ni { index[try r.u64()] = try Self.id(&r) }
+            guard let s = FlatMap(taking: &slotEntries) else { return nil }
+            slots = s
+            guard let ix = try slotMap(&r, "index") else { return nil }
+            index = ix
             let ns = try r.count(max: r.remaining / 9, "shared")
             for _ in 0..<ns {
                 let h = try r.u64()
@@ -66,13 +66,35 @@ extension ImportMatcher {
                 for _ in 0..<(try r.count(max: r.remaining / 16, "ids")) { ids.insert(try Self.id(&r)) }
                 shared[h] = ids
             }
-            let np = try r.count(max: r.remaining / 24, "name+postal")
-            byNamePostal.reserveCapacity(np)
-            for _ in 0..<np { byNamePostal[try r.u64()] = try Self.id(&r) }
+            guard let np = try slotMap(&r, "name+postal") else { return nil }
+            byNamePostal = np
             guard r.isAtEnd else { return nil }
         } catch {
             return nil
         }
+    }
+
+    /// `uvarint n ‖ n × (u64 hash ‖ id[16])`.
+    private func put(_ map: FlatMap<UInt64>, _ w: inout ByteWriter) {
+        w.uvarint(map.count)
+        map.forEach { key, slot in
+            w.u64(key)
+            Self.put(ids[Int(slot)], &w)
+        }
+    }
+
+    /// A section `put` wrote, each id read as the slot of that contact; nil when an id is not
+    /// one of the contacts or a hash repeats.
+    private func slotMap(_ r: inout ByteReader, _ what: String) throws(DecodeError) -> FlatMap<UInt64>? {
+        let n = try r.count(max: r.remaining / 24, what)
+        var entries: [FlatMap<UInt64>.Entry] = []
+        entries.reserveCapacity(n)
+        for _ in 0..<n {
+            let h = try r.u64()
+            guard let slot = slots[try Self.id(&r)] else { return nil }
+            entries.append(.init(key: h, slot: slot))
+        }
+        return FlatMap(taking: &entries)
     }
 
     private static func put(_ id: ContactID, _ w: inout ByteWriter) {
@@ -86,7 +108,35 @@ extension ImportMatcher {
 }
 
 extension ImportMatcher: Equatable {
+    /// The same contacts (ids, names, postal codes, value hashes) and the same maps, whatever
+    /// order they were learned or decoded in.
     public static func == (a: ImportMatcher, b: ImportMatcher) -> Bool {
-        a.known == b.known && a.index == b.index && a.shared == b.shared && a.byNamePostal == b.byNamePostal
+        a.canonical == b.canonical
+    }
+
+    struct Canonical: Equatable {
+        var contacts: [ContactID: Contact]
+        var index: [UInt64: ContactID]
+        var shared: [UInt64: Set<ContactID>]
+        var byNamePostal: [UInt64: ContactID]
+
+        struct Contact: Equatable {
+            var name: String
+            var postalCode: String
+            var values: Set<UInt64>
+        }
+    }
+
+    var canonical: Canonical {
+        var contacts: [ContactID: Canonical.Contact] = [:]
+        for i in ids.indices {
+            contacts[ids[i]] = .init(name: names[i], postalCode: postalCodes[i], values: Set(values(of: Int32(i))).union(more[Int32(i)] ?? []))
+        }
+        func map(_ m: FlatMap<UInt64>) -> [UInt64: ContactID] {
+            var d: [UInt64: ContactID] = [:]
+            m.forEach { d[$0] = ids[Int($1)] }
+            return d
+        }
+        return Canonical(contacts: contacts, index: map(index), shared: shared, byNamePostal: map(byNamePostal))
     }
 }
