@@ -144,7 +144,12 @@ public enum WebAssets {
           var results = document.getElementById("results");
           var part = results && search ? "list" : "main";
           fetchPart(location.href, part).then(function (html) {
+            // A box the person opened (another chapter, a form) stays open across the refresh.
+            var opened = [];
+            main.querySelectorAll("details").forEach(function (d, i) { if (d.open) opened.push(i); });
             (part === "list" ? results : main).innerHTML = html;
+            var boxes = main.querySelectorAll("details");
+            opened.forEach(function (i) { if (boxes[i]) boxes[i].open = true; });
             if (note) { note.textContent = note.getAttribute("data-text") || ""; setTimeout(function () { note.textContent = ""; }, 3000); }
             window.kithLiveUpdates = (window.kithLiveUpdates || 0) + 1;
           }).catch(function () {});
