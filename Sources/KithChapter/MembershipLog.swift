@@ -153,7 +153,10 @@ public struct MembershipLog: Sendable {
         let builtOnByNonShares = Self.builtOn(batch) { _, child in
             if case .shareKey = child.action { return false } else { return true }
         }
-        let keyShareQuota = Self.maxKeySharesPerMember(devicesEverListed: state.devicesEverListed.values.reduce(0, +), epochs: state.epochs.count)
+        // Devices this batch lists count too: a joiner takes the whole log in one batch, in
+        // which an honest admin shared the key with every device it admitted.
+        let keyShareQuota = Self.maxKeySharesPerMember(devicesEverListed: state.devicesEverListed.values.reduce(0, +) + vouched.count,
+                                                       epochs: state.epochs.count)
         for op in incoming {
             if ops[op.id] != nil || pending[op.id] != nil { continue }
             if case .create = op.action {

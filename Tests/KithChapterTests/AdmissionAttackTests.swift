@@ -43,6 +43,30 @@ struct AdmissionAttackTests {
         }
     }
 
+    /// The key-share budget must not refuse an honest admin's shares when a joiner takes the
+    /// whole log in one batch: one `share key` per admitted member, far more than the budget of
+    /// the joiner's empty state (this broke every join past ~60 members in `kith-bench chapter`).
+    @Test func aJoinerTakesALogOfManyAdmissionsWhole() throws {
+        var log = try MembershipLog.create(name: "Ward 5", certificate: alice.certificate, device: alice.device, now: t0)
+        let now = t0 / 1000
+        let (_, invite) = try log.openInvite(expiresAt: now + 7 * 86_400, uses: 200, hint: "", certificate: alice.certificate, device: alice.device, now: now)
+        let hs = [UInt8](repeating: 5, count: 64)
+        let joiners = (0..<150).map { _ in
+            DeviceCertificate.issue(member: Ed25519.PrivateKey(), deviceSigningKey: Ed25519.PrivateKey().publicKey,
+                                    deviceAgreementKey: X25519.PrivateKey().publicKey, createdAt: 1_700_000_000)
+        }
+        for (i, joiner) in joiners.enumerated() {
+            _ = try log.admit(joiner: joiner, proof: invite.proof(handshakeHash: hs, certificate: joiner), handshakeHash: hs,
+                              certificate: alice.certificate, device: alice.device, agreement: alice.agreement, nowMilliseconds: t0 + 10 + UInt64(i) * 2)
+            _ = try log.shareMissingKeys(certificate: alice.certificate, device: alice.device, agreement: alice.agreement, now: t0 + 11 + UInt64(i) * 2)
+        }
+        let fresh = try MembershipLog(chapter: log.chapter, ops: log.allOps.map(\.encoded), nowMilliseconds: t0 + 10_000)
+        let same = fresh.state == log.state
+        #expect(same, "a joiner's copy of the log evaluates as the admin's")
+        #expect(joiners.allSatisfy { fresh.state.isMember($0.memberKey) })
+        #expect(fresh.refusedOverQuota == 0 && fresh.refusedRedundantKeyShares == 0)
+    }
+
     /// A removed admin keeps the seeds of the invites they opened; `kith chapter remove` closes
     /// only the invite the removed member joined with, and any admin's daemon now admits with any
     /// open invite (chapters.md §4). Bob, an admin, opens an invite, is removed, and comes back
